@@ -1,0 +1,39 @@
+// Module registration only. The addon is context-aware (NAPI_MODULE_INIT via node-addon-api):
+// each env (main thread, each worker_thread) gets its own AddonData and cleanup hook.
+#include <napi.h>
+
+#include "async_job.h"
+#include "env_state.h"
+#include "runtime.h"
+#include "session.h"
+
+namespace nimify {
+namespace {
+
+// Runs on the env's thread when the env is torn down (worker.terminate(), process exit).
+// Registered after N-API's own hook, so it runs before N-API finalizes references.
+void OnEnvCleanup(void* arg) {
+  auto* state = static_cast<std::shared_ptr<EnvState>*>(arg);
+  (*state)->shutting_down = true;
+  for (AsyncJob* job : (*state)->active) job->OnEnvTeardown();
+  delete state;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  data->session_ctor = Napi::Persistent(Session::Define(env));
+  env.SetInstanceData<AddonData>(data);
+  napi_add_env_cleanup_hook(env, OnEnvCleanup, new std::shared_ptr<EnvState>(data->state));
+
+  exports.Set("loadRuntime", Napi::Function::New<LoadRuntimeJs>(env, "loadRuntime"));
+  exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfoJs>(env, "runtimeInfo"));
+  exports.Set("createSession", Napi::Function::New<Session::Create>(env, "createSession"));
+  exports.Set("Session", data->session_ctor.Value());
+  return exports;
+}
+
+}  // namespace
+}  // namespace nimify
+
+static Napi::Object InitNimify(Napi::Env env, Napi::Object exports) { return nimify::Init(env, exports); }
+NODE_API_MODULE(nimify, InitNimify)

@@ -1,0 +1,194 @@
+#include "session_core.h"
+
+#include <cstring>
+
+#include "element_type.h"
+#include "ort_api.h"
+
+namespace nimify {
+
+namespace {
+
+// Releases an ORT object at scope exit.
+template <typename T, void (*OrtApi::*Release)(T*)>
+struct OrtPtr {
+  T* p = nullptr;
+  ~OrtPtr() {
+    if (p != nullptr) (g_ort->*Release)(p);
+  }
+};
+
+std::string TakeString(char* s) {
+  std::string out = s != nullptr ? s : "";
+  if (s != nullptr) DefaultAllocator()->Free(DefaultAllocator(), s);
+  return out;
+}
+
+bool DescribeTypeInfo(const OrtTypeInfo* info, IoInfo* io, Failure* failure) {
+  ONNXType onnx_type = ONNX_TYPE_UNKNOWN;
+  if ((*failure = FromOrtStatus(g_ort->GetOnnxTypeFromTypeInfo(info, &onnx_type), "reading I/O type"))) return false;
+  if (onnx_type != ONNX_TYPE_TENSOR) {
+    io->is_tensor = false;
+    io->has_shape = false;
+    io->type_name = onnx_type == ONNX_TYPE_SEQUENCE ? "sequence"
+                    : onnx_type == ONNX_TYPE_MAP    ? "map"
+                    : onnx_type == ONNX_TYPE_OPTIONAL ? "optional"
+                                                      : "unknown";
+    return true;
+  }
+  const OrtTensorTypeAndShapeInfo* tinfo = nullptr;
+  if ((*failure = FromOrtStatus(g_ort->CastTypeInfoToTensorInfo(info, &tinfo), "reading tensor info"))) return false;
+  if ((*failure = FromOrtStatus(g_ort->GetTensorElementType(tinfo, &io->elem), "reading element type"))) return false;
+  io->type_name = OnnxTypeName(io->elem);
+  size_t rank = 0;
+  if ((*failure = FromOrtStatus(g_ort->GetDimensionsCount(tinfo, &rank), "reading rank"))) return false;
+  io->shape.assign(rank, -1);
+  std::vector<const char*> sym(rank, nullptr);
+  if (rank > 0) {
+    if ((*failure = FromOrtStatus(g_ort->GetDimensions(tinfo, io->shape.data(), rank), "reading dims"))) return false;
+    if ((*failure = FromOrtStatus(g_ort->GetSymbolicDimensions(tinfo, sym.data(), rank), "reading dim names")))
+      return false;
+  }
+  io->symbolic.resize(rank);
+  for (size_t i = 0; i < rank; ++i) io->symbolic[i] = sym[i] != nullptr ? sym[i] : "";
+  return true;
+}
+
+}  // namespace
+
+std::shared_ptr<SessionCore> SessionCore::Create(const std::string& path, const uint8_t* bytes, size_t length,
+                                                 const SessionConfig& config, Failure* failure) {
+  OrtPtr<OrtSessionOptions, &OrtApi::ReleaseSessionOptions> opts;
+  if ((*failure = FromOrtStatus(g_ort->CreateSessionOptions(&opts.p), "creating session options"))) return nullptr;
+  auto check = [&](OrtStatus* st, const std::string& what) {
+    *failure = FromOrtStatus(st, what);
+    return !*failure;
+  };
+  if (config.intra_op_threads >= 0 &&
+      !check(g_ort->SetIntraOpNumThreads(opts.p, config.intra_op_threads), "options.intraOpNumThreads"))
+    return nullptr;
+  if (config.inter_op_threads >= 0 &&
+      !check(g_ort->SetInterOpNumThreads(opts.p, config.inter_op_threads), "options.interOpNumThreads"))
+    return nullptr;
+  if (config.optimization_level >= 0 &&
+      !check(g_ort->SetSessionGraphOptimizationLevel(opts.p, static_cast<GraphOptimizationLevel>(config.optimization_level)),
+             "options.graphOptimizationLevel"))
+    return nullptr;
+  if (config.execution_mode >= 0 &&
+      !check(g_ort->SetSessionExecutionMode(opts.p, static_cast<ExecutionMode>(config.execution_mode)),
+             "options.executionMode"))
+    return nullptr;
+  if (config.log_severity >= 0 &&
+      !check(g_ort->SetSessionLogSeverityLevel(opts.p, config.log_severity), "options.logSeverityLevel"))
+    return nullptr;
+  if (!config.optimized_model_path.empty() &&
+      !check(g_ort->SetOptimizedModelFilePath(opts.p, config.optimized_model_path.c_str()),
+             "options.optimizedModelFilePath"))
+    return nullptr;
+  for (const auto& [name, value] : config.free_dimension_overrides) {
+    if (!check(g_ort->AddFreeDimensionOverrideByName(opts.p, name.c_str(), value),
+               "options.freeDimensionOverrides." + name))
+      return nullptr;
+  }
+  for (const auto& ep : config.execution_providers) {
+    if (ep != "cpu") {
+      failure->Set(code::kUnsupported, "options.executionProviders: execution provider '" + ep +
+                                           "' is not available in this build (supported: cpu)");
+      return nullptr;
+    }
+  }
+
+  std::shared_ptr<SessionCore> core(new SessionCore());
+  OrtStatus* st = bytes != nullptr ? g_ort->CreateSessionFromArray(Env(), bytes, length, opts.p, &core->session_)
+                                   : g_ort->CreateSession(Env(), path.c_str(), opts.p, &core->session_);
+  if (st != nullptr) {
+    const std::string what = bytes != nullptr ? "loading model from bytes" : "loading model '" + path + "'";
+    *failure = FromOrtStatus(st, what);
+    // ORT reports unreadable bytes and some malformed files as ORT_FAIL; both are bad models.
+    if (std::strcmp(failure->code, code::kRuntimeError) == 0) failure->code = code::kInvalidModel;
+    return nullptr;
+  }
+  if (!core->ReadMetadata(failure)) return nullptr;
+  return core;
+}
+
+SessionCore::~SessionCore() {
+  if (session_ != nullptr) g_ort->ReleaseSession(session_);
+}
+
+bool SessionCore::ReadMetadata(Failure* failure) {
+  for (int pass = 0; pass < 2; ++pass) {
+    const bool is_input = pass == 0;
+    size_t count = 0;
+    OrtStatus* st = is_input ? g_ort->SessionGetInputCount(session_, &count)
+                             : g_ort->SessionGetOutputCount(session_, &count);
+    if ((*failure = FromOrtStatus(st, "counting model I/O"))) return false;
+    auto& list = is_input ? inputs_ : outputs_;
+    list.resize(count);
+    for (size_t i = 0; i < count; ++i) {
+      char* name = nullptr;
+      st = is_input ? g_ort->SessionGetInputName(session_, i, DefaultAllocator(), &name)
+                    : g_ort->SessionGetOutputName(session_, i, DefaultAllocator(), &name);
+      if ((*failure = FromOrtStatus(st, "reading I/O name"))) return false;
+      list[i].name = TakeString(name);
+      OrtPtr<OrtTypeInfo, &OrtApi::ReleaseTypeInfo> info;
+      st = is_input ? g_ort->SessionGetInputTypeInfo(session_, i, &info.p)
+                    : g_ort->SessionGetOutputTypeInfo(session_, i, &info.p);
+      if ((*failure = FromOrtStatus(st, "reading I/O type info"))) return false;
+      if (!DescribeTypeInfo(info.p, &list[i], failure)) return false;
+    }
+  }
+  for (const auto& io : inputs_) input_names_.push_back(io.name.c_str());
+  for (const auto& io : outputs_) output_names_.push_back(io.name.c_str());
+
+  OrtPtr<OrtModelMetadata, &OrtApi::ReleaseModelMetadata> meta;
+  if ((*failure = FromOrtStatus(g_ort->SessionGetModelMetadata(session_, &meta.p), "reading model metadata")))
+    return false;
+  OrtAllocator* a = DefaultAllocator();
+  char* s = nullptr;
+  if ((*failure = FromOrtStatus(g_ort->ModelMetadataGetProducerName(meta.p, a, &s), "metadata"))) return false;
+  metadata_.producer_name = TakeString(s);
+  if ((*failure = FromOrtStatus(g_ort->ModelMetadataGetGraphName(meta.p, a, &s), "metadata"))) return false;
+  metadata_.graph_name = TakeString(s);
+  if ((*failure = FromOrtStatus(g_ort->ModelMetadataGetDomain(meta.p, a, &s), "metadata"))) return false;
+  metadata_.domain = TakeString(s);
+  if ((*failure = FromOrtStatus(g_ort->ModelMetadataGetDescription(meta.p, a, &s), "metadata"))) return false;
+  metadata_.description = TakeString(s);
+  if ((*failure = FromOrtStatus(g_ort->ModelMetadataGetGraphDescription(meta.p, a, &s), "metadata"))) return false;
+  metadata_.graph_description = TakeString(s);
+  if ((*failure = FromOrtStatus(g_ort->ModelMetadataGetVersion(meta.p, &metadata_.version), "metadata"))) return false;
+  char** keys = nullptr;
+  int64_t nkeys = 0;
+  if ((*failure = FromOrtStatus(g_ort->ModelMetadataGetCustomMetadataMapKeys(meta.p, a, &keys, &nkeys), "metadata")))
+    return false;
+  for (int64_t i = 0; i < nkeys; ++i) {
+    std::string key = TakeString(keys[i]);
+    char* value = nullptr;
+    if ((*failure = FromOrtStatus(g_ort->ModelMetadataLookupCustomMetadataMap(meta.p, a, key.c_str(), &value),
+                                  "metadata"))) {
+      for (int64_t j = i + 1; j < nkeys; ++j) a->Free(a, keys[j]);
+      a->Free(a, keys);
+      return false;
+    }
+    metadata_.custom.emplace_back(std::move(key), TakeString(value));
+  }
+  if (keys != nullptr) a->Free(a, keys);
+  return true;
+}
+
+int SessionCore::InputIndex(const char* name, size_t len) const {
+  for (size_t i = 0; i < inputs_.size(); ++i) {
+    if (inputs_[i].name.size() == len && std::memcmp(inputs_[i].name.data(), name, len) == 0) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+int SessionCore::OutputIndex(const char* name, size_t len) const {
+  for (size_t i = 0; i < outputs_.size(); ++i) {
+    if (outputs_[i].name.size() == len && std::memcmp(outputs_[i].name.data(), name, len) == 0)
+      return static_cast<int>(i);
+  }
+  return -1;
+}
+
+}  // namespace nimify

@@ -1,0 +1,78 @@
+// SessionCore: one OrtSession plus the metadata read from it, with no JS in it.
+//
+// Ownership: held by std::shared_ptr. The JS Session wrapper holds one reference and every
+// in-flight RunJob holds another, so the OrtSession outlives both a dispose() that races a run
+// and an environment teardown (worker_threads) that finalizes wrappers before the threadpool
+// drains. All fields are immutable after Create(); OrtSession::Run is thread-safe, so any
+// number of threads may run the same core concurrently without a lock.
+#pragma once
+
+#include <onnxruntime_c_api.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "errors.h"
+
+namespace nimify {
+
+struct SessionConfig {
+  int intra_op_threads = -1;  // -1 = ORT default
+  int inter_op_threads = -1;
+  int optimization_level = -1;  // GraphOptimizationLevel, -1 = ORT default (all)
+  int execution_mode = -1;      // ExecutionMode, -1 = ORT default (sequential)
+  int log_severity = -1;        // 0 verbose .. 4 fatal, -1 = env default (warning)
+  std::string optimized_model_path;
+  std::vector<std::pair<std::string, int64_t>> free_dimension_overrides;
+  std::vector<std::string> execution_providers;  // in preference order; "cpu" is always implied
+};
+
+struct IoInfo {
+  std::string name;
+  bool is_tensor = true;        // sequences/maps are described but cannot be fed
+  ONNXTensorElementDataType elem = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  std::string type_name;        // "float32", ..., or "sequence"/"map"/"optional" for non-tensors
+  std::vector<int64_t> shape;   // -1 for a dynamic dim
+  std::vector<std::string> symbolic;  // dim names where the model gives one, else ""
+  bool has_shape = true;        // false when the model declares no rank
+};
+
+struct ModelMetadata {
+  std::string producer_name, graph_name, domain, description, graph_description;
+  int64_t version = 0;
+  std::vector<std::pair<std::string, std::string>> custom;
+};
+
+class SessionCore {
+ public:
+  // Runs on a threadpool thread. Exactly one of path / (bytes, length) is used.
+  static std::shared_ptr<SessionCore> Create(const std::string& path, const uint8_t* bytes, size_t length,
+                                             const SessionConfig& config, Failure* failure);
+  ~SessionCore();
+  SessionCore(const SessionCore&) = delete;
+  SessionCore& operator=(const SessionCore&) = delete;
+
+  OrtSession* session() const { return session_; }
+  const std::vector<IoInfo>& inputs() const { return inputs_; }
+  const std::vector<IoInfo>& outputs() const { return outputs_; }
+  const ModelMetadata& metadata() const { return metadata_; }
+  // Index of the named input/output, or -1.
+  int InputIndex(const char* name, size_t len) const;
+  int OutputIndex(const char* name, size_t len) const;
+  const char* const* input_names() const { return input_names_.data(); }
+  const char* const* output_names() const { return output_names_.data(); }
+
+ private:
+  SessionCore() = default;
+  bool ReadMetadata(Failure* failure);
+
+  OrtSession* session_ = nullptr;
+  std::vector<IoInfo> inputs_, outputs_;
+  std::vector<const char*> input_names_, output_names_;  // point into inputs_/outputs_ names
+  ModelMetadata metadata_;
+};
+
+}  // namespace nimify

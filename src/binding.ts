@@ -1,0 +1,148 @@
+/**
+ * Loads the native addon (a prebuild or a local build, through node-gyp-build) and ONNX Runtime.
+ * Both happen on first use, never at `require('nimify')`, so importing nimify cannot fail
+ * because ORT is missing; the first call that needs ORT gets a NimifyError naming every path
+ * tried and the fix.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { NimifyError, fromNative } from './errors';
+
+/** A tensor as the addon reads it: `type`, `data`, `dims` properties. */
+export interface NativeTensorLike {
+  readonly type: string;
+  readonly data: unknown;
+  readonly dims: readonly number[];
+}
+
+export type NativeResult = [type: string, data: unknown, dims: number[]] | null;
+
+export interface NativeIoInfo {
+  name: string;
+  type: string;
+  shape: Array<number | string> | null;
+}
+
+export interface NativeDescription {
+  inputs: NativeIoInfo[];
+  outputs: NativeIoInfo[];
+  metadata: {
+    producerName: string;
+    graphName: string;
+    domain: string;
+    description: string;
+    graphDescription: string;
+    version: number;
+    custom: Record<string, string>;
+  };
+}
+
+export interface NativeSession {
+  describe(): NativeDescription;
+  run(names: string[], inputs: NativeTensorLike[], outNames: string[], outputs: (NativeTensorLike | null)[], runId: number): Promise<NativeResult[]>;
+  runSync(names: string[], inputs: NativeTensorLike[], outNames: string[], outputs: (NativeTensorLike | null)[]): NativeResult[];
+  cancel(runId: number, code: 'ABORTED' | 'TIMEOUT'): boolean;
+  release(): void;
+}
+
+export interface RuntimeInfo {
+  /** The ONNX Runtime shared library that was loaded. */
+  library: string;
+  /** ONNX Runtime's own version string. */
+  version: string;
+  /** The C API version nimify requested. */
+  apiVersion: number;
+}
+
+export interface NativeBinding {
+  loadRuntime(candidates: string[]): RuntimeInfo;
+  runtimeInfo(): RuntimeInfo | null;
+  createSession(source: string | Uint8Array, config: Record<string, unknown>): Promise<NativeSession>;
+}
+
+const PACKAGE_ROOT = path.resolve(__dirname, '..');
+let addon: NativeBinding | undefined;
+let runtime: RuntimeInfo | undefined;
+
+function loadAddon(): NativeBinding {
+  if (addon) return addon;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => NativeBinding;
+    addon = nodeGypBuild(PACKAGE_ROOT);
+  } catch (err) {
+    throw new NimifyError(
+      'RUNTIME_UNAVAILABLE',
+      `the nimify native addon could not be loaded (${(err as Error).message}). ` +
+        'No prebuild matches this platform and no local build exists: run `npm rebuild nimify` (needs a C++ compiler and cmake or python3).',
+      { cause: err },
+    );
+  }
+  return addon;
+}
+
+function libraryNames(): string[] {
+  if (process.platform === 'win32') return ['onnxruntime.dll'];
+  if (process.platform === 'darwin') return ['libonnxruntime.dylib'];
+  return ['libonnxruntime.so.1', 'libonnxruntime.so'];
+}
+
+/**
+ * Where ONNX Runtime is looked for, in order: $NIMIFY_ORT_LIBRARY alone when set (an explicit
+ * choice never falls back silently), else the library bundled in the onnxruntime-node package.
+ */
+export function runtimeCandidates(env: NodeJS.ProcessEnv = process.env): { candidates: string[]; notes: string[] } {
+  const explicit = env.NIMIFY_ORT_LIBRARY;
+  if (explicit) return { candidates: [path.resolve(explicit)], notes: ['NIMIFY_ORT_LIBRARY is set'] };
+  const notes: string[] = [];
+  const candidates: string[] = [];
+  let pkgDir: string | undefined;
+  try {
+    pkgDir = path.dirname(require.resolve('onnxruntime-node/package.json', { paths: [PACKAGE_ROOT, process.cwd()] }));
+  } catch {
+    notes.push('the onnxruntime-node package is not installed');
+  }
+  if (pkgDir) {
+    const binDir = path.join(pkgDir, 'bin', 'napi-v6', process.platform, process.arch);
+    let found = false;
+    for (const name of libraryNames()) {
+      const p = path.join(binDir, name);
+      candidates.push(p);
+      if (fs.existsSync(p)) found = true;
+    }
+    if (process.platform === 'darwin' && fs.existsSync(binDir)) {
+      for (const f of fs.readdirSync(binDir)) {
+        if (/^libonnxruntime\..*dylib$/.test(f)) candidates.push(path.join(binDir, f));
+      }
+    }
+    if (!found) notes.push(`onnxruntime-node has no ONNX Runtime library for ${process.platform}/${process.arch}`);
+  }
+  return { candidates, notes };
+}
+
+/** The addon with ONNX Runtime loaded. Throws NimifyError('RUNTIME_UNAVAILABLE') otherwise. */
+export function getBinding(): NativeBinding {
+  const b = loadAddon();
+  if (runtime) return b;
+  const { candidates, notes } = runtimeCandidates();
+  try {
+    runtime = b.loadRuntime(candidates);
+  } catch (err) {
+    const e = fromNative(err);
+    const noteText = notes.length ? ` (${notes.join('; ')})` : '';
+    throw new NimifyError(
+      'RUNTIME_UNAVAILABLE',
+      `could not load ONNX Runtime${noteText}: ${candidates.length ? e.message : 'no library paths to try'}\n` +
+        'Fix: install onnxruntime-node (`npm install onnxruntime-node`), or set NIMIFY_ORT_LIBRARY to the path of ' +
+        'libonnxruntime.so from ONNX Runtime >= 1.23.',
+      { cause: err },
+    );
+  }
+  return b;
+}
+
+/** Which ONNX Runtime nimify uses; loads it if needed. */
+export function runtimeInfo(): RuntimeInfo {
+  getBinding();
+  return { ...(runtime as RuntimeInfo) };
+}

@@ -1,0 +1,58 @@
+/**
+ * nimify's one error vocabulary: every failure a user can see is a NimifyError with a stable
+ * `code`. The table below is the single mapping code → category → HTTP status; the server
+ * (a later layer) maps errors through it and nowhere else.
+ */
+
+export type ErrorCategory = 'client' | 'not-found' | 'unavailable' | 'timeout' | 'aborted' | 'internal';
+
+export const ERROR_TABLE = {
+  INVALID_ARGUMENT: { category: 'client', httpStatus: 400, description: 'An argument, option or tensor is malformed or does not match the model.' },
+  NOT_FOUND: { category: 'not-found', httpStatus: 404, description: 'A model file, input or output name does not exist.' },
+  INVALID_MODEL: { category: 'client', httpStatus: 400, description: 'The bytes or file are not a model ONNX Runtime can load.' },
+  UNSUPPORTED: { category: 'client', httpStatus: 400, description: 'The request is well-formed but this build or model cannot serve it (e.g. an execution provider that is not available).' },
+  RUNTIME_ERROR: { category: 'internal', httpStatus: 500, description: 'ONNX Runtime failed while running the model.' },
+  RUNTIME_UNAVAILABLE: { category: 'unavailable', httpStatus: 503, description: 'The ONNX Runtime shared library (or the nimify addon) could not be loaded.' },
+  ABORTED: { category: 'aborted', httpStatus: 499, description: 'The caller aborted the request (AbortSignal).' },
+  TIMEOUT: { category: 'timeout', httpStatus: 504, description: 'The request exceeded its timeoutMs; the run was terminated.' },
+  DISPOSED: { category: 'unavailable', httpStatus: 503, description: 'The model was disposed.' },
+  INTERNAL: { category: 'internal', httpStatus: 500, description: 'A bug in nimify.' },
+} as const satisfies Record<string, { category: ErrorCategory; httpStatus: number; description: string }>;
+
+export type ErrorCode = keyof typeof ERROR_TABLE;
+
+export class NimifyError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'NimifyError';
+    this.code = code;
+  }
+
+  get category(): ErrorCategory {
+    return ERROR_TABLE[this.code].category;
+  }
+
+  get httpStatus(): number {
+    return ERROR_TABLE[this.code].httpStatus;
+  }
+
+  toJSON(): { code: ErrorCode; message: string } {
+    return { code: this.code, message: this.message };
+  }
+}
+
+function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.prototype.hasOwnProperty.call(ERROR_TABLE, code);
+}
+
+/** Turns an error thrown by the addon (an Error with a `code` property) into a NimifyError. */
+export function fromNative(err: unknown): NimifyError {
+  if (err instanceof NimifyError) return err;
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return new NimifyError(isErrorCode(code) ? code : 'INTERNAL', err.message, { cause: err });
+  }
+  return new NimifyError('INTERNAL', String(err));
+}

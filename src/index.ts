@@ -1,0 +1,9 @@
+export { loadModel, Model } from './model';
+export type { Feeds, Outputs, TensorInfo, ModelMetadata } from './model';
+export { Tensor, TENSOR_TYPES } from './tensor';
+export type { TensorType, TensorData, TensorDataMap } from './tensor';
+export { NimifyError, ERROR_TABLE } from './errors';
+export type { ErrorCode, ErrorCategory } from './errors';
+export type { LoadOptions, InferOptions, ExecutionProvider } from './options';
+export { runtimeInfo } from './binding';
+export type { RuntimeInfo } from './binding';
