@@ -7,6 +7,7 @@
         "native/async_job.cc",
         "native/element_type.cc",
         "native/errors.cc",
+        "native/executor.cc",
         "native/ort_api.cc",
         "native/run_job.cc",
         "native/runtime.cc",

@@ -2,8 +2,8 @@
 // each env (main thread, each worker_thread) gets its own AddonData and cleanup hook.
 #include <napi.h>
 
-#include "async_job.h"
 #include "env_state.h"
+#include "run_job.h"
 #include "runtime.h"
 #include "session.h"
 
@@ -14,8 +14,7 @@ namespace {
 // Registered after N-API's own hook, so it runs before N-API finalizes references.
 void OnEnvCleanup(void* arg) {
   auto* state = static_cast<std::shared_ptr<EnvState>*>(arg);
-  (*state)->shutting_down = true;
-  for (AsyncJob* job : (*state)->active) job->OnEnvTeardown();
+  RunJob::TeardownEnv(state->get());
   delete state;
 }
 
@@ -23,6 +22,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->session_ctor = Napi::Persistent(Session::Define(env));
   env.SetInstanceData<AddonData>(data);
+  data->state->completions = RunJob::CreateCompletionChannel(env, data->state.get());
+  if (data->state->completions == nullptr) {
+    Napi::Error::New(env, "nimify: could not create the completion channel").ThrowAsJavaScriptException();
+    return exports;
+  }
   napi_add_env_cleanup_hook(env, OnEnvCleanup, new std::shared_ptr<EnvState>(data->state));
 
   exports.Set("loadRuntime", Napi::Function::New<LoadRuntimeJs>(env, "loadRuntime"));

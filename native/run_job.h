@@ -1,10 +1,12 @@
-// RunJob: one OrtSession::Run with its feeds and fetches, used by infer() (queued on the
-// threadpool through AsyncJob) and by inferSync() (executed inline on the calling thread).
+// RunJob: one OrtSession::Run with its feeds and fetches. infer() submits it to the Executor and
+// gets it back on the JS thread through the env's completion threadsafe function; inferSync()
+// executes it inline on the calling thread.
 //
 // Ownership: the job owns the OrtValues it created (wrappers over borrowed JS memory, and the
 // outputs ORT allocates until they are handed to JS), its OrtRunOptions, and a shared_ptr to the
-// SessionCore. Cancel() may race Execute(): it only calls RunOptionsSetTerminate, which ORT
-// documents as safe from another thread, and records the code in an atomic.
+// SessionCore, so dispose() or GC of the Session wrapper cannot free the OrtSession under a run.
+// Cancel() may race Run(): it only calls RunOptionsSetTerminate, which is safe from another
+// thread (ORT's flag is atomic), and records the reason in an atomic.
 #pragma once
 
 #include <napi.h>
@@ -15,13 +17,14 @@
 #include <string>
 #include <vector>
 
-#include "async_job.h"
+#include "env_state.h"
 #include "errors.h"
+#include "executor.h"
 #include "session_core.h"
 
 namespace nimify {
 
-class RunJob : public AsyncJob {
+class RunJob : public Task {
  public:
   // Main thread. JS arguments: (inputNames: string[], inputs: Tensor[], outputNames: string[],
   // outputs: (Tensor|null)[]). Validates everything against the model; on failure throws a JS
@@ -30,30 +33,47 @@ class RunJob : public AsyncJob {
                                          bool borrow);
   ~RunJob() override;
 
-  // Main thread: registers the job under `id` so Session.cancel(id) can reach it.
-  void MakeCancellable(Napi::Env env, double id);
-  void Cancel(const char* code) override;
-  void OnEnvTeardown() override { Cancel(code::kAborted); }
+  // Main thread: hands the job to the Executor and returns its promise. `cancel_id` > 0 makes it
+  // reachable from Session.cancel(id).
+  static Napi::Value Submit(Napi::Env env, std::unique_ptr<RunJob> job, double cancel_id);
+  // Main thread: abort/timeout (or env teardown). Idempotent; the first reason wins.
+  void Cancel(const char* code);
+  // Creates the env's completion channel (called once per env from Init).
+  static napi_threadsafe_function CreateCompletionChannel(Napi::Env env, EnvState* state);
+  // The env cleanup hook: cancels every run of the env and waits until none is executing.
+  static void TeardownEnv(EnvState* state);
 
-  void Execute() override;  // any thread, no JS
+  void Execute();  // any thread, no JS
   // Main thread: the results array (null where the caller supplied the output buffer), or an
   // empty value with a pending JS exception.
   Napi::Value Results(Napi::Env env);
-
- protected:
-  void Complete(Napi::Env env, Napi::Promise::Deferred& deferred) override;
+  // Main thread: drops the references the job holds on JS values (after Results()).
+  void ReleaseRefs(napi_env env);
 
  private:
   RunJob() = default;
+  void Run() override;  // Executor thread: Execute(), then post back to the env
+  static void Deliver(napi_env env, napi_value, void* context, void* data);  // JS thread
   Failure TakeFailure();
+  void ForgetRefs() { borrowed_.Forget(); result_refs_.clear(); }  // env teardown: the env frees them
+
+  enum class OutputKind : uint8_t { kOrt, kCaller, kPredicted };
 
   std::shared_ptr<SessionCore> core_;
   std::vector<const char*> input_names_, output_names_;  // point into core_'s IoInfo names
   std::vector<OrtValue*> inputs_, outputs_;
-  std::vector<bool> preallocated_;
+  std::vector<OutputKind> kind_;
+  std::vector<const IoInfo*> output_info_;
+  std::vector<std::vector<int64_t>> output_dims_;  // for kCaller/kPredicted: the shape ORT writes
+  std::vector<napi_ref> result_refs_;              // kPredicted: the JS typed array ORT writes into
   OrtRunOptions* run_options_ = nullptr;
   std::atomic<const char*> cancel_code_{nullptr};
   Failure failure_;
+  // Async only:
+  Borrowed borrowed_;
+  std::shared_ptr<EnvState> state_;
+  napi_deferred deferred_ = nullptr;
+  double cancel_id_ = 0;
 };
 
 }  // namespace nimify

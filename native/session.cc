@@ -19,7 +19,7 @@ class LoadJob : public AsyncJob {
   size_t length = 0;
   SessionConfig config;
 
-  void BorrowBytes(Napi::Env env, Napi::Value v) { Borrow(env, v); }
+  void BorrowBytes(Napi::Env env, Napi::Value v) { borrowed_.Add(env, v); }
 
  protected:
   void Execute() override { core_ = SessionCore::Create(path, bytes, length, config, &failure_); }
@@ -126,6 +126,7 @@ Napi::Function Session::Define(Napi::Env env) {
                          InstanceMethod<&Session::RunSync>("runSync"),
                          InstanceMethod<&Session::Cancel>("cancel"),
                          InstanceMethod<&Session::Release>("release"),
+                         InstanceMethod<&Session::Stats>("stats"),
                      });
 }
 
@@ -209,11 +210,8 @@ Napi::Value Session::Run(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::unique_ptr<RunJob> job = RunJob::Prepare(info, core_, /*borrow=*/true);
   if (!job) return env.Undefined();
-  if (info.Length() > 4 && info[4].IsNumber()) {
-    double id = info[4].As<Napi::Number>().DoubleValue();
-    if (id > 0) job->MakeCancellable(env, id);
-  }
-  return AsyncJob::Queue(env, job.release(), "nimify:infer");
+  const double id = info.Length() > 4 && info[4].IsNumber() ? info[4].As<Napi::Number>().DoubleValue() : 0;
+  return RunJob::Submit(env, std::move(job), id);
 }
 
 Napi::Value Session::RunSync(const Napi::CallbackInfo& info) {
@@ -222,6 +220,7 @@ Napi::Value Session::RunSync(const Napi::CallbackInfo& info) {
   if (!job) return env.Undefined();
   job->Execute();
   Napi::Value results = job->Results(env);
+  job->ReleaseRefs(env);
   return results.IsEmpty() ? env.Undefined() : results;
 }
 
@@ -234,6 +233,20 @@ Napi::Value Session::Cancel(const Napi::CallbackInfo& info) {
   if (it == cancellable.end()) return Napi::Boolean::New(env, false);
   it->second->Cancel(c == code::kTimeout ? code::kTimeout : code::kAborted);
   return Napi::Boolean::New(env, true);
+}
+
+Napi::Value Session::Stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  if (!core_) return o;
+  const SessionStats& s = core_->stats;
+  o.Set("runs", Napi::Number::New(env, static_cast<double>(s.runs.load())));
+  o.Set("failures", Napi::Number::New(env, static_cast<double>(s.failures.load())));
+  o.Set("outputsZeroCopy", Napi::Number::New(env, static_cast<double>(s.outputs_zero_copy.load())));
+  o.Set("outputsCopied", Napi::Number::New(env, static_cast<double>(s.outputs_copied.load())));
+  o.Set("bytesCopied", Napi::Number::New(env, static_cast<double>(s.bytes_copied.load())));
+  o.Set("shapeFallbacks", Napi::Number::New(env, static_cast<double>(s.shape_fallbacks.load())));
+  return o;
 }
 
 Napi::Value Session::Release(const Napi::CallbackInfo& info) {

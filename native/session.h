@@ -28,6 +28,7 @@ class Session : public Napi::ObjectWrap<Session> {
   Napi::Value RunSync(const Napi::CallbackInfo& info);  // (names, tensors, outNames, outTensors) -> results
   Napi::Value Cancel(const Napi::CallbackInfo& info);   // (runId, code) -> boolean
   Napi::Value Release(const Napi::CallbackInfo& info);
+  Napi::Value Stats(const Napi::CallbackInfo& info);    // () -> counters of SessionStats
 
   std::shared_ptr<SessionCore> core_;
 };

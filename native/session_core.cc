@@ -109,6 +109,7 @@ std::shared_ptr<SessionCore> SessionCore::Create(const std::string& path, const 
     return nullptr;
   }
   if (!core->ReadMetadata(failure)) return nullptr;
+  if (config.log_severity >= 0) core->run_log_severity_ = config.log_severity;
   return core;
 }
 
@@ -157,6 +158,8 @@ bool SessionCore::ReadMetadata(Failure* failure) {
   if ((*failure = FromOrtStatus(g_ort->ModelMetadataGetGraphDescription(meta.p, a, &s), "metadata"))) return false;
   metadata_.graph_description = TakeString(s);
   if ((*failure = FromOrtStatus(g_ort->ModelMetadataGetVersion(meta.p, &metadata_.version), "metadata"))) return false;
+  // ORT reports INT64_MAX for a model that sets no model_version; ONNX itself defaults it to 0.
+  if (metadata_.version == INT64_MAX) metadata_.version = 0;
   char** keys = nullptr;
   int64_t nkeys = 0;
   if ((*failure = FromOrtStatus(g_ort->ModelMetadataGetCustomMetadataMapKeys(meta.p, a, &keys, &nkeys), "metadata")))

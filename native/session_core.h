@@ -9,6 +9,7 @@
 
 #include <onnxruntime_c_api.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -46,8 +47,19 @@ struct ModelMetadata {
   std::vector<std::pair<std::string, std::string>> custom;
 };
 
+// Counters updated by any thread running the session; read by Session.stats().
+struct SessionStats {
+  std::atomic<uint64_t> runs{0}, failures{0};
+  std::atomic<uint64_t> outputs_zero_copy{0};  // outputs ORT wrote straight into JS memory
+  std::atomic<uint64_t> outputs_copied{0};     // outputs that took the copy path
+  std::atomic<uint64_t> bytes_copied{0};
+  std::atomic<uint64_t> shape_fallbacks{0};    // runs repeated because a predicted shape was wrong
+};
+
 class SessionCore {
  public:
+  SessionStats stats;
+
   // Runs on a threadpool thread. Exactly one of path / (bytes, length) is used.
   static std::shared_ptr<SessionCore> Create(const std::string& path, const uint8_t* bytes, size_t length,
                                              const SessionConfig& config, Failure* failure);
@@ -59,6 +71,9 @@ class SessionCore {
   const std::vector<IoInfo>& inputs() const { return inputs_; }
   const std::vector<IoInfo>& outputs() const { return outputs_; }
   const ModelMetadata& metadata() const { return metadata_; }
+  // ORT log severity for runs: the session's logSeverityLevel when given, else fatal-only, since
+  // every run failure already reaches the caller as a NimifyError (ORT would also print it).
+  int run_log_severity() const { return run_log_severity_; }
   // Index of the named input/output, or -1.
   int InputIndex(const char* name, size_t len) const;
   int OutputIndex(const char* name, size_t len) const;
@@ -73,6 +88,7 @@ class SessionCore {
   std::vector<IoInfo> inputs_, outputs_;
   std::vector<const char*> input_names_, output_names_;  // point into inputs_/outputs_ names
   ModelMetadata metadata_;
+  int run_log_severity_ = 4;
 };
 
 }  // namespace nimify

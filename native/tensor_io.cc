@@ -1,6 +1,8 @@
 #include "tensor_io.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -58,14 +60,10 @@ bool ReadDims(Napi::Value value, const std::string& what, std::vector<int64_t>* 
   return true;
 }
 
-void ReleaseOrtValue(napi_env /*env*/, void* /*data*/, void* hint) {
-  g_ort->ReleaseValue(static_cast<OrtValue*>(hint));
-}
-
 }  // namespace
 
-bool TensorToOrtValue(Napi::Env env, const IoInfo& io, const std::string& what, Napi::Object tensor, OrtValue** out,
-                      Napi::Value* borrowed, Failure* f) {
+bool TensorToOrtValue(Napi::Env /*env*/, const IoInfo& io, const std::string& what, Napi::Object tensor, OrtValue** out,
+                      Napi::Value* borrowed, Failure* f, std::vector<int64_t>* dims_out) {
   *out = nullptr;
   if (!io.is_tensor) {
     f->Set(code::kUnsupported, what + " is a " + io.type_name + "; nimify feeds and fetches tensors only");
@@ -106,28 +104,28 @@ bool TensorToOrtValue(Napi::Env env, const IoInfo& io, const std::string& what, 
                                          " elements, received " + std::to_string(arr.Length()));
       return false;
     }
-    // Copied: ORT string tensors own std::string storage; JS strings cannot be borrowed.
-    std::vector<std::string> strings(count);
-    std::vector<const char*> ptrs(count);
-    for (uint32_t i = 0; i < count; ++i) {
-      Napi::Value s = arr.Get(i);
-      if (!s.IsString()) {
-        f->Set(code::kInvalidArgument, what + ": data[" + std::to_string(i) + "] is not a string");
-        return false;
-      }
-      strings[i] = s.As<Napi::String>().Utf8Value();
-      ptrs[i] = strings[i].c_str();
-    }
+    // Copied: ORT string tensors own std::string storage; JS strings cannot be borrowed. Each
+    // element is written with its byte length, so strings with embedded NULs survive.
     OrtValue* v = nullptr;
     if ((*f = FromOrtStatus(g_ort->CreateTensorAsOrtValue(DefaultAllocator(), dims.data(), dims.size(), et->onnx, &v),
                             what))) {
       return false;
     }
-    if (count > 0) {
-      if ((*f = FromOrtStatus(g_ort->FillStringTensor(v, ptrs.data(), count), what))) {
+    std::string utf8;
+    for (uint32_t i = 0; i < count; ++i) {
+      Napi::Value s = arr.Get(i);
+      if (!s.IsString()) {
+        f->Set(code::kInvalidArgument, what + ": data[" + std::to_string(i) + "] is not a string");
         g_ort->ReleaseValue(v);
         return false;
       }
+      utf8 = s.As<Napi::String>().Utf8Value();
+      char* dst = nullptr;
+      if ((*f = FromOrtStatus(g_ort->GetResizedStringTensorElementBuffer(v, i, utf8.size(), &dst), what))) {
+        g_ort->ReleaseValue(v);
+        return false;
+      }
+      if (!utf8.empty()) std::memcpy(dst, utf8.data(), utf8.size());
     }
     *out = v;
     *borrowed = Napi::Value();
@@ -164,10 +162,67 @@ bool TensorToOrtValue(Napi::Env env, const IoInfo& io, const std::string& what, 
   }
   *out = v;
   *borrowed = data;
+  if (dims_out != nullptr) *dims_out = std::move(dims);
   return true;
 }
 
-Napi::Value OrtValueToJs(Napi::Env env, OrtValue* value, const std::string& what, Failure* f) {
+namespace {
+Napi::Array DimsArray(Napi::Env env, const std::vector<int64_t>& dims) {
+  Napi::Array a = Napi::Array::New(env, dims.size());
+  for (size_t i = 0; i < dims.size(); ++i) a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(dims[i])));
+  return a;
+}
+
+Napi::Value Triple(Napi::Env env, const char* type, Napi::Value data, Napi::Array dims) {
+  Napi::Array triple = Napi::Array::New(env, 3);
+  triple.Set(0u, Napi::String::New(env, type));
+  triple.Set(1u, data);
+  triple.Set(2u, dims);
+  return triple;
+}
+
+// An uninitialized JS buffer (napi_create_buffer does not zero-fill) viewed as `et`'s typed array.
+Napi::Value NewTypedArray(Napi::Env env, const ElementType* et, size_t count, void** data) {
+  napi_value buffer = nullptr, arraybuffer = nullptr, typed = nullptr;
+  size_t offset = 0;
+  const size_t bytes = count * et->size;
+  if (napi_create_buffer(env, bytes, data, &buffer) != napi_ok ||
+      napi_get_typedarray_info(env, buffer, nullptr, nullptr, nullptr, &arraybuffer, &offset) != napi_ok ||
+      napi_create_typedarray(env, et->js, count, arraybuffer, offset, &typed) != napi_ok) {
+    return Napi::Value();
+  }
+  return Napi::Value(env, typed);
+}
+}  // namespace
+
+Napi::Value AllocateOutput(Napi::Env env, const IoInfo& io, const std::vector<int64_t>& dims, OrtValue** out,
+                           Failure* f) {
+  const ElementType* et = ElementTypeByOnnx(io.elem);
+  size_t count = 1;
+  for (int64_t d : dims) count *= static_cast<size_t>(d);
+  void* data = nullptr;
+  Napi::Value typed = NewTypedArray(env, et, count, &data);
+  if (typed.IsEmpty()) {
+    f->Set(code::kInternal, "output '" + io.name + "': could not allocate " + std::to_string(count * et->size) + " bytes");
+    return Napi::Value();
+  }
+  static uint64_t empty_storage = 0;
+  if (data == nullptr || count == 0) data = &empty_storage;
+  if ((*f = FromOrtStatus(g_ort->CreateTensorWithDataAsOrtValue(CpuMemoryInfo(), data, count * et->size, dims.data(),
+                                                                 dims.size(), et->onnx, out),
+                          "output '" + io.name + "'"))) {
+    return Napi::Value();
+  }
+  return typed;
+}
+
+Napi::Value OutputTriple(Napi::Env env, const IoInfo& io, Napi::Value data, const std::vector<int64_t>& dims) {
+  return Triple(env, ElementTypeByOnnx(io.elem)->name, data, DimsArray(env, dims));
+}
+
+Napi::Value OrtValueToJs(Napi::Env env, OrtValue* value, const std::string& what, Failure* f,
+                         size_t* copied_bytes) {
+  *copied_bytes = 0;
   int is_tensor = 0;
   if ((*f = FromOrtStatus(g_ort->IsTensor(value, &is_tensor), what)) || !is_tensor) {
     if (!*f) f->Set(code::kUnsupported, what + " is not a tensor; nimify fetches tensors only");
@@ -198,54 +253,37 @@ Napi::Value OrtValueToJs(Napi::Env env, OrtValue* value, const std::string& what
     return Napi::Value();
   }
 
-  Napi::Array js_dims = Napi::Array::New(env, rank);
-  for (size_t i = 0; i < rank; ++i) js_dims.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(dims[i])));
   Napi::Value data;
   if (onnx == ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING) {
     Napi::Array arr = Napi::Array::New(env, count);
     std::string buf;
-    for (size_t i = 0; i < count; ++i) {
+    for (size_t i = 0; i < count && !*f; ++i) {
       size_t len = 0;
       if ((*f = FromOrtStatus(g_ort->GetStringTensorElementLength(value, i, &len), what))) break;
       buf.resize(len);
       if (len > 0 && (*f = FromOrtStatus(g_ort->GetStringTensorElement(value, len, i, buf.data()), what))) break;
       arr.Set(static_cast<uint32_t>(i), Napi::String::New(env, buf.data(), len));
     }
-    g_ort->ReleaseValue(value);
-    if (*f) return Napi::Value();
     data = arr;
   } else {
+    // The output copy path (see header): one memcpy into a fresh JS buffer.
+    void* src = nullptr;
+    void* dst = nullptr;
     const size_t bytes = count * et->size;
-    Napi::ArrayBuffer ab;
-    void* ptr = nullptr;
-    if (bytes > 0 && (*f = FromOrtStatus(g_ort->GetTensorMutableData(value, &ptr), what))) {
-      g_ort->ReleaseValue(value);
-      return Napi::Value();
-    }
-    if (bytes == 0) {
-      ab = Napi::ArrayBuffer::New(env, 0);
-      g_ort->ReleaseValue(value);
-    } else {
-      // Zero-copy: the ArrayBuffer is ORT's output memory; its finalizer releases the OrtValue.
-      napi_value raw = nullptr;
-      if (napi_create_external_arraybuffer(env, ptr, bytes, ReleaseOrtValue, value, &raw) != napi_ok) {
-        g_ort->ReleaseValue(value);
-        f->Set(code::kInternal, what + ": could not create an external ArrayBuffer");
-        return Napi::Value();
+    if (bytes > 0) *f = FromOrtStatus(g_ort->GetTensorMutableData(value, &src), what);
+    if (!*f) {
+      data = NewTypedArray(env, et, count, &dst);
+      if (data.IsEmpty()) {
+        f->Set(code::kInternal, what + ": could not allocate " + std::to_string(bytes) + " bytes");
+      } else if (bytes > 0) {
+        std::memcpy(dst, src, bytes);
+        *copied_bytes = bytes;
       }
-      ab = Napi::ArrayBuffer(env, raw);
     }
-    data = Napi::TypedArray(env, [&] {
-      napi_value ta = nullptr;
-      napi_create_typedarray(env, et->js, count, ab, 0, &ta);
-      return ta;
-    }());
   }
-  Napi::Array triple = Napi::Array::New(env, 3);
-  triple.Set(0u, Napi::String::New(env, et->name));
-  triple.Set(1u, data);
-  triple.Set(2u, js_dims);
-  return triple;
+  g_ort->ReleaseValue(value);
+  if (*f) return Napi::Value();
+  return Triple(env, et->name, data, DimsArray(env, dims));
 }
 
 }  // namespace nimify

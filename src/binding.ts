@@ -43,6 +43,21 @@ export interface NativeSession {
   runSync(names: string[], inputs: NativeTensorLike[], outNames: string[], outputs: (NativeTensorLike | null)[]): NativeResult[];
   cancel(runId: number, code: 'ABORTED' | 'TIMEOUT'): boolean;
   release(): void;
+  stats(): ModelStats;
+}
+
+/** Cumulative counters of one model (see Model.stats()). */
+export interface ModelStats {
+  /** ORT runs, including failed ones. */
+  runs: number;
+  failures: number;
+  /** Outputs ORT wrote straight into JS memory (caller-supplied buffers not included). */
+  outputsZeroCopy: number;
+  /** Outputs whose shape could not be known before the run, copied once from ORT's memory. */
+  outputsCopied: number;
+  bytesCopied: number;
+  /** Runs repeated because the model's declared output shape did not match what it produced. */
+  shapeFallbacks: number;
 }
 
 export interface RuntimeInfo {

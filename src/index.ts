@@ -6,4 +6,4 @@ export { NimifyError, ERROR_TABLE } from './errors';
 export type { ErrorCode, ErrorCategory } from './errors';
 export type { LoadOptions, InferOptions, ExecutionProvider } from './options';
 export { runtimeInfo } from './binding';
-export type { RuntimeInfo } from './binding';
+export type { RuntimeInfo, ModelStats } from './binding';

@@ -6,7 +6,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { NimifyError, fromNative } from './errors';
-import { getBinding, type NativeDescription, type NativeResult, type NativeSession, type NativeTensorLike } from './binding';
+import { getBinding, type ModelStats, type NativeDescription, type NativeResult, type NativeSession, type NativeTensorLike } from './binding';
 import { checkInferOptions, toNativeConfig, type InferOptions, type LoadOptions } from './options';
 import { Tensor, nativeView, type TensorDataMap, type TensorType } from './tensor';
 import { describe, invalid, isPlainObject } from './validate';
@@ -84,6 +84,11 @@ export class Model {
   /** Number of infer() calls not yet settled. */
   get pending(): number {
     return this.#inFlight;
+  }
+
+  /** Cumulative counters: runs, failures, and how outputs reached JS (zero-copy or the copy path). */
+  stats(): ModelStats {
+    return this.#session?.stats() ?? { runs: 0, failures: 0, outputsZeroCopy: 0, outputsCopied: 0, bytesCopied: 0, shapeFallbacks: 0 };
   }
 
   get disposed(): boolean {

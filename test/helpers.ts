@@ -1,0 +1,46 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
+import { Tensor, type TensorType } from '../src';
+
+export const ROOT = path.resolve(__dirname, '..');
+export const MODELS = path.join(ROOT, 'test', 'fixtures', 'models');
+export const model = (name: string): string => path.join(MODELS, name);
+
+const CTORS: Record<Exclude<TensorType, 'string'>, { new (b: ArrayBuffer, o: number, n: number): ArrayLike<unknown>; BYTES_PER_ELEMENT: number }> = {
+  float32: Float32Array, float64: Float64Array, float16: Uint16Array, bfloat16: Uint16Array,
+  int8: Int8Array, uint8: Uint8Array, int16: Int16Array, uint16: Uint16Array, int32: Int32Array,
+  uint32: Uint32Array, int64: BigInt64Array, uint64: BigUint64Array, bool: Uint8Array,
+} as never;
+
+export interface RefTensor { type: TensorType; dims: number[]; data: string }
+export interface RefCase { inputs: Record<string, RefTensor>; outputs: Record<string, RefTensor> }
+
+export function decode(ref: RefTensor): Tensor {
+  const bytes = Buffer.from(ref.data, 'base64');
+  const ctor = CTORS[ref.type as Exclude<TensorType, 'string'>];
+  const ab = new ArrayBuffer(bytes.length);
+  new Uint8Array(ab).set(bytes);
+  return new Tensor(ref.type, new ctor(ab, 0, bytes.length / ctor.BYTES_PER_ELEMENT) as never, ref.dims);
+}
+
+export function reference(name: string): { model: string; cases: RefCase[] } {
+  return JSON.parse(fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'reference', `${name}.json`), 'utf8'));
+}
+
+/** A real major GC without --expose-gc. */
+export const forceGC: () => void = (() => {
+  v8.setFlagsFromString('--expose-gc');
+  return vm.runInNewContext('gc') as () => void;
+})();
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/** A tensor's elements as a plain array, for comparisons. */
+export const values = (t: Tensor): unknown[] => Array.from(t.data as ArrayLike<unknown>);
+export const f32 = (t: Tensor): Float32Array => t.data as Float32Array;

@@ -1,0 +1,24 @@
+// Runs inside a worker_thread: loads a model with the built package and reports results.
+'use strict';
+const { parentPort, workerData } = require('node:worker_threads');
+const { loadModel, Tensor } = require('../dist');
+
+(async () => {
+  const m = await loadModel(workerData.model);
+  if (workerData.mode === 'slow') {
+    const x = new Tensor('float32', new Float32Array(256 * 256).fill(0.01), [256, 256]);
+    const iters = new Tensor('int64', new BigInt64Array([1000000n]), []);
+    const run = m.infer({ x, iters });
+    parentPort.postMessage({ started: true });
+    await run;
+    return;
+  }
+  const sums = [];
+  for (let i = 0; i < workerData.runs; i++) {
+    const x = new Tensor('float32', Float32Array.from({ length: 64 }, (_, k) => Math.sin(k * 0.01 * (i + 1))), [1, 64]);
+    const out = i % 2 ? m.inferSync({ x }) : await m.infer({ x });
+    sums.push(Array.from(out.y.data));
+  }
+  await m.dispose();
+  parentPort.postMessage({ results: sums });
+})().catch((err) => parentPort.postMessage({ error: `${err.code}: ${err.message}` }));
