@@ -32,6 +32,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loadRuntime", Napi::Function::New<LoadRuntimeJs>(env, "loadRuntime"));
   exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfoJs>(env, "runtimeInfo"));
   exports.Set("createSession", Napi::Function::New<Session::Create>(env, "createSession"));
+  exports.Set("poll", Napi::Function::New<Session::Poll>(env, "poll"));
   exports.Set("Session", data->session_ctor.Value());
   return exports;
 }

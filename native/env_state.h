@@ -13,6 +13,7 @@
 #include <mutex>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 namespace nimify {
 
@@ -26,8 +27,9 @@ struct EnvState {
   std::unordered_set<AsyncJob*> loads;              // queued or running model loads
   std::unordered_set<RunJob*> runs;                 // submitted to the Executor, not yet delivered
   std::unordered_map<double, RunJob*> cancellable;  // run id -> job, for abort/timeout
-  // Delivers finished RunJobs to this env's JS thread. Referenced (keeps the loop alive) only
-  // while `runs` is non-empty, so an idle process can exit.
+  // Wakes this env's JS thread to deliver finished RunJobs (carries no data: the JS thread
+  // drains `done`). Referenced (keeps the loop alive) only while `runs` is non-empty, so an
+  // idle process can exit.
   napi_threadsafe_function completions = nullptr;
 
   // shared: executor threads and the JS thread. `executing` counts jobs handed to the Executor
@@ -36,6 +38,9 @@ struct EnvState {
   std::mutex mu;
   std::condition_variable idle;
   size_t executing = 0;
+  std::vector<RunJob*> done;  // finished, waiting for the JS thread
+  bool polling = false;       // the JS thread drains `done` every loop turn: no wake-up needed
+  bool wake_pending = false;  // a wake-up is queued and not yet handled
 };
 
 struct AddonData {

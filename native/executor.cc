@@ -67,12 +67,15 @@ Task* Executor::TryPop() {
 void Executor::Loop() {
   for (;;) {
     Task* task = TryPop();
-    if (task == nullptr) {
+    // At most one idle thread spins; the others sleep at once, so idle spinners never take a
+    // core from a thread doing real work (ORT's own pool threads included).
+    if (task == nullptr && !spinner_.exchange(true)) {
       const auto until = std::chrono::steady_clock::now() + kSpin;
       while (task == nullptr && std::chrono::steady_clock::now() < until) {
         for (int i = 0; i < 64; ++i) CpuRelax();
         task = TryPop();
       }
+      spinner_.store(false);
     }
     if (task == nullptr) {
       std::unique_lock<std::mutex> lock(mu_);

@@ -10,6 +10,7 @@
 // condition variable cannot be joined safely from static destructors at process exit).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -42,6 +43,7 @@ class Executor {
   std::condition_variable cv_;
   std::deque<Task*> queue_;
   size_t sleeping_ = 0;
+  std::atomic<bool> spinner_{false};  // one idle thread at a time polls before sleeping
   std::vector<std::thread> threads_;
 };
 

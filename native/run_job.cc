@@ -194,39 +194,57 @@ Napi::Value RunJob::Submit(Napi::Env env, std::unique_ptr<RunJob> job, double ca
 
 void RunJob::Run() {
   Execute();
-  // After the post below the JS thread may delete this job at once: keep the state alive here.
+  // Once the job is on `done` the JS thread may delete it at any moment: copy what we need.
   std::shared_ptr<EnvState> state = state_;
-  if (napi_call_threadsafe_function(state->completions, this, napi_tsfn_nonblocking) != napi_ok) {
-    // The env is closing and will never deliver: free the native side here (no JS).
-    ForgetRefs();
-    delete this;
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> lock(state->mu);
+    state->done.push_back(this);
+    // One wake-up covers every job finished before the JS thread drains; none is needed while
+    // the JS thread is polling (it will find the job on its next loop turn).
+    if (!state->polling && !state->wake_pending) wake = state->wake_pending = true;
+    if (--state->executing == 0) state->idle.notify_all();
   }
-  std::lock_guard<std::mutex> lock(state->mu);
-  if (--state->executing == 0) state->idle.notify_all();
+  // Fails only while the env is closing; TeardownEnv then frees whatever is left on `done`.
+  if (wake) napi_call_threadsafe_function(state->completions, nullptr, napi_tsfn_nonblocking);
 }
 
-void RunJob::Deliver(napi_env raw_env, napi_value /*js_cb*/, void* /*context*/, void* data) {
-  RunJob* job = static_cast<RunJob*>(data);
-  EnvState* state = job->state_.get();
+size_t RunJob::DrainCompleted(napi_env raw_env, EnvState* state, int polling) {
+  std::vector<RunJob*> batch;
+  {
+    std::lock_guard<std::mutex> lock(state->mu);
+    batch.swap(state->done);
+    if (polling >= 0) state->polling = polling != 0;
+    if (raw_env != nullptr && polling < 0) state->wake_pending = false;
+  }
   if (raw_env == nullptr || state->shutting_down) {
-    // Threadsafe function torn down with the env: no JS may run.
-    job->ForgetRefs();
-    delete job;
-    return;
+    // The env is being torn down: no JS may run; free the native side only.
+    for (RunJob* job : batch) {
+      job->ForgetRefs();
+      delete job;
+    }
+    return 0;
   }
-  state->runs.erase(job);
-  if (job->cancel_id_ > 0) state->cancellable.erase(job->cancel_id_);
-  if (state->runs.empty()) napi_unref_threadsafe_function(raw_env, state->completions);
   Napi::Env env(raw_env);
-  Napi::HandleScope scope(env);
-  Napi::Value results = job->Results(env);
-  if (results.IsEmpty()) {
-    napi_reject_deferred(raw_env, job->deferred_, env.GetAndClearPendingException().Value());
-  } else {
-    napi_resolve_deferred(raw_env, job->deferred_, results);
+  for (RunJob* job : batch) {
+    Napi::HandleScope scope(env);
+    state->runs.erase(job);
+    if (job->cancel_id_ > 0) state->cancellable.erase(job->cancel_id_);
+    Napi::Value results = job->Results(env);
+    if (results.IsEmpty()) {
+      napi_reject_deferred(raw_env, job->deferred_, env.GetAndClearPendingException().Value());
+    } else {
+      napi_resolve_deferred(raw_env, job->deferred_, results);
+    }
+    job->ReleaseRefs(raw_env);
+    delete job;
   }
-  job->ReleaseRefs(raw_env);
-  delete job;
+  if (!batch.empty() && state->runs.empty()) napi_unref_threadsafe_function(raw_env, state->completions);
+  return state->runs.size();
+}
+
+void RunJob::Deliver(napi_env raw_env, napi_value /*js_cb*/, void* context, void* /*data*/) {
+  DrainCompleted(raw_env, static_cast<EnvState*>(context), -1);
 }
 
 napi_threadsafe_function RunJob::CreateCompletionChannel(Napi::Env env, EnvState* state) {
@@ -245,8 +263,11 @@ void RunJob::TeardownEnv(EnvState* state) {
   for (RunJob* job : state->runs) job->Cancel(code::kAborted);
   // Terminated runs stop at the next operator boundary; wait for them so that no executor thread
   // reads JS memory after the isolate is gone.
-  std::unique_lock<std::mutex> lock(state->mu);
-  state->idle.wait(lock, [state] { return state->executing == 0; });
+  {
+    std::unique_lock<std::mutex> lock(state->mu);
+    state->idle.wait(lock, [state] { return state->executing == 0; });
+  }
+  DrainCompleted(nullptr, state, 0);
 }
 
 void RunJob::Execute() {

@@ -42,6 +42,10 @@ class RunJob : public Task {
   static napi_threadsafe_function CreateCompletionChannel(Napi::Env env, EnvState* state);
   // The env cleanup hook: cancels every run of the env and waits until none is executing.
   static void TeardownEnv(EnvState* state);
+  // JS thread: settles the promises of every finished job (one call per wake-up or poll, however
+  // many jobs finished). `polling` >= 0 also tells executor threads whether the JS thread is
+  // polling (1: skip wake-ups) or not (0); -1 leaves it. Returns the number of runs still pending.
+  static size_t DrainCompleted(napi_env env, EnvState* state, int polling);
 
   void Execute();  // any thread, no JS
   // Main thread: the results array (null where the caller supplied the output buffer), or an
@@ -53,7 +57,7 @@ class RunJob : public Task {
  private:
   RunJob() = default;
   void Run() override;  // Executor thread: Execute(), then post back to the env
-  static void Deliver(napi_env env, napi_value, void* context, void* data);  // JS thread
+  static void Deliver(napi_env env, napi_value, void* context, void* data);  // JS thread, on a wake-up
   Failure TakeFailure();
   void ForgetRefs() { borrowed_.Forget(); result_refs_.clear(); }  // env teardown: the env frees them
 

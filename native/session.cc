@@ -249,6 +249,13 @@ Napi::Value Session::Stats(const Napi::CallbackInfo& info) {
   return o;
 }
 
+Napi::Value Session::Poll(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int polling = info.Length() > 0 && info[0].ToBoolean().Value() ? 1 : 0;
+  const size_t pending = RunJob::DrainCompleted(env, GetAddonData(env)->state.get(), polling);
+  return Napi::Number::New(env, static_cast<double>(pending));
+}
+
 Napi::Value Session::Release(const Napi::CallbackInfo& info) {
   core_.reset();
   return info.Env().Undefined();

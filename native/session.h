@@ -19,6 +19,9 @@ class Session : public Napi::ObjectWrap<Session> {
   // binding.createSession(source: string | Uint8Array, config: object): Promise<Session>.
   static Napi::Value Create(const Napi::CallbackInfo& info);
   static Napi::Object NewInstance(Napi::Env env, std::shared_ptr<SessionCore> core);
+  // binding.poll(keepPolling: boolean): number. Settles every finished infer() of this env and
+  // returns how many are still pending; see src/completions.ts.
+  static Napi::Value Poll(const Napi::CallbackInfo& info);
 
   explicit Session(const Napi::CallbackInfo& info);
 

@@ -73,6 +73,8 @@ export interface NativeBinding {
   loadRuntime(candidates: string[]): RuntimeInfo;
   runtimeInfo(): RuntimeInfo | null;
   createSession(source: string | Uint8Array, config: Record<string, unknown>): Promise<NativeSession>;
+  /** Settles finished infer() runs of this thread; `keepPolling` tells executor threads to skip wake-ups. Returns runs still pending. */
+  poll(keepPolling: boolean): number;
 }
 
 const PACKAGE_ROOT = path.resolve(__dirname, '..');

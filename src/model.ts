@@ -6,7 +6,8 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { NimifyError, fromNative } from './errors';
-import { getBinding, type ModelStats, type NativeDescription, type NativeResult, type NativeSession, type NativeTensorLike } from './binding';
+import { getBinding, type ModelStats, type NativeBinding, type NativeDescription, type NativeResult, type NativeSession, type NativeTensorLike } from './binding';
+import { submitted } from './completions';
 import { checkInferOptions, toNativeConfig, type InferOptions, type LoadOptions } from './options';
 import { Tensor, nativeView, type TensorDataMap, type TensorType } from './tensor';
 import { describe, invalid, isPlainObject } from './validate';
@@ -61,6 +62,7 @@ export class Model {
   readonly metadata: ModelMetadata;
 
   #session: NativeSession | null;
+  readonly #binding: NativeBinding;
   readonly #inputByName = new Map<string, TensorInfo>();
   readonly #outputByName = new Map<string, TensorInfo>();
   readonly #allOutputNames: string[];
@@ -70,7 +72,8 @@ export class Model {
   #drained: (() => void) | null = null;
 
   /** @internal Use loadModel(). */
-  constructor(session: NativeSession, description: NativeDescription) {
+  constructor(binding: NativeBinding, session: NativeSession, description: NativeDescription) {
+    this.#binding = binding;
     this.#session = session;
     this.inputs = Object.freeze(description.inputs.map((i) => Object.freeze(i)));
     this.outputs = Object.freeze(description.outputs.map((o) => Object.freeze(o)));
@@ -118,7 +121,9 @@ export class Model {
     let results: NativeResult[];
     this.#inFlight++;
     try {
-      results = await session.run(names, tensors, outNames, outTensors, runId);
+      const pending = session.run(names, tensors, outNames, outTensors, runId);
+      submitted(this.#binding);
+      results = await pending;
     } catch (err) {
       throw fromNative(err);
     } finally {
@@ -271,5 +276,5 @@ export async function loadModel(source: string | Uint8Array | ArrayBuffer, optio
   } catch (err) {
     throw fromNative(err);
   }
-  return new Model(session, session.describe());
+  return new Model(binding, session, session.describe());
 }
