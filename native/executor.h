@@ -43,7 +43,8 @@ class Executor {
   std::condition_variable cv_;
   std::deque<Task*> queue_;
   size_t sleeping_ = 0;
-  std::atomic<bool> spinner_{false};  // one idle thread at a time polls before sleeping
+  std::atomic<bool> spinner_{false};
+  std::atomic<size_t> queued_{0};  // == queue_.size(), readable without the lock  // one idle thread at a time polls before sleeping
   std::vector<std::thread> threads_;
 };
 

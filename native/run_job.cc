@@ -8,35 +8,6 @@
 
 namespace nimify {
 
-namespace {
-
-// Output dims knowable before the run: every dim fixed, or named by a symbol an input bound.
-bool PredictShape(const IoInfo& io, const std::vector<std::pair<const std::string*, int64_t>>& bound,
-                  std::vector<int64_t>* dims) {
-  if (!io.is_tensor || !io.has_shape || io.elem == ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING) return false;
-  dims->resize(io.shape.size());
-  for (size_t d = 0; d < io.shape.size(); ++d) {
-    if (io.shape[d] >= 0) {
-      (*dims)[d] = io.shape[d];
-      continue;
-    }
-    const std::string& sym = io.symbolic[d];
-    auto it = std::find_if(bound.begin(), bound.end(), [&](const auto& b) { return *b.first == sym; });
-    if (sym.empty() || it == bound.end() || it->second < 0) return false;
-    (*dims)[d] = it->second;
-  }
-  return true;
-}
-
-bool NameAt(Napi::Array names, uint32_t i, std::string* out) {
-  Napi::Value v = names.Get(i);
-  if (!v.IsString()) return false;
-  *out = v.As<Napi::String>().Utf8Value();
-  return true;
-}
-
-}  // namespace
-
 std::unique_ptr<RunJob> RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core,
                                         bool borrow) {
   Napi::Env env = info.Env();
@@ -47,99 +18,77 @@ std::unique_ptr<RunJob> RunJob::Prepare(const Napi::CallbackInfo& info, std::sha
     return nullptr;
   };
   if (!core) return fail(code::kDisposed, "model has been disposed");
-  if (info.Length() < 4 || !info[0].IsArray() || !info[1].IsArray() || !info[2].IsArray() || !info[3].IsArray()) {
-    return fail(code::kInvalidArgument, "run(inputNames, inputs, outputNames, outputs): expected four arrays");
+  if (info.Length() < 6 || !info[0].IsArray() || !info[1].IsArray() || !info[2].IsArray() || !info[3].IsArray() ||
+      !info[4].IsArray() || !info[5].IsNumber()) {
+    return fail(code::kInvalidArgument,
+                "run(inputData, inputDims, outputIndices, outputData, outputDims, predictedMask): expected five "
+                "arrays and a number");
   }
-  Napi::Array in_names = info[0].As<Napi::Array>();
-  Napi::Array in_tensors = info[1].As<Napi::Array>();
-  Napi::Array out_names = info[2].As<Napi::Array>();
-  Napi::Array out_tensors = info[3].As<Napi::Array>();
-  if (in_names.Length() != in_tensors.Length() || out_names.Length() != out_tensors.Length()) {
-    return fail(code::kInvalidArgument, "run(): names and tensors must have equal lengths");
+  Napi::Array in_data = info[0].As<Napi::Array>();
+  Napi::Array in_dims = info[1].As<Napi::Array>();
+  Napi::Array out_index = info[2].As<Napi::Array>();
+  Napi::Array out_data = info[3].As<Napi::Array>();
+  Napi::Array out_dims = info[4].As<Napi::Array>();
+  const uint32_t predicted_mask = info[5].As<Napi::Number>().Uint32Value();
+  const auto& ios = core->inputs();
+  const auto& oos = core->outputs();
+  const uint32_t n_in = in_data.Length();
+  const uint32_t n_out = out_index.Length();
+  if (n_in != ios.size() || in_dims.Length() != n_in) {
+    return fail(code::kInvalidArgument, "expected data and dims for " + std::to_string(ios.size()) +
+                                            " inputs in model order, received " + std::to_string(n_in));
+  }
+  if (n_out == 0) return fail(code::kInvalidArgument, "at least one output must be requested");
+  if (out_data.Length() != n_out || out_dims.Length() != n_out) {
+    return fail(code::kInvalidArgument, "outputIndices, outputData and outputDims must have equal lengths");
   }
 
   job.reset(new RunJob());
   job->core_ = core;
-  const uint32_t n_in = in_names.Length();
-  const auto& ios = core->inputs();
-  if (n_in != ios.size()) {
-    return fail(code::kInvalidArgument, "expected " + std::to_string(ios.size()) + " inputs, received " +
-                                            std::to_string(n_in));
-  }
-  std::vector<bool> seen(ios.size(), false);
-  std::string name;
-  // Symbolic dim name -> value in this call (-1 when two inputs disagree), to predict outputs.
-  std::vector<std::pair<const std::string*, int64_t>> bound;
+  job->inputs_.reserve(n_in);
+  job->outputs_.reserve(n_out);
+  job->kind_.reserve(n_out);
+  job->output_index_.reserve(n_out);
   std::vector<int64_t> dims;
   for (uint32_t i = 0; i < n_in; ++i) {
-    if (!NameAt(in_names, i, &name)) return fail(code::kInvalidArgument, "input names must be strings");
-    const int idx = core->InputIndex(name.data(), name.size());
-    if (idx < 0) return fail(code::kInvalidArgument, "unknown input '" + name + "'");
-    if (seen[idx]) return fail(code::kInvalidArgument, "input '" + name + "' given twice");
-    seen[idx] = true;
-    Napi::Value t = in_tensors.Get(i);
-    if (!t.IsObject()) return fail(code::kInvalidArgument, "input '" + name + "': expected a Tensor");
     OrtValue* v = nullptr;
-    Napi::Value borrowed;
+    bool borrowed = false;
     Failure f;
-    if (!TensorToOrtValue(env, ios[idx], "input '" + name + "'", t.As<Napi::Object>(), &v, &borrowed, &f, &dims)) {
-      return fail(f.code, f.message);
-    }
-    for (size_t d = 0; ios[idx].has_shape && d < dims.size(); ++d) {
-      const std::string& sym = ios[idx].symbolic[d];
-      if (ios[idx].shape[d] >= 0 || sym.empty()) continue;
-      auto it = std::find_if(bound.begin(), bound.end(), [&](const auto& b) { return *b.first == sym; });
-      if (it == bound.end()) bound.emplace_back(&sym, dims[d]);
-      else if (it->second != dims[d]) it->second = -1;
-    }
+    Napi::Value data = in_data.Get(i);
+    if (!TensorToOrtValue(ios[i], false, data, in_dims.Get(i), &v, &borrowed, &dims, &f)) return fail(f.code, f.message);
     job->inputs_.push_back(v);
-    job->input_names_.push_back(ios[idx].name.c_str());
-    if (borrow && !borrowed.IsEmpty()) job->borrowed_.Add(env, borrowed);
+    if (borrow && borrowed) job->borrowed_.Add(env, data);
   }
-
-  const uint32_t n_out = out_names.Length();
-  if (n_out == 0) return fail(code::kInvalidArgument, "at least one output must be requested");
-  const auto& oos = core->outputs();
+  uint64_t seen = 0;
   for (uint32_t i = 0; i < n_out; ++i) {
-    if (!NameAt(out_names, i, &name)) return fail(code::kInvalidArgument, "output names must be strings");
-    const int idx = core->OutputIndex(name.data(), name.size());
-    if (idx < 0) return fail(code::kInvalidArgument, "unknown output '" + name + "'");
-    for (const char* prev : job->output_names_) {
-      if (prev == oos[idx].name.c_str()) return fail(code::kInvalidArgument, "output '" + name + "' requested twice");
+    Napi::Value iv = out_index.Get(i);
+    const double d = iv.IsNumber() ? iv.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 0 && d < oos.size()) || static_cast<double>(static_cast<uint32_t>(d)) != d) {
+      return fail(code::kInvalidArgument, "outputIndices[" + std::to_string(i) + "] is not an output index");
     }
+    const uint32_t idx = static_cast<uint32_t>(d);
+    const bool dup = idx < 64 ? (seen >> idx) & 1 : std::find(job->output_index_.begin(), job->output_index_.end(), idx) !=
+                                                          job->output_index_.end();
+    if (dup) return fail(code::kInvalidArgument, TensorName(oos[idx], true) + " requested twice");
+    if (idx < 64) seen |= uint64_t{1} << idx;
     if (!oos[idx].is_tensor) {
-      return fail(code::kUnsupported, "output '" + name + "' is a " + oos[idx].type_name +
+      return fail(code::kUnsupported, TensorName(oos[idx], true) + " is a " + oos[idx].type_name +
                                           "; nimify fetches tensors only");
     }
-    job->output_names_.push_back(oos[idx].name.c_str());
-    Napi::Value t = out_tensors.Get(i);
+    job->output_index_.push_back(idx);
+    Napi::Value data = out_data.Get(i);
     OrtValue* v = nullptr;
-    if (t.IsObject()) {
-      Napi::Value borrowed;
+    if (data.IsNull() || data.IsUndefined()) {
+      job->kind_.push_back(OutputKind::kOrt);
+    } else {
+      bool borrowed = false;
       Failure f;
-      if (!TensorToOrtValue(env, oos[idx], "output '" + name + "'", t.As<Napi::Object>(), &v, &borrowed, &f)) {
+      if (!TensorToOrtValue(oos[idx], true, data, out_dims.Get(i), &v, &borrowed, &dims, &f)) {
         return fail(f.code, f.message);
       }
-      if (borrowed.IsEmpty()) {
-        g_ort->ReleaseValue(v);
-        return fail(code::kInvalidArgument, "output '" + name + "': string outputs cannot be preallocated");
-      }
-      if (borrow) job->borrowed_.Add(env, borrowed);
-      job->kind_.push_back(OutputKind::kCaller);
-    } else if (PredictShape(oos[idx], bound, &dims)) {
-      Failure f;
-      Napi::Value typed = AllocateOutput(env, oos[idx], dims, &v, &f);
-      if (typed.IsEmpty()) return fail(f.code, f.message);
-      napi_ref ref = nullptr;
-      napi_create_reference(env, typed, 1, &ref);
-      job->result_refs_.resize(n_out, nullptr);
-      job->result_refs_[i] = ref;
-      job->kind_.push_back(OutputKind::kPredicted);
-    } else {
-      job->kind_.push_back(OutputKind::kOrt);
+      if (borrow) job->borrowed_.Add(env, data);
+      job->kind_.push_back(i < 32 && ((predicted_mask >> i) & 1) ? OutputKind::kPredicted : OutputKind::kSupplied);
     }
-    job->output_info_.push_back(&oos[idx]);
-    job->output_dims_.push_back(v != nullptr ? dims : std::vector<int64_t>());
     job->outputs_.push_back(v);
   }
   if (Failure f = FromOrtStatus(g_ort->CreateRunOptions(&job->run_options_), "creating run options")) {
@@ -272,12 +221,21 @@ void RunJob::TeardownEnv(EnvState* state) {
 
 void RunJob::Execute() {
   if (cancel_code_.load() != nullptr) return;  // cancelled while queued: skip the run entirely
-  OrtStatus* st = g_ort->Run(core_->session(), run_options_, input_names_.data(), inputs_.data(), inputs_.size(),
-                             output_names_.data(), output_names_.size(), outputs_.data());
+  const char* names[kMaxInlineOutputs];
+  std::vector<const char*> many;
+  const char** output_names = names;
+  if (output_index_.size() > kMaxInlineOutputs) {
+    many.resize(output_index_.size());
+    output_names = many.data();
+  }
+  for (size_t i = 0; i < output_index_.size(); ++i) output_names[i] = core_->output_names()[output_index_[i]];
+  OrtStatus* st = g_ort->Run(core_->session(), run_options_, core_->input_names(), inputs_.data(), inputs_.size(),
+                             output_names, output_index_.size(), outputs_.data());
   if (st != nullptr && cancel_code_.load() == nullptr &&
       std::find(kind_.begin(), kind_.end(), OutputKind::kPredicted) != kind_.end()) {
-    // A predicted shape can be wrong only for a model whose declared output shapes are wrong;
-    // run again letting ORT allocate those outputs (the copy path) rather than fail the call.
+    // A predicted shape (TypeScript allocated the buffer from the model's declared output shape)
+    // can be wrong only for a model whose declarations are wrong; run again letting ORT
+    // allocate those outputs (the copy path) rather than fail the call.
     g_ort->ReleaseStatus(st);
     for (size_t i = 0; i < kind_.size(); ++i) {
       if (kind_[i] != OutputKind::kPredicted) continue;
@@ -286,8 +244,8 @@ void RunJob::Execute() {
       kind_[i] = OutputKind::kOrt;
     }
     core_->stats.shape_fallbacks++;
-    st = g_ort->Run(core_->session(), run_options_, input_names_.data(), inputs_.data(), inputs_.size(),
-                    output_names_.data(), output_names_.size(), outputs_.data());
+    st = g_ort->Run(core_->session(), run_options_, core_->input_names(), inputs_.data(), inputs_.size(),
+                    output_names, output_index_.size(), outputs_.data());
   }
   core_->stats.runs++;
   if (st != nullptr) {
@@ -313,43 +271,27 @@ Napi::Value RunJob::Results(Napi::Env env) {
   }
   Napi::Array results = Napi::Array::New(env, outputs_.size());
   for (size_t i = 0; i < outputs_.size(); ++i) {
-    Napi::Value js;
-    switch (kind_[i]) {
-      case OutputKind::kCaller:
-        js = env.Null();  // ORT wrote into the caller's buffer; TypeScript returns that Tensor
-        break;
-      case OutputKind::kPredicted: {
-        napi_value typed = nullptr;
-        napi_get_reference_value(env, result_refs_[i], &typed);
-        js = OutputTriple(env, *output_info_[i], Napi::Value(env, typed), output_dims_[i]);
-        core_->stats.outputs_zero_copy++;
-        break;
-      }
-      case OutputKind::kOrt: {
-        OrtValue* v = outputs_[i];
-        outputs_[i] = nullptr;  // ownership moves to OrtValueToJs
-        size_t copied = 0;
-        js = OrtValueToJs(env, v, "output '" + std::string(output_names_[i]) + "'", &f, &copied);
-        if (f) {
-          MakeError(env, f).ThrowAsJavaScriptException();
-          return Napi::Value();
-        }
-        core_->stats.outputs_copied++;
-        core_->stats.bytes_copied += copied;
-        break;
-      }
+    if (kind_[i] != OutputKind::kOrt) {
+      // ORT wrote into the buffer passed with the call; TypeScript already holds its Tensor.
+      results.Set(static_cast<uint32_t>(i), env.Null());
+      if (kind_[i] == OutputKind::kPredicted) core_->stats.outputs_zero_copy++;
+      continue;
     }
+    OrtValue* v = outputs_[i];
+    outputs_[i] = nullptr;  // ownership moves to OrtValueToJs
+    size_t copied = 0;
+    Napi::Value js = OrtValueToJs(env, core_->outputs()[output_index_[i]], v, &copied, &f);
+    if (f) {
+      MakeError(env, f).ThrowAsJavaScriptException();
+      return Napi::Value();
+    }
+    core_->stats.outputs_copied++;
+    core_->stats.bytes_copied += copied;
     results.Set(static_cast<uint32_t>(i), js);
   }
   return results;
 }
 
-void RunJob::ReleaseRefs(napi_env env) {
-  borrowed_.Release(env);
-  for (napi_ref r : result_refs_) {
-    if (r != nullptr) napi_delete_reference(env, r);
-  }
-  result_refs_.clear();
-}
+void RunJob::ReleaseRefs(napi_env env) { borrowed_.Release(env); }
 
 }  // namespace nimify

@@ -26,9 +26,16 @@ namespace nimify {
 
 class RunJob : public Task {
  public:
-  // Main thread. JS arguments: (inputNames: string[], inputs: Tensor[], outputNames: string[],
-  // outputs: (Tensor|null)[]). Validates everything against the model; on failure throws a JS
-  // error and returns null. `borrow` is false for inferSync, where no GC can run mid-call.
+  // Main thread. JS arguments, all in the model's order:
+  //   inputData: (TypedArray | string[])[]   one per model input
+  //   inputDims: number[][]
+  //   outputIndices: number[]                the outputs to fetch
+  //   outputData: (TypedArray | null)[]      a buffer ORT writes into, or null: ORT allocates
+  //   outputDims: (number[] | null)[]
+  //   predictedMask: number                  bit i: outputData[i] was allocated from a predicted
+  //                                          shape and may be dropped if that shape is wrong
+  // Validates everything that matters for memory safety against the model; on failure throws a
+  // JS error and returns null. `borrow` is false for inferSync, where no GC can run mid-call.
   static std::unique_ptr<RunJob> Prepare(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core,
                                          bool borrow);
   ~RunJob() override;
@@ -59,17 +66,15 @@ class RunJob : public Task {
   void Run() override;  // Executor thread: Execute(), then post back to the env
   static void Deliver(napi_env env, napi_value, void* context, void* data);  // JS thread, on a wake-up
   Failure TakeFailure();
-  void ForgetRefs() { borrowed_.Forget(); result_refs_.clear(); }  // env teardown: the env frees them
+  void ForgetRefs() { borrowed_.Forget(); }  // env teardown: the env frees them
 
-  enum class OutputKind : uint8_t { kOrt, kCaller, kPredicted };
+  enum class OutputKind : uint8_t { kOrt, kSupplied, kPredicted };
+  static constexpr size_t kMaxInlineOutputs = 16;
 
   std::shared_ptr<SessionCore> core_;
-  std::vector<const char*> input_names_, output_names_;  // point into core_'s IoInfo names
   std::vector<OrtValue*> inputs_, outputs_;
   std::vector<OutputKind> kind_;
-  std::vector<const IoInfo*> output_info_;
-  std::vector<std::vector<int64_t>> output_dims_;  // for kCaller/kPredicted: the shape ORT writes
-  std::vector<napi_ref> result_refs_;              // kPredicted: the JS typed array ORT writes into
+  std::vector<uint32_t> output_index_;  // model output index of each fetched output
   OrtRunOptions* run_options_ = nullptr;
   std::atomic<const char*> cancel_code_{nullptr};
   Failure failure_;

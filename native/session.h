@@ -27,8 +27,8 @@ class Session : public Napi::ObjectWrap<Session> {
 
  private:
   Napi::Value Describe(const Napi::CallbackInfo& info);
-  Napi::Value Run(const Napi::CallbackInfo& info);      // (names, tensors, outNames, outTensors, runId) -> Promise
-  Napi::Value RunSync(const Napi::CallbackInfo& info);  // (names, tensors, outNames, outTensors) -> results
+  Napi::Value Run(const Napi::CallbackInfo& info);      // (RunJob::Prepare's arguments..., runId) -> Promise
+  Napi::Value RunSync(const Napi::CallbackInfo& info);  // (RunJob::Prepare's arguments) -> results
   Napi::Value Cancel(const Napi::CallbackInfo& info);   // (runId, code) -> boolean
   Napi::Value Release(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);    // () -> counters of SessionStats

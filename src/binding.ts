@@ -15,7 +15,8 @@ export interface NativeTensorLike {
   readonly dims: readonly number[];
 }
 
-export type NativeResult = [type: string, data: unknown, dims: number[]] | null;
+/** null: ORT wrote into the buffer passed with the call; else the copy path's [data, dims]. */
+export type NativeResult = [data: unknown, dims: number[]] | null;
 
 export interface NativeIoInfo {
   name: string;
@@ -39,8 +40,9 @@ export interface NativeDescription {
 
 export interface NativeSession {
   describe(): NativeDescription;
-  run(names: string[], inputs: NativeTensorLike[], outNames: string[], outputs: (NativeTensorLike | null)[], runId: number): Promise<NativeResult[]>;
-  runSync(names: string[], inputs: NativeTensorLike[], outNames: string[], outputs: (NativeTensorLike | null)[]): NativeResult[];
+  /** See native/run_job.h for the argument layout (everything in the model's I/O order). */
+  run(inData: unknown[], inDims: (readonly number[])[], outIndex: number[], outData: (ArrayBufferView | null)[], outDims: (readonly number[] | null)[], predicted: number, runId: number): Promise<NativeResult[]>;
+  runSync(inData: unknown[], inDims: (readonly number[])[], outIndex: number[], outData: (ArrayBufferView | null)[], outDims: (readonly number[] | null)[], predicted: number): NativeResult[];
   cancel(runId: number, code: 'ABORTED' | 'TIMEOUT'): boolean;
   release(): void;
   stats(): ModelStats;

@@ -8,14 +8,23 @@
  * once per event-loop turn. Polling never blocks the loop — every turn still runs timers and
  * I/O — and while it is on, executor threads skip the wake-up entirely, so a short run
  * completes without any thread sleeping. When nothing completes for NIMIFY_POLL_US
- * microseconds (default 50; 0 disables polling) the loop stops and wake-ups take over, so a
- * long run costs at most that much main-thread CPU. Either way one drain settles every run that
- * finished since the last one.
+ * microseconds the loop stops and wake-ups take over, so a long run costs at most that much
+ * main-thread CPU. Either way one drain settles every run that finished since the last one.
+ *
+ * Polling is off by default (NIMIFY_POLL_US=0). On the 2-core VM it was measured on, polling
+ * competes for a core with the executor thread: the best sequential tiny-MLP round improved
+ * from 9.3 to 6.8 µs, but the median round got worse (9.9 → 10.4 µs). It is meant for machines
+ * with cores to spare; measure before enabling it.
  */
 import type { NativeBinding } from './binding';
 
-const windowUs = Number(process.env.NIMIFY_POLL_US ?? 50);
-const WINDOW_NS = BigInt(Math.max(0, Number.isFinite(windowUs) ? Math.floor(windowUs * 1000) : 50_000));
+let WINDOW_NS = 0n;
+
+/** @internal Sets the polling window (microseconds; 0 disables polling). */
+export function setPollWindow(us: number): void {
+  WINDOW_NS = BigInt(Math.max(0, Number.isFinite(us) ? Math.floor(us * 1000) : 50_000));
+}
+setPollWindow(Number(process.env.NIMIFY_POLL_US ?? 0));
 
 let binding: NativeBinding | undefined;
 let polling = false;

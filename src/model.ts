@@ -7,10 +7,11 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { NimifyError, fromNative } from './errors';
 import { getBinding, type ModelStats, type NativeBinding, type NativeDescription, type NativeResult, type NativeSession, type NativeTensorLike } from './binding';
+import { IoPlan, type NativeCall } from './io-plan';
 import { submitted } from './completions';
 import { checkInferOptions, toNativeConfig, type InferOptions, type LoadOptions } from './options';
-import { Tensor, nativeView, type TensorDataMap, type TensorType } from './tensor';
-import { describe, invalid, isPlainObject } from './validate';
+import type { Tensor, TensorType } from './tensor';
+import { invalid } from './validate';
 
 export interface TensorInfo {
   name: string;
@@ -35,27 +36,6 @@ export type Outputs = Record<string, Tensor>;
 
 let nextRunId = 0;
 
-function shapeText(shape: Array<number | string> | null): string {
-  return shape ? `[${shape.map((d) => (d === -1 ? '?' : d)).join(', ')}]` : '(any shape)';
-}
-
-function checkAgainst(info: TensorInfo, t: Tensor, what: string): void {
-  if (t.type !== info.type) {
-    throw new NimifyError('INVALID_ARGUMENT', `${what}: expected type ${info.type}, received ${t.type}`);
-  }
-  const shape = info.shape;
-  if (shape === null) return;
-  const dims = t.dims;
-  let ok = dims.length === shape.length;
-  for (let i = 0; ok && i < dims.length; i++) {
-    const d = shape[i];
-    ok = typeof d !== 'number' || d < 0 || d === dims[i];
-  }
-  if (!ok) {
-    throw new NimifyError('INVALID_ARGUMENT', `${what}: expected shape ${shapeText(shape)}, received [${dims.join(', ')}]`);
-  }
-}
-
 export class Model {
   readonly inputs: readonly TensorInfo[];
   readonly outputs: readonly TensorInfo[];
@@ -63,10 +43,7 @@ export class Model {
 
   #session: NativeSession | null;
   readonly #binding: NativeBinding;
-  readonly #inputByName = new Map<string, TensorInfo>();
-  readonly #outputByName = new Map<string, TensorInfo>();
-  readonly #allOutputNames: string[];
-  readonly #noPreallocated: null[];
+  readonly #plan: IoPlan;
   #inFlight = 0;
   #disposing: Promise<void> | null = null;
   #drained: (() => void) | null = null;
@@ -78,10 +55,7 @@ export class Model {
     this.inputs = Object.freeze(description.inputs.map((i) => Object.freeze(i)));
     this.outputs = Object.freeze(description.outputs.map((o) => Object.freeze(o)));
     this.metadata = Object.freeze(description.metadata);
-    for (const i of this.inputs) this.#inputByName.set(i.name, i);
-    for (const o of this.outputs) this.#outputByName.set(o.name, o);
-    this.#allOutputNames = this.outputs.map((o) => o.name);
-    this.#noPreallocated = this.#allOutputNames.map(() => null);
+    this.#plan = new IoPlan(description);
   }
 
   /** Number of infer() calls not yet settled. */
@@ -98,40 +72,59 @@ export class Model {
     return this.#disposing !== null;
   }
 
-  /** Runs the model off the main thread. */
-  async infer(feeds: Feeds, options?: InferOptions): Promise<Outputs> {
-    const session = this.#open();
-    const opts = options === undefined ? undefined : checkInferOptions(options);
-    const [names, tensors] = this.#feeds(feeds);
-    const [outNames, outTensors, callerTensors] = this.#fetches(opts?.outputs);
-    let runId = 0;
-    let timer: NodeJS.Timeout | undefined;
-    let onAbort: (() => void) | undefined;
-    const signal = opts?.signal;
-    if (signal !== undefined || opts?.timeoutMs !== undefined) {
-      if (signal?.aborted) throw new NimifyError('ABORTED', 'inference was aborted before it started');
-      runId = ++nextRunId;
-      const id = runId;
-      if (signal) {
-        onAbort = () => session.cancel(id, 'ABORTED');
-        signal.addEventListener('abort', onAbort, { once: true });
-      }
-      if (opts?.timeoutMs !== undefined) timer = setTimeout(() => session.cancel(id, 'TIMEOUT'), opts.timeoutMs);
-    }
-    let results: NativeResult[];
-    this.#inFlight++;
+  /**
+   * Runs the model off the main thread. Written without `async`/`await` on purpose: one promise
+   * reaction per call instead of three (this is the per-request hot path).
+   */
+  infer(feeds: Feeds, options?: InferOptions): Promise<Outputs> {
+    let session: NativeSession;
+    let call: NativeCall;
+    let opts: InferOptions | undefined;
     try {
-      const pending = session.run(names, tensors, outNames, outTensors, runId);
-      submitted(this.#binding);
-      results = await pending;
+      session = this.#open();
+      opts = options === undefined ? undefined : checkInferOptions(options);
+      call = this.#plan.prepare(feeds, opts?.outputs);
     } catch (err) {
-      throw fromNative(err);
-    } finally {
-      if (timer !== undefined) clearTimeout(timer);
-      if (onAbort !== undefined) signal!.removeEventListener('abort', onAbort);
-      if (--this.#inFlight === 0 && this.#drained) this.#drained();
+      return Promise.reject(err);
     }
-    return this.#wrap(outNames, results, callerTensors);
+    let runId = 0;
+    let cleanup: (() => void) | undefined;
+    if (opts !== undefined && (opts.signal !== undefined || opts.timeoutMs !== undefined)) {
+      const signal = opts.signal;
+      if (signal?.aborted) return Promise.reject(new NimifyError('ABORTED', 'inference was aborted before it started'));
+      const id = (runId = ++nextRunId);
+      const onAbort = () => session.cancel(id, 'ABORTED');
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const timer = opts.timeoutMs !== undefined ? setTimeout(() => session.cancel(id, 'TIMEOUT'), opts.timeoutMs) : undefined;
+      cleanup = () => {
+        if (timer !== undefined) clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+      };
+    }
+    let pending: Promise<NativeResult[]>;
+    try {
+      pending = session.run(call.inData, call.inDims, call.outIndex, call.outData, call.outDims, call.predicted, runId);
+    } catch (err) {
+      cleanup?.();
+      return Promise.reject(fromNative(err));
+    }
+    this.#inFlight++;
+    submitted(this.#binding);
+    return pending.then(
+      (results) => {
+        this.#settled(cleanup);
+        return this.#plan.wrap(call, results);
+      },
+      (err: unknown) => {
+        this.#settled(cleanup);
+        throw fromNative(err);
+      },
+    );
+  }
+
+  #settled(cleanup: (() => void) | undefined): void {
+    cleanup?.();
+    if (--this.#inFlight === 0 && this.#drained) this.#drained();
   }
 
   /** Runs the model on the calling thread (blocks it): for tiny models where a thread hop costs more than the run. */
@@ -143,15 +136,14 @@ export class Model {
         throw new NimifyError('INVALID_ARGUMENT', 'options: inferSync() supports only `outputs`; use infer() for signal/timeoutMs');
       }
     }
-    const [names, tensors] = this.#feeds(feeds);
-    const [outNames, outTensors, callerTensors] = this.#fetches(options?.outputs);
+    const call = this.#plan.prepare(feeds, options?.outputs);
     let results: NativeResult[];
     try {
-      results = session.runSync(names, tensors, outNames, outTensors);
+      results = session.runSync(call.inData, call.inDims, call.outIndex, call.outData, call.outDims, call.predicted);
     } catch (err) {
       throw fromNative(err);
     }
-    return this.#wrap(outNames, results, callerTensors);
+    return this.#plan.wrap(call, results);
   }
 
   /**
@@ -177,74 +169,6 @@ export class Model {
     return this.#session;
   }
 
-  #feeds(feeds: unknown): [string[], NativeTensorLike[]] {
-    if (!isPlainObject(feeds)) throw invalid('feeds', 'an object mapping input names to Tensors', feeds);
-    const names: string[] = [];
-    const tensors: NativeTensorLike[] = [];
-    for (const name in feeds) {
-      const info = this.#inputByName.get(name);
-      if (info === undefined) {
-        throw new NimifyError('INVALID_ARGUMENT', `feeds: unknown input '${name}' (model inputs: ${[...this.#inputByName.keys()].join(', ')})`);
-      }
-      const t = Tensor.from(feeds[name], `input '${name}'`);
-      checkAgainst(info, t, `input '${name}'`);
-      names.push(name);
-      tensors.push(nativeView(t));
-    }
-    if (names.length !== this.#inputByName.size) {
-      for (const info of this.inputs) {
-        if (!Object.prototype.hasOwnProperty.call(feeds, info.name)) {
-          throw new NimifyError('INVALID_ARGUMENT', `feeds: missing input '${info.name}' (expected ${info.type} ${shapeText(info.shape)})`);
-        }
-      }
-    }
-    return [names, tensors];
-  }
-
-  #fetches(spec: InferOptions['outputs']): [string[], (NativeTensorLike | null)[], (Tensor | null)[] | null] {
-    if (spec === undefined) return [this.#allOutputNames, this.#noPreallocated, null];
-    const names: string[] = [];
-    if (Array.isArray(spec)) {
-      if (spec.length === 0) throw invalid('options.outputs', 'at least one output name', spec);
-      for (const name of spec) {
-        if (typeof name !== 'string' || !this.#outputByName.has(name)) {
-          throw new NimifyError('INVALID_ARGUMENT', `options.outputs: unknown output ${typeof name === 'string' ? `'${name}'` : describe(name)} (model outputs: ${this.#allOutputNames.join(', ')})`);
-        }
-        if (names.includes(name)) throw new NimifyError('INVALID_ARGUMENT', `options.outputs: output '${name}' listed twice`);
-        names.push(name);
-      }
-      return [names, names.map(() => null), null];
-    }
-    if (!isPlainObject(spec)) throw invalid('options.outputs', 'an array of output names or an object of output name → Tensor', spec);
-    const callers: (Tensor | null)[] = [];
-    for (const name in spec) {
-      const info = this.#outputByName.get(name);
-      if (info === undefined) {
-        throw new NimifyError('INVALID_ARGUMENT', `options.outputs: unknown output '${name}' (model outputs: ${this.#allOutputNames.join(', ')})`);
-      }
-      const v = spec[name];
-      if (v === null || v === undefined) {
-        callers.push(null);
-      } else {
-        const t = Tensor.from(v, `output '${name}'`);
-        checkAgainst(info, t, `output '${name}'`);
-        if (t.type === 'string') throw new NimifyError('INVALID_ARGUMENT', `output '${name}': string outputs cannot be preallocated`);
-        callers.push(t);
-      }
-      names.push(name);
-    }
-    if (names.length === 0) throw invalid('options.outputs', 'at least one output', spec);
-    return [names, callers.map((t) => (t ? nativeView(t) : null)), callers];
-  }
-
-  #wrap(names: string[], results: NativeResult[], callers: (Tensor | null)[] | null): Outputs {
-    const out: Outputs = {};
-    for (let i = 0; i < names.length; i++) {
-      const r = results[i];
-      out[names[i]] = r === null ? (callers as Tensor[])[i] : Tensor.fromNative(r[0] as TensorType, r[1] as TensorDataMap[TensorType], r[2]);
-    }
-    return out;
-  }
 }
 
 /** Loads a model from a file path or from its bytes. Parsing and optimization run off the main thread. */

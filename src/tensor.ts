@@ -156,11 +156,12 @@ export class Tensor<T extends TensorType = TensorType> {
   }
 }
 
-/** @internal What the addon reads: float16 data as a Uint16Array view (no copy). */
-export function nativeView(t: Tensor): Tensor {
-  if (t.type === 'float16' && Float16ArrayCtor && t.data instanceof Float16ArrayCtor) {
-    const a = t.data as unknown as ArrayBufferView & { length: number };
-    return Tensor.fromNative('float16', new Uint16Array(a.buffer, a.byteOffset, a.length), t.dims as number[]);
+/** @internal The data as the addon reads it: a Float16Array as a Uint16Array view (no copy). */
+export function nativeData(t: Tensor): unknown {
+  const d = t.data;
+  if (Float16ArrayCtor !== undefined && d instanceof Float16ArrayCtor) {
+    const a = d as unknown as ArrayBufferView & { length: number };
+    return new Uint16Array(a.buffer, a.byteOffset, a.length);
   }
-  return t;
+  return d;
 }

@@ -333,25 +333,27 @@ describe('bad input is rejected with a clear error and nothing breaks', () => {
       }
       return 'no error';
     };
-    const good = { type: 'float32', data: new Float32Array(64), dims: [1, 64] };
-    expect(call()).toMatch(/^INVALID_ARGUMENT/);
-    expect(call(['x'], [good], ['y'])).toMatch(/^INVALID_ARGUMENT/);
-    expect(call(['x'], [{ ...good, dims: [1, 63] }], ['y'], [null])).toMatch(/INVALID_ARGUMENT: input 'x': expected shape \[batch, 64\], received \[1, 63\]/);
-    expect(call(['x'], [{ ...good, dims: [2, 64] }], ['y'], [null])).toMatch(/need 128 elements, received 64/);
-    expect(call(['x'], [{ ...good, dims: [-1, 64] }], ['y'], [null])).toMatch(/dims\[0\] must be a non-negative integer/);
-    expect(call(['x'], [{ ...good, type: 'int32' }], ['y'], [null])).toMatch(/expected type float32, received int32/);
-    expect(call(['x'], [{ ...good, type: 'bogus' }], ['y'], [null])).toMatch(/unknown tensor type/);
-    expect(call(['x'], [{ ...good, data: new Int32Array(64) }], ['y'], [null])).toMatch(/needs a Float32Array, received a Int32Array/);
-    expect(call(['x'], [{ ...good, data: 'nope' }], ['y'], [null])).toMatch(/data must be a Float32Array/);
-    expect(call(['q'], [good], ['y'], [null])).toMatch(/unknown input 'q'/);
-    expect(call(['x'], [good], ['q'], [null])).toMatch(/unknown output 'q'/);
-    expect(call(['x'], [good], [], [])).toMatch(/at least one output/);
-    expect(call(['x'], [good], ['y'], [{ type: 'float32', data: new Float32Array(3), dims: [1, 10] }])).toMatch(/need 10 elements, received 3/);
-    expect(call(['x'], [7], ['y'], [null])).toMatch(/expected a Tensor/);
-    expect(call(['x'], [{ ...good, dims: [1, 2 ** 60] }], ['y'], [null])).toMatch(/INVALID_ARGUMENT/);
-    expect(call(['x'], [good], ['y'], [null])).toBe('no error');
+    const x = new Float32Array(64);
+    const run = (inData: unknown[], inDims: unknown[], outData: unknown[] = [null], outDims: unknown[] = [null], outIndex: unknown[] = [0]) =>
+      call(inData, inDims, outIndex, outData, outDims, 0);
+    expect(call()).toMatch(/^INVALID_ARGUMENT: run\(inputData/);
+    expect(call([x], [[1, 64]], [0], [null])).toMatch(/^INVALID_ARGUMENT/);
+    expect(run([x], [[1, 63]])).toMatch(/INVALID_ARGUMENT: input 'x': expected shape \[batch, 64\], received \[1, 63\]/);
+    expect(run([x], [[2, 64]])).toMatch(/input 'x': dims \[2, 64\] need 128 elements, received 64/);
+    expect(run([x], [[-1, 64]])).toMatch(/input 'x': dims\[0\] must be a non-negative integer/);
+    expect(run([x], [['1', 64]])).toMatch(/dims\[0\] must be a non-negative integer/);
+    expect(run([x], [7])).toMatch(/input 'x': dims must be an array/);
+    expect(run([new Int32Array(64)], [[1, 64]])).toMatch(/type float32 needs a Float32Array, received a Int32Array/);
+    expect(run(['nope'], [[1, 64]])).toMatch(/input 'x': data must be a Float32Array/);
+    expect(run([x, x], [[1, 64], [1, 64]])).toMatch(/expected data and dims for 1 inputs/);
+    expect(run([x], [[1, 64]], [null], [null], [5])).toMatch(/outputIndices\[0\] is not an output index/);
+    expect(run([x], [[1, 64]], [null, null], [null, null], [0, 0])).toMatch(/output 'y' requested twice/);
+    expect(run([x], [[1, 64]], [], [], [])).toMatch(/at least one output/);
+    expect(run([x], [[1, 64]], [new Float32Array(3)], [[1, 10]])).toMatch(/output 'y': dims \[1, 10\] need 10 elements, received 3/);
+    expect(run([x], [[1, 2 ** 60]])).toMatch(/INVALID_ARGUMENT/);
+    expect(run([x], [[1, 64]])).toBe('no error');
     session.release();
-    expect(call(['x'], [good], ['y'], [null])).toMatch(/^DISPOSED/);
+    expect(run([x], [[1, 64]])).toMatch(/^DISPOSED/);
   });
 });
 

@@ -1,0 +1,212 @@
+/**
+ * IoPlan: turns a model's feeds and output requests into the arrays the addon reads, in the
+ * model's input/output order, and its results back into Tensors.
+ *
+ * Output memory (see native/tensor_io.h): when an output's shape is known before the run — every
+ * dim fixed, or a symbolic dim that an input of this call binds (`batch` in x[batch, 64] →
+ * y[batch, 10]) — the plan allocates the output's typed array here and ORT writes into it: no
+ * copy, and no native allocation or array building per call. Only outputs with data-dependent
+ * shapes (and strings) come back through the addon's counted copy path.
+ */
+import { NimifyError } from './errors';
+import type { NativeResult, NativeDescription, NativeIoInfo } from './binding';
+import { Tensor, nativeData, type TensorDataMap, type TensorType } from './tensor';
+import { describe, invalid, isPlainObject } from './validate';
+
+type TensorInfo = NativeIoInfo;
+
+type TypedCtor = { new (n: number): ArrayBufferView & { length: number }; new (b: ArrayBuffer, o: number, n: number): ArrayBufferView & { length: number }; BYTES_PER_ELEMENT: number };
+
+const CTOR: Partial<Record<TensorType, TypedCtor>> = {
+  float32: Float32Array, float64: Float64Array, float16: Uint16Array, bfloat16: Uint16Array, int8: Int8Array,
+  uint8: Uint8Array, int16: Int16Array, uint16: Uint16Array, int32: Int32Array, uint32: Uint32Array,
+  int64: BigInt64Array, uint64: BigUint64Array, bool: Uint8Array,
+} as never;
+
+/** Above this size a predicted output is allocated uninitialized (ORT overwrites every byte). */
+const ZERO_FILL_LIMIT = 64 * 1024;
+
+/** How one output dim is known before a run: a constant, or dim `dim` of input `input`. */
+type DimSource = number | { input: number; dim: number };
+
+interface OutputPlan {
+  index: number;
+  info: TensorInfo;
+  ctor: TypedCtor | undefined;
+  /** null when the shape depends on data (or the output is not a numeric tensor). */
+  dims: DimSource[] | null;
+}
+
+export interface NativeCall {
+  inData: unknown[];
+  inDims: (readonly number[])[];
+  outIndex: number[];
+  outData: (ArrayBufferView | null)[];
+  outDims: (readonly number[] | null)[];
+  /** Bit i: outData[i] was allocated here from a predicted shape. */
+  predicted: number;
+  outNames: string[];
+  /** The Tensor each non-null outData belongs to. */
+  outTensors: (Tensor | null)[];
+}
+
+export function shapeText(shape: Array<number | string> | null): string {
+  return shape ? `[${shape.map((d) => (d === -1 ? '?' : d)).join(', ')}]` : '(any shape)';
+}
+
+function checkAgainst(info: TensorInfo, t: Tensor, what: string): void {
+  if (t.type !== info.type) {
+    throw new NimifyError('INVALID_ARGUMENT', `${what}: expected type ${info.type}, received ${t.type}`);
+  }
+  const shape = info.shape;
+  if (shape === null) return;
+  const dims = t.dims;
+  let ok = dims.length === shape.length;
+  for (let i = 0; ok && i < dims.length; i++) {
+    const d = shape[i];
+    ok = typeof d !== 'number' || d < 0 || d === dims[i];
+  }
+  if (!ok) {
+    throw new NimifyError('INVALID_ARGUMENT', `${what}: expected shape ${shapeText(shape)}, received [${dims.join(', ')}]`);
+  }
+}
+
+export class IoPlan {
+  readonly #inputs: readonly TensorInfo[];
+  readonly #inputIndex = new Map<string, number>();
+  readonly #outputs: OutputPlan[];
+  readonly #outputIndex = new Map<string, number>();
+  readonly #allOutputs: number[];
+
+  constructor(description: Pick<NativeDescription, 'inputs' | 'outputs'>) {
+    this.#inputs = description.inputs;
+    description.inputs.forEach((io, i) => this.#inputIndex.set(io.name, i));
+    description.outputs.forEach((io, i) => this.#outputIndex.set(io.name, i));
+    this.#allOutputs = description.outputs.map((_, i) => i);
+    // Where each symbolic dim name can be read from: its first occurrence among the inputs.
+    const symbols = new Map<string, { input: number; dim: number }>();
+    description.inputs.forEach((io, input) =>
+      io.shape?.forEach((d, dim) => {
+        if (typeof d === 'string' && !symbols.has(d)) symbols.set(d, { input, dim });
+      }),
+    );
+    this.#outputs = description.outputs.map((info, index) => {
+      const ctor = CTOR[info.type as TensorType];
+      let dims: DimSource[] | null = ctor && info.shape ? [] : null;
+      for (const d of info.shape ?? []) {
+        if (dims === null) break;
+        if (typeof d === 'number' && d >= 0) dims.push(d);
+        else if (typeof d === 'string' && symbols.has(d)) dims.push(symbols.get(d)!);
+        else dims = null;
+      }
+      return { index, info, ctor, dims };
+    });
+  }
+
+  /** Validates feeds and output requests; throws NimifyError('INVALID_ARGUMENT'). */
+  prepare(feeds: unknown, outputs: readonly string[] | Record<string, unknown> | undefined): NativeCall {
+    if (!isPlainObject(feeds)) throw invalid('feeds', 'an object mapping input names to Tensors', feeds);
+    const n = this.#inputs.length;
+    const inTensors: Tensor[] = new Array(n);
+    const inData: unknown[] = new Array(n);
+    const inDims: (readonly number[])[] = new Array(n);
+    let given = 0;
+    for (const name in feeds) {
+      const i = this.#inputIndex.get(name);
+      if (i === undefined) {
+        throw new NimifyError('INVALID_ARGUMENT', `feeds: unknown input '${name}' (model inputs: ${[...this.#inputIndex.keys()].join(', ')})`);
+      }
+      const t = Tensor.from(feeds[name], `input '${name}'`);
+      checkAgainst(this.#inputs[i], t, `input '${name}'`);
+      inTensors[i] = t;
+      inData[i] = nativeData(t);
+      inDims[i] = t.dims;
+      given++;
+    }
+    if (given !== n) {
+      for (const info of this.#inputs) {
+        if (!Object.prototype.hasOwnProperty.call(feeds, info.name)) {
+          throw new NimifyError('INVALID_ARGUMENT', `feeds: missing input '${info.name}' (expected ${info.type} ${shapeText(info.shape)})`);
+        }
+      }
+    }
+
+    const call: NativeCall = { inData, inDims, outIndex: [], outData: [], outDims: [], predicted: 0, outNames: [], outTensors: [] };
+    const add = (index: number, supplied: Tensor | null): void => {
+      const plan = this.#outputs[index];
+      const slot = call.outIndex.length;
+      call.outIndex.push(index);
+      call.outNames.push(plan.info.name);
+      let t = supplied;
+      if (t === null && plan.dims !== null && plan.ctor !== undefined) {
+        t = this.#allocate(plan, inTensors);
+        if (slot < 31) call.predicted |= 1 << slot;
+      }
+      call.outTensors.push(t);
+      call.outData.push(t === null ? null : (nativeData(t) as ArrayBufferView));
+      call.outDims.push(t === null ? null : t.dims);
+    };
+
+    if (outputs === undefined) {
+      for (const i of this.#allOutputs) add(i, null);
+    } else if (Array.isArray(outputs)) {
+      if (outputs.length === 0) throw invalid('options.outputs', 'at least one output name', outputs);
+      for (const name of outputs) {
+        const i = typeof name === 'string' ? this.#outputIndex.get(name) : undefined;
+        if (i === undefined) {
+          throw new NimifyError('INVALID_ARGUMENT', `options.outputs: unknown output ${typeof name === 'string' ? `'${name}'` : describe(name)} (model outputs: ${[...this.#outputIndex.keys()].join(', ')})`);
+        }
+        if (call.outIndex.includes(i)) throw new NimifyError('INVALID_ARGUMENT', `options.outputs: output '${name}' listed twice`);
+        add(i, null);
+      }
+    } else if (isPlainObject(outputs)) {
+      for (const name in outputs) {
+        const i = this.#outputIndex.get(name);
+        if (i === undefined) {
+          throw new NimifyError('INVALID_ARGUMENT', `options.outputs: unknown output '${name}' (model outputs: ${[...this.#outputIndex.keys()].join(', ')})`);
+        }
+        const v = outputs[name];
+        let t: Tensor | null = null;
+        if (v !== null && v !== undefined) {
+          t = Tensor.from(v, `output '${name}'`);
+          checkAgainst(this.#outputs[i].info, t, `output '${name}'`);
+          if (t.type === 'string') throw new NimifyError('INVALID_ARGUMENT', `output '${name}': string outputs cannot be preallocated`);
+        }
+        add(i, t);
+      }
+      if (call.outIndex.length === 0) throw invalid('options.outputs', 'at least one output', outputs);
+    } else {
+      throw invalid('options.outputs', 'an array of output names or an object of output name → Tensor', outputs);
+    }
+    return call;
+  }
+
+  /** Builds the outputs object from the addon's results (null: ORT wrote into outData). */
+  wrap(call: NativeCall, results: NativeResult[]): Record<string, Tensor> {
+    const out: Record<string, Tensor> = {};
+    for (let i = 0; i < call.outNames.length; i++) {
+      const r = results[i];
+      out[call.outNames[i]] =
+        r === null
+          ? (call.outTensors[i] as Tensor)
+          : Tensor.fromNative(this.#outputs[call.outIndex[i]].info.type as TensorType, r[0] as TensorDataMap[TensorType], r[1]);
+    }
+    return out;
+  }
+
+  #allocate(plan: OutputPlan, inputs: Tensor[]): Tensor {
+    const src = plan.dims as DimSource[];
+    const dims: number[] = new Array(src.length);
+    let count = 1;
+    for (let d = 0; d < src.length; d++) {
+      const s = src[d];
+      dims[d] = typeof s === 'number' ? s : inputs[s.input].dims[s.dim];
+      count *= dims[d];
+    }
+    const ctor = plan.ctor as TypedCtor;
+    const bytes = count * ctor.BYTES_PER_ELEMENT;
+    // Small: a zero-filled array (cheapest to create). Large: uninitialized, unpooled memory.
+    const data = bytes <= ZERO_FILL_LIMIT ? new ctor(count) : new ctor(Buffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer, 0, count);
+    return Tensor.fromNative(plan.info.type as TensorType, data as never, dims);
+  }
+}
