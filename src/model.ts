@@ -21,15 +21,8 @@ export interface TensorInfo {
   shape: Array<number | string> | null;
 }
 
-export interface ModelMetadata {
-  producerName: string;
-  graphName: string;
-  domain: string;
-  description: string;
-  graphDescription: string;
-  version: number;
-  custom: Record<string, string>;
-}
+/** The model's metadata as ONNX Runtime reads it (`version` is 0 when the model sets none). */
+export type ModelMetadata = NativeDescription['metadata'];
 
 export type Feeds = Record<string, Tensor | NativeTensorLike>;
 export type Outputs = Record<string, Tensor>;

@@ -1,0 +1,24 @@
+'use strict';
+// Exercises the addon's paths (async and sync runs, concurrency, bad input, the copy path,
+// strings, abort of a running inference, dispose) for `npm run memcheck`, which runs it under
+// valgrind memcheck with scripts/valgrind.supp and fails on any error.
+const { loadModel, Tensor } = require('../dist');
+const M = require('node:path').join(__dirname, '..', 'test', 'fixtures', 'models') + '/';
+(async () => {
+  const m = await loadModel(M + 'mlp_tiny.onnx');
+  const x = new Tensor('float32', new Float32Array(64).fill(0.1), [1, 64]);
+  for (let i = 0; i < 50; i++) { await m.infer({ x }); m.inferSync({ x }); }
+  await Promise.all(Array.from({ length: 16 }, () => m.infer({ x })));
+  try { await m.infer({ x: new Tensor('float32', new Float32Array(63), [1, 63]) }); } catch {}
+  const nz = await loadModel(M + 'nonzero.onnx');
+  await nz.infer({ x: new Tensor('float32', new Float32Array([0, 1, 2]), [3]) });
+  const s = await loadModel(M + 'identity_string.onnx');
+  await s.infer({ x: new Tensor('string', ['a', 'b\u0000c'], [2]) });
+  const slow = await loadModel(M + 'slow.onnx');
+  const ac = new AbortController();
+  const p = slow.infer({ x: new Tensor('float32', new Float32Array(65536), [256, 256]), iters: new Tensor('int64', new BigInt64Array([100000n]), []) }, { signal: ac.signal });
+  setTimeout(() => ac.abort(), 200);
+  try { await p; } catch (e) { console.log('aborted', e.code); }
+  await Promise.all([m.dispose(), nz.dispose(), s.dispose(), slow.dispose()]);
+  console.log('vg script done');
+})();
