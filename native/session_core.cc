@@ -179,19 +179,4 @@ bool SessionCore::ReadMetadata(Failure* failure) {
   return true;
 }
 
-int SessionCore::InputIndex(const char* name, size_t len) const {
-  for (size_t i = 0; i < inputs_.size(); ++i) {
-    if (inputs_[i].name.size() == len && std::memcmp(inputs_[i].name.data(), name, len) == 0) return static_cast<int>(i);
-  }
-  return -1;
-}
-
-int SessionCore::OutputIndex(const char* name, size_t len) const {
-  for (size_t i = 0; i < outputs_.size(); ++i) {
-    if (outputs_[i].name.size() == len && std::memcmp(outputs_[i].name.data(), name, len) == 0)
-      return static_cast<int>(i);
-  }
-  return -1;
-}
-
 }  // namespace nimify

@@ -74,9 +74,6 @@ class SessionCore {
   // ORT log severity for runs: the session's logSeverityLevel when given, else fatal-only, since
   // every run failure already reaches the caller as a NimifyError (ORT would also print it).
   int run_log_severity() const { return run_log_severity_; }
-  // Index of the named input/output, or -1.
-  int InputIndex(const char* name, size_t len) const;
-  int OutputIndex(const char* name, size_t len) const;
   const char* const* input_names() const { return input_names_.data(); }
   const char* const* output_names() const { return output_names_.data(); }
 

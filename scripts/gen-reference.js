@@ -62,8 +62,10 @@ async function main() {
     }
     await session.release();
     const file = path.join(OUT, `${name}.json`);
-    fs.writeFileSync(file, JSON.stringify(doc, null, 1) + '\n');
-    console.log(`${path.relative(ROOT, file)}: ${fs.statSync(file).size} bytes`);
+    const text = JSON.stringify(doc, null, 1) + '\n';
+    if (text.length >= 300_000) throw new Error(`${name}.json would be ${text.length} bytes (limit 300 KB)`);
+    fs.writeFileSync(file, text);
+    console.log(`${path.relative(ROOT, file)}: ${text.length} bytes`);
   }
 }
 
