@@ -1,12 +1,46 @@
 #include "run_job.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "ort_api.h"
 #include "tensor_io.h"
 
 namespace nimify {
+
+namespace {
+
+// Reads the call's spec (src/io-plan.ts NativeCall.spec) with bounds and integer checks.
+class SpecReader {
+ public:
+  SpecReader(const double* data, size_t length) : data_(data), length_(length) {}
+  // An integer in [min, max], or false.
+  bool Int(double min, double max, int64_t* out) {
+    if (pos_ >= length_) return false;
+    const double v = data_[pos_++];
+    if (!(v >= min && v <= max) || std::floor(v) != v) return false;
+    *out = static_cast<int64_t>(v);
+    return true;
+  }
+  bool Dims(std::vector<int64_t>* dims, bool* absent) {
+    int64_t rank = 0;
+    if (!Int(-1, 64, &rank)) return false;
+    *absent = rank < 0;
+    dims->resize(rank < 0 ? 0 : static_cast<size_t>(rank));
+    for (auto& d : *dims) {
+      if (!Int(0, 9007199254740991.0, &d)) return false;
+    }
+    return true;
+  }
+
+ private:
+  const double* data_;
+  size_t length_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
 
 std::unique_ptr<RunJob> RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core,
                                         bool borrow) {
@@ -18,30 +52,26 @@ std::unique_ptr<RunJob> RunJob::Prepare(const Napi::CallbackInfo& info, std::sha
     return nullptr;
   };
   if (!core) return fail(code::kDisposed, "model has been disposed");
-  if (info.Length() < 6 || !info[0].IsArray() || !info[1].IsArray() || !info[2].IsArray() || !info[3].IsArray() ||
-      !info[4].IsArray() || !info[5].IsNumber()) {
-    return fail(code::kInvalidArgument,
-                "run(inputData, inputDims, outputIndices, outputData, outputDims, predictedMask): expected five "
-                "arrays and a number");
+  if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsArray() || !info[2].IsTypedArray() ||
+      info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    return fail(code::kInvalidArgument, "run(inputData, outputData, spec): expected two arrays and a Float64Array");
   }
   Napi::Array in_data = info[0].As<Napi::Array>();
-  Napi::Array in_dims = info[1].As<Napi::Array>();
-  Napi::Array out_index = info[2].As<Napi::Array>();
-  Napi::Array out_data = info[3].As<Napi::Array>();
-  Napi::Array out_dims = info[4].As<Napi::Array>();
-  const uint32_t predicted_mask = info[5].As<Napi::Number>().Uint32Value();
+  Napi::Array out_data = info[1].As<Napi::Array>();
+  Napi::Float64Array spec_array = info[2].As<Napi::Float64Array>();
+  SpecReader spec(spec_array.Data(), spec_array.ElementLength());
   const auto& ios = core->inputs();
   const auto& oos = core->outputs();
-  const uint32_t n_in = in_data.Length();
-  const uint32_t n_out = out_index.Length();
-  if (n_in != ios.size() || in_dims.Length() != n_in) {
+  int64_t n_in = 0, n_out = 0, predicted_mask = 0;
+  if (!spec.Int(0, 1e6, &n_in) || !spec.Int(0, 1e6, &n_out) || !spec.Int(0, 2147483647, &predicted_mask)) {
+    return fail(code::kInvalidArgument, "run(): malformed spec header");
+  }
+  if (static_cast<size_t>(n_in) != ios.size() || in_data.Length() != n_in) {
     return fail(code::kInvalidArgument, "expected data and dims for " + std::to_string(ios.size()) +
-                                            " inputs in model order, received " + std::to_string(n_in));
+                                            " inputs in model order, received " + std::to_string(in_data.Length()));
   }
   if (n_out == 0) return fail(code::kInvalidArgument, "at least one output must be requested");
-  if (out_data.Length() != n_out || out_dims.Length() != n_out) {
-    return fail(code::kInvalidArgument, "outputIndices, outputData and outputDims must have equal lengths");
-  }
+  if (out_data.Length() != n_out) return fail(code::kInvalidArgument, "outputData and the spec disagree on outputs");
 
   job.reset(new RunJob());
   job->core_ = core;
@@ -49,45 +79,53 @@ std::unique_ptr<RunJob> RunJob::Prepare(const Napi::CallbackInfo& info, std::sha
   job->outputs_.reserve(n_out);
   job->kind_.reserve(n_out);
   job->output_index_.reserve(n_out);
-  std::vector<int64_t> dims;
-  for (uint32_t i = 0; i < n_in; ++i) {
-    OrtValue* v = nullptr;
-    bool borrowed = false;
-    Failure f;
-    Napi::Value data = in_data.Get(i);
-    if (!TensorToOrtValue(ios[i], false, data, in_dims.Get(i), &v, &borrowed, &dims, &f)) return fail(f.code, f.message);
-    job->inputs_.push_back(v);
-    if (borrow && borrowed) job->borrowed_.Add(env, data);
-  }
   uint64_t seen = 0;
-  for (uint32_t i = 0; i < n_out; ++i) {
-    Napi::Value iv = out_index.Get(i);
-    const double d = iv.IsNumber() ? iv.As<Napi::Number>().DoubleValue() : -1;
-    if (!(d >= 0 && d < oos.size()) || static_cast<double>(static_cast<uint32_t>(d)) != d) {
-      return fail(code::kInvalidArgument, "outputIndices[" + std::to_string(i) + "] is not an output index");
+  for (int64_t i = 0; i < n_out; ++i) {
+    int64_t idx = 0;
+    if (!spec.Int(0, static_cast<double>(oos.size()) - 1, &idx)) {
+      return fail(code::kInvalidArgument, "output " + std::to_string(i) + " of the spec is not an output index");
     }
-    const uint32_t idx = static_cast<uint32_t>(d);
-    const bool dup = idx < 64 ? (seen >> idx) & 1 : std::find(job->output_index_.begin(), job->output_index_.end(), idx) !=
-                                                          job->output_index_.end();
+    const bool dup = idx < 64 ? (seen >> idx) & 1
+                              : std::find(job->output_index_.begin(), job->output_index_.end(), idx) !=
+                                    job->output_index_.end();
     if (dup) return fail(code::kInvalidArgument, TensorName(oos[idx], true) + " requested twice");
     if (idx < 64) seen |= uint64_t{1} << idx;
     if (!oos[idx].is_tensor) {
       return fail(code::kUnsupported, TensorName(oos[idx], true) + " is a " + oos[idx].type_name +
                                           "; nimify fetches tensors only");
     }
-    job->output_index_.push_back(idx);
-    Napi::Value data = out_data.Get(i);
+    job->output_index_.push_back(static_cast<uint32_t>(idx));
+  }
+  std::vector<int64_t> dims;
+  bool absent = false;
+  for (int64_t i = 0; i < n_in; ++i) {
+    if (!spec.Dims(&dims, &absent) || absent) {
+      return fail(code::kInvalidArgument, TensorName(ios[i], false) + ": dims must be non-negative integers");
+    }
+    OrtValue* v = nullptr;
+    bool borrowed = false;
+    Failure f;
+    Napi::Value data = in_data.Get(static_cast<uint32_t>(i));
+    if (!TensorToOrtValue(ios[i], false, data, dims, &v, &borrowed, &f)) return fail(f.code, f.message);
+    job->inputs_.push_back(v);
+    if (borrow && borrowed) job->borrowed_.Add(env, data);
+  }
+  for (int64_t i = 0; i < n_out; ++i) {
+    const IoInfo& io = oos[job->output_index_[i]];
+    if (!spec.Dims(&dims, &absent)) {
+      return fail(code::kInvalidArgument, TensorName(io, true) + ": dims must be non-negative integers");
+    }
+    Napi::Value data = out_data.Get(static_cast<uint32_t>(i));
     OrtValue* v = nullptr;
     if (data.IsNull() || data.IsUndefined()) {
       job->kind_.push_back(OutputKind::kOrt);
     } else {
+      if (absent) return fail(code::kInvalidArgument, TensorName(io, true) + ": a buffer was given without dims");
       bool borrowed = false;
       Failure f;
-      if (!TensorToOrtValue(oos[idx], true, data, out_dims.Get(i), &v, &borrowed, &dims, &f)) {
-        return fail(f.code, f.message);
-      }
+      if (!TensorToOrtValue(io, true, data, dims, &v, &borrowed, &f)) return fail(f.code, f.message);
       if (borrow) job->borrowed_.Add(env, data);
-      job->kind_.push_back(i < 32 && ((predicted_mask >> i) & 1) ? OutputKind::kPredicted : OutputKind::kSupplied);
+      job->kind_.push_back(i < 31 && ((predicted_mask >> i) & 1) ? OutputKind::kPredicted : OutputKind::kSupplied);
     }
     job->outputs_.push_back(v);
   }

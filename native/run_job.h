@@ -26,14 +26,15 @@ namespace nimify {
 
 class RunJob : public Task {
  public:
-  // Main thread. JS arguments, all in the model's order:
-  //   inputData: (TypedArray | string[])[]   one per model input
-  //   inputDims: number[][]
-  //   outputIndices: number[]                the outputs to fetch
-  //   outputData: (TypedArray | null)[]      a buffer ORT writes into, or null: ORT allocates
-  //   outputDims: (number[] | null)[]
-  //   predictedMask: number                  bit i: outputData[i] was allocated from a predicted
-  //                                          shape and may be dropped if that shape is wrong
+  // Main thread. JS arguments:
+  //   inputData: (TypedArray | string[])[]   one per model input, in model order
+  //   outputData: (TypedArray | null)[]      per fetched output: a buffer ORT writes into, or
+  //                                          null: ORT allocates (the copy path)
+  //   spec: Float64Array                     [nIn, nOut, predictedMask, outputIndex x nOut,
+  //                                          per input: rank, dims..., per output: rank (-1 with
+  //                                          no buffer), dims...]. predictedMask bit i: output
+  //                                          i's buffer came from a predicted shape and may be
+  //                                          dropped if that shape turns out wrong.
   // Validates everything that matters for memory safety against the model; on failure throws a
   // JS error and returns null. `borrow` is false for inferSync, where no GC can run mid-call.
   static std::unique_ptr<RunJob> Prepare(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core,

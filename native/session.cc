@@ -210,7 +210,7 @@ Napi::Value Session::Run(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::unique_ptr<RunJob> job = RunJob::Prepare(info, core_, /*borrow=*/true);
   if (!job) return env.Undefined();
-  const double id = info.Length() > 6 && info[6].IsNumber() ? info[6].As<Napi::Number>().DoubleValue() : 0;
+  const double id = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : 0;
   return RunJob::Submit(env, std::move(job), id);
 }
 

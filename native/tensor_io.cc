@@ -11,8 +11,6 @@ namespace nimify {
 
 namespace {
 
-constexpr double kMaxSafeInteger = 9007199254740991.0;
-
 // ORT rejects a null data pointer even for empty tensors; any valid address will do there.
 uint64_t g_empty_storage = 0;
 
@@ -34,39 +32,6 @@ std::string DeclaredShape(const IoInfo& io) {
   return s + "]";
 }
 
-bool ReadDims(Napi::Value value, const IoInfo& io, bool is_output, std::vector<int64_t>* dims, size_t* count,
-              Failure* f) {
-  if (!value.IsArray()) {
-    f->Set(code::kInvalidArgument, TensorName(io, is_output) + ": dims must be an array of non-negative integers");
-    return false;
-  }
-  napi_env env = value.Env();
-  napi_value arr = value;
-  uint32_t rank = 0;
-  napi_get_array_length(env, arr, &rank);
-  dims->resize(rank);
-  size_t n = 1;
-  for (uint32_t i = 0; i < rank; ++i) {
-    napi_value d = nullptr;
-    double v = -1.0;
-    if (napi_get_element(env, arr, i, &d) != napi_ok || napi_get_value_double(env, d, &v) != napi_ok) v = -1.0;
-    if (!(v >= 0) || v > kMaxSafeInteger || std::floor(v) != v) {
-      f->Set(code::kInvalidArgument, TensorName(io, is_output) + ": dims[" + std::to_string(i) +
-                                         "] must be a non-negative integer");
-      return false;
-    }
-    (*dims)[i] = static_cast<int64_t>(v);
-    if ((*dims)[i] != 0 && n > std::numeric_limits<size_t>::max() / static_cast<size_t>((*dims)[i])) {
-      f->Set(code::kInvalidArgument, TensorName(io, is_output) + ": dims " + ShapeString(*dims) +
-                                         " overflow the element count");
-      return false;
-    }
-    n *= static_cast<size_t>((*dims)[i]);
-  }
-  *count = n;
-  return true;
-}
-
 // An uninitialized JS buffer (napi_create_buffer does not zero-fill) viewed as `et`'s typed array.
 Napi::Value NewTypedArray(Napi::Env env, const ElementType* et, size_t count, void** data) {
   napi_value buffer = nullptr, arraybuffer = nullptr, typed = nullptr;
@@ -85,8 +50,8 @@ std::string TensorName(const IoInfo& io, bool is_output) {
   return std::string(is_output ? "output '" : "input '") + io.name + "'";
 }
 
-bool TensorToOrtValue(const IoInfo& io, bool is_output, Napi::Value data, Napi::Value dims_value, OrtValue** out,
-                      bool* borrowed, std::vector<int64_t>* dims_out, Failure* f) {
+bool TensorToOrtValue(const IoInfo& io, bool is_output, Napi::Value data, const std::vector<int64_t>& dims,
+                      OrtValue** out, bool* borrowed, Failure* f) {
   *out = nullptr;
   *borrowed = false;
   if (!io.is_tensor) {
@@ -100,9 +65,15 @@ bool TensorToOrtValue(const IoInfo& io, bool is_output, Napi::Value data, Napi::
                                    ", which nimify cannot carry");
     return false;
   }
-  std::vector<int64_t>& dims = *dims_out;
-  size_t count = 0;
-  if (!ReadDims(dims_value, io, is_output, &dims, &count, f)) return false;
+  size_t count = 1;
+  for (int64_t d : dims) {
+    if (d < 0 || (d != 0 && count > std::numeric_limits<size_t>::max() / 16 / static_cast<size_t>(d))) {
+      f->Set(code::kInvalidArgument, TensorName(io, is_output) + ": dims " + ShapeString(dims) +
+                                         " are negative or overflow the element count");
+      return false;
+    }
+    count *= static_cast<size_t>(d);
+  }
   if (io.has_shape) {
     bool ok = dims.size() == io.shape.size();
     for (size_t i = 0; ok && i < dims.size(); ++i) ok = io.shape[i] < 0 || io.shape[i] == dims[i];

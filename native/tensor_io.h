@@ -1,7 +1,8 @@
 // Moving tensors between JS values and OrtValues. Main thread only (touches napi values).
 //
-// A tensor crosses as two JS values: its data (a typed array, or string[] for "string") and its
-// dims (number[]); its element type is the model's, which the TypeScript layer has checked.
+// A tensor crosses as its data (a typed array, or string[] for "string") plus dims read from the
+// call's spec (see RunJob::Prepare); its element type is the model's, which the TypeScript layer
+// has checked.
 // Numeric data is wrapped, not copied: the OrtValue points into the typed array's memory and
 // the caller must keep a reference to it until ORT is done. This file re-checks everything that
 // matters for memory safety (typed array kind vs the model's element type, element count vs
@@ -33,10 +34,9 @@ std::string TensorName(const IoInfo& io, bool is_output);
 
 // Builds the OrtValue for one feed, or for an output buffer supplied with the call, checking it
 // against the model's declaration `io`. On success `*borrowed` tells whether the OrtValue
-// borrows `data`'s memory (false for strings, which are copied into ORT-owned memory), and
-// `*dims` holds the tensor's dims.
-bool TensorToOrtValue(const IoInfo& io, bool is_output, Napi::Value data, Napi::Value dims, OrtValue** out,
-                      bool* borrowed, std::vector<int64_t>* dims_out, Failure* failure);
+// borrows `data`'s memory (false for strings, which are copied into ORT-owned memory).
+bool TensorToOrtValue(const IoInfo& io, bool is_output, Napi::Value data, const std::vector<int64_t>& dims,
+                      OrtValue** out, bool* borrowed, Failure* failure);
 
 // The output copy path: returns [data, dims] for an ORT-allocated output and releases `value`.
 // `*copied_bytes` receives the bytes copied.

@@ -41,8 +41,8 @@ export interface NativeDescription {
 export interface NativeSession {
   describe(): NativeDescription;
   /** See native/run_job.h for the argument layout (everything in the model's I/O order). */
-  run(inData: unknown[], inDims: (readonly number[])[], outIndex: number[], outData: (ArrayBufferView | null)[], outDims: (readonly number[] | null)[], predicted: number, runId: number): Promise<NativeResult[]>;
-  runSync(inData: unknown[], inDims: (readonly number[])[], outIndex: number[], outData: (ArrayBufferView | null)[], outDims: (readonly number[] | null)[], predicted: number): NativeResult[];
+  run(inData: unknown[], outData: (ArrayBufferView | null)[], spec: Float64Array, runId: number): Promise<NativeResult[]>;
+  runSync(inData: unknown[], outData: (ArrayBufferView | null)[], spec: Float64Array): NativeResult[];
   cancel(runId: number, code: 'ABORTED' | 'TIMEOUT'): boolean;
   release(): void;
   stats(): ModelStats;

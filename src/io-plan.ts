@@ -45,6 +45,13 @@ export interface NativeCall {
   outDims: (readonly number[] | null)[];
   /** Bit i: outData[i] was allocated here from a predicted shape. */
   predicted: number;
+  /**
+   * Everything numeric about the call, packed for the addon (one typed array read instead of an
+   * napi call per dim): [nIn, nOut, predicted, outIndex..., per input: rank, dims...,
+   * per output: rank or -1 when ORT allocates, dims...]. A view of a buffer the plan reuses:
+   * valid until the next prepare(), and the addon copies it during the call.
+   */
+  spec: Float64Array;
   outNames: string[];
   /** The Tensor each non-null outData belongs to. */
   outTensors: (Tensor | null)[];
@@ -77,6 +84,7 @@ export class IoPlan {
   readonly #outputs: OutputPlan[];
   readonly #outputIndex = new Map<string, number>();
   readonly #allOutputs: number[];
+  #spec = new Float64Array(64);
 
   constructor(description: Pick<NativeDescription, 'inputs' | 'outputs'>) {
     this.#inputs = description.inputs;
@@ -131,7 +139,7 @@ export class IoPlan {
       }
     }
 
-    const call: NativeCall = { inData, inDims, outIndex: [], outData: [], outDims: [], predicted: 0, outNames: [], outTensors: [] };
+    const call: NativeCall = { inData, inDims, outIndex: [], outData: [], outDims: [], predicted: 0, outNames: [], outTensors: [], spec: this.#spec };
     const add = (index: number, supplied: Tensor | null): void => {
       const plan = this.#outputs[index];
       const slot = call.outIndex.length;
@@ -178,7 +186,35 @@ export class IoPlan {
     } else {
       throw invalid('options.outputs', 'an array of output names or an object of output name → Tensor', outputs);
     }
+    call.spec = this.#encode(call);
     return call;
+  }
+
+  #encode(call: NativeCall): Float64Array {
+    const nOut = call.outIndex.length;
+    let size = 3 + nOut;
+    for (const d of call.inDims) size += 1 + d.length;
+    for (const d of call.outDims) size += 1 + (d === null ? 0 : d.length);
+    if (this.#spec.length < size) this.#spec = new Float64Array(Math.max(size, this.#spec.length * 2));
+    const spec = this.#spec;
+    let k = 0;
+    spec[k++] = call.inDims.length;
+    spec[k++] = nOut;
+    spec[k++] = call.predicted;
+    for (let i = 0; i < nOut; i++) spec[k++] = call.outIndex[i];
+    for (const d of call.inDims) {
+      spec[k++] = d.length;
+      for (let j = 0; j < d.length; j++) spec[k++] = d[j];
+    }
+    for (const d of call.outDims) {
+      if (d === null) {
+        spec[k++] = -1;
+        continue;
+      }
+      spec[k++] = d.length;
+      for (let j = 0; j < d.length; j++) spec[k++] = d[j];
+    }
+    return spec.subarray(0, k);
   }
 
   /** Builds the outputs object from the addon's results (null: ORT wrote into outData). */

@@ -96,7 +96,7 @@ export class Model {
     }
     let pending: Promise<NativeResult[]>;
     try {
-      pending = session.run(call.inData, call.inDims, call.outIndex, call.outData, call.outDims, call.predicted, runId);
+      pending = session.run(call.inData, call.outData, call.spec, runId);
     } catch (err) {
       cleanup?.();
       return Promise.reject(fromNative(err));
@@ -132,7 +132,7 @@ export class Model {
     const call = this.#plan.prepare(feeds, options?.outputs);
     let results: NativeResult[];
     try {
-      results = session.runSync(call.inData, call.inDims, call.outIndex, call.outData, call.outDims, call.predicted);
+      results = session.runSync(call.inData, call.outData, call.spec);
     } catch (err) {
       throw fromNative(err);
     }

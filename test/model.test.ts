@@ -334,23 +334,29 @@ describe('bad input is rejected with a clear error and nothing breaks', () => {
       return 'no error';
     };
     const x = new Float32Array(64);
-    const run = (inData: unknown[], inDims: unknown[], outData: unknown[] = [null], outDims: unknown[] = [null], outIndex: unknown[] = [0]) =>
-      call(inData, inDims, outIndex, outData, outDims, 0);
-    expect(call()).toMatch(/^INVALID_ARGUMENT: run\(inputData/);
-    expect(call([x], [[1, 64]], [0], [null])).toMatch(/^INVALID_ARGUMENT/);
+    // The packed spec of src/io-plan.ts: [nIn, nOut, predicted, outIndex..., per input rank+dims, per output rank|-1 + dims].
+    const spec = (inDims: unknown[][], outIndex: unknown[] = [0], outDims: (unknown[] | null)[] = [null], nIn: unknown = inDims.length) =>
+      Float64Array.from([nIn, outIndex.length, 0, ...outIndex, ...inDims.flatMap((d) => [d.length, ...d]), ...outDims.flatMap((d) => (d ? [d.length, ...d] : [-1]))] as number[]);
+    const run = (inData: unknown[], inDims: unknown[][], outData: unknown[] = [null], outDims: (unknown[] | null)[] = [null], outIndex: unknown[] = [0]) =>
+      call(inData, outData, spec(inDims, outIndex, outDims));
+    expect(call()).toMatch(/^INVALID_ARGUMENT: run\(inputData, outputData, spec\)/);
+    expect(call([x], [null], new Float32Array(4))).toMatch(/^INVALID_ARGUMENT: run\(inputData/);
+    expect(call([x], [null], new Float64Array(1))).toMatch(/malformed spec header/);
+    expect(call([x], [null], new Float64Array([1, 1, 0, 0, 2, 1]))).toMatch(/input 'x': dims must be non-negative integers/);
     expect(run([x], [[1, 63]])).toMatch(/INVALID_ARGUMENT: input 'x': expected shape \[batch, 64\], received \[1, 63\]/);
     expect(run([x], [[2, 64]])).toMatch(/input 'x': dims \[2, 64\] need 128 elements, received 64/);
-    expect(run([x], [[-1, 64]])).toMatch(/input 'x': dims\[0\] must be a non-negative integer/);
-    expect(run([x], [['1', 64]])).toMatch(/dims\[0\] must be a non-negative integer/);
-    expect(run([x], [7])).toMatch(/input 'x': dims must be an array/);
+    expect(run([x], [[-1, 64]])).toMatch(/input 'x': dims must be non-negative integers/);
+    expect(run([x], [[0.5, 64]])).toMatch(/input 'x': dims must be non-negative integers/);
     expect(run([new Int32Array(64)], [[1, 64]])).toMatch(/type float32 needs a Float32Array, received a Int32Array/);
     expect(run(['nope'], [[1, 64]])).toMatch(/input 'x': data must be a Float32Array/);
     expect(run([x, x], [[1, 64], [1, 64]])).toMatch(/expected data and dims for 1 inputs/);
-    expect(run([x], [[1, 64]], [null], [null], [5])).toMatch(/outputIndices\[0\] is not an output index/);
+    expect(run([x], [[1, 64]], [null], [null], [5])).toMatch(/output 0 of the spec is not an output index/);
     expect(run([x], [[1, 64]], [null, null], [null, null], [0, 0])).toMatch(/output 'y' requested twice/);
     expect(run([x], [[1, 64]], [], [], [])).toMatch(/at least one output/);
     expect(run([x], [[1, 64]], [new Float32Array(3)], [[1, 10]])).toMatch(/output 'y': dims \[1, 10\] need 10 elements, received 3/);
-    expect(run([x], [[1, 2 ** 60]])).toMatch(/INVALID_ARGUMENT/);
+    expect(run([x], [[1, 64]], [new Float32Array(10)], [null])).toMatch(/output 'y': a buffer was given without dims/);
+    expect(run([x], [[1, 2 ** 60]])).toMatch(/input 'x': dims must be non-negative integers/); // beyond 2^53
+    expect(run([x], [[2 ** 40, 2 ** 40]])).toMatch(/input 'x': dims \[1099511627776, 1099511627776\] are negative or overflow/);
     expect(run([x], [[1, 64]])).toBe('no error');
     session.release();
     expect(run([x], [[1, 64]])).toMatch(/^DISPOSED/);
