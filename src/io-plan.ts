@@ -222,10 +222,14 @@ export class IoPlan {
     const out: Record<string, Tensor> = {};
     for (let i = 0; i < call.outNames.length; i++) {
       const r = results[i];
-      out[call.outNames[i]] =
+      const t =
         r === null
           ? (call.outTensors[i] as Tensor)
           : Tensor.fromNative(this.#outputs[call.outIndex[i]].info.type as TensorType, r[0] as TensorDataMap[TensorType], r[1]);
+      const name = call.outNames[i];
+      // Output names come from the model file: never let one named __proto__ set a prototype.
+      if (name === '__proto__') Object.defineProperty(out, name, { value: t, enumerable: true, writable: true, configurable: true });
+      else out[name] = t;
     }
     return out;
   }
