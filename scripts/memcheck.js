@@ -1,6 +1,6 @@
 'use strict';
 // Exercises the addon's paths (async and sync runs, concurrency, bad input, the copy path,
-// strings, abort of a running inference, dispose) for `npm run memcheck`, which runs it under
+// strings, abort of a running inference, a worker terminated mid-inference, dispose) for `npm run memcheck`, which runs it under
 // valgrind memcheck with scripts/valgrind.supp and fails on any error.
 const { loadModel, Tensor } = require('../dist');
 const M = require('node:path').join(__dirname, '..', 'test', 'fixtures', 'models') + '/';
@@ -18,7 +18,25 @@ const M = require('node:path').join(__dirname, '..', 'test', 'fixtures', 'models
   const ac = new AbortController();
   const p = slow.infer({ x: new Tensor('float32', new Float32Array(65536), [256, 256]), iters: new Tensor('int64', new BigInt64Array([100000n]), []) }, { signal: ac.signal });
   setTimeout(() => ac.abort(), 200);
-  try { await p; } catch (e) { console.log('aborted', e.code); }
+  try {
+    await p;
+    throw new Error('the aborted run resolved');
+  } catch (e) {
+    if (e.code !== 'ABORTED') throw e;
+  }
+  // A worker terminated mid-inference: the env teardown path.
+  const { Worker } = require('node:worker_threads');
+  const w = new Worker(require('node:path').join(__dirname, '..', 'test', 'worker-script.js'), {
+    workerData: { model: M + 'slow.onnx', mode: 'slow' },
+  });
+  await new Promise((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
+  await w.terminate();
   await Promise.all([m.dispose(), nz.dispose(), s.dispose(), slow.dispose()]);
-  console.log('vg script done');
-})();
+  console.log('memcheck script: all paths ran');
+})().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});
