@@ -61,9 +61,10 @@ export function shapeText(shape: Array<number | string> | null): string {
   return shape ? `[${shape.map((d) => (d === -1 ? '?' : d)).join(', ')}]` : '(any shape)';
 }
 
-function checkAgainst(info: TensorInfo, t: Tensor, what: string): void {
+/** `kind` and the tensor's name make the message's subject ("input 'x'"), built only on failure. */
+function checkAgainst(info: TensorInfo, t: Tensor, kind: 'input' | 'output'): void {
   if (t.type !== info.type) {
-    throw new NimifyError('INVALID_ARGUMENT', `${what}: expected type ${info.type}, received ${t.type}`);
+    throw new NimifyError('INVALID_ARGUMENT', `${kind} '${info.name}': expected type ${info.type}, received ${t.type}`);
   }
   const shape = info.shape;
   if (shape === null) return;
@@ -74,7 +75,7 @@ function checkAgainst(info: TensorInfo, t: Tensor, what: string): void {
     ok = typeof d !== 'number' || d < 0 || d === dims[i];
   }
   if (!ok) {
-    throw new NimifyError('INVALID_ARGUMENT', `${what}: expected shape ${shapeText(shape)}, received [${dims.join(', ')}]`);
+    throw new NimifyError('INVALID_ARGUMENT', `${kind} '${info.name}': expected shape ${shapeText(shape)}, received [${dims.join(', ')}]`);
   }
 }
 
@@ -124,8 +125,9 @@ export class IoPlan {
       if (i === undefined) {
         throw new NimifyError('INVALID_ARGUMENT', `feeds: unknown input '${name}' (model inputs: ${[...this.#inputIndex.keys()].join(', ')})`);
       }
-      const t = Tensor.from(feeds[name], `input '${name}'`);
-      checkAgainst(this.#inputs[i], t, `input '${name}'`);
+      const v = feeds[name];
+      const t = v instanceof Tensor ? v : Tensor.from(v, `input '${name}'`);
+      checkAgainst(this.#inputs[i], t, 'input');
       inTensors[i] = t;
       inData[i] = nativeData(t);
       inDims[i] = t.dims;
@@ -140,23 +142,10 @@ export class IoPlan {
     }
 
     const call: NativeCall = { inData, inDims, outIndex: [], outData: [], outDims: [], predicted: 0, outNames: [], outTensors: [], spec: this.#spec };
-    const add = (index: number, supplied: Tensor | null): void => {
-      const plan = this.#outputs[index];
-      const slot = call.outIndex.length;
-      call.outIndex.push(index);
-      call.outNames.push(plan.info.name);
-      let t = supplied;
-      if (t === null && plan.dims !== null && plan.ctor !== undefined) {
-        t = this.#allocate(plan, inTensors);
-        if (slot < 31) call.predicted |= 1 << slot;
-      }
-      call.outTensors.push(t);
-      call.outData.push(t === null ? null : (nativeData(t) as ArrayBufferView));
-      call.outDims.push(t === null ? null : t.dims);
-    };
+    const add = (index: number, supplied: Tensor | null): void => this.#addOutput(call, inTensors, index, supplied);
 
     if (outputs === undefined) {
-      for (const i of this.#allOutputs) add(i, null);
+      for (let i = 0; i < this.#allOutputs.length; i++) this.#addOutput(call, inTensors, i, null);
     } else if (Array.isArray(outputs)) {
       if (outputs.length === 0) throw invalid('options.outputs', 'at least one output name', outputs);
       for (const name of outputs) {
@@ -177,7 +166,7 @@ export class IoPlan {
         let t: Tensor | null = null;
         if (v !== null && v !== undefined) {
           t = Tensor.from(v, `output '${name}'`);
-          checkAgainst(this.#outputs[i].info, t, `output '${name}'`);
+          checkAgainst(this.#outputs[i].info, t, 'output');
           if (t.type === 'string') throw new NimifyError('INVALID_ARGUMENT', `output '${name}': string outputs cannot be preallocated`);
         }
         add(i, t);
@@ -188,6 +177,21 @@ export class IoPlan {
     }
     call.spec = this.#encode(call);
     return call;
+  }
+
+  #addOutput(call: NativeCall, inTensors: Tensor[], index: number, supplied: Tensor | null): void {
+    const plan = this.#outputs[index];
+    const slot = call.outIndex.length;
+    call.outIndex.push(index);
+    call.outNames.push(plan.info.name);
+    let t = supplied;
+    if (t === null && plan.dims !== null && plan.ctor !== undefined) {
+      t = this.#allocate(plan, inTensors);
+      if (slot < 31) call.predicted |= 1 << slot;
+    }
+    call.outTensors.push(t);
+    call.outData.push(t === null ? null : (nativeData(t) as ArrayBufferView));
+    call.outDims.push(t === null ? null : t.dims);
   }
 
   #encode(call: NativeCall): Float64Array {
