@@ -8,13 +8,6 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { NimifyError, fromNative } from './errors';
 
-/** A tensor as the addon reads it: `type`, `data`, `dims` properties. */
-export interface NativeTensorLike {
-  readonly type: string;
-  readonly data: unknown;
-  readonly dims: readonly number[];
-}
-
 /** null: ORT wrote into the buffer passed with the call; else the copy path's [data, dims]. */
 export type NativeResult = [data: unknown, dims: number[]] | null;
 

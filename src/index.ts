@@ -1,7 +1,7 @@
 export { loadModel, Model } from './model';
 export type { Feeds, Outputs, TensorInfo, ModelMetadata } from './model';
 export { Tensor, TENSOR_TYPES } from './tensor';
-export type { TensorType, TensorData, TensorDataMap } from './tensor';
+export type { TensorType, TensorData, TensorDataMap, TensorLike } from './tensor';
 export { NimifyError, ERROR_TABLE } from './errors';
 export type { ErrorCode, ErrorCategory } from './errors';
 export type { LoadOptions, InferOptions, ExecutionProvider } from './options';

@@ -6,11 +6,11 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { NimifyError, fromNative } from './errors';
-import { getBinding, type ModelStats, type NativeBinding, type NativeDescription, type NativeResult, type NativeSession, type NativeTensorLike } from './binding';
+import { getBinding, type ModelStats, type NativeBinding, type NativeDescription, type NativeResult, type NativeSession } from './binding';
 import { IoPlan, type NativeCall } from './io-plan';
 import { submitted } from './completions';
 import { checkInferOptions, toNativeConfig, type InferOptions, type LoadOptions } from './options';
-import type { Tensor, TensorType } from './tensor';
+import type { Tensor, TensorLike, TensorType } from './tensor';
 import { invalid } from './validate';
 
 export interface TensorInfo {
@@ -24,7 +24,7 @@ export interface TensorInfo {
 /** The model's metadata as ONNX Runtime reads it (`version` is 0 when the model sets none). */
 export type ModelMetadata = NativeDescription['metadata'];
 
-export type Feeds = Record<string, Tensor | NativeTensorLike>;
+export type Feeds = Record<string, Tensor | TensorLike>;
 export type Outputs = Record<string, Tensor>;
 
 let nextRunId = 0;

@@ -26,6 +26,13 @@ export interface TensorDataMap {
 }
 
 export type TensorType = keyof TensorDataMap;
+
+/** Any object with `type`, `data` and `dims`, such as an onnxruntime-node Tensor; validated on use. */
+export interface TensorLike {
+  readonly type: string;
+  readonly data: unknown;
+  readonly dims: readonly number[];
+}
 export type TensorData = TensorDataMap[TensorType];
 
 type TypedArrayCtor = { new (length: number): ArrayBufferView & ArrayLike<unknown>; from(src: ArrayLike<unknown>): ArrayBufferView & ArrayLike<unknown>; name: string };
