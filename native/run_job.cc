@@ -281,9 +281,11 @@ void RunJob::Execute() {
       outputs_[i] = nullptr;
       kind_[i] = OutputKind::kOrt;
     }
-    core_->stats.shape_fallbacks++;
     st = g_ort->Run(core_->session(), run_options_, core_->input_names(), inputs_.data(), inputs_.size(),
                     output_names, output_index_.size(), outputs_.data());
+    // Only a retry that succeeds shows the shape was the problem; a model that fails anyway
+    // reports its own error and is not counted.
+    if (st == nullptr) core_->stats.shape_fallbacks++;
   }
   core_->stats.runs++;
   if (st != nullptr) {

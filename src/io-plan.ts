@@ -142,7 +142,6 @@ export class IoPlan {
     }
 
     const call: NativeCall = { inData, inDims, outIndex: [], outData: [], outDims: [], predicted: 0, outNames: [], outTensors: [], spec: this.#spec };
-    const add = (index: number, supplied: Tensor | null): void => this.#addOutput(call, inTensors, index, supplied);
 
     if (outputs === undefined) {
       for (let i = 0; i < this.#allOutputs.length; i++) this.#addOutput(call, inTensors, i, null);
@@ -154,7 +153,7 @@ export class IoPlan {
           throw new NimifyError('INVALID_ARGUMENT', `options.outputs: unknown output ${typeof name === 'string' ? `'${name}'` : describe(name)} (model outputs: ${[...this.#outputIndex.keys()].join(', ')})`);
         }
         if (call.outIndex.includes(i)) throw new NimifyError('INVALID_ARGUMENT', `options.outputs: output '${name}' listed twice`);
-        add(i, null);
+        this.#addOutput(call, inTensors, i, null);
       }
     } else if (isPlainObject(outputs)) {
       for (const name in outputs) {
@@ -169,7 +168,7 @@ export class IoPlan {
           checkAgainst(this.#outputs[i].info, t, 'output');
           if (t.type === 'string') throw new NimifyError('INVALID_ARGUMENT', `output '${name}': string outputs cannot be preallocated`);
         }
-        add(i, t);
+        this.#addOutput(call, inTensors, i, t);
       }
       if (call.outIndex.length === 0) throw invalid('options.outputs', 'at least one output', outputs);
     } else {

@@ -35,6 +35,8 @@ function run(env: Record<string, string>): string {
 describe('completion delivery', () => {
   it('delivers every result through wake-ups (default)', () => {
     expect(run({ NIMIFY_POLL_US: '0' })).toContain('OK 350 256x256 0 0');
+    // A single executor thread still serves bursts and long runs.
+    expect(run({ NIMIFY_POLL_US: '0', NIMIFY_THREADS: '1' })).toContain('OK 350 256x256 0 0');
   });
 
   it('delivers every result while polling and falls back to wake-ups for long runs', () => {
