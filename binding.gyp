@@ -5,12 +5,15 @@
       "sources": [
         "native/addon.cc",
         "native/async_job.cc",
+        "native/batch.cc",
         "native/element_type.cc",
         "native/errors.cc",
         "native/executor.cc",
+        "native/instance.cc",
         "native/ort_api.cc",
         "native/run_job.cc",
         "native/runtime.cc",
+        "native/scheduler.cc",
         "native/session.cc",
         "native/session_core.cc",
         "native/tensor_io.cc"

@@ -19,6 +19,7 @@ namespace nimify {
 
 class AsyncJob;
 class RunJob;
+class Scheduler;
 
 struct EnvState {
   // Set by the env cleanup hook. From then on completions free native memory without calling
@@ -27,6 +28,7 @@ struct EnvState {
   std::unordered_set<AsyncJob*> loads;              // queued or running model loads
   std::unordered_set<RunJob*> runs;                 // submitted to the Executor, not yet delivered
   std::unordered_map<double, RunJob*> cancellable;  // run id -> job, for abort/timeout
+  std::unordered_set<Scheduler*> schedulers;         // live schedulers, shut down by env teardown
   // Wakes this env's JS thread to deliver finished RunJobs (carries no data: the JS thread
   // drains `done`). Referenced (keeps the loop alive) only while `runs` is non-empty, so an
   // idle process can exit.

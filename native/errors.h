@@ -20,6 +20,7 @@ inline constexpr const char* kUnsupported = "UNSUPPORTED";
 inline constexpr const char* kAborted = "ABORTED";
 inline constexpr const char* kTimeout = "TIMEOUT";
 inline constexpr const char* kDisposed = "DISPOSED";
+inline constexpr const char* kQueueFull = "QUEUE_FULL";
 inline constexpr const char* kInternal = "INTERNAL";
 }  // namespace code
 

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "ort_api.h"
+#include "scheduler.h"
 #include "tensor_io.h"
 
 namespace nimify {
@@ -43,7 +44,7 @@ class SpecReader {
 }  // namespace
 
 std::unique_ptr<RunJob> RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core,
-                                        bool borrow) {
+                                        bool borrow, bool batching) {
   Napi::Env env = info.Env();
   std::unique_ptr<RunJob> job;
   auto fail = [&](const char* c, const std::string& msg) -> std::unique_ptr<RunJob> {
@@ -98,9 +99,24 @@ std::unique_ptr<RunJob> RunJob::Prepare(const Napi::CallbackInfo& info, std::sha
   }
   std::vector<int64_t> dims;
   bool absent = false;
+  int64_t rows = batching ? -2 : -1;  // -2: not yet seen
   for (int64_t i = 0; i < n_in; ++i) {
     if (!spec.Dims(&dims, &absent) || absent) {
       return fail(code::kInvalidArgument, TensorName(ios[i], false) + ": dims must be non-negative integers");
+    }
+    if (rows != -1) {
+      // Batch key: a job shares a run only with jobs whose non-batch dims are identical. Empty
+      // tensors and inputs that disagree on dim 0 make the job run alone.
+      int64_t count = 1;
+      for (int64_t d : dims) count *= d;
+      if (dims.empty() || count == 0 || ios[i].elem == ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING ||
+          (rows >= 0 && dims[0] != rows)) {
+        rows = -1;
+      } else {
+        rows = dims[0];
+        job->batch_.key.push_back(static_cast<int64_t>(dims.size()));
+        job->batch_.key.insert(job->batch_.key.end(), dims.begin() + 1, dims.end());
+      }
     }
     OrtValue* v = nullptr;
     bool borrowed = false;
@@ -129,6 +145,15 @@ std::unique_ptr<RunJob> RunJob::Prepare(const Napi::CallbackInfo& info, std::sha
     }
     job->outputs_.push_back(v);
   }
+  if (rows >= 0) {
+    job->batch_.rows = rows;
+    job->batch_.key.push_back(n_out);
+    for (uint32_t idx : job->output_index_) {
+      if (oos[idx].elem == ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING) job->batch_.rows = -1;
+      job->batch_.key.push_back(idx);
+    }
+  }
+  if (job->batch_.rows < 0) job->batch_.key.clear();
   if (Failure f = FromOrtStatus(g_ort->CreateRunOptions(&job->run_options_), "creating run options")) {
     return fail(f.code, f.message);
   }
@@ -156,41 +181,56 @@ void RunJob::Cancel(const char* c) {
   }
 }
 
-Napi::Value RunJob::Submit(Napi::Env env, std::unique_ptr<RunJob> job, double cancel_id) {
+Napi::Value RunJob::Attach(Napi::Env env, double cancel_id) {
   EnvState* state = GetAddonData(env)->state.get();
-  job->state_ = GetAddonData(env)->state;
+  state_ = GetAddonData(env)->state;
   napi_value promise = nullptr;
-  if (napi_create_promise(env, &job->deferred_, &promise) != napi_ok) {
-    job->ReleaseRefs(env);
+  if (napi_create_promise(env, &deferred_, &promise) != napi_ok) {
     MakeError(env, code::kInternal, "could not create a promise").ThrowAsJavaScriptException();
-    return env.Undefined();
+    return Napi::Value();
   }
   if (cancel_id > 0) {
-    job->cancel_id_ = cancel_id;
-    state->cancellable[cancel_id] = job.get();
+    cancel_id_ = cancel_id;
+    state->cancellable[cancel_id] = this;
   }
   if (state->runs.empty()) napi_ref_threadsafe_function(env, state->completions);  // keep the loop alive
-  state->runs.insert(job.get());
+  state->runs.insert(this);
   {
     std::lock_guard<std::mutex> lock(state->mu);
     ++state->executing;
   }
-  Executor::Instance().Submit(job.release());
   return Napi::Value(env, promise);
+}
+
+Napi::Value RunJob::Submit(Napi::Env env, std::unique_ptr<RunJob> job, double cancel_id) {
+  Napi::Value promise = job->Attach(env, cancel_id);
+  if (promise.IsEmpty()) {
+    job->ReleaseRefs(env);
+    return env.Undefined();
+  }
+  Executor::Instance().Submit(job.release());
+  return promise;
 }
 
 void RunJob::Run() {
   Execute();
-  // Once the job is on `done` the JS thread may delete it at any moment: copy what we need.
-  std::shared_ptr<EnvState> state = state_;
+  RunJob* self = this;
+  PostCompleted(&self, 1);
+}
+
+void RunJob::PostCompleted(RunJob* const* jobs, size_t n) {
+  if (n == 0) return;
+  // Once a job is on `done` the JS thread may delete it at any moment: copy what we need first.
+  std::shared_ptr<EnvState> state = jobs[0]->state_;
   bool wake = false;
   {
     std::lock_guard<std::mutex> lock(state->mu);
-    state->done.push_back(this);
+    state->done.insert(state->done.end(), jobs, jobs + n);
     // One wake-up covers every job finished before the JS thread drains; none is needed while
-    // the JS thread is polling (it will find the job on its next loop turn).
+    // the JS thread is polling (it will find the jobs on its next loop turn).
     if (!state->polling && !state->wake_pending) wake = state->wake_pending = true;
-    if (--state->executing == 0) state->idle.notify_all();
+    state->executing -= n;
+    if (state->executing == 0) state->idle.notify_all();
   }
   // Fails only while the env is closing; TeardownEnv then frees whatever is left on `done`.
   if (wake) napi_call_threadsafe_function(state->completions, nullptr, napi_tsfn_nonblocking);
@@ -247,6 +287,10 @@ napi_threadsafe_function RunJob::CreateCompletionChannel(Napi::Env env, EnvState
 
 void RunJob::TeardownEnv(EnvState* state) {
   state->shutting_down = true;
+  // Schedulers first: their queued jobs are handed back (to be freed below) and their instance
+  // threads joined, so nothing new starts while we wait.
+  std::vector<Scheduler*> schedulers(state->schedulers.begin(), state->schedulers.end());
+  for (Scheduler* s : schedulers) s->Shutdown(code::kAborted);
   for (RunJob* job : state->runs) job->Cancel(code::kAborted);
   // Terminated runs stop at the next operator boundary; wait for them so that no executor thread
   // reads JS memory after the isolate is gone.
@@ -257,7 +301,7 @@ void RunJob::TeardownEnv(EnvState* state) {
   DrainCompleted(nullptr, state, 0);
 }
 
-void RunJob::Execute() {
+void RunJob::ExecuteOn(SessionCore& core) {
   if (cancel_code_.load() != nullptr) return;  // cancelled while queued: skip the run entirely
   const char* names[kMaxInlineOutputs];
   std::vector<const char*> many;
@@ -266,8 +310,8 @@ void RunJob::Execute() {
     many.resize(output_index_.size());
     output_names = many.data();
   }
-  for (size_t i = 0; i < output_index_.size(); ++i) output_names[i] = core_->output_names()[output_index_[i]];
-  OrtStatus* st = g_ort->Run(core_->session(), run_options_, core_->input_names(), inputs_.data(), inputs_.size(),
+  for (size_t i = 0; i < output_index_.size(); ++i) output_names[i] = core.output_names()[output_index_[i]];
+  OrtStatus* st = g_ort->Run(core.session(), run_options_, core.input_names(), inputs_.data(), inputs_.size(),
                              output_names, output_index_.size(), outputs_.data());
   if (st != nullptr && cancel_code_.load() == nullptr &&
       std::find(kind_.begin(), kind_.end(), OutputKind::kPredicted) != kind_.end()) {
@@ -281,7 +325,7 @@ void RunJob::Execute() {
       outputs_[i] = nullptr;
       kind_[i] = OutputKind::kOrt;
     }
-    st = g_ort->Run(core_->session(), run_options_, core_->input_names(), inputs_.data(), inputs_.size(),
+    st = g_ort->Run(core.session(), run_options_, core.input_names(), inputs_.data(), inputs_.size(),
                     output_names, output_index_.size(), outputs_.data());
     // Only a retry that succeeds shows the shape was the problem; a model that fails anyway
     // reports its own error and is not counted.
@@ -297,7 +341,13 @@ void RunJob::Execute() {
 Failure RunJob::TakeFailure() {
   if (const char* c = cancel_code_.load()) {
     Failure f;
-    f.Set(c, std::strcmp(c, code::kTimeout) == 0 ? "inference timed out; the run was terminated" : "inference was aborted");
+    if (std::strcmp(c, code::kTimeout) == 0) {
+      f.Set(c, "inference timed out (timeoutMs): the request was dropped before it ran, or its run was terminated");
+    } else if (std::strcmp(c, code::kDisposed) == 0) {
+      f.Set(c, "the model was disposed before this request ran");
+    } else {
+      f.Set(c, "inference was aborted");
+    }
     return f;
   }
   return std::move(failure_);
@@ -314,7 +364,7 @@ Napi::Value RunJob::Results(Napi::Env env) {
     if (kind_[i] != OutputKind::kOrt) {
       // ORT wrote into the buffer passed with the call; TypeScript already holds its Tensor.
       results.Set(static_cast<uint32_t>(i), env.Null());
-      if (kind_[i] == OutputKind::kPredicted) core_->stats.outputs_zero_copy++;
+      if (kind_[i] == OutputKind::kPredicted && !scattered_) core_->stats.outputs_zero_copy++;
       continue;
     }
     OrtValue* v = outputs_[i];

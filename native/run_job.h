@@ -13,6 +13,8 @@
 #include <onnxruntime_c_api.h>
 
 #include <atomic>
+#include <chrono>
+#include <list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,6 +25,19 @@
 #include "session_core.h"
 
 namespace nimify {
+
+class Scheduler;
+struct Batch;
+
+// Everything the scheduler needs to batch a job, computed once in Prepare (batching models only).
+struct BatchKey {
+  // rows: the job's size on the batch dim (dim 0 of every input), or -1 when it cannot share a
+  // run (inputs disagree on dim 0, an empty tensor, strings): such a job runs alone.
+  int64_t rows = -1;
+  // Non-batch dims of every input (rank, dims[1..]) and the fetched output indices: two jobs
+  // share a run only when their keys are equal.
+  std::vector<int64_t> key;
+};
 
 class RunJob : public Task {
  public:
@@ -37,13 +52,22 @@ class RunJob : public Task {
   //                                          dropped if that shape turns out wrong.
   // Validates everything that matters for memory safety against the model; on failure throws a
   // JS error and returns null. `borrow` is false for inferSync, where no GC can run mid-call.
+  // `batching`: compute the job's BatchKey (the model has a batch dim).
   static std::unique_ptr<RunJob> Prepare(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core,
-                                         bool borrow);
+                                         bool borrow, bool batching = false);
   ~RunJob() override;
 
   // Main thread: hands the job to the Executor and returns its promise. `cancel_id` > 0 makes it
   // reachable from Session.cancel(id).
   static Napi::Value Submit(Napi::Env env, std::unique_ptr<RunJob> job, double cancel_id);
+  // Main thread: creates the job's promise and registers it with the env (runs, cancellable,
+  // executing) — the bookkeeping shared by Submit and Scheduler::Submit. Returns an empty value
+  // (with a JS exception pending) on failure; the job is then still the caller's.
+  Napi::Value Attach(Napi::Env env, double cancel_id);
+  // Any thread: hands finished jobs to their env's JS thread under one lock with at most one
+  // wake-up, however many there are (a batch completes once, not once per request). The env
+  // takes ownership of the jobs.
+  static void PostCompleted(RunJob* const* jobs, size_t n);
   // Main thread: abort/timeout (or env teardown). Idempotent; the first reason wins.
   void Cancel(const char* code);
   // Creates the env's completion channel (called once per env from Init).
@@ -55,7 +79,13 @@ class RunJob : public Task {
   // polling (1: skip wake-ups) or not (0); -1 leaves it. Returns the number of runs still pending.
   static size_t DrainCompleted(napi_env env, EnvState* state, int polling);
 
-  void Execute();  // any thread, no JS
+  void Execute() { ExecuteOn(*core_); }  // any thread, no JS
+  // Runs the job on `core`, which must be a session of the same model (a scheduler instance).
+  void ExecuteOn(SessionCore& core);
+  // Any thread: the job fails with `f` unless it was cancelled first.
+  void Fail(const Failure& f) { failure_ = f; }
+  const char* cancel_code() const { return cancel_code_.load(); }
+  Scheduler* scheduler() const { return scheduler_.get(); }
   // Main thread: the results array (null where the caller supplied the output buffer), or an
   // empty value with a pending JS exception.
   Napi::Value Results(Napi::Env env);
@@ -84,6 +114,22 @@ class RunJob : public Task {
   std::shared_ptr<EnvState> state_;
   napi_deferred deferred_ = nullptr;
   double cancel_id_ = 0;
+
+  // Scheduled jobs (see scheduler.h). Fields below are guarded by the scheduler's mutex once
+  // the job is queued; `scheduler_` keeps the scheduler (and so its instances) alive until the
+  // job is delivered on the JS thread.
+  friend class Scheduler;
+  friend class Instance;
+  friend struct BatchIo;
+  std::shared_ptr<Scheduler> scheduler_;
+  BatchKey batch_;
+  int priority_ = 0;
+  std::chrono::steady_clock::time_point enqueued_{};
+  std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
+  std::list<RunJob*>::iterator queue_pos_;
+  bool queued_ = false;
+  Batch* running_in_ = nullptr;  // the batch executing this job, while it runs
+  bool scattered_ = false;       // outputs were copied out of a batch (not written in place)
 };
 
 }  // namespace nimify

@@ -1,5 +1,6 @@
 #include "session.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "async_job.h"
@@ -18,34 +19,100 @@ class LoadJob : public AsyncJob {
   const uint8_t* bytes = nullptr;
   size_t length = 0;
   SessionConfig config;
+  int instances = 1;
+  bool scheduled = false;  // batching or instances given: requests go through a Scheduler
+  BatchingConfig batching;
 
   void BorrowBytes(Napi::Env env, Napi::Value v) { borrowed_.Add(env, v); }
 
  protected:
-  void Execute() override { core_ = SessionCore::Create(path, bytes, length, config, &failure_); }
+  // Threadpool: one session per instance (each has its own ORT thread pool and memory arena).
+  void Execute() override {
+    for (int i = 0; i < instances; ++i) {
+      std::shared_ptr<SessionCore> core = SessionCore::Create(path, bytes, length, config, &failure_);
+      if (!core) {
+        cores_.clear();
+        return;
+      }
+      cores_.push_back(std::move(core));
+    }
+  }
   void Complete(Napi::Env env, Napi::Promise::Deferred& deferred) override {
-    if (!core_) {
+    if (cores_.empty()) {
       deferred.Reject(MakeError(env, failure_).Value());
       return;
     }
-    deferred.Resolve(Session::NewInstance(env, std::move(core_)));
+    std::shared_ptr<Scheduler> scheduler;
+    if (scheduled) {
+      scheduler = Scheduler::Create(env, cores_, batching, &failure_);
+      if (!scheduler) {
+        deferred.Reject(MakeError(env, failure_).Value());
+        return;
+      }
+    }
+    deferred.Resolve(Session::NewInstance(env, cores_[0], std::move(scheduler)));
   }
 
  private:
-  std::shared_ptr<SessionCore> core_;
+  std::vector<std::shared_ptr<SessionCore>> cores_;
   Failure failure_;
 };
 
-bool ReadInt(Napi::Object o, const char* key, int min, int max, int* out, Failure* f) {
+template <typename T>
+bool ReadInt(Napi::Object o, const char* key, double min, double max, T* out, Failure* f, const char* prefix = "options.") {
   Napi::Value v = o.Get(key);
   if (v.IsUndefined() || v.IsNull()) return true;
   double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
   if (!(d >= min && d <= max) || std::floor(d) != d) {
-    f->Set(code::kInvalidArgument, std::string("options.") + key + " must be an integer in [" + std::to_string(min) +
-                                       ", " + std::to_string(max) + "]");
+    f->Set(code::kInvalidArgument, std::string(prefix) + key + " must be an integer in [" +
+                                       std::to_string(static_cast<int64_t>(min)) + ", " +
+                                       std::to_string(static_cast<int64_t>(max)) + "]");
     return false;
   }
-  *out = static_cast<int>(d);
+  *out = static_cast<T>(d);
+  return true;
+}
+
+// options.instances and options.batching (already normalized by src/options.ts; re-checked).
+bool ParseScheduling(Napi::Object o, LoadJob* job, Failure* f) {
+  if (!ReadInt(o, "instances", 1, 64, &job->instances, f)) return false;
+  Napi::Value bv = o.Get("batching");
+  job->scheduled = job->instances > 1 || (!bv.IsUndefined() && !bv.IsNull());
+  if (bv.IsUndefined() || bv.IsNull()) return true;
+  if (!bv.IsObject()) {
+    f->Set(code::kInvalidArgument, "options.batching must be an object");
+    return false;
+  }
+  Napi::Object b = bv.As<Napi::Object>();
+  BatchingConfig& c = job->batching;
+  c.batching = true;
+  c.max_batch_size = 8;
+  double queue_size = 1024;
+  const char* p = "options.batching.";
+  if (!ReadInt(b, "maxBatchSize", 1, 1 << 20, &c.max_batch_size, f, p) ||
+      !ReadInt(b, "maxQueueDelayMicros", 0, 60e6, &c.max_queue_delay_us, f, p) ||
+      !ReadInt(b, "maxQueueSize", 1, 1e9, &queue_size, f, p)) {
+    return false;
+  }
+  c.max_queue_size = static_cast<size_t>(queue_size);
+  c.adaptive = b.Get("adaptive").ToBoolean().Value();
+  Napi::Value dim = b.Get("batchDim");
+  c.batch_dim = dim.IsBoolean() ? (dim.As<Napi::Boolean>().Value() ? 1 : 0) : -1;
+  Napi::Value pref = b.Get("preferredBatchSizes");
+  if (pref.IsArray()) {
+    Napi::Array a = pref.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      Napi::Value v = a.Get(i);
+      const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+      if (!(d >= 1 && d <= static_cast<double>(c.max_batch_size)) || std::floor(d) != d) {
+        f->Set(code::kInvalidArgument, "options.batching.preferredBatchSizes must hold integers in [1, maxBatchSize]");
+        return false;
+      }
+      c.preferred.push_back(static_cast<int64_t>(d));
+    }
+    std::sort(c.preferred.begin(), c.preferred.end());
+    c.preferred.erase(std::unique(c.preferred.begin(), c.preferred.end()), c.preferred.end());
+  }
   return true;
 }
 
@@ -125,6 +192,7 @@ Napi::Function Session::Define(Napi::Env env) {
                          InstanceMethod<&Session::Run>("run"),
                          InstanceMethod<&Session::RunSync>("runSync"),
                          InstanceMethod<&Session::Cancel>("cancel"),
+                         InstanceMethod<&Session::Close>("close"),
                          InstanceMethod<&Session::Release>("release"),
                          InstanceMethod<&Session::Stats>("stats"),
                      });
@@ -136,13 +204,16 @@ Session::Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(inf
         .ThrowAsJavaScriptException();
     return;
   }
-  auto* holder = info[0].As<Napi::External<std::shared_ptr<SessionCore>>>().Data();
-  core_ = *holder;
+  auto* parts = info[0].As<Napi::External<Parts>>().Data();
+  core_ = parts->core;
+  scheduler_ = parts->scheduler;
 }
 
-Napi::Object Session::NewInstance(Napi::Env env, std::shared_ptr<SessionCore> core) {
-  // The External lives only for the constructor call; the constructor copies the shared_ptr.
-  Napi::External<std::shared_ptr<SessionCore>> ext = Napi::External<std::shared_ptr<SessionCore>>::New(env, &core);
+Napi::Object Session::NewInstance(Napi::Env env, std::shared_ptr<SessionCore> core,
+                                  std::shared_ptr<Scheduler> scheduler) {
+  // The External lives only for the constructor call; the constructor copies the shared_ptrs.
+  Parts parts{std::move(core), std::move(scheduler)};
+  Napi::External<Parts> ext = Napi::External<Parts>::New(env, &parts);
   return GetAddonData(env)->session_ctor.New({ext});
 }
 
@@ -154,7 +225,8 @@ Napi::Value Session::Create(const Napi::CallbackInfo& info) {
   }
   auto job = std::make_unique<LoadJob>();
   Failure f;
-  if (!ParseConfig(info[1], &job->config, &f)) {
+  if (!ParseConfig(info[1], &job->config, &f) ||
+      (info[1].IsObject() && !ParseScheduling(info[1].As<Napi::Object>(), job.get(), &f))) {
     MakeError(env, f).ThrowAsJavaScriptException();
     return env.Undefined();
   }
@@ -208,9 +280,11 @@ Napi::Value Session::Describe(const Napi::CallbackInfo& info) {
 
 Napi::Value Session::Run(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::unique_ptr<RunJob> job = RunJob::Prepare(info, core_, /*borrow=*/true);
+  std::unique_ptr<RunJob> job = RunJob::Prepare(info, core_, /*borrow=*/true, scheduler_ && scheduler_->batches());
   if (!job) return env.Undefined();
-  const double id = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : 0;
+  auto number = [&](size_t i) { return info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : 0; };
+  const double id = number(3);
+  if (scheduler_) return scheduler_->Submit(env, std::move(job), id, number(4) > 0 ? 1 : 0, number(5));
   return RunJob::Submit(env, std::move(job), id);
 }
 
@@ -231,7 +305,13 @@ Napi::Value Session::Cancel(const Napi::CallbackInfo& info) {
   auto& cancellable = GetAddonData(env)->state->cancellable;
   auto it = cancellable.find(info[0].As<Napi::Number>().DoubleValue());
   if (it == cancellable.end()) return Napi::Boolean::New(env, false);
-  it->second->Cancel(c == code::kTimeout ? code::kTimeout : code::kAborted);
+  const char* reason = c == code::kTimeout ? code::kTimeout : code::kAborted;
+  RunJob* job = it->second;
+  if (Scheduler* s = job->scheduler()) {
+    s->Cancel(job, reason);
+  } else {
+    job->Cancel(reason);
+  }
   return Napi::Boolean::New(env, true);
 }
 
@@ -246,6 +326,7 @@ Napi::Value Session::Stats(const Napi::CallbackInfo& info) {
   o.Set("outputsCopied", Napi::Number::New(env, static_cast<double>(s.outputs_copied.load())));
   o.Set("bytesCopied", Napi::Number::New(env, static_cast<double>(s.bytes_copied.load())));
   o.Set("shapeFallbacks", Napi::Number::New(env, static_cast<double>(s.shape_fallbacks.load())));
+  if (scheduler_) o.Set("scheduler", scheduler_->Stats(env));
   return o;
 }
 
@@ -256,7 +337,15 @@ Napi::Value Session::Poll(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(pending));
 }
 
+Napi::Value Session::Close(const Napi::CallbackInfo& info) {
+  if (scheduler_) scheduler_->RejectQueued(code::kDisposed);
+  return info.Env().Undefined();
+}
+
 Napi::Value Session::Release(const Napi::CallbackInfo& info) {
+  // Joins the instance threads (idle by now: the Model drained in-flight work first).
+  if (scheduler_) scheduler_->Shutdown(code::kDisposed);
+  scheduler_.reset();
   core_.reset();
   return info.Env().Undefined();
 }

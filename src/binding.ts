@@ -34,15 +34,67 @@ export interface NativeDescription {
 export interface NativeSession {
   describe(): NativeDescription;
   /** See native/run_job.h for the argument layout (everything in the model's I/O order). */
-  run(inData: unknown[], outData: (ArrayBufferView | null)[], spec: Float64Array, runId: number): Promise<NativeResult[]>;
+  run(inData: unknown[], outData: (ArrayBufferView | null)[], spec: Float64Array, runId: number, priority: number, timeoutUs: number): Promise<NativeResult[]>;
   runSync(inData: unknown[], outData: (ArrayBufferView | null)[], spec: Float64Array): NativeResult[];
   cancel(runId: number, code: 'ABORTED' | 'TIMEOUT'): boolean;
+  /** Settles queued requests with DISPOSED (scheduled models). */
+  close(): void;
   release(): void;
-  stats(): ModelStats;
+  stats(): NativeStats;
 }
 
-/** Cumulative counters of one model (see Model.stats()). */
-export interface ModelStats {
+export interface Percentiles {
+  p50: number;
+  p99: number;
+  /** Number of samples and their sum (µs), cumulative. */
+  count: number;
+  sum: number;
+}
+
+/** The scheduler's counters (native/scheduler.cc Scheduler::Stats). */
+export interface SchedulerStats {
+  /** Requests waiting in the queue now. */
+  queueDepth: number;
+  /** Requests in batches running now. */
+  inFlight: number;
+  /** Requests accepted into the queue. */
+  requests: number;
+  /** Runs (batches) executed. */
+  batches: number;
+  /** Batch size (rows on the batch dim; 1 for a request that runs alone) → number of batches. */
+  batchSizeHistogram: Record<string, number>;
+  /** Time from enqueue to the start of the request's batch. */
+  queueTimeUs: Percentiles;
+  /** Time per batch: gather + run + scatter. */
+  computeTimeUs: Percentiles;
+  /** Cumulative gather / ORT run / scatter time (µs). */
+  computeInputUs: number;
+  computeInferUs: number;
+  computeOutputUs: number;
+  /** Requests refused with QUEUE_FULL. */
+  rejected: number;
+  /** Requests dropped with TIMEOUT before they ran. */
+  expired: number;
+  /** Requests removed from the queue by an AbortSignal. */
+  cancelled: number;
+  /** Requests that ran and failed. */
+  failed: number;
+  instances: number;
+  /** Bytes copied into batch tensors, and out of them into each request's outputs. */
+  bytesGathered: number;
+  bytesScattered: number;
+  /** The queue delay in effect now (adaptive: the current estimate; 0 while traffic is sparse). */
+  delayUs: number;
+}
+
+export interface NativeStats extends Omit<ModelStats, keyof SchedulerStats | 'scheduled'> {
+  scheduler?: SchedulerStats;
+}
+
+/** Cumulative counters of one model (see Model.stats()), plus the queue's current depth and in-flight count. */
+export interface ModelStats extends SchedulerStats {
+  /** Whether infer() goes through the native scheduler (batching or instances configured). */
+  scheduled: boolean;
   /** ORT runs, including failed ones. */
   runs: number;
   failures: number;

@@ -16,6 +16,7 @@ export const ERROR_TABLE = {
   ABORTED: { category: 'aborted', httpStatus: 499, description: 'The caller aborted the request (AbortSignal).' },
   TIMEOUT: { category: 'timeout', httpStatus: 504, description: 'The request exceeded its timeoutMs; the run was terminated.' },
   DISPOSED: { category: 'unavailable', httpStatus: 503, description: 'The model was disposed.' },
+  QUEUE_FULL: { category: 'unavailable', httpStatus: 503, description: "The model's request queue is full (batching.maxQueueSize); retry later." },
   INTERNAL: { category: 'internal', httpStatus: 500, description: 'A bug in nimify.' },
 } as const satisfies Record<string, { category: ErrorCategory; httpStatus: number; description: string }>;
 

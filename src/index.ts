@@ -4,6 +4,6 @@ export { Tensor, TENSOR_TYPES } from './tensor';
 export type { TensorType, TensorData, TensorDataMap, TensorLike } from './tensor';
 export { NimifyError, ERROR_TABLE } from './errors';
 export type { ErrorCode, ErrorCategory } from './errors';
-export type { LoadOptions, InferOptions, ExecutionProvider } from './options';
+export type { LoadOptions, InferOptions, BatchingOptions, ExecutionProvider } from './options';
 export { runtimeInfo } from './binding';
-export type { RuntimeInfo, ModelStats } from './binding';
+export type { RuntimeInfo, ModelStats, SchedulerStats, Percentiles } from './binding';

@@ -1,12 +1,13 @@
 /**
- * Model: a loaded ONNX model. infer() validates in TypeScript, makes one native call that runs
- * the model on a libuv threadpool thread, and resolves with output Tensors whose memory is
- * ORT's own (no copy). inferSync() does the same on the calling thread.
+ * Model: a loaded ONNX model. infer() validates in TypeScript, makes one native call, and
+ * resolves with output Tensors ORT wrote into. Without batching/instances the run goes to
+ * nimify's executor threads; with them, to the model's native scheduler (queue, dynamic
+ * batching, instances: native/scheduler.h). inferSync() runs on the calling thread.
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { NimifyError, fromNative } from './errors';
-import { getBinding, type ModelStats, type NativeBinding, type NativeDescription, type NativeResult, type NativeSession } from './binding';
+import { getBinding, type ModelStats, type NativeBinding, type NativeDescription, type NativeResult, type NativeSession, type SchedulerStats } from './binding';
 import { IoPlan, type NativeCall } from './io-plan';
 import { submitted } from './completions';
 import { checkInferOptions, toNativeConfig, type InferOptions, type LoadOptions } from './options';
@@ -38,6 +39,7 @@ export class Model {
   readonly #binding: NativeBinding;
   readonly #plan: IoPlan;
   #inFlight = 0;
+  #requests = 0;
   #disposing: Promise<void> | null = null;
   #drained: (() => void) | null = null;
 
@@ -56,9 +58,24 @@ export class Model {
     return this.#inFlight;
   }
 
-  /** Cumulative counters: runs, failures, and how outputs reached JS (zero-copy or the copy path). */
+  /**
+   * Counters (cumulative, except queueDepth and inFlight which are current): ORT runs and how
+   * outputs reached JS, and the scheduler's queue, batch and timing figures. For a model without
+   * batching/instances every request is its own run and nothing queues.
+   */
   stats(): ModelStats {
-    return this.#session?.stats() ?? { runs: 0, failures: 0, outputsZeroCopy: 0, outputsCopied: 0, bytesCopied: 0, shapeFallbacks: 0 };
+    const native = this.#session?.stats() ?? { runs: 0, failures: 0, outputsZeroCopy: 0, outputsCopied: 0, bytesCopied: 0, shapeFallbacks: 0 };
+    const { scheduler, ...session } = native;
+    return { ...session, scheduled: scheduler !== undefined, ...(scheduler ?? this.#unscheduledStats(session.runs)) };
+  }
+
+  #unscheduledStats(runs: number): SchedulerStats {
+    const none = { p50: 0, p99: 0, count: 0, sum: 0 };
+    return {
+      queueDepth: 0, inFlight: this.#inFlight, requests: this.#requests, batches: runs, batchSizeHistogram: runs > 0 ? { 1: runs } : {},
+      queueTimeUs: none, computeTimeUs: none, computeInputUs: 0, computeInferUs: 0, computeOutputUs: 0,
+      rejected: 0, expired: 0, cancelled: 0, failed: 0, instances: 1, bytesGathered: 0, bytesScattered: 0, delayUs: 0,
+    };
   }
 
   get disposed(): boolean {
@@ -82,12 +99,17 @@ export class Model {
     }
     let runId = 0;
     let cleanup: (() => void) | undefined;
+    let priority = 0;
+    let timeoutUs = 0;
     if (opts !== undefined && (opts.signal !== undefined || opts.timeoutMs !== undefined)) {
       const signal = opts.signal;
       if (signal?.aborted) return Promise.reject(new NimifyError('ABORTED', 'inference was aborted before it started'));
       const id = (runId = ++nextRunId);
       const onAbort = () => session.cancel(id, 'ABORTED');
       signal?.addEventListener('abort', onAbort, { once: true });
+      // The native deadline drops a queued request exactly on time even when this thread is busy;
+      // the timer settles a request still waiting (or terminates a running one) when it fires.
+      if (opts.timeoutMs !== undefined) timeoutUs = opts.timeoutMs * 1000;
       const timer = opts.timeoutMs !== undefined ? setTimeout(() => session.cancel(id, 'TIMEOUT'), opts.timeoutMs) : undefined;
       cleanup = () => {
         if (timer !== undefined) clearTimeout(timer);
@@ -96,12 +118,14 @@ export class Model {
     }
     let pending: Promise<NativeResult[]>;
     try {
-      pending = session.run(call.inData, call.outData, call.spec, runId);
+      if (opts?.priority !== undefined) priority = opts.priority;
+      pending = session.run(call.inData, call.outData, call.spec, runId, priority, timeoutUs);
     } catch (err) {
       cleanup?.();
       return Promise.reject(fromNative(err));
     }
     this.#inFlight++;
+    this.#requests++;
     submitted(this.#binding);
     return pending.then(
       (results) => {
@@ -140,11 +164,13 @@ export class Model {
   }
 
   /**
-   * Stops accepting work, waits for in-flight infer() calls to settle, then frees the session.
-   * Idempotent. Any later call fails with DISPOSED.
+   * Stops accepting work, rejects queued requests with DISPOSED, waits for running ones to
+   * settle, then frees the session (and its instances). Idempotent. Any later call fails with
+   * DISPOSED.
    */
   dispose(): Promise<void> {
     if (this.#disposing) return this.#disposing;
+    this.#session?.close();
     const drained = this.#inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (this.#drained = resolve));
     this.#disposing = drained.then(() => {
       this.#session?.release();

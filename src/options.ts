@@ -3,6 +3,7 @@
  * reads (enums as numbers).
  */
 import {
+  expectBoolean,
   expectInteger,
   expectKnownKeys,
   expectOneOf,
@@ -30,6 +31,34 @@ export interface LoadOptions {
   freeDimensionOverrides?: Record<string, number>;
   /** ORT log severity for this session: 0 verbose, 1 info, 2 warning, 3 error, 4 fatal. */
   logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
+  /**
+   * Number of ORT sessions of the model that run requests concurrently (default 1). Each has
+   * its own scheduler thread, ORT thread pool and memory. With more than one, infer() goes
+   * through the native scheduler even without `batching`.
+   */
+  instances?: number;
+  /** Dynamic batching (absent: every request runs on its own). See BatchingOptions. */
+  batching?: BatchingOptions;
+}
+
+/** The native dynamic batcher (native/scheduler.h explains batch formation and the adaptive rule). */
+export interface BatchingOptions {
+  /** Most rows (on the batch dim) one run may hold. Default 8. A single request may not exceed it. */
+  maxBatchSize?: number;
+  /** How long the oldest queued request may wait for company, in µs. Default 500. With `adaptive`, the upper bound. */
+  maxQueueDelayMicros?: number;
+  /** Batch sizes to prefer: a batch runs at once when it reaches the largest; when the delay is over it runs the largest one it can fill. */
+  preferredBatchSizes?: number[];
+  /** Requests that may wait; beyond it infer() rejects with QUEUE_FULL. Default 1024. */
+  maxQueueSize?: number;
+  /** Tune the delay online from arrivals and measured compute time. Default true. */
+  adaptive?: boolean;
+  /**
+   * Whether dim 0 of every input and output is the batch dim. Default: detected (true when every
+   * input and output is a numeric tensor whose first dim is dynamic). false: requests run
+   * unbatched through the same queue (priorities, timeouts and instances still apply).
+   */
+  batchDim?: boolean;
 }
 
 export interface InferOptions {
@@ -37,8 +66,14 @@ export interface InferOptions {
   outputs?: readonly string[] | Record<string, Tensor | null | undefined>;
   /** Aborting rejects with ABORTED and terminates the run. */
   signal?: AbortSignal;
-  /** Rejects with TIMEOUT and terminates the run after this many milliseconds. */
+  /**
+   * Rejects with TIMEOUT after this many milliseconds. A queued request (scheduled models) is
+   * dropped before it runs; a running one is terminated (or, inside a batch that other requests
+   * share, its result is discarded).
+   */
   timeoutMs?: number;
+  /** 1: high priority (served before any queued 0). Default 0. Scheduled models only; ignored otherwise. */
+  priority?: 0 | 1;
 }
 
 const LOAD_KEYS = [
@@ -50,7 +85,11 @@ const LOAD_KEYS = [
   'optimizedModelFilePath',
   'freeDimensionOverrides',
   'logSeverityLevel',
+  'instances',
+  'batching',
 ] as const;
+
+const BATCHING_KEYS = ['maxBatchSize', 'maxQueueDelayMicros', 'preferredBatchSizes', 'maxQueueSize', 'adaptive', 'batchDim'] as const;
 
 const OPT_LEVELS = { disabled: 0, basic: 1, extended: 2, all: 99 } as const;
 const EXEC_MODES = { sequential: 0, parallel: 1 } as const;
@@ -87,10 +126,32 @@ export function toNativeConfig(options: unknown): Record<string, unknown> {
     config.freeDimensionOverrides = out;
   }
   if (o.logSeverityLevel !== undefined) config.logSeverityLevel = expectInteger('options.logSeverityLevel', o.logSeverityLevel, 0, 4);
+  if (o.instances !== undefined) config.instances = expectInteger('options.instances', o.instances, 1, 64);
+  if (o.batching !== undefined) config.batching = toNativeBatching(o.batching);
   return config;
 }
 
-const INFER_KEYS = ['outputs', 'signal', 'timeoutMs'] as const;
+function toNativeBatching(value: unknown): Record<string, unknown> {
+  const b = expectPlainObject('options.batching', value);
+  expectKnownKeys('options.batching', b, BATCHING_KEYS);
+  const maxBatchSize = b.maxBatchSize === undefined ? 8 : expectInteger('options.batching.maxBatchSize', b.maxBatchSize, 1, 1 << 20);
+  const out: Record<string, unknown> = {
+    maxBatchSize,
+    maxQueueDelayMicros: b.maxQueueDelayMicros === undefined ? 500 : expectInteger('options.batching.maxQueueDelayMicros', b.maxQueueDelayMicros, 0, 60_000_000),
+    maxQueueSize: b.maxQueueSize === undefined ? 1024 : expectInteger('options.batching.maxQueueSize', b.maxQueueSize, 1, 1_000_000_000),
+    adaptive: b.adaptive === undefined ? true : expectBoolean('options.batching.adaptive', b.adaptive),
+  };
+  if (b.batchDim !== undefined) out.batchDim = expectBoolean('options.batching.batchDim', b.batchDim);
+  if (b.preferredBatchSizes !== undefined) {
+    if (!Array.isArray(b.preferredBatchSizes)) throw invalid('options.batching.preferredBatchSizes', 'an array of batch sizes', b.preferredBatchSizes);
+    out.preferredBatchSizes = b.preferredBatchSizes.map((n: unknown, i: number) =>
+      expectInteger(`options.batching.preferredBatchSizes[${i}]`, n, 1, maxBatchSize),
+    );
+  }
+  return out;
+}
+
+const INFER_KEYS = ['outputs', 'signal', 'timeoutMs', 'priority'] as const;
 
 export function checkInferOptions(options: unknown): InferOptions {
   if (options === undefined) return {};
@@ -98,5 +159,6 @@ export function checkInferOptions(options: unknown): InferOptions {
   expectKnownKeys('options', o, INFER_KEYS);
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw invalid('options.signal', 'an AbortSignal', o.signal);
   if (o.timeoutMs !== undefined) expectPositiveNumber('options.timeoutMs', o.timeoutMs);
+  if (o.priority !== undefined && o.priority !== 0 && o.priority !== 1) throw invalid('options.priority', '0 (normal) or 1 (high)', o.priority);
   return o as InferOptions;
 }

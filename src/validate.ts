@@ -56,6 +56,11 @@ export function expectInteger(name: string, value: unknown, min: number, max = N
   return value;
 }
 
+export function expectBoolean(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw invalid(name, 'true or false', value);
+  return value;
+}
+
 export function expectPositiveNumber(name: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
     throw invalid(name, 'a finite number > 0', value);

@@ -1,0 +1,74 @@
+// A batch: the jobs one scheduler instance runs together, and the two copies batching costs —
+// gather (each job's input rows into one batch tensor) and scatter (the batch's output rows
+// back into each job's output buffers).
+//
+// Seams for the GPU (SPEC C3): gather writes into memory obtained from a Staging, and the
+// batch tensors are created over it with Staging::memory_info(). The host implementation below
+// is plain reusable host memory; a CUDA instance will supply pinned host staging (or device
+// buffers plus a copy on its own stream) without touching the scheduler or this file's callers.
+//
+// Threading: a Batch is built under the scheduler's mutex, then owned by the one instance
+// thread that runs it. Its jobs' JS memory stays referenced by the jobs until they are
+// delivered on the JS thread.
+#pragma once
+
+#include <onnxruntime_c_api.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "errors.h"
+#include "session_core.h"
+
+namespace nimify {
+
+class RunJob;
+
+// Where gathered inputs live while a batch runs. One per instance; reused across batches.
+class Staging {
+ public:
+  virtual ~Staging() = default;
+  // A buffer of at least `bytes` for input `input`, valid until the next call for that input.
+  virtual uint8_t* Buffer(size_t input, size_t bytes) = 0;
+  virtual const OrtMemoryInfo* memory_info() const = 0;
+};
+
+class HostStaging : public Staging {
+ public:
+  uint8_t* Buffer(size_t input, size_t bytes) override;
+  const OrtMemoryInfo* memory_info() const override;
+
+ private:
+  std::vector<std::vector<uint8_t>> buffers_;
+};
+
+struct Batch {
+  std::vector<RunJob*> jobs;
+  int64_t rows = 0;  // sum of the jobs' rows (batchable jobs), else 0
+  // Multi-job batches run with their own run options, so a terminate (every job cancelled,
+  // or env teardown) stops exactly this run. Single-job batches use the job's own.
+  OrtRunOptions* run_options = nullptr;
+  size_t cancelled = 0;  // jobs cancelled while running (scheduler mutex)
+  ~Batch();
+};
+
+// Bytes moved by gather and scatter, for stats (the copies batching costs are counted).
+struct CopyCounts {
+  uint64_t gathered = 0, scattered = 0;
+};
+
+struct BatchIo {
+  // Instance thread. Builds one input OrtValue per model input over `staging` holding every
+  // job's rows in order. On failure releases what it built.
+  static Failure Gather(const SessionCore& core, const Batch& batch, Staging& staging,
+                        std::vector<OrtValue*>* inputs, CopyCounts* counts);
+  // Instance thread. Splits the batch outputs (dim 0 = the batch's rows) into each job's
+  // outputs: into its buffer when it has one of the right size, else into a new ORT tensor for
+  // the copy path. A job whose own (caller-supplied) buffer cannot hold its rows fails alone.
+  static Failure Scatter(SessionCore& core, const Batch& batch, const std::vector<OrtValue*>& outputs,
+                         CopyCounts* counts);
+};
+
+}  // namespace nimify

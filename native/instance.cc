@@ -1,0 +1,58 @@
+#include "instance.h"
+
+#include <chrono>
+
+#include "ort_api.h"
+#include "run_job.h"
+
+namespace nimify {
+
+namespace {
+double Since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+void Instance::Execute(Batch& batch, SessionCore& stats, Timing* timing, CopyCounts* counts) {
+  auto t0 = std::chrono::steady_clock::now();
+  if (batch.run_options == nullptr) {
+    // One job: it runs as is, on its own OrtValues over the caller's memory (no gather/scatter).
+    batch.jobs[0]->ExecuteOn(*core_);
+    timing->infer_us = Since(t0);
+    return;
+  }
+  auto fail_all = [&](const Failure& f) {
+    for (RunJob* job : batch.jobs) job->Fail(f);
+  };
+  std::vector<OrtValue*> inputs;
+  Failure f = BatchIo::Gather(*core_, batch, *staging_, &inputs, counts);
+  timing->input_us = Since(t0);
+  if (f) {
+    fail_all(f);
+    return;
+  }
+  const std::vector<uint32_t>& index = batch.jobs[0]->output_index_;
+  std::vector<const char*> names(index.size());
+  for (size_t i = 0; i < index.size(); ++i) names[i] = core_->output_names()[index[i]];
+  std::vector<OrtValue*> outputs(index.size(), nullptr);
+  auto t1 = std::chrono::steady_clock::now();
+  OrtStatus* st = g_ort->Run(core_->session(), batch.run_options, core_->input_names(), inputs.data(),
+                             inputs.size(), names.data(), names.size(), outputs.data());
+  timing->infer_us = Since(t1);
+  stats.stats.runs++;
+  for (OrtValue* v : inputs) g_ort->ReleaseValue(v);
+  if (st != nullptr) {
+    stats.stats.failures++;
+    fail_all(FromOrtStatus(st, "running a batch of " + std::to_string(batch.jobs.size()) + " requests"));
+  } else {
+    auto t2 = std::chrono::steady_clock::now();
+    f = BatchIo::Scatter(stats, batch, outputs, counts);
+    timing->output_us = Since(t2);
+    if (f) fail_all(f);
+  }
+  for (OrtValue* v : outputs) {
+    if (v != nullptr) g_ort->ReleaseValue(v);
+  }
+}
+
+}  // namespace nimify

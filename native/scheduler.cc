@@ -1,0 +1,407 @@
+#include "scheduler.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+#include "ort_api.h"
+#include "tensor_io.h"
+
+namespace nimify {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Micros = std::chrono::duration<double, std::micro>;
+
+// Why a model input/output cannot carry a batch dim, or "" when it can.
+std::string NoBatchDim(const IoInfo& io, bool is_output) {
+  if (!io.is_tensor) return TensorName(io, is_output) + " is not a tensor";
+  if (io.elem == ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING) return TensorName(io, is_output) + " holds strings";
+  if (!io.has_shape || io.shape.empty()) return TensorName(io, is_output) + " has no first dim";
+  if (io.shape[0] >= 0) {
+    return TensorName(io, is_output) + " has a fixed first dim (" + std::to_string(io.shape[0]) + ")";
+  }
+  return "";
+}
+
+Clock::duration FromMicros(double us) {
+  return std::chrono::duration_cast<Clock::duration>(Micros(us));
+}
+
+}  // namespace
+
+Scheduler::Scheduler(std::shared_ptr<EnvState> state, const BatchingConfig& config)
+    : state_(std::move(state)), config_(config) {}
+
+std::shared_ptr<Scheduler> Scheduler::Create(Napi::Env env, std::vector<std::shared_ptr<SessionCore>> instances,
+                                             const BatchingConfig& config, Failure* failure) {
+  std::shared_ptr<Scheduler> s(new Scheduler(GetAddonData(env)->state, config));
+  s->primary_ = instances[0];
+  if (config.batching && config.batch_dim != 0) {
+    std::string why;
+    for (const IoInfo& io : s->primary_->inputs()) {
+      if (why.empty()) why = NoBatchDim(io, false);
+    }
+    for (const IoInfo& io : s->primary_->outputs()) {
+      if (why.empty()) why = NoBatchDim(io, true);
+    }
+    if (!why.empty() && config.batch_dim == 1) {
+      failure->Set(code::kInvalidArgument, "options.batching.batchDim is true but " + why);
+      return nullptr;
+    }
+    s->batchable_ = why.empty();
+  }
+  s->batch_sizes_.assign(static_cast<size_t>(s->batchable_ ? config.max_batch_size : 1) + 1, 0);
+  for (auto& core : instances) s->instances_.push_back(std::make_unique<Instance>(core, std::make_unique<HostStaging>()));
+  s->state_->schedulers.insert(s.get());
+  for (size_t i = 0; i < s->instances_.size(); ++i) s->threads_.emplace_back([raw = s.get(), i] { raw->Loop(i); });
+  return s;
+}
+
+Scheduler::~Scheduler() {
+  Shutdown(code::kDisposed);
+  state_->schedulers.erase(this);
+}
+
+Napi::Value Scheduler::Submit(Napi::Env env, std::unique_ptr<RunJob> job, double cancel_id, int priority,
+                              double timeout_us) {
+  auto reject = [&](const char* c, const std::string& msg) {
+    job->ReleaseRefs(env);
+    MakeError(env, c, msg).ThrowAsJavaScriptException();
+    return env.Undefined();
+  };
+  if (batchable_ && job->batch_.rows > config_.max_batch_size) {
+    return reject(code::kInvalidArgument, "feeds: the batch dim holds " + std::to_string(job->batch_.rows) +
+                                              " rows; batching.maxBatchSize is " +
+                                              std::to_string(config_.max_batch_size));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return reject(code::kDisposed, "model has been disposed");
+    if (queued() >= config_.max_queue_size) {
+      rejected_++;
+      return reject(code::kQueueFull, "queue full: " + std::to_string(queued()) +
+                                          " requests are waiting (batching.maxQueueSize); retry later");
+    }
+  }
+  // Only this (JS) thread adds to the queue, so the size checked above still holds below.
+  Napi::Value promise = job->Attach(env, cancel_id);
+  if (promise.IsEmpty()) {
+    job->ReleaseRefs(env);
+    return env.Undefined();
+  }
+  RunJob* raw = job.release();
+  raw->scheduler_ = shared_from_this();
+  raw->priority_ = priority > 0 ? 1 : 0;
+  const Clock::time_point now = Clock::now();
+  raw->enqueued_ = now;
+  if (timeout_us > 0) raw->deadline_ = now + FromMicros(timeout_us);
+  bool notify = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (config_.adaptive && last_arrival_ != Clock::time_point{}) {
+      const double gap = Micros(now - last_arrival_).count();
+      const double a = fixed_cost_us_ < 0 ? static_cast<double>(config_.max_queue_delay_us) : fixed_cost_us_;
+      burst_share_ += ((gap < a ? 1.0 : 0.0) - burst_share_) / 16;
+    }
+    last_arrival_ = now;
+    std::list<RunJob*>& q = queues_[raw->priority_];
+    raw->queue_pos_ = q.insert(q.end(), raw);
+    raw->queued_ = true;
+    queued_rows_ += std::max<int64_t>(raw->batch_.rows, 1);
+    if (raw->deadline_ != Clock::time_point::max()) deadlines_++;
+    requests_++;
+    // Sleeping instances: one with nothing to do must look now; one waiting out a delay needs
+    // waking only once a batch could be full (its own deadline covers the rest).
+    const int64_t trigger = config_.preferred.empty() ? config_.max_batch_size
+                                                      : std::min(config_.max_batch_size, config_.preferred.back());
+    notify = untimed_waiters_ > 0 || (timed_waiters_ > 0 && queued_rows_ >= trigger);
+  }
+  if (notify) cv_.notify_one();
+  return promise;
+}
+
+void Scheduler::Take(RunJob* job) {
+  queues_[job->priority_].erase(job->queue_pos_);
+  job->queued_ = false;
+  queued_rows_ -= std::max<int64_t>(job->batch_.rows, 1);
+  if (job->deadline_ != Clock::time_point::max()) deadlines_--;
+}
+
+void Scheduler::Cancel(RunJob* job, const char* c) {
+  bool settle = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    job->Cancel(c);
+    if (job->queued_) {
+      Take(job);
+      (std::strcmp(c, code::kTimeout) == 0 ? expired_ : cancelled_)++;
+      settle = true;
+    } else if (Batch* b = job->running_in_) {
+      // Its rows are computed anyway unless every job of the batch is cancelled.
+      if (++b->cancelled == b->jobs.size() && b->run_options != nullptr) {
+        if (OrtStatus* st = g_ort->RunOptionsSetTerminate(b->run_options)) g_ort->ReleaseStatus(st);
+      }
+    }
+  }
+  if (settle) RunJob::PostCompleted(&job, 1);
+}
+
+void Scheduler::RejectQueued(const char* c) {
+  std::vector<RunJob*> jobs;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& q : queues_) {
+      while (!q.empty()) {
+        RunJob* job = q.front();
+        Take(job);
+        job->Cancel(c);
+        jobs.push_back(job);
+      }
+    }
+  }
+  RunJob::PostCompleted(jobs.data(), jobs.size());
+}
+
+void Scheduler::Shutdown(const char* c) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    for (Batch* b : running_) {
+      for (RunJob* job : b->jobs) job->Cancel(c);
+      if (b->run_options != nullptr) {
+        if (OrtStatus* st = g_ort->RunOptionsSetTerminate(b->run_options)) g_ort->ReleaseStatus(st);
+      }
+    }
+  }
+  RejectQueued(c);
+  cv_.notify_all();
+  for (std::thread& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+bool Scheduler::AdaptiveReady(Clock::time_point now, const RunJob* head, Clock::time_point* wake) const {
+  const double cap_us = static_cast<double>(config_.max_queue_delay_us);
+  if (cap_us <= 0 || burst_share_ < 0.5) return true;  // sparse arrivals: never wait
+  const double a = fixed_cost_us_ < 0 ? cap_us : fixed_cost_us_;
+  const Clock::time_point cap = head->enqueued_ + FromMicros(cap_us);
+  const Clock::time_point quiet = last_arrival_ + FromMicros(a);
+  if (now >= cap || now >= quiet) return true;  // the cap passed, or the burst is over
+  *wake = std::min(cap, quiet);
+  return false;
+}
+
+bool Scheduler::Form(Clock::time_point now, Batch* batch, std::vector<RunJob*>* dropped, Clock::time_point* wake) {
+  if (deadlines_ > 0) {
+    for (auto& q : queues_) {
+      for (auto it = q.begin(); it != q.end();) {
+        RunJob* job = *it++;
+        if (job->deadline_ > now) continue;
+        job->Cancel(code::kTimeout);
+        Take(job);
+        expired_++;
+        dropped->push_back(job);
+      }
+    }
+  }
+  if (queued() == 0) return false;
+  RunJob* head = queues_[1].empty() ? queues_[0].front() : queues_[1].front();
+  const int64_t max = config_.max_batch_size;
+  auto take = [&](RunJob* job) {
+    Take(job);
+    queue_us_.Add(Micros(now - job->enqueued_).count());
+    batch->jobs.push_back(job);
+  };
+  if (!batchable_ || head->batch_.rows < 0) {
+    take(head);
+    return true;
+  }
+  // Compatible jobs in priority order, FIFO within a level, while they fit.
+  candidates_.clear();
+  int64_t rows = 0;
+  bool saturated = false;
+  for (int level = 1; level >= 0 && !saturated; --level) {
+    for (RunJob* job : queues_[level]) {
+      if (job->batch_.rows < 0 || job->batch_.key != head->batch_.key) continue;
+      if (rows + job->batch_.rows > max) {
+        saturated = true;
+        break;
+      }
+      rows += job->batch_.rows;
+      candidates_.push_back(job);
+    }
+  }
+  int64_t limit = max;
+  const bool full = saturated || rows >= max || (!config_.preferred.empty() && rows == config_.preferred.back());
+  if (!full) {
+    bool ready;
+    if (config_.adaptive) {
+      ready = AdaptiveReady(now, head, wake);
+    } else {
+      const Clock::time_point due = head->enqueued_ + FromMicros(static_cast<double>(config_.max_queue_delay_us));
+      ready = now >= due;
+      if (!ready) *wake = due;
+    }
+    if (!ready) return false;
+    // The delay is over: run the largest preferred size this batch fills, if any.
+    for (auto p = config_.preferred.rbegin(); p != config_.preferred.rend(); ++p) {
+      if (*p <= rows) {
+        limit = *p;
+        break;
+      }
+    }
+  }
+  int64_t taken = 0;
+  for (RunJob* job : candidates_) {
+    if (taken + job->batch_.rows > limit) break;
+    taken += job->batch_.rows;
+    take(job);
+  }
+  if (batch->jobs.size() > 1) {
+    batch->rows = taken;
+    // The batch's own run options (a terminate must stop this run and no other).
+    Failure f = FromOrtStatus(g_ort->CreateRunOptions(&batch->run_options), "creating run options");
+    if (!f && batch->run_options != nullptr) {
+      f = FromOrtStatus(g_ort->RunOptionsSetRunLogSeverityLevel(batch->run_options, primary_->run_log_severity()),
+                        "creating run options");
+    }
+    if (f) {
+      for (RunJob* job : batch->jobs) job->Fail(f);
+    }
+  } else {
+    batch->rows = taken;
+  }
+  return true;
+}
+
+void Scheduler::Record(const Batch& batch, const Instance::Timing& t, const CopyCounts& counts) {
+  batches_++;
+  const size_t size = batch.rows > 0 ? static_cast<size_t>(batch.rows) : 1;
+  if (size >= batch_sizes_.size()) batch_sizes_.resize(size + 1, 0);
+  batch_sizes_[size]++;
+  compute_us_.Add(t.input_us + t.infer_us + t.output_us);
+  input_us_ += t.input_us;
+  infer_us_ += t.infer_us;
+  output_us_ += t.output_us;
+  copies_.gathered += counts.gathered;
+  copies_.scattered += counts.scattered;
+  for (RunJob* job : batch.jobs) {
+    if (job->failure_ && job->cancel_code() == nullptr) failed_++;
+  }
+  if (!config_.adaptive) return;
+  // Decayed least squares of compute time against rows: the intercept is the fixed cost of a
+  // run. Bounded by [1 µs, the mean run time] so a noisy fit cannot make it absurd.
+  const double x = static_cast<double>(size), y = t.input_us + t.infer_us + t.output_us, d = 0.95;
+  s0_ = s0_ * d + 1;
+  sx_ = sx_ * d + x;
+  sy_ = sy_ * d + y;
+  sxx_ = sxx_ * d + x * x;
+  sxy_ = sxy_ * d + x * y;
+  const double mean = sy_ / s0_;
+  double a = mean;
+  const double den = s0_ * sxx_ - sx_ * sx_;
+  if (den > 0.25 * s0_ * s0_) {  // the recent batch sizes vary (std dev > 0.5 rows)
+    const double b = (s0_ * sxy_ - sx_ * sy_) / den;
+    if (b > 0) a = (sy_ - b * sx_) / s0_;
+  }
+  fixed_cost_us_ = std::clamp(a, 1.0, std::max(1.0, mean));
+}
+
+void Scheduler::Loop(size_t index) {
+#ifdef __linux__
+  // Batch delays are tens of microseconds: without this the kernel may round every timed
+  // wait up by its default 50 µs slack.
+  prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+#endif
+  Instance& instance = *instances_[index];
+  std::vector<RunJob*> dropped;
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    Batch batch;
+    Clock::time_point wake = Clock::time_point::max();
+    const bool go = Form(Clock::now(), &batch, &dropped, &wake);
+    if (!go && dropped.empty()) {
+      if (wake == Clock::time_point::max()) {
+        untimed_waiters_++;
+        cv_.wait(lock);
+        untimed_waiters_--;
+      } else {
+        timed_waiters_++;
+        cv_.wait_until(lock, wake);
+        timed_waiters_--;
+      }
+      continue;
+    }
+    if (go) {
+      running_.insert(&batch);
+      in_flight_ += batch.jobs.size();
+      for (RunJob* job : batch.jobs) job->running_in_ = &batch;
+    }
+    lock.unlock();
+    RunJob::PostCompleted(dropped.data(), dropped.size());
+    dropped.clear();
+    if (go) {
+      Instance::Timing timing;
+      CopyCounts counts;
+      instance.Execute(batch, *primary_, &timing, &counts);
+      lock.lock();
+      running_.erase(&batch);
+      in_flight_ -= batch.jobs.size();
+      for (RunJob* job : batch.jobs) job->running_in_ = nullptr;
+      Record(batch, timing, counts);
+      lock.unlock();
+      // After this the JS thread may delete the jobs (and with the last one, this scheduler:
+      // its destructor then waits in join() for this thread to leave the loop).
+      RunJob::PostCompleted(batch.jobs.data(), batch.jobs.size());
+    }
+    lock.lock();
+  }
+}
+
+Napi::Object Scheduler::Stats(Napi::Env env) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Napi::Object o = Napi::Object::New(env);
+  auto num = [&](const char* k, double v) { o.Set(k, Napi::Number::New(env, v)); };
+  num("queueDepth", static_cast<double>(queued()));
+  num("inFlight", static_cast<double>(in_flight_));
+  num("requests", static_cast<double>(requests_));
+  num("batches", static_cast<double>(batches_));
+  num("rejected", static_cast<double>(rejected_));
+  num("expired", static_cast<double>(expired_));
+  num("cancelled", static_cast<double>(cancelled_));
+  num("failed", static_cast<double>(failed_));
+  num("instances", static_cast<double>(instances_.size()));
+  Napi::Object hist = Napi::Object::New(env);
+  for (size_t i = 0; i < batch_sizes_.size(); ++i) {
+    if (batch_sizes_[i] > 0) hist.Set(std::to_string(i), Napi::Number::New(env, static_cast<double>(batch_sizes_[i])));
+  }
+  o.Set("batchSizeHistogram", hist);
+  auto pct = [&](const LogHistogram& h) {
+    Napi::Object p = Napi::Object::New(env);
+    p.Set("p50", Napi::Number::New(env, h.Quantile(0.5)));
+    p.Set("p99", Napi::Number::New(env, h.Quantile(0.99)));
+    p.Set("count", Napi::Number::New(env, static_cast<double>(h.count())));
+    p.Set("sum", Napi::Number::New(env, h.sum()));
+    return p;
+  };
+  o.Set("queueTimeUs", pct(queue_us_));
+  o.Set("computeTimeUs", pct(compute_us_));
+  num("computeInputUs", input_us_);
+  num("computeInferUs", infer_us_);
+  num("computeOutputUs", output_us_);
+  num("bytesGathered", static_cast<double>(copies_.gathered));
+  num("bytesScattered", static_cast<double>(copies_.scattered));
+  num("delayUs", !config_.adaptive ? static_cast<double>(config_.max_queue_delay_us)
+                 : burst_share_ < 0.5 ? 0
+                 : std::min<double>(static_cast<double>(config_.max_queue_delay_us),
+                                    fixed_cost_us_ < 0 ? static_cast<double>(config_.max_queue_delay_us) : fixed_cost_us_));
+  return o;
+}
+
+}  // namespace nimify

@@ -1,0 +1,135 @@
+// Scheduler: nimify's dynamic batcher. Requests (RunJobs) wait in a bounded two-level priority
+// queue; each instance has a thread that forms a batch from compatible jobs, runs it on its
+// session (gather → Run → scatter, see batch.h / instance.h) and hands the whole batch back to
+// the JS thread with one wake-up. The JS thread only validates, enqueues (Submit) and settles
+// promises.
+//
+// Batch formation (one instance thread at a time looks at the queue, under `mu_`):
+//  - the head is the oldest high-priority job, else the oldest normal one; the batch takes
+//    jobs with the head's BatchKey, high priority first, FIFO within a level, up to
+//    max_batch_size rows (a job is never split);
+//  - it runs at once when full (max rows, or the next compatible job would not fit) or when it
+//    reaches the largest preferred batch size; otherwise it waits for company until the delay
+//    has passed since the head arrived, then runs the largest preferred size it can fill (or
+//    everything it has when no preferred size fits);
+//  - jobs that cannot share a run (no batch dim, strings, ...) run alone through the same queue;
+//  - jobs past their deadline are dropped with TIMEOUT before they are run, never computed.
+//
+// Adaptive delay (`adaptive: true`). Waiting is worth it only if another request is likely to
+// arrive before the run that waiting would save is over. The scheduler keeps:
+//   a  — the fixed cost of one run: the intercept of a decayed least-squares fit of compute
+//        time against batch rows over recent batches;
+//   p  — the share of recent arrivals that came less than `a` after the previous one (EWMA).
+// When p < 1/2, arrivals are sparse: a lone request runs immediately (no needless delay).
+// Otherwise the instance keeps waiting while the stream keeps coming — it runs as soon as no
+// request has arrived for `a` µs (the burst is over), the batch is full, or the configured
+// max_queue_delay has passed since the head arrived (the cap). So a closed loop of C clients
+// fills batches of about C, and sparse traffic sees no added latency, without tuning.
+//
+// Ownership: Session holds a shared_ptr; every queued or running job holds another (so a
+// model dropped by JS mid-flight keeps its scheduler until the last job is delivered). The
+// destructor stops and joins the instance threads; it runs on the JS thread (jobs are deleted
+// there), never on an instance thread, which hold no owning reference. Env teardown calls
+// Shutdown through EnvState::schedulers.
+#pragma once
+
+#include <napi.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "env_state.h"
+#include "errors.h"
+#include "histogram.h"
+#include "instance.h"
+#include "run_job.h"
+
+namespace nimify {
+
+struct BatchingConfig {
+  bool batching = false;          // false: every job runs alone (queue, priorities, instances only)
+  int64_t max_batch_size = 1;
+  int64_t max_queue_delay_us = 0;
+  std::vector<int64_t> preferred;  // ascending, each <= max_batch_size
+  size_t max_queue_size = SIZE_MAX;
+  bool adaptive = false;
+  int batch_dim = -1;  // -1: detect from the model; 1: dim 0 is the batch dim; 0: no batch dim
+};
+
+class Scheduler : public std::enable_shared_from_this<Scheduler> {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // JS thread. `instances[0]` is the model's primary session. Fails (INVALID_ARGUMENT) when
+  // batch_dim forces batching on a model whose inputs/outputs have no dynamic first dim.
+  static std::shared_ptr<Scheduler> Create(Napi::Env env, std::vector<std::shared_ptr<SessionCore>> instances,
+                                           const BatchingConfig& config, Failure* failure);
+  ~Scheduler();
+
+  // Whether jobs should be prepared with a BatchKey.
+  bool batches() const { return batchable_; }
+  // JS thread: queues the job and returns its promise, or throws QUEUE_FULL / INVALID_ARGUMENT.
+  // `timeout_us` > 0 sets a deadline after which the job is dropped before running.
+  Napi::Value Submit(Napi::Env env, std::unique_ptr<RunJob> job, double cancel_id, int priority, double timeout_us);
+  // JS thread: abort/timeout. A queued job leaves the queue and is settled at once; a running
+  // one is marked (its batch is terminated when every job in it is cancelled).
+  void Cancel(RunJob* job, const char* code);
+  // JS thread (dispose): every queued job is settled with `code`; running batches finish.
+  void RejectQueued(const char* code);
+  // JS thread: stops accepting, settles queued jobs with `code`, terminates running batches and
+  // joins the instance threads. Idempotent.
+  void Shutdown(const char* code);
+  Napi::Object Stats(Napi::Env env);
+
+ private:
+  Scheduler(std::shared_ptr<EnvState> state, const BatchingConfig& config);
+  void Loop(size_t instance);
+  // Under mu_: picks the next batch (true), or says until when to sleep (false). Expired or
+  // cancelled jobs found on the way are moved to `dropped`.
+  bool Form(Clock::time_point now, Batch* batch, std::vector<RunJob*>* dropped, Clock::time_point* wake);
+  bool AdaptiveReady(Clock::time_point now, const RunJob* head, Clock::time_point* wake) const;
+  void Take(RunJob* job);    // under mu_: unlink from its queue
+  void Record(const Batch& batch, const Instance::Timing& timing, const CopyCounts& counts);  // under mu_
+  size_t queued() const { return queues_[0].size() + queues_[1].size(); }
+
+  const std::shared_ptr<EnvState> state_;
+  const BatchingConfig config_;
+  bool batchable_ = false;
+  std::shared_ptr<SessionCore> primary_;
+  std::vector<std::unique_ptr<Instance>> instances_;
+  std::vector<std::thread> threads_;
+
+  std::mutex mu_;  // guards everything below
+  std::condition_variable cv_;
+  std::list<RunJob*> queues_[2];  // [0] normal, [1] high priority
+  std::unordered_set<Batch*> running_;
+  bool stopping_ = false;
+  size_t untimed_waiters_ = 0;  // instance threads sleeping until notified
+  size_t timed_waiters_ = 0;    // instance threads sleeping until a delay expires
+  int64_t queued_rows_ = 0;     // an upper bound on any batch the queue could form now
+  size_t in_flight_ = 0;        // jobs in running batches
+  size_t deadlines_ = 0;        // queued jobs with a deadline (skip the expiry scan when 0)
+  std::vector<RunJob*> candidates_;  // Form's scratch list
+
+  // Adaptive estimates (see the top of this file).
+  Clock::time_point last_arrival_{};
+  double burst_share_ = 0;      // p
+  double fixed_cost_us_ = -1;   // a; -1 until the first batch is measured
+  double s0_ = 0, sx_ = 0, sy_ = 0, sxx_ = 0, sxy_ = 0;  // decayed regression sums
+
+  // Stats (cumulative).
+  uint64_t requests_ = 0, batches_ = 0, rejected_ = 0, expired_ = 0, cancelled_ = 0, failed_ = 0;
+  std::vector<uint64_t> batch_sizes_;  // index = rows (or 1 for a job that runs alone)
+  LogHistogram queue_us_, compute_us_;
+  double input_us_ = 0, infer_us_ = 0, output_us_ = 0;
+  CopyCounts copies_;
+};
+
+}  // namespace nimify
