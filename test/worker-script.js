@@ -4,11 +4,13 @@ const { parentPort, workerData } = require('node:worker_threads');
 const { loadModel, Tensor } = require('../dist');
 
 (async () => {
-  const m = await loadModel(workerData.model);
+  const m = await loadModel(workerData.model, workerData.options);
   if (workerData.mode === 'slow') {
     const x = new Tensor('float32', new Float32Array(256 * 256).fill(0.01), [256, 256]);
     const iters = new Tensor('int64', new BigInt64Array([1000000n]), []);
     const run = m.infer({ x, iters });
+    // With a scheduler: more requests wait in its queue behind the running one.
+    for (let i = 0; i < (workerData.queued ?? 0); i++) m.infer({ x, iters }).catch(() => {});
     parentPort.postMessage({ started: true });
     await run;
     return;

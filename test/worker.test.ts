@@ -37,7 +37,9 @@ describe('worker_threads', () => {
   it('terminating a worker mid-inference neither crashes nor leaks, and the process keeps inferring', async () => {
     const rssBefore: number[] = [];
     for (let cycle = 0; cycle < 6; cycle++) {
-      const w = runWorker({ model: model('slow.onnx'), mode: 'slow' });
+      // Odd cycles go through a native scheduler with two instances and a queue behind them.
+      const scheduled = cycle % 2 === 1 ? { options: { instances: 2, batching: { maxQueueSize: 8 } }, queued: 4 } : {};
+      const w = runWorker({ model: model('slow.onnx'), mode: 'slow', ...scheduled });
       const msg = await w.message;
       expect(msg.started).toBe(true);
       await new Promise((r) => setTimeout(r, 30));

@@ -1,0 +1,289 @@
+/**
+ * The native scheduler: dynamic batching, queue policy, instances (native/scheduler.h).
+ * Behaviour only, never timings. Queue-policy tests block the model's one instance with a
+ * long run of the `slow` fixture (a Loop of 256×256 MatMuls; no batch dim, so every request
+ * runs alone through the same queue) and end it with an AbortSignal.
+ */
+import { describe, expect, it } from 'vitest';
+import { loadModel, NimifyError, Tensor, type Model } from '../src';
+import { model } from './helpers';
+
+async function rejectsWith(p: Promise<unknown>, code: string, pattern?: RegExp): Promise<void> {
+  const err = await p.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(NimifyError);
+  expect((err as NimifyError).code).toBe(code);
+  if (pattern) expect((err as Error).message).toMatch(pattern);
+}
+
+async function waitFor(cond: () => boolean, what: string): Promise<void> {
+  const end = Date.now() + 20_000;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+/** Deterministic pseudo-random floats (a test that fails must fail the same way again). */
+function random(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32 - 0.5;
+  };
+}
+
+const mlpInput = (rnd: () => number, rows: number) => new Tensor('float32', Float32Array.from({ length: rows * 64 }, rnd), [rows, 64]);
+
+const slowFeeds = (iters: bigint) => ({
+  x: new Tensor('float32', new Float32Array(256 * 256).fill(0.01), [256, 256]),
+  iters: new Tensor('int64', new BigInt64Array([iters]), []),
+});
+
+/** Starts a run that occupies one instance until `stop()` aborts it. */
+async function block(m: Model): Promise<{ stop: () => Promise<void> }> {
+  const ac = new AbortController();
+  const before = m.stats().inFlight;
+  const run = m.infer(slowFeeds(1_000_000n), { signal: ac.signal }).catch((e: NimifyError) => e.code);
+  await waitFor(() => m.stats().inFlight > before, 'the blocking run to start');
+  return {
+    stop: async () => {
+      ac.abort();
+      expect(await run).toBe('ABORTED');
+    },
+  };
+}
+
+describe('dynamic batching: results', () => {
+  it('gives every caller exactly its own rows, identical to unbatched runs, for batch sizes 1..maxBatchSize', async () => {
+    const maxBatchSize = 16;
+    const batched = await loadModel(model('mlp_tiny.onnx'), { batching: { maxBatchSize, maxQueueDelayMicros: 5000 } });
+    const plain = await loadModel(model('mlp_tiny.onnx'));
+    const rnd = random(7);
+    let rowsTotal = 0;
+    for (let round = 0; round < 6; round++) {
+      // A burst of requests of 1..4 rows: batches of every size form from them.
+      const inputs = Array.from({ length: 10 + round * 7 }, (_, i) => mlpInput(rnd, 1 + ((i * 7 + round) % 4)));
+      const results = await Promise.all(inputs.map((x) => batched.infer({ x })));
+      inputs.forEach((x, i) => {
+        const expected = plain.inferSync({ x }).y;
+        expect(results[i].y.dims).toEqual(expected.dims);
+        expect(Array.from(results[i].y.data as Float32Array)).toEqual(Array.from(expected.data as Float32Array));
+        rowsTotal += x.dims[0];
+      });
+    }
+    const s = batched.stats();
+    const sizes = Object.keys(s.batchSizeHistogram).map(Number);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(maxBatchSize);
+    expect(sizes.some((n) => n > 4)).toBe(true); // requests really were combined
+    // Stats add up: rows over all batches = rows submitted; one ORT run per batch.
+    expect(sizes.reduce((sum, n) => sum + n * s.batchSizeHistogram[n], 0)).toBe(rowsTotal);
+    expect(Object.values(s.batchSizeHistogram).reduce((a, b) => a + b, 0)).toBe(s.batches);
+    expect(s.runs).toBe(s.batches);
+    expect(s.requests).toBe(s.queueTimeUs.count);
+    expect(s.computeTimeUs.count).toBe(s.batches);
+    expect(s.queueDepth).toBe(0);
+    expect(s.inFlight).toBe(0);
+    expect(s.bytesGathered).toBeGreaterThan(0);
+    expect(s.bytesScattered).toBeGreaterThan(0);
+    expect(s.scheduled).toBe(true);
+    await batched.dispose();
+    await plain.dispose();
+  });
+
+  it('honours maxBatchSize and, once the delay is over, the largest preferred size it can fill', async () => {
+    const m = await loadModel(model('mlp_tiny.onnx'), {
+      batching: { maxBatchSize: 8, preferredBatchSizes: [4], maxQueueDelayMicros: 100_000, adaptive: false },
+    });
+    const rnd = random(1);
+    // 6 rows: the batch reaches the preferred 4 (runs at once, or when the delay ends), then the 2 left wait out the delay.
+    await Promise.all(Array.from({ length: 6 }, () => m.infer({ x: mlpInput(rnd, 1) })));
+    expect(m.stats().batchSizeHistogram).toEqual({ 4: 1, 2: 1 });
+    await m.dispose();
+
+    const big = await loadModel(model('mlp_tiny.onnx'), { batching: { maxBatchSize: 8, maxQueueDelayMicros: 50_000, adaptive: false } });
+    await Promise.all(Array.from({ length: 20 }, () => big.infer({ x: mlpInput(rnd, 1) })));
+    expect(big.stats().batchSizeHistogram).toEqual({ 8: 2, 4: 1 });
+    // A request larger than maxBatchSize is refused up front (it could never run).
+    await rejectsWith(big.infer({ x: mlpInput(rnd, 9) }), 'INVALID_ARGUMENT', /batch dim holds 9 rows; batching.maxBatchSize is 8/);
+    await big.dispose();
+  });
+
+  it('never mixes requests whose non-batch dims differ', async () => {
+    const m = await loadModel(model('embed_int64.onnx'), { batching: { maxBatchSize: 32, maxQueueDelayMicros: 50_000, adaptive: false } });
+    const plain = await loadModel(model('embed_int64.onnx'));
+    const ids = (seq: number, k: number) => new Tensor('int64', BigInt64Array.from({ length: seq }, (_, j) => BigInt((k * 7 + j * 3) % 16)), [1, seq]);
+    const inputs = Array.from({ length: 12 }, (_, k) => ids(k % 2 ? 5 : 3, k));
+    const results = await Promise.all(inputs.map((x) => m.infer({ ids: x })));
+    inputs.forEach((x, k) => {
+      const e = plain.inferSync({ ids: x });
+      expect(Array.from(results[k].pooled.data as Float32Array)).toEqual(Array.from(e.pooled.data as Float32Array));
+      expect(Array.from(results[k].argmax.data as BigInt64Array)).toEqual(Array.from(e.argmax.data as BigInt64Array));
+    });
+    // One batch per sequence length.
+    expect(m.stats().batchSizeHistogram).toEqual({ 6: 2 });
+    await m.dispose();
+    await plain.dispose();
+  });
+
+  it('an ORT failure fails every request of that batch only; a bad request is refused before it can join one', async () => {
+    const m = await loadModel(model('embed_int64.onnx'), { batching: { maxBatchSize: 8, maxQueueDelayMicros: 50_000, adaptive: false } });
+    const ids = (v: bigint) => new Tensor('int64', new BigInt64Array([v, 1n, 2n]), [1, 3]);
+    // Out of the embedding table's range: ORT's Gather fails the whole run.
+    const batch = [ids(1n), ids(2n), ids(99999n), ids(3n)].map((x) => m.infer({ ids: x }));
+    // Wrong type and wrong rank: rejected synchronously, never queued.
+    await rejectsWith(m.infer({ ids: new Tensor('int32', new Int32Array(3), [1, 3]) }), 'INVALID_ARGUMENT', /expected type int64/);
+    await rejectsWith(m.infer({ ids: new Tensor('int64', new BigInt64Array(3), [3]) }), 'INVALID_ARGUMENT', /expected shape/);
+    // ORT reports the bad index as an invalid argument; every request of the run gets it.
+    for (const p of batch) await rejectsWith(p, 'INVALID_ARGUMENT', /running a batch of 4 requests: .*indices/i);
+    // The scheduler keeps running: the next requests succeed.
+    const ok = await Promise.all([ids(1n), ids(2n)].map((x) => m.infer({ ids: x })));
+    expect(ok.map((o) => o.pooled.dims)).toEqual([[1, 8], [1, 8]]);
+    const s = m.stats();
+    expect(s.failed).toBe(4);
+    expect(s.requests).toBe(6);
+    expect(s.batchSizeHistogram).toEqual({ 4: 1, 2: 1 });
+    await m.dispose();
+  });
+
+  it('an adaptive scheduler runs a lone request without waiting out maxQueueDelayMicros', async () => {
+    // 10 s cap: a sequential caller would take minutes if the scheduler waited for company.
+    const m = await loadModel(model('mlp_tiny.onnx'), { batching: { maxBatchSize: 64, maxQueueDelayMicros: 10_000_000, adaptive: true } });
+    const rnd = random(3);
+    for (let i = 0; i < 20; i++) {
+      await m.infer({ x: mlpInput(rnd, 1) });
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(m.stats().batches).toBe(20);
+    expect(m.stats().delayUs).toBe(0);
+    // A burst still forms batches.
+    await Promise.all(Array.from({ length: 64 }, () => m.infer({ x: mlpInput(rnd, 1) })));
+    expect(m.stats().batches).toBeLessThan(20 + 64);
+    await m.dispose();
+  }, 60_000);
+
+  it('runs models without a batch dim unbatched through the same queue', async () => {
+    const m = await loadModel(model('slow.onnx'), { batching: { maxBatchSize: 8 } });
+    const outs = await Promise.all([1n, 2n, 3n].map((n) => m.infer(slowFeeds(n))));
+    expect(outs.map((o) => o.y.dims)).toEqual([[256, 256], [256, 256], [256, 256]]);
+    expect(m.stats().batchSizeHistogram).toEqual({ 1: 3 });
+    await m.dispose();
+    await rejectsWith(loadModel(model('slow.onnx'), { batching: { batchDim: true } }), 'INVALID_ARGUMENT', /batchDim is true but input 'x' has a fixed first dim \(256\)/);
+  });
+});
+
+describe('queue policy', () => {
+  it('rejects with QUEUE_FULL beyond maxQueueSize and keeps serving', async () => {
+    const m = await loadModel(model('slow.onnx'), { batching: { maxQueueSize: 2 } });
+    const blocker = await block(m);
+    const queued = [m.infer(slowFeeds(1n)), m.infer(slowFeeds(1n))];
+    expect(m.stats().queueDepth).toBe(2);
+    await rejectsWith(m.infer(slowFeeds(1n)), 'QUEUE_FULL', /queue full: 2 requests are waiting/);
+    expect(m.stats().rejected).toBe(1);
+    await blocker.stop();
+    expect((await Promise.all(queued)).length).toBe(2);
+    expect((await m.infer(slowFeeds(1n))).y.dims).toEqual([256, 256]);
+    await m.dispose();
+  });
+
+  it('expires a queued request at its timeoutMs without running it', async () => {
+    const m = await loadModel(model('slow.onnx'), { batching: {} });
+    const blocker = await block(m);
+    const t0 = Date.now();
+    await rejectsWith(m.infer(slowFeeds(1n), { timeoutMs: 30 }), 'TIMEOUT', /dropped before it ran/);
+    expect(Date.now() - t0).toBeLessThan(10_000); // it did not wait for the blocker
+    expect(m.stats().expired).toBe(1);
+    expect(m.stats().queueDepth).toBe(0);
+    await blocker.stop();
+    await m.infer(slowFeeds(1n));
+    // Runs: the blocker and the last request. The expired one never reached ORT.
+    expect(m.stats().runs).toBe(2);
+    await m.dispose();
+  });
+
+  it('serves high priority first, FIFO within a level', async () => {
+    const m = await loadModel(model('slow.onnx'), { batching: {} });
+    const blocker = await block(m);
+    const order: string[] = [];
+    const submit = (name: string, priority: 0 | 1) => m.infer(slowFeeds(1n), { priority }).then(() => order.push(name));
+    const all = [submit('a', 0), submit('b', 0), submit('c', 1), submit('d', 1), submit('e', 0)];
+    await blocker.stop();
+    await Promise.all(all);
+    expect(order).toEqual(['c', 'd', 'a', 'b', 'e']);
+    await m.dispose();
+  });
+
+  it('an AbortSignal removes a queued request at once', async () => {
+    const m = await loadModel(model('slow.onnx'), { batching: {} });
+    const blocker = await block(m);
+    const ac = new AbortController();
+    const p = m.infer(slowFeeds(1n), { signal: ac.signal });
+    expect(m.stats().queueDepth).toBe(1);
+    ac.abort();
+    await rejectsWith(p, 'ABORTED');
+    expect(m.stats().queueDepth).toBe(0);
+    expect(m.stats().cancelled).toBe(1);
+    await blocker.stop();
+    await m.dispose();
+  });
+
+  it('dispose() rejects a full queue with DISPOSED and waits for the running request', async () => {
+    const m = await loadModel(model('slow.onnx'), { batching: { maxQueueSize: 4 } });
+    const running = m.infer(slowFeeds(40n));
+    await waitFor(() => m.stats().inFlight === 1, 'the run to start');
+    const queued = Array.from({ length: 4 }, () => m.infer(slowFeeds(1n)));
+    const settled = queued.map((p) => p.catch((e: unknown) => e));
+    let runningDone = false;
+    running.then(() => (runningDone = true));
+    await m.dispose();
+    expect(runningDone).toBe(true);
+    expect((await running).y.dims).toEqual([256, 256]);
+    for (const e of await Promise.all(settled)) {
+      expect((e as NimifyError).code).toBe('DISPOSED');
+      expect((e as NimifyError).message).toMatch(/disposed before this request ran/);
+    }
+    await rejectsWith(m.infer(slowFeeds(1n)), 'DISPOSED');
+  });
+
+  it('validates batching options and priority, naming the field', async () => {
+    await rejectsWith(loadModel(model('mlp_tiny.onnx'), { batching: { maxBatchSize: 0 } }), 'INVALID_ARGUMENT', /options.batching.maxBatchSize: expected an integer in \[1, 1048576\], received number 0/);
+    await rejectsWith(loadModel(model('mlp_tiny.onnx'), { batching: { preferredBatchSizes: [4, 16], maxBatchSize: 8 } }), 'INVALID_ARGUMENT', /preferredBatchSizes\[1\]: expected an integer in \[1, 8\], received number 16/);
+    await rejectsWith(loadModel(model('mlp_tiny.onnx'), { batching: { maxDelay: 5 } as never }), 'INVALID_ARGUMENT', /maxDelay/);
+    await rejectsWith(loadModel(model('mlp_tiny.onnx'), { batching: { adaptive: 'yes' } as never }), 'INVALID_ARGUMENT', /adaptive: expected true or false/);
+    await rejectsWith(loadModel(model('mlp_tiny.onnx'), { instances: 0 }), 'INVALID_ARGUMENT', /options.instances/);
+    const m = await loadModel(model('mlp_tiny.onnx'), { batching: {} });
+    await rejectsWith(m.infer({ x: mlpInput(random(1), 1) }, { priority: 2 as never }), 'INVALID_ARGUMENT', /options.priority: expected 0 \(normal\) or 1 \(high\), received number 2/);
+    await m.dispose();
+  });
+});
+
+describe('instances', () => {
+  it('runs as many requests concurrently as there are instances', async () => {
+    const m = await loadModel(model('slow.onnx'), { instances: 2 });
+    const a = await block(m);
+    const b = await block(m);
+    expect(m.stats().inFlight).toBe(2);
+    expect(m.stats().instances).toBe(2);
+    // A third waits for an instance.
+    const c = m.infer(slowFeeds(1n));
+    expect(m.stats().queueDepth).toBe(1);
+    await a.stop();
+    expect((await c).y.dims).toEqual([256, 256]);
+    await b.stop();
+    await m.dispose();
+  });
+
+  it('batches across instances with correct results', async () => {
+    const m = await loadModel(model('mlp_tiny.onnx'), { instances: 2, batching: { maxBatchSize: 8, maxQueueDelayMicros: 1000 } });
+    const plain = await loadModel(model('mlp_tiny.onnx'));
+    const rnd = random(11);
+    const inputs = Array.from({ length: 200 }, (_, i) => mlpInput(rnd, 1 + (i % 2)));
+    const results = await Promise.all(inputs.map((x) => m.infer({ x })));
+    inputs.forEach((x, i) => expect(Array.from(results[i].y.data as Float32Array)).toEqual(Array.from(plain.inferSync({ x }).y.data as Float32Array)));
+    expect(m.stats().requests).toBe(200);
+    await m.dispose();
+    await plain.dispose();
+  });
+});
