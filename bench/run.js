@@ -1,11 +1,12 @@
 'use strict';
-// `npm run bench`: runs every benchmark and writes bench/results/<name>.json and .md.
+// `npm run bench`: runs every benchmark and writes bench/results/<name>.json and .md (and
+// <name>.svg for suites with a chart). `npm run bench -- throughput` runs one suite.
 // Needs the built package (npm run build). `--quick` shortens every run.
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
-const SUITES = { latency: require('./latency') };
+const SUITES = { latency: require('./latency'), throughput: require('./throughput') };
 
 async function main() {
   const only = process.argv.slice(2).filter((a) => !a.startsWith('--'));
@@ -18,6 +19,7 @@ async function main() {
     fs.mkdirSync(dir, { recursive: true });
     fs.writeFileSync(path.join(dir, `${name}.json`), JSON.stringify(report, null, 2) + '\n');
     fs.writeFileSync(path.join(dir, `${name}.md`), md);
+    if (suite.toSvg) fs.writeFileSync(path.join(dir, `${name}.svg`), suite.toSvg(report, machine));
     console.log(md);
   }
 }

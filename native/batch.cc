@@ -77,7 +77,8 @@ Failure BatchIo::Gather(const SessionCore& core, const Batch& batch, Staging& st
     size_t offset = 0;
     for (RunJob* job : batch.jobs) {
       const size_t n = row_bytes * static_cast<size_t>(job->batch_.rows);
-      const uint8_t* src = ValueData(job->inputs_[i]);
+      // Deferred jobs hold a view of the caller's memory; others an OrtValue over it.
+      const uint8_t* src = job->inputs_[i] != nullptr ? ValueData(job->inputs_[i]) : job->views_[i].data;
       if (src == nullptr) {
         f.Set(code::kInternal, "gather: could not read " + TensorName(ios[i], false));
         break;
@@ -134,7 +135,23 @@ Failure BatchIo::Scatter(SessionCore& core, const Batch& batch, const std::vecto
       const size_t n = row_bytes * static_cast<size_t>(rows);
       job->scattered_ = true;
       OrtValue*& dst_value = job->outputs_[o];
-      if (dst_value != nullptr) {
+      TensorView* view = job->views_.empty() ? nullptr : &job->views_[job->inputs_.size() + o];
+      if (dst_value == nullptr && view != nullptr && view->data != nullptr) {
+        // The job brought a buffer (deferred form): same rule as below, on the view's dims.
+        bool fits = view->rank == dims.size() && view->dims[0] == rows;
+        for (size_t d = 1; fits && d < dims.size(); ++d) fits = view->dims[d] == dims[d];
+        if (fits) {
+          if (n > 0) std::memcpy(view->data, src, n);
+        } else if (job->kind_[o] == RunJob::OutputKind::kPredicted) {
+          view->data = nullptr;
+          job->kind_[o] = RunJob::OutputKind::kOrt;
+          core.stats.shape_fallbacks++;
+        } else {
+          Failure own_f;
+          own_f.Set(code::kInvalidArgument, TensorName(io, true) + ": the supplied buffer does not match the result's shape");
+          job->Fail(own_f);
+        }
+      } else if (dst_value != nullptr) {
         // The job brought a buffer: TypeScript's predicted allocation, or the caller's own.
         bool fits = ValueDims(dst_value, &own) && own.size() == dims.size() && !own.empty() && own[0] == rows;
         for (size_t d = 1; fits && d < dims.size(); ++d) fits = own[d] == dims[d];

@@ -15,9 +15,14 @@ double Since(std::chrono::steady_clock::time_point t0) {
 
 void Instance::Execute(Batch& batch, SessionCore& stats, Timing* timing, CopyCounts* counts) {
   auto t0 = std::chrono::steady_clock::now();
-  if (batch.run_options == nullptr) {
-    // One job: it runs as is, on its own OrtValues over the caller's memory (no gather/scatter).
-    batch.jobs[0]->ExecuteOn(*core_);
+  if (batch.jobs.size() == 1) {
+    // One job: it runs on OrtValues over the caller's own memory (no gather/scatter).
+    RunJob* job = batch.jobs[0];
+    if (Failure f = job->Materialize()) {
+      job->Fail(f);
+      return;
+    }
+    job->ExecuteOn(*core_, batch.run_options);
     timing->infer_us = Since(t0);
     return;
   }

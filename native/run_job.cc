@@ -44,7 +44,7 @@ class SpecReader {
 }  // namespace
 
 std::unique_ptr<RunJob> RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core,
-                                        bool borrow, bool batching) {
+                                        bool borrow, bool batching, bool deferred) {
   Napi::Env env = info.Env();
   std::unique_ptr<RunJob> job;
   auto fail = [&](const char* c, const std::string& msg) -> std::unique_ptr<RunJob> {
@@ -53,14 +53,17 @@ std::unique_ptr<RunJob> RunJob::Prepare(const Napi::CallbackInfo& info, std::sha
     return nullptr;
   };
   if (!core) return fail(code::kDisposed, "model has been disposed");
-  if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsArray() || !info[2].IsTypedArray() ||
-      info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+  napi_typedarray_type spec_type = napi_int8_array;
+  size_t spec_length = 0;
+  void* spec_data = nullptr;
+  if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsArray() ||
+      napi_get_typedarray_info(env, info[2], &spec_type, &spec_length, &spec_data, nullptr, nullptr) != napi_ok ||
+      spec_type != napi_float64_array) {
     return fail(code::kInvalidArgument, "run(inputData, outputData, spec): expected two arrays and a Float64Array");
   }
   Napi::Array in_data = info[0].As<Napi::Array>();
   Napi::Array out_data = info[1].As<Napi::Array>();
-  Napi::Float64Array spec_array = info[2].As<Napi::Float64Array>();
-  SpecReader spec(spec_array.Data(), spec_array.ElementLength());
+  SpecReader spec(static_cast<const double*>(spec_data), spec_length);
   const auto& ios = core->inputs();
   const auto& oos = core->outputs();
   int64_t n_in = 0, n_out = 0, predicted_mask = 0;
@@ -80,6 +83,7 @@ std::unique_ptr<RunJob> RunJob::Prepare(const Napi::CallbackInfo& info, std::sha
   job->outputs_.reserve(n_out);
   job->kind_.reserve(n_out);
   job->output_index_.reserve(n_out);
+  if (deferred) job->views_.resize(static_cast<size_t>(n_in + n_out));
   uint64_t seen = 0;
   for (int64_t i = 0; i < n_out; ++i) {
     int64_t idx = 0;
@@ -122,7 +126,8 @@ std::unique_ptr<RunJob> RunJob::Prepare(const Napi::CallbackInfo& info, std::sha
     bool borrowed = false;
     Failure f;
     Napi::Value data = in_data.Get(static_cast<uint32_t>(i));
-    if (!TensorToOrtValue(ios[i], false, data, dims, &v, &borrowed, &f)) return fail(f.code, f.message);
+    TensorView* view = deferred ? &job->views_[i] : nullptr;
+    if (!TensorToOrtValue(ios[i], false, data, dims, &v, &borrowed, &f, view)) return fail(f.code, f.message);
     job->inputs_.push_back(v);
     if (borrow && borrowed) job->borrowed_.Add(env, data);
   }
@@ -139,7 +144,8 @@ std::unique_ptr<RunJob> RunJob::Prepare(const Napi::CallbackInfo& info, std::sha
       if (absent) return fail(code::kInvalidArgument, TensorName(io, true) + ": a buffer was given without dims");
       bool borrowed = false;
       Failure f;
-      if (!TensorToOrtValue(io, true, data, dims, &v, &borrowed, &f)) return fail(f.code, f.message);
+      TensorView* view = deferred ? &job->views_[n_in + i] : nullptr;
+      if (!TensorToOrtValue(io, true, data, dims, &v, &borrowed, &f, view)) return fail(f.code, f.message);
       if (borrow) job->borrowed_.Add(env, data);
       job->kind_.push_back(i < 31 && ((predicted_mask >> i) & 1) ? OutputKind::kPredicted : OutputKind::kSupplied);
     }
@@ -154,6 +160,7 @@ std::unique_ptr<RunJob> RunJob::Prepare(const Napi::CallbackInfo& info, std::sha
     }
   }
   if (job->batch_.rows < 0) job->batch_.key.clear();
+  if (deferred) return job;  // runs with its batch's run options
   if (Failure f = FromOrtStatus(g_ort->CreateRunOptions(&job->run_options_), "creating run options")) {
     return fail(f.code, f.message);
   }
@@ -175,9 +182,11 @@ RunJob::~RunJob() {
 void RunJob::Cancel(const char* c) {
   const char* expected = nullptr;
   if (cancel_code_.compare_exchange_strong(expected, c)) {
-    // Safe while Execute() runs on another thread: ORT's terminate flag is atomic.
-    OrtStatus* st = g_ort->RunOptionsSetTerminate(run_options_);
-    if (st != nullptr) g_ort->ReleaseStatus(st);
+    // Safe while Execute() runs on another thread: ORT's terminate flag is atomic. (Scheduled
+    // jobs have none: their batch's run options are terminated by the Scheduler.)
+    if (run_options_ != nullptr) {
+      if (OrtStatus* st = g_ort->RunOptionsSetTerminate(run_options_)) g_ort->ReleaseStatus(st);
+    }
   }
 }
 
@@ -301,7 +310,22 @@ void RunJob::TeardownEnv(EnvState* state) {
   DrainCompleted(nullptr, state, 0);
 }
 
-void RunJob::ExecuteOn(SessionCore& core) {
+Failure RunJob::Materialize() {
+  Failure f;
+  if (views_.empty()) return f;
+  const size_t n_in = inputs_.size();
+  for (size_t i = 0; i < n_in && !f; ++i) {
+    if (inputs_[i] == nullptr) f = ViewToOrtValue(core_->inputs()[i], false, views_[i], &inputs_[i]);
+  }
+  for (size_t i = 0; i < outputs_.size() && !f; ++i) {
+    if (outputs_[i] == nullptr && views_[n_in + i].data != nullptr) {
+      f = ViewToOrtValue(core_->outputs()[output_index_[i]], true, views_[n_in + i], &outputs_[i]);
+    }
+  }
+  return f;
+}
+
+void RunJob::ExecuteOn(SessionCore& core, OrtRunOptions* run_options) {
   if (cancel_code_.load() != nullptr) return;  // cancelled while queued: skip the run entirely
   const char* names[kMaxInlineOutputs];
   std::vector<const char*> many;
@@ -311,7 +335,7 @@ void RunJob::ExecuteOn(SessionCore& core) {
     output_names = many.data();
   }
   for (size_t i = 0; i < output_index_.size(); ++i) output_names[i] = core.output_names()[output_index_[i]];
-  OrtStatus* st = g_ort->Run(core.session(), run_options_, core.input_names(), inputs_.data(), inputs_.size(),
+  OrtStatus* st = g_ort->Run(core.session(), run_options, core.input_names(), inputs_.data(), inputs_.size(),
                              output_names, output_index_.size(), outputs_.data());
   if (st != nullptr && cancel_code_.load() == nullptr &&
       std::find(kind_.begin(), kind_.end(), OutputKind::kPredicted) != kind_.end()) {
@@ -325,7 +349,7 @@ void RunJob::ExecuteOn(SessionCore& core) {
       outputs_[i] = nullptr;
       kind_[i] = OutputKind::kOrt;
     }
-    st = g_ort->Run(core.session(), run_options_, core.input_names(), inputs_.data(), inputs_.size(),
+    st = g_ort->Run(core.session(), run_options, core.input_names(), inputs_.data(), inputs_.size(),
                     output_names, output_index_.size(), outputs_.data());
     // Only a retry that succeeds shows the shape was the problem; a model that fails anyway
     // reports its own error and is not counted.
@@ -358,6 +382,13 @@ Napi::Value RunJob::Results(Napi::Env env) {
   if (f) {
     MakeError(env, f).ThrowAsJavaScriptException();
     return Napi::Value();
+  }
+  if (std::find(kind_.begin(), kind_.end(), OutputKind::kOrt) == kind_.end()) {
+    // Every output was written into a buffer TypeScript holds: nothing to build.
+    if (!scattered_) {
+      for (OutputKind k : kind_) core_->stats.outputs_zero_copy += k == OutputKind::kPredicted ? 1 : 0;
+    }
+    return env.Null();
   }
   Napi::Array results = Napi::Array::New(env, outputs_.size());
   for (size_t i = 0; i < outputs_.size(); ++i) {

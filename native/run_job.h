@@ -23,6 +23,7 @@
 #include "errors.h"
 #include "executor.h"
 #include "session_core.h"
+#include "tensor_io.h"
 
 namespace nimify {
 
@@ -52,9 +53,12 @@ class RunJob : public Task {
   //                                          dropped if that shape turns out wrong.
   // Validates everything that matters for memory safety against the model; on failure throws a
   // JS error and returns null. `borrow` is false for inferSync, where no GC can run mid-call.
-  // `batching`: compute the job's BatchKey (the model has a batch dim).
+  // `batching`: compute the job's BatchKey (the model has a batch dim). `deferred` (scheduled
+  // jobs): numeric tensors are kept as checked TensorViews and no OrtValues or run options are
+  // built — a job gathered into a batch never needs them; one that runs alone gets them from
+  // Materialize() on its instance thread.
   static std::unique_ptr<RunJob> Prepare(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core,
-                                         bool borrow, bool batching = false);
+                                         bool borrow, bool batching = false, bool deferred = false);
   ~RunJob() override;
 
   // Main thread: hands the job to the Executor and returns its promise. `cancel_id` > 0 makes it
@@ -79,14 +83,18 @@ class RunJob : public Task {
   // polling (1: skip wake-ups) or not (0); -1 leaves it. Returns the number of runs still pending.
   static size_t DrainCompleted(napi_env env, EnvState* state, int polling);
 
-  void Execute() { ExecuteOn(*core_); }  // any thread, no JS
-  // Runs the job on `core`, which must be a session of the same model (a scheduler instance).
-  void ExecuteOn(SessionCore& core);
+  void Execute() { ExecuteOn(*core_, run_options_); }  // any thread, no JS
+  // Runs the job on `core`, which must be a session of the same model (a scheduler instance),
+  // with `run_options` (a scheduled job runs with its batch's).
+  void ExecuteOn(SessionCore& core, OrtRunOptions* run_options);
+  // Any thread: builds the OrtValues a deferred job left as views.
+  Failure Materialize();
   // Any thread: the job fails with `f` unless it was cancelled first.
   void Fail(const Failure& f) { failure_ = f; }
   const char* cancel_code() const { return cancel_code_.load(); }
   Scheduler* scheduler() const { return scheduler_.get(); }
-  // Main thread: the results array (null where the caller supplied the output buffer), or an
+  // Main thread: the results array (null where the caller supplied the output buffer; null
+  // instead of the array when that holds for every output), or an
   // empty value with a pending JS exception.
   Napi::Value Results(Napi::Env env);
   // Main thread: drops the references the job holds on JS values (after Results()).
@@ -106,6 +114,8 @@ class RunJob : public Task {
   std::vector<OrtValue*> inputs_, outputs_;
   std::vector<OutputKind> kind_;
   std::vector<uint32_t> output_index_;  // model output index of each fetched output
+  // Deferred jobs: inputs then fetched outputs; a view is used where inputs_/outputs_ is null.
+  std::vector<TensorView> views_;
   OrtRunOptions* run_options_ = nullptr;
   std::atomic<const char*> cancel_code_{nullptr};
   Failure failure_;

@@ -220,6 +220,7 @@ bool Scheduler::Form(Clock::time_point now, Batch* batch, std::vector<RunJob*>* 
   };
   if (!batchable_ || head->batch_.rows < 0) {
     take(head);
+    PrepareRun(batch);
     return true;
   }
   // Compatible jobs in priority order, FIFO within a level, while they fit.
@@ -263,19 +264,21 @@ bool Scheduler::Form(Clock::time_point now, Batch* batch, std::vector<RunJob*>* 
     taken += job->batch_.rows;
     take(job);
   }
-  if (batch->jobs.size() > 1) {
-    batch->rows = taken;
-    // The batch's own run options (a terminate must stop this run and no other).
-    Failure f = FromOrtStatus(g_ort->CreateRunOptions(&batch->run_options), "creating run options");
-    if (!f && batch->run_options != nullptr) {
-      f = FromOrtStatus(g_ort->RunOptionsSetRunLogSeverityLevel(batch->run_options, primary_->run_log_severity()),
-                        "creating run options");
-    }
-    if (f) {
-      for (RunJob* job : batch->jobs) job->Fail(f);
-    }
-  } else {
-    batch->rows = taken;
+  batch->rows = taken;
+  PrepareRun(batch);
+  return true;
+}
+
+bool Scheduler::PrepareRun(Batch* batch) {
+  // The batch's own run options: a terminate must stop this run and no other.
+  Failure f = FromOrtStatus(g_ort->CreateRunOptions(&batch->run_options), "creating run options");
+  if (!f) {
+    f = FromOrtStatus(g_ort->RunOptionsSetRunLogSeverityLevel(batch->run_options, primary_->run_log_severity()),
+                      "creating run options");
+  }
+  if (f) {
+    for (RunJob* job : batch->jobs) job->Fail(f);
+    return false;
   }
   return true;
 }

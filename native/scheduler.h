@@ -96,6 +96,9 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   bool Form(Clock::time_point now, Batch* batch, std::vector<RunJob*>* dropped, Clock::time_point* wake);
   bool AdaptiveReady(Clock::time_point now, const RunJob* head, Clock::time_point* wake) const;
   void Take(RunJob* job);    // under mu_: unlink from its queue
+  // Creates the batch's run options; on failure every job of the batch fails (and the instance
+  // skips the run, since the jobs already hold a failure). Always returns to the caller.
+  bool PrepareRun(Batch* batch);
   void Record(const Batch& batch, const Instance::Timing& timing, const CopyCounts& counts);  // under mu_
   size_t queued() const { return queues_[0].size() + queues_[1].size(); }
 

@@ -280,7 +280,8 @@ Napi::Value Session::Describe(const Napi::CallbackInfo& info) {
 
 Napi::Value Session::Run(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::unique_ptr<RunJob> job = RunJob::Prepare(info, core_, /*borrow=*/true, scheduler_ && scheduler_->batches());
+  std::unique_ptr<RunJob> job =
+      RunJob::Prepare(info, core_, /*borrow=*/true, scheduler_ && scheduler_->batches(), /*deferred=*/scheduler_ != nullptr);
   if (!job) return env.Undefined();
   auto number = [&](size_t i) { return info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : 0; };
   const double id = number(3);
@@ -295,7 +296,7 @@ Napi::Value Session::RunSync(const Napi::CallbackInfo& info) {
   job->Execute();
   Napi::Value results = job->Results(env);
   job->ReleaseRefs(env);
-  return results.IsEmpty() ? env.Undefined() : results;
+  return results.IsEmpty() ? env.Undefined() : results;  // (empty: a JS exception is pending)
 }
 
 Napi::Value Session::Cancel(const Napi::CallbackInfo& info) {

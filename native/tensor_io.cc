@@ -1,6 +1,7 @@
 #include "tensor_io.h"
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -51,7 +52,7 @@ std::string TensorName(const IoInfo& io, bool is_output) {
 }
 
 bool TensorToOrtValue(const IoInfo& io, bool is_output, Napi::Value data, const std::vector<int64_t>& dims,
-                      OrtValue** out, bool* borrowed, Failure* f) {
+                      OrtValue** out, bool* borrowed, Failure* f, TensorView* view) {
   *out = nullptr;
   *borrowed = false;
   if (!io.is_tensor) {
@@ -103,8 +104,8 @@ bool TensorToOrtValue(const IoInfo& io, bool is_output, Napi::Value data, const 
     // Copied: ORT string tensors own std::string storage; JS strings cannot be borrowed. Each
     // element is written with its byte length, so strings with embedded NULs survive.
     OrtValue* v = nullptr;
-    if ((*f = FromOrtStatus(g_ort->CreateTensorAsOrtValue(DefaultAllocator(), dims.data(), dims.size(), et->onnx, &v),
-                            TensorName(io, is_output)))) {
+    if (OrtStatus* st = g_ort->CreateTensorAsOrtValue(DefaultAllocator(), dims.data(), dims.size(), et->onnx, &v)) {
+      *f = FromOrtStatus(st, TensorName(io, is_output));
       return false;
     }
     std::string utf8;
@@ -117,8 +118,8 @@ bool TensorToOrtValue(const IoInfo& io, bool is_output, Napi::Value data, const 
       }
       utf8 = s.As<Napi::String>().Utf8Value();
       char* dst = nullptr;
-      if ((*f = FromOrtStatus(g_ort->GetResizedStringTensorElementBuffer(v, i, utf8.size(), &dst),
-                              TensorName(io, is_output)))) {
+      if (OrtStatus* st = g_ort->GetResizedStringTensorElementBuffer(v, i, utf8.size(), &dst)) {
+        *f = FromOrtStatus(st, TensorName(io, is_output));
         g_ort->ReleaseValue(v);
         return false;
       }
@@ -132,11 +133,8 @@ bool TensorToOrtValue(const IoInfo& io, bool is_output, Napi::Value data, const 
   napi_typedarray_type js_type;
   size_t length = 0, offset = 0;
   void* ptr = nullptr;
-  napi_value arraybuffer = nullptr;
-  bool is_typed = false;
-  napi_is_typedarray(env, data, &is_typed);
-  if (!is_typed ||
-      napi_get_typedarray_info(env, data, &js_type, &length, &ptr, &arraybuffer, &offset) != napi_ok) {
+  // (napi_get_typedarray_info fails with napi_invalid_arg for anything but a typed array.)
+  if (napi_get_typedarray_info(env, data, &js_type, &length, &ptr, nullptr, &offset) != napi_ok) {
     f->Set(code::kInvalidArgument, TensorName(io, is_output) + ": data must be a " + TypedArrayName(et->js) +
                                        " for type " + et->name);
     return false;
@@ -152,13 +150,30 @@ bool TensorToOrtValue(const IoInfo& io, bool is_output, Napi::Value data, const 
     return false;
   }
   if (ptr == nullptr || count == 0) ptr = &g_empty_storage;
-  if ((*f = FromOrtStatus(g_ort->CreateTensorWithDataAsOrtValue(CpuMemoryInfo(), ptr, count * et->size, dims.data(),
-                                                                 dims.size(), et->onnx, out),
-                          TensorName(io, is_output)))) {
+  *borrowed = true;
+  if (view != nullptr && dims.size() <= kMaxViewRank) {
+    view->data = static_cast<uint8_t*>(ptr);
+    view->bytes = count * et->size;
+    view->rank = static_cast<uint32_t>(dims.size());
+    std::copy(dims.begin(), dims.end(), view->dims);
+    return true;
+  }
+  if (OrtStatus* st = g_ort->CreateTensorWithDataAsOrtValue(CpuMemoryInfo(), ptr, count * et->size, dims.data(),
+                                                            dims.size(), et->onnx, out)) {
+    *f = FromOrtStatus(st, TensorName(io, is_output));
+    *borrowed = false;
     return false;
   }
-  *borrowed = true;
   return true;
+}
+
+Failure ViewToOrtValue(const IoInfo& io, bool is_output, const TensorView& view, OrtValue** out) {
+  Failure f;
+  if (OrtStatus* st = g_ort->CreateTensorWithDataAsOrtValue(CpuMemoryInfo(), view.data, view.bytes, view.dims,
+                                                            view.rank, io.elem, out)) {
+    f = FromOrtStatus(st, TensorName(io, is_output));
+  }
+  return f;
 }
 
 Napi::Value OrtValueToJs(Napi::Env env, const IoInfo& io, OrtValue* value, size_t* copied_bytes, Failure* f) {

@@ -32,11 +32,26 @@ namespace nimify {
 // "input 'x'" / "output 'y'", for messages (built only on failure).
 std::string TensorName(const IoInfo& io, bool is_output);
 
+// A numeric tensor's memory (borrowed from a JS typed array) and dims, checked, with no OrtValue
+// built yet: scheduled requests keep this form until an instance runs them (most are gathered
+// into a batch and never need their own OrtValue).
+constexpr size_t kMaxViewRank = 8;
+struct TensorView {
+  uint8_t* data = nullptr;  // null: no buffer (an output ORT allocates)
+  size_t bytes = 0;
+  uint32_t rank = 0;
+  int64_t dims[kMaxViewRank] = {};
+};
+
 // Builds the OrtValue for one feed, or for an output buffer supplied with the call, checking it
 // against the model's declaration `io`. On success `*borrowed` tells whether the OrtValue
 // borrows `data`'s memory (false for strings, which are copied into ORT-owned memory).
+// With `view` given, a numeric tensor of rank <= kMaxViewRank is only checked and described in
+// `*view` (`*out` stays null; build it later with ViewToOrtValue, on any thread).
 bool TensorToOrtValue(const IoInfo& io, bool is_output, Napi::Value data, const std::vector<int64_t>& dims,
-                      OrtValue** out, bool* borrowed, Failure* failure);
+                      OrtValue** out, bool* borrowed, Failure* failure, TensorView* view = nullptr);
+// Any thread: an OrtValue over a view's memory.
+Failure ViewToOrtValue(const IoInfo& io, bool is_output, const TensorView& view, OrtValue** out);
 
 // The output copy path: returns [data, dims] for an ORT-allocated output and releases `value`.
 // `*copied_bytes` receives the bytes copied.

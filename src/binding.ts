@@ -34,8 +34,9 @@ export interface NativeDescription {
 export interface NativeSession {
   describe(): NativeDescription;
   /** See native/run_job.h for the argument layout (everything in the model's I/O order). */
-  run(inData: unknown[], outData: (ArrayBufferView | null)[], spec: Float64Array, runId: number, priority: number, timeoutUs: number): Promise<NativeResult[]>;
-  runSync(inData: unknown[], outData: (ArrayBufferView | null)[], spec: Float64Array): NativeResult[];
+  /** Resolves with one result per fetched output, or null when every output was written into outData. */
+  run(inData: unknown[], outData: (ArrayBufferView | null)[], spec: Float64Array, runId: number, priority: number, timeoutUs: number): Promise<NativeResult[] | null>;
+  runSync(inData: unknown[], outData: (ArrayBufferView | null)[], spec: Float64Array): NativeResult[] | null;
   cancel(runId: number, code: 'ABORTED' | 'TIMEOUT'): boolean;
   /** Settles queued requests with DISPOSED (scheduled models). */
   close(): void;

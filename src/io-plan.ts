@@ -220,11 +220,11 @@ export class IoPlan {
     return spec.subarray(0, k);
   }
 
-  /** Builds the outputs object from the addon's results (null: ORT wrote into outData). */
-  wrap(call: NativeCall, results: NativeResult[]): Record<string, Tensor> {
+  /** Builds the outputs object from the addon's results (null: ORT wrote into outData; all of them when `results` is null). */
+  wrap(call: NativeCall, results: NativeResult[] | null): Record<string, Tensor> {
     const out: Record<string, Tensor> = {};
     for (let i = 0; i < call.outNames.length; i++) {
-      const r = results[i];
+      const r = results === null ? null : results[i];
       const t =
         r === null
           ? (call.outTensors[i] as Tensor)

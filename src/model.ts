@@ -116,7 +116,7 @@ export class Model {
         signal?.removeEventListener('abort', onAbort);
       };
     }
-    let pending: Promise<NativeResult[]>;
+    let pending: Promise<NativeResult[] | null>;
     try {
       if (opts?.priority !== undefined) priority = opts.priority;
       pending = session.run(call.inData, call.outData, call.spec, runId, priority, timeoutUs);
@@ -154,7 +154,7 @@ export class Model {
       }
     }
     const call = this.#plan.prepare(feeds, options?.outputs);
-    let results: NativeResult[];
+    let results: NativeResult[] | null;
     try {
       results = session.runSync(call.inData, call.outData, call.spec);
     } catch (err) {
