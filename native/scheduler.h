@@ -22,9 +22,9 @@
 //   p  — the share of recent arrivals that came less than `a` after the previous one (EWMA).
 // When p < 1/2, arrivals are sparse: a lone request runs immediately (no needless delay).
 // Otherwise the instance keeps waiting while the stream keeps coming — it runs as soon as no
-// request has arrived for `a` µs (the burst is over), the batch is full, or the configured
-// max_queue_delay has passed since the head arrived (the cap). So a closed loop of C clients
-// fills batches of about C, and sparse traffic sees no added latency, without tuning.
+// request has arrived for max(a, cap/8) µs (the burst is over), the batch is full, or the
+// configured max_queue_delay (the cap) has passed since the head arrived. So a closed loop of
+// C clients fills batches of about C, and sparse traffic sees no added latency, without tuning.
 //
 // Ownership: Session holds a shared_ptr; every queued or running job holds another (so a
 // model dropped by JS mid-flight keeps its scheduler until the last job is delivered). The
@@ -35,6 +35,7 @@
 
 #include <napi.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -115,6 +116,8 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   std::unordered_set<Batch*> running_;
   bool stopping_ = false;
   size_t untimed_waiters_ = 0;  // instance threads sleeping until notified
+  bool spinning_ = false;       // one idle instance thread polls `arrivals_` before sleeping
+  std::atomic<uint64_t> arrivals_{0};
   size_t timed_waiters_ = 0;    // instance threads sleeping until a delay expires
   int64_t queued_rows_ = 0;     // an upper bound on any batch the queue could form now
   size_t in_flight_ = 0;        // jobs in running batches
