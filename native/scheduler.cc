@@ -119,6 +119,7 @@ Napi::Value Scheduler::Submit(Napi::Env env, std::unique_ptr<RunJob> job, double
       const double gap = Micros(now - last_arrival_).count();
       const double a = fixed_cost_us_ < 0 ? static_cast<double>(config_.max_queue_delay_us) : fixed_cost_us_;
       burst_share_ += ((gap < a ? 1.0 : 0.0) - burst_share_) / 16;
+      if (gap < a) burst_gap_us_ += (gap - burst_gap_us_) / 16;
     }
     last_arrival_ = now;
     std::list<RunJob*>& q = queues_[raw->priority_];
@@ -198,18 +199,22 @@ void Scheduler::Shutdown(const char* c) {
   }
 }
 
-bool Scheduler::AdaptiveReady(Clock::time_point now, const RunJob* head, Clock::time_point* wake) const {
+bool Scheduler::AdaptiveReady(Clock::time_point now, const RunJob* head, int64_t rows, Clock::time_point* wake) const {
   const double cap_us = static_cast<double>(config_.max_queue_delay_us);
   if (cap_us <= 0 || burst_share_ < 0.5) return true;  // sparse arrivals: never wait
   const double a = fixed_cost_us_ < 0 ? cap_us : fixed_cost_us_;
-  // The pause that ends a burst: at least `a`, and at least an eighth of the cap, so that the
-  // JS thread being descheduled for a few tens of µs (common on a busy machine) does not split
-  // a burst into a lone request and the rest. Measured on the 2-core VM: with `a` alone, a
-  // closed loop of 64 tiny-MLP requests ran ~25 % slower than a fixed 2 ms delay; with this
-  // floor it matches it (bench/throughput.js, "queue delay").
-  const double q = std::max(a, cap_us / 8);
+  // The pause that ends a burst: several times the usual gap between requests inside a burst
+  // (never more than `a`, the most worth waiting for one more request). Until the batch holds
+  // as many rows as recent batches did — a closed loop of C clients sends its C requests back
+  // together — it is at least an eighth of the cap too, so that the JS thread being descheduled
+  // for a few tens of µs (common on a busy machine) does not split a burst into a lone request
+  // and the rest. (Measured on the 2-core VM: without that floor a closed loop of 64 tiny-MLP
+  // requests ran ~25 % slower than a fixed 2 ms delay; see bench/throughput.js.)
+  const double burst_pause = std::min(a, std::max(8 * burst_gap_us_, 20.0));
+  const bool typical = rows >= std::max<double>(2, std::floor(typical_rows_));
+  const double pause = typical ? burst_pause : std::max(burst_pause, cap_us / 8);
   const Clock::time_point cap = head->enqueued_ + FromMicros(cap_us);
-  const Clock::time_point quiet = last_arrival_ + FromMicros(q);
+  const Clock::time_point quiet = last_arrival_ + FromMicros(pause);
   if (now >= cap || now >= quiet) return true;  // the cap passed, or the burst is over
   *wake = std::min(cap, quiet);
   return false;
@@ -261,7 +266,7 @@ bool Scheduler::Form(Clock::time_point now, Batch* batch, std::vector<RunJob*>* 
   if (!full) {
     bool ready;
     if (config_.adaptive) {
-      ready = AdaptiveReady(now, head, wake);
+      ready = AdaptiveReady(now, head, rows, wake);
     } else {
       const Clock::time_point due = head->enqueued_ + FromMicros(static_cast<double>(config_.max_queue_delay_us));
       ready = now >= due;
@@ -316,6 +321,7 @@ void Scheduler::Record(const Batch& batch, const Instance::Timing& t, const Copy
     if (job->failure_ && job->cancel_code() == nullptr) failed_++;
   }
   if (!config_.adaptive) return;
+  if (batchable_) typical_rows_ += (static_cast<double>(size) - typical_rows_) / 4;
   // Decayed least squares of compute time against rows: the intercept is the fixed cost of a
   // run. Bounded by [1 µs, the mean run time] so a noisy fit cannot make it absurd.
   const double x = static_cast<double>(size), y = t.input_us + t.infer_us + t.output_us, d = 0.95;

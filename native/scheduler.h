@@ -21,10 +21,13 @@
 //        time against batch rows over recent batches;
 //   p  — the share of recent arrivals that came less than `a` after the previous one (EWMA).
 // When p < 1/2, arrivals are sparse: a lone request runs immediately (no needless delay).
-// Otherwise the instance keeps waiting while the stream keeps coming — it runs as soon as no
-// request has arrived for max(a, cap/8) µs (the burst is over), the batch is full, or the
-// configured max_queue_delay (the cap) has passed since the head arrived. So a closed loop of
-// C clients fills batches of about C, and sparse traffic sees no added latency, without tuning.
+// Otherwise the instance keeps waiting while the stream keeps coming, and runs when the burst
+// is over: no request for min(a, 8 × the usual in-burst gap) once the batch holds as many rows
+// as recent batches did (an EWMA: a closed loop of C clients sends its C requests back
+// together), and for at least cap/8 before that (the floor keeps a briefly descheduled JS
+// thread from splitting a burst). It also runs when full, or when the configured max_queue_delay (the cap) has passed
+// since the head arrived. So a closed loop of C clients fills batches of about C without
+// waiting long for stragglers, and sparse traffic sees no added latency, without tuning.
 //
 // Ownership: Session holds a shared_ptr; every queued or running job holds another (so a
 // model dropped by JS mid-flight keeps its scheduler until the last job is delivered). The
@@ -95,7 +98,7 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   // Under mu_: picks the next batch (true), or says until when to sleep (false). Expired or
   // cancelled jobs found on the way are moved to `dropped`.
   bool Form(Clock::time_point now, Batch* batch, std::vector<RunJob*>* dropped, Clock::time_point* wake);
-  bool AdaptiveReady(Clock::time_point now, const RunJob* head, Clock::time_point* wake) const;
+  bool AdaptiveReady(Clock::time_point now, const RunJob* head, int64_t rows, Clock::time_point* wake) const;
   void Take(RunJob* job);    // under mu_: unlink from its queue
   // Creates the batch's run options; on failure every job of the batch fails (and the instance
   // skips the run, since the jobs already hold a failure). Always returns to the caller.
@@ -128,6 +131,8 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   Clock::time_point last_arrival_{};
   double burst_share_ = 0;      // p
   double fixed_cost_us_ = -1;   // a; -1 until the first batch is measured
+  double typical_rows_ = 0;     // EWMA of recent batch sizes (rows)
+  double burst_gap_us_ = 0;     // EWMA of the gaps between arrivals inside bursts (< a)
   double s0_ = 0, sx_ = 0, sy_ = 0, sxx_ = 0, sxy_ = 0;  // decayed regression sums
 
   // Stats (cumulative).
