@@ -124,22 +124,39 @@ async function benchModelThroughput(c, quick) {
   return { model: c.name, dims: c.dims, rows, batchSizeHistogram: stats.batchSizeHistogram };
 }
 
-/** Adaptive vs fixed delays: mean latency on a sparse open loop, samples/s on a dense closed loop. */
+/**
+ * Adaptive vs fixed delays: mean latency on a sparse open loop, samples/s on a dense closed
+ * loop. The settings run in interleaved rounds (machine noise hits all alike) and each figure
+ * is the median over the rounds.
+ */
 async function benchDelays(c, quick) {
   const data = inputs(c.dims, 64);
   const nx = data.map((d) => new Tensor('float32', d, c.dims));
   const settings = [...c.fixedDelaysUs.map((d) => ({ label: `fixed ${d} µs`, adaptive: false, delay: d })), { label: `adaptive (cap ${c.delayCapUs} µs)`, adaptive: true, delay: c.delayCapUs }];
-  const out = [];
-  for (const s of settings) {
-    const m = await loadModel(c.file, { batching: { maxBatchSize: 64, maxQueueDelayMicros: s.delay, adaptive: s.adaptive } });
-    const call = (i) => m.infer({ x: nx[i % 64] });
-    const sparse = await openLoop(call, { gapMs: c.sparseGapMs, n: quick ? 30 : c.sparseN });
-    const dense = await closedLoop(call, 64, quick ? { warmupMs: c.warmupMs / 2, durationMs: c.durationMs / 3 } : c);
-    out.push({ setting: s.label, sparseMeanMs: sparse.meanMs, sparseP99Ms: sparse.p99Ms, denseSamplesPerSec: dense.samplesPerSec, denseP99Ms: dense.latencyP99Ms });
-    await m.dispose();
-    console.error(`  delays ${c.name} ${s.label}: sparse mean ${sparse.meanMs} ms, dense ${dense.samplesPerSec}/s`);
+  const models = [];
+  for (const s of settings) models.push(await loadModel(c.file, { batching: { maxBatchSize: 64, maxQueueDelayMicros: s.delay, adaptive: s.adaptive } }));
+  const runs = settings.map(() => ({ sparse: [], dense: [] }));
+  const rounds = quick ? 1 : 3;
+  const timing = quick ? { warmupMs: c.warmupMs / 2, durationMs: c.durationMs / 3 } : { warmupMs: c.warmupMs / 2, durationMs: c.durationMs / 2 };
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < settings.length; k++) {
+      const call = (i) => models[k].infer({ x: nx[i % 64] });
+      runs[k].sparse.push(await openLoop(call, { gapMs: c.sparseGapMs, n: quick ? 30 : c.sparseN }));
+      runs[k].dense.push(await closedLoop(call, 64, timing));
+    }
   }
-  return { model: c.name, sparseGapMs: c.sparseGapMs, settings: out };
+  const med = (xs, f) => xs.map(f).sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const out = settings.map((s, k) => ({
+    setting: s.label,
+    sparseMeanMs: med(runs[k].sparse, (x) => x.meanMs),
+    sparseP99Ms: med(runs[k].sparse, (x) => x.p99Ms),
+    denseSamplesPerSec: med(runs[k].dense, (x) => x.samplesPerSec),
+    denseP99Ms: med(runs[k].dense, (x) => x.latencyP99Ms),
+    denseAllRounds: runs[k].dense.map((x) => x.samplesPerSec),
+  }));
+  for (const m of models) await m.dispose();
+  for (const o of out) console.error(`  delays ${c.name} ${o.setting}: sparse mean ${o.sparseMeanMs} ms, dense ${o.denseSamplesPerSec}/s (${o.denseAllRounds.join(', ')})`);
+  return { model: c.name, sparseGapMs: c.sparseGapMs, rounds, settings: out };
 }
 
 /** RSS after the first 10k and after `total` batch-1 inferences at 64 in flight (batching). */
@@ -200,7 +217,7 @@ function toMarkdown(report) {
       lines.push(`| ${t.model} | ${r.inflight} | ${fmt(o.samplesPerSec)} | ${o.eventLoopDelayP99Ms} | ${fmt(p.samplesPerSec)} | ${p.eventLoopDelayP99Ms} | ${fmt(b.samplesPerSec)} | ${b.ratioVsOrtNode} | ${b.ratioVsIdeal} | ${b.eventLoopDelayP99Ms} | ${fmt(r.idealSamplesPerSec)} |`);
     }
   }
-  lines.push('', 'Queue delay: mean latency with one request every few ms (sparse), samples/s at 64 in flight (dense).', '', '| model | setting | sparse mean ms | sparse p99 ms | dense samples/s | dense p99 ms |', '|---|---|---:|---:|---:|---:|');
+  lines.push('', 'Queue delay: mean latency with one request every few ms (sparse), samples/s at 64 in flight (dense); medians of interleaved rounds.', '', '| model | setting | sparse mean ms | sparse p99 ms | dense samples/s | dense p99 ms |', '|---|---|---:|---:|---:|---:|');
   for (const d of report.delays) {
     for (const s of d.settings) lines.push(`| ${d.model} (sparse: 1 per ${d.sparseGapMs} ms) | ${s.setting} | ${s.sparseMeanMs} | ${s.sparseP99Ms} | ${fmt(s.denseSamplesPerSec)} | ${s.denseP99Ms} |`);
   }

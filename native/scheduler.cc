@@ -444,10 +444,14 @@ Napi::Object Scheduler::Stats(Napi::Env env) {
   num("computeOutputUs", output_us_);
   num("bytesGathered", static_cast<double>(copies_.gathered));
   num("bytesScattered", static_cast<double>(copies_.scattered));
-  num("delayUs", !config_.adaptive ? static_cast<double>(config_.max_queue_delay_us)
-                 : burst_share_ < 0.5 ? 0
-                 : std::min<double>(static_cast<double>(config_.max_queue_delay_us),
-                                    fixed_cost_us_ < 0 ? static_cast<double>(config_.max_queue_delay_us) : fixed_cost_us_));
+  // Fixed: the configured delay. Adaptive: 0 while traffic is sparse, else the pause that now
+  // ends a burst once a batch has its typical size.
+  double delay = static_cast<double>(config_.max_queue_delay_us);
+  if (config_.adaptive) {
+    const double a = fixed_cost_us_ < 0 ? delay : fixed_cost_us_;
+    delay = burst_share_ < 0.5 || delay <= 0 ? 0 : std::min(a, std::max(8 * burst_gap_us_, 20.0));
+  }
+  num("delayUs", delay);
   return o;
 }
 

@@ -1,6 +1,8 @@
 'use strict';
 // Exercises the addon's paths (async and sync runs, concurrency, bad input, the copy path,
-// strings, abort of a running inference, dispose) for `npm run memcheck`, which runs it under
+// strings, abort of a running inference, dispose; the scheduler: batches with gather/scatter,
+// a request running alone, mixed shapes, an ORT failure in a batch, queue expiry and abort,
+// dispose with a queue) for `npm run memcheck`, which runs it under
 // valgrind memcheck with scripts/valgrind.supp and fails on any error. Worker termination is left
 // to test/worker.test.ts: under valgrind a worker's bootstrap alone took three minutes here.
 const { loadModel, Tensor } = require('../dist');
@@ -25,7 +27,24 @@ const M = require('node:path').join(__dirname, '..', 'test', 'fixtures', 'models
   } catch (e) {
     if (e.code !== 'ABORTED') throw e;
   }
-  await Promise.all([m.dispose(), nz.dispose(), s.dispose(), slow.dispose()]);
+  // Scheduler paths.
+  const b = await loadModel(M + 'mlp_tiny.onnx', { instances: 2, batching: { maxBatchSize: 8, maxQueueDelayMicros: 20000 } });
+  await Promise.all(Array.from({ length: 20 }, (_, i) => b.infer({ x: new Tensor('float32', new Float32Array(64 * (1 + (i % 3))).fill(i), [1 + (i % 3), 64]) })));
+  await b.infer({ x });
+  const e = await loadModel(M + 'embed_int64.onnx', { batching: { maxBatchSize: 8, maxQueueDelayMicros: 20000, adaptive: false } });
+  const ids = (v, seq) => new Tensor('int64', BigInt64Array.from({ length: seq }, (_, j) => (j === 0 ? v : 1n)), [1, seq]);
+  await Promise.all([ids(1n, 3), ids(2n, 5), ids(3n, 3), ids(4n, 5)].map((t) => e.infer({ ids: t })));
+  await Promise.allSettled([ids(1n, 3), ids(99999n, 3)].map((t) => e.infer({ ids: t })));
+  const q = await loadModel(M + 'slow.onnx', { batching: { maxQueueSize: 4 } });
+  const feeds = (n) => ({ x: new Tensor('float32', new Float32Array(65536), [256, 256]), iters: new Tensor('int64', new BigInt64Array([n]), []) });
+  const running = q.infer(feeds(30n));
+  const ac2 = new AbortController();
+  const queued = [q.infer(feeds(1n), { timeoutMs: 1 }), q.infer(feeds(1n), { signal: ac2.signal }), q.infer(feeds(1n))];
+  ac2.abort();
+  const disposing = q.dispose();
+  await Promise.allSettled([running, ...queued]);
+  await disposing;
+  await Promise.all([m.dispose(), nz.dispose(), s.dispose(), slow.dispose(), b.dispose(), e.dispose()]);
   console.log('memcheck script: all paths ran');
 })().catch((err) => {
   console.error(err);
