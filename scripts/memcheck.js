@@ -8,6 +8,7 @@
 const { loadModel, Tensor } = require('../dist');
 const M = require('node:path').join(__dirname, '..', 'test', 'fixtures', 'models') + '/';
 (async () => {
+  console.error('memcheck: runs');
   const m = await loadModel(M + 'mlp_tiny.onnx');
   const x = new Tensor('float32', new Float32Array(64).fill(0.1), [1, 64]);
   for (let i = 0; i < 50; i++) { await m.infer({ x }); m.inferSync({ x }); }
@@ -17,6 +18,7 @@ const M = require('node:path').join(__dirname, '..', 'test', 'fixtures', 'models
   await nz.infer({ x: new Tensor('float32', new Float32Array([0, 1, 2]), [3]) });
   const s = await loadModel(M + 'identity_string.onnx');
   await s.infer({ x: new Tensor('string', ['a', 'b\u0000c'], [2]) });
+  console.error('memcheck: abort of a running inference');
   const slow = await loadModel(M + 'slow.onnx');
   const ac = new AbortController();
   const p = slow.infer({ x: new Tensor('float32', new Float32Array(65536), [256, 256]), iters: new Tensor('int64', new BigInt64Array([100000n]), []) }, { signal: ac.signal });
@@ -28,16 +30,19 @@ const M = require('node:path').join(__dirname, '..', 'test', 'fixtures', 'models
     if (e.code !== 'ABORTED') throw e;
   }
   // Scheduler paths.
+  console.error('memcheck: scheduler: batches across two instances');
   const b = await loadModel(M + 'mlp_tiny.onnx', { instances: 2, batching: { maxBatchSize: 8, maxQueueDelayMicros: 20000 } });
   await Promise.all(Array.from({ length: 20 }, (_, i) => b.infer({ x: new Tensor('float32', new Float32Array(64 * (1 + (i % 3))).fill(i), [1 + (i % 3), 64]) })));
   await b.infer({ x });
+  console.error('memcheck: scheduler: mixed shapes, a failing batch');
   const e = await loadModel(M + 'embed_int64.onnx', { batching: { maxBatchSize: 8, maxQueueDelayMicros: 20000, adaptive: false } });
   const ids = (v, seq) => new Tensor('int64', BigInt64Array.from({ length: seq }, (_, j) => (j === 0 ? v : 1n)), [1, seq]);
   await Promise.all([ids(1n, 3), ids(2n, 5), ids(3n, 3), ids(4n, 5)].map((t) => e.infer({ ids: t })));
   await Promise.allSettled([ids(1n, 3), ids(99999n, 3)].map((t) => e.infer({ ids: t })));
+  console.error('memcheck: scheduler: expiry, abort, dispose with a queue');
   const q = await loadModel(M + 'slow.onnx', { batching: { maxQueueSize: 4 } });
   const feeds = (n) => ({ x: new Tensor('float32', new Float32Array(65536), [256, 256]), iters: new Tensor('int64', new BigInt64Array([n]), []) });
-  const running = q.infer(feeds(30n));
+  const running = q.infer(feeds(3n));
   const ac2 = new AbortController();
   const queued = [q.infer(feeds(1n), { timeoutMs: 1 }), q.infer(feeds(1n), { signal: ac2.signal }), q.infer(feeds(1n))];
   ac2.abort();
