@@ -4,7 +4,7 @@
  * (a later layer) maps errors through it and nowhere else.
  */
 
-export type ErrorCategory = 'client' | 'not-found' | 'unavailable' | 'timeout' | 'aborted' | 'internal';
+export type ErrorCategory = 'client' | 'auth' | 'not-found' | 'unavailable' | 'limited' | 'timeout' | 'aborted' | 'internal';
 
 export const ERROR_TABLE = {
   INVALID_ARGUMENT: { category: 'client', httpStatus: 400, description: 'An argument, option or tensor is malformed or does not match the model.' },
@@ -17,6 +17,12 @@ export const ERROR_TABLE = {
   TIMEOUT: { category: 'timeout', httpStatus: 504, description: 'The request exceeded its timeoutMs; the run was terminated.' },
   DISPOSED: { category: 'unavailable', httpStatus: 503, description: 'The model was disposed.' },
   QUEUE_FULL: { category: 'unavailable', httpStatus: 503, description: "The model's request queue is full (batching.maxQueueSize); retry later." },
+  NOT_READY: { category: 'unavailable', httpStatus: 503, description: 'The model (or server) is loading, unloading or failed to load; retry later.' },
+  UNAUTHORIZED: { category: 'auth', httpStatus: 401, description: 'A route that needs an API key was called without a valid `Authorization: Bearer <key>`.' },
+  RATE_LIMITED: { category: 'limited', httpStatus: 429, description: 'Too many requests from this client or API key in the current window; retry after Retry-After seconds.' },
+  OVERLOADED: { category: 'unavailable', httpStatus: 503, description: 'The server is shedding load (event-loop delay, memory, concurrency or queue depth over its limit); retry after Retry-After seconds.' },
+  CIRCUIT_OPEN: { category: 'unavailable', httpStatus: 503, description: "The model's circuit breaker is open after repeated failures; retry after Retry-After seconds." },
+  PAYLOAD_TOO_LARGE: { category: 'client', httpStatus: 413, description: 'The request body is larger than the server accepts (bodyLimit).' },
   INTERNAL: { category: 'internal', httpStatus: 500, description: 'A bug in nimify.' },
 } as const satisfies Record<string, { category: ErrorCategory; httpStatus: number; description: string }>;
 

@@ -1,0 +1,170 @@
+/**
+ * `nimify serve <model.onnx | repository>`: builds the server, listens, prints where and what it
+ * serves (each model's completed config), and shuts down gracefully on SIGTERM/SIGINT: stop
+ * accepting, let in-flight requests finish, dispose the models, exit 0. A second signal, or a
+ * drain longer than --shutdown-timeout-ms, exits 1 at once.
+ */
+import type { FastifyInstance } from 'fastify';
+import { NimifyError } from '../errors';
+import type { BatchingOptions } from '../options';
+import type { ModelDefaults } from '../repository/config';
+import { buildServer } from '../server/build';
+import type { ServerOptions } from '../server/options';
+import { flagHelp, parseFlags, type FlagSpec } from './flags';
+
+export const SERVE_FLAGS = {
+  port: { type: 'string', short: 'p', arg: 'port', help: 'TCP port (default 8000)', integer: { min: 0, max: 65535 } },
+  host: { type: 'string', arg: 'host', help: 'address to bind (default 127.0.0.1; 0.0.0.0 in a container)' },
+  instances: { type: 'string', arg: 'n', help: 'ORT sessions per model that run concurrently (default 1)', integer: { min: 1, max: 64 } },
+  'max-batch-size': { type: 'string', arg: 'n', help: 'dynamic batching: most rows per run; 0 = no batching (default 32)', integer: { min: 0, max: 1 << 20 } },
+  'max-queue-delay-us': { type: 'string', arg: 'us', help: 'dynamic batching: longest wait for a fuller batch (default 500)', integer: { min: 0, max: 60_000_000 } },
+  'max-queue-size': { type: 'string', arg: 'n', help: 'dynamic batching: queued requests before 503 QUEUE_FULL (default 1024)', integer: { min: 1 } },
+  'intra-op-threads': { type: 'string', arg: 'n', help: 'ORT threads inside one operator (default: ORT decides)', integer: { min: 0, max: 1024 } },
+  'control-mode': { type: 'string', arg: 'mode', help: 'none | explicit | poll (default none)', choices: ['none', 'explicit', 'poll'] },
+  'load-model': { type: 'string', multiple: true, arg: 'name', help: "explicit mode: model to load at start (repeatable; '*' = all)" },
+  'poll-interval-ms': { type: 'string', arg: 'ms', help: 'poll mode: rescan period (default 5000)', integer: { min: 10 } },
+  'api-key': { type: 'string', multiple: true, arg: 'key', help: 'require Authorization: Bearer <key> (repeatable)' },
+  'protect-health': { type: 'boolean', help: 'require an API key on health routes too' },
+  'protect-metrics': { type: 'boolean', help: 'require an API key on /metrics too' },
+  'rate-limit': { type: 'string', arg: 'n', help: 'requests per minute per client (API key or IP); default off', integer: { min: 1 } },
+  'breaker-failures': { type: 'string', arg: 'n', help: 'consecutive failures that open a model\'s circuit breaker (default 5; 0 = off)', integer: { min: 0 } },
+  'breaker-reset-ms': { type: 'string', arg: 'ms', help: 'how long an open breaker waits before a probe (default 10000)', integer: { min: 1 } },
+  'max-event-loop-delay-ms': { type: 'string', arg: 'ms', help: 'shed load (503) above this event-loop delay (default 200; 0 = off)', integer: { min: 0 } },
+  'max-concurrent-requests': { type: 'string', arg: 'n', help: 'inference requests served at once before 503 (default 4096)', integer: { min: 1 } },
+  'infer-timeout-ms': { type: 'string', arg: 'ms', help: 'default per-request inference timeout (default 30000)', integer: { min: 1 } },
+  'body-limit': { type: 'string', arg: 'bytes', help: 'largest request body (default 67108864)', integer: { min: 1024 } },
+  'log-level': { type: 'string', arg: 'level', help: 'fatal | error | warn | info | debug | trace | silent (default info)', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+  'shutdown-timeout-ms': { type: 'string', arg: 'ms', help: 'longest graceful drain on SIGTERM before exiting 1 (default 30000)', integer: { min: 1 } },
+  'no-docs': { type: 'boolean', help: 'do not serve /documentation' },
+  'keep-going': { type: 'boolean', help: 'keep serving when a startup model fails to load (default: exit 1, like Triton)' },
+  help: { type: 'boolean', short: 'h', help: 'show this help' },
+} as const satisfies Record<string, FlagSpec>;
+
+export const SERVE_USAGE = `usage: nimify serve <model.onnx | repository-dir> [options]
+
+Serves ONNX models over HTTP with the Open Inference Protocol (KServe v2): /v2/..., /metrics,
+/documentation. A repository is <dir>/<model>/[config.json] + <dir>/<model>/<version>/model.onnx.
+
+options (each also read from the environment variable in brackets):
+${flagHelp(SERVE_FLAGS)}`;
+
+/** Translates flags (and the model path) into buildServer() options. */
+export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): { options: ServerOptions; keepGoing: boolean; port: number; host: string; shutdownTimeoutMs: number; help: boolean } {
+  const { values: v, positionals } = parseFlags(argv, SERVE_FLAGS, env);
+  if (v.help) return { options: { repository: '' }, keepGoing: false, port: 0, host: '', shutdownTimeoutMs: 0, help: true };
+  const path = positionals[0] ?? env.NIMIFY_REPOSITORY;
+  if (path === undefined || path === '') throw new NimifyError('INVALID_ARGUMENT', 'serve: expected a model (.onnx) or repository directory (or NIMIFY_REPOSITORY)\n\n' + SERVE_USAGE);
+  if (positionals.length > 1) throw new NimifyError('INVALID_ARGUMENT', `serve: expected one model or repository path, received ${positionals.length}: ${positionals.join(' ')}`);
+
+  const defaults: ModelDefaults = {};
+  if (v.instances !== undefined) defaults.instances = v.instances as number;
+  if (v['max-batch-size'] === 0) defaults.batching = false;
+  else if (v['max-batch-size'] !== undefined || v['max-queue-delay-us'] !== undefined || v['max-queue-size'] !== undefined) {
+    const b: BatchingOptions = { maxBatchSize: (v['max-batch-size'] as number | undefined) ?? 32, adaptive: true };
+    if (v['max-queue-delay-us'] !== undefined) b.maxQueueDelayMicros = v['max-queue-delay-us'] as number;
+    if (v['max-queue-size'] !== undefined) b.maxQueueSize = v['max-queue-size'] as number;
+    defaults.batching = b;
+  }
+  if (v['intra-op-threads'] !== undefined) defaults.runtime = { intraOpNumThreads: v['intra-op-threads'] as number };
+
+  const options: ServerOptions = { repository: path, modelDefaults: defaults };
+  if (v['control-mode'] !== undefined) options.controlMode = v['control-mode'] as ServerOptions['controlMode'];
+  if (v['load-model'] !== undefined) options.startupModels = v['load-model'] as string[];
+  if (v['poll-interval-ms'] !== undefined) options.pollIntervalMs = v['poll-interval-ms'] as number;
+  if (v['api-key'] !== undefined) options.apiKeys = v['api-key'] as string[];
+  const exempt = (['health', 'metrics', 'docs'] as const).filter((a) => !(a === 'health' && v['protect-health']) && !(a === 'metrics' && v['protect-metrics']));
+  options.authExempt = [...exempt];
+  if (v['rate-limit'] !== undefined) options.rateLimit = { max: v['rate-limit'] as number, timeWindowMs: 60_000 };
+  if (v['breaker-failures'] === 0) options.breaker = false;
+  else if (v['breaker-failures'] !== undefined || v['breaker-reset-ms'] !== undefined) {
+    options.breaker = { failureThreshold: (v['breaker-failures'] as number | undefined) ?? 5, resetTimeoutMs: (v['breaker-reset-ms'] as number | undefined) ?? 10_000 };
+  }
+  if (v['max-event-loop-delay-ms'] !== undefined || v['max-concurrent-requests'] !== undefined) {
+    options.shedding = {};
+    if (v['max-event-loop-delay-ms'] !== undefined) options.shedding.maxEventLoopDelayMs = v['max-event-loop-delay-ms'] as number;
+    if (v['max-concurrent-requests'] !== undefined) options.shedding.maxConcurrentRequests = v['max-concurrent-requests'] as number;
+  }
+  if (v['infer-timeout-ms'] !== undefined) options.inferTimeoutMs = v['infer-timeout-ms'] as number;
+  if (v['body-limit'] !== undefined) options.bodyLimit = v['body-limit'] as number;
+  if (v['log-level'] !== undefined) options.logger = v['log-level'] === 'silent' ? false : { level: v['log-level'] };
+  if (v['no-docs']) options.docs = false;
+  return {
+    options,
+    keepGoing: v['keep-going'] === true,
+    port: (v.port as number | undefined) ?? 8000,
+    host: (v.host as string | undefined) ?? '127.0.0.1',
+    shutdownTimeoutMs: (v['shutdown-timeout-ms'] as number | undefined) ?? 30_000,
+    help: false,
+  };
+}
+
+export interface Running {
+  app: FastifyInstance;
+  address: string;
+  /** Resolves with the exit code once a signal-triggered shutdown finished. */
+  stopped: Promise<number>;
+}
+
+/** Starts serving; installs SIGTERM/SIGINT handlers. `out` receives the human-readable summary. */
+export async function serve(argv: string[], out: (line: string) => void = (l) => process.stdout.write(`${l}\n`), env: NodeJS.ProcessEnv = process.env): Promise<Running | null> {
+  const cfg = serveOptions(argv, env);
+  if (cfg.help) {
+    out(SERVE_USAGE);
+    return null;
+  }
+  const app = await buildServer(cfg.options);
+  const failed = app.nimify.repository.index().filter((e) => e.state === 'UNAVAILABLE');
+  if (failed.length > 0 && !cfg.keepGoing) {
+    await app.close();
+    throw new NimifyError('INVALID_MODEL', `startup models failed to load (pass --keep-going to serve the others):\n${failed.map((e) => `  ${e.name}${e.version ? ` version ${e.version}` : ''}: ${e.reason}`).join('\n')}`);
+  }
+  const address = await app.listen({ port: cfg.port, host: cfg.host });
+  const repo = app.nimify.repository;
+  out(`nimify serving ${repo.root} (control mode ${repo.controlMode}) at ${address}`);
+  out(`  inference  ${address}/v2/models/<model>/infer   metrics ${address}/metrics   docs ${address}/documentation`);
+  for (const name of repo.names()) {
+    const versions = repo.versions(name);
+    if (versions.length === 0) out(`  model ${name}: not loaded`);
+    for (const v of versions) {
+      out(`  model ${name} version ${v.version}: ${v.state}${v.reason ? ` (${v.reason})` : ''}`);
+      if (v.config) out(`    config ${JSON.stringify(v.config)}`);
+    }
+  }
+
+  let resolveStopped!: (code: number) => void;
+  const stopped = new Promise<number>((r) => (resolveStopped = r));
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      out(`nimify: ${signal} again, exiting now`);
+      resolveStopped(1);
+      return;
+    }
+    stopping = true;
+    out(`nimify: ${signal}: draining in-flight requests, then stopping`);
+    const timer = setTimeout(() => {
+      out(`nimify: drain took longer than ${cfg.shutdownTimeoutMs} ms, exiting`);
+      resolveStopped(1);
+    }, cfg.shutdownTimeoutMs);
+    timer.unref();
+    app.close().then(
+      () => {
+        clearTimeout(timer);
+        out('nimify: stopped');
+        resolveStopped(0);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        out(`nimify: error while stopping: ${(err as Error).message}`);
+        resolveStopped(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  void stopped.then(() => {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+  });
+  return { app, address, stopped };
+}

@@ -1,0 +1,243 @@
+/**
+ * A served model's configuration: `<repo>/<model>/config.json` (every field optional), the
+ * server-wide defaults (CLI flags, NIMIFY_* env) and the model's own metadata, merged into one
+ * completed config that the server prints at startup and serves at /v2/models/{m}/config.
+ *
+ * Precedence: config.json > server defaults > auto-completion from the model.
+ */
+import { NimifyError } from '../errors';
+import type { Model, TensorInfo } from '../model';
+import type { BatchingOptions, LoadOptions } from '../options';
+import { DATATYPES, isDatatype, toDatatype, type Datatype } from '../protocol/datatypes';
+import type { WireModel, WireTensor } from '../protocol/request';
+import { expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../validate';
+
+export type VersionPolicy = { latest: number } | 'all' | { specific: number[] };
+
+export interface WarmupInput {
+  shape: number[];
+  /** 'zero' (default) or 'random' values, or explicit flat `data`. */
+  fill?: 'zero' | 'random';
+  data?: unknown[];
+}
+
+export interface WarmupRequest {
+  name?: string;
+  inputs: Record<string, WarmupInput>;
+  /** How many times to run it (default 1). */
+  count?: number;
+}
+
+/** ONNX Runtime session options a config may set (LoadOptions without the scheduling ones). */
+export type RuntimeConfig = Omit<LoadOptions, 'instances' | 'batching'>;
+
+export interface ModelConfig {
+  name?: string;
+  platform?: 'onnxruntime_onnx';
+  instances?: number;
+  /** Dynamic batching options, or false for none. */
+  batching?: BatchingOptions | false;
+  runtime?: RuntimeConfig;
+  versionPolicy?: VersionPolicy;
+  /** Declared shapes (tighter than the model's: a fixed value for a variable dim) and datatypes to check. */
+  inputs?: Array<{ name: string; datatype?: Datatype; shape?: number[] }>;
+  outputs?: Array<{ name: string; datatype?: Datatype; shape?: number[] }>;
+  /** Requests run before the model is ready; [] = none. Default: one request of zeros, variable dims 1. */
+  warmup?: WarmupRequest[];
+  /** Default per-request timeout for this model, in ms (the request's `timeout` parameter overrides). */
+  timeoutMs?: number;
+}
+
+export interface CompletedConfig {
+  name: string;
+  platform: 'onnxruntime_onnx';
+  instances: number;
+  batching: BatchingOptions | false;
+  runtime: RuntimeConfig;
+  versionPolicy: VersionPolicy;
+  inputs: WireTensor[];
+  outputs: WireTensor[];
+  warmup: WarmupRequest[];
+  timeoutMs: number | undefined;
+}
+
+/** Server-wide defaults for every model (CLI flags / env); a model's config.json wins. */
+export interface ModelDefaults {
+  instances?: number;
+  batching?: BatchingOptions | false;
+  runtime?: RuntimeConfig;
+  timeoutMs?: number;
+}
+
+const CONFIG_KEYS = ['name', 'platform', 'instances', 'batching', 'runtime', 'versionPolicy', 'inputs', 'outputs', 'warmup', 'timeoutMs'] as const;
+const RUNTIME_KEYS = ['executionProviders', 'intraOpNumThreads', 'interOpNumThreads', 'graphOptimizationLevel', 'executionMode', 'optimizedModelFilePath', 'freeDimensionOverrides', 'logSeverityLevel'] as const;
+
+/** Default batching when neither config.json nor the server says: the scheduler with adaptive delay. */
+export const DEFAULT_BATCHING: BatchingOptions = { maxBatchSize: 32, adaptive: true };
+
+/**
+ * Structural validation of a config.json (or a load request's config override). Values inside
+ * `runtime` and `batching` are validated by loadModel()'s own checks when the model loads.
+ */
+export function parseModelConfig(where: string, value: unknown): ModelConfig {
+  const c = expectPlainObject(where, value);
+  expectKnownKeys(where, c, CONFIG_KEYS);
+  const out: ModelConfig = {};
+  if (c.name !== undefined) out.name = expectString(`${where}.name`, c.name);
+  if (c.platform !== undefined) {
+    out.platform = expectOneOf(`${where}.platform`, c.platform, ['onnxruntime_onnx'] as const);
+  }
+  if (c.instances !== undefined) out.instances = expectInteger(`${where}.instances`, c.instances, 1, 64);
+  if (c.batching !== undefined) {
+    if (c.batching === false) out.batching = false;
+    else out.batching = expectPlainObject(`${where}.batching`, c.batching) as BatchingOptions;
+  }
+  if (c.runtime !== undefined) {
+    const r = expectPlainObject(`${where}.runtime`, c.runtime);
+    expectKnownKeys(`${where}.runtime`, r, RUNTIME_KEYS);
+    out.runtime = r as RuntimeConfig;
+  }
+  if (c.versionPolicy !== undefined) out.versionPolicy = parseVersionPolicy(`${where}.versionPolicy`, c.versionPolicy);
+  if (c.inputs !== undefined) out.inputs = parseTensorDecls(`${where}.inputs`, c.inputs);
+  if (c.outputs !== undefined) out.outputs = parseTensorDecls(`${where}.outputs`, c.outputs);
+  if (c.warmup !== undefined) out.warmup = parseWarmup(`${where}.warmup`, c.warmup);
+  if (c.timeoutMs !== undefined) out.timeoutMs = expectInteger(`${where}.timeoutMs`, c.timeoutMs, 1);
+  return out;
+}
+
+export function parseVersionPolicy(where: string, value: unknown): VersionPolicy {
+  if (value === 'all') return 'all';
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    const v = value as Record<string, unknown>;
+    const keys = Object.keys(v);
+    if (keys.length === 1 && keys[0] === 'latest') return { latest: expectInteger(`${where}.latest`, v.latest, 1, 1000) };
+    if (keys.length === 1 && keys[0] === 'specific') {
+      if (!Array.isArray(v.specific) || v.specific.length === 0) throw invalid(`${where}.specific`, 'a non-empty array of version numbers', v.specific);
+      return { specific: v.specific.map((n, i) => expectInteger(`${where}.specific[${i}]`, n, 0)) };
+    }
+  }
+  throw invalid(where, `{"latest": n}, "all" or {"specific": [versions]}`, value);
+}
+
+function parseTensorDecls(where: string, value: unknown): Array<{ name: string; datatype?: Datatype; shape?: number[] }> {
+  if (!Array.isArray(value)) throw invalid(where, 'an array of {name, datatype?, shape?}', value);
+  return value.map((entry, i) => {
+    const e = expectPlainObject(`${where}[${i}]`, entry);
+    expectKnownKeys(`${where}[${i}]`, e, ['name', 'datatype', 'shape']);
+    const out: { name: string; datatype?: Datatype; shape?: number[] } = { name: expectString(`${where}[${i}].name`, e.name) };
+    if (e.datatype !== undefined) {
+      if (!isDatatype(e.datatype)) throw invalid(`${where}[${i}].datatype`, `one of ${DATATYPES.join(', ')}`, e.datatype);
+      out.datatype = e.datatype;
+    }
+    if (e.shape !== undefined) {
+      if (!Array.isArray(e.shape)) throw invalid(`${where}[${i}].shape`, 'an array of dims (-1 = variable)', e.shape);
+      out.shape = e.shape.map((d, j) => expectInteger(`${where}[${i}].shape[${j}]`, d, -1));
+    }
+    return out;
+  });
+}
+
+function parseWarmup(where: string, value: unknown): WarmupRequest[] {
+  if (!Array.isArray(value)) throw invalid(where, 'an array of warmup requests', value);
+  return value.map((entry, i) => {
+    const w = expectPlainObject(`${where}[${i}]`, entry);
+    expectKnownKeys(`${where}[${i}]`, w, ['name', 'inputs', 'count']);
+    const inputs = expectPlainObject(`${where}[${i}].inputs`, w.inputs);
+    const req: WarmupRequest = { inputs: {} };
+    if (w.name !== undefined) req.name = expectString(`${where}[${i}].name`, w.name);
+    if (w.count !== undefined) req.count = expectInteger(`${where}[${i}].count`, w.count, 1, 10_000);
+    for (const [name, spec] of Object.entries(inputs)) {
+      const s = expectPlainObject(`${where}[${i}].inputs.${name}`, spec);
+      expectKnownKeys(`${where}[${i}].inputs.${name}`, s, ['shape', 'fill', 'data']);
+      if (!Array.isArray(s.shape)) throw invalid(`${where}[${i}].inputs.${name}.shape`, 'an array of non-negative dims', s.shape);
+      const input: WarmupInput = { shape: s.shape.map((d, j) => expectInteger(`${where}[${i}].inputs.${name}.shape[${j}]`, d, 0, 1 << 24)) };
+      if (s.fill !== undefined) input.fill = expectOneOf(`${where}[${i}].inputs.${name}.fill`, s.fill, ['zero', 'random'] as const);
+      if (s.data !== undefined) {
+        if (!Array.isArray(s.data)) throw invalid(`${where}[${i}].inputs.${name}.data`, 'a flat array of values', s.data);
+        input.data = s.data;
+      }
+      req.inputs[name] = input;
+    }
+    return req;
+  });
+}
+
+/** The load options a (partial) config and the defaults give, before the model is loaded. */
+export function loadOptionsFor(config: ModelConfig, defaults: ModelDefaults): LoadOptions {
+  const batching = config.batching ?? defaults.batching ?? DEFAULT_BATCHING;
+  const options: LoadOptions = { ...(defaults.runtime ?? {}), ...(config.runtime ?? {}) };
+  const instances = config.instances ?? defaults.instances;
+  if (instances !== undefined) options.instances = instances;
+  if (batching !== false) options.batching = { ...batching };
+  return options;
+}
+
+function wireShape(info: TensorInfo): number[] {
+  return (info.shape ?? []).map((d) => (typeof d === 'number' && d >= 0 ? d : -1));
+}
+
+function wireTensors(where: string, infos: readonly TensorInfo[], decls: ModelConfig['inputs']): WireTensor[] {
+  const tensors: WireTensor[] = [];
+  for (const info of infos) {
+    const datatype = toDatatype(info.type);
+    if (datatype === null) {
+      throw new NimifyError('UNSUPPORTED', `${where}: '${info.name}' is a ${info.type}, which the inference protocol cannot carry`);
+    }
+    tensors.push({ name: info.name, datatype, shape: wireShape(info) });
+  }
+  for (const [i, decl] of (decls ?? []).entries()) {
+    const t = tensors.find((x) => x.name === decl.name);
+    if (t === undefined) throw new NimifyError('INVALID_ARGUMENT', `${where}[${i}].name: the model has no ${where.endsWith('inputs') ? 'input' : 'output'} '${decl.name}' (it has ${tensors.map((x) => `'${x.name}'`).join(', ')})`);
+    if (decl.datatype !== undefined && decl.datatype !== t.datatype) {
+      throw new NimifyError('INVALID_ARGUMENT', `${where}[${i}].datatype: '${decl.name}' is ${t.datatype} in the model, the config says ${decl.datatype}`);
+    }
+    if (decl.shape !== undefined) {
+      const compatible = decl.shape.length === t.shape.length && decl.shape.every((d, j) => t.shape[j] < 0 || d === t.shape[j]);
+      if (!compatible) {
+        throw new NimifyError('INVALID_ARGUMENT', `${where}[${i}].shape: [${decl.shape.join(', ')}] does not fit the model's [${t.shape.join(', ')}] for '${decl.name}'`);
+      }
+      t.shape = decl.shape.slice();
+    }
+  }
+  return tensors;
+}
+
+/** Whether the scheduler treats dim 0 as the batch dim (the same rule as native ParseScheduling). */
+export function detectBatchDim(model: Model, batching: BatchingOptions | false): boolean {
+  if (batching === false) return false;
+  if (batching.batchDim !== undefined) return batching.batchDim;
+  const all = [...model.inputs, ...model.outputs];
+  return all.every((t) => t.type !== 'string' && toDatatype(t.type) !== null && t.shape !== null && t.shape.length > 0 && !(typeof t.shape[0] === 'number' && t.shape[0] >= 0));
+}
+
+/** Fills in everything the config left out, from the defaults and the loaded model. */
+export function completeConfig(name: string, config: ModelConfig, defaults: ModelDefaults, model: Model): CompletedConfig {
+  const options = loadOptionsFor(config, defaults);
+  const batching: BatchingOptions | false = options.batching === undefined ? false : { ...options.batching, batchDim: detectBatchDim(model, options.batching) };
+  const inputs = wireTensors('config.inputs', model.inputs, config.inputs);
+  const outputs = wireTensors('config.outputs', model.outputs, config.outputs);
+  const { instances: _i, batching: _b, ...runtime } = options;
+  return {
+    name,
+    platform: 'onnxruntime_onnx',
+    instances: options.instances ?? 1,
+    batching,
+    runtime,
+    versionPolicy: config.versionPolicy ?? { latest: 1 },
+    inputs,
+    outputs,
+    warmup: config.warmup ?? autoWarmup(inputs),
+    timeoutMs: config.timeoutMs ?? defaults.timeoutMs,
+  };
+}
+
+/** One request of zeros with every variable dim 1 (none when a shape is unknown). */
+function autoWarmup(inputs: readonly WireTensor[]): WarmupRequest[] {
+  const req: WarmupRequest = { name: 'auto: zeros, variable dims = 1', inputs: {} };
+  for (const t of inputs) req.inputs[t.name] = { shape: t.shape.map((d) => (d < 0 ? 1 : d)), fill: 'zero' };
+  return [req];
+}
+
+export function wireModel(config: CompletedConfig): WireModel {
+  return { inputs: config.inputs, outputs: config.outputs, batched: config.batching !== false && config.batching.batchDim === true };
+}

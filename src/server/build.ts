@@ -1,0 +1,46 @@
+/**
+ * buildServer(): a Fastify instance with nimify's plugin registered, not listening, so tests can
+ * inject() and the CLI can listen(). Server-level concerns live here: the pino logger (request
+ * ids from X-Request-Id or generated, Authorization redacted, no bodies logged), body size limit,
+ * request and keep-alive timeouts, 404s in the protocol's error shape, and closing idle
+ * keep-alive connections on close() so that a graceful shutdown does not hang.
+ */
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { expectInteger, expectKnownKeys, expectPlainObject, invalid } from '../validate';
+import { SERVER_KEYS, type ServerOptions } from './options';
+import { nimifyPlugin } from './plugin';
+import { notFoundHandler } from './plugins/error-handler';
+
+export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
+  const o = expectPlainObject('options', options);
+  expectKnownKeys('options', o, SERVER_KEYS);
+  const bodyLimit = o.bodyLimit === undefined ? 64 * 1024 * 1024 : expectInteger('options.bodyLimit', o.bodyLimit, 1024, 2 ** 31 - 1);
+  const requestTimeout = o.requestTimeoutMs === undefined ? 30_000 : expectInteger('options.requestTimeoutMs', o.requestTimeoutMs, 0);
+  const keepAliveTimeout = o.keepAliveTimeoutMs === undefined ? 72_000 : expectInteger('options.keepAliveTimeoutMs', o.keepAliveTimeoutMs, 1);
+  let logger: Record<string, unknown> | false;
+  if (o.logger === undefined || o.logger === true) logger = { level: 'info' };
+  else if (o.logger === false) logger = false;
+  else if (typeof o.logger === 'object' && o.logger !== null) logger = o.logger as Record<string, unknown>;
+  else throw invalid('options.logger', 'true, false or pino options', o.logger);
+  if (logger !== false) logger = { redact: ['req.headers.authorization', 'req.headers["x-api-key"]'], ...logger };
+
+  const { logger: _l, bodyLimit: _b, requestTimeoutMs: _r, keepAliveTimeoutMs: _k, ...pluginOptions } = options;
+  const app = Fastify({
+    logger,
+    bodyLimit,
+    requestTimeout,
+    keepAliveTimeout,
+    forceCloseConnections: 'idle',
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+    return503OnClosing: true,
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+  });
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  app.setNotFoundHandler(notFoundHandler);
+  await app.register(nimifyPlugin, pluginOptions);
+  return app;
+}

@@ -1,0 +1,46 @@
+/**
+ * What nimifyPlugin shares with its route plugins (decorated as `fastify.nimify`), and the
+ * Fastify type augmentations it relies on.
+ */
+import type { ModelRepository } from '../repository/repository';
+import { BREAKER_STATE_VALUE, CircuitBreaker } from './breaker';
+import type { ServerMetrics } from './metrics';
+import type { AuthArea, CheckedPluginOptions } from './options';
+
+export type RouteArea = AuthArea | 'inference' | 'metadata' | 'repository';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    nimify: NimifyContext;
+  }
+  interface FastifyContextConfig {
+    /** Which area a nimify route belongs to (auth exemptions, shedding). */
+    nimifyArea?: RouteArea;
+  }
+}
+
+export class NimifyContext {
+  /** Inference requests being served now (decoded, queued or running). Event-loop thread only. */
+  inFlight = 0;
+  readonly #breakers = new Map<string, CircuitBreaker>();
+
+  constructor(
+    readonly repository: ModelRepository,
+    readonly metrics: ServerMetrics,
+    readonly options: CheckedPluginOptions,
+  ) {}
+
+  /** The model's breaker (created on first use), or null when breakers are off. */
+  breaker(model: string): CircuitBreaker | null {
+    const opts = this.options.breaker;
+    if (opts === false) return null;
+    let b = this.#breakers.get(model);
+    if (b === undefined) {
+      const gauge = this.metrics.breakerState;
+      gauge.set({ model }, 0);
+      b = new CircuitBreaker(opts, (state) => gauge.set({ model }, BREAKER_STATE_VALUE[state]));
+      this.#breakers.set(model, b);
+    }
+    return b;
+  }
+}

@@ -1,0 +1,2 @@
+export { buildServer } from './build';
+export { nimifyPlugin } from './plugin';

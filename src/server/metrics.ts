@@ -1,0 +1,152 @@
+/**
+ * Prometheus metrics (prom-client, one registry, injectable): Triton's per-model names with
+ * `model` and `version` labels, nimify's own, and the process/Node metrics (event-loop delay
+ * included) from prom-client's default collectors.
+ *
+ * Request-level counters are incremented by the inference route as each request ends. Figures
+ * the native scheduler keeps (rows, executions, queue and compute time, batch sizes, pending)
+ * are read from model.stats() when the registry is scraped and added as deltas, so the hot path
+ * pays nothing for them. A reloaded version starts a new Model whose counters start at zero: the
+ * deltas are kept per Model object, so the exported counters never go backwards.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import type { Model } from '../model';
+import type { ModelRepository } from '../repository/repository';
+
+export type FailureReason = 'REJECTED' | 'CANCELED' | 'BACKEND' | 'OTHER';
+
+interface Snapshot {
+  rows: number;
+  batches: number;
+  queueUs: number;
+  inputUs: number;
+  inferUs: number;
+  outputUs: number;
+  histogram: Record<string, number>;
+}
+
+const MODEL_LABELS = ['model', 'version'] as const;
+
+export interface MetricsOptions {
+  /** The registry to use (default: a new one). */
+  registry?: Registry;
+  /** Register prom-client's process and Node.js metrics (default true; skipped if already registered). */
+  processMetrics?: boolean;
+}
+
+export class ServerMetrics {
+  readonly registry: Registry;
+  readonly success: Counter<'model' | 'version'>;
+  readonly failure: Counter<'model' | 'version' | 'reason'>;
+  readonly requestDuration: Counter<'model' | 'version'>;
+  readonly count: Counter<'model' | 'version'>;
+  readonly execCount: Counter<'model' | 'version'>;
+  readonly queueDuration: Counter<'model' | 'version'>;
+  readonly computeInput: Counter<'model' | 'version'>;
+  readonly computeInfer: Counter<'model' | 'version'>;
+  readonly computeOutput: Counter<'model' | 'version'>;
+  readonly pending: Gauge<'model' | 'version'>;
+  readonly batchExecutions: Counter<'model' | 'version' | 'batch_size'>;
+  readonly ready: Gauge<'model' | 'version'>;
+  readonly breakerState: Gauge<'model'>;
+  readonly shed: Counter<'reason'>;
+  readonly rateLimited: Counter<string>;
+  readonly unauthorized: Counter<string>;
+  readonly inFlight: Gauge<string>;
+
+  #repository: ModelRepository | null = null;
+  readonly #seen = new WeakMap<Model, Snapshot>();
+  #refreshedAt = 0;
+
+  constructor(options: MetricsOptions = {}) {
+    const registry = (this.registry = options.registry ?? new Registry());
+    const refresh = () => this.refresh();
+    const counter = <L extends string>(name: string, help: string, labelNames: readonly L[], collect?: boolean): Counter<L> =>
+      (registry.getSingleMetric(name) as Counter<L> | undefined) ??
+      new Counter<L>({ name, help, labelNames, registers: [registry], ...(collect ? { collect: refresh } : {}) });
+    const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[], collect?: boolean): Gauge<L> =>
+      (registry.getSingleMetric(name) as Gauge<L> | undefined) ??
+      new Gauge<L>({ name, help, labelNames, registers: [registry], ...(collect ? { collect: refresh } : {}) });
+
+    this.success = counter('nv_inference_request_success', 'Number of successful inference requests, all batch sizes', MODEL_LABELS);
+    this.failure = counter('nv_inference_request_failure', 'Number of failed inference requests, all batch sizes', [...MODEL_LABELS, 'reason'] as const);
+    this.requestDuration = counter('nv_inference_request_duration_us', 'Cumulative inference request duration in microseconds (receipt to response)', MODEL_LABELS);
+    this.count = counter('nv_inference_count', 'Number of inferences performed (a batch of n counts n)', MODEL_LABELS, true);
+    this.execCount = counter('nv_inference_exec_count', 'Number of model executions performed (batches)', MODEL_LABELS, true);
+    this.queueDuration = counter('nv_inference_queue_duration_us', 'Cumulative inference queuing duration in microseconds', MODEL_LABELS, true);
+    this.computeInput = counter('nv_inference_compute_input_duration_us', 'Cumulative compute input duration in microseconds', MODEL_LABELS, true);
+    this.computeInfer = counter('nv_inference_compute_infer_duration_us', 'Cumulative compute inference duration in microseconds', MODEL_LABELS, true);
+    this.computeOutput = counter('nv_inference_compute_output_duration_us', 'Cumulative compute output duration in microseconds', MODEL_LABELS, true);
+    this.pending = gauge('nv_inference_pending_request_count', 'Instantaneous number of pending requests awaiting execution per model', MODEL_LABELS, true);
+    this.batchExecutions = counter('nimify_batch_executions_total', 'Model executions by batch size (rows), from the dynamic batcher', [...MODEL_LABELS, 'batch_size'] as const, true);
+    this.ready = gauge('nimify_model_ready', '1 when the model version is ready to serve, else 0', MODEL_LABELS, true);
+    this.breakerState = gauge('nimify_circuit_breaker_state', 'Circuit breaker state per model: 0 closed, 1 half-open, 2 open', ['model'] as const);
+    this.shed = counter('nimify_requests_shed_total', 'Requests answered 503 by load shedding, by reason', ['reason'] as const);
+    this.rateLimited = counter('nimify_requests_rate_limited_total', 'Requests answered 429 by the rate limiter', []);
+    this.unauthorized = counter('nimify_requests_unauthorized_total', 'Requests answered 401 for a missing or wrong API key', []);
+    this.inFlight = gauge('nimify_inference_in_flight', 'Inference requests being served (decoded, queued or running)', []);
+
+    if (options.processMetrics !== false) {
+      try {
+        collectDefaultMetrics({ register: registry });
+      } catch {
+        /* the registry already has them (the embedding app registered its own) */
+      }
+    }
+  }
+
+  attach(repository: ModelRepository): void {
+    this.#repository = repository;
+  }
+
+  /** Pulls the scheduler-side figures of every loaded version into the counters (deduplicated per scrape). */
+  refresh(): void {
+    const now = Date.now();
+    if (now - this.#refreshedAt < 20 || this.#repository === null) return;
+    this.#refreshedAt = now;
+    const repo = this.#repository;
+    this.pending.reset();
+    this.ready.reset();
+    for (const name of repo.names()) {
+      for (const v of repo.versions(name)) {
+        const labels = { model: name, version: v.version };
+        this.ready.set(labels, v.ready ? 1 : 0);
+        const model = v.model;
+        if (model === null || model.disposed) continue;
+        const s = model.stats();
+        let rows = 0;
+        for (const [size, n] of Object.entries(s.batchSizeHistogram)) rows += Number(size) * n;
+        const now: Snapshot = {
+          rows,
+          batches: s.batches,
+          queueUs: s.queueTimeUs.sum,
+          inputUs: s.computeInputUs,
+          inferUs: s.computeInferUs,
+          outputUs: s.computeOutputUs,
+          histogram: s.batchSizeHistogram,
+        };
+        const last = this.#seen.get(model);
+        this.#seen.set(model, now);
+        const inc = (c: Counter<'model' | 'version'>, d: number) => {
+          if (d > 0) c.inc(labels, d);
+        };
+        inc(this.count, now.rows - (last?.rows ?? 0));
+        inc(this.execCount, now.batches - (last?.batches ?? 0));
+        inc(this.queueDuration, now.queueUs - (last?.queueUs ?? 0));
+        inc(this.computeInput, now.inputUs - (last?.inputUs ?? 0));
+        inc(this.computeInfer, now.inferUs - (last?.inferUs ?? 0));
+        inc(this.computeOutput, now.outputUs - (last?.outputUs ?? 0));
+        for (const [size, n] of Object.entries(now.histogram)) {
+          const d = n - (last?.histogram[size] ?? 0);
+          if (d > 0) this.batchExecutions.inc({ ...labels, batch_size: size }, d);
+        }
+        this.pending.set(labels, s.queueDepth);
+      }
+    }
+  }
+
+  /** For tests: the metric object by name. */
+  get(name: string): Metric | undefined {
+    return this.registry.getSingleMetric(name);
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * Options of buildServer() and nimifyPlugin, validated once with the same vocabulary of checks as
+ * the runtime API (a misspelt option fails with INVALID_ARGUMENT naming it).
+ */
+import type { Registry } from 'prom-client';
+import { NimifyError } from '../errors';
+import type { ModelDefaults } from '../repository/config';
+import type { ControlMode, ModelRepository } from '../repository/repository';
+import { expectBoolean, expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../validate';
+import type { BreakerOptions } from './breaker';
+
+export type AuthArea = 'health' | 'metrics' | 'docs';
+
+export interface RateLimitOptions {
+  /** Requests per window per client (API key when one is sent, else IP). */
+  max: number;
+  /** Window length in ms (default 60000). */
+  timeWindowMs?: number;
+  /** Per-API-key overrides of `max`. */
+  perKey?: Record<string, number>;
+}
+
+export interface SheddingOptions {
+  /** Shed (503) while event-loop delay is above this, in ms (default 200; 0 = off). */
+  maxEventLoopDelayMs?: number;
+  /** Shed while the V8 heap uses more than this many bytes (default off). */
+  maxHeapUsedBytes?: number;
+  /** Shed a model's requests while it has this many pending (default: 90 % of its maxQueueSize, else 1024). */
+  maxPendingPerModel?: number;
+  /** Most inference requests served at once by the whole server (default 4096). */
+  maxConcurrentRequests?: number;
+  /** Retry-After in seconds on a shed response (default 1). */
+  retryAfterSeconds?: number;
+}
+
+export interface NimifyPluginOptions {
+  /** A repository directory or a single .onnx path (opened and closed by the plugin), or an open ModelRepository (owned by the caller). */
+  repository: string | ModelRepository;
+  controlMode?: ControlMode;
+  /** Models loaded at start in explicit mode ('*' = all). */
+  startupModels?: string[];
+  pollIntervalMs?: number;
+  /** Defaults for every model's config (CLI flags); each model's config.json wins. */
+  modelDefaults?: ModelDefaults;
+  /** Bearer API keys; when set, every route except the `authExempt` areas needs one. Default: NIMIFY_API_KEYS (comma-separated), else none. */
+  apiKeys?: string[];
+  /** Areas left open when API keys are set (default ['health', 'metrics', 'docs']). */
+  authExempt?: AuthArea[];
+  /** @fastify/rate-limit on inference and repository routes; default off. */
+  rateLimit?: RateLimitOptions | false;
+  /** A circuit breaker per model; default { failureThreshold: 5, resetTimeoutMs: 10000 }. */
+  breaker?: BreakerOptions | false;
+  /** Load shedding; default on with the defaults in SheddingOptions. */
+  shedding?: SheddingOptions | false;
+  /** Default per-request inference timeout in ms (a model's config.timeoutMs and the request's `timeout` parameter win). Default 30000. */
+  inferTimeoutMs?: number;
+  /** prom-client registry to register into (default: a new one, exposed as fastify.nimify.metrics.registry). */
+  registry?: Registry;
+  /** Register process/Node metrics (default true). */
+  processMetrics?: boolean;
+  /** Serve GET /metrics (default true). */
+  metricsRoute?: boolean;
+  /** OpenAPI at /documentation/json and a UI at /documentation (default true). */
+  docs?: boolean;
+}
+
+export interface ServerOptions extends NimifyPluginOptions {
+  /** Fastify logger: true / false / pino options (default: info level). Authorization headers are redacted. */
+  logger?: boolean | Record<string, unknown>;
+  /** Largest request body in bytes (default 64 MiB). */
+  bodyLimit?: number;
+  /** Time allowed to receive a whole request, in ms (default 30000; 0 = none). */
+  requestTimeoutMs?: number;
+  /** Idle keep-alive timeout in ms (default 72000, above common load-balancer idles). */
+  keepAliveTimeoutMs?: number;
+}
+
+export const PLUGIN_KEYS = [
+  'repository', 'controlMode', 'startupModels', 'pollIntervalMs', 'modelDefaults', 'apiKeys', 'authExempt', 'rateLimit', 'breaker',
+  'shedding', 'inferTimeoutMs', 'registry', 'processMetrics', 'metricsRoute', 'docs',
+] as const;
+export const SERVER_KEYS = [...PLUGIN_KEYS, 'logger', 'bodyLimit', 'requestTimeoutMs', 'keepAliveTimeoutMs'] as const;
+
+export interface CheckedPluginOptions extends NimifyPluginOptions {
+  apiKeys: string[];
+  authExempt: AuthArea[];
+  rateLimit: RateLimitOptions | false;
+  breaker: Required<BreakerOptions> | false;
+  shedding: Required<Omit<SheddingOptions, 'maxHeapUsedBytes' | 'maxPendingPerModel'>> & Pick<SheddingOptions, 'maxHeapUsedBytes' | 'maxPendingPerModel'> | false;
+  inferTimeoutMs: number;
+}
+
+/** Validates plugin options (keys checked by the caller: the plugin accepts Fastify's own too). */
+export function checkPluginOptions(o: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): CheckedPluginOptions {
+  if (typeof o.repository !== 'string' && (typeof o.repository !== 'object' || o.repository === null || typeof (o.repository as ModelRepository).resolve !== 'function')) {
+    throw invalid('options.repository', 'a repository directory, an .onnx path or a ModelRepository', o.repository);
+  }
+  if (typeof o.repository === 'string') expectString('options.repository', o.repository);
+  if (o.controlMode !== undefined) expectOneOf('options.controlMode', o.controlMode, ['none', 'explicit', 'poll'] as const);
+  if (o.startupModels !== undefined) {
+    if (!Array.isArray(o.startupModels)) throw invalid('options.startupModels', 'an array of model names', o.startupModels);
+    o.startupModels.forEach((m, i) => expectString(`options.startupModels[${i}]`, m));
+  }
+  if (o.pollIntervalMs !== undefined) expectInteger('options.pollIntervalMs', o.pollIntervalMs, 10);
+  if (o.modelDefaults !== undefined) expectPlainObject('options.modelDefaults', o.modelDefaults);
+
+  let apiKeys: string[] = [];
+  if (o.apiKeys !== undefined) {
+    if (!Array.isArray(o.apiKeys)) throw invalid('options.apiKeys', 'an array of API key strings', o.apiKeys);
+    apiKeys = o.apiKeys.map((k, i) => expectString(`options.apiKeys[${i}]`, k));
+  } else if (env.NIMIFY_API_KEYS) {
+    apiKeys = env.NIMIFY_API_KEYS.split(',').map((k) => k.trim()).filter(Boolean);
+  }
+  for (const [i, k] of apiKeys.entries()) {
+    if (k.length < 8 || /\s/.test(k)) throw new NimifyError('INVALID_ARGUMENT', `options.apiKeys[${i}]: expected at least 8 characters without spaces, received a key of ${k.length} characters`);
+  }
+  let authExempt: AuthArea[] = ['health', 'metrics', 'docs'];
+  if (o.authExempt !== undefined) {
+    if (!Array.isArray(o.authExempt)) throw invalid('options.authExempt', "an array of 'health', 'metrics', 'docs'", o.authExempt);
+    authExempt = o.authExempt.map((a, i) => expectOneOf(`options.authExempt[${i}]`, a, ['health', 'metrics', 'docs'] as const));
+  }
+
+  let rateLimit: RateLimitOptions | false = false;
+  if (o.rateLimit !== undefined && o.rateLimit !== false) {
+    const r = expectPlainObject('options.rateLimit', o.rateLimit);
+    expectKnownKeys('options.rateLimit', r, ['max', 'timeWindowMs', 'perKey']);
+    rateLimit = { max: expectInteger('options.rateLimit.max', r.max, 1), timeWindowMs: r.timeWindowMs === undefined ? 60_000 : expectInteger('options.rateLimit.timeWindowMs', r.timeWindowMs, 1) };
+    if (r.perKey !== undefined) {
+      const per = expectPlainObject('options.rateLimit.perKey', r.perKey);
+      rateLimit.perKey = Object.fromEntries(Object.entries(per).map(([k, v]) => [k, expectInteger(`options.rateLimit.perKey[${JSON.stringify(k.slice(0, 4) + '…')}]`, v, 1)]));
+    }
+  }
+
+  let breaker: CheckedPluginOptions['breaker'] = { failureThreshold: 5, resetTimeoutMs: 10_000 };
+  if (o.breaker === false) breaker = false;
+  else if (o.breaker !== undefined) {
+    const b = expectPlainObject('options.breaker', o.breaker);
+    expectKnownKeys('options.breaker', b, ['failureThreshold', 'resetTimeoutMs']);
+    breaker = {
+      failureThreshold: b.failureThreshold === undefined ? 5 : expectInteger('options.breaker.failureThreshold', b.failureThreshold, 1),
+      resetTimeoutMs: b.resetTimeoutMs === undefined ? 10_000 : expectInteger('options.breaker.resetTimeoutMs', b.resetTimeoutMs, 1),
+    };
+  }
+
+  let shedding: CheckedPluginOptions['shedding'] = { maxEventLoopDelayMs: 200, maxConcurrentRequests: 4096, retryAfterSeconds: 1 };
+  if (o.shedding === false) shedding = false;
+  else if (o.shedding !== undefined) {
+    const s = expectPlainObject('options.shedding', o.shedding);
+    expectKnownKeys('options.shedding', s, ['maxEventLoopDelayMs', 'maxHeapUsedBytes', 'maxPendingPerModel', 'maxConcurrentRequests', 'retryAfterSeconds']);
+    shedding = {
+      maxEventLoopDelayMs: s.maxEventLoopDelayMs === undefined ? 200 : expectInteger('options.shedding.maxEventLoopDelayMs', s.maxEventLoopDelayMs, 0),
+      maxConcurrentRequests: s.maxConcurrentRequests === undefined ? 4096 : expectInteger('options.shedding.maxConcurrentRequests', s.maxConcurrentRequests, 1),
+      retryAfterSeconds: s.retryAfterSeconds === undefined ? 1 : expectInteger('options.shedding.retryAfterSeconds', s.retryAfterSeconds, 0, 3600),
+    };
+    if (s.maxHeapUsedBytes !== undefined) shedding.maxHeapUsedBytes = expectInteger('options.shedding.maxHeapUsedBytes', s.maxHeapUsedBytes, 1);
+    if (s.maxPendingPerModel !== undefined) shedding.maxPendingPerModel = expectInteger('options.shedding.maxPendingPerModel', s.maxPendingPerModel, 1);
+  }
+  const inferTimeoutMs = o.inferTimeoutMs === undefined ? 30_000 : expectInteger('options.inferTimeoutMs', o.inferTimeoutMs, 1);
+  if (o.processMetrics !== undefined) expectBoolean('options.processMetrics', o.processMetrics);
+  if (o.metricsRoute !== undefined) expectBoolean('options.metricsRoute', o.metricsRoute);
+  if (o.docs !== undefined) expectBoolean('options.docs', o.docs);
+  return { ...(o as unknown as NimifyPluginOptions), apiKeys, authExempt, rateLimit, breaker, shedding, inferTimeoutMs };
+}

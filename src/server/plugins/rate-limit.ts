@@ -1,0 +1,44 @@
+/**
+ * Rate limiting with @fastify/rate-limit: a window per client, the client being its API key when
+ * it sends one (so per-key limits hold across IPs) and its IP otherwise. Health, metrics and docs
+ * routes are not limited. Over the limit: 429 RATE_LIMITED with Retry-After (set by the library).
+ */
+import { createHash } from 'node:crypto';
+import rateLimit from '@fastify/rate-limit';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { NimifyError } from '../../errors';
+import type { RateLimitOptions } from '../options';
+
+const bearer = (request: FastifyRequest): string | null => {
+  const h = request.headers.authorization;
+  const m = typeof h === 'string' ? /^Bearer[ ]+(\S+)/i.exec(h) : null;
+  return m === null ? null : m[1];
+};
+
+const limiter: FastifyPluginAsync<RateLimitOptions & { onLimit?: () => void }> = async (app, opts) => {
+  // Keys are held hashed so that the limiter's store never holds a secret.
+  const perKey = new Map(Object.entries(opts.perKey ?? {}).map(([k, v]) => [`key:${createHash('sha256').update(k).digest('hex')}`, v]));
+  await app.register(rateLimit, {
+    global: true,
+    max: (_request, key) => perKey.get(key) ?? opts.max,
+    timeWindow: opts.timeWindowMs ?? 60_000,
+    keyGenerator: (request) => {
+      const k = bearer(request);
+      return k === null ? `ip:${request.ip}` : `key:${createHash('sha256').update(k).digest('hex')}`;
+    },
+    allowList: (request) => {
+      const area = request.routeOptions.config?.nimifyArea;
+      return area === 'health' || area === 'metrics' || area === 'docs';
+    },
+    errorResponseBuilder: (_request, context) => {
+      opts.onLimit?.();
+      const err = new NimifyError('RATE_LIMITED', `rate limit exceeded: ${context.max} requests per ${context.after}; retry in ${Math.ceil(context.ttl / 1000)} s`);
+      (err as NimifyError & { statusCode: number }).statusCode = 429;
+      (err as NimifyError & { retryAfterSeconds?: number }).retryAfterSeconds = Math.max(1, Math.ceil(context.ttl / 1000));
+      return err;
+    },
+  });
+};
+
+export default fp(limiter, { name: 'nimify-rate-limit', fastify: '5.x' });

@@ -1,0 +1,183 @@
+/**
+ * POST /v2/models/{m}[/versions/{v}]/infer — the hot path.
+ *
+ * Body parsing is this context's own (any content type, read as one Buffer): without the
+ * Inference-Header-Content-Length header the body is JSON; with it, the first N bytes are the JSON
+ * header and the rest are binary tensors, which the codec views in place; N = 0 is a raw binary
+ * request. JSON goes through secure-json-parse (`__proto__` / `constructor.prototype` keys are
+ * refused). The header then passes the route schema like any JSON body.
+ *
+ * Order of refusals, cheapest first: shedding (event-loop delay, heap, concurrency) → model
+ * resolution (404 / 503 not ready) → circuit breaker → the model's queue depth → decoding (400).
+ * Only a request that survives all of them reaches the native queue. Event-loop thread only.
+ */
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import sjson from 'secure-json-parse';
+import { NimifyError } from '../../errors';
+import { isPlainObject } from '../../validate';
+import { decodeInferRequest } from '../../protocol/request';
+import { encodeInferResponse } from '../../protocol/response';
+import { checkModelName, checkVersion, type ServedVersion } from '../../repository/repository';
+import type { Counter } from 'prom-client';
+import sheddingPlugin, { overloaded } from '../plugins/shedding';
+import { errorResponses, inferRequestBody, inferResponse, modelParams } from '../schemas';
+import type { FailureReason } from '../metrics';
+
+const BINARY = Symbol('nimify.binary');
+const RAW = Symbol('nimify.raw');
+
+type InferBody = Record<string, unknown> & { [BINARY]?: Buffer; [RAW]?: boolean };
+type Params = { model_name: string; model_version?: string };
+
+function parseJson(text: string): unknown {
+  try {
+    return sjson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' });
+  } catch (err) {
+    throw new NimifyError('INVALID_ARGUMENT', `request body: not valid JSON (${(err as Error).message})`);
+  }
+}
+
+/** Splits the body into the JSON header and the binary part per Inference-Header-Content-Length. */
+export function parseInferBody(headerLength: string | string[] | undefined, body: Buffer): InferBody {
+  if (headerLength === undefined) {
+    if (body.length === 0) throw new NimifyError('INVALID_ARGUMENT', 'request body: empty; expected a JSON inference request');
+    const json = parseJson(body.toString('utf8'));
+    if (!isPlainObject(json)) throw new NimifyError('INVALID_ARGUMENT', 'request body: expected a JSON object with `inputs`');
+    return json as InferBody;
+  }
+  const text = Array.isArray(headerLength) ? headerLength[0] : headerLength;
+  if (!/^[0-9]{1,15}$/.test(text)) throw new NimifyError('INVALID_ARGUMENT', `Inference-Header-Content-Length: expected a non-negative integer, received ${JSON.stringify(text.slice(0, 32))}`);
+  const n = Number(text);
+  if (n > body.length) throw new NimifyError('INVALID_ARGUMENT', `Inference-Header-Content-Length: ${n} is larger than the body (${body.length} bytes)`);
+  if (n === 0) return { inputs: [], [RAW]: true, [BINARY]: body };
+  const json = parseJson(body.toString('utf8', 0, n));
+  if (!isPlainObject(json)) throw new NimifyError('INVALID_ARGUMENT', 'request body: the JSON header must be an object with `inputs`');
+  const header = json as InferBody;
+  header[BINARY] = body.subarray(n);
+  return header;
+}
+
+interface VersionCounters {
+  success: Counter.Internal;
+  duration: Counter.Internal;
+  failure: Map<FailureReason, Counter.Internal>;
+}
+
+function failureReason(err: unknown): FailureReason {
+  const code = err instanceof NimifyError ? err.code : 'INTERNAL';
+  switch (code) {
+    case 'QUEUE_FULL': case 'OVERLOADED': case 'CIRCUIT_OPEN': case 'TIMEOUT': case 'NOT_READY': case 'DISPOSED': return 'REJECTED';
+    case 'ABORTED': return 'CANCELED';
+    case 'RUNTIME_ERROR': case 'INTERNAL': return 'BACKEND';
+    default: return 'OTHER';
+  }
+}
+
+/** Failures that say something about the model's health (they count for its breaker). */
+function isModelFault(err: unknown): boolean {
+  return err instanceof NimifyError && (err.code === 'RUNTIME_ERROR' || err.code === 'INTERNAL' || err.code === 'TIMEOUT');
+}
+
+const infer: FastifyPluginAsync = async (app) => {
+  const ctx = app.nimify;
+  const { repository, metrics, options } = ctx;
+  const shedding = options.shedding;
+  const counters = new WeakMap<ServedVersion, VersionCounters>();
+  const countersFor = (v: ServedVersion): VersionCounters => {
+    let c = counters.get(v);
+    if (c === undefined) {
+      c = { success: metrics.success.labels(v.name, v.version), duration: metrics.requestDuration.labels(v.name, v.version), failure: new Map() };
+      counters.set(v, c);
+    }
+    return c;
+  };
+
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
+    try {
+      done(null, parseInferBody(request.headers['inference-header-content-length'], body as Buffer));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
+
+  if (shedding !== false) {
+    await app.register(sheddingPlugin, {
+      maxEventLoopDelayMs: shedding.maxEventLoopDelayMs,
+      maxHeapUsedBytes: shedding.maxHeapUsedBytes,
+      retryAfterSeconds: shedding.retryAfterSeconds,
+      onShed: (reason) => metrics.shed.inc({ reason }),
+    });
+  }
+
+  const handler = async (request: FastifyRequest<{ Params: Params; Body: InferBody }>, reply: FastifyReply): Promise<unknown> => {
+    if (shedding !== false && ctx.inFlight >= shedding.maxConcurrentRequests) {
+      metrics.shed.inc({ reason: 'concurrency' });
+      throw overloaded(`${ctx.inFlight} requests in flight`, shedding.retryAfterSeconds);
+    }
+    const name = checkModelName(request.params.model_name);
+    const v = repository.resolve(name, request.params.model_version === undefined ? undefined : checkVersion(request.params.model_version));
+    const model = v.model!;
+    const config = v.config!;
+    const breaker = ctx.breaker(name);
+    const probe = breaker !== null ? breaker.admit(name) : false;
+    const c = countersFor(v);
+    ctx.inFlight++;
+    metrics.inFlight.inc();
+    try {
+      if (shedding !== false) {
+        const limit = shedding.maxPendingPerModel ?? (config.batching !== false ? Math.floor(0.9 * (config.batching.maxQueueSize ?? 1024)) : 1024);
+        if (model.pending >= limit) {
+          metrics.shed.inc({ reason: 'queue' });
+          throw overloaded(`model '${name}' has ${model.pending} requests pending`, shedding.retryAfterSeconds);
+        }
+      }
+      const body = request.body;
+      const decoded = decodeInferRequest(v.wire!, body, body[BINARY] ?? null, body[RAW] === true);
+      const all = decoded.outputs.length === config.outputs.length;
+      const results = await model.infer(decoded.feeds, {
+        outputs: all ? undefined : decoded.outputs,
+        timeoutMs: decoded.timeoutMs ?? config.timeoutMs ?? options.inferTimeoutMs,
+        priority: decoded.priority,
+      });
+      const encoded = encodeInferResponse({ modelName: v.name, modelVersion: v.version, id: decoded.id, parameters: decoded.parameters }, results, decoded.outputs, decoded.binary);
+      breaker?.success(probe);
+      c.success.inc();
+      c.duration.inc(Math.round(reply.elapsedTime * 1000));
+      if (encoded.headerLength !== undefined) {
+        reply.header('inference-header-content-length', String(encoded.headerLength)).type('application/octet-stream');
+      } else {
+        reply.type('application/json');
+      }
+      return reply.send(encoded.body);
+    } catch (err) {
+      if (breaker !== null) {
+        if (isModelFault(err)) breaker.failure(probe);
+        else breaker.neutral(probe);
+      }
+      const reason = failureReason(err);
+      let f = c.failure.get(reason);
+      if (f === undefined) c.failure.set(reason, (f = metrics.failure.labels(v.name, v.version, reason)));
+      f.inc();
+      c.duration.inc(Math.round(reply.elapsedTime * 1000));
+      throw err;
+    } finally {
+      ctx.inFlight--;
+      metrics.inFlight.dec();
+    }
+  };
+
+  const schema = {
+    summary: 'Run an inference (JSON, or the binary tensor data extension)',
+    tags: ['inference'],
+    params: modelParams,
+    headers: { type: 'object', properties: { 'inference-header-content-length': { type: 'string', description: 'Byte length of the JSON header when binary tensors follow it (0 = raw binary body)' } } },
+    body: inferRequestBody,
+    response: { 200: inferResponse, ...errorResponses },
+  };
+  const config = { nimifyArea: 'inference' as const };
+  app.post<{ Params: Params; Body: InferBody }>('/v2/models/:model_name/infer', { config, schema }, handler);
+  app.post<{ Params: Params; Body: InferBody }>('/v2/models/:model_name/versions/:model_version/infer', { config, schema }, handler);
+};
+
+export default infer;

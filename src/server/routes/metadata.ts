@@ -1,0 +1,80 @@
+/**
+ * Server and model metadata (KServe v2), plus Triton's model configuration and statistics
+ * extensions: the completed config and the scheduler's counters per version.
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import { checkModelName, checkVersion, type ServedVersion } from '../../repository/repository';
+import { version } from '../../version';
+import { errorResponses, modelMetadataResponse, modelParams, serverMetadataResponse } from '../schemas';
+
+export const EXTENSIONS = ['binary_tensor_data', 'model_repository', 'model_configuration', 'statistics', 'parameters'];
+
+type Params = { model_name: string; model_version?: string };
+
+const metadata: FastifyPluginAsync = async (app) => {
+  const { repository } = app.nimify;
+  const config = { nimifyArea: 'metadata' as const };
+
+  const server = async () => ({ name: 'nimify', version, extensions: EXTENSIONS });
+  const serverSchema = { summary: 'Server metadata', tags: ['metadata'], response: { 200: serverMetadataResponse } };
+  app.get('/v2', { config, schema: serverSchema }, server);
+  app.get('/v2/', { config, schema: { ...serverSchema, hide: true } }, server);
+
+  const resolve = (p: Params): ServedVersion => repository.resolve(checkModelName(p.model_name), p.model_version === undefined ? undefined : checkVersion(p.model_version));
+
+  const model = async (request: { params: Params }) => {
+    const v = resolve(request.params);
+    const c = v.config!;
+    return {
+      name: v.name,
+      versions: repository.versions(v.name).filter((x) => x.ready).map((x) => x.version),
+      platform: c.platform,
+      inputs: c.inputs,
+      outputs: c.outputs,
+    };
+  };
+  const modelSchema = { summary: 'Model metadata', tags: ['metadata'], params: modelParams, response: { 200: modelMetadataResponse, 404: errorResponses[404], 503: errorResponses[503] } };
+  app.get<{ Params: Params }>('/v2/models/:model_name', { config, schema: modelSchema }, model);
+  app.get<{ Params: Params }>('/v2/models/:model_name/versions/:model_version', { config, schema: modelSchema }, model);
+
+  const modelConfig = async (request: { params: Params }) => resolve(request.params).config!;
+  const configSchema = { summary: 'Completed model configuration (config.json + defaults + model metadata)', tags: ['metadata'], params: modelParams, response: { 404: errorResponses[404], 503: errorResponses[503] } };
+  app.get<{ Params: Params }>('/v2/models/:model_name/config', { config, schema: configSchema }, modelConfig);
+  app.get<{ Params: Params }>('/v2/models/:model_name/versions/:model_version/config', { config, schema: configSchema }, modelConfig);
+
+  const statsOf = (v: ServedVersion) => {
+    const s = v.model!.stats();
+    const us = (n: number) => Math.round(n * 1000);
+    return {
+      name: v.name,
+      version: v.version,
+      inference_count: Object.entries(s.batchSizeHistogram).reduce((a, [size, n]) => a + Number(size) * n, 0),
+      execution_count: s.batches,
+      pending: s.queueDepth,
+      in_flight: s.inFlight,
+      inference_stats: {
+        success: { count: s.requests - s.rejected - s.expired - s.cancelled - s.failed },
+        fail: { count: s.rejected + s.expired + s.cancelled + s.failed },
+        queue: { count: s.queueTimeUs.count, ns: us(s.queueTimeUs.sum), p50_us: s.queueTimeUs.p50, p99_us: s.queueTimeUs.p99 },
+        compute_input: { count: s.batches, ns: us(s.computeInputUs) },
+        compute_infer: { count: s.batches, ns: us(s.computeInferUs), p50_us: s.computeTimeUs.p50, p99_us: s.computeTimeUs.p99 },
+        compute_output: { count: s.batches, ns: us(s.computeOutputUs) },
+      },
+      batch_stats: Object.entries(s.batchSizeHistogram).map(([size, n]) => ({ batch_size: Number(size), compute_infer: { count: n } })),
+    };
+  };
+  const statsSchema = { summary: 'Model statistics (Triton statistics extension)', tags: ['metadata'], response: { 404: errorResponses[404], 503: errorResponses[503] } };
+  app.get('/v2/models/stats', { config, schema: statsSchema }, async () => ({
+    model_stats: repository.names().flatMap((name) => repository.versions(name).filter((v) => v.ready && v.model !== null).map(statsOf)),
+  }));
+  app.get<{ Params: Params }>('/v2/models/:model_name/stats', { config, schema: { ...statsSchema, params: modelParams } }, async (request) => {
+    const name = checkModelName(request.params.model_name);
+    repository.resolve(name);
+    return { model_stats: repository.versions(name).filter((v) => v.ready && v.model !== null).map(statsOf) };
+  });
+  app.get<{ Params: Params }>('/v2/models/:model_name/versions/:model_version/stats', { config, schema: { ...statsSchema, params: modelParams } }, async (request) => ({
+    model_stats: [statsOf(resolve(request.params))],
+  }));
+};
+
+export default metadata;
