@@ -1,12 +1,13 @@
 'use strict';
 // `npm run bench`: runs every benchmark and writes bench/results/<name>.json and .md (and
-// <name>.svg for suites with a chart). `npm run bench -- throughput` runs one suite.
+// <name>.svg for suites with a chart). `npm run bench -- throughput` runs one suite; `http` drives
+// nimify's HTTP server and a plain Fastify + onnxruntime-node server (child processes).
 // Needs the built package (npm run build). `--quick` shortens every run.
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
-const SUITES = { latency: require('./latency'), throughput: require('./throughput') };
+const SUITES = { latency: require('./latency'), throughput: require('./throughput'), http: require('./http') };
 
 async function main() {
   const only = process.argv.slice(2).filter((a) => !a.startsWith('--'));

@@ -42,6 +42,7 @@ export class Model {
   #requests = 0;
   #disposing: Promise<void> | null = null;
   #drained: (() => void) | null = null;
+  #idleWaiters: Array<() => void> = [];
 
   /** @internal Use loadModel(). */
   constructor(binding: NativeBinding, session: NativeSession, description: NativeDescription) {
@@ -141,7 +142,19 @@ export class Model {
 
   #settled(cleanup: (() => void) | undefined): void {
     cleanup?.();
-    if (--this.#inFlight === 0 && this.#drained) this.#drained();
+    if (--this.#inFlight === 0) {
+      if (this.#drained) this.#drained();
+      if (this.#idleWaiters.length > 0) for (const w of this.#idleWaiters.splice(0)) w();
+    }
+  }
+
+  /**
+   * Resolves when no infer() call is pending — queued requests included, which dispose() would
+   * reject. For graceful unloads: stop sending new requests, await whenIdle(), then dispose().
+   */
+  whenIdle(): Promise<void> {
+    if (this.#inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
   /** Runs the model on the calling thread (blocks it): for tiny models where a thread hop costs more than the run. */

@@ -325,11 +325,16 @@ export class ModelRepository {
     }
   }
 
-  /** Stops routing to `v`, then disposes it once its in-flight requests have finished. */
+  /**
+   * Stops routing to `v`, lets every request it already accepted (queued ones included) finish,
+   * then disposes it. Requests that resolved `v` before the state change still run: resolve()
+   * and infer() happen in one synchronous handler step.
+   */
   async #retire(v: ServedVersion, reason: string): Promise<void> {
     if (v.state === 'READY') v.state = 'UNLOADING';
     v.reason = reason;
     const model = v.model;
+    await model?.whenIdle();
     await model?.dispose();
     v.model = null;
     v.state = 'UNAVAILABLE';

@@ -1,0 +1,543 @@
+'use strict';
+// HTTP serving: nimify's server (`nimify serve`, defaults: dynamic batching, load shedding) against
+// a plain Fastify + onnxruntime-node server written the way a typical user would
+// (bench/plain-server.js). Both run as child processes, so they do not share an event loop with
+// the load generator (autocannon, closed loop, keep-alive, one request in flight per connection).
+// Same pre-built request bodies (seeded random inputs) for both servers, at 1, 16 and 64
+// connections, KServe v2 JSON on both, the binary tensor extension on nimify (binary inputs and
+// outputs). Each cell: the first response is checked (200, output shape, values equal to the
+// plain server's), then a warm-up that lasts until every connection has had a response (so the
+// measurement is steady state, even when one request waits seconds), then the measured window.
+// req/s counts 2xx responses in the window; p50/p99 are 2xx latencies; non-2xx and socket
+// errors are counted apart.
+// Target (SPEC P5): tiny model at 64 connections ≥ 1.5 × the plain server's req/s; image-sized
+// inputs at 64 connections: binary ≥ 3 × JSON and ≥ 2.5 × the plain server, p99 ≤ 2 s.
+// `--quick` (or BENCH_HTTP_SECONDS=<s>) shortens the windows.
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { performance } = require('node:perf_hooks');
+const autocannon = require('autocannon');
+
+const ROOT = path.join(__dirname, '..');
+const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'models');
+const CONNECTIONS = [1, 16, 64];
+const VARIANTS = ['plain JSON', 'nimify JSON', 'nimify binary'];
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------------------------
+// Child servers. Every spawned child is tracked and killed on the way out, whatever the way.
+
+const children = new Set();
+function killChildren() {
+  for (const c of children) {
+    try {
+      c.kill('SIGKILL');
+    } catch {}
+  }
+}
+
+/** Spawns `node args...`, resolves once a stdout line matches `ready` (its group 1 = the URL). */
+function startServer(label, args, ready) {
+  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  const log = [];
+  let exited = null;
+  const exit = new Promise((resolve) => {
+    child.once('exit', (code, signal) => {
+      exited = { code, signal };
+      children.delete(child);
+      resolve(exited);
+    });
+  });
+  const server = {
+    label,
+    pid: child.pid,
+    url: null,
+    log,
+    exited: () => exited,
+    async stop() {
+      if (exited) return exited;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const r = await exit;
+      clearTimeout(timer);
+      return r;
+    },
+  };
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => fail(new Error(`${label}: not ready after 120 s`)), 120_000);
+    const fail = (err) => {
+      clearTimeout(timer);
+      server.stop().finally(() => reject(new Error(`${err.message}\n${log.slice(-20).join('\n')}`)));
+    };
+    const onLine = (line) => {
+      if (log.length >= 200) log.shift();
+      log.push(line);
+      const m = server.url === null && ready.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        server.url = m[1];
+        resolve(server);
+      }
+    };
+    for (const stream of [child.stdout, child.stderr]) {
+      let buf = '';
+      stream.setEncoding('utf8');
+      stream.on('data', (chunk) => {
+        buf += chunk;
+        let i;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          onLine(buf.slice(0, i));
+          buf = buf.slice(i + 1);
+        }
+      });
+    }
+    child.once('error', fail);
+    exit.then((e) => server.url === null && fail(new Error(`${label}: exited (${e.code ?? e.signal}) before it was ready`)));
+  });
+}
+
+const startPlain = (model) => startServer('plain', [path.join(__dirname, 'plain-server.js'), model, '0'], /listening at (http:\/\/\S+)/);
+const startNimify = (model) =>
+  startServer('nimify', [path.join(ROOT, 'dist', 'cli', 'index.js'), 'serve', model, '--port', '0', '--log-level', 'warn'], /^nimify serving .* at (http:\/\/\S+)$/);
+
+/** user + system CPU seconds of a process (Linux /proc; null elsewhere). */
+function cpuSeconds(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return null;
+  }
+}
+
+/** nimify's /metrics: shed counts by reason, inferences and executions (for the mean batch). */
+async function nimifyCounters(url) {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const out = { shed: {}, inferences: 0, executions: 0 };
+  for (const line of text.split('\n')) {
+    let m = /^nimify_requests_shed_total\{reason="([^"]+)"\} (\S+)/.exec(line);
+    if (m) out.shed[m[1]] = Number(m[2]);
+    m = /^nv_inference_count\{[^}]*\} (\S+)/.exec(line);
+    if (m) out.inferences += Number(m[1]);
+    m = /^nv_inference_exec_count\{[^}]*\} (\S+)/.exec(line);
+    if (m) out.executions += Number(m[1]);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests.
+
+/** Deterministic uniform [-1, 1) inputs. */
+function randomInputs(size, count, seed) {
+  let s = seed >>> 0;
+  const rand = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return Array.from({ length: count }, () => Float32Array.from({ length: size }, () => rand() * 2 - 1));
+}
+
+/** A typical client's JSON body: the flat tensor as a JSON array (what JSON.stringify writes). */
+function jsonRequest(m, x) {
+  const body = Buffer.from(JSON.stringify({ inputs: [{ name: m.input, shape: m.dims, datatype: 'FP32', data: Array.from(x) }] }));
+  return { method: 'POST', path: `/v2/models/${m.name}/infer`, headers: { 'content-type': 'application/json' }, body };
+}
+
+/** The binary tensor extension: JSON header, then the raw little-endian bytes; outputs binary too. */
+function binaryRequest(m, x) {
+  const header = Buffer.from(JSON.stringify({ inputs: [{ name: m.input, shape: m.dims, datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }], parameters: { binary_data_output: true } }));
+  const body = Buffer.concat([header, Buffer.from(x.buffer, x.byteOffset, x.byteLength)]);
+  return { method: 'POST', path: `/v2/models/${m.name}/infer`, headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) }, body };
+}
+
+/** One request outside the load generator; returns the output tensor (shape, Float32Array). */
+async function checkedRequest(url, req, m) {
+  const res = await fetch(url + req.path, { method: 'POST', headers: req.headers, body: req.body });
+  const buf = Buffer.from(await res.arrayBuffer());
+  if (res.status !== 200) throw new Error(`${url}${req.path}: HTTP ${res.status}: ${buf.toString('utf8', 0, 500)}`);
+  let header;
+  let binary = null;
+  const hl = res.headers.get('inference-header-content-length');
+  if (hl !== null) {
+    header = JSON.parse(buf.toString('utf8', 0, Number(hl)));
+    binary = buf.subarray(Number(hl));
+  } else {
+    header = JSON.parse(buf.toString('utf8'));
+  }
+  const out = header.outputs?.find((o) => o.name === m.output);
+  if (!out) throw new Error(`${url}${req.path}: no output '${m.output}' in ${JSON.stringify(header).slice(0, 300)}`);
+  if (JSON.stringify(out.shape) !== JSON.stringify(m.outDims)) throw new Error(`${url}${req.path}: output shape ${JSON.stringify(out.shape)}, expected ${JSON.stringify(m.outDims)}`);
+  const n = m.outDims.reduce((a, b) => a * b, 1);
+  let data;
+  if (out.parameters?.binary_data_size !== undefined) {
+    if (out.parameters.binary_data_size !== n * 4 || binary.length !== n * 4) throw new Error(`${url}${req.path}: binary output of ${binary.length} bytes, expected ${n * 4}`);
+    data = new Float32Array(Uint8Array.from(binary).buffer);
+  } else {
+    if (!Array.isArray(out.data) || out.data.length !== n) throw new Error(`${url}${req.path}: output data of length ${out.data?.length}, expected ${n}`);
+    data = Float32Array.from(out.data);
+  }
+  return data;
+}
+
+function maxAbsDiff(a, b) {
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
+  return d;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurement.
+
+function pct(sorted, p) {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] : null;
+}
+
+/**
+ * One closed-loop run of `connections` connections cycling through `requests`. Warm-up: at least
+ * `warmupMs`, and until every connection has had a response (at most `maxWarmupMs`). Then the
+ * measured window: max(`windowMs`, `factor` × the warm-up), at most `maxWindowMs`.
+ */
+function measure(url, requests, connections, t, serverPid) {
+  return new Promise((resolve, reject) => {
+    const lat = [];
+    const codes = {};
+    let errors = 0;
+    let timeouts = 0;
+    const seen = new Set();
+    let measuring = false;
+    let done = false;
+    const t0 = performance.now();
+    let tStart = 0;
+    let tEnd = 0;
+    let warmupMs = 0;
+    let cpu0 = null;
+    let srv0 = null;
+    const usage = {};
+    let capTimer = null;
+    const startWindow = () => {
+      if (measuring) return;
+      clearTimeout(capTimer);
+      measuring = true;
+      tStart = performance.now();
+      warmupMs = tStart - t0;
+      cpu0 = process.cpuUsage();
+      srv0 = cpuSeconds(serverPid);
+      const windowMs = Math.min(t.maxWindowMs, Math.max(t.windowMs, t.factor * warmupMs));
+      setTimeout(() => {
+        done = true;
+        tEnd = performance.now();
+        const c = process.cpuUsage(cpu0);
+        const s = cpuSeconds(serverPid);
+        const sec = (tEnd - tStart) / 1000;
+        usage.clientCpu = +((c.user + c.system) / 1e6 / sec).toFixed(2);
+        usage.serverCpu = s === null || srv0 === null ? null : +((s - srv0) / sec).toFixed(2);
+        inst.stop();
+      }, windowMs);
+    };
+    const inst = autocannon(
+      { url, connections, duration: 3600, timeout: 120, requests },
+      (err, result) => {
+        if (err) return reject(err);
+        if (!measuring) return reject(new Error('autocannon stopped before the measured window'));
+        lat.sort((a, b) => a - b);
+        const seconds = (tEnd - tStart) / 1000;
+        const ok = lat.length;
+        const non2xx = Object.entries(codes).filter(([c]) => !c.startsWith('2')).reduce((a, [, n]) => a + n, 0);
+        resolve({
+          connections,
+          reqPerSec: +(ok / seconds).toFixed(1),
+          latencyP50Ms: lat.length ? +pct(lat, 50).toFixed(2) : null,
+          latencyP99Ms: lat.length ? +pct(lat, 99).toFixed(2) : null,
+          latencyMaxMs: lat.length ? +lat.at(-1).toFixed(2) : null,
+          ok,
+          non2xx,
+          statusCodes: codes,
+          errors,
+          timeouts,
+          warmupSeconds: +(warmupMs / 1000).toFixed(2),
+          windowSeconds: +seconds.toFixed(2),
+          ...usage,
+          // autocannon's own totals over the whole run (warm-up included), as a cross-check.
+          wholeRun: { requests: result.requests.total, non2xx: result.non2xx, errors: result.errors, timeouts: result.timeouts, resets: result.resets },
+        });
+      },
+    );
+    inst.on('response', (client, status, _bytes, ms) => {
+      if (done) return;
+      if (!measuring) {
+        seen.add(client);
+        if (seen.size >= connections && performance.now() - t0 >= t.warmupMs) startWindow();
+        return;
+      }
+      codes[status] = (codes[status] ?? 0) + 1;
+      if (status >= 200 && status < 300) lat.push(ms);
+    });
+    inst.on('reqError', (err) => {
+      if (!measuring || done) return;
+      errors++;
+      if (/timed out/.test(err?.message ?? '')) timeouts++;
+    });
+    capTimer = setTimeout(startWindow, t.maxWarmupMs);
+  });
+}
+
+async function benchModel(m, t) {
+  const size = m.dims.reduce((a, b) => a * b, 1);
+  const xs = randomInputs(size, m.bodies, 42);
+  const json = xs.map((x) => jsonRequest(m, x));
+  const binary = xs.map((x) => binaryRequest(m, x));
+  const bodyBytes = { json: json[0].body.length, binary: binary[0].body.length };
+  console.error(`  ${m.label}: ${m.bodies} bodies, JSON ${(bodyBytes.json / 1024).toFixed(0)} KiB, binary ${(bodyBytes.binary / 1024).toFixed(0)} KiB`);
+  const servers = [];
+  try {
+    const plain = await startPlain(m.file);
+    servers.push(plain);
+    const nimify = await startNimify(m.file);
+    servers.push(nimify);
+    const variants = {
+      'plain JSON': { server: plain, requests: json },
+      'nimify JSON': { server: nimify, requests: json },
+      'nimify binary': { server: nimify, requests: binary },
+    };
+    // Correctness first: every variant answers 200 with the right shape, and the same values.
+    const check = {};
+    let ref = null;
+    for (const [name, v] of Object.entries(variants)) {
+      for (let i = 0; i < v.requests.length; i++) {
+        const out = await checkedRequest(v.server.url, v.requests[i], m);
+        if (i > 0) continue;
+        ref ??= out;
+        const diff = maxAbsDiff(ref, out);
+        check[name] = { status: 200, shape: m.outDims, maxAbsDiffVsPlain: +diff.toExponential(2) };
+        if (diff > 1e-3 * (1 + Math.max(...ref.map(Math.abs)))) throw new Error(`${m.label} ${name}: outputs differ from the plain server's by ${diff}`);
+      }
+    }
+    const rows = [];
+    for (const connections of CONNECTIONS) {
+      const row = { connections, variants: {} };
+      // Interleaved: the three variants run back to back at each concurrency, so that noise on
+      // the shared machine hits them alike.
+      for (const [name, v] of Object.entries(variants)) {
+        const before = v.server === nimify ? await nimifyCounters(nimify.url) : null;
+        const r = await measure(v.server.url, v.requests, connections, t, v.server.pid);
+        if (v.server.exited()) throw new Error(`${m.label} ${name}: the ${v.server.label} server exited (${JSON.stringify(v.server.exited())}) during the run\n${v.server.log.slice(-20).join('\n')}`);
+        if (before) {
+          const after = await nimifyCounters(nimify.url);
+          const shed = {};
+          for (const [k, n] of Object.entries(after.shed)) if (n - (before.shed[k] ?? 0) > 0) shed[k] = n - (before.shed[k] ?? 0);
+          r.shed = shed;
+          const exec = after.executions - before.executions;
+          r.meanBatch = exec > 0 ? +((after.inferences - before.inferences) / exec).toFixed(2) : null;
+        }
+        row.variants[name] = r;
+        const bad = r.non2xx || r.errors ? ` non-2xx ${r.non2xx} ${JSON.stringify(r.statusCodes)} errors ${r.errors}` : '';
+        console.error(`  ${m.label} @${connections} ${name}: ${r.reqPerSec} req/s, p50 ${r.latencyP50Ms} ms, p99 ${r.latencyP99Ms} ms (window ${r.windowSeconds} s, server CPU ${r.serverCpu}, client CPU ${r.clientCpu}${r.meanBatch ? `, mean batch ${r.meanBatch}` : ''})${bad}`);
+        await sleep(300);
+      }
+      const p = row.variants['plain JSON'].reqPerSec;
+      const nj = row.variants['nimify JSON'].reqPerSec;
+      const nb = row.variants['nimify binary'].reqPerSec;
+      row.ratios = {
+        nimifyJsonVsPlain: p > 0 ? +(nj / p).toFixed(2) : null,
+        nimifyBinaryVsPlain: p > 0 ? +(nb / p).toFixed(2) : null,
+        nimifyBinaryVsJson: nj > 0 ? +(nb / nj).toFixed(2) : null,
+      };
+      rows.push(row);
+    }
+    // Anything the servers wrote besides their start-up lines (nimify logs at warn and above).
+    const logs = {};
+    for (const s of servers) {
+      const extra = s.log.filter((l) => !/^(nimify serving|  inference|  model |    config |plain server listening)/.test(l));
+      if (extra.length) logs[s.label] = extra.slice(-20);
+    }
+    return { model: m.label, file: path.relative(ROOT, m.file), dims: m.dims, bodies: m.bodies, bodyBytes, check, rows, serverLogs: logs };
+  } finally {
+    for (const s of servers) await s.stop();
+  }
+}
+
+function imageModel() {
+  const resnet = path.join(ROOT, 'bench', 'models', 'resnet18.onnx');
+  try {
+    return { label: 'ResNet-18-class conv net (3×224×224)', file: require('../scripts/bench-models').benchModel('resnet18.onnx'), dims: [1, 3, 224, 224], outDims: [1, 1000] };
+  } catch (err) {
+    console.error(`  ${resnet} unavailable (${err.message}); falling back to convnet_bench.onnx`);
+    return { label: 'conv net (3×112×112, fallback)', file: path.join(FIXTURES, 'convnet_bench.onnx'), dims: [1, 3, 112, 112], outDims: [1, 10] };
+  }
+}
+
+async function main() {
+  const quick = process.argv.includes('--quick');
+  const envSeconds = Number(process.env.BENCH_HTTP_SECONDS);
+  const windowS = envSeconds > 0 ? envSeconds : quick ? 1 : 5;
+  const t = {
+    windowMs: windowS * 1000,
+    warmupMs: Math.min(1000, windowS * 300),
+    maxWarmupMs: 60_000,
+    // The window covers at least `factor` × the warm-up (≈ one request's latency), so every
+    // connection contributes several requests even when one takes seconds.
+    factor: quick ? 1 : 2,
+    maxWindowMs: Math.max(windowS * 1000, quick ? 10_000 : 30_000),
+  };
+  const models = [
+    { label: 'tiny MLP (64→256→10)', file: path.join(FIXTURES, 'mlp_tiny.onnx'), dims: [1, 64], outDims: [1, 10], bodies: 8 },
+    { ...imageModel(), bodies: 2 },
+  ].map((m) => ({ ...m, name: path.basename(m.file, '.onnx'), input: 'x', output: 'y' }));
+
+  const onSignal = (sig) => {
+    killChildren();
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
+  process.on('exit', killChildren);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const results = [];
+    for (const m of models) results.push(await benchModel(m, t));
+    const { runtimeInfo } = require('../dist');
+    return {
+      kind: 'http',
+      runtime: runtimeInfo(),
+      onnxruntimeNode: require('onnxruntime-node/package.json').version,
+      autocannon: require('autocannon/package.json').version,
+      cpu: { model: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, loadavg: os.loadavg().map((x) => +x.toFixed(2)) },
+      node: process.version,
+      connections: CONNECTIONS,
+      timing: { quick, windowSeconds: windowS, warmupSeconds: t.warmupMs / 1000, windowFactor: t.factor, maxWindowSeconds: t.maxWindowMs / 1000 },
+      models: results,
+      targets: targets(results),
+    };
+  } finally {
+    killChildren();
+    process.off('exit', killChildren);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+/** SPEC P5, evaluated on this run. */
+function targets(results) {
+  const at64 = (r) => r.rows.find((x) => x.connections === 64);
+  const tiny = at64(results[0]);
+  const img = at64(results[1]);
+  const list = [
+    { id: 'P5 tiny', what: `${results[0].model}, 64 connections: nimify JSON ≥ 1.5 × plain req/s`, value: tiny.ratios.nimifyJsonVsPlain, met: tiny.ratios.nimifyJsonVsPlain >= 1.5 },
+    { id: 'P5 image binary/JSON', what: `${results[1].model}, 64 connections: nimify binary ≥ 3 × nimify JSON req/s`, value: img.ratios.nimifyBinaryVsJson, met: img.ratios.nimifyBinaryVsJson >= 3 },
+    { id: 'P5 image vs plain', what: `${results[1].model}, 64 connections: nimify binary ≥ 2.5 × plain req/s`, value: img.ratios.nimifyBinaryVsPlain, met: img.ratios.nimifyBinaryVsPlain >= 2.5 },
+    { id: 'P5 image p99', what: `${results[1].model}, 64 connections: nimify binary p99 ≤ 2000 ms`, value: img.variants['nimify binary'].latencyP99Ms, met: img.variants['nimify binary'].latencyP99Ms !== null && img.variants['nimify binary'].latencyP99Ms <= 2000 },
+  ];
+  return list;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report.
+
+const fmt = (n) => (n === null || n === undefined ? '–' : n >= 1000 ? Math.round(n).toLocaleString('en-US') : String(n));
+const ms = (n) => (n === null || n === undefined ? '–' : n >= 100 ? String(Math.round(n)) : n.toFixed(n >= 10 ? 1 : 2));
+
+function toMarkdown(report) {
+  const lines = [
+    `| setup | |`,
+    '|---|---|',
+    `| CPU | ${report.cpu.model}, ${report.cpu.cores} cores (load average at the end ${report.cpu.loadavg.join(', ')}) |`,
+    `| Node | ${report.node} |`,
+    `| ONNX Runtime | ${report.runtime.version} (onnxruntime-node ${report.onnxruntimeNode}; nimify loads the same library) |`,
+    `| load generator | autocannon ${report.autocannon}, same process as the runner; servers are child processes |`,
+    `| windows | ≥ ${report.timing.windowSeconds} s measured per cell (≥ ${report.timing.windowFactor} × the warm-up, ≤ ${report.timing.maxWindowSeconds} s), after a warm-up until every connection had a response${report.timing.quick ? ' (quick mode)' : ''} |`,
+    `| date | ${report.date ?? new Date().toISOString()} |`,
+    '',
+    'Closed loop, one request in flight per connection (C). req/s = 2xx responses per second in the measured window; p50/p99 = latency of the 2xx responses (ms). Plain = Fastify + onnxruntime-node written the usual way (bench/plain-server.js, JSON only); nimify = `nimify serve` with its defaults (dynamic batching, shedding). × plain = nimify req/s ÷ plain req/s; bin/JSON = nimify binary ÷ nimify JSON.',
+    '',
+    '| model | C | plain JSON req/s | p50 | p99 | nimify JSON req/s | p50 | p99 | × plain | nimify binary req/s | p50 | p99 | × plain | bin/JSON |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const m of report.models) {
+    for (const r of m.rows) {
+      const p = r.variants['plain JSON'];
+      const j = r.variants['nimify JSON'];
+      const b = r.variants['nimify binary'];
+      lines.push(`| ${m.model} | ${r.connections} | ${fmt(p.reqPerSec)} | ${ms(p.latencyP50Ms)} | ${ms(p.latencyP99Ms)} | ${fmt(j.reqPerSec)} | ${ms(j.latencyP50Ms)} | ${ms(j.latencyP99Ms)} | ${r.ratios.nimifyJsonVsPlain} | ${fmt(b.reqPerSec)} | ${ms(b.latencyP50Ms)} | ${ms(b.latencyP99Ms)} | ${r.ratios.nimifyBinaryVsPlain} | ${r.ratios.nimifyBinaryVsJson} |`);
+    }
+  }
+  lines.push('', 'Targets (SPEC P5) on this run:', '', '| target | value | met |', '|---|---:|---|');
+  for (const t of report.targets) lines.push(`| ${t.what} | ${t.value ?? '–'} | ${t.met ? 'yes' : 'no'} |`);
+  lines.push(
+    '',
+    'Per cell: measured window (s), 2xx responses, non-2xx responses (by status), socket errors / timeouts, CPU cores used by the server and by the load generator during the window, nimify mean batch size and 503s shed (by reason) over the whole cell.',
+    '',
+    '| model | C | variant | window s | 2xx | non-2xx | errors | server CPU | client CPU | mean batch | shed |',
+    '|---|---:|---|---:|---:|---|---:|---:|---:|---:|---|',
+  );
+  for (const m of report.models) {
+    for (const r of m.rows) {
+      for (const [name, v] of Object.entries(r.variants)) {
+        const non = v.non2xx ? `${v.non2xx} (${Object.entries(v.statusCodes).filter(([c]) => !c.startsWith('2')).map(([c, n]) => `${c}×${n}`).join(', ')})` : '0';
+        const shed = v.shed && Object.keys(v.shed).length ? Object.entries(v.shed).map(([k, n]) => `${k} ${n}`).join(', ') : v.shed ? '0' : '–';
+        lines.push(`| ${m.model} | ${r.connections} | ${name} | ${v.windowSeconds} | ${fmt(v.ok)} | ${non} | ${v.errors}${v.timeouts ? ` (${v.timeouts} timeouts)` : ''} | ${v.serverCpu ?? '–'} | ${v.clientCpu} | ${v.meanBatch ?? '–'} | ${shed} |`);
+      }
+    }
+  }
+  lines.push('', 'Models and requests:', '');
+  for (const m of report.models) {
+    const checks = Object.entries(m.check).map(([k, c]) => `${k} max |Δ| vs plain ${c.maxAbsDiffVsPlain}`).join('; ');
+    lines.push(`- ${m.model}: \`${m.file}\`, input ${JSON.stringify(m.dims)} FP32, ${m.bodies} pre-built random bodies cycled per connection (JSON ${(m.bodyBytes.json / 1024).toFixed(0)} KiB, binary ${(m.bodyBytes.binary / 1024).toFixed(0)} KiB). First responses: 200, right shape; ${checks}.`);
+    for (const [label, log] of Object.entries(m.serverLogs)) lines.push(`  - ${label} server output during the run (last ${log.length} lines): ${log.map((l) => `\`${l.slice(0, 200)}\``).join(' ')}`);
+  }
+  return lines.join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chart: one panel per model, req/s (log scale) against connections, one line per variant.
+
+const COLORS = { 'plain JSON': '#d62728', 'nimify JSON': '#7f7f7f', 'nimify binary': '#1f77b4' };
+const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+const short = (n) => (n >= 1e6 ? `${+(n / 1e6).toFixed(1)}M` : n >= 1e3 ? `${+(n / 1e3).toFixed(1)}k` : `${+n.toFixed(1)}`);
+
+function panel(m, x0, y0, w, h) {
+  const all = m.rows.flatMap((r) => VARIANTS.map((v) => r.variants[v].reqPerSec)).filter((v) => v > 0);
+  const lo = Math.floor(Math.log10(Math.min(...all)));
+  const hi = Math.ceil(Math.log10(Math.max(...all)));
+  const xs = m.rows.map((r) => r.connections);
+  const px = (c) => x0 + 40 + (xs.indexOf(c) / Math.max(1, xs.length - 1)) * (w - 60);
+  const py = (v) => y0 + h - 30 - ((Math.log10(v) - lo) / Math.max(1, hi - lo)) * (h - 60);
+  const out = [`<text x="${x0 + w / 2}" y="${y0 + 14}" text-anchor="middle" font-weight="bold">${esc(m.model)}</text>`];
+  for (let e = lo; e <= hi; e++) {
+    const y = py(10 ** e);
+    out.push(`<line x1="${x0 + 40}" y1="${y}" x2="${x0 + w - 20}" y2="${y}" stroke="#ddd"/>`, `<text x="${x0 + 36}" y="${y + 4}" text-anchor="end">${short(10 ** e)}</text>`);
+  }
+  for (const c of xs) out.push(`<text x="${px(c)}" y="${y0 + h - 12}" text-anchor="middle">${c}</text>`);
+  for (const name of VARIANTS) {
+    const pts = m.rows.map((r) => [r.connections, r.variants[name].reqPerSec]).filter((p) => p[1] > 0);
+    if (!pts.length) continue;
+    out.push(`<path d="${pts.map(([c, v], i) => `${i ? 'L' : 'M'}${px(c).toFixed(1)},${py(v).toFixed(1)}`).join(' ')}" fill="none" stroke="${COLORS[name]}" stroke-width="2"/>`);
+    for (const [c, v] of pts) out.push(`<circle cx="${px(c).toFixed(1)}" cy="${py(v).toFixed(1)}" r="3" fill="${COLORS[name]}"><title>${esc(`${name} @${c}: ${v} req/s`)}</title></circle>`);
+  }
+  return out.join('\n');
+}
+
+function toSvg(report, machine) {
+  const w = 360;
+  const h = 260;
+  const width = Math.max(w * report.models.length + 20, 560);
+  const height = h + 70;
+  const legend = VARIANTS.map((name, i) => `<rect x="${20 + i * 150}" y="${h + 24}" width="14" height="4" fill="${COLORS[name]}"/><text x="${40 + i * 150}" y="${h + 30}">${esc(name)}</text>`);
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    ...report.models.map((m, i) => panel(m, 10 + i * w, 10, w, h)),
+    ...legend,
+    `<text x="20" y="${h + 52}" fill="#555">HTTP req/s (log) vs connections (closed loop); ${esc(machine)}</text>`,
+    '</svg>',
+    '',
+  ].join('\n');
+}
+
+module.exports = { main, toMarkdown, toSvg };
