@@ -37,8 +37,16 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     return503OnClosing: true,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   });
+  // Graceful close: Node closes idle keep-alive connections when close() starts, but a connection
+  // whose request is still running becomes idle later and would hold close() open until its
+  // keep-alive timeout. Responses sent while closing therefore end their connection.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    if (closing) reply.header('connection', 'close');
   });
   app.setNotFoundHandler(notFoundHandler);
   await app.register(nimifyPlugin, pluginOptions);

@@ -1,0 +1,89 @@
+/**
+ * `nimify serve`: flags and NIMIFY_* environment, then the real command in a child process on a
+ * real port: it prints where it listens and the completed config, serves, and on SIGTERM drains
+ * the in-flight requests (none lost) and exits 0.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { serveOptions } from '../../src/cli/serve';
+import { ROOT, MODELS } from '../helpers';
+
+describe('flags and environment', () => {
+  it('maps flags to server options; env vars fill what flags leave out', () => {
+    const { options, port, host } = serveOptions(
+      ['m.onnx', '--port', '9000', '--instances', '2', '--max-batch-size', '16', '--max-queue-delay-us', '250', '--api-key', 'k1-aaaaaaaa', '--api-key', 'k2-bbbbbbbb', '--control-mode', 'explicit', '--load-model', 'a', '--rate-limit', '100'],
+      { NIMIFY_HOST: '0.0.0.0', NIMIFY_PORT: '1234', NIMIFY_INFER_TIMEOUT_MS: '500' },
+    );
+    expect(port).toBe(9000); // the flag wins over NIMIFY_PORT
+    expect(host).toBe('0.0.0.0');
+    expect(options).toMatchObject({
+      repository: 'm.onnx',
+      modelDefaults: { instances: 2, batching: { maxBatchSize: 16, maxQueueDelayMicros: 250, adaptive: true } },
+      apiKeys: ['k1-aaaaaaaa', 'k2-bbbbbbbb'],
+      controlMode: 'explicit',
+      startupModels: ['a'],
+      rateLimit: { max: 100, timeWindowMs: 60_000 },
+      inferTimeoutMs: 500,
+    });
+    expect(serveOptions([], { NIMIFY_REPOSITORY: '/models', NIMIFY_API_KEY: 'k1-aaaaaaaa,k2-bbbbbbbb', NIMIFY_MAX_BATCH_SIZE: '0' }).options).toMatchObject({ repository: '/models', apiKeys: ['k1-aaaaaaaa', 'k2-bbbbbbbb'], modelDefaults: { batching: false } });
+  });
+
+  it('bad flags and env values fail with the flag or variable named', () => {
+    expect(() => serveOptions(['m.onnx', '--port', 'x'])).toThrow(/--port: expected an integer/);
+    expect(() => serveOptions(['m.onnx'], { NIMIFY_PORT: '70000' })).toThrow(/NIMIFY_PORT: expected an integer in \[0, 65535\]/);
+    expect(() => serveOptions(['m.onnx', '--control-mode', 'sometimes'])).toThrow(/--control-mode: expected one of none, explicit, poll/);
+    expect(() => serveOptions(['m.onnx', '--bogus'])).toThrow(/bogus/);
+    expect(() => serveOptions([])).toThrow(/expected a model/);
+    expect(() => serveOptions(['a.onnx', 'b.onnx'])).toThrow(/one model or repository/);
+  });
+});
+
+function start(args: string[], env: Record<string, string> = {}): { child: ChildProcess; output: () => string; listening: Promise<string> } {
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'cli', 'index.js'), 'serve', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const listening = new Promise<string>((resolve, reject) => {
+    const onData = (d: Buffer) => {
+      out += d;
+      const m = /serving .* at (http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1]);
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', (d) => (out += d));
+    child.on('exit', (code) => reject(new Error(`exited ${code} before listening:\n${out}`)));
+  });
+  return { child, output: () => out, listening };
+}
+
+const exitCode = (child: ChildProcess) => new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+
+describe('nimify serve (child process)', () => {
+  it('serves a model with defaults, prints the completed config, drains on SIGTERM with no request lost, exits 0', async () => {
+    const { child, output, listening } = start([path.join(MODELS, 'slow.onnx'), '--port', '0', '--log-level', 'warn']);
+    const base = await listening;
+    for (let i = 0; i < 100 && !output().includes('config {'); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(output()).toContain('model slow version 1: READY');
+    expect(output()).toMatch(/config \{"name":"slow","platform":"onnxruntime_onnx"/);
+    expect(await (await fetch(`${base}/v2/health/ready`)).json()).toEqual({ ready: true });
+    const body = JSON.stringify({ inputs: [{ name: 'x', shape: [256, 256], datatype: 'FP32', data: new Array(65536).fill(0.01) }, { name: 'iters', shape: [], datatype: 'INT64', data: 40 }] });
+    const inflight = Array.from({ length: 4 }, () => fetch(`${base}/v2/models/slow/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body }).then(async (r) => ({ status: r.status, body: await r.json() })));
+    await new Promise((r) => setTimeout(r, 150)); // the requests are in (queued or running)
+    const exited = exitCode(child);
+    child.kill('SIGTERM');
+    const results = await Promise.all(inflight);
+    expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200]);
+    for (const r of results) expect(r.body.outputs[0].shape).toEqual([256, 256]);
+    expect(await exited, output()).toBe(0);
+    expect(output()).toContain('draining in-flight requests');
+    expect(output()).toContain('nimify: stopped');
+    await expect(fetch(`${base}/v2/health/live`)).rejects.toThrow();
+  });
+
+  it('exits 1 with the reason when a startup model cannot load; 2 on a usage error', async () => {
+    const bad = start([path.join(MODELS, 'reshape_fail.onnx'), '--port', '0', '--log-level', 'silent']);
+    await expect(bad.listening).rejects.toThrow(/exited 1/);
+    expect(bad.output()).toContain('startup models failed to load');
+    const usage = start(['--port', 'nope']);
+    await expect(usage.listening).rejects.toThrow(/exited 2/);
+  });
+});
