@@ -429,3 +429,19 @@ describe('non-blocking runs, abort, timeout and dispose', () => {
     expect(m.inputs.map((i) => i.name)).toEqual(['x', 'iters']);
   });
 });
+
+describe('whenIdle', () => {
+  it('resolves once every pending infer() settled, queued ones included', async () => {
+    const m = await loadModel(model('mlp_tiny.onnx'), { batching: { maxBatchSize: 4, maxQueueDelayMicros: 1000, adaptive: false } });
+    await m.whenIdle(); // nothing pending: at once
+    const x = new Tensor('float32', new Float32Array(64), [1, 64]);
+    let settled = 0;
+    const calls = Array.from({ length: 10 }, () => m.infer({ x }).then(() => settled++));
+    expect(m.pending).toBe(10);
+    await m.whenIdle();
+    expect(m.pending).toBe(0);
+    await Promise.all(calls);
+    expect(settled).toBe(10);
+    await m.dispose();
+  });
+});
