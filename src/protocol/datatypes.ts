@@ -45,30 +45,39 @@ export const ELEMENT_BYTES: Record<Datatype, number> = {
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
+/**
+ * Rounds |value| to `mantBits` fractional bits with round-half-to-even, straight from the double
+ * (going through float32 first would round twice). Returns [biased exponent, mantissa] or null
+ * for overflow; exponent 0 = subnormal.
+ */
+function roundToFormat(abs: number, mantBits: number, bias: number, maxExp: number): [number, number] | null {
+  const minExp = 1 - bias;
+  let e = Math.max(Math.floor(Math.log2(abs)), minExp);
+  if (2 ** e > abs && e > minExp) e--; // log2 rounding at powers of two
+  if (2 ** (e + 1) <= abs) e++;
+  const scaled = abs / 2 ** (e - mantBits); // exact: division by a power of two
+  let m = Math.floor(scaled);
+  const frac = scaled - m;
+  if (frac > 0.5 || (frac === 0.5 && (m & 1) === 1)) m++;
+  let biased = e + bias;
+  if (m >= 2 ** (mantBits + 1)) {
+    m /= 2;
+    biased++;
+  }
+  if (m < 2 ** mantBits) biased = 0; // subnormal (or zero)
+  if (biased > maxExp) return null;
+  return [biased, m & (2 ** mantBits - 1)];
+}
+
 /** float → IEEE half bits, round to nearest even; NaN stays NaN, overflow → ±Infinity. */
 export function toHalfBits(value: number): number {
-  f32[0] = value;
-  const x = u32[0];
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let half = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const mid = 1 << (shift - 1);
-    if (rem > mid || (rem === mid && (half & 1) !== 0)) half++;
-    return sign | half;
-  }
-  let half = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (half & 1) !== 0)) half++;
-  return sign | half;
+  const sign = value < 0 || Object.is(value, -0) ? 0x8000 : 0;
+  if (Number.isNaN(value)) return 0x7e00;
+  const abs = Math.abs(value);
+  if (abs === Infinity) return sign | 0x7c00;
+  if (abs === 0) return sign;
+  const r = roundToFormat(abs, 10, 15, 30);
+  return r === null ? sign | 0x7c00 : sign | (r[0] << 10) | r[1];
 }
 
 /** IEEE half bits → float. */
@@ -81,12 +90,15 @@ export function fromHalfBits(h: number): number {
   return sign * (1 + mant / 1024) * 2 ** (exp - 15);
 }
 
-/** float → bfloat16 bits (the high half of the float32, round to nearest even). */
+/** float → bfloat16 bits (round to nearest even from the double; NaN stays NaN, overflow → ±Infinity). */
 export function toBf16Bits(value: number): number {
-  f32[0] = value;
-  const x = u32[0];
-  if ((x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff) !== 0) return (x >>> 16) | 0x40;
-  return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+  const sign = value < 0 || Object.is(value, -0) ? 0x8000 : 0;
+  if (Number.isNaN(value)) return 0x7fc0;
+  const abs = Math.abs(value);
+  if (abs === Infinity) return sign | 0x7f80;
+  if (abs === 0) return sign;
+  const r = roundToFormat(abs, 7, 127, 254);
+  return r === null ? sign | 0x7f80 : sign | (r[0] << 7) | r[1];
 }
 
 /** bfloat16 bits → float. */

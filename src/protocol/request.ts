@@ -79,7 +79,7 @@ export function decodeInferRequest(model: WireModel, header: unknown, binary: Bu
         if (typeof v !== 'boolean') throw invalid('parameters.binary_data_output', 'true or false', v);
         binaryDefault = v;
       } else if (RESERVED.has(key) || key.startsWith('triton_')) {
-        throw new NimifyError('UNSUPPORTED', `parameters.${key}: reserved parameter not supported by nimify (sequence batching is not implemented)`);
+        throw new NimifyError('UNSUPPORTED', `parameters.${key}: reserved parameter that nimify does not implement${key.startsWith('sequence_') ? ' (sequence batching)' : ''}`);
       } else {
         (parameters ??= {})[key] = v;
       }
@@ -105,6 +105,7 @@ export function decodeInferRequest(model: WireModel, header: unknown, binary: Bu
     const shape = checkShape(`${where}.shape`, input.shape, spec);
     const count = elementCount(`${where}.shape`, shape);
     const params = input.parameters === undefined ? undefined : checkParameters(`${where}.parameters`, input.parameters);
+    if (params?.shared_memory_region !== undefined) throw new NimifyError('UNSUPPORTED', `${where}.parameters.shared_memory_region: shared memory is not supported`);
     const size = params?.binary_data_size;
     if (size !== undefined) {
       if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw invalid(`${where}.parameters.binary_data_size`, 'a non-negative integer', size);
@@ -189,6 +190,7 @@ function checkShape(where: string, value: unknown, spec: WireTensor): number[] {
 }
 
 function elementCount(where: string, shape: readonly number[]): number {
+  if (shape.includes(0)) return 0;
   let n = 1;
   for (const d of shape) {
     n *= d;
@@ -198,12 +200,12 @@ function elementCount(where: string, shape: readonly number[]): number {
 }
 
 /** Binary bytes → a tensor viewing them (little-endian hosts; copies only to align). */
-function fromBytes(where: string, datatype: Datatype, bytes: Buffer, shape: number[], count: number): Tensor {
+function fromBytes(where: string, datatype: Datatype, bytes: Buffer, shape: number[], count: number, field = `${where}.parameters.binary_data_size`): Tensor {
   const type = DATATYPE_TO_TYPE[datatype];
   if (datatype === 'BYTES') return new Tensor('string', decodeBytesElements(where, bytes, count), shape);
   const size = ELEMENT_BYTES[datatype];
   if (bytes.length !== count * size) {
-    throw bad(`${where}.parameters.binary_data_size: shape [${shape.join(', ')}] of ${datatype} needs ${count * size} bytes, received ${bytes.length}`);
+    throw bad(`${field}: shape [${shape.join(', ')}] of ${datatype} needs ${count * size} bytes, received ${bytes.length}`);
   }
   let buffer = bytes.buffer as ArrayBuffer;
   let byteOffset = bytes.byteOffset;
@@ -252,17 +254,75 @@ type Sink = { set(i: number, v: unknown, where: string): void };
 /** JSON data (flat, or nested to at most the tensor's rank) → a tensor, checking every element. */
 function fromJson(where: string, datatype: Datatype, data: unknown, shape: number[], count: number): Tensor {
   const type = DATATYPE_TO_TYPE[datatype];
+  if (ArrayBuffer.isView(data)) {
+    // Pre-decoded off the event loop by the JSON worker (json-worker.ts) with the same checks.
+    if (!isArrayFor(datatype, data)) throw invalid(`${where}.data`, `${datatype} values`, data);
+    const n = (data as unknown as { length: number }).length;
+    if (n !== count) throw bad(`${where}.data: shape [${shape.join(', ')}] needs ${count} elements, received ${n}`);
+    return new Tensor(type, data as never, shape);
+  }
+  return new Tensor(type, jsonElements(where, datatype, data, shape, count) as never, shape);
+}
+
+/**
+ * The elements of JSON `data` as the typed array (or string[]) for `datatype`: flat or nested to
+ * at most the rank, exactly `count` of them, each checked. Shared by the in-thread decode and the
+ * JSON worker, so both give the same result and the same messages.
+ */
+export function jsonElements(where: string, datatype: Datatype, data: unknown, shape: readonly number[], count: number): unknown {
   if (!Array.isArray(data)) {
     // A scalar is accepted for a one-element tensor ([] or [1, 1, ...]).
     if (count !== 1 || data === null || typeof data === 'object') throw invalid(`${where}.data`, `an array of ${count} ${datatype} values`, data);
     data = [data];
   }
-  const out = allocate(type, count);
-  const sink = makeSink(datatype, out);
   const maxDepth = Math.max(shape.length, 1);
+  // Count before allocating: a tiny body must not make the server reserve what its shape claims.
+  const leaves = countLeaves(data as unknown[], 1, maxDepth, `${where}.data`);
+  if (leaves !== count) throw bad(`${where}.data: shape [${shape.join(', ')}] needs ${count} elements, received ${leaves}`);
+  const out = allocate(DATATYPE_TO_TYPE[datatype], count);
+  const sink = makeSink(datatype, out);
   const n = fill(data as unknown[], sink, 0, count, 1, maxDepth, `${where}.data`);
   if (n !== count) throw bad(`${where}.data: shape [${shape.join(', ')}] needs ${count} elements, received ${n}`);
-  return new Tensor(type, out as never, shape);
+  return out;
+}
+
+function isArrayFor(datatype: Datatype, data: ArrayBufferView): boolean {
+  switch (datatype) {
+    case 'FP32': return data instanceof Float32Array;
+    case 'FP64': return data instanceof Float64Array;
+    case 'FP16': case 'BF16': case 'UINT16': return data instanceof Uint16Array;
+    case 'INT8': return data instanceof Int8Array;
+    case 'UINT8': case 'BOOL': return data instanceof Uint8Array;
+    case 'INT16': return data instanceof Int16Array;
+    case 'INT32': return data instanceof Int32Array;
+    case 'UINT32': return data instanceof Uint32Array;
+    case 'INT64': return data instanceof BigInt64Array;
+    case 'UINT64': return data instanceof BigUint64Array;
+    case 'BYTES': return false;
+  }
+}
+
+/** Element count of a request shape, or null when the shape is not a valid dims array. */
+export function shapeCount(shape: unknown): number | null {
+  if (!Array.isArray(shape) || shape.length > MAX_RANK) return null;
+  let n = 1;
+  for (const d of shape) {
+    if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) return null;
+    n *= d;
+  }
+  return n > Number.MAX_SAFE_INTEGER ? null : n;
+}
+
+function countLeaves(arr: unknown[], depth: number, maxDepth: number, where: string): number {
+  let n = 0;
+  for (let i = 0; i < arr.length; i++) {
+    const v = arr[i];
+    if (Array.isArray(v)) {
+      if (depth >= maxDepth) throw bad(`${where}: nested deeper than the tensor's ${maxDepth} dims`);
+      n += countLeaves(v, depth + 1, maxDepth, where);
+    } else n++;
+  }
+  return n;
 }
 
 function fill(arr: unknown[], sink: Sink, pos: number, count: number, depth: number, maxDepth: number, where: string): number {
@@ -371,7 +431,7 @@ function decodeRaw(model: WireModel, body: Buffer): DecodedRequest {
       if (fixed === 0 || body.length % fixed !== 0) throw bad(`raw binary request: ${body.length} bytes is not a whole number of [${spec.shape.join(', ')}] ${spec.datatype} rows (${fixed} bytes each)`);
       shape[variable[0]] = body.length / fixed;
     }
-    data = fromBytes('raw binary request', spec.datatype, body, shape, shape.reduce((a, b) => a * b, 1));
+    data = fromBytes('raw binary request', spec.datatype, body, shape, shape.reduce((a, b) => a * b, 1), 'raw binary request body');
   }
   return {
     id: undefined,

@@ -2,6 +2,7 @@
  * What nimifyPlugin shares with its route plugins (decorated as `fastify.nimify`), and the
  * Fastify type augmentations it relies on.
  */
+import type { JsonDecodePool } from '../protocol/json-pool';
 import type { ModelRepository } from '../repository/repository';
 import { BREAKER_STATE_VALUE, CircuitBreaker } from './breaker';
 import type { ServerMetrics } from './metrics';
@@ -22,6 +23,8 @@ declare module 'fastify' {
 export class NimifyContext {
   /** Inference requests being served now (decoded, queued or running). Event-loop thread only. */
   inFlight = 0;
+  /** The pool decoding large JSON bodies off the event loop (null when disabled). */
+  jsonPool: JsonDecodePool | null = null;
   readonly #breakers = new Map<string, CircuitBreaker>();
 
   constructor(

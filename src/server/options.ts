@@ -62,6 +62,8 @@ export interface NimifyPluginOptions {
   metricsRoute?: boolean;
   /** OpenAPI at /documentation/json and a UI at /documentation (default true). */
   docs?: boolean;
+  /** JSON inference bodies of at least this many bytes are decoded in a worker thread (default 262144; 0 = never). */
+  jsonWorkerBytes?: number;
 }
 
 export interface ServerOptions extends NimifyPluginOptions {
@@ -77,7 +79,7 @@ export interface ServerOptions extends NimifyPluginOptions {
 
 export const PLUGIN_KEYS = [
   'repository', 'controlMode', 'startupModels', 'pollIntervalMs', 'modelDefaults', 'apiKeys', 'authExempt', 'rateLimit', 'breaker',
-  'shedding', 'inferTimeoutMs', 'registry', 'processMetrics', 'metricsRoute', 'docs',
+  'shedding', 'inferTimeoutMs', 'registry', 'processMetrics', 'metricsRoute', 'docs', 'jsonWorkerBytes',
 ] as const;
 export const SERVER_KEYS = [...PLUGIN_KEYS, 'logger', 'bodyLimit', 'requestTimeoutMs', 'keepAliveTimeoutMs'] as const;
 
@@ -88,6 +90,7 @@ export interface CheckedPluginOptions extends NimifyPluginOptions {
   breaker: Required<BreakerOptions> | false;
   shedding: Required<Omit<SheddingOptions, 'maxHeapUsedBytes' | 'maxPendingPerModel'>> & Pick<SheddingOptions, 'maxHeapUsedBytes' | 'maxPendingPerModel'> | false;
   inferTimeoutMs: number;
+  jsonWorkerBytes: number;
 }
 
 /** Validates plugin options (keys checked by the caller: the plugin accepts Fastify's own too). */
@@ -159,5 +162,6 @@ export function checkPluginOptions(o: Record<string, unknown>, env: NodeJS.Proce
   if (o.processMetrics !== undefined) expectBoolean('options.processMetrics', o.processMetrics);
   if (o.metricsRoute !== undefined) expectBoolean('options.metricsRoute', o.metricsRoute);
   if (o.docs !== undefined) expectBoolean('options.docs', o.docs);
-  return { ...(o as unknown as NimifyPluginOptions), apiKeys, authExempt, rateLimit, breaker, shedding, inferTimeoutMs };
+  const jsonWorkerBytes = o.jsonWorkerBytes === undefined ? 256 * 1024 : expectInteger('options.jsonWorkerBytes', o.jsonWorkerBytes, 0);
+  return { ...(o as unknown as NimifyPluginOptions), apiKeys, authExempt, rateLimit, breaker, shedding, inferTimeoutMs, jsonWorkerBytes };
 }

@@ -66,7 +66,7 @@ describe('nimify serve (child process)', () => {
     expect(output()).toMatch(/config \{"name":"slow","platform":"onnxruntime_onnx"/);
     expect(await (await fetch(`${base}/v2/health/ready`)).json()).toEqual({ ready: true });
     const body = JSON.stringify({ inputs: [{ name: 'x', shape: [256, 256], datatype: 'FP32', data: new Array(65536).fill(0.01) }, { name: 'iters', shape: [], datatype: 'INT64', data: 40 }] });
-    const inflight = Array.from({ length: 4 }, () => fetch(`${base}/v2/models/slow/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body }).then(async (r) => ({ status: r.status, body: await r.json() })));
+    const inflight = Array.from({ length: 4 }, () => fetch(`${base}/v2/models/slow/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body }).then(async (r) => ({ status: r.status, body: (await r.json()) as { outputs: Array<{ shape: number[] }> } })));
     await new Promise((r) => setTimeout(r, 150)); // the requests are in (queued or running)
     const exited = exitCode(child);
     child.kill('SIGTERM');

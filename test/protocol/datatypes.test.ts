@@ -27,6 +27,22 @@ function bitsOfF32(value: number): number {
 const isHalfNaN = (h: number): boolean => (h & 0x7c00) === 0x7c00 && (h & 0x03ff) !== 0;
 const isBf16NaN = (b: number): boolean => (b & 0x7f80) === 0x7f80 && (b & 0x007f) !== 0;
 
+/** NaNs with various signs and payloads (as JS numbers; where the platform keeps payloads, they differ in bits). */
+const NANS: number[] = ([
+  [0x7ff80000, 0x00000000],
+  [0xfff80000, 0x00000000],
+  [0x7fffffff, 0xffffffff],
+  [0xffffffff, 0xffffffff],
+  [0x7ff00000, 0x00000001],
+  [0x7ff00000, 0x20000000],
+  [0x7ff7ffff, 0xe0000000],
+] as const).map(([hi, lo]) => {
+  const dv = new DataView(new ArrayBuffer(8));
+  dv.setUint32(0, hi);
+  dv.setUint32(4, lo);
+  return dv.getFloat64(0);
+});
+
 const ALL: [Datatype, string][] = [
   ['BOOL', 'bool'],
   ['UINT8', 'uint8'],
@@ -166,10 +182,15 @@ describe('IEEE half (FP16) conversion', () => {
     expect(toHalfBits(1.5 * 2 ** -25)).toBe(0x0001);
   });
 
-  it('maps NaN to a NaN bit pattern', () => {
+  it('maps NaN (any sign or payload) to a NaN bit pattern', () => {
     const h = toHalfBits(NaN);
     expect(isHalfNaN(h)).toBe(true);
     expect(fromHalfBits(h)).toBeNaN();
+    for (const v of NANS) {
+      expect(Number.isNaN(v)).toBe(true);
+      const bits = toHalfBits(v);
+      expect(isHalfNaN(bits), `0x${bits.toString(16)}`).toBe(true);
+    }
   });
 
   it('rounds to nearest, ties to even (normal range)', () => {
@@ -300,10 +321,21 @@ describe('bfloat16 (BF16) conversion', () => {
     expect(toBf16Bits(-1e-300)).toBe(0x8000);
   });
 
-  it('maps NaN to a NaN bit pattern (never to Infinity)', () => {
+  it('maps NaN (any sign or payload) to a NaN bit pattern (never to Infinity or zero)', () => {
     const b = toBf16Bits(NaN);
     expect(isBf16NaN(b)).toBe(true);
     expect(fromBf16Bits(b)).toBeNaN();
+    for (const v of NANS) {
+      expect(Number.isNaN(v)).toBe(true);
+      const bits = toBf16Bits(v);
+      expect(isBf16NaN(bits), `0x${bits.toString(16)}`).toBe(true);
+    }
+    // float32 NaNs whose payload sits only in the low bits or fills the mantissa (rounding must not carry out)
+    for (const f of [0x7f800001, 0x7fffffff, 0xffffffff, 0x7fc00001, 0xff800001]) {
+      const v = f32FromBits(f);
+      const bits = toBf16Bits(v);
+      expect(isBf16NaN(bits), `float32 0x${f.toString(16)} → 0x${bits.toString(16)}`).toBe(true);
+    }
   });
 
   it('rounds to nearest, ties to even', () => {

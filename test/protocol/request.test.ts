@@ -194,9 +194,9 @@ describe('decodeInferRequest: JSON data errors', () => {
   });
 
   it('too many elements → INVALID_ARGUMENT naming inputs[i].data', () => {
-    invalid(() => decode2([1, 2, 3, 4, 5]), /^inputs\[1\]\.data: more than the 4 elements the shape holds$/);
-    invalid(() => decode2([[1, 2], [3, 4], [5, 6]]), /^inputs\[1\]\.data: more than the 4 elements/);
-    invalid(() => decodeOne('BOOL', [0], [true]), /^inputs\[0\]\.data: more than the 0 elements/);
+    invalid(() => decode2([1, 2, 3, 4, 5]), /^inputs\[1\]\.data: shape \[2, 2\] needs 4 elements, received 5$/);
+    invalid(() => decode2([[1, 2], [3, 4], [5, 6]]), /^inputs\[1\]\.data: shape \[2, 2\] needs 4 elements, received 6$/);
+    invalid(() => decodeOne('BOOL', [0], [true]), /^inputs\[0\]\.data: shape \[0\] needs 0 elements, received 1$/);
   });
 
   it('nesting deeper than the rank is refused', () => {
@@ -400,7 +400,7 @@ describe('decodeInferRequest: id and request parameters', () => {
   });
 
   it('reserved sequence parameters, headers and triton_* → UNSUPPORTED', () => {
-    unsupported(() => decode({ parameters: { sequence_id: 7 } }), /^parameters\.sequence_id: reserved parameter not supported/);
+    unsupported(() => decode({ parameters: { sequence_id: 7 } }), /^parameters\.sequence_id: reserved parameter that nimify does not implement \(sequence batching\)$/);
     unsupported(() => decode({ parameters: { sequence_start: true } }), /^parameters\.sequence_start:/);
     unsupported(() => decode({ parameters: { sequence_end: true } }), /^parameters\.sequence_end:/);
     unsupported(() => decode({ parameters: { headers: 'x' } }), /^parameters\.headers:/);
@@ -785,3 +785,27 @@ describe('decodeInferRequest: raw binary mode', () => {
     invalid(() => decodeInferRequest(unbatched, null, Buffer.alloc(8), true), /more than one variable dim/);
   });
 });
+
+describe('decodeInferRequest: fixed after review', () => {
+  const m: WireModelForFixes = { inputs: [{ name: 'x', datatype: 'FP32', shape: [-1] }, { name: 's', datatype: 'BYTES', shape: [-1] }], outputs: [], batched: false };
+  it('a huge declared shape with little data is a 400 before anything is allocated', () => {
+    for (const [name, datatype] of [['x', 'FP32'], ['s', 'BYTES']] as const) {
+      for (const shape of [[2 ** 40], [2 ** 33], [2 ** 31]]) {
+        let err: unknown;
+        try {
+          decodeInferRequest(m, { inputs: [{ name, datatype, shape, data: [datatype === 'BYTES' ? 'a' : 1] }] }, null);
+        } catch (e) {
+          err = e;
+        }
+        expect(err).toBeInstanceOf(NimifyError);
+        expect((err as NimifyError).code).toBe('INVALID_ARGUMENT');
+        expect((err as NimifyError).message).toContain('received 1');
+      }
+    }
+  });
+  it('a shape with a zero dim holds zero elements however large the others are', () => {
+    const r = decodeInferRequest({ inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, -1, -1] }], outputs: [], batched: false }, { inputs: [{ name: 'x', datatype: 'FP32', shape: [2 ** 40, 2 ** 40, 0], data: [] }] }, null);
+    expect(r.feeds.x.data.length).toBe(0);
+  });
+});
+type WireModelForFixes = Parameters<typeof decodeInferRequest>[0];

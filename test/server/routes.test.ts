@@ -223,8 +223,8 @@ describe('over a real port', () => {
 
   it('health, metadata, JSON and binary inference, repository index, metrics, docs', async () => {
     expect((await fetch(`${base}/v2/health/live`)).status).toBe(200);
-    expect(await (await fetch(`${base}/v2/health/ready`)).json()).toEqual({ ready: true });
-    expect((await (await fetch(`${base}/v2/models/mlp_tiny`)).json()).name).toBe('mlp_tiny');
+    expect(await (await fetch(`${base}/v2/health/ready`)).json() as unknown).toEqual({ ready: true });
+    expect(((await (await fetch(`${base}/v2/models/mlp_tiny`)).json()) as { name: string }).name).toBe('mlp_tiny');
     const r = await fetch(`${base}/v2/models/mlp_tiny/infer`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-request-id': 'abc-123' },
@@ -232,7 +232,7 @@ describe('over a real port', () => {
     });
     expect(r.status).toBe(200);
     expect(r.headers.get('x-request-id')).toBe('abc-123');
-    const json = await r.json();
+    const json = (await r.json()) as { outputs: Array<{ shape: number[]; data: number[] }> };
     expect(json.outputs[0].shape).toEqual([1, 10]);
 
     const h = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', parameters: { binary_data_size: 256 } }], outputs: [{ name: 'y', parameters: { binary_data: true } }] }));
@@ -247,14 +247,14 @@ describe('over a real port', () => {
     expect(await index.json()).toEqual([{ name: 'mlp_tiny', version: '1', state: 'READY' }]);
     const unload = await fetch(`${base}/v2/repository/models/mlp_tiny/unload`, { method: 'POST' });
     expect(unload.status).toBe(400); // control mode none
-    expect((await unload.json()).code).toBe('UNSUPPORTED');
+    expect(((await unload.json()) as { code: string }).code).toBe('UNSUPPORTED');
     expect(await (await fetch(`${base}/metrics`)).text()).toContain('nv_inference_request_success{model="mlp_tiny",version="1"}');
     expect((await fetch(`${base}/documentation/json`)).status).toBe(200);
   });
 
   it('concurrent requests are all answered correctly (batched by the scheduler)', async () => {
     const rows = Array.from({ length: 48 }, (_, k) => Array.from({ length: 64 }, (_, i) => Math.cos(i + k)));
-    const answers = await Promise.all(rows.map((row) => fetch(`${base}/v2/models/mlp_tiny/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: row }] }) }).then((r) => r.json())));
+    const answers = await Promise.all(rows.map((row) => fetch(`${base}/v2/models/mlp_tiny/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: row }] }) }).then((r) => r.json() as Promise<{ outputs: Array<{ data: number[] }> }>)));
     for (const [k, a] of answers.entries()) {
       const want = (await direct.infer({ x: { type: 'float32', data: Float32Array.from(rows[k]), dims: [1, 64] } })).y.data as Float32Array;
       expect(maxAbsDiff(a.outputs[0].data, want)).toBeLessThan(1e-5);

@@ -19,6 +19,7 @@ import { decodeInferRequest } from '../../protocol/request';
 import { encodeInferResponse } from '../../protocol/response';
 import { checkModelName, checkVersion, type ServedVersion } from '../../repository/repository';
 import type { Counter } from 'prom-client';
+import { JsonDecodePool } from '../../protocol/json-pool';
 import sheddingPlugin, { overloaded } from '../plugins/shedding';
 import { errorResponses, inferRequestBody, inferResponse, modelParams } from '../schemas';
 import type { FailureReason } from '../metrics';
@@ -92,13 +93,17 @@ const infer: FastifyPluginAsync = async (app) => {
     return c;
   };
 
+  const offloadBytes = options.jsonWorkerBytes;
+  const pool = offloadBytes > 0 ? new JsonDecodePool() : null;
+  ctx.jsonPool = pool;
+  if (pool !== null) app.addHook('onClose', () => pool.close());
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
-    try {
-      done(null, parseInferBody(request.headers['inference-header-content-length'], body as Buffer));
-    } catch (err) {
-      done(err as Error, undefined);
-    }
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, async (request: FastifyRequest, raw: Buffer | string) => {
+    const body = raw as Buffer;
+    const headerLength = request.headers['inference-header-content-length'];
+    // Large JSON bodies are parsed and converted to typed arrays off the event loop.
+    if (pool !== null && headerLength === undefined && body.length >= offloadBytes) return pool.decode(body);
+    return parseInferBody(headerLength, body);
   });
 
   if (shedding !== false) {
