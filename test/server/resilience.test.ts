@@ -101,7 +101,8 @@ describe('rate limiting', () => {
 
   it('a new window lets the client through again', async () => {
     vi.useFakeTimers({ toFake: ['Date', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'], shouldAdvanceTime: true });
-    const app = await server({ rateLimit: { max: 2, timeWindowMs: 1000 } });
+    // Shedding off: under-pressure samples the loop with the (faked) timers.
+    const app = await server({ rateLimit: { max: 2, timeWindowMs: 1000 }, shedding: false });
     expect((await tiny(app)).statusCode).toBe(200);
     expect((await tiny(app)).statusCode).toBe(200);
     expect((await tiny(app)).statusCode).toBe(429);
@@ -166,8 +167,9 @@ describe('circuit breaker', () => {
 
 describe('load shedding', () => {
   it('bounds concurrent requests with 503 OVERLOADED + Retry-After; accepted ones complete', async () => {
-    const app = await server({ shedding: { maxConcurrentRequests: 2, maxEventLoopDelayMs: 0, retryAfterSeconds: 2 } });
-    const results = await Promise.all(Array.from({ length: 6 }, () => app.inject({ method: 'POST', url: '/v2/models/slow/infer', payload: slowBody(10) })));
+    // jsonWorkerBytes 0: bodies decode in the handler, so all six arrive together.
+    const app = await server({ shedding: { maxConcurrentRequests: 2, maxEventLoopDelayMs: 0, retryAfterSeconds: 2 }, jsonWorkerBytes: 0 });
+    const results = await Promise.all(Array.from({ length: 6 }, () => app.inject({ method: 'POST', url: '/v2/models/slow/infer', payload: slowBody(40) })));
     const codes = results.map((r) => r.statusCode).sort();
     expect(codes.filter((c) => c === 200).length).toBeGreaterThanOrEqual(2);
     const shed = results.filter((r) => r.statusCode === 503);
@@ -181,8 +183,8 @@ describe('load shedding', () => {
   });
 
   it("sheds on a model's pending requests before its queue overflows", async () => {
-    const app = await server({ shedding: { maxPendingPerModel: 2, maxEventLoopDelayMs: 0 } });
-    const results = await Promise.all(Array.from({ length: 6 }, () => app.inject({ method: 'POST', url: '/v2/models/slow/infer', payload: slowBody(10) })));
+    const app = await server({ shedding: { maxPendingPerModel: 2, maxEventLoopDelayMs: 0 }, jsonWorkerBytes: 0 });
+    const results = await Promise.all(Array.from({ length: 6 }, () => app.inject({ method: 'POST', url: '/v2/models/slow/infer', payload: slowBody(40) })));
     expect(results.filter((r) => r.statusCode === 200).length).toBeGreaterThanOrEqual(2);
     expect(results.filter((r) => r.statusCode === 503 && r.json().code === 'OVERLOADED').length).toBeGreaterThan(0);
     expect((await app.inject('/metrics')).body).toMatch(/nimify_requests_shed_total\{reason="queue"\} [1-9]/);
