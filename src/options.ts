@@ -158,7 +158,11 @@ export function checkInferOptions(options: unknown): InferOptions {
   const o = expectPlainObject('options', options);
   expectKnownKeys('options', o, INFER_KEYS);
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw invalid('options.signal', 'an AbortSignal', o.signal);
-  if (o.timeoutMs !== undefined) expectPositiveNumber('options.timeoutMs', o.timeoutMs);
+  if (o.timeoutMs !== undefined) {
+    expectPositiveNumber('options.timeoutMs', o.timeoutMs);
+    // setTimeout holds at most 2^31 - 1 ms; a longer value would fire at once.
+    if ((o.timeoutMs as number) > 2_147_483_647) throw invalid('options.timeoutMs', 'a number of milliseconds up to 2147483647', o.timeoutMs);
+  }
   if (o.priority !== undefined && o.priority !== 0 && o.priority !== 1) throw invalid('options.priority', '0 (normal) or 1 (high)', o.priority);
   return o as InferOptions;
 }

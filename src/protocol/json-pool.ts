@@ -38,7 +38,14 @@ export class JsonDecodePool {
     this.#pool ??= new Piscina({ filename: workerFile(), maxThreads: this.maxThreads, minThreads: 0, idleTimeout: 30_000 });
     const owns = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength && !(body.buffer instanceof SharedArrayBuffer);
     const task = { body: owns ? new Uint8Array(body.buffer) : new Uint8Array(body) };
-    const result = (await this.#pool.run(task, { transferList: [task.body.buffer as ArrayBuffer] })) as WorkerResult;
+    let result: WorkerResult;
+    try {
+      result = (await this.#pool.run(task, { transferList: [task.body.buffer as ArrayBuffer] })) as WorkerResult;
+    } catch (err) {
+      // Cloning the parsed header back overflows the stack only for absurdly nested JSON.
+      if (err instanceof RangeError) throw new NimifyError('INVALID_ARGUMENT', 'request body: JSON nested too deeply');
+      throw err;
+    }
     if ('error' in result) throw new NimifyError(result.error.code as ErrorCode, result.error.message);
     return result.header;
   }

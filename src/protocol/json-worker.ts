@@ -36,7 +36,11 @@ export default function decodeJsonBody(task: { body: Uint8Array }): WorkerResult
       }
     }
     // A Piscina transferable: the header is the value, the typed arrays' buffers move with it.
-    return Piscina.move({ [Piscina.transferableSymbol]: transfer, [Piscina.valueSymbol]: { header: json } } as never) as never;
+    // Only the fields the protocol defines go back (others are ignored anyway, and cloning an
+    // arbitrarily deep unknown value would only cost time or the stack).
+    const header: Record<string, unknown> = {};
+    for (const key of ['id', 'parameters', 'inputs', 'outputs']) if (json[key] !== undefined) header[key] = json[key];
+    return Piscina.move({ [Piscina.transferableSymbol]: transfer, [Piscina.valueSymbol]: { header } } as never) as never;
   } catch (err) {
     const e = err instanceof NimifyError ? err : new NimifyError('INVALID_ARGUMENT', `request body: ${(err as Error).message}`);
     return { error: { code: e.code, message: e.message } };

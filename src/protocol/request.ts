@@ -42,6 +42,9 @@ export interface DecodedRequest {
 /** Most dims a request tensor may have (ONNX Runtime itself has no lower limit; this bounds work). */
 export const MAX_RANK = 32;
 
+/** Longest request timeout: what setTimeout can hold (2^31 - 1 ms), in µs. */
+const MAX_TIMEOUT_US = 2_147_483_647_000;
+
 /** Reserved request-level parameters (Triton's list): consumed or refused, never echoed. */
 const RESERVED = new Set(['sequence_id', 'sequence_start', 'sequence_end', 'priority', 'timeout', 'headers', 'binary_data_output']);
 
@@ -73,7 +76,7 @@ export function decodeInferRequest(model: WireModel, header: unknown, binary: Bu
         if (v !== 0 && v !== 1 && v !== 2) throw invalid('parameters.priority', '0 (default), 1 (high) or 2 (normal)', v);
         priority = v === 1 ? 1 : 0;
       } else if (key === 'timeout') {
-        if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw invalid('parameters.timeout', 'a positive integer (microseconds)', v);
+        if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || v > MAX_TIMEOUT_US) throw invalid('parameters.timeout', `a positive integer of microseconds up to ${MAX_TIMEOUT_US}`, v);
         timeoutMs = v / 1000;
       } else if (key === 'binary_data_output') {
         if (typeof v !== 'boolean') throw invalid('parameters.binary_data_output', 'true or false', v);
@@ -235,6 +238,8 @@ function view(type: Exclude<TensorType, 'string'>, buffer: ArrayBuffer, offset: 
 
 /** BYTES in binary form: each element a 4-byte little-endian length, then that many bytes. */
 function decodeBytesElements(where: string, bytes: Buffer, count: number): string[] {
+  // Each element takes at least its 4-byte length: check before allocating anything.
+  if (count * 4 > bytes.length) throw bad(`${where}: ${count} BYTES elements need at least ${count * 4} bytes (4-byte lengths), received ${bytes.length}`);
   const out: string[] = new Array(count);
   let pos = 0;
   for (let i = 0; i < count; i++) {

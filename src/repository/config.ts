@@ -7,7 +7,7 @@
  */
 import { NimifyError } from '../errors';
 import type { Model, TensorInfo } from '../model';
-import type { BatchingOptions, LoadOptions } from '../options';
+import { toNativeConfig, type BatchingOptions, type LoadOptions } from '../options';
 import { DATATYPES, isDatatype, toDatatype, type Datatype } from '../protocol/datatypes';
 import type { WireModel, WireTensor } from '../protocol/request';
 import { expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../validate';
@@ -79,7 +79,7 @@ export const DEFAULT_BATCHING: BatchingOptions = { maxBatchSize: 32, adaptive: t
  * Structural validation of a config.json (or a load request's config override). Values inside
  * `runtime` and `batching` are validated by loadModel()'s own checks when the model loads.
  */
-export function parseModelConfig(where: string, value: unknown): ModelConfig {
+export function parseModelConfig(where: string, value: unknown, { fromApi = false } = {}): ModelConfig {
   const c = expectPlainObject(where, value);
   expectKnownKeys(where, c, CONFIG_KEYS);
   const out: ModelConfig = {};
@@ -101,7 +101,20 @@ export function parseModelConfig(where: string, value: unknown): ModelConfig {
   if (c.inputs !== undefined) out.inputs = parseTensorDecls(`${where}.inputs`, c.inputs);
   if (c.outputs !== undefined) out.outputs = parseTensorDecls(`${where}.outputs`, c.outputs);
   if (c.warmup !== undefined) out.warmup = parseWarmup(`${where}.warmup`, c.warmup);
-  if (c.timeoutMs !== undefined) out.timeoutMs = expectInteger(`${where}.timeoutMs`, c.timeoutMs, 1);
+  if (c.timeoutMs !== undefined) out.timeoutMs = expectInteger(`${where}.timeoutMs`, c.timeoutMs, 1, 2_147_483_647);
+  if (fromApi && out.runtime?.optimizedModelFilePath !== undefined) {
+    // It makes ONNX Runtime write a file: only the operator's config.json may say where.
+    throw new NimifyError('INVALID_ARGUMENT', `${where}.runtime.optimizedModelFilePath: cannot be set through the repository API (set it in config.json)`);
+  }
+  // Every runtime and batching value checked now, with the same rules loadModel() applies.
+  try {
+    toNativeConfig({ ...(out.runtime ?? {}), ...(out.instances !== undefined ? { instances: out.instances } : {}), ...(out.batching ? { batching: out.batching } : {}) });
+  } catch (err) {
+    if (err instanceof NimifyError) {
+      throw new NimifyError(err.code, err.message.replace(/^options\.(batching|instances)/, `${where}.$1`).replace(/^options(\.|:)/, `${where}.runtime$1`));
+    }
+    throw err;
+  }
   return out;
 }
 

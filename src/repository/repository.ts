@@ -139,7 +139,7 @@ export class ModelRepository {
       await repo.#scan();
     }
     const startup = repo.#startupSet();
-    await Promise.all(startup.map((name) => repo.#enqueue(name, () => repo.#syncModel(name))));
+    await Promise.all(startup.map((name) => repo.#enqueue(name, async () => void (await repo.#syncModel(name)))));
     if (repo.controlMode === 'poll') repo.#startPolling();
     return repo;
   }
@@ -254,9 +254,10 @@ export class ModelRepository {
    * policy selects that are not loaded or whose files changed, unloads the others. A replaced
    * version keeps serving until its successor is ready.
    */
-  async #syncModel(name: string, override?: ModelConfig): Promise<void> {
+  async #syncModel(name: string, override?: ModelConfig): Promise<string[]> {
     const entry = this.#models.get(name)!;
     entry.unloaded = false;
+    const failures: string[] = [];
     let config: ModelConfig;
     let stamp: string;
     try {
@@ -264,13 +265,14 @@ export class ModelRepository {
       if (override !== undefined) config = { ...config, ...override };
     } catch (err) {
       this.#failAll(entry, err);
-      return;
+      return [err instanceof Error ? err.message : String(err)];
     }
     const onDisk = await this.#versionsOnDisk(entry);
     const wanted = ModelRepository.#selectVersions(config.versionPolicy ?? { latest: 1 }, [...onDisk.keys()]);
     if (wanted.length === 0) {
-      this.#failAll(entry, new NimifyError('NOT_FOUND', `no version of '${name}' on disk matches its version policy`));
-      return;
+      const err = new NimifyError('NOT_FOUND', `no version of '${name}' on disk matches its version policy`);
+      this.#failAll(entry, err);
+      return [err.message];
     }
     await Promise.all(
       wanted.map(async (version) => {
@@ -287,6 +289,7 @@ export class ModelRepository {
           await next.model?.dispose();
           return;
         }
+        if (next.state !== 'READY') failures.push(`version ${version}: ${next.reason}`);
         if (next.state === 'READY' || current?.state !== 'READY') {
           entry.versions.set(version, next);
           if (current !== undefined && current !== next) await this.#retire(current, 'replaced by a newer load');
@@ -301,6 +304,7 @@ export class ModelRepository {
         await this.#retire(v, 'no longer selected by the version policy');
       }
     }
+    return failures;
   }
 
   async #loadVersion(v: ServedVersion, config: ModelConfig): Promise<void> {
@@ -432,17 +436,22 @@ export class ModelRepository {
     }
   }
 
-  /** Loads (or reloads) a model by name; resolves when it is ready, rejects with why it is not. */
+  /**
+   * Loads (or reloads) a model by name; resolves when every selected version is ready, rejects
+   * with the reasons otherwise (a version that was serving before keeps serving).
+   */
   async load(name: string, override?: ModelConfig): Promise<void> {
     this.#checkApi();
     checkModelName(name);
     if (!this.#models.has(name)) await this.#scan();
     if (!this.#models.has(name)) throw new NimifyError('NOT_FOUND', `no model '${name}' in the repository`);
-    await this.#enqueue(name, () => this.#syncModel(name, override));
-    const versions = this.versions(name);
-    if (!versions.some((v) => v.ready)) {
-      const reason = versions.map((v) => v.reason).find(Boolean) ?? this.#models.get(name)!.versions.get('')?.reason ?? 'no version loaded';
-      throw new NimifyError('INVALID_MODEL', `model '${name}' failed to load: ${reason}`);
+    let failures: string[] = [];
+    await this.#enqueue(name, async () => {
+      failures = await this.#syncModel(name, override);
+    });
+    if (failures.length > 0) {
+      const serving = this.versions(name).some((v) => v.ready);
+      throw new NimifyError('INVALID_MODEL', `model '${name}' failed to load${serving ? ' (the previous load keeps serving)' : ''}: ${failures.join('; ')}`);
     }
   }
 
@@ -472,7 +481,8 @@ export class ModelRepository {
   /** One poll-mode rescan (also callable directly, e.g. by tests): loads, reloads and unloads to match the disk. */
   async pollOnce(): Promise<void> {
     if (this.#single) {
-      await this.#enqueue([...this.#models.keys()][0], () => this.#syncModel([...this.#models.keys()][0]));
+      const only = [...this.#models.keys()][0];
+      await this.#enqueue(only, async () => void (await this.#syncModel(only)));
       return;
     }
     const present = await this.#scan();

@@ -10,7 +10,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { expectInteger, expectKnownKeys, expectPlainObject, invalid } from '../validate';
 import { SERVER_KEYS, type ServerOptions } from './options';
 import { nimifyPlugin } from './plugin';
-import { notFoundHandler } from './plugins/error-handler';
+import { notFoundHandler, sendError } from './plugins/error-handler';
 
 export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
   const o = expectPlainObject('options', options);
@@ -35,6 +35,16 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
     return503OnClosing: true,
+    // Longer than any valid name (128), so a long name reaches nimify's own 400 instead of a 414.
+    maxParamLength: 512,
+    // Errors Fastify raises before routing (malformed URL encoding, …) answer in nimify's shape.
+    frameworkErrors: (err, request, reply) => sendError(request, reply, err),
+    // Requests Node's HTTP parser rejects never reach Fastify's routing: answer them in the same shape.
+    clientErrorHandler: (err, socket) => {
+      if (!socket.writable) return;
+      const body = JSON.stringify({ error: `malformed HTTP request (${(err as NodeJS.ErrnoException).code ?? 'parse error'})`, code: 'INVALID_ARGUMENT' });
+      socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   });
   // Graceful close: Node closes idle keep-alive connections when close() starts, but a connection
@@ -48,6 +58,8 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     reply.header('x-request-id', request.id);
     if (closing) reply.header('connection', 'close');
   });
+  // Routes outside nimify's plugin (404s, their body parsing) answer through the same table.
+  app.setErrorHandler((err, request, reply) => sendError(request, reply, err));
   app.setNotFoundHandler(notFoundHandler);
   await app.register(nimifyPlugin, pluginOptions);
   return app;

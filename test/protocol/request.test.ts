@@ -386,7 +386,7 @@ describe('decodeInferRequest: id and request parameters', () => {
     expect(decode({ parameters: { timeout: 1500 } }).timeoutMs).toBe(1.5);
     expect(decode({ parameters: { timeout: 1 } }).timeoutMs).toBe(0.001);
     for (const t of [0, -1000, 1.5, '1000', false]) {
-      invalid(() => decode({ parameters: { timeout: t } }), /^parameters\.timeout: expected a positive integer \(microseconds\)/);
+      invalid(() => decode({ parameters: { timeout: t } }), /^parameters\.timeout: expected a positive integer of microseconds up to 2147483647000/);
     }
   });
 
@@ -688,7 +688,7 @@ describe('decodeInferRequest: binary tensor data extension', () => {
     it('a truncated length prefix → INVALID_ARGUMENT', () => {
       const bytes = Buffer.concat([bytesElements(['ab']), Buffer.from([1, 0])]);
       invalid(() => one([2], bytes), /^inputs\[0\]: BYTES element 1 of 2: the binary data ends before its 4-byte length$/);
-      invalid(() => one([1], Buffer.alloc(0)), /^inputs\[0\]: BYTES element 0 of 1: the binary data ends before its 4-byte length$/);
+      invalid(() => one([1], Buffer.alloc(0)), /^inputs\[0\]: 1 BYTES elements need at least 4 bytes \(4-byte lengths\), received 0$/);
     });
 
     it('a truncated element → INVALID_ARGUMENT', () => {
@@ -809,3 +809,13 @@ describe('decodeInferRequest: fixed after review', () => {
   });
 });
 type WireModelForFixes = Parameters<typeof decodeInferRequest>[0];
+
+describe('decodeInferRequest: bounds from the malformed-input review', () => {
+  const m = { inputs: [{ name: 's', datatype: 'BYTES' as const, shape: [-1] }], outputs: [], batched: false };
+  it('a huge BYTES count with a few binary bytes is a 400 before allocating', () => {
+    expect(() => decodeInferRequest(m, { inputs: [{ name: 's', datatype: 'BYTES', shape: [5e9], parameters: { binary_data_size: 8 } }] }, Buffer.alloc(8))).toThrow(/need at least 20000000000 bytes/);
+  });
+  it('timeouts beyond what a timer can hold are refused', () => {
+    expect(() => decodeInferRequest(m, { parameters: { timeout: 3e12 }, inputs: [{ name: 's', datatype: 'BYTES', shape: [1], data: ['a'] }] }, null)).toThrow(/up to 2147483647000/);
+  });
+});

@@ -74,9 +74,14 @@ function failureReason(err: unknown): FailureReason {
   }
 }
 
-/** Failures that say something about the model's health (they count for its breaker). */
-function isModelFault(err: unknown): boolean {
-  return err instanceof NimifyError && (err.code === 'RUNTIME_ERROR' || err.code === 'INTERNAL' || err.code === 'TIMEOUT');
+/**
+ * Failures that say something about the model's health (they count for its breaker). A timeout
+ * counts only under the server's or model's own limit: a client's tight `timeout` parameter
+ * must not open the breaker for everyone.
+ */
+function isModelFault(err: unknown, clientTimeout: boolean): boolean {
+  if (!(err instanceof NimifyError)) return false;
+  return err.code === 'RUNTIME_ERROR' || err.code === 'INTERNAL' || (err.code === 'TIMEOUT' && !clientTimeout);
 }
 
 const infer: FastifyPluginAsync = async (app) => {
@@ -129,6 +134,7 @@ const infer: FastifyPluginAsync = async (app) => {
     const c = countersFor(v);
     ctx.inFlight++;
     metrics.inFlight.inc();
+    let clientTimeout = false;
     try {
       if (shedding !== false) {
         const limit = shedding.maxPendingPerModel ?? (config.batching !== false ? Math.floor(0.9 * (config.batching.maxQueueSize ?? 1024)) : 1024);
@@ -139,6 +145,7 @@ const infer: FastifyPluginAsync = async (app) => {
       }
       const body = request.body;
       const decoded = decodeInferRequest(v.wire!, body, body[BINARY] ?? null, body[RAW] === true);
+      clientTimeout = decoded.timeoutMs !== undefined;
       const all = decoded.outputs.length === config.outputs.length;
       const results = await model.infer(decoded.feeds, {
         outputs: all ? undefined : decoded.outputs,
@@ -157,7 +164,7 @@ const infer: FastifyPluginAsync = async (app) => {
       return reply.send(encoded.body);
     } catch (err) {
       if (breaker !== null) {
-        if (isModelFault(err)) breaker.failure(probe);
+        if (isModelFault(err, clientTimeout)) breaker.failure(probe);
         else breaker.neutral(probe);
       }
       const reason = failureReason(err);

@@ -46,7 +46,7 @@ const repositoryRoutes: FastifyPluginAsync = async (app) => {
       } catch (err) {
         throw new NimifyError('INVALID_ARGUMENT', `parameters.config: not valid JSON (${(err as Error).message})`);
       }
-      override = parseModelConfig('parameters.config', json);
+      override = parseModelConfig('parameters.config', json, { fromApi: true });
     }
     await repository.load(name, override);
     return {};
