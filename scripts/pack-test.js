@@ -47,6 +47,24 @@ try {
       console.log('pack-test: inference ok with', runtimeInfo().library);
     })().catch((e) => { console.error(e); process.exit(1); });`;
   process.stdout.write(run(process.execPath, ['-e', script], { cwd: app, env }));
+  // The installed `nimify` bin serves the model: one inference over HTTP, then SIGTERM → exit 0.
+  const serveScript = `
+    const { spawn } = require('node:child_process');
+    const child = spawn(require('node:path').join('node_modules', '.bin', 'nimify'), ['serve', 'model.onnx', '--port', '0', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    const timer = setTimeout(() => { console.error('pack-test: serve did not start:', out); child.kill('SIGKILL'); process.exit(1); }, 30000);
+    child.stdout.on('data', async (d) => {
+      out += d;
+      const m = /serving .* at (http:\\/\\/\\S+)/.exec(out);
+      if (!m || child.asked) return;
+      child.asked = true;
+      const r = await fetch(m[1] + '/v2/models/model/infer', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: new Array(64).fill(0.5) }] }) });
+      const body = await r.json();
+      if (r.status !== 200 || body.outputs[0].shape.join() !== '1,10') { console.error('pack-test: bad HTTP answer', r.status, body); process.exit(1); }
+      child.kill('SIGTERM');
+    });
+    child.on('exit', (code) => { clearTimeout(timer); if (code !== 0) { console.error('pack-test: serve exited', code); process.exit(1); } console.log('pack-test: nimify serve ok'); });`;
+  process.stdout.write(run(process.execPath, ['-e', serveScript], { cwd: app, env }));
   console.log('pack-test: PASS');
 } catch (err) {
   console.error(`pack-test: FAIL: ${err.message}`);
