@@ -132,6 +132,14 @@ bool ParseConfig(Napi::Value value, SessionConfig* c, Failure* f) {
       !ReadInt(o, "logSeverityLevel", 0, 4, &c->log_severity, f)) {
     return false;
   }
+  Napi::Value spin = o.Get("allowSpinning");
+  if (!spin.IsUndefined()) {
+    if (!spin.IsBoolean()) {
+      f->Set(code::kInvalidArgument, "options.allowSpinning must be true or false");
+      return false;
+    }
+    c->allow_spinning = spin.As<Napi::Boolean>().Value() ? 1 : 0;
+  }
   Napi::Value p = o.Get("optimizedModelFilePath");
   if (p.IsString()) c->optimized_model_path = p.As<Napi::String>().Utf8Value();
   Napi::Value fdo = o.Get("freeDimensionOverrides");

@@ -81,6 +81,14 @@ std::shared_ptr<SessionCore> SessionCore::Create(const std::string& path, const 
   if (config.log_severity >= 0 &&
       !check(g_ort->SetSessionLogSeverityLevel(opts.p, config.log_severity), "options.logSeverityLevel"))
     return nullptr;
+  // Whether ORT's pool threads busy-wait for work after a run. Spinning buys latency on idle
+  // cores but takes them from the JS thread (and the scheduler) on small machines.
+  if (config.allow_spinning >= 0) {
+    const char* v = config.allow_spinning ? "1" : "0";
+    if (!check(g_ort->AddSessionConfigEntry(opts.p, "session.intra_op.allow_spinning", v), "options.allowSpinning") ||
+        !check(g_ort->AddSessionConfigEntry(opts.p, "session.inter_op.allow_spinning", v), "options.allowSpinning"))
+      return nullptr;
+  }
   if (!config.optimized_model_path.empty() &&
       !check(g_ort->SetOptimizedModelFilePath(opts.p, config.optimized_model_path.c_str()),
              "options.optimizedModelFilePath"))

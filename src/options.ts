@@ -32,6 +32,12 @@ export interface LoadOptions {
   /** ORT log severity for this session: 0 verbose, 1 info, 2 warning, 3 error, 4 fatal. */
   logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
   /**
+   * Whether ORT's thread-pool threads busy-wait for the next run (ORT's default: true). false
+   * gives the cores back between runs: better when the JS thread has work of its own (a server)
+   * on a small machine; `nimify serve` uses false unless told otherwise.
+   */
+  allowSpinning?: boolean;
+  /**
    * Number of ORT sessions of the model that run requests concurrently (default 1). Each has
    * its own scheduler thread, ORT thread pool and memory. With more than one, infer() goes
    * through the native scheduler even without `batching`.
@@ -85,6 +91,7 @@ const LOAD_KEYS = [
   'optimizedModelFilePath',
   'freeDimensionOverrides',
   'logSeverityLevel',
+  'allowSpinning',
   'instances',
   'batching',
 ] as const;
@@ -126,6 +133,7 @@ export function toNativeConfig(options: unknown): Record<string, unknown> {
     config.freeDimensionOverrides = out;
   }
   if (o.logSeverityLevel !== undefined) config.logSeverityLevel = expectInteger('options.logSeverityLevel', o.logSeverityLevel, 0, 4);
+  if (o.allowSpinning !== undefined) config.allowSpinning = expectBoolean('options.allowSpinning', o.allowSpinning);
   if (o.instances !== undefined) config.instances = expectInteger('options.instances', o.instances, 1, 64);
   if (o.batching !== undefined) config.batching = toNativeBatching(o.batching);
   return config;

@@ -445,3 +445,13 @@ describe('whenIdle', () => {
     await m.dispose();
   });
 });
+
+describe('allowSpinning', () => {
+  it('is passed to ORT as a boolean and validated', async () => {
+    const m = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, intraOpNumThreads: 2 });
+    const { y } = await m.infer({ x: new Tensor('float32', new Float32Array(64).fill(0.5), [1, 64]) });
+    expect(y.dims).toEqual([1, 10]);
+    await m.dispose();
+    await expect(loadModel(model('mlp_tiny.onnx'), { allowSpinning: 'no' as never })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('options.allowSpinning') });
+  });
+});

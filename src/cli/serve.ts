@@ -20,6 +20,7 @@ export const SERVE_FLAGS = {
   'max-queue-delay-us': { type: 'string', arg: 'us', help: 'dynamic batching: longest wait for a fuller batch (default 500)', integer: { min: 0, max: 60_000_000 } },
   'max-queue-size': { type: 'string', arg: 'n', help: 'dynamic batching: queued requests before 503 QUEUE_FULL (default 1024)', integer: { min: 1 } },
   'intra-op-threads': { type: 'string', arg: 'n', help: 'ORT threads inside one operator (default: ORT decides)', integer: { min: 0, max: 1024 } },
+  'allow-spinning': { type: 'boolean', help: "let ORT's pool threads busy-wait between runs (default off in the server)" },
   'control-mode': { type: 'string', arg: 'mode', help: 'none | explicit | poll (default none)', choices: ['none', 'explicit', 'poll'] },
   'load-model': { type: 'string', multiple: true, arg: 'name', help: "explicit mode: model to load at start (repeatable; '*' = all)" },
   'poll-interval-ms': { type: 'string', arg: 'ms', help: 'poll mode: rescan period (default 5000)', integer: { min: 10 } },
@@ -66,6 +67,7 @@ export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     defaults.batching = b;
   }
   if (v['intra-op-threads'] !== undefined) defaults.runtime = { intraOpNumThreads: v['intra-op-threads'] as number };
+  if (v['allow-spinning'] !== undefined) defaults.runtime = { ...(defaults.runtime ?? {}), allowSpinning: v['allow-spinning'] as boolean };
 
   const options: ServerOptions = { repository: path, modelDefaults: defaults };
   if (v['control-mode'] !== undefined) options.controlMode = v['control-mode'] as ServerOptions['controlMode'];

@@ -57,7 +57,7 @@ describe('health and metadata', () => {
       });
     }
     const config = (await app.inject('/v2/models/mlp_tiny/config')).json();
-    expect(config).toMatchObject({ name: 'mlp_tiny', instances: 1, batching: { maxBatchSize: 32, batchDim: true }, versionPolicy: { latest: 1 } });
+    expect(config).toMatchObject({ name: 'mlp_tiny', instances: 1, batching: { maxBatchSize: 32, batchDim: true }, versionPolicy: { latest: 1 }, runtime: { allowSpinning: false } });
     expect(config.warmup).toHaveLength(1);
     const stats = (await app.inject('/v2/models/mlp_tiny/stats')).json();
     expect(stats.model_stats[0]).toMatchObject({ name: 'mlp_tiny', version: '1' });
