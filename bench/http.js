@@ -12,7 +12,12 @@
 // errors are counted apart.
 // Target (SPEC P5): tiny model at 64 connections ≥ 1.5 × the plain server's req/s; image-sized
 // inputs at 64 connections: binary ≥ 3 × JSON and ≥ 2.5 × the plain server, p99 ≤ 2 s.
-// `--quick` (or BENCH_HTTP_SECONDS=<s>) shortens the windows.
+//
+//   npm run bench -- http [--quick]
+// `--quick` (or BENCH_HTTP_SECONDS=<s>) shortens the windows (default 5 s, quick 1 s).
+// BENCH_HTTP_NOSHED=1 adds a reference variant on the image model: nimify JSON with load
+// shedding off (--max-event-loop-delay-ms 0). BENCH_NIMIFY_ROOT=<dir> serves <dir>/dist instead
+// of this checkout's dist (a snapshot of a build, say).
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -21,9 +26,11 @@ const { performance } = require('node:perf_hooks');
 const autocannon = require('autocannon');
 
 const ROOT = path.join(__dirname, '..');
+// The nimify package whose dist/ is served: this checkout, or BENCH_NIMIFY_ROOT (e.g. a snapshot of
+// a build, so that a rebuild of dist/ during a long run cannot change what is measured).
+const NIMIFY_ROOT = process.env.BENCH_NIMIFY_ROOT ? path.resolve(process.env.BENCH_NIMIFY_ROOT) : ROOT;
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'models');
 const CONNECTIONS = [1, 16, 64];
-const VARIANTS = ['plain JSON', 'nimify JSON', 'nimify binary'];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------------------------------------
@@ -56,6 +63,8 @@ function startServer(label, args, ready) {
     pid: child.pid,
     url: null,
     log,
+    /** Lines after the start-up output, by message with numbers and ids masked: count. */
+    messages: new Map(),
     exited: () => exited,
     async stop() {
       if (exited) return exited;
@@ -80,6 +89,14 @@ function startServer(label, args, ready) {
         clearTimeout(timer);
         server.url = m[1];
         resolve(server);
+      } else if (server.url !== null && !/^( {2}inference| {2}model | {4}config )/.test(line)) {
+        let msg = line;
+        try {
+          const j = JSON.parse(line);
+          msg = `${j.level >= 50 ? 'error' : j.level >= 40 ? 'warn' : `level ${j.level}`}: ${j.code ? `${j.code} ` : ''}${j.msg ?? ''}`;
+        } catch {}
+        msg = msg.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, '<id>').replace(/\d+(\.\d+)?/g, 'N').slice(0, 160);
+        server.messages.set(msg, (server.messages.get(msg) ?? 0) + 1);
       }
     };
     for (const stream of [child.stdout, child.stderr]) {
@@ -99,9 +116,13 @@ function startServer(label, args, ready) {
   });
 }
 
-const startPlain = (model) => startServer('plain', [path.join(__dirname, 'plain-server.js'), model, '0'], /listening at (http:\/\/\S+)/);
-const startNimify = (model) =>
-  startServer('nimify', [path.join(ROOT, 'dist', 'cli', 'index.js'), 'serve', model, '--port', '0', '--log-level', 'warn'], /^nimify serving .* at (http:\/\/\S+)$/);
+const NIMIFY_SERVE = (model, extra = []) => [path.join(NIMIFY_ROOT, 'dist', 'cli', 'index.js'), 'serve', model, '--port', '0', '--log-level', 'warn', ...extra];
+const SERVERS = {
+  plain: { label: 'plain', args: (model) => [path.join(__dirname, 'plain-server.js'), model, '0'], ready: /listening at (http:\/\/\S+)/ },
+  nimify: { label: 'nimify', args: (model) => NIMIFY_SERVE(model), ready: /^nimify serving .* at (http:\/\/\S+)$/, metrics: true },
+  // Load shedding off: what JSON costs without the event-loop-delay guard (image model only).
+  'nimify-noshed': { label: 'nimify --max-event-loop-delay-ms 0', args: (model) => NIMIFY_SERVE(model, ['--max-event-loop-delay-ms', '0']), ready: /^nimify serving .* at (http:\/\/\S+)$/, metrics: true },
+};
 
 /** user + system CPU seconds of a process (Linux /proc; null elsewhere). */
 function cpuSeconds(pid) {
@@ -112,6 +133,23 @@ function cpuSeconds(pid) {
   } catch {
     return null;
   }
+}
+
+/**
+ * Waits until the server is idle (under 5 % of a core over 250 ms, at most 60 s), then 1.2 s more:
+ * a cell's leftovers (requests the server still decodes or runs after the load generator hung up)
+ * must not spill into the next cell, nor into nimify's event-loop delay sample (taken each second).
+ */
+async function quiesce(pid) {
+  const t0 = performance.now();
+  let prev = cpuSeconds(pid);
+  while (prev !== null && performance.now() - t0 < 60_000) {
+    await sleep(250);
+    const now = cpuSeconds(pid);
+    if (now === null || now - prev < 0.0125) break;
+    prev = now;
+  }
+  await sleep(1200);
 }
 
 /** nimify's /metrics: shed counts by reason, inferences and executions (for the mean batch). */
@@ -208,6 +246,7 @@ function pct(sorted, p) {
 function measure(url, requests, connections, t, serverPid) {
   return new Promise((resolve, reject) => {
     const lat = [];
+    const latBad = [];
     const codes = {};
     let errors = 0;
     let timeouts = 0;
@@ -222,8 +261,10 @@ function measure(url, requests, connections, t, serverPid) {
     let srv0 = null;
     const usage = {};
     let capTimer = null;
+    let warmedUp = false;
     const startWindow = () => {
       if (measuring) return;
+      warmedUp = seen.size >= connections;
       clearTimeout(capTimer);
       measuring = true;
       tStart = performance.now();
@@ -248,6 +289,7 @@ function measure(url, requests, connections, t, serverPid) {
         if (err) return reject(err);
         if (!measuring) return reject(new Error('autocannon stopped before the measured window'));
         lat.sort((a, b) => a - b);
+        latBad.sort((a, b) => a - b);
         const seconds = (tEnd - tStart) / 1000;
         const ok = lat.length;
         const non2xx = Object.entries(codes).filter(([c]) => !c.startsWith('2')).reduce((a, [, n]) => a + n, 0);
@@ -260,9 +302,12 @@ function measure(url, requests, connections, t, serverPid) {
           ok,
           non2xx,
           statusCodes: codes,
+          non2xxP50Ms: latBad.length ? +pct(latBad, 50).toFixed(2) : null,
           errors,
           timeouts,
           warmupSeconds: +(warmupMs / 1000).toFixed(2),
+          // false when the warm-up hit its cap with some connection still waiting for a response.
+          warmupAllConnections: warmedUp,
           windowSeconds: +seconds.toFixed(2),
           ...usage,
           // autocannon's own totals over the whole run (warm-up included), as a cross-check.
@@ -279,6 +324,7 @@ function measure(url, requests, connections, t, serverPid) {
       }
       codes[status] = (codes[status] ?? 0) + 1;
       if (status >= 200 && status < 300) lat.push(ms);
+      else latBad.push(ms);
     });
     inst.on('reqError', (err) => {
       if (!measuring || done) return;
@@ -289,30 +335,40 @@ function measure(url, requests, connections, t, serverPid) {
   });
 }
 
+/** Variants: [name, server kind, request kind]. The no-shedding one runs on the image model only. */
+const VARIANTS = [
+  ['plain JSON', 'plain', 'json'],
+  ['nimify JSON', 'nimify', 'json'],
+  ['nimify binary', 'nimify', 'binary'],
+];
+const NOSHED = ['nimify JSON, no shedding', 'nimify-noshed', 'json'];
+
 async function benchModel(m, t) {
   const size = m.dims.reduce((a, b) => a * b, 1);
   const xs = randomInputs(size, m.bodies, 42);
-  const json = xs.map((x) => jsonRequest(m, x));
-  const binary = xs.map((x) => binaryRequest(m, x));
-  const bodyBytes = { json: json[0].body.length, binary: binary[0].body.length };
+  const bodies = { json: xs.map((x) => jsonRequest(m, x)), binary: xs.map((x) => binaryRequest(m, x)) };
+  const bodyBytes = { json: bodies.json[0].body.length, binary: bodies.binary[0].body.length };
   console.error(`  ${m.label}: ${m.bodies} bodies, JSON ${(bodyBytes.json / 1024).toFixed(0)} KiB, binary ${(bodyBytes.binary / 1024).toFixed(0)} KiB`);
-  const servers = [];
+  const list = m.noShedVariant ? [...VARIANTS, NOSHED] : VARIANTS;
+  const servers = {};
   try {
-    const plain = await startPlain(m.file);
-    servers.push(plain);
-    const nimify = await startNimify(m.file);
-    servers.push(nimify);
-    const variants = {
-      'plain JSON': { server: plain, requests: json },
-      'nimify JSON': { server: nimify, requests: json },
-      'nimify binary': { server: nimify, requests: binary },
-    };
+    for (const [, kind] of list) {
+      if (servers[kind]) continue;
+      const spec = SERVERS[kind];
+      servers[kind] = await startServer(spec.label, spec.args(m.file), spec.ready);
+    }
     // Correctness first: every variant answers 200 with the right shape, and the same values.
     const check = {};
     let ref = null;
-    for (const [name, v] of Object.entries(variants)) {
-      for (let i = 0; i < v.requests.length; i++) {
-        const out = await checkedRequest(v.server.url, v.requests[i], m);
+    for (const [name, kind, req] of list) {
+      for (let i = 0; i < bodies[req].length; i++) {
+        let out;
+        try {
+          out = await checkedRequest(servers[kind].url, bodies[req][i], m);
+        } catch (err) {
+          await sleep(200);
+          throw new Error(`${m.label} ${name}, body ${i}: ${err.message}\n${servers[kind].label} output:\n${servers[kind].log.slice(-10).join('\n')}`);
+        }
         if (i > 0) continue;
         ref ??= out;
         const diff = maxAbsDiff(ref, out);
@@ -323,14 +379,17 @@ async function benchModel(m, t) {
     const rows = [];
     for (const connections of CONNECTIONS) {
       const row = { connections, variants: {} };
-      // Interleaved: the three variants run back to back at each concurrency, so that noise on
-      // the shared machine hits them alike.
-      for (const [name, v] of Object.entries(variants)) {
-        const before = v.server === nimify ? await nimifyCounters(nimify.url) : null;
-        const r = await measure(v.server.url, v.requests, connections, t, v.server.pid);
-        if (v.server.exited()) throw new Error(`${m.label} ${name}: the ${v.server.label} server exited (${JSON.stringify(v.server.exited())}) during the run\n${v.server.log.slice(-20).join('\n')}`);
+      // Interleaved: the variants run back to back at each concurrency, so that noise on the
+      // shared machine hits them alike.
+      for (const [name, kind, req] of list) {
+        const server = servers[kind];
+        await quiesce(server.pid);
+        const before = SERVERS[kind].metrics ? await nimifyCounters(server.url) : null;
+        const r = await measure(server.url, bodies[req], connections, t, server.pid);
+        if (server.exited()) throw new Error(`${m.label} ${name}: the ${server.label} server exited (${JSON.stringify(server.exited())}) during the run\n${server.log.slice(-20).join('\n')}`);
         if (before) {
-          const after = await nimifyCounters(nimify.url);
+          await quiesce(server.pid);
+          const after = await nimifyCounters(server.url);
           const shed = {};
           for (const [k, n] of Object.entries(after.shed)) if (n - (before.shed[k] ?? 0) > 0) shed[k] = n - (before.shed[k] ?? 0);
           r.shed = shed;
@@ -338,29 +397,28 @@ async function benchModel(m, t) {
           r.meanBatch = exec > 0 ? +((after.inferences - before.inferences) / exec).toFixed(2) : null;
         }
         row.variants[name] = r;
-        const bad = r.non2xx || r.errors ? ` non-2xx ${r.non2xx} ${JSON.stringify(r.statusCodes)} errors ${r.errors}` : '';
+        const bad = r.non2xx || r.errors ? ` non-2xx ${r.non2xx} ${JSON.stringify(r.statusCodes)} (p50 ${r.non2xxP50Ms} ms) errors ${r.errors}` : '';
         console.error(`  ${m.label} @${connections} ${name}: ${r.reqPerSec} req/s, p50 ${r.latencyP50Ms} ms, p99 ${r.latencyP99Ms} ms (window ${r.windowSeconds} s, server CPU ${r.serverCpu}, client CPU ${r.clientCpu}${r.meanBatch ? `, mean batch ${r.meanBatch}` : ''})${bad}`);
-        await sleep(300);
       }
-      const p = row.variants['plain JSON'].reqPerSec;
-      const nj = row.variants['nimify JSON'].reqPerSec;
-      const nb = row.variants['nimify binary'].reqPerSec;
+      const ratio = (a, b) => (row.variants[a] && row.variants[b]?.reqPerSec > 0 ? +(row.variants[a].reqPerSec / row.variants[b].reqPerSec).toFixed(2) : null);
       row.ratios = {
-        nimifyJsonVsPlain: p > 0 ? +(nj / p).toFixed(2) : null,
-        nimifyBinaryVsPlain: p > 0 ? +(nb / p).toFixed(2) : null,
-        nimifyBinaryVsJson: nj > 0 ? +(nb / nj).toFixed(2) : null,
+        nimifyJsonVsPlain: ratio('nimify JSON', 'plain JSON'),
+        nimifyBinaryVsPlain: ratio('nimify binary', 'plain JSON'),
+        nimifyBinaryVsJson: ratio('nimify binary', 'nimify JSON'),
       };
+      if (m.noShedVariant) {
+        row.ratios.noShedJsonVsPlain = ratio(NOSHED[0], 'plain JSON');
+        row.ratios.nimifyBinaryVsNoShedJson = ratio('nimify binary', NOSHED[0]);
+      }
       rows.push(row);
     }
-    // Anything the servers wrote besides their start-up lines (nimify logs at warn and above).
+    // What the servers wrote besides their start-up lines (nimify logs at warn and above), by message.
     const logs = {};
-    for (const s of servers) {
-      const extra = s.log.filter((l) => !/^(nimify serving|  inference|  model |    config |plain server listening)/.test(l));
-      if (extra.length) logs[s.label] = extra.slice(-20);
-    }
-    return { model: m.label, file: path.relative(ROOT, m.file), dims: m.dims, bodies: m.bodies, bodyBytes, check, rows, serverLogs: logs };
+    for (const srv of Object.values(servers)) if (srv.messages.size) logs[srv.label] = Object.fromEntries([...srv.messages].sort((x, y) => y[1] - x[1]).slice(0, 10));
+    const commands = Object.fromEntries(Object.entries(servers).map(([k, srv]) => [k, `node ${SERVERS[k].args(path.relative(ROOT, m.file)).map((a) => path.relative(ROOT, a) || a).join(' ')}`]));
+    return { model: m.label, file: path.relative(ROOT, m.file), dims: m.dims, bodies: m.bodies, bodyBytes, commands, check, rows, serverLogs: logs };
   } finally {
-    for (const s of servers) await s.stop();
+    for (const srv of Object.values(servers)) await srv.stop();
   }
 }
 
@@ -381,7 +439,7 @@ async function main() {
   const t = {
     windowMs: windowS * 1000,
     warmupMs: Math.min(1000, windowS * 300),
-    maxWarmupMs: 60_000,
+    maxWarmupMs: 30_000,
     // The window covers at least `factor` × the warm-up (≈ one request's latency), so every
     // connection contributes several requests even when one takes seconds.
     factor: quick ? 1 : 2,
@@ -389,7 +447,7 @@ async function main() {
   };
   const models = [
     { label: 'tiny MLP (64→256→10)', file: path.join(FIXTURES, 'mlp_tiny.onnx'), dims: [1, 64], outDims: [1, 10], bodies: 8 },
-    { ...imageModel(), bodies: 2 },
+    { ...imageModel(), bodies: 2, noShedVariant: process.env.BENCH_HTTP_NOSHED === '1' },
   ].map((m) => ({ ...m, name: path.basename(m.file, '.onnx'), input: 'x', output: 'y' }));
 
   const onSignal = (sig) => {
@@ -402,7 +460,7 @@ async function main() {
   try {
     const results = [];
     for (const m of models) results.push(await benchModel(m, t));
-    const { runtimeInfo } = require('../dist');
+    const { runtimeInfo } = require(path.join(NIMIFY_ROOT, 'dist'));
     return {
       kind: 'http',
       runtime: runtimeInfo(),
@@ -410,8 +468,9 @@ async function main() {
       autocannon: require('autocannon/package.json').version,
       cpu: { model: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, loadavg: os.loadavg().map((x) => +x.toFixed(2)) },
       node: process.version,
+      nimify: nimifyVersion(),
       connections: CONNECTIONS,
-      timing: { quick, windowSeconds: windowS, warmupSeconds: t.warmupMs / 1000, windowFactor: t.factor, maxWindowSeconds: t.maxWindowMs / 1000 },
+      timing: { quick, windowSeconds: windowS, maxWarmupSeconds: t.maxWarmupMs / 1000, warmupSeconds: t.warmupMs / 1000, windowFactor: t.factor, maxWindowSeconds: t.maxWindowMs / 1000 },
       models: results,
       targets: targets(results),
     };
@@ -421,6 +480,19 @@ async function main() {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/** Which nimify was served: the commit of its checkout, and whether its src/ differs from it. */
+function nimifyVersion() {
+  const git = (...args) => {
+    try {
+      return require('node:child_process').execFileSync('git', args, { cwd: NIMIFY_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    } catch {
+      return null;
+    }
+  };
+  const status = git('status', '--porcelain', '--', 'src');
+  return { root: NIMIFY_ROOT === ROOT ? '.' : NIMIFY_ROOT, commit: git('rev-parse', '--short', 'HEAD'), srcModified: status === null ? null : status.length > 0 };
 }
 
 /** SPEC P5, evaluated on this run. */
@@ -434,6 +506,9 @@ function targets(results) {
     { id: 'P5 image vs plain', what: `${results[1].model}, 64 connections: nimify binary ≥ 2.5 × plain req/s`, value: img.ratios.nimifyBinaryVsPlain, met: img.ratios.nimifyBinaryVsPlain >= 2.5 },
     { id: 'P5 image p99', what: `${results[1].model}, 64 connections: nimify binary p99 ≤ 2000 ms`, value: img.variants['nimify binary'].latencyP99Ms, met: img.variants['nimify binary'].latencyP99Ms !== null && img.variants['nimify binary'].latencyP99Ms <= 2000 },
   ];
+  if (img.ratios.nimifyBinaryVsNoShedJson !== undefined) {
+    list.push({ id: 'info', what: `(reference) ${results[1].model}, 64 connections: nimify binary ÷ nimify JSON with shedding off`, value: img.ratios.nimifyBinaryVsNoShedJson, met: null });
+  }
   return list;
 }
 
@@ -449,9 +524,10 @@ function toMarkdown(report) {
     '|---|---|',
     `| CPU | ${report.cpu.model}, ${report.cpu.cores} cores (load average at the end ${report.cpu.loadavg.join(', ')}) |`,
     `| Node | ${report.node} |`,
+    `| nimify | commit ${report.nimify.commit}${report.nimify.srcModified ? ' + uncommitted changes in src/' : ''}${report.nimify.root !== '.' ? ` (served from ${report.nimify.root})` : ''}, \`nimify serve\` defaults |`,
     `| ONNX Runtime | ${report.runtime.version} (onnxruntime-node ${report.onnxruntimeNode}; nimify loads the same library) |`,
     `| load generator | autocannon ${report.autocannon}, same process as the runner; servers are child processes |`,
-    `| windows | ≥ ${report.timing.windowSeconds} s measured per cell (≥ ${report.timing.windowFactor} × the warm-up, ≤ ${report.timing.maxWindowSeconds} s), after a warm-up until every connection had a response${report.timing.quick ? ' (quick mode)' : ''} |`,
+    `| windows | ≥ ${report.timing.windowSeconds} s measured per cell (≥ ${report.timing.windowFactor} × the warm-up, ≤ ${report.timing.maxWindowSeconds} s), after a warm-up until every connection had a response (at most ${report.timing.maxWarmupSeconds} s)${report.timing.quick ? ' (quick mode)' : ''} |`,
     `| date | ${report.date ?? new Date().toISOString()} |`,
     '',
     'Closed loop, one request in flight per connection (C). req/s = 2xx responses per second in the measured window; p50/p99 = latency of the 2xx responses (ms). Plain = Fastify + onnxruntime-node written the usual way (bench/plain-server.js, JSON only); nimify = `nimify serve` with its defaults (dynamic batching, shedding). × plain = nimify req/s ÷ plain req/s; bin/JSON = nimify binary ÷ nimify JSON.',
@@ -467,11 +543,27 @@ function toMarkdown(report) {
       lines.push(`| ${m.model} | ${r.connections} | ${fmt(p.reqPerSec)} | ${ms(p.latencyP50Ms)} | ${ms(p.latencyP99Ms)} | ${fmt(j.reqPerSec)} | ${ms(j.latencyP50Ms)} | ${ms(j.latencyP99Ms)} | ${r.ratios.nimifyJsonVsPlain} | ${fmt(b.reqPerSec)} | ${ms(b.latencyP50Ms)} | ${ms(b.latencyP99Ms)} | ${r.ratios.nimifyBinaryVsPlain} | ${r.ratios.nimifyBinaryVsJson} |`);
     }
   }
+  const noShed = report.models.filter((m) => m.rows.some((r) => r.variants[NOSHED[0]]));
+  if (noShed.length) {
+    lines.push(
+      '',
+      `For reference, nimify with load shedding off (\`--max-event-loop-delay-ms 0\`): what the JSON path delivers when it is not refusing requests. By default nimify answers 503 OVERLOADED while the event loop is more than 200 ms late, which large JSON bodies cause (see the per-cell table).`,
+      '',
+      '| model | C | nimify JSON, no shedding req/s | p50 | p99 | × plain | nimify binary ÷ this |',
+      '|---|---:|---:|---:|---:|---:|---:|',
+    );
+    for (const m of noShed) {
+      for (const r of m.rows) {
+        const v = r.variants[NOSHED[0]];
+        lines.push(`| ${m.model} | ${r.connections} | ${fmt(v.reqPerSec)} | ${ms(v.latencyP50Ms)} | ${ms(v.latencyP99Ms)} | ${r.ratios.noShedJsonVsPlain} | ${r.ratios.nimifyBinaryVsNoShedJson} |`);
+      }
+    }
+  }
   lines.push('', 'Targets (SPEC P5) on this run:', '', '| target | value | met |', '|---|---:|---|');
-  for (const t of report.targets) lines.push(`| ${t.what} | ${t.value ?? '–'} | ${t.met ? 'yes' : 'no'} |`);
+  for (const t of report.targets) lines.push(`| ${t.what} | ${t.value ?? '–'} | ${t.met === null ? '–' : t.met ? 'yes' : 'no'} |`);
   lines.push(
     '',
-    'Per cell: measured window (s), 2xx responses, non-2xx responses (by status), socket errors / timeouts, CPU cores used by the server and by the load generator during the window, nimify mean batch size and 503s shed (by reason) over the whole cell.',
+    'Per cell: measured window (s; * = some connection still had no response when the warm-up ended at its cap), 2xx responses, non-2xx responses (by status; their median latency), socket errors / timeouts, CPU cores used by the server process and by the load generator during the window, nimify mean batch size and 503s shed (by reason) over the whole cell (warm-up included).',
     '',
     '| model | C | variant | window s | 2xx | non-2xx | errors | server CPU | client CPU | mean batch | shed |',
     '|---|---:|---|---:|---:|---|---:|---:|---:|---:|---|',
@@ -479,9 +571,9 @@ function toMarkdown(report) {
   for (const m of report.models) {
     for (const r of m.rows) {
       for (const [name, v] of Object.entries(r.variants)) {
-        const non = v.non2xx ? `${v.non2xx} (${Object.entries(v.statusCodes).filter(([c]) => !c.startsWith('2')).map(([c, n]) => `${c}×${n}`).join(', ')})` : '0';
+        const non = v.non2xx ? `${v.non2xx} (${Object.entries(v.statusCodes).filter(([c]) => !c.startsWith('2')).map(([c, n]) => `${c}×${n}`).join(', ')}; p50 ${ms(v.non2xxP50Ms)} ms)` : '0';
         const shed = v.shed && Object.keys(v.shed).length ? Object.entries(v.shed).map(([k, n]) => `${k} ${n}`).join(', ') : v.shed ? '0' : '–';
-        lines.push(`| ${m.model} | ${r.connections} | ${name} | ${v.windowSeconds} | ${fmt(v.ok)} | ${non} | ${v.errors}${v.timeouts ? ` (${v.timeouts} timeouts)` : ''} | ${v.serverCpu ?? '–'} | ${v.clientCpu} | ${v.meanBatch ?? '–'} | ${shed} |`);
+        lines.push(`| ${m.model} | ${r.connections} | ${name} | ${v.windowSeconds}${v.warmupAllConnections ? '' : ' *'} | ${fmt(v.ok)} | ${non} | ${v.errors}${v.timeouts ? ` (${v.timeouts} timeouts)` : ''} | ${v.serverCpu ?? '–'} | ${v.clientCpu} | ${v.meanBatch ?? '–'} | ${shed} |`);
       }
     }
   }
@@ -489,7 +581,8 @@ function toMarkdown(report) {
   for (const m of report.models) {
     const checks = Object.entries(m.check).map(([k, c]) => `${k} max |Δ| vs plain ${c.maxAbsDiffVsPlain}`).join('; ');
     lines.push(`- ${m.model}: \`${m.file}\`, input ${JSON.stringify(m.dims)} FP32, ${m.bodies} pre-built random bodies cycled per connection (JSON ${(m.bodyBytes.json / 1024).toFixed(0)} KiB, binary ${(m.bodyBytes.binary / 1024).toFixed(0)} KiB). First responses: 200, right shape; ${checks}.`);
-    for (const [label, log] of Object.entries(m.serverLogs)) lines.push(`  - ${label} server output during the run (last ${log.length} lines): ${log.map((l) => `\`${l.slice(0, 200)}\``).join(' ')}`);
+    for (const [kind, cmd] of Object.entries(m.commands)) lines.push(`  - ${kind}: \`${cmd}\``);
+    for (const [label, msgs] of Object.entries(m.serverLogs)) lines.push(`  - ${label} logged: ${Object.entries(msgs).map(([msg, n]) => `${n} × \`${msg}\``).join('; ')}`);
   }
   return lines.join('\n');
 }
@@ -497,12 +590,13 @@ function toMarkdown(report) {
 // ---------------------------------------------------------------------------------------------
 // Chart: one panel per model, req/s (log scale) against connections, one line per variant.
 
-const COLORS = { 'plain JSON': '#d62728', 'nimify JSON': '#7f7f7f', 'nimify binary': '#1f77b4' };
+const COLORS = { 'plain JSON': '#d62728', 'nimify JSON': '#7f7f7f', 'nimify binary': '#1f77b4', [NOSHED[0]]: '#7f7f7f' };
+const NAMES = [...VARIANTS, NOSHED].map((v) => v[0]);
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 const short = (n) => (n >= 1e6 ? `${+(n / 1e6).toFixed(1)}M` : n >= 1e3 ? `${+(n / 1e3).toFixed(1)}k` : `${+n.toFixed(1)}`);
 
 function panel(m, x0, y0, w, h) {
-  const all = m.rows.flatMap((r) => VARIANTS.map((v) => r.variants[v].reqPerSec)).filter((v) => v > 0);
+  const all = m.rows.flatMap((r) => Object.values(r.variants).map((v) => v.reqPerSec)).filter((v) => v > 0);
   const lo = Math.floor(Math.log10(Math.min(...all)));
   const hi = Math.ceil(Math.log10(Math.max(...all)));
   const xs = m.rows.map((r) => r.connections);
@@ -514,10 +608,10 @@ function panel(m, x0, y0, w, h) {
     out.push(`<line x1="${x0 + 40}" y1="${y}" x2="${x0 + w - 20}" y2="${y}" stroke="#ddd"/>`, `<text x="${x0 + 36}" y="${y + 4}" text-anchor="end">${short(10 ** e)}</text>`);
   }
   for (const c of xs) out.push(`<text x="${px(c)}" y="${y0 + h - 12}" text-anchor="middle">${c}</text>`);
-  for (const name of VARIANTS) {
-    const pts = m.rows.map((r) => [r.connections, r.variants[name].reqPerSec]).filter((p) => p[1] > 0);
+  for (const name of NAMES) {
+    const pts = m.rows.filter((r) => r.variants[name]).map((r) => [r.connections, r.variants[name].reqPerSec]).filter((p) => p[1] > 0);
     if (!pts.length) continue;
-    out.push(`<path d="${pts.map(([c, v], i) => `${i ? 'L' : 'M'}${px(c).toFixed(1)},${py(v).toFixed(1)}`).join(' ')}" fill="none" stroke="${COLORS[name]}" stroke-width="2"/>`);
+    out.push(`<path d="${pts.map(([c, v], i) => `${i ? 'L' : 'M'}${px(c).toFixed(1)},${py(v).toFixed(1)}`).join(' ')}" fill="none" stroke="${COLORS[name]}" stroke-width="2"${name === NOSHED[0] ? ' stroke-dasharray="5,4"' : ''}/>`);
     for (const [c, v] of pts) out.push(`<circle cx="${px(c).toFixed(1)}" cy="${py(v).toFixed(1)}" r="3" fill="${COLORS[name]}"><title>${esc(`${name} @${c}: ${v} req/s`)}</title></circle>`);
   }
   return out.join('\n');
@@ -526,9 +620,9 @@ function panel(m, x0, y0, w, h) {
 function toSvg(report, machine) {
   const w = 360;
   const h = 260;
-  const width = Math.max(w * report.models.length + 20, 560);
+  const width = Math.max(w * report.models.length + 20, 20 + 170 * NAMES.length);
   const height = h + 70;
-  const legend = VARIANTS.map((name, i) => `<rect x="${20 + i * 150}" y="${h + 24}" width="14" height="4" fill="${COLORS[name]}"/><text x="${40 + i * 150}" y="${h + 30}">${esc(name)}</text>`);
+  const legend = NAMES.map((name, i) => `<line x1="${20 + i * 170}" y1="${h + 26}" x2="${34 + i * 170}" y2="${h + 26}" stroke="${COLORS[name]}" stroke-width="3"${name === NOSHED[0] ? ' stroke-dasharray="4,2"' : ''}/><text x="${40 + i * 170}" y="${h + 30}">${esc(name)}</text>`);
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
     `<rect width="100%" height="100%" fill="white"/>`,
