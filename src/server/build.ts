@@ -36,7 +36,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     genReqId: () => randomUUID(),
     return503OnClosing: true,
     // Longer than any valid name (128), so a long name reaches nimify's own 400 instead of a 414.
-    maxParamLength: 512,
+    routerOptions: { maxParamLength: 512 },
     // Errors Fastify raises before routing (malformed URL encoding, …) answer in nimify's shape.
     frameworkErrors: (err, request, reply) => sendError(request, reply, err),
     // Requests Node's HTTP parser rejects never reach Fastify's routing: answer them in the same shape.

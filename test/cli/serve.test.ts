@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { serveOptions } from '../../src/cli/serve';
 import { ROOT, MODELS } from '../helpers';
 
@@ -41,6 +41,7 @@ describe('flags and environment', () => {
 
 function start(args: string[], env: Record<string, string> = {}): { child: ChildProcess; output: () => string; listening: Promise<string> } {
   const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'cli', 'index.js'), 'serve', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
   let out = '';
   const listening = new Promise<string>((resolve, reject) => {
     const onData = (d: Buffer) => {
@@ -54,6 +55,12 @@ function start(args: string[], env: Record<string, string> = {}): { child: Child
   });
   return { child, output: () => out, listening };
 }
+
+// Children are killed after each test even when an assertion failed first.
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
 
 const exitCode = (child: ChildProcess) => new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
 
