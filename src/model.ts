@@ -41,7 +41,6 @@ export class Model {
   #inFlight = 0;
   #requests = 0;
   #disposing: Promise<void> | null = null;
-  #drained: (() => void) | null = null;
   #idleWaiters: Array<() => void> = [];
 
   /** @internal Use loadModel(). */
@@ -142,10 +141,7 @@ export class Model {
 
   #settled(cleanup: (() => void) | undefined): void {
     cleanup?.();
-    if (--this.#inFlight === 0) {
-      if (this.#drained) this.#drained();
-      if (this.#idleWaiters.length > 0) for (const w of this.#idleWaiters.splice(0)) w();
-    }
+    if (--this.#inFlight === 0 && this.#idleWaiters.length > 0) for (const w of this.#idleWaiters.splice(0)) w();
   }
 
   /**
@@ -184,8 +180,7 @@ export class Model {
   dispose(): Promise<void> {
     if (this.#disposing) return this.#disposing;
     this.#session?.close();
-    const drained = this.#inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (this.#drained = resolve));
-    this.#disposing = drained.then(() => {
+    this.#disposing = this.whenIdle().then(() => {
       this.#session?.release();
       this.#session = null;
     });

@@ -35,9 +35,15 @@ export interface TensorLike {
 }
 export type TensorData = TensorDataMap[TensorType];
 
-type TypedArrayCtor = { new (length: number): ArrayBufferView & ArrayLike<unknown>; from(src: ArrayLike<unknown>): ArrayBufferView & ArrayLike<unknown>; name: string };
+type TypedArrayCtor = {
+  new (length: number): ArrayBufferView & ArrayLike<unknown>;
+  new (buffer: ArrayBuffer, byteOffset: number, length: number): ArrayBufferView & ArrayLike<unknown>;
+  from(src: ArrayLike<unknown>): ArrayBufferView & ArrayLike<unknown>;
+  name: string;
+};
 
-const CTORS: Record<Exclude<TensorType, 'string'>, TypedArrayCtor> = {
+/** @internal The typed array class that holds each numeric tensor type (the protocol codec uses it too). */
+export const CTORS: Record<Exclude<TensorType, 'string'>, TypedArrayCtor> = {
   float32: Float32Array,
   float64: Float64Array,
   float16: Uint16Array,

@@ -69,15 +69,19 @@ function roundToFormat(abs: number, mantBits: number, bias: number, maxExp: numb
   return [biased, m & (2 ** mantBits - 1)];
 }
 
+/** float → bits of a 16-bit float format; NaN stays NaN, overflow → ±Infinity. */
+function toBits16(value: number, mantBits: number, bias: number, maxExp: number, infBits: number, nanBits: number): number {
+  const sign = value < 0 || Object.is(value, -0) ? 0x8000 : 0;
+  if (Number.isNaN(value)) return nanBits;
+  const abs = Math.abs(value);
+  if (abs === 0) return sign;
+  const r = abs === Infinity ? null : roundToFormat(abs, mantBits, bias, maxExp);
+  return r === null ? sign | infBits : sign | (r[0] << mantBits) | r[1];
+}
+
 /** float → IEEE half bits, round to nearest even; NaN stays NaN, overflow → ±Infinity. */
 export function toHalfBits(value: number): number {
-  const sign = value < 0 || Object.is(value, -0) ? 0x8000 : 0;
-  if (Number.isNaN(value)) return 0x7e00;
-  const abs = Math.abs(value);
-  if (abs === Infinity) return sign | 0x7c00;
-  if (abs === 0) return sign;
-  const r = roundToFormat(abs, 10, 15, 30);
-  return r === null ? sign | 0x7c00 : sign | (r[0] << 10) | r[1];
+  return toBits16(value, 10, 15, 30, 0x7c00, 0x7e00);
 }
 
 /** IEEE half bits → float. */
@@ -92,13 +96,7 @@ export function fromHalfBits(h: number): number {
 
 /** float → bfloat16 bits (round to nearest even from the double; NaN stays NaN, overflow → ±Infinity). */
 export function toBf16Bits(value: number): number {
-  const sign = value < 0 || Object.is(value, -0) ? 0x8000 : 0;
-  if (Number.isNaN(value)) return 0x7fc0;
-  const abs = Math.abs(value);
-  if (abs === Infinity) return sign | 0x7f80;
-  if (abs === 0) return sign;
-  const r = roundToFormat(abs, 7, 127, 254);
-  return r === null ? sign | 0x7f80 : sign | (r[0] << 7) | r[1];
+  return toBits16(value, 7, 127, 254, 0x7f80, 0x7fc0);
 }
 
 /** bfloat16 bits → float. */

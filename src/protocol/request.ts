@@ -8,7 +8,7 @@
  * Runs on the event-loop thread; cost is O(elements) for JSON data and O(inputs) for binary.
  */
 import { NimifyError } from '../errors';
-import { Tensor, type TensorType } from '../tensor';
+import { CTORS, Tensor } from '../tensor';
 import { describe, invalid, isPlainObject } from '../validate';
 import { DATATYPE_TO_TYPE, DATATYPES, ELEMENT_BYTES, isDatatype, toBf16Bits, toHalfBits, type Datatype } from './datatypes';
 
@@ -193,12 +193,8 @@ function checkShape(where: string, value: unknown, spec: WireTensor): number[] {
 }
 
 function elementCount(where: string, shape: readonly number[]): number {
-  if (shape.includes(0)) return 0;
-  let n = 1;
-  for (const d of shape) {
-    n *= d;
-    if (n > Number.MAX_SAFE_INTEGER) throw bad(`${where}: [${shape.join(', ')}] has more elements than any request can carry`);
-  }
+  const n = shapeCount(shape);
+  if (n === null) throw bad(`${where}: [${shape.join(', ')}] has more elements than any request can carry`);
   return n;
 }
 
@@ -218,22 +214,7 @@ function fromBytes(where: string, datatype: Datatype, bytes: Buffer, shape: numb
     buffer = copy.buffer;
     byteOffset = 0;
   }
-  return new Tensor(type, view(type as Exclude<TensorType, 'string'>, buffer, byteOffset, count) as never, shape);
-}
-
-function view(type: Exclude<TensorType, 'string'>, buffer: ArrayBuffer, offset: number, count: number): ArrayBufferView {
-  switch (type) {
-    case 'float32': return new Float32Array(buffer, offset, count);
-    case 'float64': return new Float64Array(buffer, offset, count);
-    case 'float16': case 'bfloat16': case 'uint16': return new Uint16Array(buffer, offset, count);
-    case 'int8': return new Int8Array(buffer, offset, count);
-    case 'uint8': case 'bool': return new Uint8Array(buffer, offset, count);
-    case 'int16': return new Int16Array(buffer, offset, count);
-    case 'int32': return new Int32Array(buffer, offset, count);
-    case 'uint32': return new Uint32Array(buffer, offset, count);
-    case 'int64': return new BigInt64Array(buffer, offset, count);
-    case 'uint64': return new BigUint64Array(buffer, offset, count);
-  }
+  return new Tensor(type, new CTORS[type as Exclude<typeof type, 'string'>](buffer, byteOffset, count) as never, shape);
 }
 
 /** BYTES in binary form: each element a 4-byte little-endian length, then that many bytes. */
@@ -292,19 +273,8 @@ export function jsonElements(where: string, datatype: Datatype, data: unknown, s
 }
 
 function isArrayFor(datatype: Datatype, data: ArrayBufferView): boolean {
-  switch (datatype) {
-    case 'FP32': return data instanceof Float32Array;
-    case 'FP64': return data instanceof Float64Array;
-    case 'FP16': case 'BF16': case 'UINT16': return data instanceof Uint16Array;
-    case 'INT8': return data instanceof Int8Array;
-    case 'UINT8': case 'BOOL': return data instanceof Uint8Array;
-    case 'INT16': return data instanceof Int16Array;
-    case 'INT32': return data instanceof Int32Array;
-    case 'UINT32': return data instanceof Uint32Array;
-    case 'INT64': return data instanceof BigInt64Array;
-    case 'UINT64': return data instanceof BigUint64Array;
-    case 'BYTES': return false;
-  }
+  const type = DATATYPE_TO_TYPE[datatype];
+  return type !== 'string' && data instanceof CTORS[type];
 }
 
 /** Element count of a request shape, or null when the shape is not a valid dims array. */
@@ -344,20 +314,8 @@ function fill(arr: unknown[], sink: Sink, pos: number, count: number, depth: num
   return pos;
 }
 
-function allocate(type: TensorType, count: number): unknown {
-  switch (type) {
-    case 'string': return new Array<string>(count);
-    case 'float32': return new Float32Array(count);
-    case 'float64': return new Float64Array(count);
-    case 'float16': case 'bfloat16': case 'uint16': return new Uint16Array(count);
-    case 'int8': return new Int8Array(count);
-    case 'uint8': case 'bool': return new Uint8Array(count);
-    case 'int16': return new Int16Array(count);
-    case 'int32': return new Int32Array(count);
-    case 'uint32': return new Uint32Array(count);
-    case 'int64': return new BigInt64Array(count);
-    case 'uint64': return new BigUint64Array(count);
-  }
+function allocate(type: (typeof DATATYPE_TO_TYPE)[Datatype], count: number): unknown {
+  return type === 'string' ? new Array<string>(count) : new CTORS[type](count);
 }
 
 const INT_RANGES: Partial<Record<Datatype, [number, number]>> = {

@@ -74,8 +74,8 @@ const RUNTIME_KEYS = ['executionProviders', 'intraOpNumThreads', 'interOpNumThre
 
 /**
  * ORT settings a served model gets unless its config or the server says otherwise: pool threads
- * do not spin between runs, so they do not take the event loop's core (measured on the 2-core
- * VM, tiny MLP at 64 connections: ~5.6k req/s with spinning, see bench/results/http.md).
+ * do not spin between runs, so they do not take the event loop's core on small machines (the
+ * HTTP benchmark, bench/http.js, runs `nimify serve` with this default).
  */
 export const SERVER_RUNTIME_DEFAULTS: RuntimeConfig = { allowSpinning: false };
 

@@ -97,6 +97,8 @@ interface ModelEntry {
   chain: Promise<void>;
   /** Explicitly unloaded (API) or removed from disk. */
   unloaded: boolean;
+  /** Why the model as a whole could not load (bad config.json, no version on disk); '' = none. */
+  failure: string;
 }
 
 export class ModelRepository {
@@ -133,7 +135,7 @@ export class ModelRepository {
     repo.#realRoot = await fsp.realpath(repo.root);
     if (single) {
       const name = path.basename(abs, '.onnx').replace(/[^A-Za-z0-9_.-]/g, '_').replace(/^[^A-Za-z0-9]+/, '') || 'model';
-      repo.#models.set(name, { name, dir: null, versions: new Map(), chain: Promise.resolve(), unloaded: false });
+      repo.#models.set(name, { name, dir: null, versions: new Map(), chain: Promise.resolve(), unloaded: false, failure: '' });
       repo.#singleFile = abs;
     } else {
       await repo.#scan();
@@ -169,7 +171,7 @@ export class ModelRepository {
       if (!(await this.#inside(dir))) continue;
       seen.push(d.name);
       if (!this.#models.has(d.name)) {
-        this.#models.set(d.name, { name: d.name, dir, versions: new Map(), chain: Promise.resolve(), unloaded: this.controlMode === 'explicit' });
+        this.#models.set(d.name, { name: d.name, dir, versions: new Map(), chain: Promise.resolve(), unloaded: this.controlMode === 'explicit', failure: '' });
       }
     }
     return seen;
@@ -274,6 +276,7 @@ export class ModelRepository {
       this.#failAll(entry, err);
       return [err.message];
     }
+    entry.failure = '';
     await Promise.all(
       wanted.map(async (version) => {
         const { file, stamp: fileStamp } = onDisk.get(version)!;
@@ -348,12 +351,7 @@ export class ModelRepository {
   #failAll(entry: ModelEntry, err: unknown): void {
     const reason = err instanceof Error ? err.message : String(err);
     this.#options.log?.error({ model: entry.name, reason }, 'model failed to load');
-    if (entry.versions.size === 0) {
-      const v = new ServedVersion(entry.name, '', '');
-      v.state = 'UNAVAILABLE';
-      v.reason = reason;
-      entry.versions.set('', v);
-    }
+    entry.failure = reason;
     for (const v of entry.versions.values()) {
       if (v.state !== 'READY') {
         v.state = 'UNAVAILABLE';
@@ -371,11 +369,11 @@ export class ModelRepository {
     return this.#models.has(name);
   }
 
-  /** Versions of a model currently in the repository's tables, newest first (excluding placeholders). */
+  /** Versions of a model currently in the repository's tables, newest first. */
   versions(name: string): ServedVersion[] {
     const entry = this.#models.get(name);
     if (entry === undefined) return [];
-    return [...entry.versions.values()].filter((v) => v.version !== '').sort((a, b) => Number(b.version) - Number(a.version));
+    return [...entry.versions.values()].sort((a, b) => Number(b.version) - Number(a.version));
   }
 
   /**
@@ -395,8 +393,9 @@ export class ModelRepository {
     const ready = all.find((v) => v.ready);
     if (ready !== undefined) return ready;
     if (entry.unloaded && all.every((v) => v.state === 'UNAVAILABLE')) throw new NimifyError('NOT_FOUND', `model '${name}' is not loaded`);
-    const first = all[0] ?? entry.versions.get('');
-    throw new NimifyError('NOT_READY', `model '${name}' is not ready (${first ? `${first.state}${first.reason ? `: ${first.reason}` : ''}` : 'not loaded'})`);
+    const first = all[0];
+    const why = first ? `${first.state}${first.reason ? `: ${first.reason}` : ''}` : entry.failure ? `UNAVAILABLE: ${entry.failure}` : 'not loaded';
+    throw new NimifyError('NOT_READY', `model '${name}' is not ready (${why})`);
   }
 
   /** True when every model in the startup set (or loaded since) has a READY version. */
@@ -415,13 +414,12 @@ export class ModelRepository {
       const entry = this.#models.get(name)!;
       const versions = [...entry.versions.values()];
       if (versions.length === 0) {
-        if (!readyOnly) out.push({ name });
+        if (!readyOnly) out.push(entry.failure ? { name, state: 'UNAVAILABLE', reason: entry.failure } : { name });
         continue;
       }
       for (const v of versions.sort((a, b) => Number(a.version) - Number(b.version))) {
         if (readyOnly && !v.ready) continue;
-        const e: IndexEntry = { name, state: v.state };
-        if (v.version !== '') e.version = v.version;
+        const e: IndexEntry = { name, version: v.version, state: v.state };
         if (v.reason) e.reason = v.reason;
         out.push(e);
       }

@@ -9,7 +9,7 @@
  * pays nothing for them. A reloaded version starts a new Model whose counters start at zero: the
  * deltas are kept per Model object, so the exported counters never go backwards.
  */
-import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Model } from '../model';
 import type { ModelRepository } from '../repository/repository';
 
@@ -55,6 +55,7 @@ export class ServerMetrics {
   readonly inFlight: Gauge<string>;
 
   #repository: ModelRepository | null = null;
+  #inFlightNow: () => number = () => 0;
   readonly #seen = new WeakMap<Model, Snapshot>();
   #refreshedAt = 0;
 
@@ -84,7 +85,7 @@ export class ServerMetrics {
     this.shed = counter('nimify_requests_shed_total', 'Requests answered 503 by load shedding, by reason', ['reason'] as const);
     this.rateLimited = counter('nimify_requests_rate_limited_total', 'Requests answered 429 by the rate limiter', []);
     this.unauthorized = counter('nimify_requests_unauthorized_total', 'Requests answered 401 for a missing or wrong API key', []);
-    this.inFlight = gauge('nimify_inference_in_flight', 'Inference requests being served (decoded, queued or running)', []);
+    this.inFlight = gauge('nimify_inference_in_flight', 'Inference requests being served (decoded, queued or running)', [], true);
 
     if (options.processMetrics !== false) {
       try {
@@ -95,8 +96,10 @@ export class ServerMetrics {
     }
   }
 
-  attach(repository: ModelRepository): void {
+  /** Where scrape-time figures come from: the repository's models and the server's in-flight count. */
+  attach(repository: ModelRepository, inFlight: () => number): void {
     this.#repository = repository;
+    this.#inFlightNow = inFlight;
   }
 
   /** Pulls the scheduler-side figures of every loaded version into the counters (deduplicated per scrape). */
@@ -104,6 +107,7 @@ export class ServerMetrics {
     const now = Date.now();
     if (now - this.#refreshedAt < 20 || this.#repository === null) return;
     this.#refreshedAt = now;
+    this.inFlight.set(this.#inFlightNow());
     const repo = this.#repository;
     this.pending.reset();
     this.ready.reset();
@@ -116,7 +120,7 @@ export class ServerMetrics {
         const s = model.stats();
         let rows = 0;
         for (const [size, n] of Object.entries(s.batchSizeHistogram)) rows += Number(size) * n;
-        const now: Snapshot = {
+        const current: Snapshot = {
           rows,
           batches: s.batches,
           queueUs: s.queueTimeUs.sum,
@@ -126,27 +130,22 @@ export class ServerMetrics {
           histogram: s.batchSizeHistogram,
         };
         const last = this.#seen.get(model);
-        this.#seen.set(model, now);
+        this.#seen.set(model, current);
         const inc = (c: Counter<'model' | 'version'>, d: number) => {
           if (d > 0) c.inc(labels, d);
         };
-        inc(this.count, now.rows - (last?.rows ?? 0));
-        inc(this.execCount, now.batches - (last?.batches ?? 0));
-        inc(this.queueDuration, now.queueUs - (last?.queueUs ?? 0));
-        inc(this.computeInput, now.inputUs - (last?.inputUs ?? 0));
-        inc(this.computeInfer, now.inferUs - (last?.inferUs ?? 0));
-        inc(this.computeOutput, now.outputUs - (last?.outputUs ?? 0));
-        for (const [size, n] of Object.entries(now.histogram)) {
+        inc(this.count, current.rows - (last?.rows ?? 0));
+        inc(this.execCount, current.batches - (last?.batches ?? 0));
+        inc(this.queueDuration, current.queueUs - (last?.queueUs ?? 0));
+        inc(this.computeInput, current.inputUs - (last?.inputUs ?? 0));
+        inc(this.computeInfer, current.inferUs - (last?.inferUs ?? 0));
+        inc(this.computeOutput, current.outputUs - (last?.outputUs ?? 0));
+        for (const [size, n] of Object.entries(current.histogram)) {
           const d = n - (last?.histogram[size] ?? 0);
           if (d > 0) this.batchExecutions.inc({ ...labels, batch_size: size }, d);
         }
         this.pending.set(labels, s.queueDepth);
       }
     }
-  }
-
-  /** For tests: the metric object by name. */
-  get(name: string): Metric | undefined {
-    return this.registry.getSingleMetric(name);
   }
 }

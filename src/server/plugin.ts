@@ -54,8 +54,9 @@ const nimify: FastifyPluginAsync<NimifyPluginOptions & { prefix?: string }> = as
   } else {
     repository = options.repository;
   }
-  metrics.attach(repository);
-  host.decorate('nimify', new NimifyContext(repository, metrics, options));
+  const ctx = new NimifyContext(repository, metrics, options);
+  metrics.attach(repository, () => ctx.inFlight);
+  host.decorate('nimify', ctx);
   await host.register(routes, { prefix: rawOptions.prefix });
 };
 

@@ -133,7 +133,6 @@ const infer: FastifyPluginAsync = async (app) => {
     const probe = breaker !== null ? breaker.admit(name) : false;
     const c = countersFor(v);
     ctx.inFlight++;
-    metrics.inFlight.inc();
     let clientTimeout = false;
     try {
       if (shedding !== false) {
@@ -175,7 +174,6 @@ const infer: FastifyPluginAsync = async (app) => {
       throw err;
     } finally {
       ctx.inFlight--;
-      metrics.inFlight.dec();
     }
   };
 
