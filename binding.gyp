@@ -6,6 +6,7 @@
         "native/addon.cc",
         "native/async_job.cc",
         "native/batch.cc",
+        "native/deferred_wake.cc",
         "native/element_type.cc",
         "native/errors.cc",
         "native/executor.cc",

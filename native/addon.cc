@@ -2,6 +2,7 @@
 // each env (main thread, each worker_thread) gets its own AddonData and cleanup hook.
 #include <napi.h>
 
+#include "deferred_wake.h"
 #include "env_state.h"
 #include "run_job.h"
 #include "runtime.h"
@@ -28,6 +29,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     return exports;
   }
   napi_add_env_cleanup_hook(env, OnEnvCleanup, new std::shared_ptr<EnvState>(data->state));
+  // Optional: without it schedulers are woken at once on every submit.
+  DeferredWakes::Create(env, &data->state->wakes);
 
   exports.Set("loadRuntime", Napi::Function::New<LoadRuntimeJs>(env, "loadRuntime"));
   exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfoJs>(env, "runtimeInfo"));

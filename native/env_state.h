@@ -18,6 +18,7 @@
 namespace nimify {
 
 class AsyncJob;
+class DeferredWakes;
 class RunJob;
 class Scheduler;
 
@@ -33,6 +34,9 @@ struct EnvState {
   // drains `done`). Referenced (keeps the loop alive) only while `runs` is non-empty, so an
   // idle process can exit.
   napi_threadsafe_function completions = nullptr;
+  // Wakes scheduler threads at the end of the loop turn (deferred_wake.h); owned by itself,
+  // nullptr once the env's async cleanup hook has run (or if it could not be created).
+  DeferredWakes* wakes = nullptr;
 
   // shared: executor threads and the JS thread. `executing` counts jobs handed to the Executor
   // that have not yet been posted back; env teardown waits for it to reach zero so that ORT

@@ -8,6 +8,7 @@
 #include <sys/prctl.h>
 #endif
 
+#include "deferred_wake.h"
 #include "ort_api.h"
 #include "tensor_io.h"
 
@@ -129,14 +130,38 @@ Napi::Value Scheduler::Submit(Napi::Env env, std::unique_ptr<RunJob> job, double
     queued_rows_ += std::max<int64_t>(raw->batch_.rows, 1);
     if (raw->deadline_ != Clock::time_point::max()) deadlines_++;
     requests_++;
-    // Sleeping instances: one with nothing to do must look now; one waiting out a delay needs
-    // waking only once a batch could be full (its own deadline covers the rest).
-    const int64_t trigger = config_.preferred.empty() ? config_.max_batch_size
-                                                      : std::min(config_.max_batch_size, config_.preferred.back());
-    notify = untimed_waiters_ > 0 || (timed_waiters_ > 0 && queued_rows_ >= trigger);
+    notify = NeedsWake();
+  }
+  if (!notify) return promise;
+  // Deferred to the end of this loop turn (deferred_wake.h) so that the requests a turn
+  // delivers cost one wake together; the wake happens before the loop can block.
+  if (DeferredWakes* wakes = state_->wakes) {
+    if (!wake_deferred_) {
+      wake_deferred_ = true;
+      wakes->Add(shared_from_this());
+    }
+    return promise;
+  }
+  cv_.notify_one();
+  return promise;
+}
+
+bool Scheduler::NeedsWake() const {
+  // Sleeping instances: one with nothing to do must look now; one waiting out a delay needs
+  // waking only once a batch could be full (its own deadline covers the rest).
+  const int64_t trigger = config_.preferred.empty() ? config_.max_batch_size
+                                                    : std::min(config_.max_batch_size, config_.preferred.back());
+  return untimed_waiters_ > 0 || (timed_waiters_ > 0 && queued_rows_ >= trigger);
+}
+
+void Scheduler::WakeDeferred() {
+  wake_deferred_ = false;
+  bool notify;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    notify = NeedsWake();
   }
   if (notify) cv_.notify_one();
-  return promise;
 }
 
 void Scheduler::Take(RunJob* job) {
@@ -354,7 +379,7 @@ void Scheduler::Loop(size_t index) {
     Clock::time_point wake = Clock::time_point::max();
     const bool go = Form(Clock::now(), &batch, &dropped, &wake);
     if (!go && dropped.empty()) {
-      if (wake == Clock::time_point::max() && !spinning_) {
+      if (wake == Clock::time_point::max() && config_.spin && !spinning_) {
         // Nothing queued. One idle thread polls for the next arrival for a short while before
         // sleeping: a caller that submits right after its previous result (a closed loop) then
         // pays no futex wake-up (several µs on a VM), and Submit needs no notify.

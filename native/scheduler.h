@@ -65,6 +65,9 @@ struct BatchingConfig {
   size_t max_queue_size = SIZE_MAX;
   bool adaptive = false;
   int batch_dim = -1;  // -1: detect from the model; 1: dim 0 is the batch dim; 0: no batch dim
+  // An idle instance thread polls for the next arrival for a few µs before sleeping (saves the
+  // futex wake in a closed loop; costs a core the JS thread may need: off when allowSpinning is false).
+  bool spin = true;
 };
 
 class Scheduler : public std::enable_shared_from_this<Scheduler> {
@@ -82,6 +85,8 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   // JS thread: queues the job and returns its promise, or throws QUEUE_FULL / INVALID_ARGUMENT.
   // `timeout_us` > 0 sets a deadline after which the job is dropped before running.
   Napi::Value Submit(Napi::Env env, std::unique_ptr<RunJob> job, double cancel_id, int priority, double timeout_us);
+  // JS thread, from DeferredWakes at the end of the loop turn in which Submit deferred a wake.
+  void WakeDeferred();
   // JS thread: abort/timeout. A queued job leaves the queue and is settled at once; a running
   // one is marked (its batch is terminated when every job in it is cancelled).
   void Cancel(RunJob* job, const char* code);
@@ -100,6 +105,7 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   bool Form(Clock::time_point now, Batch* batch, std::vector<RunJob*>* dropped, Clock::time_point* wake);
   bool AdaptiveReady(Clock::time_point now, const RunJob* head, int64_t rows, Clock::time_point* wake) const;
   void Take(RunJob* job);    // under mu_: unlink from its queue
+  bool NeedsWake() const;    // under mu_: a sleeping instance thread must look at the queue now
   // Creates the batch's run options; on failure every job of the batch fails (and the instance
   // skips the run, since the jobs already hold a failure). Always returns to the caller.
   bool PrepareRun(Batch* batch);
@@ -118,6 +124,7 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   std::list<RunJob*> queues_[2];  // [0] normal, [1] high priority
   std::unordered_set<Batch*> running_;
   bool stopping_ = false;
+  bool wake_deferred_ = false;  // JS thread only: a wake is pending in EnvState::wakes
   size_t untimed_waiters_ = 0;  // instance threads sleeping until notified
   bool spinning_ = false;       // one idle instance thread polls `arrivals_` before sleeping
   std::atomic<uint64_t> arrivals_{0};

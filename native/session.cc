@@ -238,6 +238,8 @@ Napi::Value Session::Create(const Napi::CallbackInfo& info) {
     MakeError(env, f).ThrowAsJavaScriptException();
     return env.Undefined();
   }
+  // One switch for every busy-wait nimify owns: ORT's pool threads and the scheduler's idle poll.
+  job->batching.spin = job->config.allow_spinning != 0;
   if (info[0].IsString()) {
     job->path = info[0].As<Napi::String>().Utf8Value();
   } else if (info[0].IsTypedArray() && info[0].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {

@@ -32,9 +32,11 @@ export interface LoadOptions {
   /** ORT log severity for this session: 0 verbose, 1 info, 2 warning, 3 error, 4 fatal. */
   logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
   /**
-   * Whether ORT's thread-pool threads busy-wait for the next run (ORT's default: true). false
-   * gives the cores back between runs: better when the JS thread has work of its own (a server)
-   * on a small machine; `nimify serve` uses false unless told otherwise.
+   * Whether threads busy-wait for the next run instead of sleeping (default: true): ORT's
+   * thread-pool threads, and the batching scheduler's idle instance thread, which polls for a
+   * few microseconds before it sleeps. false gives the cores back between runs: better when the
+   * JS thread has work of its own (a server) on a small machine; `nimify serve` uses false
+   * unless told otherwise.
    */
   allowSpinning?: boolean;
   /**

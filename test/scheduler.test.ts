@@ -4,9 +4,11 @@
  * long run of the `slow` fixture (a Loop of 256×256 MatMuls; no batch dim, so every request
  * runs alone through the same queue) and end it with an AbortSignal.
  */
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadModel, NimifyError, Tensor, type Model } from '../src';
-import { model } from './helpers';
+import { model, ROOT } from './helpers';
 
 async function rejectsWith(p: Promise<unknown>, code: string, pattern?: RegExp): Promise<void> {
   const err = await p.then(
@@ -163,6 +165,53 @@ describe('dynamic batching: results', () => {
     expect(m.stats().batches).toBeLessThan(20 + 64);
     await m.dispose();
   }, 60_000);
+
+  it('wakes the scheduler once per event-loop turn: requests submitted in one turn form one batch', async () => {
+    // No spinning and no delay: the instance thread sleeps until woken and then runs whatever is
+    // queued. The requests of one synchronous burst are all queued before the turn's one wake.
+    const m = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, batching: { maxBatchSize: 16, maxQueueDelayMicros: 0 } });
+    const rnd = random(5);
+    for (let round = 1; round <= 5; round++) {
+      await new Promise((r) => setTimeout(r, 20)); // the instance thread is asleep
+      const outs = await Promise.all(Array.from({ length: 12 }, () => m.infer({ x: mlpInput(rnd, 1) })));
+      expect(outs.every((o) => o.y.dims[0] === 1)).toBe(true);
+      expect(m.stats().batchSizeHistogram).toEqual({ 12: round });
+    }
+    await m.dispose();
+  });
+
+  it('a request submitted from any loop phase runs, and the process exits when it is done', async () => {
+    // A child process with nothing else to keep its loop alive: timers, immediates, close
+    // callbacks, microtasks and nextTick each submit; a lost wake would hang it until the timeout.
+    const script = `
+      const net = require('node:net');
+      const { loadModel, Tensor } = require(${JSON.stringify(path.join(ROOT, 'dist'))});
+      (async () => {
+        const m = await loadModel(${JSON.stringify(model('mlp_tiny.onnx'))}, { allowSpinning: false, batching: { maxBatchSize: 8, maxQueueDelayMicros: 0 } });
+        const x = () => ({ x: new Tensor('float32', new Float32Array(64).fill(0.5), [1, 64]) });
+        const via = {
+          timer: (f) => setTimeout(f, 1),
+          immediate: (f) => setImmediate(f),
+          immediateAfterImmediate: (f) => setImmediate(() => setImmediate(f)),
+          nextTick: (f) => process.nextTick(f),
+          microtask: (f) => queueMicrotask(f),
+          close: (f) => { const s = net.createServer(); s.listen(0, '127.0.0.1', () => s.close(f)); },
+        };
+        const done = [];
+        for (const [name, schedule] of Object.entries(via)) {
+          const y = await new Promise((resolve, reject) => schedule(() => m.infer(x()).then(resolve, reject)));
+          done.push(name + ':' + y.y.dims.join('x'));
+        }
+        console.log(done.join(' '));
+        // The last request is left for exit: the pending wake must not hold the process open.
+        m.infer(x()).then(() => console.log('last done'));
+      })().catch((e) => { console.error(e); process.exit(1); });
+    `;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('timer:1x10 immediate:1x10 immediateAfterImmediate:1x10 nextTick:1x10 microtask:1x10 close:1x10\nlast done\n');
+    expect(r.status).toBe(0);
+  }, 40_000);
 
   it('runs models without a batch dim unbatched through the same queue', async () => {
     const m = await loadModel(model('slow.onnx'), { batching: { maxBatchSize: 8 } });

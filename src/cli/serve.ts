@@ -35,6 +35,7 @@ export const SERVE_FLAGS = {
   'infer-timeout-ms': { type: 'string', arg: 'ms', help: 'default per-request inference timeout (default 30000)', integer: { min: 1 } },
   'body-limit': { type: 'string', arg: 'bytes', help: 'largest request body (default 67108864)', integer: { min: 1024 } },
   'log-level': { type: 'string', arg: 'level', help: 'fatal | error | warn | info | debug | trace | silent (default info)', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+  'log-requests': { type: 'boolean', help: 'log every request and response at info (default off: refusals and faults only)' },
   'shutdown-timeout-ms': { type: 'string', arg: 'ms', help: 'longest graceful drain on SIGTERM before exiting 1 (default 30000)', integer: { min: 1 } },
   'no-docs': { type: 'boolean', help: 'do not serve /documentation' },
   'keep-going': { type: 'boolean', help: 'keep serving when a startup model fails to load (default: exit 1, like Triton)' },
@@ -89,6 +90,7 @@ export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   if (v['infer-timeout-ms'] !== undefined) options.inferTimeoutMs = v['infer-timeout-ms'] as number;
   if (v['body-limit'] !== undefined) options.bodyLimit = v['body-limit'] as number;
   if (v['log-level'] !== undefined) options.logger = v['log-level'] === 'silent' ? false : { level: v['log-level'] };
+  if (v['log-requests']) options.logRequests = true;
   if (v['no-docs']) options.docs = false;
   return {
     options,

@@ -1,13 +1,13 @@
 /**
  * buildServer(): a Fastify instance with nimify's plugin registered, not listening, so tests can
  * inject() and the CLI can listen(). Server-level concerns live here: the pino logger (request
- * ids from X-Request-Id or generated, Authorization redacted, no bodies logged), body size limit,
- * request and keep-alive timeouts, 404s in the protocol's error shape, and closing idle
+ * ids from X-Request-Id or generated, Authorization redacted, no bodies logged, access log opt-in),
+ * body size limit, request and keep-alive timeouts, 404s in the protocol's error shape, and closing idle
  * keep-alive connections on close() so that a graceful shutdown does not hang.
  */
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyInstance } from 'fastify';
-import { expectInteger, expectKnownKeys, expectPlainObject, invalid } from '../validate';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import { expectBoolean, expectInteger, expectKnownKeys, expectPlainObject, invalid } from '../validate';
 import { SERVER_KEYS, type ServerOptions } from './options';
 import { nimifyPlugin } from './plugin';
 import { notFoundHandler, sendError } from './plugins/error-handler';
@@ -23,11 +23,13 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   else if (o.logger === false) logger = false;
   else if (typeof o.logger === 'object' && o.logger !== null) logger = o.logger as Record<string, unknown>;
   else throw invalid('options.logger', 'true, false or pino options', o.logger);
+  const logRequests = o.logRequests === undefined ? false : expectBoolean('options.logRequests', o.logRequests);
   if (logger !== false) logger = { redact: ['req.headers.authorization', 'req.headers["x-api-key"]'], ...logger };
 
-  const { logger: _l, bodyLimit: _b, requestTimeoutMs: _r, keepAliveTimeoutMs: _k, ...pluginOptions } = options;
+  const { logger: _l, logRequests: _lr, bodyLimit: _b, requestTimeoutMs: _r, keepAliveTimeoutMs: _k, ...pluginOptions } = options;
   const app = Fastify({
     logger,
+    logController: new LogController({ disableRequestLogging: !logRequests }),
     bodyLimit,
     requestTimeout,
     keepAliveTimeout,

@@ -211,7 +211,7 @@ describe('logs', () => {
   it('carry request ids and never API keys or tensor data', async () => {
     const lines: string[] = [];
     const stream = new Writable({ write(chunk, _enc, cb) { lines.push(String(chunk)); cb(); } });
-    const app = await buildServer({ repository: root, apiKeys: [KEY_A], logger: { level: 'info', stream } });
+    const app = await buildServer({ repository: root, apiKeys: [KEY_A], logRequests: true, logger: { level: 'info', stream } });
     await app.ready();
     apps.push(app);
     await app.inject({ method: 'POST', url: '/v2/models/tiny/infer', headers: { authorization: `Bearer ${KEY_A}`, 'x-request-id': 'trace-42' }, payload: { inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: new Array(64).fill(0.123456) }] } });
@@ -223,5 +223,23 @@ describe('logs', () => {
     expect(text).not.toContain('wrong-key-123');
     expect(text).not.toContain('0.123456');
     expect(text).not.toContain('7.25');
+  });
+
+  it('leave out the access log by default but keep refusals with their request id', async () => {
+    const lines: string[] = [];
+    const stream = new Writable({ write(chunk, _enc, cb) { lines.push(String(chunk)); cb(); } });
+    const app = await buildServer({ repository: root, logger: { level: 'info', stream }, breaker: false });
+    await app.ready();
+    apps.push(app);
+    const before = lines.length; // startup lines (models ready, completed configs)
+    const ok = await app.inject({ method: 'POST', url: '/v2/models/tiny/infer', headers: { 'x-request-id': 'fine-1' }, payload: tinyBody });
+    expect(ok.statusCode).toBe(200);
+    expect(lines.length).toBe(before);
+    const failed = await app.inject({ method: 'POST', url: '/v2/models/flaky/infer', headers: { 'x-request-id': 'broken-7' }, payload: { inputs: [{ name: 'x', shape: [4], datatype: 'FP32', data: [1, 2, 3, 4] }, { name: 'shape', shape: [2], datatype: 'INT64', data: [3, 3] }] } });
+    expect(failed.statusCode).toBe(500);
+    const text = lines.slice(before).join('');
+    expect(text).toContain('broken-7');
+    expect(text).not.toContain('fine-1');
+    await expect(buildServer({ repository: root, logRequests: 'yes' as unknown as boolean })).rejects.toThrow(/options.logRequests: expected true or false/);
   });
 });

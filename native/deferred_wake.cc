@@ -1,0 +1,53 @@
+#include "deferred_wake.h"
+
+#include "scheduler.h"
+
+namespace nimify {
+
+void DeferredWakes::Create(napi_env env, DeferredWakes** slot) {
+  auto* w = new DeferredWakes();
+  napi_value name = nullptr;
+  if (napi_create_string_utf8(env, "nimify:wake", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, w, OnFinalize, w, OnMessage, &w->tsfn_) !=
+          napi_ok) {
+    delete w;
+    return;
+  }
+  napi_unref_threadsafe_function(env, w->tsfn_);
+  w->slot_ = slot;
+  *slot = w;
+}
+
+void DeferredWakes::Add(std::shared_ptr<Scheduler> s) {
+  pending_.push_back(std::move(s));
+  if (posted_) return;
+  if (napi_call_threadsafe_function(tsfn_, nullptr, napi_tsfn_nonblocking) == napi_ok) {
+    posted_ = true;
+    return;
+  }
+  // The channel is closing (env teardown): wake now rather than never.
+  std::vector<std::shared_ptr<Scheduler>> now;
+  now.swap(pending_);
+  for (const auto& p : now) p->WakeDeferred();
+}
+
+// JS thread (env == nullptr while the channel is being released at teardown: drop the wakes,
+// the schedulers are being shut down).
+void DeferredWakes::OnMessage(napi_env env, napi_value, void* context, void*) {
+  auto* w = static_cast<DeferredWakes*>(context);
+  w->posted_ = false;
+  std::vector<std::shared_ptr<Scheduler>> now;
+  now.swap(w->pending_);
+  if (env == nullptr) return;
+  for (const auto& s : now) s->WakeDeferred();
+  // `now` is released here, on the JS thread: a scheduler whose model was dropped meanwhile is
+  // destroyed (its threads joined) where its destructor expects to run.
+}
+
+void DeferredWakes::OnFinalize(napi_env, void* data, void*) {
+  auto* w = static_cast<DeferredWakes*>(data);
+  if (w->slot_ != nullptr) *w->slot_ = nullptr;
+  delete w;
+}
+
+}  // namespace nimify

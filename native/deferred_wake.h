@@ -1,0 +1,48 @@
+// DeferredWakes: wakes sleeping scheduler threads once per event-loop turn instead of once per
+// request.
+//
+// Waking a sleeping thread is a futex syscall plus a reschedule: several microseconds on a VM,
+// paid by the JS thread inside Submit. A server handles many requests per loop turn (one epoll
+// return, many readable sockets), and the batcher would only gather them anyway. So Submit marks
+// its scheduler here, and the first mark of a turn posts one message to the env's own loop
+// through a threadsafe function (an eventfd write: the JS thread is running, nobody is woken).
+// libuv delivers it in the next poll phase, which returns at once because the eventfd is
+// readable: the wakes happen after the I/O callbacks already in hand and before the loop could
+// block. Pure N-API (no libuv headers, which the cmake-js build does not have).
+//
+// Threading: JS thread only (the env's loop thread); no lock. Ownership: one per env, created
+// at addon init; EnvState::wakes points to it. The threadsafe function is unreferenced (it never
+// keeps the process alive; a submitted job's completion channel does) and Node releases it when
+// the env goes away; its finalizer clears EnvState::wakes (submits then wake at once) and
+// frees this object.
+#pragma once
+
+#include <node_api.h>
+
+#include <memory>
+#include <vector>
+
+namespace nimify {
+
+class Scheduler;
+
+class DeferredWakes {
+ public:
+  // JS thread, addon init. Leaves `*slot` null when the channel cannot be created (submits then
+  // wake their scheduler at once).
+  static void Create(napi_env env, DeferredWakes** slot);
+  // JS thread: wake `s` at the end of this loop turn. The pending wake holds a reference.
+  void Add(std::shared_ptr<Scheduler> s);
+
+ private:
+  DeferredWakes() = default;
+  static void OnMessage(napi_env env, napi_value js_cb, void* context, void* data);
+  static void OnFinalize(napi_env env, void* data, void* hint);
+
+  napi_threadsafe_function tsfn_ = nullptr;
+  bool posted_ = false;  // a message is on its way: later marks in this turn just join it
+  DeferredWakes** slot_ = nullptr;
+  std::vector<std::shared_ptr<Scheduler>> pending_;
+};
+
+}  // namespace nimify
