@@ -28,7 +28,7 @@ void DeferredWakes::Add(std::shared_ptr<Scheduler> s) {
   // The channel is closing (env teardown): wake now rather than never.
   std::vector<std::shared_ptr<Scheduler>> now;
   now.swap(pending_);
-  for (const auto& p : now) p->WakeDeferred();
+  for (const auto& p : now) p->WakeDeferred(nullptr);
 }
 
 // JS thread (env == nullptr while the channel is being released at teardown: drop the wakes,
@@ -39,7 +39,7 @@ void DeferredWakes::OnMessage(napi_env env, napi_value, void* context, void*) {
   std::vector<std::shared_ptr<Scheduler>> now;
   now.swap(w->pending_);
   if (env == nullptr) return;
-  for (const auto& s : now) s->WakeDeferred();
+  for (const auto& s : now) s->WakeDeferred(env);
   // `now` is released here, on the JS thread: a scheduler whose model was dropped meanwhile is
   // destroyed (its threads joined) where its destructor expects to run.
 }

@@ -245,6 +245,33 @@ void RunJob::PostCompleted(RunJob* const* jobs, size_t n) {
   if (wake) napi_call_threadsafe_function(state->completions, nullptr, napi_tsfn_nonblocking);
 }
 
+void RunJob::Settle(Napi::Env env, EnvState* state, RunJob* job) {
+  Napi::HandleScope scope(env);
+  state->runs.erase(job);
+  if (job->cancel_id_ > 0) state->cancellable.erase(job->cancel_id_);
+  Napi::Value results = job->Results(env);
+  if (results.IsEmpty()) {
+    napi_reject_deferred(env, job->deferred_, env.GetAndClearPendingException().Value());
+  } else {
+    napi_resolve_deferred(env, job->deferred_, results);
+  }
+  job->ReleaseRefs(env);
+  delete job;
+}
+
+void RunJob::CompleteOnJsThread(napi_env raw_env, RunJob* const* jobs, size_t n) {
+  if (n == 0) return;
+  std::shared_ptr<EnvState> state = jobs[0]->state_;
+  {
+    std::lock_guard<std::mutex> lock(state->mu);
+    state->executing -= n;
+    if (state->executing == 0) state->idle.notify_all();
+  }
+  Napi::Env env(raw_env);
+  for (size_t i = 0; i < n; ++i) Settle(env, state.get(), jobs[i]);
+  if (state->runs.empty()) napi_unref_threadsafe_function(raw_env, state->completions);
+}
+
 size_t RunJob::DrainCompleted(napi_env raw_env, EnvState* state, int polling) {
   std::vector<RunJob*> batch;
   {
@@ -262,19 +289,7 @@ size_t RunJob::DrainCompleted(napi_env raw_env, EnvState* state, int polling) {
     return 0;
   }
   Napi::Env env(raw_env);
-  for (RunJob* job : batch) {
-    Napi::HandleScope scope(env);
-    state->runs.erase(job);
-    if (job->cancel_id_ > 0) state->cancellable.erase(job->cancel_id_);
-    Napi::Value results = job->Results(env);
-    if (results.IsEmpty()) {
-      napi_reject_deferred(raw_env, job->deferred_, env.GetAndClearPendingException().Value());
-    } else {
-      napi_resolve_deferred(raw_env, job->deferred_, results);
-    }
-    job->ReleaseRefs(raw_env);
-    delete job;
-  }
+  for (RunJob* job : batch) Settle(env, state, job);
   if (!batch.empty() && state->runs.empty()) napi_unref_threadsafe_function(raw_env, state->completions);
   return state->runs.size();
 }

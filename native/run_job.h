@@ -82,8 +82,13 @@ class RunJob : public Task {
   // many jobs finished). `polling` >= 0 also tells executor threads whether the JS thread is
   // polling (1: skip wake-ups) or not (0); -1 leaves it. Returns the number of runs still pending.
   static size_t DrainCompleted(napi_env env, EnvState* state, int polling);
+  // JS thread, inside a callback scope: settles jobs that were run (or dropped) on the JS thread
+  // itself, without the round trip through `done` and a wake-up.
+  static void CompleteOnJsThread(napi_env env, RunJob* const* jobs, size_t n);
 
   void Execute() { ExecuteOn(*core_, run_options_); }  // any thread, no JS
+  // JS thread: resolves or rejects the job's promise, drops its references and deletes it.
+  static void Settle(Napi::Env env, EnvState* state, RunJob* job);
   // Runs the job on `core`, which must be a session of the same model (a scheduler instance),
   // with `run_options` (a scheduled job runs with its batch's).
   void ExecuteOn(SessionCore& core, OrtRunOptions* run_options);

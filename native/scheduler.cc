@@ -70,6 +70,7 @@ std::shared_ptr<Scheduler> Scheduler::Create(Napi::Env env, std::vector<std::sha
   }
   s->batch_sizes_.assign(static_cast<size_t>(s->batchable_ ? config.max_batch_size : 1) + 1, 0);
   for (auto& core : instances) s->instances_.push_back(std::make_unique<Instance>(core, std::make_unique<HostStaging>()));
+  if (config.inline_below_us > 0) s->inline_ = std::make_unique<Instance>(s->primary_, std::make_unique<HostStaging>());
   s->state_->schedulers.insert(s.get());
   for (size_t i = 0; i < s->instances_.size(); ++i) s->threads_.emplace_back([raw = s.get(), i] { raw->Loop(i); });
   return s;
@@ -114,6 +115,7 @@ Napi::Value Scheduler::Submit(Napi::Env env, std::unique_ptr<RunJob> job, double
   raw->enqueued_ = now;
   if (timeout_us > 0) raw->deadline_ = now + FromMicros(timeout_us);
   bool notify = false;
+  bool alone = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (config_.adaptive && last_arrival_ != Clock::time_point{}) {
@@ -131,16 +133,24 @@ Napi::Value Scheduler::Submit(Napi::Env env, std::unique_ptr<RunJob> job, double
     if (raw->deadline_ != Clock::time_point::max()) deadlines_++;
     requests_++;
     notify = NeedsWake();
+    alone = queued() == 1 && in_flight_ == 0;
   }
   if (!notify) return promise;
   // Deferred to the end of this loop turn (deferred_wake.h) so that the requests a turn
   // delivers cost one wake together; the wake happens before the loop can block.
   if (DeferredWakes* wakes = state_->wakes) {
-    if (!wake_deferred_) {
-      wake_deferred_ = true;
-      wakes->Add(shared_from_this());
-    }
+    if (wake_deferred_) return promise;
+    wake_deferred_ = true;
+    wakes->Add(shared_from_this());
+    // The first request of a turn, alone: when it is cheap enough to run inline it runs now
+    // rather than at the end of the turn (a lone client gets its answer in this same callback).
+    // Later requests of the turn find the wake pending and are batched at the end of the turn.
+    if (alone && inline_ != nullptr) RunInline(env);
     return promise;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    wakes_++;
   }
   cv_.notify_one();
   return promise;
@@ -151,15 +161,21 @@ bool Scheduler::NeedsWake() const {
   // waking only once a batch could be full (its own deadline covers the rest).
   const int64_t trigger = config_.preferred.empty() ? config_.max_batch_size
                                                     : std::min(config_.max_batch_size, config_.preferred.back());
+  if (queued() == 0) return false;
   return untimed_waiters_ > 0 || (timed_waiters_ > 0 && queued_rows_ >= trigger);
 }
 
-void Scheduler::WakeDeferred() {
+void Scheduler::WakeDeferred(napi_env env) {
   wake_deferred_ = false;
+  if (env != nullptr && inline_ != nullptr) {
+    while (RunInline(env)) {
+    }
+  }
   bool notify;
   {
     std::lock_guard<std::mutex> lock(mu_);
     notify = NeedsWake();
+    if (notify) wakes_++;
   }
   if (notify) cv_.notify_one();
 }
@@ -245,7 +261,44 @@ bool Scheduler::AdaptiveReady(Clock::time_point now, const RunJob* head, int64_t
   return false;
 }
 
-bool Scheduler::Form(Clock::time_point now, Batch* batch, std::vector<RunJob*>* dropped, Clock::time_point* wake) {
+bool Scheduler::RunInline(napi_env env) {
+  Batch batch;
+  std::vector<RunJob*> dropped;
+  bool go = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ || queued() == 0 || row_cost_us_ < 0) return false;
+    // Predicted compute of what the queue holds: the recent cost per row × rows (pessimistic for
+    // large batches, which amortise the fixed cost; never optimistic).
+    const double rows = static_cast<double>(std::min<int64_t>(std::max<int64_t>(queued_rows_, 1), config_.max_batch_size));
+    if (row_cost_us_ * rows > config_.inline_below_us) return false;
+    Clock::time_point wake = Clock::time_point::max();
+    go = Form(Clock::now(), &batch, &dropped, &wake, true);
+    if (go) {
+      running_.insert(&batch);
+      in_flight_ += batch.jobs.size();
+      for (RunJob* job : batch.jobs) job->running_in_ = &batch;
+    }
+  }
+  RunJob::CompleteOnJsThread(env, dropped.data(), dropped.size());
+  if (!go) return !dropped.empty();
+  Instance::Timing timing;
+  CopyCounts counts;
+  inline_->Execute(batch, *primary_, &timing, &counts);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    running_.erase(&batch);
+    in_flight_ -= batch.jobs.size();
+    for (RunJob* job : batch.jobs) job->running_in_ = nullptr;
+    Record(batch, timing, counts);
+    inline_batches_++;
+  }
+  RunJob::CompleteOnJsThread(env, batch.jobs.data(), batch.jobs.size());
+  return true;
+}
+
+bool Scheduler::Form(Clock::time_point now, Batch* batch, std::vector<RunJob*>* dropped, Clock::time_point* wake,
+                     bool now_only) {
   if (deadlines_ > 0) {
     for (auto& q : queues_) {
       for (auto it = q.begin(); it != q.end();) {
@@ -289,8 +342,10 @@ bool Scheduler::Form(Clock::time_point now, Batch* batch, std::vector<RunJob*>* 
   int64_t limit = max;
   const bool full = saturated || rows >= max || (!config_.preferred.empty() && rows == config_.preferred.back());
   if (!full) {
-    bool ready;
-    if (config_.adaptive) {
+    bool ready = true;
+    if (now_only) {
+      // The caller runs what is here now (the inline path, at the end of a loop turn).
+    } else if (config_.adaptive) {
       ready = AdaptiveReady(now, head, rows, wake);
     } else {
       const Clock::time_point due = head->enqueued_ + FromMicros(static_cast<double>(config_.max_queue_delay_us));
@@ -345,8 +400,12 @@ void Scheduler::Record(const Batch& batch, const Instance::Timing& t, const Copy
   for (RunJob* job : batch.jobs) {
     if (job->failure_ && job->cancel_code() == nullptr) failed_++;
   }
+  if (config_.adaptive && batchable_) typical_rows_ += (static_cast<double>(size) - typical_rows_) / 4;
+  // Recent compute per row, for the inline decision: an EWMA quick to forget a session's first,
+  // allocating run (half its weight per batch).
+  const double per_row = (t.input_us + t.infer_us + t.output_us) / static_cast<double>(size);
+  row_cost_us_ = row_cost_us_ < 0 ? per_row : row_cost_us_ + (per_row - row_cost_us_) / 2;
   if (!config_.adaptive) return;
-  if (batchable_) typical_rows_ += (static_cast<double>(size) - typical_rows_) / 4;
   // Decayed least squares of compute time against rows: the intercept is the fixed cost of a
   // run. Bounded by [1 µs, the mean run time] so a noisy fit cannot make it absurd.
   const double x = static_cast<double>(size), y = t.input_us + t.infer_us + t.output_us, d = 0.95;
@@ -444,6 +503,8 @@ Napi::Object Scheduler::Stats(Napi::Env env) {
   num("inFlight", static_cast<double>(in_flight_));
   num("requests", static_cast<double>(requests_));
   num("batches", static_cast<double>(batches_));
+  num("inlineBatches", static_cast<double>(inline_batches_));
+  num("wakes", static_cast<double>(wakes_));
   num("rejected", static_cast<double>(rejected_));
   num("expired", static_cast<double>(expired_));
   num("cancelled", static_cast<double>(cancelled_));

@@ -4,6 +4,12 @@
 // the JS thread with one wake-up. The JS thread only validates, enqueues (Submit) and settles
 // promises.
 //
+// Wakes are deferred to the end of the loop turn (deferred_wake.h): the requests one turn
+// delivers cost one wake together. At that point, with `inline_below_us` set, a batch whose
+// predicted compute (recent cost per row × rows) is that cheap runs on the JS thread itself,
+// on its own Instance over the primary session, and its promises settle right there: no thread
+// hop either way. Models too slow for that keep the instance threads.
+//
 // Batch formation (one instance thread at a time looks at the queue, under `mu_`):
 //  - the head is the oldest high-priority job, else the oldest normal one; the batch takes
 //    jobs with the head's BatchKey, high priority first, FIFO within a level, up to
@@ -68,6 +74,10 @@ struct BatchingConfig {
   // An idle instance thread polls for the next arrival for a few µs before sleeping (saves the
   // futex wake in a closed loop; costs a core the JS thread may need: off when allowSpinning is false).
   bool spin = true;
+  // Run a batch on the JS thread itself, at the end of the loop turn that queued it, when its
+  // predicted compute time is at most this (µs; 0 = never). For models whose run is shorter than
+  // the two thread hops it saves (wake an instance thread, wake the JS thread with the results).
+  double inline_below_us = 0;
 };
 
 class Scheduler : public std::enable_shared_from_this<Scheduler> {
@@ -85,8 +95,10 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   // JS thread: queues the job and returns its promise, or throws QUEUE_FULL / INVALID_ARGUMENT.
   // `timeout_us` > 0 sets a deadline after which the job is dropped before running.
   Napi::Value Submit(Napi::Env env, std::unique_ptr<RunJob> job, double cancel_id, int priority, double timeout_us);
-  // JS thread, from DeferredWakes at the end of the loop turn in which Submit deferred a wake.
-  void WakeDeferred();
+  // JS thread, from DeferredWakes at the end of the loop turn in which Submit deferred a wake
+  // (`env` null: the env is closing). Runs a cheap batch right here when inline_below_us allows,
+  // else wakes an instance thread.
+  void WakeDeferred(napi_env env);
   // JS thread: abort/timeout. A queued job leaves the queue and is settled at once; a running
   // one is marked (its batch is terminated when every job in it is cancelled).
   void Cancel(RunJob* job, const char* code);
@@ -102,7 +114,12 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   void Loop(size_t instance);
   // Under mu_: picks the next batch (true), or says until when to sleep (false). Expired or
   // cancelled jobs found on the way are moved to `dropped`.
-  bool Form(Clock::time_point now, Batch* batch, std::vector<RunJob*>* dropped, Clock::time_point* wake);
+  // `now_only`: take the batch the queue holds now, without waiting for company.
+  bool Form(Clock::time_point now, Batch* batch, std::vector<RunJob*>* dropped, Clock::time_point* wake,
+            bool now_only = false);
+  // JS thread: runs one batch on inline_ when its predicted compute time allows. Returns whether
+  // it ran (or dropped) anything.
+  bool RunInline(napi_env env);
   bool AdaptiveReady(Clock::time_point now, const RunJob* head, int64_t rows, Clock::time_point* wake) const;
   void Take(RunJob* job);    // under mu_: unlink from its queue
   bool NeedsWake() const;    // under mu_: a sleeping instance thread must look at the queue now
@@ -117,6 +134,9 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   bool batchable_ = false;
   std::shared_ptr<SessionCore> primary_;
   std::vector<std::unique_ptr<Instance>> instances_;
+  // The JS thread's own instance (the primary session with its own staging): only when
+  // inline_below_us > 0. Used only on the JS thread, so it needs no lock of its own.
+  std::unique_ptr<Instance> inline_;
   std::vector<std::thread> threads_;
 
   std::mutex mu_;  // guards everything below
@@ -138,12 +158,15 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   Clock::time_point last_arrival_{};
   double burst_share_ = 0;      // p
   double fixed_cost_us_ = -1;   // a; -1 until the first batch is measured
+  double row_cost_us_ = -1;     // recent compute per row (EWMA), for inline_; -1 until a batch ran
   double typical_rows_ = 0;     // EWMA of recent batch sizes (rows)
   double burst_gap_us_ = 0;     // EWMA of the gaps between arrivals inside bursts (< a)
   double s0_ = 0, sx_ = 0, sy_ = 0, sxx_ = 0, sxy_ = 0;  // decayed regression sums
 
   // Stats (cumulative).
   uint64_t requests_ = 0, batches_ = 0, rejected_ = 0, expired_ = 0, cancelled_ = 0, failed_ = 0;
+  uint64_t inline_batches_ = 0;  // batches run on the JS thread (inline_below_us)
+  uint64_t wakes_ = 0;           // instance threads notified by the JS thread
   std::vector<uint64_t> batch_sizes_;  // index = rows (or 1 for a job that runs alone)
   LogHistogram queue_us_, compute_us_;
   double input_us_ = 0, infer_us_ = 0, output_us_ = 0;

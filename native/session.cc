@@ -91,7 +91,8 @@ bool ParseScheduling(Napi::Object o, LoadJob* job, Failure* f) {
   const char* p = "options.batching.";
   if (!ReadInt(b, "maxBatchSize", 1, 1 << 20, &c.max_batch_size, f, p) ||
       !ReadInt(b, "maxQueueDelayMicros", 0, 60e6, &c.max_queue_delay_us, f, p) ||
-      !ReadInt(b, "maxQueueSize", 1, 1e9, &queue_size, f, p)) {
+      !ReadInt(b, "maxQueueSize", 1, 1e9, &queue_size, f, p) ||
+      !ReadInt(b, "inlineBelowMicros", 0, 1e6, &c.inline_below_us, f, p)) {
     return false;
   }
   c.max_queue_size = static_cast<size_t>(queue_size);

@@ -39,6 +39,13 @@ const M = require('node:path').join(__dirname, '..', 'test', 'fixtures', 'models
   const ids = (v, seq) => new Tensor('int64', BigInt64Array.from({ length: seq }, (_, j) => (j === 0 ? v : 1n)), [1, seq]);
   await Promise.all([ids(1n, 3), ids(2n, 5), ids(3n, 3), ids(4n, 5)].map((t) => e.infer({ ids: t })));
   await Promise.allSettled([ids(1n, 3), ids(99999n, 3)].map((t) => e.infer({ ids: t })));
+  console.error('memcheck: scheduler: batches run inline on the JS thread, one failing');
+  const il = await loadModel(M + 'embed_int64.onnx', { allowSpinning: false, batching: { maxBatchSize: 8, inlineBelowMicros: 1e6 } });
+  await il.infer({ ids: ids(1n, 3) }); // measured on the instance thread; inline from here on
+  await new Promise((r) => setTimeout(r, 50));
+  await Promise.allSettled([ids(1n, 3), ids(2n, 3), ids(99999n, 3), ids(3n, 3)].map((t) => il.infer({ ids: t })));
+  await il.infer({ ids: ids(4n, 3) });
+  if (il.stats().inlineBatches < 2) throw new Error(`expected inline batches, stats ${JSON.stringify(il.stats())}`);
   console.error('memcheck: scheduler: expiry, abort, dispose with a queue');
   const q = await loadModel(M + 'slow.onnx', { batching: { maxQueueSize: 4 } });
   const feeds = (n) => ({ x: new Tensor('float32', new Float32Array(65536), [256, 256]), iters: new Tensor('int64', new BigInt64Array([n]), []) });
@@ -49,7 +56,7 @@ const M = require('node:path').join(__dirname, '..', 'test', 'fixtures', 'models
   const disposing = q.dispose();
   await Promise.allSettled([running, ...queued]);
   await disposing;
-  await Promise.all([m.dispose(), nz.dispose(), s.dispose(), slow.dispose(), b.dispose(), e.dispose()]);
+  await Promise.all([m.dispose(), nz.dispose(), s.dispose(), slow.dispose(), b.dispose(), e.dispose(), il.dispose()]);
   console.log('memcheck script: all paths ran');
 })().catch((err) => {
   console.error(err);

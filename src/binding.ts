@@ -62,6 +62,10 @@ export interface SchedulerStats {
   requests: number;
   /** Runs (batches) executed. */
   batches: number;
+  /** Of those, batches run on the JS thread itself (batching.inlineBelowMicros). */
+  inlineBatches: number;
+  /** Times the JS thread woke a sleeping instance thread (at most one per event-loop turn). */
+  wakes: number;
   /** Batch size (rows on the batch dim; 1 for a request that runs alone) → number of batches. */
   batchSizeHistogram: Record<string, number>;
   /** Time from enqueue to the start of the request's batch. */

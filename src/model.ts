@@ -72,7 +72,7 @@ export class Model {
   #unscheduledStats(runs: number): SchedulerStats {
     const none = { p50: 0, p99: 0, count: 0, sum: 0 };
     return {
-      queueDepth: 0, inFlight: this.#inFlight, requests: this.#requests, batches: runs, batchSizeHistogram: runs > 0 ? { 1: runs } : {},
+      queueDepth: 0, inFlight: this.#inFlight, requests: this.#requests, batches: runs, inlineBatches: 0, wakes: 0, batchSizeHistogram: runs > 0 ? { 1: runs } : {},
       queueTimeUs: none, computeTimeUs: none, computeInputUs: 0, computeInferUs: 0, computeOutputUs: 0,
       rejected: 0, expired: 0, cancelled: 0, failed: 0, instances: 1, bytesGathered: 0, bytesScattered: 0, delayUs: 0,
     };

@@ -180,6 +180,56 @@ describe('dynamic batching: results', () => {
     await m.dispose();
   });
 
+  it('inlineBelowMicros: cheap batches run on the JS thread with the same results, no instance thread woken', async () => {
+    const rnd = random(11);
+    const ref = await loadModel(model('mlp_tiny.onnx'));
+    // A generous bound: what is tested here is where batches run, not the cost model's accuracy
+    // (a first run that allocates can cost milliseconds on a busy machine).
+    const m = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, batching: { maxBatchSize: 16, inlineBelowMicros: 200_000 } });
+    // The first runs measure the model's cost on the instance thread; nothing is inlined before.
+    // (Each step waits until that thread is asleep again: an awake instance thread takes
+    // requests itself, no wake needed, and these counts would vary.)
+    const asleep = () => new Promise((r) => setTimeout(r, 20));
+    await m.infer({ x: mlpInput(rnd, 1) });
+    await asleep();
+    const before = m.stats();
+    expect(before.inlineBatches).toBe(0);
+    // A lone request runs inline within infer() itself (the first of its loop turn) …
+    const x1 = mlpInput(rnd, 1);
+    expect((await m.infer({ x: x1 })).y.data).toEqual(ref.inferSync({ x: x1 }).y.data);
+    // … a burst of one (later) turn: the first inline at once, the rest as one inline batch at the
+    // turn's end.
+    await asleep();
+    const xs = Array.from({ length: 9 }, () => mlpInput(rnd, 1));
+    const outs = await Promise.all(xs.map((x) => m.infer({ x })));
+    for (let i = 0; i < xs.length; i++) expect(outs[i].y.data).toEqual(ref.inferSync({ x: xs[i] }).y.data);
+    // Multi-row requests too.
+    const x3 = mlpInput(rnd, 3);
+    expect((await m.infer({ x: x3 })).y.data).toEqual(ref.inferSync({ x: x3 }).y.data);
+    const after = m.stats();
+    expect(after.inlineBatches - before.inlineBatches).toBe(4);
+    expect(after.batchSizeHistogram).toMatchObject({ 1: 3, 8: 1, 3: 1 });
+    expect(after.wakes).toBe(before.wakes);
+    // A failure in an inline batch rejects its own requests and nothing else.
+    const e = await loadModel(model('embed_int64.onnx'), { allowSpinning: false, batching: { maxBatchSize: 8, inlineBelowMicros: 200_000 } });
+    const ids = (v: bigint) => new Tensor('int64', new BigInt64Array([v, 1n, 2n]), [1, 3]);
+    await e.infer({ ids: ids(1n) });
+    await asleep();
+    const mixed = [ids(1n), ids(99999n), ids(2n)].map((x) => e.infer({ ids: x }));
+    await rejectsWith(mixed[1], 'INVALID_ARGUMENT', /indices/i); // the first ran alone, the other two together
+    await rejectsWith(mixed[2], 'INVALID_ARGUMENT', /indices/i);
+    expect((await mixed[0]).pooled.dims).toEqual([1, 8]);
+    expect((await e.infer({ ids: ids(3n) })).pooled.dims).toEqual([1, 8]);
+    expect(e.stats().inlineBatches).toBe(3);
+    // A model slower than the bound never runs inline.
+    const slow = await loadModel(model('slow.onnx'), { allowSpinning: false, batching: { inlineBelowMicros: 1 } });
+    await Promise.all([1n, 2n].map((n) => slow.infer(slowFeeds(n))));
+    await slow.infer(slowFeeds(1n));
+    expect(slow.stats().inlineBatches).toBe(0);
+    await rejectsWith(loadModel(model('mlp_tiny.onnx'), { batching: { inlineBelowMicros: -1 } }), 'INVALID_ARGUMENT', /options\.batching\.inlineBelowMicros: expected an integer in \[0, 1000000\], received number -1/);
+    await Promise.all([ref, m, e, slow].map((x) => x.dispose()));
+  });
+
   it('a request submitted from any loop phase runs, and the process exits when it is done', async () => {
     // A child process with nothing else to keep its loop alive: timers, immediates, close
     // callbacks, microtasks and nextTick each submit; a lost wake would hang it until the timeout.

@@ -19,6 +19,7 @@ export const SERVE_FLAGS = {
   'max-batch-size': { type: 'string', arg: 'n', help: 'dynamic batching: most rows per run; 0 = no batching (default 32)', integer: { min: 0, max: 1 << 20 } },
   'max-queue-delay-us': { type: 'string', arg: 'us', help: 'dynamic batching: longest wait for a fuller batch (default 500)', integer: { min: 0, max: 60_000_000 } },
   'max-queue-size': { type: 'string', arg: 'n', help: 'dynamic batching: queued requests before 503 QUEUE_FULL (default 1024)', integer: { min: 1 } },
+  'inline-below-us': { type: 'string', arg: 'us', help: 'run batches predicted to compute in at most this many µs on the event loop itself (default 100; 0 = never)', integer: { min: 0, max: 1_000_000 } },
   'intra-op-threads': { type: 'string', arg: 'n', help: 'ORT threads inside one operator (default: ORT decides)', integer: { min: 0, max: 1024 } },
   'allow-spinning': { type: 'boolean', help: "let ORT's pool threads busy-wait between runs (default off in the server)" },
   'control-mode': { type: 'string', arg: 'mode', help: 'none | explicit | poll (default none)', choices: ['none', 'explicit', 'poll'] },
@@ -61,10 +62,11 @@ export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   const defaults: ModelDefaults = {};
   if (v.instances !== undefined) defaults.instances = v.instances as number;
   if (v['max-batch-size'] === 0) defaults.batching = false;
-  else if (v['max-batch-size'] !== undefined || v['max-queue-delay-us'] !== undefined || v['max-queue-size'] !== undefined) {
+  else if (v['max-batch-size'] !== undefined || v['max-queue-delay-us'] !== undefined || v['max-queue-size'] !== undefined || v['inline-below-us'] !== undefined) {
     const b: BatchingOptions = { maxBatchSize: (v['max-batch-size'] as number | undefined) ?? 32, adaptive: true };
     if (v['max-queue-delay-us'] !== undefined) b.maxQueueDelayMicros = v['max-queue-delay-us'] as number;
     if (v['max-queue-size'] !== undefined) b.maxQueueSize = v['max-queue-size'] as number;
+    if (v['inline-below-us'] !== undefined) b.inlineBelowMicros = v['inline-below-us'] as number;
     defaults.batching = b;
   }
   if (v['intra-op-threads'] !== undefined) defaults.runtime = { intraOpNumThreads: v['intra-op-threads'] as number };

@@ -83,6 +83,13 @@ export const SERVER_RUNTIME_DEFAULTS: RuntimeConfig = { allowSpinning: false };
 export const DEFAULT_BATCHING: BatchingOptions = { maxBatchSize: 32, adaptive: true };
 
 /**
+ * Added to any batching a served model gets unless its config says otherwise: batches predicted
+ * to compute in ≤ 100 µs run on the JS thread at the end of the loop turn (no thread hops; the
+ * loop is held for at most about that long). Larger models are unaffected.
+ */
+export const SERVER_INLINE_BELOW_MICROS = 100;
+
+/**
  * Structural validation of a config.json (or a load request's config override). Values inside
  * `runtime` and `batching` are validated by loadModel()'s own checks when the model loads.
  */
@@ -188,7 +195,7 @@ export function loadOptionsFor(config: ModelConfig, defaults: ModelDefaults): Lo
   const options: LoadOptions = { ...SERVER_RUNTIME_DEFAULTS, ...(defaults.runtime ?? {}), ...(config.runtime ?? {}) };
   const instances = config.instances ?? defaults.instances;
   if (instances !== undefined) options.instances = instances;
-  if (batching !== false) options.batching = { ...batching };
+  if (batching !== false) options.batching = { inlineBelowMicros: SERVER_INLINE_BELOW_MICROS, ...batching };
   return options;
 }
 

@@ -26,6 +26,9 @@ describe('flags and environment', () => {
       rateLimit: { max: 100, timeWindowMs: 60_000 },
       inferTimeoutMs: 500,
     });
+    expect(serveOptions(['m.onnx', '--inline-below-us', '0']).options.modelDefaults).toEqual({ batching: { maxBatchSize: 32, adaptive: true, inlineBelowMicros: 0 } });
+    expect(serveOptions(['m.onnx', '--log-requests']).options.logRequests).toBe(true);
+    expect(serveOptions(['m.onnx']).options.logRequests).toBeUndefined();
     expect(serveOptions([], { NIMIFY_REPOSITORY: '/models', NIMIFY_API_KEY: 'k1-aaaaaaaa,k2-bbbbbbbb', NIMIFY_MAX_BATCH_SIZE: '0' }).options).toMatchObject({ repository: '/models', apiKeys: ['k1-aaaaaaaa', 'k2-bbbbbbbb'], modelDefaults: { batching: false } });
   });
 
