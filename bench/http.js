@@ -15,6 +15,8 @@
 //
 //   npm run bench -- http [--quick]
 // `--quick` (or BENCH_HTTP_SECONDS=<s>) shortens the windows (default 5 s, quick 1 s).
+// BENCH_HTTP_ROUNDS=<n> sets the rounds per cell (default 3 on the tiny model, 1 on the image
+// model; quick: 1): the variants run interleaved n times; medians are reported.
 // BENCH_HTTP_NOSHED=1 adds a reference variant on the image model: nimify JSON with load
 // shedding off (--max-event-loop-delay-ms 0). BENCH_NIMIFY_ROOT=<dir> serves <dir>/dist instead
 // of this checkout's dist (a snapshot of a build, say).
@@ -120,6 +122,8 @@ const NIMIFY_SERVE = (model, extra = []) => [path.join(NIMIFY_ROOT, 'dist', 'cli
 const SERVERS = {
   plain: { label: 'plain', args: (model) => [path.join(__dirname, 'plain-server.js'), model, '0'], ready: /listening at (http:\/\/\S+)/ },
   nimify: { label: 'nimify', args: (model) => NIMIFY_SERVE(model), ready: /^nimify serving .* at (http:\/\/\S+)$/, metrics: true },
+  // Reference: Fastify parsing the same bodies with no model behind it (tiny model only).
+  echo: { label: 'echo', args: (model, m) => [path.join(__dirname, 'echo-server.js'), m.output, m.outDims.join(','), '0'], ready: /listening at (http:\/\/\S+)/ },
   // Load shedding off: what JSON costs without the event-loop-delay guard (image model only).
   'nimify-noshed': { label: 'nimify --max-event-loop-delay-ms 0', args: (model) => NIMIFY_SERVE(model, ['--max-event-loop-delay-ms', '0']), ready: /^nimify serving .* at (http:\/\/\S+)$/, metrics: true },
 };
@@ -342,6 +346,7 @@ const VARIANTS = [
   ['nimify binary', 'nimify', 'binary'],
 ];
 const NOSHED = ['nimify JSON, no shedding', 'nimify-noshed', 'json'];
+const ECHO = ['Fastify JSON, no model', 'echo', 'json'];
 
 async function benchModel(m, t) {
   const size = m.dims.reduce((a, b) => a * b, 1);
@@ -349,13 +354,13 @@ async function benchModel(m, t) {
   const bodies = { json: xs.map((x) => jsonRequest(m, x)), binary: xs.map((x) => binaryRequest(m, x)) };
   const bodyBytes = { json: bodies.json[0].body.length, binary: bodies.binary[0].body.length };
   console.error(`  ${m.label}: ${m.bodies} bodies, JSON ${(bodyBytes.json / 1024).toFixed(0)} KiB, binary ${(bodyBytes.binary / 1024).toFixed(0)} KiB`);
-  const list = m.noShedVariant ? [...VARIANTS, NOSHED] : VARIANTS;
+  const list = [...VARIANTS, ...(m.noShedVariant ? [NOSHED] : []), ...(m.echoVariant ? [ECHO] : [])];
   const servers = {};
   try {
     for (const [, kind] of list) {
       if (servers[kind]) continue;
       const spec = SERVERS[kind];
-      servers[kind] = await startServer(spec.label, spec.args(m.file), spec.ready);
+      servers[kind] = await startServer(spec.label, spec.args(m.file, m), spec.ready);
     }
     // Correctness first: every variant answers 200 with the right shape, and the same values.
     const check = {};
@@ -370,6 +375,10 @@ async function benchModel(m, t) {
           throw new Error(`${m.label} ${name}, body ${i}: ${err.message}\n${servers[kind].label} output:\n${servers[kind].log.slice(-10).join('\n')}`);
         }
         if (i > 0) continue;
+        if (kind === 'echo') {
+          check[name] = { status: 200, shape: m.outDims, maxAbsDiffVsPlain: null }; // no model: values are not the model's
+          continue;
+        }
         ref ??= out;
         const diff = maxAbsDiff(ref, out);
         check[name] = { status: 200, shape: m.outDims, maxAbsDiffVsPlain: +diff.toExponential(2) };
@@ -380,7 +389,11 @@ async function benchModel(m, t) {
     for (const connections of CONNECTIONS) {
       const row = { connections, variants: {} };
       // Interleaved: the variants run back to back at each concurrency, so that noise on the
-      // shared machine hits them alike.
+      // shared machine hits them alike; `rounds` times over. A variant's reported cell is its
+      // median round (by req/s); a ratio is the median of the per-round ratios.
+      const perRound = [];
+      for (let round = 0; round < m.rounds; round++) {
+      const measured = {};
       for (const [name, kind, req] of list) {
         const server = servers[kind];
         await quiesce(server.pid);
@@ -396,16 +409,34 @@ async function benchModel(m, t) {
           const exec = after.executions - before.executions;
           r.meanBatch = exec > 0 ? +((after.inferences - before.inferences) / exec).toFixed(2) : null;
         }
-        row.variants[name] = r;
+        measured[name] = r;
         const bad = r.non2xx || r.errors ? ` non-2xx ${r.non2xx} ${JSON.stringify(r.statusCodes)} (p50 ${r.non2xxP50Ms} ms) errors ${r.errors}` : '';
-        console.error(`  ${m.label} @${connections} ${name}: ${r.reqPerSec} req/s, p50 ${r.latencyP50Ms} ms, p99 ${r.latencyP99Ms} ms (window ${r.windowSeconds} s, server CPU ${r.serverCpu}, client CPU ${r.clientCpu}${r.meanBatch ? `, mean batch ${r.meanBatch}` : ''})${bad}`);
+        console.error(`  ${m.label} @${connections}${m.rounds > 1 ? ` round ${round + 1}/${m.rounds}` : ''} ${name}: ${r.reqPerSec} req/s, p50 ${r.latencyP50Ms} ms, p99 ${r.latencyP99Ms} ms (window ${r.windowSeconds} s, server CPU ${r.serverCpu}, client CPU ${r.clientCpu}${r.meanBatch ? `, mean batch ${r.meanBatch}` : ''})${bad}`);
       }
-      const ratio = (a, b) => (row.variants[a] && row.variants[b]?.reqPerSec > 0 ? +(row.variants[a].reqPerSec / row.variants[b].reqPerSec).toFixed(2) : null);
+      perRound.push(measured);
+      }
+      const median = (xs) => {
+        const v = xs.filter((x) => x !== null && Number.isFinite(x)).sort((a, b) => a - b);
+        return v.length ? v[(v.length - 1) >> 1] : null;
+      };
+      for (const [name] of list) {
+        const all = perRound.map((r) => r[name]);
+        const mid = median(all.map((r) => r.reqPerSec));
+        row.variants[name] = { ...all.find((r) => r.reqPerSec === mid), roundsReqPerSec: all.map((r) => r.reqPerSec) };
+      }
+      const ratio = (a, b) => {
+        const v = median(perRound.map((r) => (r[a] && r[b]?.reqPerSec > 0 ? r[a].reqPerSec / r[b].reqPerSec : null)));
+        return v === null ? null : +v.toFixed(2);
+      };
       row.ratios = {
         nimifyJsonVsPlain: ratio('nimify JSON', 'plain JSON'),
         nimifyBinaryVsPlain: ratio('nimify binary', 'plain JSON'),
         nimifyBinaryVsJson: ratio('nimify binary', 'nimify JSON'),
       };
+      if (m.echoVariant) {
+        row.ratios.plainVsEcho = ratio('plain JSON', ECHO[0]);
+        row.ratios.nimifyJsonVsEcho = ratio('nimify JSON', ECHO[0]);
+      }
       if (m.noShedVariant) {
         row.ratios.noShedJsonVsPlain = ratio(NOSHED[0], 'plain JSON');
         row.ratios.nimifyBinaryVsNoShedJson = ratio('nimify binary', NOSHED[0]);
@@ -415,8 +446,8 @@ async function benchModel(m, t) {
     // What the servers wrote besides their start-up lines (nimify logs at warn and above), by message.
     const logs = {};
     for (const srv of Object.values(servers)) if (srv.messages.size) logs[srv.label] = Object.fromEntries([...srv.messages].sort((x, y) => y[1] - x[1]).slice(0, 10));
-    const commands = Object.fromEntries(Object.entries(servers).map(([k, srv]) => [k, `node ${SERVERS[k].args(path.relative(ROOT, m.file)).map((a) => path.relative(ROOT, a) || a).join(' ')}`]));
-    return { model: m.label, file: path.relative(ROOT, m.file), dims: m.dims, bodies: m.bodies, bodyBytes, commands, check, rows, serverLogs: logs };
+    const commands = Object.fromEntries(Object.entries(servers).map(([k, srv]) => [k, `node ${SERVERS[k].args(path.relative(ROOT, m.file), m).map((a) => path.relative(ROOT, a) || a).join(' ')}`]));
+    return { model: m.label, file: path.relative(ROOT, m.file), dims: m.dims, bodies: m.bodies, rounds: m.rounds, bodyBytes, commands, check, rows, serverLogs: logs };
   } finally {
     for (const srv of Object.values(servers)) await srv.stop();
   }
@@ -436,6 +467,8 @@ async function main() {
   const quick = process.argv.includes('--quick');
   const envSeconds = Number(process.env.BENCH_HTTP_SECONDS);
   const windowS = envSeconds > 0 ? envSeconds : quick ? 1 : 5;
+  const envRounds = Number(process.env.BENCH_HTTP_ROUNDS);
+  const rounds = Number.isInteger(envRounds) && envRounds > 0 ? envRounds : undefined;
   const t = {
     windowMs: windowS * 1000,
     warmupMs: Math.min(1000, windowS * 300),
@@ -446,8 +479,9 @@ async function main() {
     maxWindowMs: Math.max(windowS * 1000, quick ? 10_000 : 30_000),
   };
   const models = [
-    { label: 'tiny MLP (64→256→10)', file: path.join(FIXTURES, 'mlp_tiny.onnx'), dims: [1, 64], outDims: [1, 10], bodies: 8 },
-    { ...imageModel(), bodies: 2, noShedVariant: process.env.BENCH_HTTP_NOSHED === '1' },
+    // The tiny model's cells are short and the noisiest (a shared 2-core VM): several rounds.
+    { label: 'tiny MLP (64→256→10)', file: path.join(FIXTURES, 'mlp_tiny.onnx'), dims: [1, 64], outDims: [1, 10], bodies: 8, echoVariant: true, rounds: rounds ?? (quick ? 1 : 3) },
+    { ...imageModel(), bodies: 2, noShedVariant: process.env.BENCH_HTTP_NOSHED === '1', rounds: rounds ?? 1 },
   ].map((m) => ({ ...m, name: path.basename(m.file, '.onnx'), input: 'x', output: 'y' }));
 
   const onSignal = (sig) => {
@@ -506,6 +540,10 @@ function targets(results) {
     { id: 'P5 image vs plain', what: `${results[1].model}, 64 connections: nimify binary ≥ 2.5 × plain req/s`, value: img.ratios.nimifyBinaryVsPlain, met: img.ratios.nimifyBinaryVsPlain >= 2.5 },
     { id: 'P5 image p99', what: `${results[1].model}, 64 connections: nimify binary p99 ≤ 2000 ms`, value: img.variants['nimify binary'].latencyP99Ms, met: img.variants['nimify binary'].latencyP99Ms !== null && img.variants['nimify binary'].latencyP99Ms <= 2000 },
   ];
+  if (tiny.ratios.plainVsEcho !== undefined && tiny.ratios.plainVsEcho !== null) {
+    list.push({ id: 'info', what: `(reference) ${results[0].model}, 64 connections: Fastify parsing the same JSON with no model ÷ plain req/s — the most any Fastify JSON server could reach here`, value: +(1 / tiny.ratios.plainVsEcho).toFixed(2), met: null });
+    list.push({ id: 'info', what: `(reference) ${results[0].model}, 64 connections: nimify JSON ÷ that no-model Fastify server`, value: tiny.ratios.nimifyJsonVsEcho, met: null });
+  }
   if (img.ratios.nimifyBinaryVsNoShedJson !== undefined) {
     list.push({ id: 'info', what: `(reference) ${results[1].model}, 64 connections: nimify binary ÷ nimify JSON with shedding off`, value: img.ratios.nimifyBinaryVsNoShedJson, met: null });
   }
@@ -530,7 +568,8 @@ function toMarkdown(report) {
     `| windows | ≥ ${report.timing.windowSeconds} s measured per cell (≥ ${report.timing.windowFactor} × the warm-up, ≤ ${report.timing.maxWindowSeconds} s), after a warm-up until every connection had a response (at most ${report.timing.maxWarmupSeconds} s)${report.timing.quick ? ' (quick mode)' : ''} |`,
     `| date | ${report.date ?? new Date().toISOString()} |`,
     '',
-    'Closed loop, one request in flight per connection (C). req/s = 2xx responses per second in the measured window; p50/p99 = latency of the 2xx responses (ms). Plain = Fastify + onnxruntime-node written the usual way (bench/plain-server.js, JSON only); nimify = `nimify serve` with its defaults (dynamic batching, shedding). × plain = nimify req/s ÷ plain req/s; bin/JSON = nimify binary ÷ nimify JSON.',
+    `Closed loop, one request in flight per connection (C). Rounds per cell: ${report.models.map((m) => `${m.model} ${m.rounds}`).join(', ')}; with several, the variants run interleaved that many times and each cell shows the variant's median round (its req/s range in the per-cell table), each ratio the median of the per-round ratios. ` +
+    'req/s = 2xx responses per second in the measured window; p50/p99 = latency of the 2xx responses (ms). Plain = Fastify + onnxruntime-node written the usual way (bench/plain-server.js, JSON only); nimify = `nimify serve` with its defaults (dynamic batching, shedding). × plain = nimify req/s ÷ plain req/s; bin/JSON = nimify binary ÷ nimify JSON.',
     '',
     '| model | C | plain JSON req/s | p50 | p99 | nimify JSON req/s | p50 | p99 | × plain | nimify binary req/s | p50 | p99 | × plain | bin/JSON |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
@@ -559,27 +598,43 @@ function toMarkdown(report) {
       }
     }
   }
+  const echo = report.models.filter((m) => m.rows.some((r) => r.variants[ECHO[0]]));
+  if (echo.length) {
+    lines.push(
+      '',
+      'Reference: the same Fastify setup and route as the plain server with no model behind it (bench/echo-server.js: parse the JSON body, answer an output of the right shape). It bounds what any Fastify server parsing these bodies can do on this machine, inference or not.',
+      '',
+      '| model | C | Fastify JSON, no model req/s | p50 | p99 | plain ÷ this | nimify JSON ÷ this |',
+      '|---|---:|---:|---:|---:|---:|---:|',
+    );
+    for (const m of echo) {
+      for (const r of m.rows) {
+        const v = r.variants[ECHO[0]];
+        lines.push(`| ${m.model} | ${r.connections} | ${fmt(v.reqPerSec)} | ${ms(v.latencyP50Ms)} | ${ms(v.latencyP99Ms)} | ${r.ratios.plainVsEcho} | ${r.ratios.nimifyJsonVsEcho} |`);
+      }
+    }
+  }
   lines.push('', 'Targets (SPEC P5) on this run:', '', '| target | value | met |', '|---|---:|---|');
   for (const t of report.targets) lines.push(`| ${t.what} | ${t.value ?? '–'} | ${t.met === null ? '–' : t.met ? 'yes' : 'no'} |`);
   lines.push(
     '',
     'Per cell: measured window (s; * = some connection still had no response when the warm-up ended at its cap), 2xx responses, non-2xx responses (by status; their median latency), socket errors / timeouts, CPU cores used by the server process and by the load generator during the window, nimify mean batch size and 503s shed (by reason) over the whole cell (warm-up included).',
     '',
-    '| model | C | variant | window s | 2xx | non-2xx | errors | server CPU | client CPU | mean batch | shed |',
-    '|---|---:|---|---:|---:|---|---:|---:|---:|---:|---|',
+    '| model | C | variant | req/s over rounds | window s | 2xx | non-2xx | errors | server CPU | client CPU | mean batch | shed |',
+    '|---|---:|---|---|---:|---:|---|---:|---:|---:|---:|---|',
   );
   for (const m of report.models) {
     for (const r of m.rows) {
       for (const [name, v] of Object.entries(r.variants)) {
         const non = v.non2xx ? `${v.non2xx} (${Object.entries(v.statusCodes).filter(([c]) => !c.startsWith('2')).map(([c, n]) => `${c}×${n}`).join(', ')}; p50 ${ms(v.non2xxP50Ms)} ms)` : '0';
         const shed = v.shed && Object.keys(v.shed).length ? Object.entries(v.shed).map(([k, n]) => `${k} ${n}`).join(', ') : v.shed ? '0' : '–';
-        lines.push(`| ${m.model} | ${r.connections} | ${name} | ${v.windowSeconds}${v.warmupAllConnections ? '' : ' *'} | ${fmt(v.ok)} | ${non} | ${v.errors}${v.timeouts ? ` (${v.timeouts} timeouts)` : ''} | ${v.serverCpu ?? '–'} | ${v.clientCpu} | ${v.meanBatch ?? '–'} | ${shed} |`);
+        lines.push(`| ${m.model} | ${r.connections} | ${name} | ${(v.roundsReqPerSec ?? [v.reqPerSec]).map(fmt).join(' / ')} | ${v.windowSeconds}${v.warmupAllConnections ? '' : ' *'} | ${fmt(v.ok)} | ${non} | ${v.errors}${v.timeouts ? ` (${v.timeouts} timeouts)` : ''} | ${v.serverCpu ?? '–'} | ${v.clientCpu} | ${v.meanBatch ?? '–'} | ${shed} |`);
       }
     }
   }
   lines.push('', 'Models and requests:', '');
   for (const m of report.models) {
-    const checks = Object.entries(m.check).map(([k, c]) => `${k} max |Δ| vs plain ${c.maxAbsDiffVsPlain}`).join('; ');
+    const checks = Object.entries(m.check).map(([k, c]) => (c.maxAbsDiffVsPlain === null ? `${k}: status and shape only (no model)` : `${k} max |Δ| vs plain ${c.maxAbsDiffVsPlain}`)).join('; ');
     lines.push(`- ${m.model}: \`${m.file}\`, input ${JSON.stringify(m.dims)} FP32, ${m.bodies} pre-built random bodies cycled per connection (JSON ${(m.bodyBytes.json / 1024).toFixed(0)} KiB, binary ${(m.bodyBytes.binary / 1024).toFixed(0)} KiB). First responses: 200, right shape; ${checks}.`);
     for (const [kind, cmd] of Object.entries(m.commands)) lines.push(`  - ${kind}: \`${cmd}\``);
     for (const [label, msgs] of Object.entries(m.serverLogs)) lines.push(`  - ${label} logged: ${Object.entries(msgs).map(([msg, n]) => `${n} × \`${msg}\``).join('; ')}`);
@@ -590,8 +645,8 @@ function toMarkdown(report) {
 // ---------------------------------------------------------------------------------------------
 // Chart: one panel per model, req/s (log scale) against connections, one line per variant.
 
-const COLORS = { 'plain JSON': '#d62728', 'nimify JSON': '#7f7f7f', 'nimify binary': '#1f77b4', [NOSHED[0]]: '#7f7f7f' };
-const NAMES = [...VARIANTS, NOSHED].map((v) => v[0]);
+const COLORS = { 'plain JSON': '#d62728', 'nimify JSON': '#7f7f7f', 'nimify binary': '#1f77b4', [NOSHED[0]]: '#7f7f7f', [ECHO[0]]: '#bcbd22' };
+const NAMES = [...VARIANTS, NOSHED, ECHO].map((v) => v[0]);
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 const short = (n) => (n >= 1e6 ? `${+(n / 1e6).toFixed(1)}M` : n >= 1e3 ? `${+(n / 1e3).toFixed(1)}k` : `${+n.toFixed(1)}`);
 
@@ -611,7 +666,7 @@ function panel(m, x0, y0, w, h) {
   for (const name of NAMES) {
     const pts = m.rows.filter((r) => r.variants[name]).map((r) => [r.connections, r.variants[name].reqPerSec]).filter((p) => p[1] > 0);
     if (!pts.length) continue;
-    out.push(`<path d="${pts.map(([c, v], i) => `${i ? 'L' : 'M'}${px(c).toFixed(1)},${py(v).toFixed(1)}`).join(' ')}" fill="none" stroke="${COLORS[name]}" stroke-width="2"${name === NOSHED[0] ? ' stroke-dasharray="5,4"' : ''}/>`);
+    out.push(`<path d="${pts.map(([c, v], i) => `${i ? 'L' : 'M'}${px(c).toFixed(1)},${py(v).toFixed(1)}`).join(' ')}" fill="none" stroke="${COLORS[name]}" stroke-width="2"${name === NOSHED[0] || name === ECHO[0] ? ' stroke-dasharray="5,4"' : ''}/>`);
     for (const [c, v] of pts) out.push(`<circle cx="${px(c).toFixed(1)}" cy="${py(v).toFixed(1)}" r="3" fill="${COLORS[name]}"><title>${esc(`${name} @${c}: ${v} req/s`)}</title></circle>`);
   }
   return out.join('\n');
@@ -622,7 +677,7 @@ function toSvg(report, machine) {
   const h = 260;
   const width = Math.max(w * report.models.length + 20, 20 + 170 * NAMES.length);
   const height = h + 70;
-  const legend = NAMES.map((name, i) => `<line x1="${20 + i * 170}" y1="${h + 26}" x2="${34 + i * 170}" y2="${h + 26}" stroke="${COLORS[name]}" stroke-width="3"${name === NOSHED[0] ? ' stroke-dasharray="4,2"' : ''}/><text x="${40 + i * 170}" y="${h + 30}">${esc(name)}</text>`);
+  const legend = NAMES.map((name, i) => `<line x1="${20 + i * 170}" y1="${h + 26}" x2="${34 + i * 170}" y2="${h + 26}" stroke="${COLORS[name]}" stroke-width="3"${name === NOSHED[0] || name === ECHO[0] ? ' stroke-dasharray="4,2"' : ''}/><text x="${40 + i * 170}" y="${h + 30}">${esc(name)}</text>`);
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
     `<rect width="100%" height="100%" fill="white"/>`,
