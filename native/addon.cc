@@ -2,6 +2,12 @@
 // each env (main thread, each worker_thread) gets its own AddonData and cleanup hook.
 #include <napi.h>
 
+#if defined(__linux__) || defined(__APPLE__)
+#include <dlfcn.h>
+#endif
+
+#include <mutex>
+
 #include "deferred_wake.h"
 #include "env_state.h"
 #include "run_job.h"
@@ -19,7 +25,23 @@ void OnEnvCleanup(void* arg) {
   delete state;
 }
 
+// The executor and scheduler threads run this library's code and may outlive any one env. Node
+// unloads an addon that only worker_threads loaded when the last of them exits: pin the library
+// in memory for the life of the process instead (the handle is deliberately never closed).
+void PinLibrary() {
+#if defined(__linux__) || defined(__APPLE__)
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Dl_info info;
+    if (dladdr(reinterpret_cast<void*>(&PinLibrary), &info) != 0 && info.dli_fname != nullptr) {
+      dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);
+    }
+  });
+#endif
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  PinLibrary();
   auto* data = new AddonData();
   data->session_ctor = Napi::Persistent(Session::Define(env));
   env.SetInstanceData<AddonData>(data);
@@ -30,7 +52,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   }
   napi_add_env_cleanup_hook(env, OnEnvCleanup, new std::shared_ptr<EnvState>(data->state));
   // Optional: without it schedulers are woken at once on every submit.
-  DeferredWakes::Create(env, &data->state->wakes);
+  DeferredWakes::Create(env, data->state);
 
   exports.Set("loadRuntime", Napi::Function::New<LoadRuntimeJs>(env, "loadRuntime"));
   exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfoJs>(env, "runtimeInfo"));

@@ -1,10 +1,11 @@
 #include "deferred_wake.h"
 
+#include "env_state.h"
 #include "scheduler.h"
 
 namespace nimify {
 
-void DeferredWakes::Create(napi_env env, DeferredWakes** slot) {
+void DeferredWakes::Create(napi_env env, const std::shared_ptr<EnvState>& state) {
   auto* w = new DeferredWakes();
   napi_value name = nullptr;
   if (napi_create_string_utf8(env, "nimify:wake", NAPI_AUTO_LENGTH, &name) != napi_ok ||
@@ -14,8 +15,8 @@ void DeferredWakes::Create(napi_env env, DeferredWakes** slot) {
     return;
   }
   napi_unref_threadsafe_function(env, w->tsfn_);
-  w->slot_ = slot;
-  *slot = w;
+  w->state_ = state;
+  state->wakes = w;
 }
 
 void DeferredWakes::Add(std::shared_ptr<Scheduler> s) {
@@ -46,7 +47,7 @@ void DeferredWakes::OnMessage(napi_env env, napi_value, void* context, void*) {
 
 void DeferredWakes::OnFinalize(napi_env, void* data, void*) {
   auto* w = static_cast<DeferredWakes*>(data);
-  if (w->slot_ != nullptr) *w->slot_ = nullptr;
+  if (std::shared_ptr<EnvState> state = w->state_.lock()) state->wakes = nullptr;
   delete w;
 }
 

@@ -25,12 +25,13 @@
 namespace nimify {
 
 class Scheduler;
+struct EnvState;
 
 class DeferredWakes {
  public:
-  // JS thread, addon init. Leaves `*slot` null when the channel cannot be created (submits then
-  // wake their scheduler at once).
-  static void Create(napi_env env, DeferredWakes** slot);
+  // JS thread, addon init. Sets state->wakes, or leaves it null when the channel cannot be
+  // created (submits then wake their scheduler at once).
+  static void Create(napi_env env, const std::shared_ptr<EnvState>& state);
   // JS thread: wake `s` at the end of this loop turn. The pending wake holds a reference.
   void Add(std::shared_ptr<Scheduler> s);
 
@@ -41,7 +42,8 @@ class DeferredWakes {
 
   napi_threadsafe_function tsfn_ = nullptr;
   bool posted_ = false;  // a message is on its way: later marks in this turn just join it
-  DeferredWakes** slot_ = nullptr;
+  // Not owning: the env's state may be gone by the time Node finalizes the channel.
+  std::weak_ptr<EnvState> state_;
   std::vector<std::shared_ptr<Scheduler>> pending_;
 };
 

@@ -238,11 +238,14 @@ void RunJob::PostCompleted(RunJob* const* jobs, size_t n) {
     // One wake-up covers every job finished before the JS thread drains; none is needed while
     // the JS thread is polling (it will find the jobs on its next loop turn).
     if (!state->polling && !state->wake_pending) wake = state->wake_pending = true;
-    state->executing -= n;
-    if (state->executing == 0) state->idle.notify_all();
   }
   // Fails only while the env is closing; TeardownEnv then frees whatever is left on `done`.
+  // The jobs still count as executing during this call: TeardownEnv waits for the count to reach
+  // zero before Node may free the threadsafe function, so this call never touches a freed one.
   if (wake) napi_call_threadsafe_function(state->completions, nullptr, napi_tsfn_nonblocking);
+  std::lock_guard<std::mutex> lock(state->mu);
+  state->executing -= n;
+  if (state->executing == 0) state->idle.notify_all();
 }
 
 void RunJob::Settle(Napi::Env env, EnvState* state, RunJob* job) {

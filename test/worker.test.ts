@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
@@ -33,6 +34,17 @@ describe('worker_threads', () => {
     }
     await m.dispose();
   });
+
+  it('a process whose workers alone load nimify survives their termination mid-inference', () => {
+    // Exercises two teardown races: Node unloading the addon when its last worker exits (native
+    // threads still run its code), and a finished run's wake-up racing the env's teardown.
+    for (let i = 0; i < 3; i++) {
+      const r = spawnSync(process.execPath, [path.join(__dirname, 'worker-only.js')], { encoding: 'utf8', timeout: 60_000 });
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toBe('ok\n');
+      expect(r.status).toBe(0);
+    }
+  }, 120_000);
 
   it('terminating a worker mid-inference neither crashes nor leaks, and the process keeps inferring', async () => {
     const rssBefore: number[] = [];
