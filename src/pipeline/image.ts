@@ -1,0 +1,174 @@
+/**
+ * Image preprocessing: the `preprocess: { type: 'image', ... }` section of a model's config,
+ * validated here (errors name the field), and the conversion of encoded image bytes (JPEG, PNG,
+ * WebP) into the model's input tensor. The conversion runs in the preprocessing worker pool
+ * (pool.ts, image-worker.ts), never on the main thread in the server.
+ *
+ * Steps, in this order: decode (sharp / libvips; the header's pixel count is checked against
+ * `maxInputPixels` before anything is decoded) → sRGB, alpha flattened onto white → resize to
+ * width × height (`fit`, `interpolation`) → centre crop (`crop`) → colour (`rgb`, `bgr`, or
+ * `grayscale` with the BT.601 integer weights that Pillow and OpenCV use) → value =
+ * (pixel × scale − mean[c]) / std[c] → layout (NCHW or NHWC, with a leading batch dim of 1) →
+ * float32 or uint8 (uint8 takes the pixel values as they are: no scale, mean or std).
+ */
+import { NimifyError } from '../errors';
+import { expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../validate';
+
+export const FITS = ['fill', 'contain', 'cover'] as const;
+export const INTERPOLATIONS = ['nearest', 'bilinear', 'bicubic', 'lanczos3'] as const;
+export const COLORS = ['rgb', 'bgr', 'grayscale'] as const;
+export const LAYOUTS = ['NCHW', 'NHWC'] as const;
+export const DTYPES = ['float32', 'uint8'] as const;
+
+/** As written in config.json. */
+export interface ImagePreprocessConfig {
+  type: 'image';
+  /** The model input the tensor feeds (default: the model's only input). */
+  input?: string;
+  width: number;
+  height: number;
+  /** How the image is fitted to width × height (default 'fill': stretched). */
+  fit?: (typeof FITS)[number];
+  interpolation?: (typeof INTERPOLATIONS)[number];
+  /** A centre crop taken after the resize. */
+  crop?: { width: number; height: number };
+  color?: (typeof COLORS)[number];
+  /** Pixel values (0..255) are multiplied by this first (default 1). */
+  scale?: number;
+  /** Per channel (or one value for all), subtracted after scaling (default 0). */
+  mean?: number[];
+  /** Per channel (or one value for all), divided by last (default 1). */
+  std?: number[];
+  layout?: (typeof LAYOUTS)[number];
+  dtype?: (typeof DTYPES)[number];
+  /** Largest width × height accepted, checked from the header before decoding (default 4096²). */
+  maxInputPixels?: number;
+}
+
+/** Every field filled in; what the worker receives (plain data: it crosses threads). */
+export interface ImageSpec {
+  type: 'image';
+  input: string | null;
+  width: number;
+  height: number;
+  fit: (typeof FITS)[number];
+  interpolation: (typeof INTERPOLATIONS)[number];
+  crop: { width: number; height: number } | null;
+  color: (typeof COLORS)[number];
+  scale: number;
+  mean: number[];
+  std: number[];
+  layout: (typeof LAYOUTS)[number];
+  dtype: (typeof DTYPES)[number];
+  maxInputPixels: number;
+}
+
+const KEYS = ['type', 'input', 'width', 'height', 'fit', 'interpolation', 'crop', 'color', 'scale', 'mean', 'std', 'layout', 'dtype', 'maxInputPixels'] as const;
+const MAX_SIDE = 16384;
+
+function finite(name: string, value: unknown, nonZero = false): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || (nonZero && value === 0)) throw invalid(name, nonZero ? 'a finite non-zero number' : 'a finite number', value);
+  return value;
+}
+
+function perChannel(name: string, value: unknown, channels: number, fallback: number, nonZero: boolean): number[] {
+  if (value === undefined) return new Array(channels).fill(fallback);
+  if (!Array.isArray(value) || (value.length !== 1 && value.length !== channels)) throw invalid(name, `an array of 1 or ${channels} numbers (one per channel)`, value);
+  const v = value.map((x, i) => finite(`${name}[${i}]`, x, nonZero));
+  return v.length === 1 ? new Array(channels).fill(v[0]) : v;
+}
+
+/** Validates a `preprocess` section of type image; `where` names it in errors (e.g. 'config.preprocess'). */
+export function checkImagePreprocess(where: string, value: unknown): ImageSpec {
+  const o = expectPlainObject(where, value);
+  expectKnownKeys(where, o, KEYS);
+  if (o.type !== 'image') throw invalid(`${where}.type`, "'image'", o.type);
+  const color = o.color === undefined ? 'rgb' : expectOneOf(`${where}.color`, o.color, COLORS);
+  const channels = color === 'grayscale' ? 1 : 3;
+  const width = expectInteger(`${where}.width`, o.width, 1, MAX_SIDE);
+  const height = expectInteger(`${where}.height`, o.height, 1, MAX_SIDE);
+  let crop: ImageSpec['crop'] = null;
+  if (o.crop !== undefined) {
+    const c = expectPlainObject(`${where}.crop`, o.crop);
+    expectKnownKeys(`${where}.crop`, c, ['width', 'height']);
+    crop = { width: expectInteger(`${where}.crop.width`, c.width, 1, width), height: expectInteger(`${where}.crop.height`, c.height, 1, height) };
+  }
+  return {
+    type: 'image',
+    input: o.input === undefined ? null : expectString(`${where}.input`, o.input),
+    width,
+    height,
+    fit: o.fit === undefined ? 'fill' : expectOneOf(`${where}.fit`, o.fit, FITS),
+    interpolation: o.interpolation === undefined ? 'bilinear' : expectOneOf(`${where}.interpolation`, o.interpolation, INTERPOLATIONS),
+    crop,
+    color,
+    scale: o.scale === undefined ? 1 : finite(`${where}.scale`, o.scale),
+    mean: perChannel(`${where}.mean`, o.mean, channels, 0, false),
+    std: perChannel(`${where}.std`, o.std, channels, 1, true),
+    layout: o.layout === undefined ? 'NCHW' : expectOneOf(`${where}.layout`, o.layout, LAYOUTS),
+    dtype: o.dtype === undefined ? 'float32' : expectOneOf(`${where}.dtype`, o.dtype, DTYPES),
+    maxInputPixels: o.maxInputPixels === undefined ? 4096 * 4096 : expectInteger(`${where}.maxInputPixels`, o.maxInputPixels, 1, 2 ** 31 - 1),
+  };
+}
+
+/** The dims of the tensor a spec produces (batch 1). */
+export function imageDims(spec: ImageSpec): number[] {
+  const w = spec.crop?.width ?? spec.width;
+  const h = spec.crop?.height ?? spec.height;
+  const c = spec.color === 'grayscale' ? 1 : 3;
+  return spec.layout === 'NCHW' ? [1, c, h, w] : [1, h, w, c];
+}
+
+const KERNEL = { nearest: 'nearest', bilinear: 'linear', bicubic: 'cubic', lanczos3: 'lanczos3' } as const;
+
+/**
+ * Decodes `bytes` and builds the tensor data for `spec`. Throws INVALID_ARGUMENT (naming the
+ * reason) for bytes that are not a supported image, truncated or corrupt data, and images over
+ * maxInputPixels. Runs wherever it is called: the pool calls it in a worker.
+ */
+export async function imageToTensor(bytes: Uint8Array, spec: ImageSpec): Promise<{ data: Float32Array | Uint8Array; dims: number[] }> {
+  // Loaded lazily: the library's users who never preprocess never load libvips.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const sharp = require('sharp') as typeof import('sharp').default;
+  let raw: Buffer;
+  let info: { width: number; height: number; channels: number };
+  try {
+    const image = sharp(bytes, { limitInputPixels: spec.maxInputPixels, failOn: 'error', sequentialRead: true })
+      .toColourspace('srgb')
+      .flatten({ background: { r: 255, g: 255, b: 255 } })
+      .resize(spec.width, spec.height, { fit: spec.fit, kernel: KERNEL[spec.interpolation], background: { r: 0, g: 0, b: 0 } });
+    if (spec.crop) {
+      image.extract({ left: (spec.width - spec.crop.width) >> 1, top: (spec.height - spec.crop.height) >> 1, width: spec.crop.width, height: spec.crop.height });
+    }
+    const out = await image.removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    raw = out.data;
+    info = out.info;
+  } catch (err) {
+    const msg = (err as Error).message.split('\n')[0];
+    if (/pixel limit/i.test(msg)) throw new NimifyError('INVALID_ARGUMENT', `image: larger than maxInputPixels (${spec.maxInputPixels} pixels): ${msg}`);
+    throw new NimifyError('INVALID_ARGUMENT', `image: cannot decode (${msg}); expected JPEG, PNG or WebP bytes`);
+  }
+  const dims = imageDims(spec);
+  const h = info.height;
+  const w = info.width;
+  const c = spec.color === 'grayscale' ? 1 : 3;
+  const n = h * w * c;
+  const out = spec.dtype === 'uint8' ? new Uint8Array(n) : new Float32Array(n);
+  const hw = h * w;
+  const stride = info.channels;
+  // Channel k of the output reads source channel order[k]; grayscale reads all three.
+  const order = spec.color === 'bgr' ? [2, 1, 0] : [0, 1, 2];
+  for (let k = 0; k < c; k++) {
+    const src = order[k];
+    const scale = spec.dtype === 'uint8' ? 1 : spec.scale / spec.std[k];
+    const shift = spec.dtype === 'uint8' ? 0 : -spec.mean[k] / spec.std[k];
+    // Element i of channel k sits at base + i * step.
+    const base = spec.layout === 'NCHW' ? k * hw : k;
+    const step = spec.layout === 'NCHW' ? 1 : c;
+    for (let i = 0, p = 0; i < hw; i++, p += stride) {
+      const v = c === 1 ? (raw[p] * 19595 + raw[p + 1] * 38470 + raw[p + 2] * 7471 + 0x8000) >> 16 : raw[p + src];
+      out[base + i * step] = v * scale + shift;
+    }
+  }
+  return { data: out, dims };
+}

@@ -1,0 +1,93 @@
+/**
+ * The preprocessing pool: a Piscina pool whose workers decode images and build input tensors
+ * (image-worker.ts), so that decoding never runs on the event loop. A request's bytes are moved
+ * into the worker (transferred when the Uint8Array owns its whole ArrayBuffer, copied
+ * otherwise: the caller's buffer is then detached), and the tensor is moved back.
+ *
+ * Failures stay with their request: bad bytes → INVALID_ARGUMENT (400); a task that throws →
+ * INTERNAL naming the preprocessing step; a worker that dies → INTERNAL for its task, and Piscina
+ * starts a new worker for the next ones. A full queue → QUEUE_FULL (503).
+ *
+ * The worker script is the compiled dist/pipeline/image-worker.js (under vitest, running from the
+ * sources, the built copy is used: `npm test` builds it first).
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Piscina } from 'piscina';
+import { NimifyError, type ErrorCode } from '../errors';
+import { expectInteger, expectKnownKeys, expectPlainObject } from '../validate';
+import type { ImageSpec } from './image';
+import type { ImageTask, ImageTaskResult } from './image-worker';
+
+function workerFile(): string {
+  const candidates = [path.join(__dirname, 'image-worker.js'), path.join(__dirname, '..', '..', 'dist', 'pipeline', 'image-worker.js')];
+  const found = candidates.find((f) => fs.existsSync(f));
+  if (found === undefined) throw new NimifyError('INTERNAL', `preprocessing worker not found (looked for ${candidates.join(', ')}); run npm run build:ts`);
+  return found;
+}
+
+export interface PreprocessPoolOptions {
+  /** Worker threads (default: the number of cores). */
+  threads?: number;
+  /** Tasks that may wait for a worker; beyond it run() rejects with QUEUE_FULL (default 256). */
+  maxQueue?: number;
+}
+
+export class PreprocessPool {
+  readonly threads: number;
+  readonly maxQueue: number;
+  #pool: Piscina | null = null;
+  #closed = false;
+
+  constructor(options: PreprocessPoolOptions = {}) {
+    const o = expectPlainObject('options', options);
+    expectKnownKeys('options', o, ['threads', 'maxQueue']);
+    this.threads = o.threads === undefined ? Math.max(1, os.availableParallelism()) : expectInteger('options.threads', o.threads, 1, 256);
+    this.maxQueue = o.maxQueue === undefined ? 256 : expectInteger('options.maxQueue', o.maxQueue, 0, 1_000_000);
+    // sharp's native libraries must be loaded by the main thread before any worker loads them
+    // (glibc: a worker's exit would otherwise unload them under other workers' feet).
+    require('sharp');
+  }
+
+  /** Tasks finished so far. */
+  get completed(): number {
+    return this.#pool?.completed ?? 0;
+  }
+
+  /** Decodes `bytes` per `spec` in a worker. `bytes` is moved: when it owns its buffer, that buffer is detached. */
+  async image(bytes: Uint8Array, spec: ImageSpec, fault?: ImageTask['fault']): Promise<{ data: Float32Array | Uint8Array; dims: number[] }> {
+    if (this.#closed) throw new NimifyError('DISPOSED', 'the preprocessing pool is closed');
+    if (!(bytes instanceof Uint8Array)) throw new NimifyError('INVALID_ARGUMENT', `image: expected a Uint8Array or Buffer of encoded image bytes, received ${typeof bytes}`);
+    if (bytes.byteLength === 0) throw new NimifyError('INVALID_ARGUMENT', 'image: the body is empty; expected JPEG, PNG or WebP bytes');
+    this.#pool ??= new Piscina({ filename: workerFile(), maxThreads: this.threads, minThreads: 0, idleTimeout: 30_000, maxQueue: this.maxQueue });
+    if (this.maxQueue > 0 && this.#pool.queueSize >= this.maxQueue) {
+      throw new NimifyError('QUEUE_FULL', `preprocessing queue full: ${this.#pool.queueSize} images are waiting; retry later`);
+    }
+    const owns = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes.buffer instanceof SharedArrayBuffer);
+    const task: ImageTask = { bytes: owns ? bytes : new Uint8Array(bytes), spec, ...(fault ? { fault } : {}) };
+    let result: ImageTaskResult;
+    try {
+      try {
+        result = (await this.#pool.run(task, { transferList: [task.bytes.buffer as ArrayBuffer] })) as ImageTaskResult;
+      } catch (err) {
+        // Memory a native library allocated (an external ArrayBuffer) cannot be transferred: copy it.
+        if ((err as NodeJS.ErrnoException).code !== 'ERR_INVALID_TRANSFER_OBJECT' || task.bytes.byteLength !== bytes.byteLength) throw err;
+        task.bytes = new Uint8Array(task.bytes);
+        result = (await this.#pool.run(task, { transferList: [task.bytes.buffer as ArrayBuffer] })) as ImageTaskResult;
+      }
+    } catch (err) {
+      const msg = (err as Error).message;
+      if (/queue is at limit/i.test(msg)) throw new NimifyError('QUEUE_FULL', 'preprocessing queue full; retry later');
+      throw new NimifyError('INTERNAL', `image preprocessing failed in its worker: ${msg}`, { cause: err });
+    }
+    if ('error' in result) throw new NimifyError(result.error.code as ErrorCode, result.error.message);
+    return result;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#pool?.destroy();
+    this.#pool = null;
+  }
+}
