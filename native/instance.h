@@ -7,7 +7,8 @@
 // scheduler only ever calls Execute.
 //
 // Threading: Execute runs on the instance's own scheduler thread, one batch at a time, so the
-// staging memory needs no lock. The SessionCore is shared (immutable, thread-safe Run).
+// staging memory needs no lock; the scheduler's inline instance (inline_below_us) runs only on
+// the JS thread. The SessionCore is shared (immutable, thread-safe Run).
 #pragma once
 
 #include <memory>
