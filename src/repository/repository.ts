@@ -24,6 +24,7 @@ import { loadModel, type Model } from '../model';
 import { Tensor, type TensorType } from '../tensor';
 import { DATATYPE_TO_TYPE } from '../protocol/datatypes';
 import type { WireModel } from '../protocol/request';
+import { parseLabels } from '../pipeline/postprocess';
 import { completeConfig, loadOptionsFor, parseModelConfig, wireModel, type CompletedConfig, type ModelConfig, type ModelDefaults, type VersionPolicy, type WarmupRequest } from './config';
 
 export type ControlMode = 'none' | 'explicit' | 'poll';
@@ -49,6 +50,8 @@ export class ServedVersion {
   model: Model | null = null;
   config: CompletedConfig | null = null;
   wire: WireModel | null = null;
+  /** The lines of the config's postprocess.labels file, read when the version loads. */
+  labels: string[] | null = null;
   /** Identifies the files this version was loaded from (poll mode reloads when it changes). */
   fingerprint = '';
 
@@ -310,6 +313,31 @@ export class ModelRepository {
     return failures;
   }
 
+  /** The labels file beside config.json (<model>/<name>; checkPostprocess allows plain names only). */
+  async #readLabels(v: ServedVersion, name: string): Promise<string[]> {
+    const file = path.join(path.dirname(path.dirname(v.file)), name);
+    const unreadable = (err: unknown) => new NimifyError('INVALID_ARGUMENT', `config.postprocess.labels: cannot read ${name} beside config.json (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    let real: string;
+    try {
+      real = await fsp.realpath(file);
+    } catch (err) {
+      throw unreadable(err);
+    }
+    if (!(await this.#inside(real))) throw new NimifyError('INVALID_ARGUMENT', `config.postprocess.labels: ${name} resolves outside the repository`);
+    let text: string;
+    try {
+      text = await fsp.readFile(real, 'utf8');
+    } catch (err) {
+      throw unreadable(err);
+    }
+    const labels = parseLabels(text);
+    const classes = v.config?.outputs.find((o) => o.name === v.config?.postprocess?.output)?.shape.at(-1);
+    if (classes !== undefined && classes >= 0 && labels.length !== classes) {
+      throw new NimifyError('INVALID_ARGUMENT', `config.postprocess.labels: ${name} has ${labels.length} labels; output '${v.config?.postprocess?.output}' has ${classes} classes`);
+    }
+    return labels;
+  }
+
   async #loadVersion(v: ServedVersion, config: ModelConfig): Promise<void> {
     const log = this.#options.log;
     const defaults = this.#options.defaults ?? {};
@@ -318,6 +346,7 @@ export class ModelRepository {
       v.model = await loadModel(v.file, loadOptionsFor(config, defaults));
       v.config = completeConfig(v.name, config, defaults, v.model);
       v.wire = wireModel(v.config);
+      if (v.config.postprocess?.labels) v.labels = await this.#readLabels(v, v.config.postprocess.labels);
       await runWarmup(v.model, v.config);
       v.state = 'READY';
       v.reason = '';

@@ -5,6 +5,7 @@
  * repository, it answers over the inference protocol.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadModel, Tensor } from '../../src';
@@ -16,6 +17,48 @@ const training = JSON.parse(fs.readFileSync(path.join(DIR, 'training.json'), 'ut
   accuracy: { test: number };
   samples: { file: string; label: number; input: number[]; logits: number[] }[];
 };
+
+/** A repository holding the digits model with the given config.json and extra files. */
+function repoWith(config: unknown, files: Record<string, string> = {}): string {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'nimify-digits-'));
+  fs.mkdirSync(path.join(root, 'd', '1'), { recursive: true });
+  fs.copyFileSync(path.join(DIR, 'digits', '1', 'model.onnx'), path.join(root, 'd', '1', 'model.onnx'));
+  fs.writeFileSync(path.join(root, 'd', 'config.json'), JSON.stringify(config));
+  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(root, name), text);
+  return root;
+}
+
+describe('pre/postprocess in config.json', () => {
+  it('a pipeline that does not fit the model, or labels that cannot be read, fail the load with the reason', async () => {
+    const cases: [unknown, Record<string, string>, RegExp][] = [
+      [{ preprocess: { type: 'image', width: 9, height: 8, color: 'grayscale' } }, {}, /config\.preprocess: makes \[1, 1, 8, 9\] \(NCHW\), which input 'image' \[-1, 1, 8, 8\] does not take/],
+      [{ preprocess: { type: 'image', width: 8, height: 8 } }, {}, /does not take/], // RGB: 3 channels
+      [{ preprocess: { type: 'image', width: 8, height: 8, color: 'grayscale', dtype: 'uint8' } }, {}, /config\.preprocess\.dtype: 'image' is FP32/],
+      [{ preprocess: { type: 'image', width: 8, height: 8, color: 'grayscale', input: 'pixels' } }, {}, /config\.preprocess\.input: the model has no 'pixels'/],
+      [{ postprocess: { labels: 'labels.txt' } }, {}, /config\.postprocess\.labels: cannot read labels\.txt beside config\.json \(ENOENT\)/],
+      [{ postprocess: { labels: 'labels.txt' } }, { 'd/labels.txt': 'a\nb\n' }, /labels\.txt has 2 labels; output 'logits' has 10 classes/],
+    ];
+    for (const [config, files, reason] of cases) {
+      const app = await buildServer({ repository: repoWith(config, files), logger: false, controlMode: 'explicit' });
+      try {
+        const r = await app.inject({ method: 'POST', url: '/v2/repository/models/d/load' });
+        expect(r.statusCode).toBe(400);
+        expect(r.json().error).toMatch(reason);
+      } finally {
+        await app.close();
+      }
+    }
+    // Structural mistakes are refused when config.json is read, naming the field.
+    const app = await buildServer({ repository: repoWith({ postprocess: { labels: '../../etc/passwd' } }), logger: false, controlMode: 'explicit' });
+    try {
+      const r = await app.inject({ method: 'POST', url: '/v2/repository/models/d/load' });
+      expect(r.statusCode).toBe(400);
+      expect(r.json().error).toMatch(/postprocess\.labels: expected a file name in the model's folder/);
+    } finally {
+      await app.close();
+    }
+  });
+});
 
 describe('examples/digits', () => {
   it('the committed model reproduces its recorded logits and labels', async () => {
@@ -38,6 +81,11 @@ describe('examples/digits', () => {
   it('serves as a model repository over the inference protocol', async () => {
     const app = await buildServer({ repository: DIR, logger: false });
     try {
+      // Its config.json declares the image preprocessing and the postprocessing (labels loaded).
+      const config = (await app.inject('/v2/models/digits/config')).json();
+      expect(config.preprocess).toMatchObject({ type: 'image', input: 'image', width: 8, height: 8, color: 'grayscale', layout: 'NCHW', dtype: 'float32' });
+      expect(config.postprocess).toEqual({ output: 'logits', softmax: true, topK: 3, labels: 'labels.txt' });
+      expect(app.nimify.repository.resolve('digits').labels).toEqual(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
       const s = training.samples[3];
       const r = await app.inject({ method: 'POST', url: '/v2/models/digits/infer', payload: { inputs: [{ name: 'image', datatype: 'FP32', shape: [1, 1, 8, 8], data: s.input }] } });
       expect(r.statusCode).toBe(200);
