@@ -3,7 +3,8 @@
  * load → warm up → ready → unload lifecycle (Triton's model repository, for ONNX models).
  *
  * Layout: `<repo>/<model>/config.json` (optional) + `<repo>/<model>/<version>/model.onnx`
- * (a model directory holding `model.onnx` directly is version 1). A path to a single `.onnx`
+ * (a model directory holding `model.onnx` directly is version 1; a folder with none of these is
+ * not a model and is ignored). A path to a single `.onnx`
  * file is a repository of one model named after the file. Names and versions are checked
  * against a strict pattern and every file is resolved (symlinks included) inside the
  * repository root before anything is read, so no request can load a path outside it.
@@ -76,6 +77,15 @@ export interface IndexEntry {
 /** Model names: what Triton allows in practice, minus anything a path could abuse. */
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const VERSION_RE = /^(0|[1-9][0-9]{0,17})$/;
+
+async function looksLikeModel(dir: string): Promise<boolean> {
+  try {
+    const entries = await fsp.readdir(dir, { withFileTypes: true });
+    return entries.some((e) => ((e.name === 'config.json' || e.name === 'model.onnx') && !e.isDirectory()) || ((e.isDirectory() || e.isSymbolicLink()) && VERSION_RE.test(e.name)));
+  } catch {
+    return false;
+  }
+}
 
 export function checkModelName(name: unknown): string {
   if (typeof name !== 'string' || !NAME_RE.test(name) || name.includes('..')) {
@@ -172,6 +182,9 @@ export class ModelRepository {
       if (!NAME_RE.test(d.name) || d.name.includes('..')) continue;
       const dir = path.join(this.root, d.name);
       if (!(await this.#inside(dir))) continue;
+      // A folder with no config.json, no model.onnx and no version folder is not a model (sample
+      // images, docs beside the models): ignored until it becomes one.
+      if (!this.#models.has(d.name) && !(await looksLikeModel(dir))) continue;
       seen.push(d.name);
       if (!this.#models.has(d.name)) {
         this.#models.set(d.name, { name: d.name, dir, versions: new Map(), chain: Promise.resolve(), unloaded: this.controlMode === 'explicit', failure: '' });

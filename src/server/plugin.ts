@@ -24,6 +24,7 @@ import errorHandler from './plugins/error-handler';
 import rateLimitPlugin from './plugins/rate-limit';
 import healthRoutes from './routes/health';
 import inferRoutes from './routes/infer';
+import predictRoutes from './routes/predict';
 import metadataRoutes from './routes/metadata';
 import metricsRoutes from './routes/metrics';
 import repositoryRoutes from './routes/repository';
@@ -71,6 +72,7 @@ const routes: FastifyPluginAsync = async (app) => {
   await app.register(healthRoutes);
   await app.register(metadataRoutes);
   await app.register(inferRoutes);
+  await app.register(predictRoutes);
   await app.register(repositoryRoutes);
   if (options.metricsRoute !== false) await app.register(metricsRoutes);
 };

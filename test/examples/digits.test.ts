@@ -86,6 +86,8 @@ describe('examples/digits', () => {
       expect(config.preprocess).toMatchObject({ type: 'image', input: 'image', width: 8, height: 8, color: 'grayscale', layout: 'NCHW', dtype: 'float32' });
       expect(config.postprocess).toEqual({ output: 'logits', softmax: true, topK: 3, labels: 'labels.txt' });
       expect(app.nimify.repository.resolve('digits').labels).toEqual(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
+      // samples/ holds neither a config.json nor a version folder: not a model, ignored.
+      expect((await app.inject({ method: 'POST', url: '/v2/repository/index' })).json().map((e: { name: string }) => e.name)).toEqual(['digits']);
       const s = training.samples[3];
       const r = await app.inject({ method: 'POST', url: '/v2/models/digits/infer', payload: { inputs: [{ name: 'image', datatype: 'FP32', shape: [1, 1, 8, 8], data: s.input }] } });
       expect(r.statusCode).toBe(200);
