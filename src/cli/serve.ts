@@ -36,6 +36,8 @@ export const SERVE_FLAGS = {
   'infer-timeout-ms': { type: 'string', arg: 'ms', help: 'default per-request inference timeout (default 30000)', integer: { min: 1 } },
   'body-limit': { type: 'string', arg: 'bytes', help: 'largest request body (default 67108864)', integer: { min: 1024 } },
   'log-level': { type: 'string', arg: 'level', help: 'fatal | error | warn | info | debug | trace | silent (default info)', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+  'preprocess-threads': { type: 'string', arg: 'n', help: 'image preprocessing worker threads of the predict route (default: the core count)', integer: { min: 1, max: 256 } },
+  'preprocess-queue': { type: 'string', arg: 'n', help: 'images waiting for a preprocessing worker before 503 QUEUE_FULL (default 256)', integer: { min: 0, max: 1_000_000 } },
   'log-requests': { type: 'boolean', help: 'log every request and response at info (default off: refusals and faults only)' },
   'shutdown-timeout-ms': { type: 'string', arg: 'ms', help: 'longest graceful drain on SIGTERM before exiting 1 (default 30000)', integer: { min: 1 } },
   'no-docs': { type: 'boolean', help: 'do not serve /documentation' },
@@ -93,6 +95,11 @@ export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   if (v['body-limit'] !== undefined) options.bodyLimit = v['body-limit'] as number;
   if (v['log-level'] !== undefined) options.logger = v['log-level'] === 'silent' ? false : { level: v['log-level'] };
   if (v['log-requests']) options.logRequests = true;
+  if (v['preprocess-threads'] !== undefined || v['preprocess-queue'] !== undefined) {
+    options.preprocess = {};
+    if (v['preprocess-threads'] !== undefined) options.preprocess.threads = v['preprocess-threads'] as number;
+    if (v['preprocess-queue'] !== undefined) options.preprocess.maxQueue = v['preprocess-queue'] as number;
+  }
   if (v['no-docs']) options.docs = false;
   return {
     options,

@@ -34,6 +34,16 @@ export interface PreprocessPoolOptions {
   maxQueue?: number;
 }
 
+/** Validates pool options; `where` names them in errors. */
+export function checkPreprocessPoolOptions(where: string, options: unknown): PreprocessPoolOptions {
+  const o = expectPlainObject(where, options);
+  expectKnownKeys(where, o, ['threads', 'maxQueue']);
+  const out: PreprocessPoolOptions = {};
+  if (o.threads !== undefined) out.threads = expectInteger(`${where}.threads`, o.threads, 1, 256);
+  if (o.maxQueue !== undefined) out.maxQueue = expectInteger(`${where}.maxQueue`, o.maxQueue, 0, 1_000_000);
+  return out;
+}
+
 export class PreprocessPool {
   readonly threads: number;
   readonly maxQueue: number;
@@ -41,10 +51,9 @@ export class PreprocessPool {
   #closed = false;
 
   constructor(options: PreprocessPoolOptions = {}) {
-    const o = expectPlainObject('options', options);
-    expectKnownKeys('options', o, ['threads', 'maxQueue']);
-    this.threads = o.threads === undefined ? Math.max(1, os.availableParallelism()) : expectInteger('options.threads', o.threads, 1, 256);
-    this.maxQueue = o.maxQueue === undefined ? 256 : expectInteger('options.maxQueue', o.maxQueue, 0, 1_000_000);
+    const o = checkPreprocessPoolOptions('options', options);
+    this.threads = o.threads ?? Math.max(1, os.availableParallelism());
+    this.maxQueue = o.maxQueue ?? 256;
     // sharp's native libraries must be loaded by the main thread before any worker loads them
     // (glibc: a worker's exit would otherwise unload them under other workers' feet).
     require('sharp');

@@ -2,6 +2,7 @@
  * Options of buildServer() and nimifyPlugin, validated once with the same vocabulary of checks as
  * the runtime API (a misspelt option fails with INVALID_ARGUMENT naming it).
  */
+import { checkPreprocessPoolOptions, type PreprocessPoolOptions } from '../pipeline/pool';
 import type { Registry } from 'prom-client';
 import { NimifyError } from '../errors';
 import type { ModelDefaults } from '../repository/config';
@@ -64,6 +65,8 @@ export interface NimifyPluginOptions {
   docs?: boolean;
   /** JSON inference bodies of at least this many bytes are decoded in a worker thread (default 262144; 0 = never). */
   jsonWorkerBytes?: number;
+  /** The image preprocessing pool of the predict route: worker threads (default: the core count) and queued images before 503 QUEUE_FULL (default 256). */
+  preprocess?: PreprocessPoolOptions;
 }
 
 export interface ServerOptions extends NimifyPluginOptions {
@@ -85,7 +88,7 @@ export interface ServerOptions extends NimifyPluginOptions {
 
 export const PLUGIN_KEYS = [
   'repository', 'controlMode', 'startupModels', 'pollIntervalMs', 'modelDefaults', 'apiKeys', 'authExempt', 'rateLimit', 'breaker',
-  'shedding', 'inferTimeoutMs', 'registry', 'processMetrics', 'metricsRoute', 'docs', 'jsonWorkerBytes',
+  'shedding', 'inferTimeoutMs', 'registry', 'processMetrics', 'metricsRoute', 'docs', 'jsonWorkerBytes', 'preprocess',
 ] as const;
 export const SERVER_KEYS = [...PLUGIN_KEYS, 'logger', 'logRequests', 'bodyLimit', 'requestTimeoutMs', 'keepAliveTimeoutMs'] as const;
 
@@ -97,6 +100,7 @@ export interface CheckedPluginOptions extends NimifyPluginOptions {
   shedding: Required<Omit<SheddingOptions, 'maxHeapUsedBytes' | 'maxPendingPerModel'>> & Pick<SheddingOptions, 'maxHeapUsedBytes' | 'maxPendingPerModel'> | false;
   inferTimeoutMs: number;
   jsonWorkerBytes: number;
+  preprocess: PreprocessPoolOptions;
 }
 
 /** Validates plugin options (keys checked by the caller: the plugin accepts Fastify's own too). */
@@ -169,5 +173,6 @@ export function checkPluginOptions(o: Record<string, unknown>, env: NodeJS.Proce
   if (o.metricsRoute !== undefined) expectBoolean('options.metricsRoute', o.metricsRoute);
   if (o.docs !== undefined) expectBoolean('options.docs', o.docs);
   const jsonWorkerBytes = o.jsonWorkerBytes === undefined ? 256 * 1024 : expectInteger('options.jsonWorkerBytes', o.jsonWorkerBytes, 0);
-  return { ...(o as unknown as NimifyPluginOptions), apiKeys, authExempt, rateLimit, breaker, shedding, inferTimeoutMs, jsonWorkerBytes };
+  const preprocess = o.preprocess === undefined ? {} : checkPreprocessPoolOptions('options.preprocess', o.preprocess);
+  return { ...(o as unknown as NimifyPluginOptions), apiKeys, authExempt, rateLimit, breaker, shedding, inferTimeoutMs, jsonWorkerBytes, preprocess };
 }

@@ -28,6 +28,8 @@ describe('flags and environment', () => {
     });
     expect(serveOptions(['m.onnx', '--inline-below-us', '0']).options.modelDefaults).toEqual({ batching: { maxBatchSize: 32, adaptive: true, inlineBelowMicros: 0 } });
     expect(serveOptions(['m.onnx', '--log-requests']).options.logRequests).toBe(true);
+    expect(serveOptions(['m.onnx', '--preprocess-threads', '3'], { NIMIFY_PREPROCESS_QUEUE: '16' }).options.preprocess).toEqual({ threads: 3, maxQueue: 16 });
+    expect(() => serveOptions(['m.onnx', '--preprocess-threads', '0'])).toThrow(/--preprocess-threads: expected an integer in \[1, 256\]/);
     expect(serveOptions(['m.onnx']).options.logRequests).toBeUndefined();
     expect(serveOptions([], { NIMIFY_REPOSITORY: '/models', NIMIFY_API_KEY: 'k1-aaaaaaaa,k2-bbbbbbbb', NIMIFY_MAX_BATCH_SIZE: '0' }).options).toMatchObject({ repository: '/models', apiKeys: ['k1-aaaaaaaa', 'k2-bbbbbbbb'], modelDefaults: { batching: false } });
   });

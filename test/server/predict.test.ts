@@ -54,7 +54,8 @@ describe('predict', () => {
     r = await post('{"text":"seven"}', 'application/json');
     expect(r.statusCode).toBe(400);
     expect(r.json()).toMatchObject({ code: 'INVALID_ARGUMENT', error: expect.stringMatching(/Content-Type application\/json is not accepted here; send the image file's bytes as image\/png/) });
-    const plain = await buildServer({ repository: path.join(MODELS, 'mlp_tiny.onnx'), logger: false });
+    await expect(buildServer({ repository: DIGITS, logger: false, preprocess: { threads: 0 } })).rejects.toThrow(/options\.preprocess\.threads: expected an integer in \[1, 256\]/);
+    const plain = await buildServer({ repository: path.join(MODELS, 'mlp_tiny.onnx'), logger: false, preprocess: { threads: 1, maxQueue: 4 } });
     try {
       const p = await plain.inject({ method: 'POST', url: '/v1/models/mlp_tiny/predict', headers: { 'content-type': 'image/png' }, payload: sample(1) });
       expect(p.statusCode).toBe(400);

@@ -79,7 +79,7 @@ const predict: FastifyPluginAsync = async (app) => {
     if (!Buffer.isBuffer(body) || body.length === 0) throw new NimifyError('INVALID_ARGUMENT', 'request body: empty; expected the bytes of one image (Content-Type: image/png, image/jpeg or image/webp)');
     ctx.inFlight++;
     try {
-      pool ??= new PreprocessPool();
+      pool ??= new PreprocessPool(options.preprocess);
       const t = await pool.image(body, pre);
       const feeds = { [pre.input!]: new Tensor(pre.dtype, t.data, t.dims) };
       const outputs = await v.model!.infer(feeds, { timeoutMs: config.timeoutMs ?? options.inferTimeoutMs });
