@@ -330,7 +330,9 @@ describe('queue policy', () => {
 
   it('dispose() rejects a full queue with DISPOSED and waits for the running request', async () => {
     const m = await loadModel(model('slow.onnx'), { batching: { maxQueueSize: 4 } });
-    const running = m.infer(slowFeeds(40n));
+    // Long enough (~0.2 s here) that the queue is still full when dispose() comes, even on a
+    // loaded machine where the polling below runs late (40 iterations, ~17 ms, was flaky in CI).
+    const running = m.infer(slowFeeds(1000n));
     await waitFor(() => m.stats().inFlight === 1, 'the run to start');
     const queued = Array.from({ length: 4 }, () => m.infer(slowFeeds(1n)));
     const settled = queued.map((p) => p.catch((e: unknown) => e));
