@@ -455,8 +455,9 @@ void Scheduler::Loop(size_t index) {
         lock.lock();
         spinning_ = false;
         // Re-checked under the lock: Submit increments under it, so nothing slips in between
-        // this check and the wait below without a notify.
-        if (arrived || arrivals_.load(std::memory_order_relaxed) != seen) continue;
+        // this check and the wait below without a notify. Shutdown's notify may have come while
+        // this thread was spinning unlocked: stopping_ must be re-read too, or the join hangs.
+        if (stopping_ || arrived || arrivals_.load(std::memory_order_relaxed) != seen) continue;
       }
       if (wake == Clock::time_point::max()) {
         untimed_waiters_++;
