@@ -582,38 +582,30 @@ function toMarkdown(report) {
       lines.push(`| ${m.model} | ${r.connections} | ${fmt(p.reqPerSec)} | ${ms(p.latencyP50Ms)} | ${ms(p.latencyP99Ms)} | ${fmt(j.reqPerSec)} | ${ms(j.latencyP50Ms)} | ${ms(j.latencyP99Ms)} | ${r.ratios.nimifyJsonVsPlain} | ${fmt(b.reqPerSec)} | ${ms(b.latencyP50Ms)} | ${ms(b.latencyP99Ms)} | ${r.ratios.nimifyBinaryVsPlain} | ${r.ratios.nimifyBinaryVsJson} |`);
     }
   }
-  const noShed = report.models.filter((m) => m.rows.some((r) => r.variants[NOSHED[0]]));
-  if (noShed.length) {
-    lines.push(
-      '',
-      `For reference, nimify with load shedding off (\`--max-event-loop-delay-ms 0\`): what the JSON path delivers when it is not refusing requests. By default nimify answers 503 OVERLOADED while the event loop is more than 200 ms late, which large JSON bodies cause (see the per-cell table).`,
-      '',
-      '| model | C | nimify JSON, no shedding req/s | p50 | p99 | × plain | nimify binary ÷ this |',
-      '|---|---:|---:|---:|---:|---:|---:|',
-    );
-    for (const m of noShed) {
+  // A reference variant's own table: its req/s, latencies and two ratios, for the models that ran it.
+  const referenceTable = (variant, text, ratioHeads, ratioKeys) => {
+    const models = report.models.filter((m) => m.rows.some((r) => r.variants[variant]));
+    if (!models.length) return;
+    lines.push('', text, '', `| model | C | ${variant} req/s | p50 | p99 | ${ratioHeads.join(' | ')} |`, '|---|---:|---:|---:|---:|---:|---:|');
+    for (const m of models) {
       for (const r of m.rows) {
-        const v = r.variants[NOSHED[0]];
-        lines.push(`| ${m.model} | ${r.connections} | ${fmt(v.reqPerSec)} | ${ms(v.latencyP50Ms)} | ${ms(v.latencyP99Ms)} | ${r.ratios.noShedJsonVsPlain} | ${r.ratios.nimifyBinaryVsNoShedJson} |`);
+        const v = r.variants[variant];
+        lines.push(`| ${m.model} | ${r.connections} | ${fmt(v.reqPerSec)} | ${ms(v.latencyP50Ms)} | ${ms(v.latencyP99Ms)} | ${ratioKeys.map((k) => r.ratios[k]).join(' | ')} |`);
       }
     }
-  }
-  const echo = report.models.filter((m) => m.rows.some((r) => r.variants[ECHO[0]]));
-  if (echo.length) {
-    lines.push(
-      '',
-      'Reference: the same Fastify setup and route as the plain server with no model behind it (bench/echo-server.js: parse the JSON body, answer an output of the right shape). It bounds what any Fastify server parsing these bodies can do on this machine, inference or not.',
-      '',
-      '| model | C | Fastify JSON, no model req/s | p50 | p99 | plain ÷ this | nimify JSON ÷ this |',
-      '|---|---:|---:|---:|---:|---:|---:|',
-    );
-    for (const m of echo) {
-      for (const r of m.rows) {
-        const v = r.variants[ECHO[0]];
-        lines.push(`| ${m.model} | ${r.connections} | ${fmt(v.reqPerSec)} | ${ms(v.latencyP50Ms)} | ${ms(v.latencyP99Ms)} | ${r.ratios.plainVsEcho} | ${r.ratios.nimifyJsonVsEcho} |`);
-      }
-    }
-  }
+  };
+  referenceTable(
+    NOSHED[0],
+    `For reference, nimify with load shedding off (\`--max-event-loop-delay-ms 0\`): what the JSON path delivers when it is not refusing requests. By default nimify answers 503 OVERLOADED while the event loop is more than 200 ms late, which large JSON bodies cause (see the per-cell table).`,
+    ['× plain', 'nimify binary ÷ this'],
+    ['noShedJsonVsPlain', 'nimifyBinaryVsNoShedJson'],
+  );
+  referenceTable(
+    ECHO[0],
+    'Reference: the same Fastify setup and route as the plain server with no model behind it (bench/echo-server.js: parse the JSON body, answer an output of the right shape). It bounds what any Fastify server parsing these bodies can do on this machine, inference or not.',
+    ['plain ÷ this', 'nimify JSON ÷ this'],
+    ['plainVsEcho', 'nimifyJsonVsEcho'],
+  );
   lines.push('', 'Targets (SPEC P5) on this run:', '', '| target | value | met |', '|---|---:|---|');
   for (const t of report.targets) lines.push(`| ${t.what} | ${t.value ?? '–'} | ${t.met === null ? '–' : t.met ? 'yes' : 'no'} |`);
   lines.push(

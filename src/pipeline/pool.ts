@@ -77,14 +77,7 @@ export class PreprocessPool {
     const task: ImageTask = { bytes: owns ? bytes : new Uint8Array(bytes), spec, ...(fault ? { fault } : {}) };
     let result: ImageTaskResult;
     try {
-      try {
-        result = (await this.#pool.run(task, { transferList: [task.bytes.buffer as ArrayBuffer] })) as ImageTaskResult;
-      } catch (err) {
-        // Memory a native library allocated (an external ArrayBuffer) cannot be transferred: copy it.
-        if ((err as NodeJS.ErrnoException).code !== 'ERR_INVALID_TRANSFER_OBJECT' || task.bytes.byteLength !== bytes.byteLength) throw err;
-        task.bytes = new Uint8Array(task.bytes);
-        result = (await this.#pool.run(task, { transferList: [task.bytes.buffer as ArrayBuffer] })) as ImageTaskResult;
-      }
+      result = (await this.#pool.run(task, { transferList: [task.bytes.buffer as ArrayBuffer] })) as ImageTaskResult;
     } catch (err) {
       const msg = (err as Error).message;
       if (/queue is at limit/i.test(msg)) throw new NimifyError('QUEUE_FULL', 'preprocessing queue full; retry later');

@@ -1,7 +1,7 @@
 /**
  * Load shedding for the inference routes, registered in their context only (health and metrics
  * keep answering under load): @fastify/under-pressure refuses requests while the event loop is
- * late or the heap is full, and this plugin bounds the requests served at once. Refusals are
+ * late or the heap is full, and admit() bounds the requests served at once. Refusals are
  * 503 OVERLOADED with Retry-After, answered before any decoding. A model's own queue depth is
  * checked by the inference route (it knows the model).
  */
@@ -9,7 +9,7 @@ import underPressure from '@fastify/under-pressure';
 import type { FastifyPluginAsync } from 'fastify';
 import fp from 'fastify-plugin';
 import { NimifyError } from '../../errors';
-import type { SheddingOptions } from '../options';
+import type { NimifyContext } from '../context';
 
 export function overloaded(reason: string, retryAfterSeconds: number): NimifyError {
   const err = new NimifyError('OVERLOADED', `server overloaded (${reason}); retry later`);
@@ -17,14 +17,25 @@ export function overloaded(reason: string, retryAfterSeconds: number): NimifyErr
   return err;
 }
 
-const shedding: FastifyPluginAsync<Required<Pick<SheddingOptions, 'maxEventLoopDelayMs' | 'retryAfterSeconds'>> & Pick<SheddingOptions, 'maxHeapUsedBytes'> & { onShed: (reason: string) => void }> = async (app, opts) => {
-  if (opts.maxEventLoopDelayMs === 0 && opts.maxHeapUsedBytes === undefined) return;
+/** Event-loop thread, first thing in an inference handler: refuses a request over the concurrency bound. */
+export function admit(ctx: NimifyContext): void {
+  const shedding = ctx.options.shedding;
+  if (shedding !== false && ctx.inFlight >= shedding.maxConcurrentRequests) {
+    ctx.metrics.shed.inc({ reason: 'concurrency' });
+    throw overloaded(`${ctx.inFlight} requests in flight`, shedding.retryAfterSeconds);
+  }
+}
+
+/** Registers the event-loop-delay and heap guards in the calling route context (nothing when shedding is off). */
+const shedding: FastifyPluginAsync<{ ctx: NimifyContext }> = async (app, { ctx }) => {
+  const opts = ctx.options.shedding;
+  if (opts === false || (opts.maxEventLoopDelayMs === 0 && opts.maxHeapUsedBytes === undefined)) return;
   await app.register(underPressure, {
     maxEventLoopDelay: opts.maxEventLoopDelayMs || 0,
     maxHeapUsedBytes: opts.maxHeapUsedBytes ?? 0,
     retryAfter: opts.retryAfterSeconds,
     pressureHandler: (_request, _reply, type, value) => {
-      opts.onShed(type);
+      ctx.metrics.shed.inc({ reason: type });
       throw overloaded(`${type} at ${Math.round(Number(value))}`, opts.retryAfterSeconds);
     },
   });

@@ -20,7 +20,7 @@ import { encodeInferResponse } from '../../protocol/response';
 import { checkModelName, checkVersion, type ServedVersion } from '../../repository/repository';
 import type { Counter } from 'prom-client';
 import { JsonDecodePool } from '../../protocol/json-pool';
-import sheddingPlugin, { overloaded } from '../plugins/shedding';
+import sheddingPlugin, { admit, overloaded } from '../plugins/shedding';
 import { errorResponses, inferRequestBody, inferResponse, modelParams } from '../schemas';
 import type { FailureReason } from '../metrics';
 
@@ -111,20 +111,10 @@ const infer: FastifyPluginAsync = async (app) => {
     return parseInferBody(headerLength, body);
   });
 
-  if (shedding !== false) {
-    await app.register(sheddingPlugin, {
-      maxEventLoopDelayMs: shedding.maxEventLoopDelayMs,
-      maxHeapUsedBytes: shedding.maxHeapUsedBytes,
-      retryAfterSeconds: shedding.retryAfterSeconds,
-      onShed: (reason) => metrics.shed.inc({ reason }),
-    });
-  }
+  await app.register(sheddingPlugin, { ctx });
 
   const handler = async (request: FastifyRequest<{ Params: Params; Body: InferBody }>, reply: FastifyReply): Promise<unknown> => {
-    if (shedding !== false && ctx.inFlight >= shedding.maxConcurrentRequests) {
-      metrics.shed.inc({ reason: 'concurrency' });
-      throw overloaded(`${ctx.inFlight} requests in flight`, shedding.retryAfterSeconds);
-    }
+    admit(ctx);
     const name = checkModelName(request.params.model_name);
     const v = repository.resolve(name, request.params.model_version === undefined ? undefined : checkVersion(request.params.model_version));
     const model = v.model!;

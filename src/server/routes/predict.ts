@@ -16,7 +16,7 @@ import { Tensor } from '../../tensor';
 import { PreprocessPool } from '../../pipeline/pool';
 import { classify } from '../../pipeline/postprocess';
 import { checkModelName, checkVersion } from '../../repository/repository';
-import sheddingPlugin, { overloaded } from '../plugins/shedding';
+import sheddingPlugin, { admit } from '../plugins/shedding';
 import { errorResponses, modelParams } from '../schemas';
 
 type Params = { model_name: string; model_version?: string };
@@ -43,7 +43,6 @@ const predictResponse = {
 const predict: FastifyPluginAsync = async (app) => {
   const ctx = app.nimify;
   const { repository, metrics, options } = ctx;
-  const shedding = options.shedding;
   let pool: PreprocessPool | null = null;
   app.addHook('onClose', async () => {
     await pool?.close();
@@ -56,20 +55,10 @@ const predict: FastifyPluginAsync = async (app) => {
     throw new NimifyError('INVALID_ARGUMENT', `request body: Content-Type ${type} is not accepted here; send the image file's bytes as image/png, image/jpeg or image/webp`);
   });
 
-  if (shedding !== false) {
-    await app.register(sheddingPlugin, {
-      maxEventLoopDelayMs: shedding.maxEventLoopDelayMs,
-      maxHeapUsedBytes: shedding.maxHeapUsedBytes,
-      retryAfterSeconds: shedding.retryAfterSeconds,
-      onShed: (reason) => metrics.shed.inc({ reason }),
-    });
-  }
+  await app.register(sheddingPlugin, { ctx });
 
   const handler = async (request: FastifyRequest<{ Params: Params; Body: Buffer }>, reply: FastifyReply): Promise<unknown> => {
-    if (shedding !== false && ctx.inFlight >= shedding.maxConcurrentRequests) {
-      metrics.shed.inc({ reason: 'concurrency' });
-      throw overloaded(`${ctx.inFlight} requests in flight`, shedding.retryAfterSeconds);
-    }
+    admit(ctx);
     const name = checkModelName(request.params.model_name);
     const v = repository.resolve(name, request.params.model_version === undefined ? undefined : checkVersion(request.params.model_version));
     const config = v.config!;
