@@ -12,7 +12,10 @@ import { IoPlan, type NativeCall } from './io-plan';
 import { submitted } from './completions';
 import { checkInferOptions, toNativeConfig, type InferOptions, type LoadOptions } from './options';
 import type { Tensor, TensorLike, TensorType } from './tensor';
-import { invalid } from './validate';
+import { expectBoolean, expectKnownKeys, expectPlainObject, invalid } from './validate';
+import { checkPipelineOptions, Pipeline, type PredictInput, type PreprocessSpec } from './pipeline/pipeline';
+import { PreprocessPool, sharedPreprocessPool } from './pipeline/pool';
+import type { PostprocessSpec, Prediction } from './pipeline/postprocess';
 
 export interface TensorInfo {
   name: string;
@@ -28,12 +31,37 @@ export type ModelMetadata = NativeDescription['metadata'];
 export type Feeds = Record<string, Tensor | TensorLike>;
 export type Outputs = Record<string, Tensor>;
 
+export interface PredictOptions extends Pick<InferOptions, 'signal' | 'timeoutMs' | 'priority'> {
+  /** The preprocessing pool to use (default: the process's shared pool, one thread per core). */
+  pool?: PreprocessPool;
+  /**
+   * Move image bytes into the pool instead of copying them (default false). The caller's
+   * buffers are then detached (unusable) once predict() returns.
+   */
+  transfer?: boolean;
+}
+
+function checkPredictOptions(options: unknown): { infer: InferOptions | undefined; pool: PreprocessPool | null; transfer: boolean } {
+  if (options === undefined) return { infer: undefined, pool: null, transfer: false };
+  const o = expectPlainObject('options', options);
+  expectKnownKeys('options', o, ['signal', 'timeoutMs', 'priority', 'pool', 'transfer']);
+  if (o.pool !== undefined && !(o.pool instanceof PreprocessPool)) throw invalid('options.pool', 'a PreprocessPool', o.pool);
+  const { pool, transfer, ...infer } = o;
+  return {
+    infer: Object.keys(infer).length > 0 ? checkInferOptions(infer) : undefined,
+    pool: (pool as PreprocessPool | undefined) ?? null,
+    transfer: transfer === undefined ? false : expectBoolean('options.transfer', transfer),
+  };
+}
+
 let nextRunId = 0;
 
 export class Model {
   readonly inputs: readonly TensorInfo[];
   readonly outputs: readonly TensorInfo[];
   readonly metadata: ModelMetadata;
+  /** The pre/postprocessing predict() runs (LoadOptions.pipeline, or a served model's config.json); null without one. */
+  readonly pipeline: Pipeline | null;
 
   #session: NativeSession | null;
   readonly #binding: NativeBinding;
@@ -42,15 +70,24 @@ export class Model {
   #requests = 0;
   #disposing: Promise<void> | null = null;
   #idleWaiters: Array<() => void> = [];
+  /** Most rows one run may hold on the batch dim (the scheduler's maxBatchSize). */
+  readonly #maxRows: number;
 
   /** @internal Use loadModel(). */
-  constructor(binding: NativeBinding, session: NativeSession, description: NativeDescription) {
+  constructor(binding: NativeBinding, session: NativeSession, description: NativeDescription, pipeline: Pipeline | null = null, maxRows = Infinity) {
     this.#binding = binding;
+    this.pipeline = pipeline;
+    this.#maxRows = maxRows;
     this.#session = session;
     this.inputs = Object.freeze(description.inputs.map((i) => Object.freeze(i)));
     this.outputs = Object.freeze(description.outputs.map((o) => Object.freeze(o)));
     this.metadata = Object.freeze(description.metadata);
     this.#plan = new IoPlan(description);
+  }
+
+  /** Most rows one run may hold on the batch dim: batching.maxBatchSize, or Infinity without batching. */
+  get maxBatchRows(): number {
+    return this.#maxRows;
   }
 
   /** Number of infer() calls not yet settled. */
@@ -153,6 +190,44 @@ export class Model {
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
+  /**
+   * Runs the model's pipeline: `input` (image bytes, a text, or { text, pair }) is preprocessed
+   * in the worker pool, run, and ranked by the postprocess section: predictions best first. An
+   * array of inputs runs as one batch (cut to maxBatchSize rows) and gives one list per input.
+   * Needs LoadOptions.pipeline with both sections (or a served model's config.json); for the raw
+   * outputs of a pipeline without postprocess, use runPipeline().
+   */
+  predict(input: PredictInput, options?: PredictOptions): Promise<Prediction[]>;
+  predict(inputs: readonly PredictInput[], options?: PredictOptions): Promise<Prediction[][]>;
+  async predict(input: PredictInput | readonly PredictInput[], options?: PredictOptions): Promise<Prediction[] | Prediction[][]> {
+    const p = this.#pipeline('predict()');
+    if (p.postprocess === null) throw new NimifyError('INVALID_ARGUMENT', 'predict(): the model has no postprocess section to make predictions; use runPipeline() for the raw outputs');
+    const runs = await this.runPipeline(input, options);
+    const predictions = p.classify(runs);
+    return Array.isArray(input) ? predictions : predictions[0];
+  }
+
+  /**
+   * Preprocesses `input` like predict() and runs the model; resolves with the raw outputs of
+   * each run (one per maxBatchSize chunk of the inputs, in order, rows = inputs). Needs a
+   * pipeline with a preprocess section.
+   */
+  async runPipeline(input: PredictInput | readonly PredictInput[], options?: PredictOptions): Promise<Outputs[]> {
+    const p = this.#pipeline('runPipeline()');
+    const items = p.checkInputs('input', input);
+    const o = checkPredictOptions(options);
+    this.#open();
+    const feeds = await p.feeds(items, o.pool ?? sharedPreprocessPool(), this.#maxRows, o.transfer);
+    return Promise.all(feeds.map((f) => this.infer(f, o.infer)));
+  }
+
+  #pipeline(what: string): Pipeline {
+    if (this.pipeline === null || this.pipeline.preprocess === null) {
+      throw new NimifyError('INVALID_ARGUMENT', `${what}: the model was loaded without a pipeline; pass options.pipeline = { preprocess, postprocess } to loadModel()`);
+    }
+    return this.pipeline;
+  }
+
   /** Runs the model on the calling thread (blocks it): for tiny models where a thread hop costs more than the run. */
   inferSync(feeds: Feeds, options?: Pick<InferOptions, 'outputs'>): Outputs {
     const session = this.#open();
@@ -198,9 +273,18 @@ export class Model {
 
 }
 
+/** @internal Pipeline sections already checked (the repository's config.json), and what names them in errors. */
+export interface PipelineSections {
+  where: string;
+  preprocess: PreprocessSpec | null;
+  postprocess: PostprocessSpec | null;
+  dir: string | null;
+}
+
 /** Loads a model from a file path or from its bytes. Parsing and optimization run off the main thread. */
-export async function loadModel(source: string | Uint8Array | ArrayBuffer, options?: LoadOptions): Promise<Model> {
+export async function loadModel(source: string | Uint8Array | ArrayBuffer, options?: LoadOptions, checked?: PipelineSections): Promise<Model> {
   const config = toNativeConfig(options);
+  const sections = checked ?? (options?.pipeline === undefined ? null : { where: 'options.pipeline', ...checkPipelineOptions('options.pipeline', options.pipeline) });
   let src: string | Uint8Array;
   if (typeof source === 'string') {
     if (source.length === 0) throw invalid('model', 'a path to an .onnx file', source);
@@ -227,5 +311,18 @@ export async function loadModel(source: string | Uint8Array | ArrayBuffer, optio
   } catch (err) {
     throw fromNative(err);
   }
-  return new Model(binding, session, session.describe());
+  const description = session.describe();
+  let pipeline: Pipeline | null = null;
+  if (sections !== null) {
+    try {
+      const dir = sections.dir ?? (typeof src === 'string' ? path.dirname(src) : process.cwd());
+      pipeline = await Pipeline.resolve(sections.where, sections, description, path.resolve(dir));
+    } catch (err) {
+      session.close();
+      session.release();
+      throw err;
+    }
+  }
+  const batching = config.batching as { maxBatchSize?: number } | undefined;
+  return new Model(binding, session, description, pipeline, batching?.maxBatchSize ?? Infinity);
 }

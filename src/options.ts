@@ -13,6 +13,7 @@ import {
   invalid,
 } from './validate';
 import type { Tensor } from './tensor';
+import type { PipelineOptions } from './pipeline/pipeline';
 
 export type ExecutionProvider = 'cpu' | { name: 'cpu' };
 
@@ -47,6 +48,11 @@ export interface LoadOptions {
   instances?: number;
   /** Dynamic batching (absent: every request runs on its own). See BatchingOptions. */
   batching?: BatchingOptions;
+  /**
+   * Pre- and postprocessing for model.predict(): the `preprocess` / `postprocess` sections a
+   * config.json may hold, checked against the model when it loads (src/pipeline/pipeline.ts).
+   */
+  pipeline?: PipelineOptions;
 }
 
 /** The native dynamic batcher (native/scheduler.h explains batch formation and the adaptive rule). */
@@ -103,6 +109,7 @@ const LOAD_KEYS = [
   'allowSpinning',
   'instances',
   'batching',
+  'pipeline',
 ] as const;
 
 const BATCHING_KEYS = ['maxBatchSize', 'maxQueueDelayMicros', 'preferredBatchSizes', 'maxQueueSize', 'adaptive', 'batchDim', 'inlineBelowMicros'] as const;

@@ -2,7 +2,7 @@
  * Image preprocessing: the `preprocess: { type: 'image', ... }` section of a model's config,
  * validated here (errors name the field), and the conversion of encoded image bytes (JPEG, PNG,
  * WebP) into the model's input tensor. The conversion runs in the preprocessing worker pool
- * (pool.ts, image-worker.ts), never on the main thread in the server.
+ * (pool.ts, worker.ts), never on the main thread in the server.
  *
  * Steps, in this order: decode (sharp / libvips; the header's pixel count is checked against
  * `maxInputPixels` before anything is decoded) → sRGB, alpha flattened onto white → resize to

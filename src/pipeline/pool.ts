@@ -1,6 +1,6 @@
 /**
- * The preprocessing pool: a Piscina pool whose workers decode images and build input tensors
- * (image-worker.ts), so that decoding never runs on the event loop. A request's bytes are moved
+ * The preprocessing pool: a Piscina pool whose workers decode images and build input tensors,
+ * and tokenize texts (worker.ts), so that neither runs on the event loop. A request's bytes are moved
  * into the worker (transferred when the Uint8Array owns its whole ArrayBuffer, copied
  * otherwise: the caller's buffer is then detached), and the tensor is moved back.
  *
@@ -8,7 +8,7 @@
  * INTERNAL naming the preprocessing step; a worker that dies → INTERNAL for its task, and Piscina
  * starts a new worker for the next ones. A full queue → QUEUE_FULL (503).
  *
- * The worker script is the compiled dist/pipeline/image-worker.js (under vitest, running from the
+ * The worker script is the compiled dist/pipeline/worker.js (under vitest, running from the
  * sources, the built copy is used: `npm test` builds it first).
  */
 import * as fs from 'node:fs';
@@ -18,10 +18,11 @@ import { Piscina } from 'piscina';
 import { NimifyError, type ErrorCode } from '../errors';
 import { expectInteger, expectKnownKeys, expectPlainObject } from '../validate';
 import type { ImageSpec } from './image';
-import type { ImageTask, ImageTaskResult } from './image-worker';
+import { tokenizersModule, type TextSpec, type TokenTensors } from './text';
+import type { Fault, ImageTask, ImageTensor, TaskResult, TextTask } from './worker';
 
 function workerFile(): string {
-  const candidates = [path.join(__dirname, 'image-worker.js'), path.join(__dirname, '..', '..', 'dist', 'pipeline', 'image-worker.js')];
+  const candidates = [path.join(__dirname, 'worker.js'), path.join(__dirname, '..', '..', 'dist', 'pipeline', 'worker.js')];
   const found = candidates.find((f) => fs.existsSync(f));
   if (found === undefined) throw new NimifyError('INTERNAL', `preprocessing worker not found (looked for ${candidates.join(', ')}); run npm run build:ts`);
   return found;
@@ -64,27 +65,51 @@ export class PreprocessPool {
     return this.#pool?.completed ?? 0;
   }
 
+  /** Tasks waiting for a worker now. */
+  get queueSize(): number {
+    return this.#pool?.queueSize ?? 0;
+  }
+
   /** Decodes `bytes` per `spec` in a worker. `bytes` is moved: when it owns its buffer, that buffer is detached. */
-  async image(bytes: Uint8Array, spec: ImageSpec, fault?: ImageTask['fault']): Promise<{ data: Float32Array | Uint8Array; dims: number[] }> {
-    if (this.#closed) throw new NimifyError('DISPOSED', 'the preprocessing pool is closed');
+  async image(bytes: Uint8Array, spec: ImageSpec, fault?: Fault): Promise<ImageTensor> {
     if (!(bytes instanceof Uint8Array)) throw new NimifyError('INVALID_ARGUMENT', `image: expected a Uint8Array or Buffer of encoded image bytes, received ${typeof bytes}`);
     if (bytes.byteLength === 0) throw new NimifyError('INVALID_ARGUMENT', 'image: the body is empty; expected JPEG, PNG or WebP bytes');
+    const owns = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes.buffer instanceof SharedArrayBuffer);
+    const task: ImageTask = { kind: 'image', bytes: owns ? bytes : new Uint8Array(bytes), spec, ...(fault ? { fault } : {}) };
+    return (await this.#run(task, [task.bytes.buffer as ArrayBuffer], 'image')) as ImageTensor;
+  }
+
+  /**
+   * Tokenizes `texts` (row i paired with `pairs[i]` when given) per `spec` in a worker: padded
+   * [texts.length, length] token tensors. The strings are copied to the worker (they are small).
+   */
+  async text(texts: string[], pairs: (string | null)[] | null, spec: TextSpec, fault?: Fault): Promise<TokenTensors> {
+    // The tokenizers addon is loaded by the main thread first, for the reason sharp is (above).
+    tokenizersModule();
+    const task: TextTask = { kind: 'text', texts, pairs, spec, ...(fault ? { fault } : {}) };
+    return (await this.#run(task, [], 'text')) as TokenTensors;
+  }
+
+  async #run(task: ImageTask | TextTask, transferList: ArrayBuffer[], what: string): Promise<Exclude<TaskResult, { error: unknown }>> {
+    if (this.#closed) throw new NimifyError('DISPOSED', 'the preprocessing pool is closed');
     this.#pool ??= new Piscina({ filename: workerFile(), maxThreads: this.threads, minThreads: 0, idleTimeout: 30_000, maxQueue: this.maxQueue });
     if (this.maxQueue > 0 && this.#pool.queueSize >= this.maxQueue) {
-      throw new NimifyError('QUEUE_FULL', `preprocessing queue full: ${this.#pool.queueSize} images are waiting; retry later`);
+      throw new NimifyError('QUEUE_FULL', `preprocessing queue full: ${this.#pool.queueSize} tasks are waiting; retry later`);
     }
-    const owns = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes.buffer instanceof SharedArrayBuffer);
-    const task: ImageTask = { bytes: owns ? bytes : new Uint8Array(bytes), spec, ...(fault ? { fault } : {}) };
-    let result: ImageTaskResult;
+    let result: TaskResult;
     try {
-      result = (await this.#pool.run(task, { transferList: [task.bytes.buffer as ArrayBuffer] })) as ImageTaskResult;
+      result = (await this.#pool.run(task, { transferList })) as TaskResult;
     } catch (err) {
       const msg = (err as Error).message;
       if (/queue is at limit/i.test(msg)) throw new NimifyError('QUEUE_FULL', 'preprocessing queue full; retry later');
-      throw new NimifyError('INTERNAL', `image preprocessing failed in its worker: ${msg}`, { cause: err });
+      throw new NimifyError('INTERNAL', `${what} preprocessing failed in its worker: ${msg}`, { cause: err });
     }
     if ('error' in result) throw new NimifyError(result.error.code as ErrorCode, result.error.message);
     return result;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
   }
 
   async close(): Promise<void> {
@@ -92,4 +117,15 @@ export class PreprocessPool {
     await this.#pool?.destroy();
     this.#pool = null;
   }
+}
+
+let shared: PreprocessPool | null = null;
+
+/**
+ * The process's default pool (one thread per core), made on first use: what model.predict()
+ * uses unless given a pool. Idle workers do not keep the process alive.
+ */
+export function sharedPreprocessPool(): PreprocessPool {
+  if (shared === null || shared.closed) shared = new PreprocessPool();
+  return shared;
 }

@@ -6,7 +6,7 @@
  * Precedence: config.json > server defaults > auto-completion from the model.
  */
 import { NimifyError } from '../errors';
-import { checkImagePreprocess, imageDims, type ImageSpec } from '../pipeline/image';
+import { checkPreprocess, publicPreprocess, type PreprocessSpec } from '../pipeline/pipeline';
 import { checkPostprocess, type PostprocessSpec } from '../pipeline/postprocess';
 import type { Model, TensorInfo } from '../model';
 import { toNativeConfig, type BatchingOptions, type LoadOptions } from '../options';
@@ -48,8 +48,8 @@ export interface ModelConfig {
   warmup?: WarmupRequest[];
   /** Default per-request timeout for this model, in ms (the request's `timeout` parameter overrides). */
   timeoutMs?: number;
-  /** How request images become the model's input (src/pipeline/image.ts). */
-  preprocess?: ImageSpec;
+  /** How request images or texts become the model's inputs (src/pipeline/image.ts, text.ts). */
+  preprocess?: PreprocessSpec;
   /** How the model's output becomes predictions (src/pipeline/postprocess.ts). */
   postprocess?: PostprocessSpec;
 }
@@ -65,8 +65,8 @@ export interface CompletedConfig {
   outputs: WireTensor[];
   warmup: WarmupRequest[];
   timeoutMs: number | undefined;
-  /** With `input` / `output` resolved to the model's tensor names. */
-  preprocess: ImageSpec | null;
+  /** As the model's pipeline resolved them (tensor names, tokenizer padding and lengths). */
+  preprocess: PreprocessSpec | null;
   postprocess: PostprocessSpec | null;
 }
 
@@ -125,7 +125,7 @@ export function parseModelConfig(where: string, value: unknown, { fromApi = fals
   if (c.outputs !== undefined) out.outputs = parseTensorDecls(`${where}.outputs`, c.outputs);
   if (c.warmup !== undefined) out.warmup = parseWarmup(`${where}.warmup`, c.warmup);
   if (c.timeoutMs !== undefined) out.timeoutMs = expectInteger(`${where}.timeoutMs`, c.timeoutMs, 1, 2_147_483_647);
-  if (c.preprocess !== undefined) out.preprocess = checkImagePreprocess(`${where}.preprocess`, c.preprocess);
+  if (c.preprocess !== undefined) out.preprocess = checkPreprocess(`${where}.preprocess`, c.preprocess);
   if (c.postprocess !== undefined) out.postprocess = checkPostprocess(`${where}.postprocess`, c.postprocess);
   if (fromApi && out.runtime?.optimizedModelFilePath !== undefined) {
     // It makes ONNX Runtime write a file: only the operator's config.json may say where.
@@ -266,31 +266,9 @@ export function completeConfig(name: string, config: ModelConfig, defaults: Mode
     outputs,
     warmup: config.warmup ?? autoWarmup(inputs),
     timeoutMs: config.timeoutMs ?? defaults.timeoutMs,
-    preprocess: config.preprocess === undefined ? null : resolvePreprocess(config.preprocess, inputs),
-    postprocess: config.postprocess === undefined ? null : { ...config.postprocess, output: pickTensor('config.postprocess.output', config.postprocess.output, outputs).name },
+    preprocess: publicPreprocess(model.pipeline?.preprocess ?? null),
+    postprocess: model.pipeline?.postprocess ?? null,
   };
-}
-
-/** The tensor `name` names, or the only one when it is null. */
-function pickTensor(where: string, name: string | null, tensors: readonly WireTensor[]): WireTensor {
-  if (name === null) {
-    if (tensors.length === 1) return tensors[0];
-    throw new NimifyError('INVALID_ARGUMENT', `${where}: the model has ${tensors.length} (${tensors.map((t) => `'${t.name}'`).join(', ')}); name one`);
-  }
-  const t = tensors.find((x) => x.name === name);
-  if (t === undefined) throw new NimifyError('INVALID_ARGUMENT', `${where}: the model has no '${name}' (it has ${tensors.map((x) => `'${x.name}'`).join(', ')})`);
-  return t;
-}
-
-/** Checks that the image tensor fits the model input it feeds (rank, fixed dims, element type). */
-function resolvePreprocess(spec: ImageSpec, inputs: readonly WireTensor[]): ImageSpec {
-  const t = pickTensor('config.preprocess.input', spec.input, inputs);
-  const dims = imageDims(spec);
-  const want = spec.dtype === 'uint8' ? 'UINT8' : 'FP32';
-  if (t.datatype !== want) throw new NimifyError('INVALID_ARGUMENT', `config.preprocess.dtype: '${t.name}' is ${t.datatype}; the preprocessing makes ${want}`);
-  const fits = t.shape.length === dims.length && t.shape.every((d, i) => d < 0 || d === dims[i] || (i === 0 && d >= 1));
-  if (!fits) throw new NimifyError('INVALID_ARGUMENT', `config.preprocess: makes [${dims.join(', ')}] (${spec.layout}), which input '${t.name}' [${t.shape.join(', ')}] does not take`);
-  return { ...spec, input: t.name };
 }
 
 /** One request of zeros with every variable dim 1 (none when a shape is unknown). */

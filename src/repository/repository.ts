@@ -21,11 +21,10 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { NimifyError } from '../errors';
-import { loadModel, type Model } from '../model';
+import { loadModel, type Model, type PipelineSections } from '../model';
 import { Tensor, type TensorType } from '../tensor';
 import { DATATYPE_TO_TYPE } from '../protocol/datatypes';
 import type { WireModel } from '../protocol/request';
-import { parseLabels } from '../pipeline/postprocess';
 import { completeConfig, loadOptionsFor, parseModelConfig, wireModel, type CompletedConfig, type ModelConfig, type ModelDefaults, type VersionPolicy, type WarmupRequest } from './config';
 
 export type ControlMode = 'none' | 'explicit' | 'poll';
@@ -234,6 +233,12 @@ export class ModelRepository {
     if (config.name !== undefined && config.name !== entry.name) {
       throw new NimifyError('INVALID_ARGUMENT', `${file}: name '${config.name}' does not match the directory '${entry.name}'`);
     }
+    // The pipeline's files are part of the config: editing one reloads the model in poll mode.
+    for (const name of [config.preprocess?.type === 'text' ? config.preprocess.tokenizer : null, config.postprocess?.labels ?? null]) {
+      if (name === null) continue;
+      const st = await fsp.stat(path.join(entry.dir, name)).catch(() => null);
+      stamp += `|${name}:${st === null ? 'none' : `${st.size}:${st.mtimeMs}`}`;
+    }
     return { config, stamp };
   }
 
@@ -326,29 +331,24 @@ export class ModelRepository {
     return failures;
   }
 
-  /** The labels file beside config.json (<model>/<name>; checkPostprocess allows plain names only). */
-  async #readLabels(v: ServedVersion, name: string): Promise<string[]> {
-    const file = path.join(path.dirname(path.dirname(v.file)), name);
-    const unreadable = (err: unknown) => new NimifyError('INVALID_ARGUMENT', `config.postprocess.labels: cannot read ${name} beside config.json (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-    let real: string;
-    try {
-      real = await fsp.realpath(file);
-    } catch (err) {
-      throw unreadable(err);
+  /**
+   * Checks that the files a config's pipeline names (tokenizer, labels: plain names beside
+   * config.json, checked when parsed) resolve inside the repository, symlinks followed.
+   */
+  async #checkPipelineFiles(dir: string, config: ModelConfig): Promise<void> {
+    const named: Array<[string, string]> = [];
+    if (config.preprocess?.type === 'text') named.push(['config.preprocess.tokenizer', config.preprocess.tokenizer]);
+    if (config.postprocess?.labels) named.push(['config.postprocess.labels', config.postprocess.labels]);
+    for (const [where, name] of named) {
+      const file = path.join(dir, name);
+      let exists = true;
+      try {
+        await fsp.lstat(file);
+      } catch {
+        exists = false; // the pipeline reports a missing file, naming it
+      }
+      if (exists && !(await this.#inside(file))) throw new NimifyError('INVALID_ARGUMENT', `${where}: ${name} resolves outside the repository`);
     }
-    if (!(await this.#inside(real))) throw new NimifyError('INVALID_ARGUMENT', `config.postprocess.labels: ${name} resolves outside the repository`);
-    let text: string;
-    try {
-      text = await fsp.readFile(real, 'utf8');
-    } catch (err) {
-      throw unreadable(err);
-    }
-    const labels = parseLabels(text);
-    const classes = v.config?.outputs.find((o) => o.name === v.config?.postprocess?.output)?.shape.at(-1);
-    if (classes !== undefined && classes >= 0 && labels.length !== classes) {
-      throw new NimifyError('INVALID_ARGUMENT', `config.postprocess.labels: ${name} has ${labels.length} labels; output '${v.config?.postprocess?.output}' has ${classes} classes`);
-    }
-    return labels;
   }
 
   async #loadVersion(v: ServedVersion, config: ModelConfig): Promise<void> {
@@ -356,10 +356,17 @@ export class ModelRepository {
     const defaults = this.#options.defaults ?? {};
     try {
       if (!(await this.#inside(v.file))) throw new NimifyError('INVALID_ARGUMENT', `${v.file}: resolves outside the repository`);
-      v.model = await loadModel(v.file, loadOptionsFor(config, defaults));
+      // The pipeline's files sit beside config.json, in the model's folder.
+      const dir = this.#models.get(v.name)?.dir ?? null;
+      let pipeline: PipelineSections | undefined;
+      if (dir !== null && (config.preprocess !== undefined || config.postprocess !== undefined)) {
+        await this.#checkPipelineFiles(dir, config);
+        pipeline = { where: 'config', preprocess: config.preprocess ?? null, postprocess: config.postprocess ?? null, dir };
+      }
+      v.model = await loadModel(v.file, loadOptionsFor(config, defaults), pipeline);
       v.config = completeConfig(v.name, config, defaults, v.model);
       v.wire = wireModel(v.config);
-      if (v.config.postprocess?.labels) v.labels = await this.#readLabels(v, v.config.postprocess.labels);
+      v.labels = v.model.pipeline?.labels ?? null;
       await runWarmup(v.model, v.config);
       v.state = 'READY';
       v.reason = '';

@@ -3,6 +3,7 @@
  * Fastify type augmentations it relies on.
  */
 import type { JsonDecodePool } from '../protocol/json-pool';
+import { PreprocessPool } from '../pipeline/pool';
 import type { ModelRepository } from '../repository/repository';
 import { BREAKER_STATE_VALUE, CircuitBreaker } from './breaker';
 import type { ServerMetrics } from './metrics';
@@ -26,12 +27,29 @@ export class NimifyContext {
   /** The pool decoding large JSON bodies off the event loop (null when disabled). */
   jsonPool: JsonDecodePool | null = null;
   readonly #breakers = new Map<string, CircuitBreaker>();
+  #preprocess: PreprocessPool | null = null;
 
   constructor(
     readonly repository: ModelRepository,
     readonly metrics: ServerMetrics,
     readonly options: CheckedPluginOptions,
   ) {}
+
+  /** The predict route's preprocessing pool (options.preprocess), started on first use. */
+  preprocessPool(): PreprocessPool {
+    return (this.#preprocess ??= new PreprocessPool(this.options.preprocess));
+  }
+
+  /** Tasks waiting in the preprocessing pool now (0 before it starts). */
+  preprocessQueueSize(): number {
+    return this.#preprocess?.queueSize ?? 0;
+  }
+
+  /** Stops the pool's workers (the plugin's onClose, after requests ended). */
+  async close(): Promise<void> {
+    await this.#preprocess?.close();
+    this.#preprocess = null;
+  }
 
   /** The model's breaker (created on first use), or null when breakers are off. */
   breaker(model: string): CircuitBreaker | null {

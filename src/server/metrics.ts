@@ -53,9 +53,13 @@ export class ServerMetrics {
   readonly rateLimited: Counter<string>;
   readonly unauthorized: Counter<string>;
   readonly inFlight: Gauge<string>;
+  readonly predictItems: Counter<'model' | 'version'>;
+  readonly preprocessDuration: Counter<'model' | 'version'>;
+  readonly preprocessQueue: Gauge<string>;
 
   #repository: ModelRepository | null = null;
   #inFlightNow: () => number = () => 0;
+  #preprocessQueueNow: () => number = () => 0;
   readonly #seen = new WeakMap<Model, Snapshot>();
   #refreshedAt = 0;
 
@@ -86,6 +90,9 @@ export class ServerMetrics {
     this.rateLimited = counter('nimify_requests_rate_limited_total', 'Requests answered 429 by the rate limiter', []);
     this.unauthorized = counter('nimify_requests_unauthorized_total', 'Requests answered 401 for a missing or wrong API key', []);
     this.inFlight = gauge('nimify_inference_in_flight', 'Inference requests being served (decoded, queued or running)', [], true);
+    this.predictItems = counter('nimify_predict_items_total', 'Images or texts predicted by the predict route (a request of n items counts n)', MODEL_LABELS);
+    this.preprocessDuration = counter('nimify_preprocess_duration_us', 'Cumulative time predict requests spent in preprocessing (worker pool queue + decode or tokenization), in microseconds', MODEL_LABELS);
+    this.preprocessQueue = gauge('nimify_preprocess_queue_size', 'Preprocessing tasks waiting for a worker of the pool', [], true);
 
     if (options.processMetrics !== false) {
       try {
@@ -96,10 +103,11 @@ export class ServerMetrics {
     }
   }
 
-  /** Where scrape-time figures come from: the repository's models and the server's in-flight count. */
-  attach(repository: ModelRepository, inFlight: () => number): void {
+  /** Where scrape-time figures come from: the repository's models, the server's in-flight count, the preprocessing queue. */
+  attach(repository: ModelRepository, inFlight: () => number, preprocessQueue: () => number = () => 0): void {
     this.#repository = repository;
     this.#inFlightNow = inFlight;
+    this.#preprocessQueueNow = preprocessQueue;
   }
 
   /** Pulls the scheduler-side figures of every loaded version into the counters (deduplicated per scrape). */
@@ -108,6 +116,7 @@ export class ServerMetrics {
     if (now - this.#refreshedAt < 20 || this.#repository === null) return;
     this.#refreshedAt = now;
     this.inFlight.set(this.#inFlightNow());
+    this.preprocessQueue.set(this.#preprocessQueueNow());
     const repo = this.#repository;
     this.pending.reset();
     this.ready.reset();

@@ -56,7 +56,8 @@ const nimify: FastifyPluginAsync<NimifyPluginOptions & { prefix?: string }> = as
     repository = options.repository;
   }
   const ctx = new NimifyContext(repository, metrics, options);
-  metrics.attach(repository, () => ctx.inFlight);
+  host.addHook('onClose', () => ctx.close());
+  metrics.attach(repository, () => ctx.inFlight, () => ctx.preprocessQueueSize());
   host.decorate('nimify', ctx);
   await host.register(routes, { prefix: rawOptions.prefix });
 };

@@ -31,11 +31,11 @@ function repoWith(config: unknown, files: Record<string, string> = {}): string {
 describe('pre/postprocess in config.json', () => {
   it('a pipeline that does not fit the model, or labels that cannot be read, fail the load with the reason', async () => {
     const cases: [unknown, Record<string, string>, RegExp][] = [
-      [{ preprocess: { type: 'image', width: 9, height: 8, color: 'grayscale' } }, {}, /config\.preprocess: makes \[1, 1, 8, 9\] \(NCHW\), which input 'image' \[-1, 1, 8, 8\] does not take/],
+      [{ preprocess: { type: 'image', width: 9, height: 8, color: 'grayscale' } }, {}, /config\.preprocess: makes \[1, 1, 8, 9\] \(NCHW\), which input 'image' \[batch, 1, 8, 8\] does not take/],
       [{ preprocess: { type: 'image', width: 8, height: 8 } }, {}, /does not take/], // RGB: 3 channels
-      [{ preprocess: { type: 'image', width: 8, height: 8, color: 'grayscale', dtype: 'uint8' } }, {}, /config\.preprocess\.dtype: 'image' is FP32/],
+      [{ preprocess: { type: 'image', width: 8, height: 8, color: 'grayscale', dtype: 'uint8' } }, {}, /config\.preprocess\.dtype: input 'image' is float32; the preprocessing makes uint8/],
       [{ preprocess: { type: 'image', width: 8, height: 8, color: 'grayscale', input: 'pixels' } }, {}, /config\.preprocess\.input: the model has no 'pixels'/],
-      [{ postprocess: { labels: 'labels.txt' } }, {}, /config\.postprocess\.labels: cannot read labels\.txt beside config\.json \(ENOENT\)/],
+      [{ postprocess: { labels: 'labels.txt' } }, {}, /config\.postprocess\.labels: cannot read labels\.txt in \S+ \(ENOENT\)/],
       [{ postprocess: { labels: 'labels.txt' } }, { 'd/labels.txt': 'a\nb\n' }, /labels\.txt has 2 labels; output 'logits' has 10 classes/],
     ];
     for (const [config, files, reason] of cases) {

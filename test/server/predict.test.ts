@@ -53,7 +53,10 @@ describe('predict', () => {
     expect(r.statusCode).toBe(404);
     r = await post('{"text":"seven"}', 'application/json');
     expect(r.statusCode).toBe(400);
-    expect(r.json()).toMatchObject({ code: 'INVALID_ARGUMENT', error: expect.stringMatching(/Content-Type application\/json is not accepted here; send the image file's bytes as image\/png/) });
+    expect(r.json()).toMatchObject({ code: 'INVALID_ARGUMENT', error: expect.stringMatching(/model 'digits' takes images: send the image bytes/) });
+    r = await post('seven', 'text/plain');
+    expect(r.statusCode).toBe(400);
+    expect(r.json()).toMatchObject({ code: 'INVALID_ARGUMENT', error: expect.stringMatching(/Content-Type text\/plain is not accepted here; send an image file's bytes/) });
     await expect(buildServer({ repository: DIGITS, logger: false, preprocess: { threads: 0 } })).rejects.toThrow(/options\.preprocess\.threads: expected an integer in \[1, 256\]/);
     const plain = await buildServer({ repository: path.join(MODELS, 'mlp_tiny.onnx'), logger: false, preprocess: { threads: 1, maxQueue: 4 } });
     try {

@@ -17,12 +17,11 @@ import { NimifyError } from '../../errors';
 import { isPlainObject } from '../../validate';
 import { decodeInferRequest } from '../../protocol/request';
 import { encodeInferResponse } from '../../protocol/response';
-import { checkModelName, checkVersion, type ServedVersion } from '../../repository/repository';
-import type { Counter } from 'prom-client';
+import { checkModelName, checkVersion } from '../../repository/repository';
 import { JsonDecodePool } from '../../protocol/json-pool';
-import sheddingPlugin, { admit, overloaded } from '../plugins/shedding';
+import { Admission } from '../admission';
+import sheddingPlugin, { admit } from '../plugins/shedding';
 import { errorResponses, inferRequestBody, inferResponse, modelParams } from '../schemas';
-import type { FailureReason } from '../metrics';
 
 const BINARY = Symbol('nimify.binary');
 const RAW = Symbol('nimify.raw');
@@ -58,45 +57,9 @@ export function parseInferBody(headerLength: string | string[] | undefined, body
   return header;
 }
 
-interface VersionCounters {
-  success: Counter.Internal;
-  duration: Counter.Internal;
-  failure: Map<FailureReason, Counter.Internal>;
-}
-
-function failureReason(err: unknown): FailureReason {
-  const code = err instanceof NimifyError ? err.code : 'INTERNAL';
-  switch (code) {
-    case 'QUEUE_FULL': case 'OVERLOADED': case 'CIRCUIT_OPEN': case 'TIMEOUT': case 'NOT_READY': case 'DISPOSED': return 'REJECTED';
-    case 'ABORTED': return 'CANCELED';
-    case 'RUNTIME_ERROR': case 'INTERNAL': return 'BACKEND';
-    default: return 'OTHER';
-  }
-}
-
-/**
- * Failures that say something about the model's health (they count for its breaker). A timeout
- * counts only under the server's or model's own limit: a client's tight `timeout` parameter
- * must not open the breaker for everyone.
- */
-function isModelFault(err: unknown, clientTimeout: boolean): boolean {
-  if (!(err instanceof NimifyError)) return false;
-  return err.code === 'RUNTIME_ERROR' || err.code === 'INTERNAL' || (err.code === 'TIMEOUT' && !clientTimeout);
-}
-
 const infer: FastifyPluginAsync = async (app) => {
   const ctx = app.nimify;
-  const { repository, metrics, options } = ctx;
-  const shedding = options.shedding;
-  const counters = new WeakMap<ServedVersion, VersionCounters>();
-  const countersFor = (v: ServedVersion): VersionCounters => {
-    let c = counters.get(v);
-    if (c === undefined) {
-      c = { success: metrics.success.labels(v.name, v.version), duration: metrics.requestDuration.labels(v.name, v.version), failure: new Map() };
-      counters.set(v, c);
-    }
-    return c;
-  };
+  const { repository, options } = ctx;
 
   const offloadBytes = options.jsonWorkerBytes;
   const pool = offloadBytes > 0 ? new JsonDecodePool() : null;
@@ -119,19 +82,9 @@ const infer: FastifyPluginAsync = async (app) => {
     const v = repository.resolve(name, request.params.model_version === undefined ? undefined : checkVersion(request.params.model_version));
     const model = v.model!;
     const config = v.config!;
-    const breaker = ctx.breaker(name);
-    const probe = breaker !== null ? breaker.admit(name) : false;
-    const c = countersFor(v);
-    ctx.inFlight++;
+    const admission = new Admission(ctx, name, v);
     let clientTimeout = false;
     try {
-      if (shedding !== false) {
-        const limit = shedding.maxPendingPerModel ?? (config.batching !== false ? Math.floor(0.9 * (config.batching.maxQueueSize ?? 1024)) : 1024);
-        if (model.pending >= limit) {
-          metrics.shed.inc({ reason: 'queue' });
-          throw overloaded(`model '${name}' has ${model.pending} requests pending`, shedding.retryAfterSeconds);
-        }
-      }
       const body = request.body;
       const decoded = decodeInferRequest(v.wire!, body, body[BINARY] ?? null, body[RAW] === true);
       clientTimeout = decoded.timeoutMs !== undefined;
@@ -142,9 +95,7 @@ const infer: FastifyPluginAsync = async (app) => {
         priority: decoded.priority,
       });
       const encoded = encodeInferResponse({ modelName: v.name, modelVersion: v.version, id: decoded.id, parameters: decoded.parameters }, results, decoded.outputs, decoded.binary);
-      breaker?.success(probe);
-      c.success.inc();
-      c.duration.inc(Math.round(reply.elapsedTime * 1000));
+      admission.end(reply.elapsedTime);
       if (encoded.headerLength !== undefined) {
         reply.header('inference-header-content-length', String(encoded.headerLength)).type('application/octet-stream');
       } else {
@@ -152,18 +103,8 @@ const infer: FastifyPluginAsync = async (app) => {
       }
       return reply.send(encoded.body);
     } catch (err) {
-      if (breaker !== null) {
-        if (isModelFault(err, clientTimeout)) breaker.failure(probe);
-        else breaker.neutral(probe);
-      }
-      const reason = failureReason(err);
-      let f = c.failure.get(reason);
-      if (f === undefined) c.failure.set(reason, (f = metrics.failure.labels(v.name, v.version, reason)));
-      f.inc();
-      c.duration.inc(Math.round(reply.elapsedTime * 1000));
+      admission.fail(err, reply.elapsedTime, clientTimeout);
       throw err;
-    } finally {
-      ctx.inFlight--;
     }
   };
 

@@ -1,106 +1,220 @@
 /**
- * POST /v1/models/{m}[/versions/{v}]/predict — images in, predictions out, for models whose
- * config.json declares `preprocess` (and usually `postprocess`).
+ * POST /v1/models/{m}[/versions/{v}]/predict — images or texts in, predictions out, for models
+ * whose config.json declares `preprocess` (and usually `postprocess`).
  *
- * The body is the encoded image itself (`Content-Type: image/png`, `image/jpeg`, `image/webp`,
- * any `image/*`). It is decoded and turned into the model's input tensor in the preprocessing
- * worker pool (src/pipeline/pool.ts; the body's memory is moved there, never decoded on the
- * event loop), runs through the model's scheduler like any request, and the output is ranked by
- * the postprocess config: `{ model_name, model_version, predictions: [{ label, index, score }] }`,
- * best first. Without `postprocess` the answer holds the raw outputs instead.
- * Event-loop thread only, except the pool's workers.
+ * Bodies, by Content-Type:
+ *   image/* (image/png, image/jpeg, image/webp)  one image: the file's bytes
+ *   multipart/form-data                          one or more images, one per file part → one batch
+ *   application/json                             { "text": "…" } or { "texts": ["…", …] }, with
+ *                                                `text_pair` / `text_pairs` for pair models
+ * The items become the model's input tensors in the preprocessing worker pool (the body's memory
+ * is moved there; nothing is decoded or tokenized on the event loop), run through the model's
+ * scheduler as one batch (src/pipeline/pipeline.ts), and are ranked by the postprocess config:
+ * `{ model_name, model_version, predictions }` — for one item, its predictions best first; for a
+ * batch (multipart, `texts`), one such list per item, in order. Without `postprocess` the answer
+ * holds the raw `outputs` instead.
+ *
+ * Refusals, cheapest first, as on the infer route: shedding (event-loop delay, heap,
+ * concurrency) → model resolution → circuit breaker → the model's queue depth (src/server/
+ * admission.ts) → body and preprocessing (400). Event-loop thread only, except the pool's workers.
  */
+import multipart from '@fastify/multipart';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import sjson from 'secure-json-parse';
 import { NimifyError } from '../../errors';
-import { Tensor } from '../../tensor';
-import { PreprocessPool } from '../../pipeline/pool';
-import { classify } from '../../pipeline/postprocess';
+import type { Outputs } from '../../model';
+import { MAX_PREDICT_ITEMS, type PredictInput } from '../../pipeline/pipeline';
 import { checkModelName, checkVersion } from '../../repository/repository';
+import { Admission } from '../admission';
 import sheddingPlugin, { admit } from '../plugins/shedding';
 import { errorResponses, modelParams } from '../schemas';
 
 type Params = { model_name: string; model_version?: string };
+interface TextBody {
+  text?: string;
+  texts?: string[];
+  text_pair?: string;
+  text_pairs?: string[];
+}
+/** What a body parser leaves for the handler: the items, and whether they were sent as a batch. */
+type Body = Buffer | TextBody | undefined;
 
 const prediction = {
   type: 'object',
   properties: { label: { type: 'string' }, index: { type: 'integer' }, score: { type: 'number' } },
   required: ['label', 'index', 'score'],
 } as const;
+const predictionList = { type: 'array', items: prediction } as const;
 
 const predictResponse = {
-  description: 'Predictions, best first (with postprocess), or the raw outputs',
+  description: 'Predictions, best first (with postprocess; one list per item for a batch), or the raw outputs',
   type: 'object',
   properties: {
     model_name: { type: 'string' },
     model_version: { type: 'string' },
-    predictions: { type: 'array', items: prediction },
-    outputs: { type: 'object', additionalProperties: true },
+    predictions: { anyOf: [predictionList, { type: 'array', items: predictionList }] },
+    outputs: {
+      type: 'object',
+      additionalProperties: { type: 'object', properties: { shape: { type: 'array', items: { type: 'integer' } }, data: { type: 'array' } } },
+    },
   },
   required: ['model_name', 'model_version'],
-  example: { model_name: 'digits', model_version: '1', predictions: [{ label: '7', index: 7, score: 0.998 }, { label: '9', index: 9, score: 0.001 }] },
+  examples: [
+    { model_name: 'digits', model_version: '1', predictions: [{ label: '7', index: 7, score: 0.9589 }, { label: '9', index: 9, score: 0.0213 }, { label: '3', index: 3, score: 0.0102 }] },
+    { model_name: 'sentiment', model_version: '1', predictions: [[{ label: 'positive', index: 2, score: 0.91 }], [{ label: 'negative', index: 0, score: 0.77 }]] },
+  ],
 } as const;
+
+const textBody = {
+  type: 'object',
+  description: 'Texts for a model with text preprocessing: `text` (one) or `texts` (a batch), optionally paired',
+  properties: {
+    text: { type: 'string' },
+    texts: { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: MAX_PREDICT_ITEMS },
+    text_pair: { type: 'string' },
+    text_pairs: { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: MAX_PREDICT_ITEMS },
+  },
+  additionalProperties: false,
+  examples: [{ text: 'What a lovely day' }, { texts: ['great service', 'the soup was cold'] }],
+} as const;
+
+/** Checks a JSON text body's shape beyond the schema (one of text/texts, pairs matching). */
+function textItems(body: TextBody): { items: PredictInput[]; batch: boolean } {
+  if ((body.text === undefined) === (body.texts === undefined)) throw new NimifyError('INVALID_ARGUMENT', 'request body: expected exactly one of `text` (a string) or `texts` (an array of strings)');
+  if (body.text !== undefined) {
+    if (body.text_pairs !== undefined) throw new NimifyError('INVALID_ARGUMENT', 'request body: `text_pairs` goes with `texts`; use `text_pair` with `text`');
+    return { items: [body.text_pair === undefined ? body.text : { text: body.text, pair: body.text_pair }], batch: false };
+  }
+  const texts = body.texts!;
+  if (body.text_pair !== undefined) throw new NimifyError('INVALID_ARGUMENT', 'request body: `text_pair` goes with `text`; use `text_pairs` with `texts`');
+  const pairs = body.text_pairs;
+  if (pairs !== undefined && pairs.length !== texts.length) throw new NimifyError('INVALID_ARGUMENT', `request body: text_pairs has ${pairs.length} items; texts has ${texts.length}`);
+  return { items: pairs === undefined ? texts : texts.map((text, i) => ({ text, pair: pairs[i] })), batch: true };
+}
+
+/** The file parts of a multipart body, in order, as Buffers (within the route's limits). */
+async function multipartItems(request: FastifyRequest): Promise<Buffer[]> {
+  const files: Buffer[] = [];
+  try {
+    for await (const part of request.parts()) {
+      if (part.type !== 'file') throw new NimifyError('INVALID_ARGUMENT', `multipart field '${part.fieldname.slice(0, 64)}': not a file; send each image as a file part (curl -F image=@photo.jpg)`);
+      files.push(await part.toBuffer());
+    }
+  } catch (err) {
+    if (err instanceof NimifyError) throw err;
+    const e = err as Error & { code?: string; statusCode?: number };
+    if (e.statusCode === 413) throw new NimifyError('PAYLOAD_TOO_LARGE', `multipart: ${e.message} (at most ${MAX_PREDICT_ITEMS} files, each within the server's bodyLimit)`);
+    throw new NimifyError('INVALID_ARGUMENT', `multipart: malformed body (${e.message})`);
+  }
+  if (files.length === 0) throw new NimifyError('INVALID_ARGUMENT', 'multipart: no file parts; send one or more images as file parts (curl -F image=@photo.jpg)');
+  return files;
+}
+
+/** Raw outputs of a prediction's runs, joined on the batch dim, as JSON arrays. */
+function rawOutputs(runs: readonly Outputs[]): Record<string, { shape: number[]; data: unknown[] }> {
+  const out: Record<string, { shape: number[]; data: unknown[] }> = {};
+  for (const name of Object.keys(runs[0])) {
+    const shape = [...runs[0][name].dims];
+    const data: unknown[] = [];
+    for (const [i, r] of runs.entries()) {
+      const t = r[name];
+      if (i > 0 && shape.length > 0) shape[0] += t.dims[0];
+      for (const x of t.data as Iterable<unknown>) data.push(typeof x === 'bigint' ? Number(x) : x);
+    }
+    out[name] = { shape, data };
+  }
+  return out;
+}
 
 const predict: FastifyPluginAsync = async (app) => {
   const ctx = app.nimify;
   const { repository, metrics, options } = ctx;
-  let pool: PreprocessPool | null = null;
-  app.addHook('onClose', async () => {
-    await pool?.close();
-  });
 
   app.removeAllContentTypeParsers();
   app.addContentTypeParser(/^image\/[a-z0-9.+-]+$/i, { parseAs: 'buffer' }, async (_request: FastifyRequest, body: Buffer | string) => body);
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, async (_request: FastifyRequest, body: Buffer | string) => {
+    try {
+      return sjson.parse(body as string, undefined, { protoAction: 'error', constructorAction: 'error' });
+    } catch (err) {
+      throw new NimifyError('INVALID_ARGUMENT', `request body: not valid JSON (${(err as Error).message})`);
+    }
+  });
+  // Parts are read in the handler (request.parts()); a file may be as large as a whole body.
+  await app.register(multipart, { limits: { files: MAX_PREDICT_ITEMS, fileSize: app.initialConfig.bodyLimit, fields: 0, parts: MAX_PREDICT_ITEMS } });
   app.addContentTypeParser('*', async (request: FastifyRequest) => {
     const type = String(request.headers['content-type'] ?? 'none').slice(0, 100);
-    throw new NimifyError('INVALID_ARGUMENT', `request body: Content-Type ${type} is not accepted here; send the image file's bytes as image/png, image/jpeg or image/webp`);
+    throw new NimifyError('INVALID_ARGUMENT', `request body: Content-Type ${type} is not accepted here; send an image file's bytes (image/png, image/jpeg, image/webp), multipart/form-data with image files, or JSON {"text": …} / {"texts": […]}`);
   });
 
   await app.register(sheddingPlugin, { ctx });
 
-  const handler = async (request: FastifyRequest<{ Params: Params; Body: Buffer }>, reply: FastifyReply): Promise<unknown> => {
+  const handler = async (request: FastifyRequest<{ Params: Params; Body: Body }>, reply: FastifyReply): Promise<unknown> => {
     admit(ctx);
     const name = checkModelName(request.params.model_name);
     const v = repository.resolve(name, request.params.model_version === undefined ? undefined : checkVersion(request.params.model_version));
-    const config = v.config!;
-    const pre = config.preprocess;
-    if (pre === null) throw new NimifyError('INVALID_ARGUMENT', `model '${name}' has no preprocess section in its config.json: send tensors to /v2/models/${name}/infer instead`);
+    const model = v.model!;
+    const pipeline = model.pipeline;
+    const pre = pipeline?.preprocess ?? null;
+    if (pipeline === null || pre === null) throw new NimifyError('INVALID_ARGUMENT', `model '${name}' has no preprocess section in its config.json: send tensors to /v2/models/${name}/infer instead`);
+
+    let items: PredictInput[];
+    let batch: boolean;
     const body = request.body;
-    if (!Buffer.isBuffer(body) || body.length === 0) throw new NimifyError('INVALID_ARGUMENT', 'request body: empty; expected the bytes of one image (Content-Type: image/png, image/jpeg or image/webp)');
-    ctx.inFlight++;
+    if (request.isMultipart()) {
+      items = await multipartItems(request);
+      batch = true;
+    } else if (Buffer.isBuffer(body)) {
+      if (body.length === 0) throw new NimifyError('INVALID_ARGUMENT', 'request body: empty; expected the bytes of one image (Content-Type: image/png, image/jpeg or image/webp)');
+      items = [body];
+      batch = false;
+    } else if (body !== undefined && body !== null && typeof body === 'object') {
+      ({ items, batch } = textItems(body));
+    } else {
+      throw new NimifyError('INVALID_ARGUMENT', 'request body: missing; send an image, multipart image files, or JSON texts');
+    }
+    const textual = !(items[0] instanceof Uint8Array);
+    if (textual !== (pre.type === 'text')) {
+      throw new NimifyError('INVALID_ARGUMENT', `model '${name}' takes ${pre.type === 'text' ? 'texts: send JSON {"text": …} or {"texts": […]}' : 'images: send the image bytes (image/png, image/jpeg, image/webp) or multipart/form-data files'}`);
+    }
+    pipeline.checkInputs('request', items);
+
+    const admission = new Admission(ctx, name, v, items.length);
     try {
-      pool ??= new PreprocessPool(options.preprocess);
-      const t = await pool.image(body, pre);
-      const feeds = { [pre.input!]: new Tensor(pre.dtype, t.data, t.dims) };
-      const outputs = await v.model!.infer(feeds, { timeoutMs: config.timeoutMs ?? options.inferTimeoutMs });
-      metrics.success.labels(v.name, v.version).inc();
-      const post = config.postprocess;
-      if (post === null) {
-        const raw: Record<string, { shape: number[]; data: number[] }> = {};
-        for (const [k, o] of Object.entries(outputs)) raw[k] = { shape: [...o.dims], data: Array.from(o.data as ArrayLike<number>, Number) };
-        return reply.send({ model_name: v.name, model_version: v.version, outputs: raw });
+      const started = process.hrtime.bigint();
+      // The bodies are ours (Fastify's buffers): moved into the pool, not copied.
+      const feeds = await pipeline.feeds(items, ctx.preprocessPool(), model.maxBatchRows, true);
+      metrics.preprocessDuration.inc({ model: v.name, version: v.version }, Number((process.hrtime.bigint() - started) / 1000n));
+      const timeoutMs = v.config!.timeoutMs ?? options.inferTimeoutMs;
+      const runs = await Promise.all(feeds.map((f) => model.infer(f, { timeoutMs })));
+      metrics.predictItems.inc({ model: v.name, version: v.version }, items.length);
+      let answer: Record<string, unknown>;
+      if (pipeline.postprocess === null) {
+        answer = { model_name: v.name, model_version: v.version, outputs: rawOutputs(runs) };
+      } else {
+        const predictions = pipeline.classify(runs);
+        answer = { model_name: v.name, model_version: v.version, predictions: batch ? predictions : predictions[0] };
       }
-      const out = outputs[post.output!];
-      const [predictions] = classify(post, out.data as ArrayLike<number>, out.dims, v.labels);
-      return reply.send({ model_name: v.name, model_version: v.version, predictions });
+      admission.end(reply.elapsedTime);
+      return reply.send(answer);
     } catch (err) {
-      metrics.failure.labels(v.name, v.version, err instanceof NimifyError && err.code === 'INVALID_ARGUMENT' ? 'OTHER' : 'BACKEND').inc();
+      admission.fail(err, reply.elapsedTime);
       throw err;
-    } finally {
-      ctx.inFlight--;
     }
   };
 
   const schema = {
-    summary: 'Classify an image: preprocess (worker pool) → model → postprocess',
-    description: 'The body is the image file itself, e.g. `curl --data-binary @examples/digits/samples/digit-7.png -H "content-type: image/png" localhost:8000/v1/models/digits/predict`. The model needs `preprocess` (and usually `postprocess`) in its config.json.',
+    summary: 'Classify images or texts: preprocess (worker pool) → model → postprocess',
+    description:
+      'For a model whose config.json declares `preprocess` (and usually `postprocess`). Send one image as the body (`curl --data-binary @examples/digits/samples/digit-7.png -H "content-type: image/png" localhost:8000/v1/models/digits/predict`), several as multipart/form-data file parts (`curl -F a=@one.png -F b=@two.png …`: one batch, one list of predictions per file, in order), or texts as JSON (`{"text": "…"}`, `{"texts": ["…", "…"]}`, with `text_pair` / `text_pairs` for pair models).',
     tags: ['inference'],
     params: modelParams,
-    consumes: ['image/png', 'image/jpeg', 'image/webp'],
+    consumes: ['image/png', 'image/jpeg', 'image/webp', 'multipart/form-data', 'application/json'],
+    body: { content: { 'application/json': { schema: textBody } } },
     response: { 200: predictResponse, ...errorResponses },
   };
   const config = { nimifyArea: 'inference' as const };
-  app.post<{ Params: Params; Body: Buffer }>('/v1/models/:model_name/predict', { config, schema }, handler);
-  app.post<{ Params: Params; Body: Buffer }>('/v1/models/:model_name/versions/:model_version/predict', { config, schema }, handler);
+  app.post<{ Params: Params; Body: Body }>('/v1/models/:model_name/predict', { config, schema }, handler);
+  app.post<{ Params: Params; Body: Body }>('/v1/models/:model_name/versions/:model_version/predict', { config, schema }, handler);
 };
 
 export default predict;

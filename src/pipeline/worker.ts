@@ -1,0 +1,54 @@
+/**
+ * Piscina worker of the preprocessing pool: turns one request's image bytes into its input
+ * tensor (image.ts), or a batch of texts into token tensors (text.ts). Image bytes arrive
+ * transferred; result buffers go back transferred (Piscina.move). Bad input comes back as an
+ * error value (a NimifyError does not cross threads); the main thread rethrows it, so only that
+ * request fails.
+ */
+import { Piscina } from 'piscina';
+import { NimifyError } from '../errors';
+import { imageToTensor, type ImageSpec } from './image';
+import { textToTensors, type TextSpec, type TokenTensors } from './text';
+
+/** Test hook: make this worker throw (`throw`) or die (`crash`) while handling the task. */
+export type Fault = 'throw' | 'crash';
+
+export interface ImageTask {
+  kind: 'image';
+  bytes: Uint8Array;
+  spec: ImageSpec;
+  fault?: Fault;
+}
+
+export interface TextTask {
+  kind: 'text';
+  texts: string[];
+  pairs: (string | null)[] | null;
+  spec: TextSpec;
+  fault?: Fault;
+}
+
+export type ImageTensor = { data: Float32Array | Uint8Array; dims: number[] };
+export type TaskError = { error: { code: string; message: string } };
+export type TaskResult = ImageTensor | TokenTensors | TaskError;
+
+function moved<T extends object>(value: T, buffers: ArrayBufferLike[]): T {
+  // A Piscina transferable: the value arrives as is; the listed buffers move with it.
+  return Piscina.move({ [Piscina.transferableSymbol]: buffers, [Piscina.valueSymbol]: value } as never) as unknown as T;
+}
+
+export default async function preprocess(task: ImageTask | TextTask): Promise<TaskResult> {
+  if (task.fault === 'crash') process.exit(70);
+  try {
+    if (task.fault === 'throw') throw new Error('injected fault');
+    if (task.kind === 'text') {
+      const t = await textToTensors(task.texts, task.pairs, task.spec);
+      return moved(t, [t.ids.buffer, t.attentionMask.buffer, t.typeIds.buffer]);
+    }
+    const t = await imageToTensor(task.bytes, task.spec);
+    return moved(t, [t.data.buffer]);
+  } catch (err) {
+    if (err instanceof NimifyError) return { error: { code: err.code, message: err.message } };
+    throw err;
+  }
+}
