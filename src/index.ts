@@ -1,5 +1,11 @@
 export { loadModel, Model } from './model';
-export type { Feeds, Outputs, TensorInfo, ModelMetadata } from './model';
+export type { Feeds, Outputs, TensorInfo, ModelMetadata, PredictOptions } from './model';
+export { PreprocessPool } from './pipeline/pool';
+export type { PreprocessPoolOptions } from './pipeline/pool';
+export type { Pipeline, PipelineOptions, PredictInput, PreprocessSpec } from './pipeline/pipeline';
+export type { ImagePreprocessConfig, ImageSpec } from './pipeline/image';
+export type { TextPreprocessConfig, TextSpec } from './pipeline/text';
+export type { PostprocessConfig, PostprocessSpec, Prediction } from './pipeline/postprocess';
 export { Tensor, TENSOR_TYPES } from './tensor';
 export type { TensorType, TensorData, TensorDataMap, TensorLike } from './tensor';
 export { NimifyError, ERROR_TABLE } from './errors';
