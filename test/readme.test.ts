@@ -16,6 +16,17 @@ describe('README', () => {
     expect(r.stdout).toMatch(/^\[ 1, 10 \] Float32Array\(10\) \[/);
   });
 
+  it('the model.predict() example runs as written and classifies the digit', () => {
+    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('model.predict(input, options?)'));
+    const code = /```js\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(code).toBeDefined();
+    const script = (code as string).replace(/^ {2}/gm, '').replace("from 'nimify'", `from ${JSON.stringify(path.join(ROOT, 'dist', 'index.js'))}`);
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/^\{ label: '7', index: 7, score: 0\.95\d+ \}\n$/);
+  });
+
   it('documents every error code of the error table', async () => {
     const { ERROR_TABLE } = await import('../src');
     const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
