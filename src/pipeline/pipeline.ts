@@ -231,7 +231,24 @@ export class Pipeline {
     const per = this.mode === 'single' ? 1 : Math.max(1, Math.min(maxRows, MAX_PREDICT_ITEMS));
     const runs: Array<Record<string, Tensor>> = [];
     if (pre.type === 'image') {
-      const images = await Promise.all(items.map((b) => pool.image(transfer ? (b as Uint8Array) : new Uint8Array(b as Uint8Array), pre)));
+      // At most pool.threads images of one request in the pool at a time: a large batch neither
+      // fills the pool's queue (QUEUE_FULL for everyone) nor gets ahead of other requests.
+      const images: Array<{ data: Float32Array | Uint8Array; dims: number[] }> = new Array(items.length);
+      let next = 0;
+      let failed = false;
+      const lane = async (): Promise<void> => {
+        while (!failed && next < items.length) {
+          const i = next++;
+          const b = items[i] as Uint8Array;
+          try {
+            images[i] = await pool.image(transfer ? b : new Uint8Array(b), pre);
+          } catch (err) {
+            failed = true;
+            throw err;
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(pool.threads, items.length) }, lane));
       for (let start = 0; start < images.length; start += per) {
         const part = images.slice(start, start + per);
         const [, ...rest] = part[0].dims;

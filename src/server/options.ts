@@ -65,7 +65,7 @@ export interface NimifyPluginOptions {
   docs?: boolean;
   /** JSON inference bodies of at least this many bytes are decoded in a worker thread (default 262144; 0 = never). */
   jsonWorkerBytes?: number;
-  /** The image preprocessing pool of the predict route: worker threads (default: the core count) and queued images before 503 QUEUE_FULL (default 256). */
+  /** The preprocessing pool of the predict route (image decoding, tokenization): worker threads (default: the core count) and tasks queued before 503 QUEUE_FULL (default 256). */
   preprocess?: PreprocessPoolOptions;
 }
 
