@@ -32,7 +32,7 @@ export function toHttpError(err: unknown): HttpError {
   }
   const e = err as { statusCode?: number; code?: string; message?: string; validation?: unknown; validationContext?: string };
   if (e && e.validation) {
-    return { status: 400, code: 'INVALID_ARGUMENT', message: `${e.validationContext ?? 'request'}: ${e.message?.replace(/^(body|params|querystring|headers)\/?/, '')}`, retryAfterSeconds: undefined, internal: false };
+    return { status: 400, code: 'INVALID_ARGUMENT', message: `${e.validationContext ?? 'request'}: ${e.message?.replace(/^(body|params|querystring|headers)\/?\s*/, '')}`, retryAfterSeconds: undefined, internal: false };
   }
   if (e && e.statusCode === 413) return { status: 413, code: 'PAYLOAD_TOO_LARGE', message: e.message ?? 'request body too large', retryAfterSeconds: undefined, internal: false };
   if (e && e.statusCode === 429) return { status: 429, code: 'RATE_LIMITED', message: e.message ?? 'rate limit exceeded', retryAfterSeconds: undefined, internal: false };

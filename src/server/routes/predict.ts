@@ -78,6 +78,11 @@ const textBody = {
   examples: [{ text: 'What a lovely day' }, { texts: ['great service', 'the soup was cold'] }],
 } as const;
 
+// Typeless on purpose: these bodies arrive as bytes (or unparsed, for multipart), which a typed
+// schema would refuse; the description is for the OpenAPI document.
+const imageBody = { description: 'One image file, as it is: its bytes (JPEG, PNG or WebP)' } as const;
+const multipartBody = { description: 'One or more image files, one per file part (field names are free): one batch, one list of predictions per file, in order' } as const;
+
 /** Checks a JSON text body's shape beyond the schema (one of text/texts, pairs matching). */
 function textItems(body: TextBody): { items: PredictInput[]; batch: boolean } {
   if ((body.text === undefined) === (body.texts === undefined)) throw new NimifyError('INVALID_ARGUMENT', 'request body: expected exactly one of `text` (a string) or `texts` (an array of strings)');
@@ -110,6 +115,18 @@ async function multipartItems(request: FastifyRequest): Promise<Buffer[]> {
   return files;
 }
 
+/**
+ * The tensors of a prediction are the server's own (built by the pipeline from valid items): a
+ * model that refuses them (e.g. token ids beyond its vocabulary: a tokenizer that does not belong
+ * to it) is a server-side misconfiguration, not the client's fault, and counts for the breaker.
+ */
+function blameConfig(err: unknown): never {
+  if (err instanceof NimifyError && err.code === 'INVALID_ARGUMENT') {
+    throw new NimifyError('RUNTIME_ERROR', `the model refused the tensors its pipeline made (check config.json's preprocess against the model): ${err.message}`, { cause: err });
+  }
+  throw err;
+}
+
 /** Raw outputs of a prediction's runs, joined on the batch dim, as JSON arrays. */
 function rawOutputs(runs: readonly Outputs[]): Record<string, { shape: number[]; data: unknown[] }> {
   const out: Record<string, { shape: number[]; data: unknown[] }> = {};
@@ -140,7 +157,7 @@ const predict: FastifyPluginAsync = async (app) => {
     }
   });
   // Parts are read in the handler (request.parts()); a file may be as large as a whole body.
-  await app.register(multipart, { limits: { files: MAX_PREDICT_ITEMS, fileSize: app.initialConfig.bodyLimit, fields: 0, parts: MAX_PREDICT_ITEMS } });
+  await app.register(multipart, { limits: { files: MAX_PREDICT_ITEMS, fileSize: app.initialConfig.bodyLimit, parts: MAX_PREDICT_ITEMS + 1 } });
   app.addContentTypeParser('*', async (request: FastifyRequest) => {
     const type = String(request.headers['content-type'] ?? 'none').slice(0, 100);
     throw new NimifyError('INVALID_ARGUMENT', `request body: Content-Type ${type} is not accepted here; send an image file's bytes (image/png, image/jpeg, image/webp), multipart/form-data with image files, or JSON {"text": …} / {"texts": […]}`);
@@ -185,7 +202,7 @@ const predict: FastifyPluginAsync = async (app) => {
       const feeds = await pipeline.feeds(items, ctx.preprocessPool(), model.maxBatchRows, true);
       metrics.preprocessDuration.inc({ model: v.name, version: v.version }, Number((process.hrtime.bigint() - started) / 1000n));
       const timeoutMs = v.config!.timeoutMs ?? options.inferTimeoutMs;
-      const runs = await Promise.all(feeds.map((f) => model.infer(f, { timeoutMs })));
+      const runs = await Promise.all(feeds.map((f) => model.infer(f, { timeoutMs }).catch(blameConfig)));
       metrics.predictItems.inc({ model: v.name, version: v.version }, items.length);
       let answer: Record<string, unknown>;
       if (pipeline.postprocess === null) {
@@ -208,8 +225,18 @@ const predict: FastifyPluginAsync = async (app) => {
       'For a model whose config.json declares `preprocess` (and usually `postprocess`). Send one image as the body (`curl --data-binary @examples/digits/samples/digit-7.png -H "content-type: image/png" localhost:8000/v1/models/digits/predict`), several as multipart/form-data file parts (`curl -F a=@one.png -F b=@two.png …`: one batch, one list of predictions per file, in order), or texts as JSON (`{"text": "…"}`, `{"texts": ["…", "…"]}`, with `text_pair` / `text_pairs` for pair models).',
     tags: ['inference'],
     params: modelParams,
-    consumes: ['image/png', 'image/jpeg', 'image/webp', 'multipart/form-data', 'application/json'],
-    body: { content: { 'application/json': { schema: textBody } } },
+    // One entry per accepted media type, so the OpenAPI document lists them all (with `content`,
+    // @fastify/swagger ignores `consumes`). Only the JSON one constrains anything: the others'
+    // bodies are bytes, checked by the preprocessing.
+    body: {
+      content: {
+        'application/json': { schema: textBody },
+        'image/png': { schema: imageBody },
+        'image/jpeg': { schema: imageBody },
+        'image/webp': { schema: imageBody },
+        'multipart/form-data': { schema: multipartBody },
+      },
+    },
     response: { 200: predictResponse, ...errorResponses },
   };
   const config = { nimifyArea: 'inference' as const };
