@@ -231,7 +231,7 @@ export class Pipeline {
     const per = this.mode === 'single' ? 1 : Math.max(1, Math.min(maxRows, MAX_PREDICT_ITEMS));
     const runs: Array<Record<string, Tensor>> = [];
     if (pre.type === 'image') {
-      // At most pool.threads images of one request in the pool at a time: a large batch neither
+      // At most pool.capacity images of one request in the pool at a time: a large batch neither
       // fills the pool's queue (QUEUE_FULL for everyone) nor gets ahead of other requests.
       const images: Array<{ data: Float32Array | Uint8Array; dims: number[] }> = new Array(items.length);
       let next = 0;
@@ -248,7 +248,7 @@ export class Pipeline {
           }
         }
       };
-      await Promise.all(Array.from({ length: Math.min(pool.threads, items.length) }, lane));
+      await Promise.all(Array.from({ length: Math.max(1, Math.min(pool.capacity, items.length)) }, lane));
       for (let start = 0; start < images.length; start += per) {
         const part = images.slice(start, start + per);
         const [, ...rest] = part[0].dims;

@@ -33,21 +33,28 @@ export interface PreprocessPoolOptions {
   threads?: number;
   /** Tasks that may wait for a worker; beyond it run() rejects with QUEUE_FULL (default 256). */
   maxQueue?: number;
+  /**
+   * Tasks one worker runs at once (default 2). Decoding is asynchronous inside a worker (libvips
+   * runs on the libuv thread pool), so a worker with one task is mostly waiting.
+   */
+  tasksPerThread?: number;
 }
 
 /** Validates pool options; `where` names them in errors. */
 export function checkPreprocessPoolOptions(where: string, options: unknown): PreprocessPoolOptions {
   const o = expectPlainObject(where, options);
-  expectKnownKeys(where, o, ['threads', 'maxQueue']);
+  expectKnownKeys(where, o, ['threads', 'maxQueue', 'tasksPerThread']);
   const out: PreprocessPoolOptions = {};
   if (o.threads !== undefined) out.threads = expectInteger(`${where}.threads`, o.threads, 1, 256);
   if (o.maxQueue !== undefined) out.maxQueue = expectInteger(`${where}.maxQueue`, o.maxQueue, 0, 1_000_000);
+  if (o.tasksPerThread !== undefined) out.tasksPerThread = expectInteger(`${where}.tasksPerThread`, o.tasksPerThread, 1, 64);
   return out;
 }
 
 export class PreprocessPool {
   readonly threads: number;
   readonly maxQueue: number;
+  readonly tasksPerThread: number;
   #pool: Piscina | null = null;
   #closed = false;
 
@@ -55,9 +62,15 @@ export class PreprocessPool {
     const o = checkPreprocessPoolOptions('options', options);
     this.threads = o.threads ?? Math.max(1, os.availableParallelism());
     this.maxQueue = o.maxQueue ?? 256;
+    this.tasksPerThread = o.tasksPerThread ?? 2;
     // sharp's native libraries must be loaded by the main thread before any worker loads them
     // (glibc: a worker's exit would otherwise unload them under other workers' feet).
     require('sharp');
+  }
+
+  /** Tasks the pool runs at once (threads × tasksPerThread). */
+  get capacity(): number {
+    return this.threads * this.tasksPerThread;
   }
 
   /** Tasks finished so far. */
@@ -92,7 +105,7 @@ export class PreprocessPool {
 
   async #run(task: ImageTask | TextTask, transferList: ArrayBuffer[], what: string): Promise<Exclude<TaskResult, { error: unknown }>> {
     if (this.#closed) throw new NimifyError('DISPOSED', 'the preprocessing pool is closed');
-    this.#pool ??= new Piscina({ filename: workerFile(), maxThreads: this.threads, minThreads: 0, idleTimeout: 30_000, maxQueue: this.maxQueue });
+    this.#pool ??= new Piscina({ filename: workerFile(), maxThreads: this.threads, minThreads: 0, idleTimeout: 30_000, maxQueue: this.maxQueue, concurrentTasksPerWorker: this.tasksPerThread });
     if (this.maxQueue > 0 && this.#pool.queueSize >= this.maxQueue) {
       throw new NimifyError('QUEUE_FULL', `preprocessing queue full: ${this.#pool.queueSize} tasks are waiting; retry later`);
     }

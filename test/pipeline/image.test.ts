@@ -151,5 +151,9 @@ describe('image → tensor (in the pool)', () => {
     await rejectsWith(small.image(Buffer.from(png), DIGIT_SPEC), 'DISPOSED', /closed/);
     expect(() => new PreprocessPool({ threads: 0 })).toThrow(/options\.threads: expected an integer in \[1, 256\]/);
     expect(() => new PreprocessPool({ size: 2 } as never)).toThrow(/size/);
+    expect(() => new PreprocessPool({ tasksPerThread: 0 })).toThrow(/options\.tasksPerThread: expected an integer in \[1, 64\]/);
+    const wide = new PreprocessPool({ threads: 3, tasksPerThread: 4 });
+    expect([wide.threads, wide.tasksPerThread, wide.capacity]).toEqual([3, 4, 12]);
+    expect(new PreprocessPool({ threads: 1 }).capacity).toBe(2);
   });
 });
