@@ -52,7 +52,7 @@ function pngHeader(width: number, height: number): Buffer {
 describe('preprocess config', () => {
   it('fills defaults and names the field of every mistake', () => {
     expect(checkImagePreprocess('p', { type: 'image', width: 224, height: 224 })).toEqual({
-      type: 'image', input: null, width: 224, height: 224, fit: 'fill', interpolation: 'bilinear', crop: null, color: 'rgb',
+      type: 'image', input: null, width: 224, height: 224, fit: 'fill', interpolation: 'bilinear', resampler: 'pillow', crop: null, color: 'rgb',
       scale: 1, mean: [0, 0, 0], std: [1, 1, 1], layout: 'NCHW', dtype: 'float32', maxInputPixels: 4096 * 4096,
     });
     expect(imageDims(checkImagePreprocess('p', { type: 'image', width: 256, height: 240, crop: { width: 224, height: 200 }, layout: 'NHWC' }))).toEqual([1, 200, 224, 3]);
@@ -61,6 +61,7 @@ describe('preprocess config', () => {
       [{ type: 'image', width: 0, height: 1 }, /p\.width: expected an integer in \[1, 16384\]/],
       [{ type: 'image', width: 8, height: 8, fit: 'stretch' }, /p\.fit: expected one of 'fill', 'contain', 'cover', received the string "stretch"/],
       [{ type: 'image', width: 8, height: 8, interpolation: 'linear' }, /p\.interpolation: expected one of 'nearest', 'bilinear', 'bicubic', 'lanczos3'/],
+      [{ type: 'image', width: 8, height: 8, resampler: 'opencv' }, /p\.resampler: expected one of 'pillow', 'libvips'/],
       [{ type: 'image', width: 8, height: 8, mean: [1, 2] }, /p\.mean: expected an array of 1 or 3 numbers/],
       [{ type: 'image', width: 8, height: 8, std: [1, 0, 1] }, /p\.std\[1\]: expected a finite non-zero number/],
       [{ type: 'image', width: 8, height: 8, crop: { width: 9, height: 8 } }, /p\.crop\.width: expected an integer in \[1, 8\]/],

@@ -1,7 +1,8 @@
 /**
- * Equivalence: nimify's image pipeline (sharp in the worker pool) against reference tensors
- * computed independently with Pillow + numpy at fixture time (scripts/fixtures/image_reference.py,
- * committed in test/fixtures/reference/images): uint8 within 1, float within 1e-6.
+ * Equivalence: nimify's image pipeline (sharp decoding, Pillow-arithmetic resampling, in the
+ * worker pool) against reference tensors computed independently with Pillow + numpy at fixture
+ * time (scripts/fixtures/image_reference.py, committed in test/fixtures/reference/images): uint8
+ * within 1, float within 1e-6, for every interpolation and fit.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';

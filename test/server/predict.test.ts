@@ -93,7 +93,7 @@ describe('the README quickstart', () => {
     const body = (await res.json()) as { predictions: { label: string; score: number }[] };
     // What the README shows.
     expect(body.predictions.map((p) => p.label)).toEqual(['7', '9', '3']);
-    expect(body.predictions[0].score).toBeCloseTo(0.9589, 3);
+    expect(body.predictions[0].score).toBeCloseTo(0.9586, 4);
     child.kill('SIGTERM');
     expect(await new Promise((r) => child!.once('exit', r))).toBe(0);
     child = null;

@@ -60,7 +60,7 @@ const predictResponse = {
   },
   required: ['model_name', 'model_version'],
   examples: [
-    { model_name: 'digits', model_version: '1', predictions: [{ label: '7', index: 7, score: 0.9589 }, { label: '9', index: 9, score: 0.0213 }, { label: '3', index: 3, score: 0.0102 }] },
+    { model_name: 'digits', model_version: '1', predictions: [{ label: '7', index: 7, score: 0.9586 }, { label: '9', index: 9, score: 0.0395 }, { label: '3', index: 3, score: 0.0009 }] },
     { model_name: 'sentiment', model_version: '1', predictions: [[{ label: 'positive', index: 2, score: 0.91 }], [{ label: 'negative', index: 0, score: 0.77 }]] },
   ],
 } as const;
