@@ -1,9 +1,10 @@
 'use strict';
 // Event-loop delay of a bench server, measured inside the server process and read by the bench
-// runner over the child-process IPC channel (bench/predict.js). perf_hooks.monitorEventLoopDelay
-// at a 1 ms resolution: a timer due every 1 ms records the time between its callbacks, so each
-// sample is 1 ms plus how late the callback ran. Reported here as that lateness (sample − 1 ms,
-// floored at 0, as @fastify/under-pressure does), in ms.
+// runner over the child-process IPC channel (bench/predict.js, through the server's ask() from
+// bench/lib/children.js). perf_hooks.monitorEventLoopDelay at a 1 ms resolution: a timer due
+// every 1 ms records the time between its callbacks, so each sample is 1 ms plus how late the
+// callback ran. Reported here as that lateness (sample − 1 ms, floored at 0, as
+// @fastify/under-pressure does), in ms.
 //
 // Messages from the parent: { eld: 'reset', id } clears the histogram, { eld: 'read', id } answers
 // { eld: 'read', id, p50Ms, p99Ms, maxMs, meanMs, samples }. Both answer with the same id. The

@@ -20,102 +20,40 @@
 // BENCH_HTTP_NOSHED=1 adds a reference variant on the image model: nimify JSON with load
 // shedding off (--max-event-loop-delay-ms 0). BENCH_NIMIFY_ROOT=<dir> serves <dir>/dist instead
 // of this checkout's dist (a snapshot of a build, say).
-const { spawn } = require('node:child_process');
-const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { performance } = require('node:perf_hooks');
 const autocannon = require('autocannon');
+// ROOT: this checkout; NIMIFY_ROOT: the nimify package whose dist/ is served (BENCH_NIMIFY_ROOT).
+const { ROOT, NIMIFY_ROOT, sleep, nimifyVersion, prng, pct, median, fmt, ms } = require('./lib/common');
+const { startServer: startChild, guardChildren, cpuSeconds, quiesce: quiesceFor } = require('./lib/children');
 
-const ROOT = path.join(__dirname, '..');
-// The nimify package whose dist/ is served: this checkout, or BENCH_NIMIFY_ROOT (e.g. a snapshot of
-// a build, so that a rebuild of dist/ during a long run cannot change what is measured).
-const NIMIFY_ROOT = process.env.BENCH_NIMIFY_ROOT ? path.resolve(process.env.BENCH_NIMIFY_ROOT) : ROOT;
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'models');
 const CONNECTIONS = [1, 16, 64];
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------------------------------------
-// Child servers. Every spawned child is tracked and killed on the way out, whatever the way.
+// Child servers (bench/lib/children.js: every spawned child is tracked and killed on the way out,
+// whatever the way).
 
-const children = new Set();
-function killChildren() {
-  for (const c of children) {
+/**
+ * Spawns `node args...`, resolves once a line of its output matches `ready` (its group 1 = the
+ * URL). The server's `name` is `label` (its name in the report); `messages` counts the lines it
+ * writes after its start-up output, by message with numbers and ids masked.
+ */
+async function startServer(label, args, ready) {
+  const messages = new Map();
+  const onLine = (line) => {
+    if (/^( {2}inference| {2}model | {4}config )/.test(line)) return;
+    let msg = line;
     try {
-      c.kill('SIGKILL');
+      const j = JSON.parse(line);
+      msg = `${j.level >= 50 ? 'error' : j.level >= 40 ? 'warn' : `level ${j.level}`}: ${j.code ? `${j.code} ` : ''}${j.msg ?? ''}`;
     } catch {}
-  }
-}
-
-/** Spawns `node args...`, resolves once a stdout line matches `ready` (its group 1 = the URL). */
-function startServer(label, args, ready) {
-  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  const log = [];
-  let exited = null;
-  const exit = new Promise((resolve) => {
-    child.once('exit', (code, signal) => {
-      exited = { code, signal };
-      children.delete(child);
-      resolve(exited);
-    });
-  });
-  const server = {
-    label,
-    pid: child.pid,
-    url: null,
-    log,
-    /** Lines after the start-up output, by message with numbers and ids masked: count. */
-    messages: new Map(),
-    exited: () => exited,
-    async stop() {
-      if (exited) return exited;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      const r = await exit;
-      clearTimeout(timer);
-      return r;
-    },
+    msg = msg.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, '<id>').replace(/\d+(\.\d+)?/g, 'N').slice(0, 160);
+    messages.set(msg, (messages.get(msg) ?? 0) + 1);
   };
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => fail(new Error(`${label}: not ready after 120 s`)), 120_000);
-    const fail = (err) => {
-      clearTimeout(timer);
-      server.stop().finally(() => reject(new Error(`${err.message}\n${log.slice(-20).join('\n')}`)));
-    };
-    const onLine = (line) => {
-      if (log.length >= 200) log.shift();
-      log.push(line);
-      const m = server.url === null && ready.exec(line);
-      if (m) {
-        clearTimeout(timer);
-        server.url = m[1];
-        resolve(server);
-      } else if (server.url !== null && !/^( {2}inference| {2}model | {4}config )/.test(line)) {
-        let msg = line;
-        try {
-          const j = JSON.parse(line);
-          msg = `${j.level >= 50 ? 'error' : j.level >= 40 ? 'warn' : `level ${j.level}`}: ${j.code ? `${j.code} ` : ''}${j.msg ?? ''}`;
-        } catch {}
-        msg = msg.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, '<id>').replace(/\d+(\.\d+)?/g, 'N').slice(0, 160);
-        server.messages.set(msg, (server.messages.get(msg) ?? 0) + 1);
-      }
-    };
-    for (const stream of [child.stdout, child.stderr]) {
-      let buf = '';
-      stream.setEncoding('utf8');
-      stream.on('data', (chunk) => {
-        buf += chunk;
-        let i;
-        while ((i = buf.indexOf('\n')) >= 0) {
-          onLine(buf.slice(0, i));
-          buf = buf.slice(i + 1);
-        }
-      });
-    }
-    child.once('error', fail);
-    exit.then((e) => server.url === null && fail(new Error(`${label}: exited (${e.code ?? e.signal}) before it was ready`)));
-  });
+  const server = await startChild(label, args, { ready, onLine });
+  return Object.assign(server, { messages });
 }
 
 const NIMIFY_SERVE = (model, extra = []) => [path.join(NIMIFY_ROOT, 'dist', 'cli', 'index.js'), 'serve', model, '--port', '0', '--log-level', 'warn', ...extra];
@@ -128,33 +66,12 @@ const SERVERS = {
   'nimify-noshed': { label: 'nimify --max-event-loop-delay-ms 0', args: (model) => NIMIFY_SERVE(model, ['--max-event-loop-delay-ms', '0']), ready: /^nimify serving .* at (http:\/\/\S+)$/, metrics: true },
 };
 
-/** user + system CPU seconds of a process (Linux /proc; null elsewhere). */
-function cpuSeconds(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-  } catch {
-    return null;
-  }
-}
-
 /**
  * Waits until the server is idle (under 5 % of a core over 250 ms, at most 60 s), then 1.2 s more:
  * a cell's leftovers (requests the server still decodes or runs after the load generator hung up)
  * must not spill into the next cell, nor into nimify's event-loop delay sample (taken each second).
  */
-async function quiesce(pid) {
-  const t0 = performance.now();
-  let prev = cpuSeconds(pid);
-  while (prev !== null && performance.now() - t0 < 60_000) {
-    await sleep(250);
-    const now = cpuSeconds(pid);
-    if (now === null || now - prev < 0.0125) break;
-    prev = now;
-  }
-  await sleep(1200);
-}
+const quiesce = (pid) => quiesceFor(pid, { intervalMs: 250, maxMs: 60_000, settleMs: 1200 });
 
 /** nimify's /metrics: shed counts by reason, inferences and executions (for the mean batch). */
 async function nimifyCounters(url) {
@@ -176,14 +93,7 @@ async function nimifyCounters(url) {
 
 /** Deterministic uniform [-1, 1) inputs. */
 function randomInputs(size, count, seed) {
-  let s = seed >>> 0;
-  const rand = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rand = prng(seed);
   return Array.from({ length: count }, () => Float32Array.from({ length: size }, () => rand() * 2 - 1));
 }
 
@@ -237,10 +147,6 @@ function maxAbsDiff(a, b) {
 
 // ---------------------------------------------------------------------------------------------
 // Measurement.
-
-function pct(sorted, p) {
-  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] : null;
-}
 
 /**
  * One closed-loop run of `connections` connections cycling through `requests`. Warm-up: at least
@@ -372,7 +278,7 @@ async function benchModel(m, t) {
           out = await checkedRequest(servers[kind].url, bodies[req][i], m);
         } catch (err) {
           await sleep(200);
-          throw new Error(`${m.label} ${name}, body ${i}: ${err.message}\n${servers[kind].label} output:\n${servers[kind].log.slice(-10).join('\n')}`);
+          throw new Error(`${m.label} ${name}, body ${i}: ${err.message}\n${servers[kind].name} output:\n${servers[kind].log.slice(-10).join('\n')}`);
         }
         if (i > 0) continue;
         if (kind === 'echo') {
@@ -399,7 +305,7 @@ async function benchModel(m, t) {
         await quiesce(server.pid);
         const before = SERVERS[kind].metrics ? await nimifyCounters(server.url) : null;
         const r = await measure(server.url, bodies[req], connections, t, server.pid);
-        if (server.exited()) throw new Error(`${m.label} ${name}: the ${server.label} server exited (${JSON.stringify(server.exited())}) during the run\n${server.log.slice(-20).join('\n')}`);
+        if (server.exited()) throw new Error(`${m.label} ${name}: the ${server.name} server exited (${JSON.stringify(server.exited())}) during the run\n${server.log.slice(-20).join('\n')}`);
         if (before) {
           await quiesce(server.pid);
           const after = await nimifyCounters(server.url);
@@ -415,10 +321,6 @@ async function benchModel(m, t) {
       }
       perRound.push(measured);
       }
-      const median = (xs) => {
-        const v = xs.filter((x) => x !== null && Number.isFinite(x)).sort((a, b) => a - b);
-        return v.length ? v[(v.length - 1) >> 1] : null;
-      };
       for (const [name] of list) {
         const all = perRound.map((r) => r[name]);
         const mid = median(all.map((r) => r.reqPerSec));
@@ -445,7 +347,7 @@ async function benchModel(m, t) {
     }
     // What the servers wrote besides their start-up lines (nimify logs at warn and above), by message.
     const logs = {};
-    for (const srv of Object.values(servers)) if (srv.messages.size) logs[srv.label] = Object.fromEntries([...srv.messages].sort((x, y) => y[1] - x[1]).slice(0, 10));
+    for (const srv of Object.values(servers)) if (srv.messages.size) logs[srv.name] = Object.fromEntries([...srv.messages].sort((x, y) => y[1] - x[1]).slice(0, 10));
     const commands = Object.fromEntries(Object.entries(servers).map(([k, srv]) => [k, `node ${SERVERS[k].args(path.relative(ROOT, m.file), m).map((a) => path.relative(ROOT, a) || a).join(' ')}`]));
     return { model: m.label, file: path.relative(ROOT, m.file), dims: m.dims, bodies: m.bodies, rounds: m.rounds, bodyBytes, commands, check, rows, serverLogs: logs };
   } finally {
@@ -484,13 +386,7 @@ async function main() {
     { ...imageModel(), bodies: 2, noShedVariant: process.env.BENCH_HTTP_NOSHED === '1', rounds: rounds ?? 1 },
   ].map((m) => ({ ...m, name: path.basename(m.file, '.onnx'), input: 'x', output: 'y' }));
 
-  const onSignal = (sig) => {
-    killChildren();
-    process.exit(sig === 'SIGINT' ? 130 : 143);
-  };
-  process.on('exit', killChildren);
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const releaseChildren = guardChildren();
   try {
     const results = [];
     for (const m of models) results.push(await benchModel(m, t));
@@ -509,24 +405,8 @@ async function main() {
       targets: targets(results),
     };
   } finally {
-    killChildren();
-    process.off('exit', killChildren);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    releaseChildren();
   }
-}
-
-/** Which nimify was served: the commit of its checkout, and whether its src/ differs from it. */
-function nimifyVersion() {
-  const git = (...args) => {
-    try {
-      return require('node:child_process').execFileSync('git', args, { cwd: NIMIFY_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    } catch {
-      return null;
-    }
-  };
-  const status = git('status', '--porcelain', '--', 'src');
-  return { root: NIMIFY_ROOT === ROOT ? '.' : NIMIFY_ROOT, commit: git('rev-parse', '--short', 'HEAD'), srcModified: status === null ? null : status.length > 0 };
 }
 
 /** SPEC P5, evaluated on this run. */
@@ -552,9 +432,6 @@ function targets(results) {
 
 // ---------------------------------------------------------------------------------------------
 // Report.
-
-const fmt = (n) => (n === null || n === undefined ? '–' : n >= 1000 ? Math.round(n).toLocaleString('en-US') : String(n));
-const ms = (n) => (n === null || n === undefined ? '–' : n >= 100 ? String(Math.round(n)) : n.toFixed(n >= 10 ? 1 : 2));
 
 function toMarkdown(report) {
   const lines = [

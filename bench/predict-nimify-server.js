@@ -19,12 +19,14 @@
 //   node bench/predict-nimify-server.js <pool|main> <repository dir> [port]   (port 0 = any free port)
 //
 // Prints `nimify predict server (<mode>) listening at http://127.0.0.1:<port>` when ready.
-// SIGTERM and SIGINT close it. With an IPC channel (spawned by bench/predict.js) it answers
-// event-loop delay reads (bench/eld.js).
+// SIGTERM and SIGINT close it (bench/lib/serve.js, shared with bench/predict-ort-server.js).
+// With an IPC channel (spawned by bench/predict.js) it answers event-loop delay reads
+// (bench/eld.js).
 const path = require('node:path');
 const { attachEventLoopDelayMonitor } = require('./eld');
+const { NIMIFY_ROOT } = require('./lib/common');
+const { listen, runServer } = require('./lib/serve');
 
-const NIMIFY_ROOT = process.env.BENCH_NIMIFY_ROOT ? path.resolve(process.env.BENCH_NIMIFY_ROOT) : path.join(__dirname, '..');
 const dist = (p) => path.join(NIMIFY_ROOT, 'dist', p);
 
 async function main() {
@@ -87,17 +89,7 @@ async function main() {
 
   const failed = ctx.repository.index().filter((e) => e.state === 'UNAVAILABLE');
   if (failed.length) throw new Error(`models failed to load: ${JSON.stringify(failed)}`);
-  const address = await app.listen({ port: Number(port), host: '127.0.0.1' });
-  console.log(`nimify predict server (${mode}) listening at ${address}`);
-
-  const stop = () => {
-    app.close().then(() => process.exit(0), () => process.exit(1));
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  await listen(app, port, (address) => `nimify predict server (${mode}) listening at ${address}`);
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+runServer(main);

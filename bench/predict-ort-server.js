@@ -13,14 +13,16 @@
 //   node bench/predict-ort-server.js <model dir (config.json, labels.txt, 1/model.onnx)> [port]
 //
 // Prints `ort-node predict server listening at http://127.0.0.1:<port> route <path>` when
-// ready. SIGTERM and SIGINT close it. With an IPC channel (spawned by bench/predict.js) it
-// answers event-loop delay reads (bench/eld.js).
+// ready. SIGTERM and SIGINT close it (the listen and shutdown lines are bench/lib/serve.js's,
+// shared with bench/predict-nimify-server.js: scaffolding, not part of what is measured). With
+// an IPC channel (spawned by bench/predict.js) it answers event-loop delay reads (bench/eld.js).
 const fs = require('node:fs');
 const path = require('node:path');
 const Fastify = require('fastify');
 const ort = require('onnxruntime-node');
 const sharp = require('sharp');
 const { attachEventLoopDelayMonitor } = require('./eld');
+const { listen, runServer } = require('./lib/serve');
 
 async function main() {
   const [dir, port = '8080'] = process.argv.slice(2);
@@ -68,16 +70,7 @@ async function main() {
     return { model_name: modelName, model_version: '1', predictions };
   });
 
-  const address = await app.listen({ port: Number(port), host: '127.0.0.1' });
-  console.log(`ort-node predict server listening at ${address} route /v1/models/:model/predict`);
-  const stop = () => {
-    app.close().then(() => process.exit(0), () => process.exit(1));
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  await listen(app, port, (address) => `ort-node predict server listening at ${address} route /v1/models/:model/predict`);
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+runServer(main);

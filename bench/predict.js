@@ -41,32 +41,22 @@
 // rounds (default 3; quick 1); BENCH_PREDICT_CONNECTIONS=1,8,32; BENCH_PREDICT_IMAGE=1024x768;
 // BENCH_PREDICT_POOL_THREADS=<n> sets the pool's threads (default nimify's: the core count);
 // BENCH_NIMIFY_ROOT=<dir> serves <dir>/dist instead of this checkout's dist.
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { performance } = require('node:perf_hooks');
 const autocannon = require('autocannon');
 const sharp = require('sharp');
+// ROOT: this checkout; NIMIFY_ROOT: the nimify package whose dist/ is served (BENCH_NIMIFY_ROOT).
+const { ROOT, NIMIFY_ROOT, nimifyVersion, prng, pct, median, fmt, ms } = require('./lib/common');
+const { startServer: startChild, guardChildren, cpuSeconds, quiesce: quiesceFor } = require('./lib/children');
 
-const ROOT = path.join(__dirname, '..');
-const NIMIFY_ROOT = process.env.BENCH_NIMIFY_ROOT ? path.resolve(process.env.BENCH_NIMIFY_ROOT) : ROOT;
 const REPOSITORY = path.join(ROOT, 'examples', 'digits');
 const MODEL = 'digits';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------------------------------------
-// Child servers, with an IPC channel for the event-loop delay reads. Every spawned child is
-// tracked and killed on the way out, whatever the way.
-
-const children = new Set();
-function killChildren() {
-  for (const c of children) {
-    try {
-      c.kill('SIGKILL');
-    } catch {}
-  }
-}
+// Child servers, with an IPC channel for the event-loop delay reads (bench/lib/children.js: every
+// spawned child is tracked and killed on the way out, whatever the way).
 
 const SERVERS = {
   pool: { args: () => [path.join(__dirname, 'predict-nimify-server.js'), 'pool', REPOSITORY, '0'], path: `/v1/models/${MODEL}/predict` },
@@ -76,107 +66,22 @@ const SERVERS = {
 const NAMES = Object.keys(SERVERS);
 const READY = /listening at (http:\/\/\S+)/;
 
-/** Spawns `node args...` with IPC; resolves once it prints its URL. */
-function startServer(name, args) {
-  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
-  children.add(child);
-  const log = [];
-  let exited = null;
-  const exit = new Promise((resolve) => {
-    child.once('exit', (code, signal) => {
-      exited = { code, signal };
-      children.delete(child);
-      resolve(exited);
-    });
-  });
-  const pending = new Map();
-  let nextId = 1;
-  child.on('message', (m) => {
-    const p = m && pending.get(m.id);
-    if (p) {
-      pending.delete(m.id);
-      clearTimeout(p.timer);
-      p.resolve(m);
-    }
-  });
-  const server = {
-    name,
-    pid: child.pid,
-    url: null,
-    log,
-    /** Lines written after the ready line (warnings, errors). */
-    extra: [],
-    command: `node ${args.map((a) => path.relative(ROOT, a) || a).join(' ')}`,
-    exited: () => exited,
-    /** Sends `message` with a fresh id over IPC and resolves with the server's answer. */
-    ask(message) {
-      return new Promise((resolve, reject) => {
-        const id = nextId++;
-        const timer = setTimeout(() => {
-          pending.delete(id);
-          reject(new Error(`${name}: no answer to ${JSON.stringify(message)} in 30 s`));
-        }, 30_000);
-        pending.set(id, { resolve, timer });
-        child.send({ ...message, id });
-      });
-    },
-    /** Event-loop delay: 'reset' or 'read' (bench/eld.js). */
-    eld(kind) {
-      return server.ask({ eld: kind });
-    },
-    async stop() {
-      if (exited) return exited;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      const r = await exit;
-      clearTimeout(timer);
-      return r;
-    },
+/**
+ * Spawns `node args...` with IPC; resolves once it prints its URL. Besides the shared server's
+ * fields (bench/lib/children.js: url, log, command, ask(), stop()...): `extra`, the lines written
+ * after the ready line (warnings, errors; the first 50), and eld().
+ */
+async function startServer(name, args) {
+  const extra = [];
+  const onLine = (line) => {
+    if (extra.length < 50) extra.push(line.slice(0, 300));
   };
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => fail(new Error(`${name}: not ready after 120 s`)), 120_000);
-    const fail = (err) => {
-      clearTimeout(timer);
-      server.stop().finally(() => reject(new Error(`${err.message}\n${log.slice(-20).join('\n')}`)));
-    };
-    const onLine = (line) => {
-      if (log.length >= 200) log.shift();
-      log.push(line);
-      const m = server.url === null && READY.exec(line);
-      if (m) {
-        clearTimeout(timer);
-        server.url = m[1];
-        resolve(server);
-      } else if (server.url !== null && server.extra.length < 50) {
-        server.extra.push(line.slice(0, 300));
-      }
-    };
-    for (const stream of [child.stdout, child.stderr]) {
-      let buf = '';
-      stream.setEncoding('utf8');
-      stream.on('data', (chunk) => {
-        buf += chunk;
-        let i;
-        while ((i = buf.indexOf('\n')) >= 0) {
-          onLine(buf.slice(0, i));
-          buf = buf.slice(i + 1);
-        }
-      });
-    }
-    child.once('error', fail);
-    exit.then((e) => server.url === null && fail(new Error(`${name}: exited (${e.code ?? e.signal}) before it was ready`)));
+  const server = await startChild(name, args, { ready: READY, ipc: true, onLine });
+  return Object.assign(server, {
+    extra,
+    /** Event-loop delay: 'reset' or 'read' (bench/eld.js). */
+    eld: (kind) => server.ask({ eld: kind }),
   });
-}
-
-/** user + system CPU seconds of a process, all its threads (Linux /proc; null elsewhere). */
-function cpuSeconds(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-  } catch {
-    return null;
-  }
 }
 
 /** Busy CPU seconds of the whole machine, all cores (Linux /proc/stat; null elsewhere). */
@@ -191,31 +96,10 @@ function machineBusySeconds() {
 }
 
 /** Waits until the server is idle (under 5 % of a core over 200 ms, at most 15 s), then 300 ms. */
-async function quiesce(pid) {
-  const t0 = performance.now();
-  let prev = cpuSeconds(pid);
-  while (prev !== null && performance.now() - t0 < 15_000) {
-    await sleep(200);
-    const now = cpuSeconds(pid);
-    if (now === null || now - prev < 0.01) break;
-    prev = now;
-  }
-  await sleep(300);
-}
+const quiesce = (pid) => quiesceFor(pid, { intervalMs: 200, maxMs: 15_000, settleMs: 300 });
 
 // ---------------------------------------------------------------------------------------------
 // Bodies: synthetic photo-like JPEGs, deterministic.
-
-function prng(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** An RGB picture: a sky-to-ground gradient, soft coloured blobs, a dark stroke, pixel noise. */
 async function syntheticJpeg(width, height, seed) {
@@ -259,13 +143,6 @@ async function syntheticJpeg(width, height, seed) {
 // ---------------------------------------------------------------------------------------------
 // Measurement.
 
-function pct(sorted, p) {
-  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] : null;
-}
-const median = (xs) => {
-  const v = xs.filter((x) => x !== null && x !== undefined && Number.isFinite(x)).sort((a, b) => a - b);
-  return v.length ? v[(v.length - 1) >> 1] : null;
-};
 const round = (x, d = 2) => (x === null || x === undefined ? null : +x.toFixed(d));
 
 /**
@@ -451,13 +328,7 @@ async function main() {
   const imageCount = Number.isInteger(envImages) && envImages > 0 ? envImages : 4;
   const t = { windowMs: windowS * 1000, warmupMs: Math.min(500, windowS * 300), maxWarmupMs: 30_000 };
 
-  const onSignal = (sig) => {
-    killChildren();
-    process.exit(sig === 'SIGINT' ? 130 : 143);
-  };
-  process.on('exit', killChildren);
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const releaseChildren = guardChildren();
   const servers = {};
   const loadavgStart = os.loadavg().map((x) => +x.toFixed(2));
   const distBefore = distFingerprint();
@@ -560,10 +431,7 @@ async function main() {
     };
   } finally {
     for (const srv of Object.values(servers)) await srv.stop();
-    killChildren();
-    process.off('exit', killChildren);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    releaseChildren();
   }
 }
 
@@ -594,24 +462,8 @@ function pkgVersion(name) {
   }
 }
 
-/** Which nimify was served: the commit of its checkout, and whether its src/ differs from it. */
-function nimifyVersion() {
-  const git = (...args) => {
-    try {
-      return require('node:child_process').execFileSync('git', args, { cwd: NIMIFY_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    } catch {
-      return null;
-    }
-  };
-  const status = git('status', '--porcelain', '--', 'src');
-  return { root: NIMIFY_ROOT === ROOT ? '.' : NIMIFY_ROOT, commit: git('rev-parse', '--short', 'HEAD'), srcModified: status === null ? null : status.length > 0 };
-}
-
 // ---------------------------------------------------------------------------------------------
 // Report.
-
-const fmt = (n) => (n === null || n === undefined ? '–' : n >= 1000 ? Math.round(n).toLocaleString('en-US') : String(n));
-const ms = (n) => (n === null || n === undefined ? '–' : n >= 100 ? String(Math.round(n)) : n.toFixed(n >= 10 ? 1 : 2));
 
 function toMarkdown(report) {
   const r = report;
