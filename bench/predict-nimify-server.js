@@ -14,7 +14,12 @@
 //         postprocess, serializer, hooks, logger, shedding and metrics; the pool never starts.
 //
 // Each mode counts where its images went (inline calls; the Piscina pool's completed tasks) and
-// answers { bench: 'stats' } over IPC, so the runner can check that the mode did what it says.
+// answers { bench: 'stats' } over IPC, so the runner can check that the mode did what it says;
+// the answer also carries the pool's sizing as nimify set it (threads, tasksPerThread, capacity:
+// read from the context's PreprocessPool in both modes; main reads it before the swap, and its
+// inline stand-in reports the same values). The resampler (Pillow's or libvips') is the
+// repository's config.json's business (preprocess.resampler): bench/predict.js serves a copy of
+// examples/digits with `"resampler": "libvips"` for its pool-libvips server.
 //
 //   node bench/predict-nimify-server.js <pool|main> <repository dir> [port]   (port 0 = any free port)
 //
@@ -49,18 +54,23 @@ async function main() {
   if (typeof ctx.preprocessPool !== 'function') {
     throw new Error('this nimify build has no server-context preprocessPool() (the predict route\'s pool); bench/predict-nimify-server.js needs it to swap the pool in main mode');
   }
+  // The real pool's sizing, as buildServer configured it (constructing the PreprocessPool starts
+  // no worker: Piscina starts on the first task).
+  const real = ctx.preprocessPool();
+  const sizing = { poolThreads: real.threads, poolTasksPerThread: real.tasksPerThread, poolCapacity: real.capacity };
   const stats = { mode, inlineImages: 0, poolCompleted: () => null };
 
   if (mode === 'main') {
     const { imageToTensor } = require(dist('pipeline/image.js'));
-    // The fields of a PreprocessPool, with the values the real pool would have (the route reads
-    // `capacity`: how many of one request's images it hands over at a time).
+    // The fields of a PreprocessPool, with the real pool's values (the route reads `capacity`:
+    // how many of one request's images it hands over at a time).
     const inline = {
-      threads: preprocess.threads ?? Math.max(1, require('node:os').availableParallelism()),
+      threads: real.threads,
+      tasksPerThread: real.tasksPerThread,
       get capacity() {
-        return this.threads * (preprocess.tasksPerThread ?? 2);
+        return this.threads * this.tasksPerThread;
       },
-      maxQueue: 256,
+      maxQueue: real.maxQueue,
       completed: 0,
       queueSize: 0,
       closed: false,
@@ -81,10 +91,9 @@ async function main() {
     ctx.preprocessPool = () => inline;
   } else {
     stats.poolCompleted = () => ctx.preprocessPool().completed;
-    stats.poolThreads = ctx.preprocessPool().threads;
   }
   process.on('message', (m) => {
-    if (m && m.bench === 'stats') process.send({ bench: 'stats', id: m.id, mode, inlineImages: stats.inlineImages, poolCompleted: stats.poolCompleted(), poolThreads: stats.poolThreads ?? null });
+    if (m && m.bench === 'stats') process.send({ bench: 'stats', id: m.id, mode, inlineImages: stats.inlineImages, poolCompleted: stats.poolCompleted(), ...sizing });
   });
 
   const failed = ctx.repository.index().filter((e) => e.state === 'UNAVAILABLE');

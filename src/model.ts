@@ -282,7 +282,12 @@ export interface PipelineSections {
 }
 
 /** Loads a model from a file path or from its bytes. Parsing and optimization run off the main thread. */
-export async function loadModel(source: string | Uint8Array | ArrayBuffer, options?: LoadOptions, checked?: PipelineSections): Promise<Model> {
+export function loadModel(source: string | Uint8Array | ArrayBuffer, options?: LoadOptions): Promise<Model> {
+  return loadModelWith(source, options);
+}
+
+/** @internal loadModel() with pipeline sections the caller already checked (the repository's config.json). */
+export async function loadModelWith(source: string | Uint8Array | ArrayBuffer, options?: LoadOptions, checked?: PipelineSections): Promise<Model> {
   const config = toNativeConfig(options);
   const sections = checked ?? (options?.pipeline === undefined ? null : { where: 'options.pipeline', ...checkPipelineOptions('options.pipeline', options.pipeline) });
   let src: string | Uint8Array;

@@ -21,7 +21,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { NimifyError } from '../errors';
-import { loadModel, type Model, type PipelineSections } from '../model';
+import { loadModelWith, type Model, type PipelineSections } from '../model';
 import { Tensor, type TensorType } from '../tensor';
 import { DATATYPE_TO_TYPE } from '../protocol/datatypes';
 import type { WireModel } from '../protocol/request';
@@ -363,7 +363,7 @@ export class ModelRepository {
         await this.#checkPipelineFiles(dir, config);
         pipeline = { where: 'config', preprocess: config.preprocess ?? null, postprocess: config.postprocess ?? null, dir };
       }
-      v.model = await loadModel(v.file, loadOptionsFor(config, defaults), pipeline);
+      v.model = await loadModelWith(v.file, loadOptionsFor(config, defaults), pipeline);
       v.config = completeConfig(v.name, config, defaults, v.model);
       v.wire = wireModel(v.config);
       v.labels = v.model.pipeline?.labels ?? null;
