@@ -33,9 +33,10 @@ vi.mock('../../src/model', async (importOriginal) => {
   const orig = await importOriginal<typeof import('../../src/model')>();
   return {
     ...orig,
-    loadModel: (source: Parameters<typeof orig.loadModel>[0], options?: Parameters<typeof orig.loadModel>[1]) => {
-      if (typeof source === 'string') loadedFiles.push(source);
-      return orig.loadModel(source, options);
+    // The repository's entry point (loadModel() with its config's pipeline already checked).
+    loadModelWith: (...args: Parameters<typeof orig.loadModelWith>) => {
+      if (typeof args[0] === 'string') loadedFiles.push(args[0]);
+      return orig.loadModelWith(...args);
     },
   };
 });
