@@ -203,7 +203,7 @@ export class Model {
     const p = this.#pipeline('predict()');
     if (p.postprocess === null) throw new NimifyError('INVALID_ARGUMENT', 'predict(): the model has no postprocess section to make predictions; use runPipeline() for the raw outputs');
     const runs = await this.runPipeline(input, options);
-    const predictions = p.classify(runs);
+    const predictions = p.classify(runs, Array.isArray(input) ? input.length : 1);
     return Array.isArray(input) ? predictions : predictions[0];
   }
 
@@ -217,13 +217,14 @@ export class Model {
     const items = p.checkInputs('input', input);
     const o = checkPredictOptions(options);
     this.#open();
-    const feeds = await p.feeds(items, o.pool ?? sharedPreprocessPool(), this.#maxRows, o.transfer);
+    // The signal also stops preprocessing (between images, and before the model runs).
+    const feeds = await p.feeds(items, o.pool ?? sharedPreprocessPool(), this.#maxRows, o.transfer, o.infer?.signal, 'input');
     return Promise.all(feeds.map((f) => this.infer(f, o.infer)));
   }
 
   #pipeline(what: string): Pipeline {
     if (this.pipeline === null || this.pipeline.preprocess === null) {
-      throw new NimifyError('INVALID_ARGUMENT', `${what}: the model was loaded without a pipeline; pass options.pipeline = { preprocess, postprocess } to loadModel()`);
+      throw new NimifyError('INVALID_ARGUMENT', `${what}: the model was loaded without a preprocess section; pass options.pipeline = { preprocess, postprocess } to loadModel()`);
     }
     return this.pipeline;
   }

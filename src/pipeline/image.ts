@@ -207,12 +207,22 @@ async function libvipsPixels(sharp: typeof import('sharp').default, bytes: Uint8
   }
 }
 
+/** The container by its magic bytes: the formats the pipeline takes (sharp would also decode SVG, GIF, TIFF…). */
+export function imageFormat(b: Uint8Array): 'jpeg' | 'png' | 'webp' | null {
+  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
+  if (b.length >= 8 && b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47 && b[4] === 0x0d && b[5] === 0x0a && b[6] === 0x1a && b[7] === 0x0a) return 'png';
+  const ascii = (from: number, to: number) => String.fromCharCode(...b.subarray(from, to));
+  if (b.length >= 12 && ascii(0, 4) === 'RIFF' && ascii(8, 12) === 'WEBP') return 'webp';
+  return null;
+}
+
 /**
  * Decodes `bytes` and builds the tensor data for `spec`. Throws INVALID_ARGUMENT (naming the
- * reason) for bytes that are not a supported image, truncated or corrupt data, and images over
+ * reason) for bytes that are not JPEG, PNG or WebP, truncated or corrupt data, and images over
  * maxInputPixels. Runs wherever it is called: the pool calls it in a worker.
  */
 export async function imageToTensor(bytes: Uint8Array, spec: ImageSpec): Promise<{ data: Float32Array | Uint8Array; dims: number[] }> {
+  if (imageFormat(bytes) === null) throw new NimifyError('INVALID_ARGUMENT', 'image: not a JPEG, PNG or WebP file (by its first bytes)');
   // Loaded lazily: the library's users who never preprocess never load libvips.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const sharp = require('sharp') as typeof import('sharp').default;

@@ -226,22 +226,32 @@ export class Pipeline {
    * Image bytes are moved into the pool when `transfer` (the caller's buffers are detached),
    * copied otherwise.
    */
-  async feeds(items: readonly PredictInput[], pool: PreprocessPool, maxRows: number, transfer: boolean): Promise<Array<Record<string, Tensor>>> {
+  async feeds(items: readonly PredictInput[], pool: PreprocessPool, maxRows: number, transfer: boolean, signal?: AbortSignal, where = 'input'): Promise<Array<Record<string, Tensor>>> {
     const pre = this.preprocess!;
+    const stop = () => {
+      if (signal?.aborted) throw new NimifyError('ABORTED', 'the prediction was aborted during preprocessing');
+    };
+    stop();
     const per = this.mode === 'single' ? 1 : Math.max(1, Math.min(maxRows, MAX_PREDICT_ITEMS));
     const runs: Array<Record<string, Tensor>> = [];
     if (pre.type === 'image') {
       // At most pool.capacity images of one request in the pool at a time: a large batch neither
       // fills the pool's queue (QUEUE_FULL for everyone) nor gets ahead of other requests.
       const images: Array<{ data: Float32Array | Uint8Array; dims: number[] }> = new Array(items.length);
+      // What each lane hands to the pool, settled before any of it moves: a buffer shared by
+      // several items (or not to be transferred) is copied, so a transfer never detaches memory
+      // another item still reads.
+      const uses = new Map<ArrayBufferLike, number>();
+      for (const b of items as Uint8Array[]) uses.set(b.buffer, (uses.get(b.buffer) ?? 0) + 1);
+      const sources = (items as Uint8Array[]).map((b) => (transfer && uses.get(b.buffer) === 1 ? b : new Uint8Array(b)));
       let next = 0;
       let failed = false;
       const lane = async (): Promise<void> => {
         while (!failed && next < items.length) {
           const i = next++;
-          const b = items[i] as Uint8Array;
           try {
-            images[i] = await pool.image(transfer ? b : new Uint8Array(b), pre);
+            stop();
+            images[i] = await pool.image(sources[i], pre);
           } catch (err) {
             failed = true;
             throw err;
@@ -262,7 +272,8 @@ export class Pipeline {
     const texts = items.map((x) => (typeof x === 'string' ? x : (x as { text: string }).text));
     const withPairs = items.some((x) => typeof x !== 'string' && (x as { pair?: string }).pair !== undefined);
     const pairs = withPairs ? items.map((x) => (typeof x === 'string' ? null : ((x as { pair?: string }).pair ?? null))) : null;
-    const t = await pool.text(texts, pairs, pre);
+    const t = await pool.text(texts, pairs, pre, where);
+    stop();
     const [rows, length] = t.dims;
     for (let start = 0; start < rows; start += per) {
       const n = Math.min(per, rows - start);
@@ -280,14 +291,18 @@ export class Pipeline {
     return runs;
   }
 
-  /** Predictions per item, in order, from the outputs of each run. */
-  classify(runs: readonly Outputs[]): Prediction[][] {
+  /** Predictions per item, in order, from the outputs of each run; `items` of them, or RUNTIME_ERROR. */
+  classify(runs: readonly Outputs[], items: number): Prediction[][] {
     const post = this.postprocess;
     if (post === null) throw new NimifyError('INVALID_ARGUMENT', 'the model has no postprocess section: there are no predictions to make; use its raw outputs');
-    return runs.flatMap((o) => {
-      const out = o[post.output!];
-      return classify(post, out.data as ArrayLike<number>, out.dims, this.labels);
+    const out = runs.flatMap((o) => {
+      const t = o[post.output!];
+      return classify(post, t.data as ArrayLike<number>, t.dims, this.labels);
     });
+    if (out.length !== items) {
+      throw new NimifyError('RUNTIME_ERROR', `postprocess: output '${post.output}' has ${out.length} rows for ${items} inputs; its first dim must be the batch dim`);
+    }
+    return out;
   }
 }
 

@@ -1,8 +1,8 @@
 /**
  * The preprocessing pool: a Piscina pool whose workers decode images and build input tensors,
  * and tokenize texts (worker.ts), so that neither runs on the event loop. A request's bytes are moved
- * into the worker (transferred when the Uint8Array owns its whole ArrayBuffer, copied
- * otherwise: the caller's buffer is then detached), and the tensor is moved back.
+ * into the worker (transferred when the Uint8Array owns its whole ArrayBuffer, which is then
+ * detached; copied otherwise), and the tensor is moved back.
  *
  * Failures stay with their request: bad bytes → INVALID_ARGUMENT (400); a task that throws →
  * INTERNAL naming the preprocessing step; a worker that dies → INTERNAL for its task, and Piscina
@@ -83,7 +83,11 @@ export class PreprocessPool {
     return this.#pool?.queueSize ?? 0;
   }
 
-  /** Decodes `bytes` per `spec` in a worker. `bytes` is moved: when it owns its buffer, that buffer is detached. */
+  /**
+   * @internal (model.predict() and the predict route call it with resolved specs.) Decodes
+   * `bytes` per `spec` in a worker. `bytes` is moved: when it owns its buffer, that buffer is
+   * detached. `fault` is a test hook.
+   */
   async image(bytes: Uint8Array, spec: ImageSpec, fault?: Fault): Promise<ImageTensor> {
     if (!(bytes instanceof Uint8Array)) throw new NimifyError('INVALID_ARGUMENT', `image: expected a Uint8Array or Buffer of encoded image bytes, received ${typeof bytes}`);
     if (bytes.byteLength === 0) throw new NimifyError('INVALID_ARGUMENT', 'image: the body is empty; expected JPEG, PNG or WebP bytes');
@@ -93,13 +97,14 @@ export class PreprocessPool {
   }
 
   /**
-   * Tokenizes `texts` (row i paired with `pairs[i]` when given) per `spec` in a worker: padded
-   * [texts.length, length] token tensors. The strings are copied to the worker (they are small).
+   * @internal (as image().) Tokenizes `texts` (row i paired with `pairs[i]` when given) per
+   * `spec` in a worker: padded [texts.length, length] token tensors. The strings are copied to
+   * the worker (they are small). `where` names the texts in errors (`where[i]`).
    */
-  async text(texts: string[], pairs: (string | null)[] | null, spec: TextSpec, fault?: Fault): Promise<TokenTensors> {
+  async text(texts: string[], pairs: (string | null)[] | null, spec: TextSpec, where = 'texts', fault?: Fault): Promise<TokenTensors> {
     // The tokenizers addon is loaded by the main thread first, for the reason sharp is (above).
     tokenizersModule();
-    const task: TextTask = { kind: 'text', texts, pairs, spec, ...(fault ? { fault } : {}) };
+    const task: TextTask = { kind: 'text', texts, pairs, spec, where, ...(fault ? { fault } : {}) };
     return (await this.#run(task, [], 'text')) as TokenTensors;
   }
 
@@ -114,7 +119,8 @@ export class PreprocessPool {
       result = (await this.#pool.run(task, { transferList })) as TaskResult;
     } catch (err) {
       const msg = (err as Error).message;
-      if (/queue is at limit/i.test(msg)) throw new NimifyError('QUEUE_FULL', 'preprocessing queue full; retry later');
+      // Piscina's words for a full queue, and for no queue (maxQueue 0) with every worker busy.
+      if (/queue is at limit|no task queue available/i.test(msg)) throw new NimifyError('QUEUE_FULL', 'preprocessing queue full; retry later');
       throw new NimifyError('INTERNAL', `${what} preprocessing failed in its worker: ${msg}`, { cause: err });
     }
     if ('error' in result) throw new NimifyError(result.error.code as ErrorCode, result.error.message);

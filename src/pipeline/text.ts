@@ -179,14 +179,22 @@ export interface TokenTensors {
  * Tokenizes `texts` (with `pairs[i]` as the second text of row i when given) into padded
  * [texts.length, length] tensors. Runs wherever it is called: the pool calls it in a worker.
  */
-export async function textToTensors(texts: readonly string[], pairs: readonly (string | null)[] | null, spec: TextSpec): Promise<TokenTensors> {
+export async function textToTensors(texts: readonly string[], pairs: readonly (string | null)[] | null, spec: TextSpec, where = 'texts'): Promise<TokenTensors> {
   const tokenizer = tokenizerFor(spec);
   const options = { addSpecialTokens: spec.addSpecialTokens };
   const encodings = await Promise.all(texts.map((t, i) => tokenizer.encode(t, pairs?.[i] ?? null, options)));
   const rows = encodings.map((e) => ({ ids: e.getIds(), types: e.getTypeIds() }));
   const max = spec.maxLength ?? Infinity;
   rows.forEach((r, i) => {
-    if (r.ids.length > max) throw new NimifyError('INVALID_ARGUMENT', `texts[${i}]: ${r.ids.length} tokens, more than maxLength ${max} (truncation is off for this model)`);
+    if (r.ids.length > max) {
+      const name = texts.length === 1 && where !== 'texts' ? where : `${where}[${i}]`;
+      throw new NimifyError(
+        'INVALID_ARGUMENT',
+        spec.truncation
+          ? `${name}: ${r.ids.length} tokens even after truncation: maxLength ${max} is smaller than the tokenizer's special tokens (raise config.preprocess.maxLength)`
+          : `${name}: ${r.ids.length} tokens, more than maxLength ${max} (truncation is off for this model)`,
+      );
+    }
   });
   const length = spec.padding === 'max_length' && spec.maxLength !== null ? spec.maxLength : Math.max(1, ...rows.map((r) => r.ids.length));
   const n = rows.length * length;

@@ -25,6 +25,8 @@ export interface TextTask {
   texts: string[];
   pairs: (string | null)[] | null;
   spec: TextSpec;
+  /** What names the texts in errors (`where[i]`). */
+  where: string;
   fault?: Fault;
 }
 
@@ -42,7 +44,7 @@ export default async function preprocess(task: ImageTask | TextTask): Promise<Ta
   try {
     if (task.fault === 'throw') throw new Error('injected fault');
     if (task.kind === 'text') {
-      const t = await textToTensors(task.texts, task.pairs, task.spec);
+      const t = await textToTensors(task.texts, task.pairs, task.spec, task.where);
       return moved(t, [t.ids.buffer, t.attentionMask.buffer, t.typeIds.buffer]);
     }
     const t = await imageToTensor(task.bytes, task.spec);

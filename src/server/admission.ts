@@ -54,9 +54,9 @@ export class Admission {
   /**
    * Admits a request to `v` (resolved from `name`): refuses it with CIRCUIT_OPEN while the
    * model's breaker is open, and with OVERLOADED (counted as a failure of `v`) when the model's
-   * pending requests are at its limit, or `rows` more would pass it (an idle model takes any).
+   * pending requests are at its limit.
    */
-  constructor(ctx: NimifyContext, name: string, v: ServedVersion, rows = 1) {
+  constructor(ctx: NimifyContext, name: string, v: ServedVersion) {
     this.#ctx = ctx;
     this.#v = v;
     this.#breaker = ctx.breaker(name);
@@ -74,7 +74,7 @@ export class Admission {
       const config = v.config!;
       const limit = shedding.maxPendingPerModel ?? (config.batching !== false ? Math.floor(0.9 * (config.batching.maxQueueSize ?? 1024)) : 1024);
       const pending = v.model!.pending;
-      if (pending >= limit || (pending > 0 && pending + rows > limit)) {
+      if (pending >= limit) {
         ctx.metrics.shed.inc({ reason: 'queue' });
         const err = overloaded(`model '${name}' has ${pending} requests pending`, shedding.retryAfterSeconds);
         this.fail(err, 0);
@@ -93,13 +93,17 @@ export class Admission {
     this.#counters.duration.inc(Math.round(elapsedMs * 1000));
   }
 
-  /** The request failed with `err` after `elapsedMs`; `clientTimeout`: it ran under the client's own timeout. */
-  fail(err: unknown, elapsedMs: number, clientTimeout = false): void {
+  /**
+   * The request failed with `err` after `elapsedMs`. `clientTimeout`: it ran under the client's
+   * own timeout; `beforeModel`: it failed before reaching the model (body, preprocessing), so
+   * it says nothing about the model's health.
+   */
+  fail(err: unknown, elapsedMs: number, { clientTimeout = false, beforeModel = false } = {}): void {
     if (this.#done) return;
     this.#done = true;
     this.#ctx.inFlight--;
     if (this.#breaker !== null) {
-      if (isModelFault(err, clientTimeout)) this.#breaker.failure(this.#probe);
+      if (!beforeModel && isModelFault(err, clientTimeout)) this.#breaker.failure(this.#probe);
       else this.#breaker.neutral(this.#probe);
     }
     const reason = failureReason(err);

@@ -3,6 +3,7 @@
  * Fastify type augmentations it relies on.
  */
 import type { JsonDecodePool } from '../protocol/json-pool';
+import { NimifyError } from '../errors';
 import { PreprocessPool } from '../pipeline/pool';
 import type { ModelRepository } from '../repository/repository';
 import { BREAKER_STATE_VALUE, CircuitBreaker } from './breaker';
@@ -28,6 +29,7 @@ export class NimifyContext {
   jsonPool: JsonDecodePool | null = null;
   readonly #breakers = new Map<string, CircuitBreaker>();
   #preprocess: PreprocessPool | null = null;
+  #closed = false;
 
   constructor(
     readonly repository: ModelRepository,
@@ -37,6 +39,7 @@ export class NimifyContext {
 
   /** The predict route's preprocessing pool (options.preprocess), started on first use. */
   preprocessPool(): PreprocessPool {
+    if (this.#closed) throw new NimifyError('DISPOSED', 'the server is closing');
     return (this.#preprocess ??= new PreprocessPool(this.options.preprocess));
   }
 
@@ -47,6 +50,7 @@ export class NimifyContext {
 
   /** Stops the pool's workers (the plugin's onClose, after requests ended). */
   async close(): Promise<void> {
+    this.#closed = true;
     await this.#preprocess?.close();
     this.#preprocess = null;
   }

@@ -118,7 +118,15 @@ describe('image → tensor (in the pool)', () => {
   });
 
   it('bad images get INVALID_ARGUMENT with the reason; a decompression bomb is refused from its header', async () => {
-    await rejectsWith(pool.image(Buffer.from('definitely not an image'), DIGIT_SPEC), 'INVALID_ARGUMENT', /image: cannot decode .*expected JPEG, PNG or WebP/);
+    await rejectsWith(pool.image(Buffer.from('definitely not an image'), DIGIT_SPEC), 'INVALID_ARGUMENT', /image: not a JPEG, PNG or WebP file/);
+    // Formats sharp decodes but the pipeline does not take (SVG would run librsvg, GIF, TIFF).
+    const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8"/></svg>');
+    const gif = await sharp(Buffer.from(PIXELS), { raw: { width: 3, height: 2, channels: 3 } }).gif().toBuffer();
+    const tiff = await sharp(Buffer.from(PIXELS), { raw: { width: 3, height: 2, channels: 3 } }).tiff().toBuffer();
+    for (const b of [svg, gif, tiff]) await rejectsWith(pool.image(b, DIGIT_SPEC), 'INVALID_ARGUMENT', /image: not a JPEG, PNG or WebP file/);
+    // A JPEG cut short after its header is still refused cleanly.
+    const jpeg = await sharp(Buffer.from(PIXELS), { raw: { width: 3, height: 2, channels: 3 } }).jpeg().toBuffer();
+    await rejectsWith(pool.image(jpeg.subarray(0, 30), DIGIT_SPEC), 'INVALID_ARGUMENT', /image: cannot decode/);
     const png = await smallPng();
     await rejectsWith(pool.image(png.subarray(0, png.length - 20), DIGIT_SPEC), 'INVALID_ARGUMENT', /image: cannot decode/);
     await rejectsWith(pool.image(Buffer.alloc(0), DIGIT_SPEC), 'INVALID_ARGUMENT', /image: the body is empty/);
@@ -153,6 +161,12 @@ describe('image → tensor (in the pool)', () => {
     expect(() => new PreprocessPool({ threads: 0 })).toThrow(/options\.threads: expected an integer in \[1, 256\]/);
     expect(() => new PreprocessPool({ size: 2 } as never)).toThrow(/size/);
     expect(() => new PreprocessPool({ tasksPerThread: 0 })).toThrow(/options\.tasksPerThread: expected an integer in \[1, 64\]/);
+    // No queue at all: with every worker busy, the next task is QUEUE_FULL (not an internal error).
+    const none = new PreprocessPool({ threads: 1, tasksPerThread: 1, maxQueue: 0 });
+    const settled = await Promise.allSettled([0, 1, 2].map(() => none.image(Buffer.from(png), DIGIT_SPEC)));
+    expect(settled.filter((r) => r.status === 'rejected').map((r) => ((r as PromiseRejectedResult).reason as NimifyError).code)).toContain('QUEUE_FULL');
+    expect(settled.filter((r) => r.status === 'rejected').every((r) => ((r as PromiseRejectedResult).reason as NimifyError).code === 'QUEUE_FULL')).toBe(true);
+    await none.close();
     const wide = new PreprocessPool({ threads: 3, tasksPerThread: 4 });
     expect([wide.threads, wide.tasksPerThread, wide.capacity]).toEqual([3, 4, 12]);
     expect(new PreprocessPool({ threads: 1 }).capacity).toBe(2);

@@ -59,6 +59,28 @@ describe('text models: predict() equals tokenizer ids → ONNX Runtime logits co
     Array.from(out.logits.data as Float32Array).forEach((x, k) => expect(x).toBeCloseTo(c.logits.flat()[k], 4));
   });
 
+  it('a text batch larger than maxBatchSize runs in chunks (row views of one tokenization) with the same logits', async () => {
+    const c = reference.models.find((m) => m.model === 'text_classifier.onnx' && m.pairs === null && m.texts.length >= 3)!;
+    const texts = [...c.texts, ...c.texts];
+    const model = await load(path.join(TEXT, c.model), {
+      batching: { maxBatchSize: 2 },
+      pipeline: { preprocess: { type: 'text', tokenizer: c.tokenizer, maxLength: c.maxLength, padding: c.padding }, postprocess: { softmax: false, topK: 3 } },
+    });
+    const runs = await model.runPipeline(texts, { pool });
+    expect(runs.map((r) => r.logits.dims[0])).toEqual([2, 2, 2].slice(0, Math.ceil(texts.length / 2)).map((n, i) => Math.min(n, texts.length - 2 * i)));
+    const logits = runs.flatMap((r) => Array.from(r.logits.data as Float32Array));
+    [...c.logits, ...c.logits].flat().forEach((x, k) => expect(logits[k]).toBeCloseTo(x, 4));
+    expect((await model.predict(texts, { pool })).map((r) => r[0].index)).toEqual([...c.logits, ...c.logits].map((row) => row.indexOf(Math.max(...row))));
+  });
+
+  it('an aborted signal stops before preprocessing; a tiny maxLength is named, not blamed on truncation', async () => {
+    const model = await load(path.join(TEXT, 'text_classifier.onnx'), { pipeline: { preprocess: { type: 'text', tokenizer: 'wordpiece.json', maxLength: 2 }, postprocess: {} } });
+    const ac = new AbortController();
+    ac.abort();
+    await fails(model.predict('hello', { pool, signal: ac.signal }), 'ABORTED', /aborted during preprocessing/);
+    await fails(model.predict({ text: 'a', pair: 'b' }, { pool }), 'INVALID_ARGUMENT', /^input: 5 tokens even after truncation: maxLength 2 is smaller than the tokenizer's special tokens/);
+  });
+
   it('resolves names, padding and length from the model (fixed sequence dim → max_length)', async () => {
     const fixed = await load(path.join(TEXT, 'text_fixed16.onnx'), { pipeline: { preprocess: { type: 'text', tokenizer: 'bytelevel.json' } } });
     expect(fixed.pipeline!.preprocess).toMatchObject({ padding: 'max_length', maxLength: 16, padToken: '<pad>', padId: 1, dtype: 'int64', inputs: { ids: 'input_ids', attentionMask: 'attention_mask', typeIds: null } });
@@ -121,6 +143,9 @@ describe('image models: predict() in the library', () => {
     expect((await model.predict(moved, { pool, transfer: true }))[0].label).toBe('5');
     expect(moved.byteLength).toBe(0);
     expect(moved.buffer.byteLength).toBe(0);
+    // The same buffer twice: moved once, copied the second time.
+    const twice = new Uint8Array(sample(6));
+    expect((await model.predict([twice, twice], { pool, transfer: true })).map((r) => r[0].label)).toEqual(['6', '6']);
   });
 
   it('bad inputs and options fail with a clear error; the model keeps serving', async () => {
@@ -129,7 +154,7 @@ describe('image models: predict() in the library', () => {
     await fails(model.predict([sample(1), 42] as never, { pool }), 'INVALID_ARGUMENT', /^input\[1\]: expected the bytes of an image .*received number 42/);
     await fails(model.predict([], { pool }), 'INVALID_ARGUMENT', /^input: expected 1 to 1024 items/);
     await fails(model.predict(new Uint8Array(0), { pool }), 'INVALID_ARGUMENT', /^input: empty/);
-    await fails(model.predict(Buffer.from('not an image'), { pool }), 'INVALID_ARGUMENT', /image: cannot decode/);
+    await fails(model.predict(Buffer.from('not an image'), { pool }), 'INVALID_ARGUMENT', /image: not a JPEG, PNG or WebP file/);
     await fails(model.predict(sample(1), { pool: {} as never }), 'INVALID_ARGUMENT', /options\.pool: expected a PreprocessPool/);
     await fails(model.predict(sample(1), { pool, transfer: 1 as never }), 'INVALID_ARGUMENT', /options\.transfer: expected true or false/);
     await fails(model.predict(sample(1), { pool, timeoutMs: -1 }), 'INVALID_ARGUMENT', /options\.timeoutMs/);
@@ -137,7 +162,7 @@ describe('image models: predict() in the library', () => {
     await fails(text.predict(sample(1) as never, { pool }), 'INVALID_ARGUMENT', /^input: expected a string or \{ text, pair\? \}/);
     await fails(text.predict({ text: 'a', pair: 3 } as never, { pool }), 'INVALID_ARGUMENT', /^input\.pair: expected a string/);
     const plain = await load(path.join(MODELS, 'mlp_tiny.onnx'), {});
-    await fails(plain.predict(sample(1)), 'INVALID_ARGUMENT', /predict\(\): the model was loaded without a pipeline/);
+    await fails(plain.predict(sample(1)), 'INVALID_ARGUMENT', /predict\(\): the model was loaded without a preprocess section/);
     expect((await model.predict(sample(2), { pool }))[0].label).toBe('2');
     await model.dispose();
     await fails(model.predict(sample(2), { pool }), 'DISPOSED', /disposed/);

@@ -62,9 +62,9 @@ describe('tokenization equals the Python tokenizers reference', () => {
 
   it('a worker fault fails only its task; the pool keeps tokenizing', async () => {
     const c = reference.cases[0];
-    const err = await pool.text(c.texts, null, resolved(c), 'throw').catch((e: unknown) => e);
+    const err = await pool.text(c.texts, null, resolved(c), 'texts', 'throw').catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'INTERNAL', message: expect.stringMatching(/text preprocessing failed in its worker: injected fault/) });
-    const crashed = await pool.text(c.texts, null, resolved(c), 'crash').catch((e: unknown) => e);
+    const crashed = await pool.text(c.texts, null, resolved(c), 'texts', 'crash').catch((e: unknown) => e);
     expect(crashed).toMatchObject({ code: 'INTERNAL' });
     expect(rows((await pool.text(c.texts, null, resolved(c))).ids, [1, c.ids[0].length])).toEqual(c.ids);
   });

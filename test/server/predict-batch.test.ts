@@ -246,6 +246,21 @@ describe('multipart image batches', () => {
     expect(labelsOf((await predict(app, 'digits', single.payload, single.type)).json().predictions)).toEqual(['0']);
   });
 
+  it('files adding up to more than bodyLimit are a 413; formats other than JPEG/PNG/WebP a 400', async () => {
+    const small = await serve(makeRepo({ digits: digitsModel() }), { bodyLimit: 1024 });
+    const one = png(3);
+    const parts = Array.from({ length: Math.ceil(1100 / one.length) + 1 }, (_, i) => ({ name: `f${i}`, file: `d${i}.png`, data: one }));
+    const body = multipart(parts);
+    const r = await predict(small, 'digits', body.payload, body.type);
+    expect(r.statusCode).toBe(413);
+    expect(r.json()).toMatchObject({ code: 'PAYLOAD_TOO_LARGE', error: expect.stringMatching(/multipart: the files add up to more than the server's bodyLimit \(1024 bytes\)/) });
+    const ok = multipart([{ name: 'a', file: 'a.png', data: one }]);
+    expect(labelsOf((await predict(small, 'digits', ok.payload, ok.type)).json().predictions)).toEqual(['3']);
+    const svg = await predict(app, 'digits', '<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>', 'image/svg+xml');
+    expect(svg.statusCode).toBe(400);
+    expect(svg.json().error).toMatch(/image: not a JPEG, PNG or WebP file/);
+  });
+
   it('a body without file parts is a 400 saying so', async () => {
     const none = multipart([]);
     const r = await predict(app, 'digits', none.payload, none.type);

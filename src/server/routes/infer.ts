@@ -103,7 +103,7 @@ const infer: FastifyPluginAsync = async (app) => {
       }
       return reply.send(encoded.body);
     } catch (err) {
-      admission.fail(err, reply.elapsedTime, clientTimeout);
+      admission.fail(err, reply.elapsedTime, { clientTimeout });
       throw err;
     }
   };

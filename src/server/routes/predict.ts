@@ -16,7 +16,8 @@
  *
  * Refusals, cheapest first, as on the infer route: shedding (event-loop delay, heap,
  * concurrency) → model resolution → circuit breaker → the model's queue depth (src/server/
- * admission.ts) → body and preprocessing (400). Event-loop thread only, except the pool's workers.
+ * admission.ts) → body (a multipart body is read only now) and preprocessing (400). A client
+ * that hangs up stops its preprocessing. Event-loop thread only, except the pool's workers.
  */
 import multipart from '@fastify/multipart';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
@@ -97,13 +98,20 @@ function textItems(body: TextBody): { items: PredictInput[]; batch: boolean } {
   return { items: pairs === undefined ? texts : texts.map((text, i) => ({ text, pair: pairs[i] })), batch: true };
 }
 
-/** The file parts of a multipart body, in order, as Buffers (within the route's limits). */
-async function multipartItems(request: FastifyRequest): Promise<Buffer[]> {
+/**
+ * The file parts of a multipart body, in order, as Buffers: at most MAX_PREDICT_ITEMS files of
+ * at most `bodyLimit` bytes in all (Fastify's bodyLimit does not see a multipart stream).
+ */
+async function multipartItems(request: FastifyRequest, bodyLimit: number): Promise<Buffer[]> {
   const files: Buffer[] = [];
+  let total = 0;
   try {
     for await (const part of request.parts()) {
       if (part.type !== 'file') throw new NimifyError('INVALID_ARGUMENT', `multipart field '${part.fieldname.slice(0, 64)}': not a file; send each image as a file part (curl -F image=@photo.jpg)`);
-      files.push(await part.toBuffer());
+      const data = await part.toBuffer();
+      total += data.length;
+      if (total > bodyLimit) throw new NimifyError('PAYLOAD_TOO_LARGE', `multipart: the files add up to more than the server's bodyLimit (${bodyLimit} bytes)`);
+      files.push(data);
     }
   } catch (err) {
     if (err instanceof NimifyError) throw err;
@@ -165,6 +173,7 @@ const predict: FastifyPluginAsync = async (app) => {
 
   await app.register(sheddingPlugin, { ctx });
 
+  const bodyLimit = app.initialConfig.bodyLimit ?? 1024 * 1024;
   const handler = async (request: FastifyRequest<{ Params: Params; Body: Body }>, reply: FastifyReply): Promise<unknown> => {
     admit(ctx);
     const name = checkModelName(request.params.model_name);
@@ -174,33 +183,43 @@ const predict: FastifyPluginAsync = async (app) => {
     const pre = pipeline?.preprocess ?? null;
     if (pipeline === null || pre === null) throw new NimifyError('INVALID_ARGUMENT', `model '${name}' has no preprocess section in its config.json: send tensors to /v2/models/${name}/infer instead`);
 
-    let items: PredictInput[];
-    let batch: boolean;
-    const body = request.body;
-    if (request.isMultipart()) {
-      items = await multipartItems(request);
-      batch = true;
-    } else if (Buffer.isBuffer(body)) {
-      if (body.length === 0) throw new NimifyError('INVALID_ARGUMENT', 'request body: empty; expected the bytes of one image (Content-Type: image/png, image/jpeg or image/webp)');
-      items = [body];
-      batch = false;
-    } else if (body !== undefined && body !== null && typeof body === 'object') {
-      ({ items, batch } = textItems(body));
-    } else {
-      throw new NimifyError('INVALID_ARGUMENT', 'request body: missing; send an image, multipart image files, or JSON texts');
-    }
-    const textual = !(items[0] instanceof Uint8Array);
-    if (textual !== (pre.type === 'text')) {
-      throw new NimifyError('INVALID_ARGUMENT', `model '${name}' takes ${pre.type === 'text' ? 'texts: send JSON {"text": …} or {"texts": […]}' : 'images: send the image bytes (image/png, image/jpeg, image/webp) or multipart/form-data files'}`);
-    }
-    pipeline.checkInputs('request', items);
-
-    const admission = new Admission(ctx, name, v, items.length);
+    // Admitted (breaker, queue depth) before a multipart body is read: a refused request does
+    // not make the server buffer its upload. From here on, failures count for this version.
+    const admission = new Admission(ctx, name, v);
+    // Stops preprocessing when the client goes away before its answer.
+    const gone = new AbortController();
+    const onClose = () => {
+      if (!reply.raw.writableEnded) gone.abort();
+    };
+    reply.raw.once('close', onClose);
+    let reachedModel = false;
     try {
+      let items: PredictInput[];
+      let batch: boolean;
+      const body = request.body;
+      if (request.isMultipart()) {
+        items = await multipartItems(request, bodyLimit);
+        batch = true;
+      } else if (Buffer.isBuffer(body)) {
+        if (body.length === 0) throw new NimifyError('INVALID_ARGUMENT', 'request body: empty; expected the bytes of one image (Content-Type: image/png, image/jpeg or image/webp)');
+        items = [body];
+        batch = false;
+      } else if (body !== undefined && body !== null && typeof body === 'object') {
+        ({ items, batch } = textItems(body));
+      } else {
+        throw new NimifyError('INVALID_ARGUMENT', 'request body: missing; send an image, multipart image files, or JSON texts');
+      }
+      const textual = !(items[0] instanceof Uint8Array);
+      if (textual !== (pre.type === 'text')) {
+        throw new NimifyError('INVALID_ARGUMENT', `model '${name}' takes ${pre.type === 'text' ? 'texts: send JSON {"text": …} or {"texts": […]}' : 'images: send the image bytes (image/png, image/jpeg, image/webp) or multipart/form-data files'}`);
+      }
+      pipeline.checkInputs('request', items);
+
       const started = process.hrtime.bigint();
       // The bodies are ours (Fastify's buffers): moved into the pool, not copied.
-      const feeds = await pipeline.feeds(items, ctx.preprocessPool(), model.maxBatchRows, true);
+      const feeds = await pipeline.feeds(items, ctx.preprocessPool(), model.maxBatchRows, true, gone.signal, batch ? 'texts' : 'text');
       metrics.preprocessDuration.inc({ model: v.name, version: v.version }, Number((process.hrtime.bigint() - started) / 1000n));
+      reachedModel = true;
       const timeoutMs = v.config!.timeoutMs ?? options.inferTimeoutMs;
       const runs = await Promise.all(feeds.map((f) => model.infer(f, { timeoutMs }).catch(blameConfig)));
       metrics.predictItems.inc({ model: v.name, version: v.version }, items.length);
@@ -208,14 +227,17 @@ const predict: FastifyPluginAsync = async (app) => {
       if (pipeline.postprocess === null) {
         answer = { model_name: v.name, model_version: v.version, outputs: rawOutputs(runs) };
       } else {
-        const predictions = pipeline.classify(runs);
+        const predictions = pipeline.classify(runs, items.length);
         answer = { model_name: v.name, model_version: v.version, predictions: batch ? predictions : predictions[0] };
       }
       admission.end(reply.elapsedTime);
       return reply.send(answer);
     } catch (err) {
-      admission.fail(err, reply.elapsedTime);
+      // Failures before the model ran (the body, preprocessing) do not count for its breaker.
+      admission.fail(err, reply.elapsedTime, { beforeModel: !reachedModel });
       throw err;
+    } finally {
+      reply.raw.off('close', onClose);
     }
   };
 
