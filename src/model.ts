@@ -217,9 +217,9 @@ export class Model {
     const items = p.checkInputs('input', input);
     const o = checkPredictOptions(options);
     this.#open();
-    // The signal also stops preprocessing (between images, and before the model runs).
-    const feeds = await p.feeds(items, o.pool ?? sharedPreprocessPool(), this.#maxRows, o.transfer, o.infer?.signal, 'input');
-    return Promise.all(feeds.map((f) => this.infer(f, o.infer)));
+    // The signal also stops preprocessing (between images, and before each run).
+    const { runs } = await p.run(items, o.pool ?? sharedPreprocessPool(), { maxRows: this.#maxRows, transfer: o.transfer, signal: o.infer?.signal, where: 'input', infer: (f) => this.infer(f, o.infer) });
+    return runs;
   }
 
   #pipeline(what: string): Pipeline {

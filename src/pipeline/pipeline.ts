@@ -5,8 +5,9 @@
  * feeds (in the preprocessing pool) → model → predictions.
  *
  * Batching: the items of one request become one batch on the model's batch dim (dim 0) when
- * that dim is dynamic, cut into chunks of at most the scheduler's maxBatchSize rows; a model
- * whose dim 0 is fixed at 1 gets one run per item (the scheduler may still batch them).
+ * that dim is dynamic, cut into chunks of at most the scheduler's maxBatchSize rows, each run as
+ * soon as it is preprocessed; a model whose dim 0 is fixed at 1 gets one run per item (the
+ * scheduler may still batch them).
  *
  * Owned by its Model (created in loadModel, immutable after). Event-loop thread only, except
  * the pool's work.
@@ -222,73 +223,107 @@ export class Pipeline {
   }
 
   /**
-   * Feeds for checked `items`, built in `pool`: one Feeds per run (see the batching note above).
-   * Image bytes are moved into the pool when `transfer` (the caller's buffers are detached),
-   * copied otherwise.
+   * Preprocesses checked `items` in `pool` and hands each run's feeds to `infer` as soon as they
+   * are ready (see the batching note above): resolves with every run's outputs, in order.
+   *
+   * Memory stays bounded for large requests: the next chunk is prepared while one runs, and
+   * no more than `window` runs' tensors are alive at once (2 chunks; for one-item runs, up to
+   * maxRows of them, so that the scheduler can still batch them). Image bytes are moved into the
+   * pool when `transfer` (the caller's buffers are detached), copied otherwise. `signal` stops
+   * the work between images and before each run: its reason is thrown when it is a
+   * NimifyError (e.g. TIMEOUT), else ABORTED. `where` names the items in errors.
    */
-  async feeds(items: readonly PredictInput[], pool: PreprocessPool, maxRows: number, transfer: boolean, signal?: AbortSignal, where = 'input'): Promise<Array<Record<string, Tensor>>> {
+  async run(
+    items: readonly PredictInput[],
+    pool: PreprocessPool,
+    options: { maxRows: number; transfer: boolean; infer: (feeds: Record<string, Tensor>) => Promise<Outputs>; signal?: AbortSignal; where?: string },
+  ): Promise<{ runs: Outputs[]; preprocessUs: number }> {
     const pre = this.preprocess!;
+    const { signal, infer } = options;
     const stop = () => {
-      if (signal?.aborted) throw new NimifyError('ABORTED', 'the prediction was aborted during preprocessing');
+      if (!signal?.aborted) return;
+      if (signal.reason instanceof NimifyError) throw signal.reason;
+      throw new NimifyError('ABORTED', 'the prediction was aborted during preprocessing');
     };
     stop();
-    const per = this.mode === 'single' ? 1 : Math.max(1, Math.min(maxRows, MAX_PREDICT_ITEMS));
-    const runs: Array<Record<string, Tensor>> = [];
+    const per = this.mode === 'single' ? 1 : Math.max(1, Math.min(options.maxRows, MAX_PREDICT_ITEMS));
+    const window = per === 1 ? Math.max(2, Math.min(options.maxRows, 64)) : 2;
+    let preprocessUs = 0;
+    const timed = async <T>(work: Promise<T>): Promise<T> => {
+      const started = process.hrtime.bigint();
+      try {
+        return await work;
+      } finally {
+        preprocessUs += Number((process.hrtime.bigint() - started) / 1000n);
+      }
+    };
+    // One chunk's feeds, built from items [start, start + n).
+    let chunk: (start: number, n: number) => Promise<Record<string, Tensor>>;
     if (pre.type === 'image') {
-      // At most pool.capacity images of one request in the pool at a time: a large batch neither
-      // fills the pool's queue (QUEUE_FULL for everyone) nor gets ahead of other requests.
-      const images: Array<{ data: Float32Array | Uint8Array; dims: number[] }> = new Array(items.length);
-      // What each lane hands to the pool, settled before any of it moves: a buffer shared by
+      // What each image hands to the pool, settled before any of it moves: a buffer shared by
       // several items (or not to be transferred) is copied, so a transfer never detaches memory
       // another item still reads.
       const uses = new Map<ArrayBufferLike, number>();
       for (const b of items as Uint8Array[]) uses.set(b.buffer, (uses.get(b.buffer) ?? 0) + 1);
-      const sources = (items as Uint8Array[]).map((b) => (transfer && uses.get(b.buffer) === 1 ? b : new Uint8Array(b)));
-      let next = 0;
-      let failed = false;
-      const lane = async (): Promise<void> => {
-        while (!failed && next < items.length) {
-          const i = next++;
-          try {
-            stop();
-            images[i] = await pool.image(sources[i], pre);
-          } catch (err) {
-            failed = true;
-            throw err;
+      const owned = (b: Uint8Array) => options.transfer && uses.get(b.buffer) === 1;
+      chunk = async (start, n) => {
+        // At most pool.capacity images of one request in the pool at a time: a large batch
+        // neither fills the pool's queue (QUEUE_FULL for everyone) nor gets ahead of others.
+        const images: Array<{ data: Float32Array | Uint8Array; dims: number[] }> = new Array(n);
+        let next = 0;
+        let failed = false;
+        const lane = async (): Promise<void> => {
+          while (!failed && next < n) {
+            const i = next++;
+            try {
+              stop();
+              const b = items[start + i] as Uint8Array;
+              images[i] = await pool.image(owned(b) ? b : new Uint8Array(b), pre);
+            } catch (err) {
+              failed = true;
+              throw err;
+            }
           }
-        }
+        };
+        await Promise.all(Array.from({ length: Math.max(1, Math.min(pool.capacity, n)) }, lane));
+        const [, ...rest] = images[0].dims;
+        const size = images[0].data.length;
+        const data = n === 1 ? images[0].data : new (pre.dtype === 'uint8' ? Uint8Array : Float32Array)(size * n);
+        if (n > 1) images.forEach((t, i) => data.set(t.data, i * size));
+        return { [pre.input!]: new Tensor(pre.dtype, data as never, [n, ...rest]) };
       };
-      await Promise.all(Array.from({ length: Math.max(1, Math.min(pool.capacity, items.length)) }, lane));
-      for (let start = 0; start < images.length; start += per) {
-        const part = images.slice(start, start + per);
-        const [, ...rest] = part[0].dims;
-        const size = part[0].data.length;
-        const data = part.length === 1 ? part[0].data : new (pre.dtype === 'uint8' ? Uint8Array : Float32Array)(size * part.length);
-        if (part.length > 1) part.forEach((t, i) => data.set(t.data, i * size));
-        runs.push({ [pre.input!]: new Tensor(pre.dtype, data as never, [part.length, ...rest]) });
-      }
-      return runs;
-    }
-    const texts = items.map((x) => (typeof x === 'string' ? x : (x as { text: string }).text));
-    const withPairs = items.some((x) => typeof x !== 'string' && (x as { pair?: string }).pair !== undefined);
-    const pairs = withPairs ? items.map((x) => (typeof x === 'string' ? null : ((x as { pair?: string }).pair ?? null))) : null;
-    const t = await pool.text(texts, pairs, pre, where);
-    stop();
-    const [rows, length] = t.dims;
-    for (let start = 0; start < rows; start += per) {
-      const n = Math.min(per, rows - start);
-      // Views, not copies: each run reads its rows of the pool's tensors.
-      const view = (a: BigInt64Array | Int32Array) => a.subarray(start * length, (start + n) * length);
-      const feeds: Record<string, Tensor> = {};
-      const add = (name: string | null, a: BigInt64Array | Int32Array) => {
-        if (name !== null) feeds[name] = new Tensor(pre.dtype, view(a) as never, [n, length]);
+    } else {
+      // Token tensors are small: the whole request is tokenized in one task, and each run
+      // reads its rows of them (views, not copies).
+      const texts = items.map((x) => (typeof x === 'string' ? x : (x as { text: string }).text));
+      const withPairs = items.some((x) => typeof x !== 'string' && (x as { pair?: string }).pair !== undefined);
+      const pairs = withPairs ? items.map((x) => (typeof x === 'string' ? null : ((x as { pair?: string }).pair ?? null))) : null;
+      const t = await timed(pool.text(texts, pairs, pre, options.where ?? 'input'));
+      const length = t.dims[1];
+      chunk = async (start, n) => {
+        const view = (a: BigInt64Array | Int32Array) => a.subarray(start * length, (start + n) * length);
+        const feeds: Record<string, Tensor> = {};
+        const add = (name: string | null, a: BigInt64Array | Int32Array) => {
+          if (name !== null) feeds[name] = new Tensor(pre.dtype, view(a) as never, [n, length]);
+        };
+        add(pre.inputs.ids, t.ids);
+        add(pre.inputs.attentionMask, t.attentionMask);
+        add(pre.inputs.typeIds, t.typeIds);
+        return feeds;
       };
-      add(pre.inputs.ids, t.ids);
-      add(pre.inputs.attentionMask, t.attentionMask);
-      add(pre.inputs.typeIds, t.typeIds);
-      runs.push(feeds);
     }
-    return runs;
+    const running: Array<Promise<Outputs>> = [];
+    for (let start = 0; start < items.length; start += per) {
+      if (running.length >= window) await running[running.length - window];
+      const feeds = pre.type === 'image' ? await timed(chunk(start, Math.min(per, items.length - start))) : await chunk(start, Math.min(per, items.length - start));
+      stop();
+      const p = infer(feeds);
+      // Settled by the Promise.all below; this only keeps an early failure from being unhandled
+      // while later chunks are still being prepared.
+      p.catch(() => undefined);
+      running.push(p);
+    }
+    return { runs: await Promise.all(running), preprocessUs };
   }
 
   /** Predictions per item, in order, from the outputs of each run; `items` of them, or RUNTIME_ERROR. */

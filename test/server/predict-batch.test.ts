@@ -17,6 +17,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import sharp from 'sharp';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildServer } from '../../src/server';
@@ -259,6 +260,15 @@ describe('multipart image batches', () => {
     const svg = await predict(app, 'digits', '<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>', 'image/svg+xml');
     expect(svg.statusCode).toBe(400);
     expect(svg.json().error).toMatch(/image: not a JPEG, PNG or WebP file/);
+  });
+
+  it('preprocessing runs under the model\'s timeoutMs: 504 TIMEOUT, and the server keeps serving', async () => {
+    const s = await serve(makeRepo({ quick: digitsModel({ timeoutMs: 1 }), digits: digitsModel() }));
+    const big = await sharp({ create: { width: 2048, height: 1536, channels: 3, background: { r: 200, g: 40, b: 90 } } }).png().toBuffer();
+    const r = await predict(s, 'quick', big, 'image/png');
+    expect(r.statusCode).toBe(504);
+    expect(r.json().code).toBe('TIMEOUT');
+    expect((await predict(s, 'digits', png(2), 'image/png')).json().predictions[0].label).toBe('2');
   });
 
   it('a body without file parts is a 400 saying so', async () => {

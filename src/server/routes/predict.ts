@@ -186,13 +186,16 @@ const predict: FastifyPluginAsync = async (app) => {
     // Admitted (breaker, queue depth) before a multipart body is read: a refused request does
     // not make the server buffer its upload. From here on, failures count for this version.
     const admission = new Admission(ctx, name, v);
-    // Stops preprocessing when the client goes away before its answer.
-    const gone = new AbortController();
+    // Stops preprocessing when the client goes away before its answer, or when the request's
+    // time (the model's timeoutMs, else the server's inferTimeoutMs) is over.
+    const timeoutMs = v.config!.timeoutMs ?? options.inferTimeoutMs;
+    const stop = new AbortController();
     const onClose = () => {
-      if (!reply.raw.writableEnded) gone.abort();
+      if (!reply.raw.writableEnded) stop.abort();
     };
     reply.raw.once('close', onClose);
-    let reachedModel = false;
+    const deadline = setTimeout(() => stop.abort(new NimifyError('TIMEOUT', `prediction: preprocessing did not finish within ${timeoutMs} ms`)), timeoutMs);
+    let modelFailed = false;
     try {
       let items: PredictInput[];
       let batch: boolean;
@@ -215,13 +218,19 @@ const predict: FastifyPluginAsync = async (app) => {
       }
       pipeline.checkInputs('request', items);
 
-      const started = process.hrtime.bigint();
       // The bodies are ours (Fastify's buffers): moved into the pool, not copied.
-      const feeds = await pipeline.feeds(items, ctx.preprocessPool(), model.maxBatchRows, true, gone.signal, batch ? 'texts' : 'text');
-      metrics.preprocessDuration.inc({ model: v.name, version: v.version }, Number((process.hrtime.bigint() - started) / 1000n));
-      reachedModel = true;
-      const timeoutMs = v.config!.timeoutMs ?? options.inferTimeoutMs;
-      const runs = await Promise.all(feeds.map((f) => model.infer(f, { timeoutMs }).catch(blameConfig)));
+      const { runs, preprocessUs } = await pipeline.run(items, ctx.preprocessPool(), {
+        maxRows: model.maxBatchRows,
+        transfer: true,
+        signal: stop.signal,
+        where: batch ? 'texts' : 'text',
+        infer: (f) =>
+          model.infer(f, { timeoutMs }).catch((err: unknown) => {
+            modelFailed = true;
+            return blameConfig(err);
+          }),
+      });
+      metrics.preprocessDuration.inc({ model: v.name, version: v.version }, preprocessUs);
       metrics.predictItems.inc({ model: v.name, version: v.version }, items.length);
       let answer: Record<string, unknown>;
       if (pipeline.postprocess === null) {
@@ -233,10 +242,11 @@ const predict: FastifyPluginAsync = async (app) => {
       admission.end(reply.elapsedTime);
       return reply.send(answer);
     } catch (err) {
-      // Failures before the model ran (the body, preprocessing) do not count for its breaker.
-      admission.fail(err, reply.elapsedTime, { beforeModel: !reachedModel });
+      // Failures outside the model (the body, preprocessing) do not count for its breaker.
+      admission.fail(err, reply.elapsedTime, { beforeModel: !modelFailed });
       throw err;
     } finally {
+      clearTimeout(deadline);
       reply.raw.off('close', onClose);
     }
   };
