@@ -20,8 +20,8 @@ import { expectKnownKeys, expectPlainObject, invalid, isPlainObject } from '../v
 import type { Outputs, TensorInfo } from '../model';
 import { checkImagePreprocess, imageDims, type ImagePreprocessConfig, type ImageSpec } from './image';
 import { checkPostprocess, classify, parseLabels, type PostprocessConfig, type PostprocessSpec, type Prediction } from './postprocess';
-import type { PreprocessPool } from './pool';
-import { checkTextPreprocess, fileStamp, findPadId, openTokenizer, type TextPreprocessConfig, type TextSpec } from './text';
+import { sharedPreprocessPool, type PreprocessPool } from './pool';
+import { checkTextPreprocess, fileStamp, type TextPreprocessConfig, type TextSpec } from './text';
 
 export type PreprocessSpec = ImageSpec | TextSpec;
 
@@ -101,7 +101,7 @@ function resolveImage(where: string, spec: ImageSpec, inputs: readonly TensorInf
   return { spec: { ...spec, input: t.name }, mode: batchMode(where, t) };
 }
 
-function resolveText(where: string, spec: TextSpec, inputs: readonly TensorInfo[], file: string): { spec: TextSpec; mode: 'batch' | 'single' } {
+async function resolveText(where: string, spec: TextSpec, inputs: readonly TensorInfo[], file: string): Promise<{ spec: TextSpec; mode: 'batch' | 'single' }> {
   const has = (n: string) => inputs.some((t) => t.name === n);
   const names = {
     ids: spec.inputs.ids ?? (has('input_ids') || inputs.length !== 1 ? 'input_ids' : inputs[0].name),
@@ -135,10 +135,12 @@ function resolveText(where: string, spec: TextSpec, inputs: readonly TensorInfo[
   if (seq !== null && (padding !== 'max_length' || maxLength !== seq)) {
     throw new NimifyError('INVALID_ARGUMENT', `${where}: the model's sequence dim is fixed at ${seq}; use padding 'max_length' with maxLength ${seq} (or leave both out)`);
   }
-  const tokenizer = openTokenizer(`${where}.tokenizer`, file);
-  const pad = findPadId(where, tokenizer, file, spec.padToken);
+  // Loading a tokenizer.json (megabytes for multilingual ones) is parsing work: done in a pool
+  // worker, so that a model (re)load never stalls a serving event loop.
+  const pad = await sharedPreprocessPool().inspectTokenizer(where, file, spec.padToken);
+  const stamp = await fileStamp(file);
   return {
-    spec: { ...spec, file, stamp: fileStamp(file), maxLength, padding, padToken: pad.token, padId: pad.id, inputs: names, dtype: dtype as 'int64' | 'int32' },
+    spec: { ...spec, file, stamp, maxLength, padding, padToken: pad.token, padId: pad.id, inputs: names, dtype: dtype as 'int64' | 'int32' },
     mode: [...modes][0],
   };
 }
@@ -169,7 +171,7 @@ export class Pipeline {
     let mode: 'batch' | 'single' = 'batch';
     if (sections.preprocess !== null) {
       const p = sections.preprocess;
-      const r = p.type === 'image' ? resolveImage(`${where}.preprocess`, p, io.inputs) : resolveText(`${where}.preprocess`, p, io.inputs, await existing(`${where}.preprocess.tokenizer`, dir, p.tokenizer));
+      const r = p.type === 'image' ? resolveImage(`${where}.preprocess`, p, io.inputs) : await resolveText(`${where}.preprocess`, p, io.inputs, await existing(`${where}.preprocess.tokenizer`, dir, p.tokenizer));
       pre = r.spec;
       mode = r.mode;
     }

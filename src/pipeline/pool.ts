@@ -19,7 +19,7 @@ import { NimifyError, type ErrorCode } from '../errors';
 import { expectInteger, expectKnownKeys, expectPlainObject } from '../validate';
 import type { ImageSpec } from './image';
 import { tokenizersModule, type TextSpec, type TokenTensors } from './text';
-import type { Fault, ImageTask, ImageTensor, TaskResult, TextTask } from './worker';
+import type { Fault, ImageTask, ImageTensor, PadToken, TaskResult, TextTask, TokenizerTask } from './worker';
 
 function workerFile(): string {
   const candidates = [path.join(__dirname, 'worker.js'), path.join(__dirname, '..', '..', 'dist', 'pipeline', 'worker.js')];
@@ -108,7 +108,18 @@ export class PreprocessPool {
     return (await this.#run(task, [], 'text')) as TokenTensors;
   }
 
-  async #run(task: ImageTask | TextTask, transferList: ArrayBuffer[], what: string): Promise<Exclude<TaskResult, { error: unknown }>> {
+  /**
+   * @internal (Pipeline.resolve calls it.) Loads the tokenizer.json `file` in a worker (the
+   * parse can take a while for large vocabularies) and finds its padding token; errors name
+   * `where` (the config section).
+   */
+  async inspectTokenizer(where: string, file: string, padToken: string | null): Promise<PadToken> {
+    tokenizersModule();
+    const task: TokenizerTask = { kind: 'tokenizer', file, padToken, where };
+    return (await this.#run(task, [], 'tokenizer')) as PadToken;
+  }
+
+  async #run(task: ImageTask | TextTask | TokenizerTask, transferList: ArrayBuffer[], what: string): Promise<Exclude<TaskResult, { error: unknown }>> {
     if (this.#closed) throw new NimifyError('DISPOSED', 'the preprocessing pool is closed');
     this.#pool ??= new Piscina({ filename: workerFile(), maxThreads: this.threads, minThreads: 0, idleTimeout: 30_000, maxQueue: this.maxQueue, concurrentTasksPerWorker: this.tasksPerThread });
     if (this.maxQueue > 0 && this.#pool.queueSize >= this.maxQueue) {

@@ -106,8 +106,8 @@ export function tokenizersModule(): TokenizersModule {
 }
 
 /** The file's modification stamp (a reload of an edited tokenizer.json gets a fresh cache entry). */
-export function fileStamp(file: string): string {
-  const st = fs.statSync(file);
+export async function fileStamp(file: string): Promise<string> {
+  const st = await fs.promises.stat(file);
   return `${st.mtimeMs}:${st.size}`;
 }
 

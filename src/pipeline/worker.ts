@@ -8,7 +8,7 @@
 import { Piscina } from 'piscina';
 import { NimifyError } from '../errors';
 import { imageToTensor, type ImageSpec } from './image';
-import { textToTensors, type TextSpec, type TokenTensors } from './text';
+import { findPadId, openTokenizer, textToTensors, type TextSpec, type TokenTensors } from './text';
 
 /** Test hook: make this worker throw (`throw`) or die (`crash`) while handling the task. */
 export type Fault = 'throw' | 'crash';
@@ -30,19 +30,31 @@ export interface TextTask {
   fault?: Fault;
 }
 
+/** Load-time check of a tokenizer.json: it loads, and its padding token (see findPadId). */
+export interface TokenizerTask {
+  kind: 'tokenizer';
+  file: string;
+  padToken: string | null;
+  /** The config section, e.g. 'config.preprocess', named in errors. */
+  where: string;
+  fault?: Fault;
+}
+
 export type ImageTensor = { data: Float32Array | Uint8Array; dims: number[] };
 export type TaskError = { error: { code: string; message: string } };
-export type TaskResult = ImageTensor | TokenTensors | TaskError;
+export type PadToken = { token: string; id: number };
+export type TaskResult = ImageTensor | TokenTensors | PadToken | TaskError;
 
 function moved<T extends object>(value: T, buffers: ArrayBufferLike[]): T {
   // A Piscina transferable: the value arrives as is; the listed buffers move with it.
   return Piscina.move({ [Piscina.transferableSymbol]: buffers, [Piscina.valueSymbol]: value } as never) as unknown as T;
 }
 
-export default async function preprocess(task: ImageTask | TextTask): Promise<TaskResult> {
+export default async function preprocess(task: ImageTask | TextTask | TokenizerTask): Promise<TaskResult> {
   if (task.fault === 'crash') process.exit(70);
   try {
     if (task.fault === 'throw') throw new Error('injected fault');
+    if (task.kind === 'tokenizer') return findPadId(task.where, openTokenizer(`${task.where}.tokenizer`, task.file), task.file, task.padToken);
     if (task.kind === 'text') {
       const t = await textToTensors(task.texts, task.pairs, task.spec, task.where);
       return moved(t, [t.ids.buffer, t.attentionMask.buffer, t.typeIds.buffer]);

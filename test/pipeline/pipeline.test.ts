@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadModel, NimifyError, type Model } from '../../src';
-import { PreprocessPool } from '../../src/pipeline/pool';
+import { PreprocessPool, sharedPreprocessPool } from '../../src/pipeline/pool';
 import { ROOT, MODELS } from '../helpers';
 import { reference, TEXT } from './text-fixtures';
 
@@ -82,8 +82,11 @@ describe('text models: predict() equals tokenizer ids → ONNX Runtime logits co
   });
 
   it('resolves names, padding and length from the model (fixed sequence dim → max_length)', async () => {
+    // The tokenizer is loaded and checked in a pool worker, not on the event loop.
+    const before = sharedPreprocessPool().completed;
     const fixed = await load(path.join(TEXT, 'text_fixed16.onnx'), { pipeline: { preprocess: { type: 'text', tokenizer: 'bytelevel.json' } } });
     expect(fixed.pipeline!.preprocess).toMatchObject({ padding: 'max_length', maxLength: 16, padToken: '<pad>', padId: 1, dtype: 'int64', inputs: { ids: 'input_ids', attentionMask: 'attention_mask', typeIds: null } });
+    expect(sharedPreprocessPool().completed).toBeGreaterThan(before);
     const dyn = await load(path.join(TEXT, 'text_classifier.onnx'), { pipeline: { preprocess: { type: 'text', tokenizer: 'wordpiece.json' } } });
     expect(dyn.pipeline!.preprocess).toMatchObject({ padding: 'longest', maxLength: 512, padToken: '[PAD]', inputs: { ids: 'input_ids', attentionMask: 'attention_mask', typeIds: 'token_type_ids' } });
     // Without postprocess there are no predictions, but runPipeline gives the outputs.

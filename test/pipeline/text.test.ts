@@ -17,11 +17,11 @@ const pool = new PreprocessPool({ threads: 2 });
 afterAll(() => pool.close());
 
 /** A spec resolved the way a model's pipeline resolves it (file, stamp, pad id). */
-function resolved(c: Pick<RefCase, 'tokenizer' | 'maxLength' | 'padding' | 'truncation'>, dtype: 'int64' | 'int32' = 'int64'): TextSpec {
+async function resolved(c: Pick<RefCase, 'tokenizer' | 'maxLength' | 'padding' | 'truncation'>, dtype: 'int64' | 'int32' = 'int64'): Promise<TextSpec> {
   const spec = checkTextPreprocess('preprocess', { type: 'text', tokenizer: c.tokenizer, maxLength: c.maxLength, padding: c.padding, truncation: c.truncation });
   const file = path.join(TEXT, c.tokenizer);
   const pad = findPadId('preprocess', openTokenizer('preprocess.tokenizer', file), file, null);
-  return { ...spec, file, stamp: fileStamp(file), padToken: pad.token, padId: pad.id, inputs: { ids: 'input_ids', attentionMask: 'attention_mask', typeIds: 'token_type_ids' }, dtype };
+  return { ...spec, file, stamp: await fileStamp(file), padToken: pad.token, padId: pad.id, inputs: { ids: 'input_ids', attentionMask: 'attention_mask', typeIds: 'token_type_ids' }, dtype };
 }
 
 const rows = (a: BigInt64Array | Int32Array, [n, len]: number[]) => Array.from({ length: n }, (_, i) => Array.from(a.subarray(i * len, (i + 1) * len), Number));
@@ -34,7 +34,7 @@ describe('tokenization equals the Python tokenizers reference', () => {
   });
 
   it.each(reference.cases.map((c) => [c.name, c] as const))('%s', async (_name, c) => {
-    const t = await pool.text(c.texts, c.pairs, resolved(c));
+    const t = await pool.text(c.texts, c.pairs, await resolved(c));
     expect(t.dims).toEqual([c.ids.length, c.ids[0].length]);
     expect(t.ids).toBeInstanceOf(BigInt64Array);
     expect(rows(t.ids, t.dims)).toEqual(c.ids);
@@ -44,7 +44,7 @@ describe('tokenization equals the Python tokenizers reference', () => {
 
   it('makes int32 tensors for int32 models, with the same values', async () => {
     const c = reference.cases.find((x) => x.name === 'wp_pairs_truncate')!;
-    const t = await pool.text(c.texts, c.pairs, resolved(c, 'int32'));
+    const t = await pool.text(c.texts, c.pairs, await resolved(c, 'int32'));
     expect(t.ids).toBeInstanceOf(Int32Array);
     expect(rows(t.ids, t.dims)).toEqual(c.ids);
     expect(rows(t.typeIds, t.dims)).toEqual(c.token_type_ids);
@@ -52,7 +52,7 @@ describe('tokenization equals the Python tokenizers reference', () => {
 
   it('without truncation, a text longer than maxLength is refused, naming it', async () => {
     const c = reference.cases.find((x) => x.name === 'wp_truncate_long')!;
-    const spec = { ...resolved(c), truncation: false };
+    const spec = { ...(await resolved(c)), truncation: false };
     const err = await pool.text(['short', c.texts[0]], null, spec).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NimifyError);
     expect(err).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^texts\[1\]: \d+ tokens, more than maxLength 12 \(truncation is off/) });
@@ -62,11 +62,11 @@ describe('tokenization equals the Python tokenizers reference', () => {
 
   it('a worker fault fails only its task; the pool keeps tokenizing', async () => {
     const c = reference.cases[0];
-    const err = await pool.text(c.texts, null, resolved(c), 'texts', 'throw').catch((e: unknown) => e);
+    const err = await pool.text(c.texts, null, await resolved(c), 'texts', 'throw').catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'INTERNAL', message: expect.stringMatching(/text preprocessing failed in its worker: injected fault/) });
-    const crashed = await pool.text(c.texts, null, resolved(c), 'texts', 'crash').catch((e: unknown) => e);
+    const crashed = await pool.text(c.texts, null, await resolved(c), 'texts', 'crash').catch((e: unknown) => e);
     expect(crashed).toMatchObject({ code: 'INTERNAL' });
-    expect(rows((await pool.text(c.texts, null, resolved(c))).ids, [1, c.ids[0].length])).toEqual(c.ids);
+    expect(rows((await pool.text(c.texts, null, await resolved(c))).ids, [1, c.ids[0].length])).toEqual(c.ids);
   });
 });
 
