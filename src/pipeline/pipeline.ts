@@ -1,8 +1,9 @@
 /**
  * A model's pipeline: its `preprocess` (image or text) and `postprocess` sections resolved
  * against the loaded model — input and output names, element types and fixed dims checked, the
- * tokenizer loaded once, the labels read — and the steps of a prediction: request items →
- * feeds (in the preprocessing pool) → model → predictions.
+ * tokenizer loaded and its padding token found (in a pool worker), the labels read — and the
+ * steps of a prediction: request items → feeds (in the preprocessing pool) → model →
+ * predictions.
  *
  * Batching: the items of one request become one batch on the model's batch dim (dim 0) when
  * that dim is dynamic, cut into chunks of at most the scheduler's maxBatchSize rows, each run as
