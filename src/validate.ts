@@ -97,3 +97,10 @@ export function expectDims(name: string, value: unknown): number[] {
   }
   return value as number[];
 }
+
+/** A plain file name (no folder part, no leading dot): a file beside a model's config, which can never leave its folder. */
+export function expectFileName(name: string, value: unknown): string {
+  const file = expectString(name, value);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(file)) throw invalid(name, "a file name in the model's folder (letters, digits, '.', '_', '-')", file);
+  return file;
+}

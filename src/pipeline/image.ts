@@ -167,16 +167,18 @@ export function fitGeometry(w: number, h: number, spec: Pick<ImageSpec, 'width' 
   return { box: [0, 0, w, h], outW: W, outH: H, left: 0, top: 0 };
 }
 
+/** sharp reading `bytes` (the header's pixel count checked first), in sRGB, alpha flattened onto white. */
+function decoder(sharp: typeof import('sharp').default, bytes: Uint8Array, spec: ImageSpec): import('sharp').Sharp {
+  return sharp(bytes, { limitInputPixels: spec.maxInputPixels, failOn: 'error', sequentialRead: true })
+    .toColourspace('srgb')
+    .flatten({ background: { r: 255, g: 255, b: 255 } });
+}
+
 /** Decode at full size, then resample with Pillow's arithmetic: width × height RGB. */
 async function pillowPixels(sharp: typeof import('sharp').default, bytes: Uint8Array, spec: ImageSpec): Promise<Raw> {
   let src: Raw;
   try {
-    const { data, info } = await sharp(bytes, { limitInputPixels: spec.maxInputPixels, failOn: 'error', sequentialRead: true })
-      .toColourspace('srgb')
-      .flatten({ background: { r: 255, g: 255, b: 255 } })
-      .removeAlpha()
-      .raw()
-      .toBuffer({ resolveWithObject: true });
+    const { data, info } = await decoder(sharp, bytes, spec).removeAlpha().raw().toBuffer({ resolveWithObject: true });
     src = { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height, channels: info.channels };
   } catch (err) {
     throw decodeError(err, spec);
@@ -194,9 +196,7 @@ async function pillowPixels(sharp: typeof import('sharp').default, bytes: Uint8A
 /** sharp's own decode-and-resize (shrink-on-load, libvips kernels): width × height RGB. */
 async function libvipsPixels(sharp: typeof import('sharp').default, bytes: Uint8Array, spec: ImageSpec): Promise<Raw> {
   try {
-    const { data, info } = await sharp(bytes, { limitInputPixels: spec.maxInputPixels, failOn: 'error', sequentialRead: true })
-      .toColourspace('srgb')
-      .flatten({ background: { r: 255, g: 255, b: 255 } })
+    const { data, info } = await decoder(sharp, bytes, spec)
       .resize(spec.width, spec.height, { fit: spec.fit, kernel: KERNEL[spec.interpolation], background: { r: 0, g: 0, b: 0 } })
       .removeAlpha()
       .raw()

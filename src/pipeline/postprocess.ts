@@ -4,7 +4,7 @@
  * with labels. Rows are the batch dim; the class scores are the remaining elements of each row.
  */
 import { NimifyError } from '../errors';
-import { expectBoolean, expectInteger, expectKnownKeys, expectPlainObject, expectString } from '../validate';
+import { expectBoolean, expectFileName, expectInteger, expectKnownKeys, expectPlainObject, expectString } from '../validate';
 
 /** As written in config.json. */
 export interface PostprocessConfig {
@@ -37,17 +37,12 @@ const KEYS = ['output', 'softmax', 'topK', 'labels'] as const;
 export function checkPostprocess(where: string, value: unknown): PostprocessSpec {
   const o = expectPlainObject(where, value);
   expectKnownKeys(where, o, KEYS);
-  let labels: string | null = null;
-  if (o.labels !== undefined) {
-    labels = expectString(`${where}.labels`, o.labels);
-    // A file beside config.json: a plain name, never a path that could leave the model's folder.
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(labels)) throw new NimifyError('INVALID_ARGUMENT', `${where}.labels: expected a file name in the model's folder (letters, digits, '.', '_', '-'), received ${JSON.stringify(labels)}`);
-  }
   return {
     output: o.output === undefined ? null : expectString(`${where}.output`, o.output),
     softmax: o.softmax === undefined ? true : expectBoolean(`${where}.softmax`, o.softmax),
     topK: o.topK === undefined ? 5 : expectInteger(`${where}.topK`, o.topK, 1, 100_000),
-    labels,
+    // A file beside config.json: a plain name, never a path that could leave the model's folder.
+    labels: o.labels === undefined ? null : expectFileName(`${where}.labels`, o.labels),
   };
 }
 

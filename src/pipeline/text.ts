@@ -16,7 +16,7 @@
  */
 import * as fs from 'node:fs';
 import { NimifyError } from '../errors';
-import { expectBoolean, expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../validate';
+import { expectBoolean, expectFileName, expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../validate';
 
 export const PADDINGS = ['longest', 'max_length'] as const;
 export const TOKEN_DTYPES = ['int64', 'int32'] as const;
@@ -60,15 +60,6 @@ export interface TextSpec {
 }
 
 const KEYS = ['type', 'tokenizer', 'maxLength', 'padding', 'truncation', 'addSpecialTokens', 'padToken', 'inputs'] as const;
-/** A file beside the config: a plain name, never a path that could leave the model's folder. */
-export const PLAIN_FILE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
-
-export function checkFileName(where: string, value: unknown): string {
-  const name = expectString(where, value);
-  if (!PLAIN_FILE.test(name)) throw new NimifyError('INVALID_ARGUMENT', `${where}: expected a file name in the model's folder (letters, digits, '.', '_', '-'), received ${JSON.stringify(name)}`);
-  return name;
-}
-
 /** Validates a `preprocess` section of type text; `where` names it in errors (e.g. 'config.preprocess'). */
 export function checkTextPreprocess(where: string, value: unknown): TextSpec {
   const o = expectPlainObject(where, value);
@@ -82,7 +73,7 @@ export function checkTextPreprocess(where: string, value: unknown): TextSpec {
   }
   return {
     type: 'text',
-    tokenizer: checkFileName(`${where}.tokenizer`, o.tokenizer),
+    tokenizer: expectFileName(`${where}.tokenizer`, o.tokenizer),
     file: null,
     stamp: '',
     maxLength: o.maxLength === undefined ? null : expectInteger(`${where}.maxLength`, o.maxLength, 1, 1 << 20),

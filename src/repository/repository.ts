@@ -50,8 +50,10 @@ export class ServedVersion {
   model: Model | null = null;
   config: CompletedConfig | null = null;
   wire: WireModel | null = null;
-  /** The lines of the config's postprocess.labels file, read when the version loads. */
-  labels: string[] | null = null;
+  /** The lines of the config's postprocess.labels file (the model's pipeline read them when it loaded). */
+  get labels(): string[] | null {
+    return this.model?.pipeline?.labels ?? null;
+  }
   /** Identifies the files this version was loaded from (poll mode reloads when it changes). */
   fingerprint = '';
 
@@ -366,7 +368,6 @@ export class ModelRepository {
       v.model = await loadModelWith(v.file, loadOptionsFor(config, defaults), pipeline);
       v.config = completeConfig(v.name, config, defaults, v.model);
       v.wire = wireModel(v.config);
-      v.labels = v.model.pipeline?.labels ?? null;
       await runWarmup(v.model, v.config);
       v.state = 'READY';
       v.reason = '';

@@ -137,6 +137,34 @@ describe('image models: predict() in the library', () => {
     expect(Math.max(...Object.keys(s.batchSizeHistogram).map(Number))).toBeLessThanOrEqual(2);
   });
 
+  it('runs each chunk as soon as it is ready, with at most two chunks in flight', async () => {
+    const model = await digits({ batching: { maxBatchSize: 2 } });
+    const gates: Array<() => void> = [];
+    const started: number[] = [];
+    const run = model.pipeline!.run([0, 1, 2, 3, 4, 5].map(sample), pool, {
+      maxRows: 2,
+      transfer: false,
+      infer: (feeds) => {
+        started.push(feeds.image.dims[0]);
+        return new Promise<void>((resolve) => gates.push(resolve)).then(() => model.infer(feeds));
+      },
+    });
+    const until = async (ok: () => boolean) => {
+      for (let i = 0; !ok() && i < 600; i++) await new Promise((r) => setTimeout(r, 10));
+    };
+    await until(() => started.length === 2);
+    // The third chunk waits for the first run to finish, however long the pool is idle.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(started).toEqual([2, 2]);
+    gates[0]();
+    await until(() => started.length === 3);
+    expect(started).toEqual([2, 2, 2]);
+    gates[1]();
+    gates[2]();
+    const { runs } = await run;
+    expect(model.pipeline!.classify(runs, 6).map((r) => r[0].label)).toEqual(['0', '1', '2', '3', '4', '5']);
+  });
+
   it('copies image bytes by default; transfer: true moves them (the buffer is detached)', async () => {
     const model = await digits();
     const kept = new Uint8Array(sample(5));
