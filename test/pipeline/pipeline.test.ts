@@ -137,6 +137,15 @@ describe('image models: predict() in the library', () => {
     expect(Math.max(...Object.keys(s.batchSizeHistogram).map(Number))).toBeLessThanOrEqual(2);
   });
 
+  it('a model whose batch dim is fixed at 1 gets one run per item', async () => {
+    const model = await digits({ freeDimensionOverrides: { batch: 1 } });
+    expect(model.inputs[0].shape).toEqual([1, 1, 8, 8]);
+    expect(model.pipeline!.mode).toBe('single');
+    const runs = await model.runPipeline([3, 9, 0].map(sample), { pool });
+    expect(runs.map((r) => r.logits.dims)).toEqual([[1, 10], [1, 10], [1, 10]]);
+    expect((await model.predict([3, 9, 0].map(sample), { pool })).map((r) => r[0].label)).toEqual(['3', '9', '0']);
+  });
+
   it('runs each chunk as soon as it is ready, with at most two chunks in flight', async () => {
     const model = await digits({ batching: { maxBatchSize: 2 } });
     const gates: Array<() => void> = [];
