@@ -6,11 +6,29 @@
 namespace nimify {
 
 namespace {
+// The execution providers compiled into the loaded library (GetAvailableProviders). Called on the
+// JS thread after a successful LoadRuntime, so g_ort is set; an ORT failure gives an empty list.
+Napi::Array Providers(Napi::Env env) {
+  Napi::Array list = Napi::Array::New(env);
+  char** names = nullptr;
+  int count = 0;
+  OrtStatus* status = g_ort->GetAvailableProviders(&names, &count);
+  if (status != nullptr) {
+    g_ort->ReleaseStatus(status);
+    return list;
+  }
+  for (int i = 0; i < count; ++i) list.Set(static_cast<uint32_t>(i), Napi::String::New(env, names[i]));
+  status = g_ort->ReleaseAvailableProviders(names, count);
+  if (status != nullptr) g_ort->ReleaseStatus(status);
+  return list;
+}
+
 Napi::Object InfoObject(Napi::Env env, const RuntimeInfo& ri) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("library", ri.library);
   o.Set("version", ri.version);
   o.Set("apiVersion", Napi::Number::New(env, kOrtApiVersion));
+  o.Set("providers", Providers(env));
   return o;
 }
 }  // namespace

@@ -1,74 +1,162 @@
 #!/usr/bin/env node
 'use strict';
-// The install a user gets: packs nimify (with its prebuilds), installs the tarball into an empty
-// temporary project with every compiler on PATH replaced by a stub that fails, and runs an
-// inference there. Proves that the prebuild is used (no build/ folder appears) and that nothing
-// needs a compiler or a network beyond the npm registry. Exits non-zero on failure.
-const { execFileSync } = require('node:child_process');
+// The install a user gets, from the tarballs `npm run pack:release` wrote into release/:
+//   1. prebuilt: the JS package and the platform package installed into an empty project with an
+//      empty npm cache (everything else from the registry), every compiler and python on PATH
+//      replaced by a stub that fails, no NIMIFY_* variable; npm run by the Node.js under test
+//      (`--node <path>`, default this one) so its engine checks are that version's. Then: no
+//      build/ and no onnxruntime-node or tokenizers installed, the addon and ORT come from the
+//      platform package, an inference, `nimify serve` + one HTTP request + SIGTERM → exit 0,
+//      node_modules ≤ 100 MB. Reports install time and size.
+//   2. fallback (--fallback): the JS package alone with "allowScripts": {"nimify": true}: the
+//      install says there is no prebuild and builds from source, and an inference works with
+//      NIMIFY_ORT_LIBRARY.
+// Exits non-zero on failure; prints a JSON summary line `install-test: {...}`.
+const { execFileSync, spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
 const ROOT = path.resolve(__dirname, '..');
-const work = fs.mkdtempSync(path.join(os.tmpdir(), 'nimify-pack-'));
-const run = (cmd, args, opts = {}) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', ...opts });
+const REL = path.join(ROOT, 'release');
+const LIMIT_MB = 100;
+const args = process.argv.slice(2);
+const nodeBin = args.includes('--node') ? path.resolve(args[args.indexOf('--node') + 1]) : process.execPath;
+const fallback = args.includes('--fallback');
+const npmCli = path.join(path.dirname(fs.realpathSync(execFileSync('sh', ['-c', 'command -v npm'], { encoding: 'utf8' }).trim())), 'npm-cli.js');
+const log = (m) => process.stdout.write(`install-test: ${m}\n`);
 
-try {
-  if (!fs.existsSync(path.join(ROOT, 'prebuilds', `${process.platform}-${process.arch}`))) {
-    throw new Error('no prebuilds: run `npm run prebuilds` first');
+function duBytes(dir) {
+  let total = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) total += duBytes(p);
+    else if (e.isFile()) total += fs.statSync(p).size;
   }
-  const packed = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', work], { cwd: ROOT }));
-  const tarball = path.join(work, packed[0].filename);
-  const files = packed[0].files.map((f) => f.path);
-  for (const must of ['dist/index.js', 'dist/index.d.ts', 'binding.gyp', 'CMakeLists.txt', 'scripts/fetch-ort-headers.js']) {
-    if (!files.includes(must)) throw new Error(`package lacks ${must}`);
-  }
-  if (!files.some((f) => f.startsWith('prebuilds/') && f.endsWith('.node'))) throw new Error('package has no prebuild');
-  if (files.some((f) => f.startsWith('deps/') || f.startsWith('build/'))) throw new Error('package ships build outputs or third-party headers');
+  return total;
+}
 
-  const stubs = path.join(work, 'no-compiler');
-  fs.mkdirSync(stubs);
-  for (const tool of ['cc', 'gcc', 'g++', 'c++', 'clang', 'clang++', 'make', 'cmake']) {
-    fs.writeFileSync(path.join(stubs, tool), `#!/bin/sh\necho "pack-test: ${tool} is not available" >&2\nexit 127\n`, { mode: 0o755 });
+/** An environment as a user's shell would have it: no NIMIFY_*, no npm_* from the calling npm. */
+function userEnv(extraPath) {
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (/^(NIMIFY_|npm_|ONNXRUNTIME_NODE_)/i.test(k)) continue;
+    env[k] = v;
   }
-  const app = path.join(work, 'app');
-  fs.mkdirSync(app);
-  fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, version: '1.0.0' }));
-  fs.copyFileSync(path.join(ROOT, 'test', 'fixtures', 'models', 'mlp_tiny.onnx'), path.join(app, 'model.onnx'));
-  const env = { ...process.env, PATH: `${stubs}${path.delimiter}${process.env.PATH}`, ONNXRUNTIME_NODE_INSTALL: 'skip' };
-  run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball], { cwd: app, env, stdio: ['ignore', 'inherit', 'inherit'] });
-  if (fs.existsSync(path.join(app, 'node_modules', 'nimify', 'build'))) throw new Error('install compiled from source instead of using the prebuild');
-  const script = `
-    const { loadModel, Tensor, runtimeInfo } = require('nimify');
-    (async () => {
-      const m = await loadModel('model.onnx');
-      const out = await m.infer({ x: new Tensor('float32', new Float32Array(64).fill(0.5), [1, 64]) });
-      if (out.y.dims.join() !== '1,10' || !Number.isFinite(out.y.data[0])) throw new Error('bad output');
-      console.log('pack-test: inference ok with', runtimeInfo().library);
-    })().catch((e) => { console.error(e); process.exit(1); });`;
-  process.stdout.write(run(process.execPath, ['-e', script], { cwd: app, env }));
-  // The installed `nimify` bin serves the model: one inference over HTTP, then SIGTERM → exit 0.
-  const serveScript = `
-    const { spawn } = require('node:child_process');
-    const child = spawn(require('node:path').join('node_modules', '.bin', 'nimify'), ['serve', 'model.onnx', '--port', '0', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  env.PATH = [extraPath, path.dirname(nodeBin), process.env.PATH].filter(Boolean).join(path.delimiter);
+  return env;
+}
+
+function npm(cwd, argv, env) {
+  const t0 = Date.now();
+  const out = execFileSync(nodeBin, [npmCli, ...argv], { cwd, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
+  return { out, seconds: (Date.now() - t0) / 1000 };
+}
+
+function noCompilers(dir) {
+  fs.mkdirSync(dir);
+  for (const tool of ['cc', 'gcc', 'g++', 'c++', 'clang', 'clang++', 'make', 'cmake', 'python3', 'python']) {
+    fs.writeFileSync(path.join(dir, tool), `#!/bin/sh\necho "install-test: ${tool} is not available" >&2\nexit 127\n`, { mode: 0o755 });
+  }
+  return dir;
+}
+
+const PROBE = `
+const nimify = require('nimify');
+const { addonInfo } = nimify;
+(async () => {
+  const m = await nimify.loadModel('model.onnx');
+  const out = await m.infer({ x: new nimify.Tensor('float32', new Float32Array(64).fill(0.5), [1, 64]) });
+  if (out.y.dims.join() !== '1,10' || !Number.isFinite(out.y.data[0])) throw new Error('bad output');
+  const a = addonInfo();
+  console.log(JSON.stringify({ addon: a.path, origin: a.origin, runtime: nimify.runtimeInfo() }));
+})().catch((e) => { console.error(e); process.exit(1); });`;
+
+function serveOnce(app, env) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(nodeBin, [path.join('node_modules', 'nimify', 'dist', 'cli', 'index.js'), 'serve', 'model.onnx', '--port', '0', '--log-level', 'warn'], { cwd: app, env, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
-    const timer = setTimeout(() => { console.error('pack-test: serve did not start:', out); child.kill('SIGKILL'); process.exit(1); }, 30000);
+    let asked = false;
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`nimify serve did not start: ${out}`));
+    }, 60_000);
     child.stdout.on('data', async (d) => {
       out += d;
-      const m = /serving .* at (http:\\/\\/\\S+)/.exec(out);
-      if (!m || child.asked) return;
-      child.asked = true;
-      const r = await fetch(m[1] + '/v2/models/model/infer', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: new Array(64).fill(0.5) }] }) });
-      const body = await r.json();
-      if (r.status !== 200 || body.outputs[0].shape.join() !== '1,10') { console.error('pack-test: bad HTTP answer', r.status, body); process.exit(1); }
+      const m = /serving .* at (http:\/\/\S+)/.exec(out);
+      if (!m || asked) return;
+      asked = true;
+      try {
+        const r = await fetch(`${m[1]}/v2/models/model/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: new Array(64).fill(0.5) }] }) });
+        const body = await r.json();
+        if (r.status !== 200 || body.outputs[0].shape.join() !== '1,10') throw new Error(`bad HTTP answer ${r.status} ${JSON.stringify(body)}`);
+      } catch (err) {
+        child.kill('SIGKILL');
+        reject(err);
+        return;
+      }
       child.kill('SIGTERM');
     });
-    child.on('exit', (code) => { clearTimeout(timer); if (code !== 0) { console.error('pack-test: serve exited', code); process.exit(1); } console.log('pack-test: nimify serve ok'); });`;
-  process.stdout.write(run(process.execPath, ['-e', serveScript], { cwd: app, env }));
-  console.log('pack-test: PASS');
-} catch (err) {
-  console.error(`pack-test: FAIL: ${err.message}`);
-  process.exitCode = 1;
-} finally {
-  fs.rmSync(work, { recursive: true, force: true });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve();
+      else reject(new Error(`nimify serve exited ${code}`));
+    });
+  });
 }
+
+async function main() {
+  const manifest = JSON.parse(fs.readFileSync(path.join(REL, 'manifest.json'), 'utf8'));
+  const [jsTgz, platTgz] = manifest.tarballs.map((t) => path.join(REL, t));
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'nimify-install-'));
+  try {
+    const nodeVersion = execFileSync(nodeBin, ['--version'], { encoding: 'utf8' }).trim();
+    const app = path.join(work, 'app');
+    fs.mkdirSync(app);
+    fs.copyFileSync(path.join(ROOT, 'test', 'fixtures', 'models', 'mlp_tiny.onnx'), path.join(app, 'model.onnx'));
+    const summary = { node: nodeVersion, platform: manifest.platform };
+    if (!fallback) {
+      fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, version: '1.0.0' }));
+      const env = userEnv(noCompilers(path.join(work, 'no-compiler')));
+      const cache = path.join(work, 'npm-cache');
+      const inst = npm(app, ['install', '--no-audit', '--no-fund', '--cache', cache, jsTgz, platTgz], env);
+      const out = inst.out;
+      if (/EBADENGINE/.test(out)) throw new Error(`npm warned about engines on ${nodeVersion}:\n${out}`);
+      if (/Unknown (project|user) config/.test(out)) throw new Error(`npm warned about config:\n${out}`);
+      const nm = path.join(app, 'node_modules');
+      if (fs.existsSync(path.join(nm, 'nimify', 'build'))) throw new Error('the install compiled from source instead of using the prebuild');
+      for (const absent of ['onnxruntime-node', 'tokenizers']) if (fs.existsSync(path.join(nm, absent))) throw new Error(`${absent} was installed; it must not be`);
+      const probe = JSON.parse(execFileSync(nodeBin, ['-e', PROBE], { cwd: app, env, encoding: 'utf8' }));
+      const platDir = path.join(nm, '@nimify', manifest.platform);
+      if (probe.origin !== 'prebuilt' || !probe.addon.startsWith(platDir)) throw new Error(`the addon did not come from the platform package: ${JSON.stringify(probe)}`);
+      if (!probe.runtime.library.startsWith(platDir)) throw new Error(`ONNX Runtime did not come from the platform package: ${probe.runtime.library}`);
+      log(`inference ok (${probe.runtime.library.slice(app.length + 1)}, ORT ${probe.runtime.version})`);
+      await serveOnce(app, env);
+      log('nimify serve: one HTTP inference, SIGTERM, exit 0');
+      const mb = duBytes(nm) / 1e6;
+      Object.assign(summary, { installSeconds: inst.seconds, nodeModulesMB: Number(mb.toFixed(1)), limitMB: LIMIT_MB });
+      if (mb > LIMIT_MB) throw new Error(`node_modules is ${mb.toFixed(1)} MB, over the ${LIMIT_MB} MB budget`);
+    } else {
+      fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, version: '1.0.0', allowScripts: { nimify: true } }));
+      const env = userEnv();
+      const inst = npm(app, ['install', '--no-audit', '--no-fund', '--foreground-scripts', jsTgz], env);
+      for (const must of [`no prebuilt addon for ${manifest.platform}`, 'building from source', 'source build done']) {
+        if (!inst.out.includes(must)) throw new Error(`the fallback install did not say "${must}":\n${inst.out}`);
+      }
+      const ortLib = execFileSync(process.execPath, ['-p', "require('./dist/binding').runtimeInfo().library"], { cwd: ROOT, encoding: 'utf8' }).trim();
+      const probe = JSON.parse(execFileSync(nodeBin, ['-e', PROBE], { cwd: app, env: { ...env, NIMIFY_ORT_LIBRARY: ortLib }, encoding: 'utf8' }));
+      if (probe.origin !== 'source-build') throw new Error(`expected the source-built addon: ${JSON.stringify(probe)}`);
+      log(`fallback: built from source in the install (${inst.seconds.toFixed(0)} s), inference ok`);
+      Object.assign(summary, { fallbackInstallSeconds: inst.seconds });
+    }
+    log(JSON.stringify(summary));
+    log('PASS');
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`install-test: FAIL: ${err.stack || err.message}\n${err.stdout || ''}${err.stderr || ''}\n`);
+  process.exitCode = 1;
+});

@@ -1,5 +1,7 @@
 /**
- * Loads the native addon (a prebuild or a local build, through node-gyp-build) and ONNX Runtime.
+ * Loads the native addon (a source build in build/Release, else the prebuilt platform package
+ * @nimify/<platform>) and ONNX Runtime (NIMIFY_ORT_LIBRARY, else the platform package's copy,
+ * else onnxruntime-node's).
  * Both happen on first use, never at `require('nimify')`, so importing nimify cannot fail
  * because ORT is missing; the first call that needs ORT gets a NimifyError naming every path
  * tried and the fix.
@@ -119,6 +121,8 @@ export interface RuntimeInfo {
   version: string;
   /** The C API version nimify requested. */
   apiVersion: number;
+  /** Execution providers compiled into that library (ORT's names, e.g. CPUExecutionProvider). */
+  providers: string[];
 }
 
 export interface NativeBinding {
@@ -130,88 +134,166 @@ export interface NativeBinding {
 }
 
 const PACKAGE_ROOT = path.resolve(__dirname, '..');
+
+interface PlatformModule {
+  platformId(): string;
+  packageName(id?: string): string;
+}
+// Plain JS shared with the install hook and the release packer (it runs before anything compiles).
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const platform = require(path.join(PACKAGE_ROOT, 'scripts', 'platform.js')) as PlatformModule;
+
+/** One place nimify looked for its addon or for ONNX Runtime, and what it found there. */
+export interface LoaderCandidate {
+  path: string;
+  /** Where this candidate comes from. */
+  origin: 'source-build' | 'prebuilt' | 'NIMIFY_ORT_LIBRARY' | 'onnxruntime-node';
+  /** Why it was not used; absent for the one that was. */
+  error?: string;
+}
+
+export interface AddonInfo {
+  /** The addon file that loaded. */
+  path: string;
+  origin: 'source-build' | 'prebuilt';
+  /** The platform id (linux-x64, linuxmusl-arm64, darwin-arm64, …) and the package that would carry its prebuild. */
+  platform: string;
+  platformPackage: string;
+  /** Every candidate, in the order tried. */
+  tried: LoaderCandidate[];
+}
+
 let addon: NativeBinding | undefined;
+let addonInfoValue: AddonInfo | undefined;
 let runtime: RuntimeInfo | undefined;
+
+/** The installed platform package's folder and manifest, or undefined when it is not installed. */
+function platformPackage(): { dir: string; manifest: { version?: string; nimify?: { ortLibrary?: string; ortVersion?: string } } } | undefined {
+  try {
+    const file = require.resolve(`${platform.packageName()}/package.json`, { paths: [PACKAGE_ROOT] });
+    return { dir: path.dirname(file), manifest: JSON.parse(fs.readFileSync(file, 'utf8')) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Where the addon is looked for, in order (as sharp does): a source build in this package's
+ * build/Release (a development checkout, or the install fallback on a platform without a
+ * prebuild), then the platform package @nimify/<platform>.
+ */
+export function addonCandidates(): LoaderCandidate[] {
+  const list: LoaderCandidate[] = [{ path: path.join(PACKAGE_ROOT, 'build', 'Release', 'nimify.node'), origin: 'source-build' }];
+  const pkg = platformPackage();
+  list.push({ path: pkg ? path.join(pkg.dir, 'nimify.node') : `${platform.packageName()}/nimify.node`, origin: 'prebuilt', ...(pkg ? {} : { error: `${platform.packageName()} is not installed` }) });
+  return list;
+}
 
 function loadAddon(): NativeBinding {
   if (addon) return addon;
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const nodeGypBuild = require('node-gyp-build') as (dir: string) => NativeBinding;
-    addon = nodeGypBuild(PACKAGE_ROOT);
-  } catch (err) {
-    throw new NimifyError(
-      'RUNTIME_UNAVAILABLE',
-      `the nimify native addon could not be loaded (${(err as Error).message}). ` +
-        'No prebuild matches this platform and no local build exists: run `npm rebuild nimify` (needs a C++ compiler and cmake or python3).',
-      { cause: err },
-    );
+  const tried = addonCandidates();
+  for (const c of tried) {
+    if (c.error) continue;
+    if (!fs.existsSync(c.path)) {
+      c.error = 'no such file';
+      continue;
+    }
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      addon = require(c.path) as NativeBinding;
+      addonInfoValue = { path: c.path, origin: c.origin as AddonInfo['origin'], platform: platform.platformId(), platformPackage: platform.packageName(), tried };
+      return addon;
+    } catch (err) {
+      c.error = (err as Error).message.split('\n')[0];
+    }
   }
-  return addon;
+  throw new NimifyError(
+    'RUNTIME_UNAVAILABLE',
+    `the nimify native addon could not be loaded for ${platform.platformId()}; tried:\n${tried.map((c) => `  ${c.path}: ${c.error}`).join('\n')}\n` +
+      `Fix: install the prebuilt package (\`npm install ${platform.packageName()}\`; it installs with nimify on the platforms it exists for), ` +
+      'or build from source: `npm rebuild nimify` with "allowScripts": {"nimify": true} in your package.json (needs a C++ compiler, python3 and the ONNX Runtime C headers: see the README, "Building from source").',
+    { cause: tried },
+  );
 }
 
-function libraryNames(): string[] {
-  if (process.platform === 'win32') return ['onnxruntime.dll'];
-  if (process.platform === 'darwin') return ['libonnxruntime.dylib'];
-  return ['libonnxruntime.so.1', 'libonnxruntime.so'];
+/** Which addon file loaded and what was tried (loads it if needed). */
+export function addonInfo(): AddonInfo {
+  loadAddon();
+  return { ...(addonInfoValue as AddonInfo), tried: (addonInfoValue as AddonInfo).tried.map((c) => ({ ...c })) };
+}
+
+function onnxruntimeNodeLibraries(): { candidates: LoaderCandidate[]; note?: string } {
+  let pkgDir: string;
+  try {
+    pkgDir = path.dirname(require.resolve('onnxruntime-node/package.json', { paths: [PACKAGE_ROOT, process.cwd()] }));
+  } catch {
+    return { candidates: [], note: 'onnxruntime-node is not installed' };
+  }
+  const binDir = path.join(pkgDir, 'bin', 'napi-v6', process.platform, process.arch);
+  const names = process.platform === 'win32' ? ['onnxruntime.dll'] : process.platform === 'darwin' ? ['libonnxruntime.1.dylib', 'libonnxruntime.dylib'] : ['libonnxruntime.so.1', 'libonnxruntime.so'];
+  const candidates = names.map((n) => ({ path: path.join(binDir, n), origin: 'onnxruntime-node' as const }));
+  return candidates.some((c) => fs.existsSync(c.path)) ? { candidates } : { candidates, note: `onnxruntime-node has no ONNX Runtime library for ${process.platform}/${process.arch}` };
 }
 
 /**
  * Where ONNX Runtime is looked for, in order: $NIMIFY_ORT_LIBRARY alone when set (an explicit
- * choice never falls back silently), else the library bundled in the onnxruntime-node package.
+ * choice never falls back silently), else the library in the platform package @nimify/<platform>,
+ * else the one inside an installed onnxruntime-node package (a user who has it, e.g. for its GPU
+ * providers, or a development checkout).
  */
-export function runtimeCandidates(env: NodeJS.ProcessEnv = process.env): { candidates: string[]; notes: string[] } {
+export function runtimeCandidates(env: NodeJS.ProcessEnv = process.env): { candidates: string[]; notes: string[]; detail: LoaderCandidate[] } {
   const explicit = env.NIMIFY_ORT_LIBRARY;
-  if (explicit) return { candidates: [path.resolve(explicit)], notes: ['NIMIFY_ORT_LIBRARY is set'] };
+  if (explicit) {
+    const detail: LoaderCandidate[] = [{ path: path.resolve(explicit), origin: 'NIMIFY_ORT_LIBRARY' }];
+    return { candidates: detail.map((d) => d.path), notes: ['NIMIFY_ORT_LIBRARY is set'], detail };
+  }
   const notes: string[] = [];
-  const candidates: string[] = [];
-  let pkgDir: string | undefined;
-  try {
-    pkgDir = path.dirname(require.resolve('onnxruntime-node/package.json', { paths: [PACKAGE_ROOT, process.cwd()] }));
-  } catch {
-    notes.push('the onnxruntime-node package is not installed');
-  }
-  if (pkgDir) {
-    const binDir = path.join(pkgDir, 'bin', 'napi-v6', process.platform, process.arch);
-    let found = false;
-    for (const name of libraryNames()) {
-      const p = path.join(binDir, name);
-      candidates.push(p);
-      if (fs.existsSync(p)) found = true;
-    }
-    if (process.platform === 'darwin' && fs.existsSync(binDir)) {
-      for (const f of fs.readdirSync(binDir)) {
-        if (/^libonnxruntime\..*dylib$/.test(f)) candidates.push(path.join(binDir, f));
-      }
-    }
-    if (!found) notes.push(`onnxruntime-node has no ONNX Runtime library for ${process.platform}/${process.arch}`);
-  }
-  return { candidates, notes };
+  const detail: LoaderCandidate[] = [];
+  const pkg = platformPackage();
+  const lib = pkg?.manifest.nimify?.ortLibrary;
+  if (pkg && lib) detail.push({ path: path.join(pkg.dir, lib), origin: 'prebuilt' });
+  else notes.push(`${platform.packageName()} is not installed`);
+  const ortNode = onnxruntimeNodeLibraries();
+  detail.push(...ortNode.candidates);
+  if (ortNode.note) notes.push(ortNode.note);
+  return { candidates: detail.map((d) => d.path), notes, detail };
 }
+
+/** How the last attempt to load ONNX Runtime went: every candidate in order, with why each unused one failed. */
+let runtimeTried: { detail: LoaderCandidate[]; notes: string[] } | undefined;
 
 /** The addon with ONNX Runtime loaded. Throws NimifyError('RUNTIME_UNAVAILABLE') otherwise. */
 export function getBinding(): NativeBinding {
   const b = loadAddon();
   if (runtime) return b;
-  const { candidates, notes } = runtimeCandidates();
-  try {
-    runtime = b.loadRuntime(candidates);
-  } catch (err) {
-    const e = fromNative(err);
-    const noteText = notes.length ? ` (${notes.join('; ')})` : '';
-    throw new NimifyError(
-      'RUNTIME_UNAVAILABLE',
-      `could not load ONNX Runtime${noteText}: ${candidates.length ? e.message : 'no library paths to try'}\n` +
-        'Fix: install onnxruntime-node (`npm install onnxruntime-node`), or set NIMIFY_ORT_LIBRARY to the path of ' +
-        'libonnxruntime.so from ONNX Runtime >= 1.23.',
-      { cause: err },
-    );
+  const { detail, notes } = runtimeCandidates();
+  runtimeTried = { detail, notes };
+  // One candidate at a time, so that each failure keeps its own reason (nimify doctor shows them).
+  for (const [i, c] of detail.entries()) {
+    try {
+      runtime = b.loadRuntime([c.path]);
+      detail.length = i + 1; // the rest were not tried
+      return b;
+    } catch (err) {
+      c.error = fromNative(err).message.replace(/^tried:\n\s*- [^:]*: /, '');
+    }
   }
-  return b;
+  const noteText = notes.length ? ` (${notes.join('; ')})` : '';
+  throw new NimifyError(
+    'RUNTIME_UNAVAILABLE',
+    `could not load ONNX Runtime${noteText}: ${detail.length ? `tried:${detail.map((c) => `\n  - ${c.path}: ${c.error}`).join('')}` : 'no library paths to try'}\n` +
+      `Fix: install the platform package (\`npm install ${platform.packageName()}\`), or onnxruntime-node (\`npm install onnxruntime-node\`), ` +
+      'or set NIMIFY_ORT_LIBRARY to the path of libonnxruntime.so from ONNX Runtime >= 1.23.',
+  );
+}
+
+/** The ONNX Runtime candidates of the last load attempt (none before the first), for diagnostics. */
+export function runtimeAttempts(): { detail: LoaderCandidate[]; notes: string[] } | undefined {
+  return runtimeTried && { detail: runtimeTried.detail.map((c) => ({ ...c })), notes: [...runtimeTried.notes] };
 }
 
 /** Which ONNX Runtime nimify uses; loads it if needed. */
 export function runtimeInfo(): RuntimeInfo {
   getBinding();
-  return { ...(runtime as RuntimeInfo) };
+  return { ...(runtime as RuntimeInfo), providers: [...(runtime as RuntimeInfo).providers] };
 }

@@ -11,8 +11,8 @@ export type { TensorType, TensorData, TensorDataMap, TensorLike } from './tensor
 export { NimifyError, ERROR_TABLE } from './errors';
 export type { ErrorCode, ErrorCategory } from './errors';
 export type { LoadOptions, InferOptions, BatchingOptions, ExecutionProvider } from './options';
-export { runtimeInfo } from './binding';
-export type { RuntimeInfo, ModelStats, SchedulerStats, Percentiles } from './binding';
+export { runtimeInfo, addonInfo } from './binding';
+export type { RuntimeInfo, AddonInfo, LoaderCandidate, ModelStats, SchedulerStats, Percentiles } from './binding';
 export { buildServer, nimifyPlugin } from './server';
 export type { ServerOptions, NimifyPluginOptions, RateLimitOptions, SheddingOptions, AuthArea } from './server/options';
 export type { BreakerOptions, BreakerState } from './server/breaker';

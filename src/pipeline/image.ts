@@ -12,6 +12,7 @@
  * (pixel × scale − mean[c]) / std[c] → layout (NCHW or NHWC, with a leading batch dim of 1) →
  * float32 or uint8 (uint8 takes the pixel values as they are: no scale, mean or std).
  */
+import { optionalModule } from '../optional';
 import { NimifyError } from '../errors';
 import { expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../validate';
 import { resample } from './resample';
@@ -216,6 +217,11 @@ export function imageFormat(b: Uint8Array): 'jpeg' | 'png' | 'webp' | null {
   return null;
 }
 
+/** sharp, loaded on first use (a dependency, but its libvips build may not exist for this platform). */
+export function sharpModule(): typeof import('sharp').default {
+  return optionalModule<typeof import('sharp').default>('sharp', 'image preprocessing (preprocess.type "image")');
+}
+
 /**
  * Decodes `bytes` and builds the tensor data for `spec`. Throws INVALID_ARGUMENT (naming the
  * reason) for bytes that are not JPEG, PNG or WebP, truncated or corrupt data, and images over
@@ -224,8 +230,7 @@ export function imageFormat(b: Uint8Array): 'jpeg' | 'png' | 'webp' | null {
 export async function imageToTensor(bytes: Uint8Array, spec: ImageSpec): Promise<{ data: Float32Array | Uint8Array; dims: number[] }> {
   if (imageFormat(bytes) === null) throw new NimifyError('INVALID_ARGUMENT', 'image: not a JPEG, PNG or WebP file (by its first bytes)');
   // Loaded lazily: the library's users who never preprocess never load libvips.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const sharp = require('sharp') as typeof import('sharp').default;
+  const sharp = sharpModule();
   const px = spec.resampler === 'pillow' ? await pillowPixels(sharp, bytes, spec) : await libvipsPixels(sharp, bytes, spec);
   const dims = imageDims(spec);
   // The centre crop, read in place: rows top.., columns left.. of the resized image.

@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { Piscina } from 'piscina';
 import { NimifyError, type ErrorCode } from '../errors';
 import { expectInteger, expectKnownKeys, expectPlainObject } from '../validate';
-import type { ImageSpec } from './image';
+import { sharpModule, type ImageSpec } from './image';
 import { tokenizersModule, type TextSpec, type TokenTensors } from './text';
 import type { Fault, ImageTask, ImageTensor, PadToken, TaskResult, TextTask, TokenizerTask } from './worker';
 
@@ -65,7 +65,7 @@ export class PreprocessPool {
     this.tasksPerThread = o.tasksPerThread ?? 2;
     // sharp's native libraries must be loaded by the main thread before any worker loads them
     // (glibc: a worker's exit would otherwise unload them under other workers' feet).
-    require('sharp');
+    sharpModule();
   }
 
   /** Tasks the pool runs at once (threads × tasksPerThread). */

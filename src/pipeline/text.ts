@@ -14,6 +14,7 @@
  * Tokenization runs in the preprocessing pool's workers (pool.ts, worker.ts); each worker keeps
  * the tokenizers it loaded, keyed by file, modification stamp and settings.
  */
+import { optionalModule } from '../optional';
 import * as fs from 'node:fs';
 import { NimifyError } from '../errors';
 import { expectBoolean, expectFileName, expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../validate';
@@ -90,10 +91,13 @@ export function checkTextPreprocess(where: string, value: unknown): TextSpec {
 type TokenizersModule = typeof import('tokenizers');
 type Tokenizer = import('tokenizers').Tokenizer;
 
-/** Loaded lazily: users who never tokenize never load the tokenizers addon. */
+/**
+ * Loaded lazily: users who never tokenize never load the tokenizers addon. It is an optional peer
+ * dependency (64 MB, every platform in one package): without it a text pipeline fails at model
+ * load with UNSUPPORTED naming `npm install tokenizers`.
+ */
 export function tokenizersModule(): TokenizersModule {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require('tokenizers') as TokenizersModule;
+  return optionalModule<TokenizersModule>('tokenizers', 'text preprocessing (preprocess.type "text")');
 }
 
 /** The file's modification stamp (a reload of an edited tokenizer.json gets a fresh cache entry). */
@@ -107,8 +111,9 @@ export async function fileStamp(file: string): Promise<string> {
  * fails here with the parser's reason, naming `where`.
  */
 export function openTokenizer(where: string, file: string): Tokenizer {
+  const { Tokenizer } = tokenizersModule();
   try {
-    return tokenizersModule().Tokenizer.fromFile(file);
+    return Tokenizer.fromFile(file);
   } catch (err) {
     throw new NimifyError('INVALID_ARGUMENT', `${where}: cannot load ${file} as a tokenizer.json (${(err as Error).message.split('\n')[0]})`);
   }
