@@ -69,7 +69,12 @@ const { addonInfo } = nimify;
   const out = await m.infer({ x: new nimify.Tensor('float32', new Float32Array(64).fill(0.5), [1, 64]) });
   if (out.y.dims.join() !== '1,10' || !Number.isFinite(out.y.data[0])) throw new Error('bad output');
   const a = addonInfo();
-  console.log(JSON.stringify({ addon: a.path, origin: a.origin, runtime: nimify.runtimeInfo() }));
+  // tokenizers is an optional peer: a text pipeline without it names the package to install.
+  const text = await nimify.loadModel('text_classifier.onnx', { pipeline: { preprocess: { type: 'text', tokenizer: 'wordpiece.json', maxLength: 8 }, postprocess: {} } }).then(
+    () => 'loaded',
+    (e) => e.code + ': ' + e.message,
+  );
+  console.log(JSON.stringify({ addon: a.path, origin: a.origin, runtime: nimify.runtimeInfo(), text }));
 })().catch((e) => { console.error(e); process.exit(1); });`;
 
 function serveOnce(app, env) {
@@ -114,6 +119,7 @@ async function main() {
     const app = path.join(work, 'app');
     fs.mkdirSync(app);
     fs.copyFileSync(path.join(ROOT, 'test', 'fixtures', 'models', 'mlp_tiny.onnx'), path.join(app, 'model.onnx'));
+    for (const f of ['text_classifier.onnx', 'wordpiece.json']) fs.copyFileSync(path.join(ROOT, 'test', 'fixtures', 'text', f), path.join(app, f));
     const summary = { node: nodeVersion, platform: manifest.platform };
     if (!fallback) {
       fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, version: '1.0.0' }));
@@ -131,6 +137,8 @@ async function main() {
       if (probe.origin !== 'prebuilt' || !probe.addon.startsWith(platDir)) throw new Error(`the addon did not come from the platform package: ${JSON.stringify(probe)}`);
       if (!probe.runtime.library.startsWith(platDir)) throw new Error(`ONNX Runtime did not come from the platform package: ${probe.runtime.library}`);
       log(`inference ok (${probe.runtime.library.slice(app.length + 1)}, ORT ${probe.runtime.version})`);
+      if (!/^UNSUPPORTED: .*npm install tokenizers/.test(probe.text)) throw new Error(`a text pipeline without tokenizers should name the package: ${probe.text}`);
+      log(`text pipeline without tokenizers: ${probe.text.split(':')[0]} naming \`npm install tokenizers\``);
       await serveOnce(app, env);
       log('nimify serve: one HTTP inference, SIGTERM, exit 0');
       const mb = duBytes(nm) / 1e6;

@@ -217,7 +217,10 @@ export function imageFormat(b: Uint8Array): 'jpeg' | 'png' | 'webp' | null {
   return null;
 }
 
-/** sharp, loaded on first use (a dependency, but its libvips build may not exist for this platform). */
+/**
+ * sharp, loaded on first use. An optional peer dependency (19 MB with libvips, which most users of
+ * a model server never need): without it image preprocessing is UNSUPPORTED naming `npm install sharp`.
+ */
 export function sharpModule(): typeof import('sharp').default {
   return optionalModule<typeof import('sharp').default>('sharp', 'image preprocessing (preprocess.type "image")');
 }

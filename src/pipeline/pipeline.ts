@@ -19,7 +19,7 @@ import { NimifyError } from '../errors';
 import { Tensor, type TensorType } from '../tensor';
 import { expectKnownKeys, expectPlainObject, invalid, isPlainObject } from '../validate';
 import type { Outputs, TensorInfo } from '../model';
-import { checkImagePreprocess, imageDims, type ImagePreprocessConfig, type ImageSpec } from './image';
+import { checkImagePreprocess, imageDims, sharpModule, type ImagePreprocessConfig, type ImageSpec } from './image';
 import { checkPostprocess, classify, parseLabels, type PostprocessConfig, type PostprocessSpec, type Prediction } from './postprocess';
 import { sharedPreprocessPool, type PreprocessPool } from './pool';
 import { checkTextPreprocess, fileStamp, type TextPreprocessConfig, type TextSpec } from './text';
@@ -93,6 +93,9 @@ function batchMode(where: string, t: TensorInfo): 'batch' | 'single' {
 }
 
 function resolveImage(where: string, spec: ImageSpec, inputs: readonly TensorInfo[]): { spec: ImageSpec; mode: 'batch' | 'single' } {
+  // sharp is an optional peer dependency: a model whose pipeline decodes images fails to load
+  // (UNSUPPORTED, naming `npm install sharp`) rather than failing each request.
+  sharpModule();
   const t = pickTensor(`${where}.input`, spec.input, inputs);
   if (inputs.length > 1) throw new NimifyError('INVALID_ARGUMENT', `${where}: the model has ${inputs.length} inputs; image preprocessing feeds only '${t.name}'`);
   const dims = imageDims(spec);

@@ -63,9 +63,6 @@ export class PreprocessPool {
     this.threads = o.threads ?? Math.max(1, os.availableParallelism());
     this.maxQueue = o.maxQueue ?? 256;
     this.tasksPerThread = o.tasksPerThread ?? 2;
-    // sharp's native libraries must be loaded by the main thread before any worker loads them
-    // (glibc: a worker's exit would otherwise unload them under other workers' feet).
-    sharpModule();
   }
 
   /** Tasks the pool runs at once (threads × tasksPerThread). */
@@ -91,6 +88,10 @@ export class PreprocessPool {
   async image(bytes: Uint8Array, spec: ImageSpec, fault?: Fault): Promise<ImageTensor> {
     if (!(bytes instanceof Uint8Array)) throw new NimifyError('INVALID_ARGUMENT', `image: expected a Uint8Array or Buffer of encoded image bytes, received ${typeof bytes}`);
     if (bytes.byteLength === 0) throw new NimifyError('INVALID_ARGUMENT', 'image: the body is empty; expected JPEG, PNG or WebP bytes');
+    // sharp's native libraries must be loaded by the main thread before any worker loads them
+    // (glibc: a worker's exit would otherwise unload them under other workers' feet). sharp is an
+    // optional peer: without it this is UNSUPPORTED naming `npm install sharp`.
+    sharpModule();
     const owns = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes.buffer instanceof SharedArrayBuffer);
     const task: ImageTask = { kind: 'image', bytes: owns ? bytes : new Uint8Array(bytes), spec, ...(fault ? { fault } : {}) };
     return (await this.#run(task, [task.bytes.buffer as ArrayBuffer], 'image')) as ImageTensor;
@@ -102,7 +103,7 @@ export class PreprocessPool {
    * the worker (they are small). `where` names the texts in errors (`where[i]`).
    */
   async text(texts: string[], pairs: (string | null)[] | null, spec: TextSpec, where = 'texts', fault?: Fault): Promise<TokenTensors> {
-    // The tokenizers addon is loaded by the main thread first, for the reason sharp is (above).
+    // The tokenizers addon is loaded by the main thread first, for the reason sharp is (image()).
     tokenizersModule();
     const task: TextTask = { kind: 'text', texts, pairs, spec, where, ...(fault ? { fault } : {}) };
     return (await this.#run(task, [], 'text')) as TokenTensors;
