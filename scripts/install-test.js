@@ -12,7 +12,7 @@
 //      install says there is no prebuild and builds from source, and an inference works with
 //      NIMIFY_ORT_LIBRARY.
 // Exits non-zero on failure; prints a JSON summary line `install-test: {...}`.
-const { execFileSync, spawn } = require('node:child_process');
+const { execFileSync, spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -47,9 +47,12 @@ function userEnv(extraPath) {
   return env;
 }
 
+/** npm run by the Node.js under test; `out` is its stdout and stderr together (warnings, scripts' output). */
 function npm(cwd, argv, env) {
   const t0 = Date.now();
-  const out = execFileSync(nodeBin, [npmCli, ...argv], { cwd, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
+  const r = spawnSync(nodeBin, [npmCli, ...argv], { cwd, env, encoding: 'utf8', maxBuffer: 64 << 20 });
+  const out = `${r.stdout}${r.stderr}`;
+  if (r.status !== 0) throw new Error(`npm ${argv.join(' ')} exited ${r.status}:\n${out}`);
   return { out, seconds: (Date.now() - t0) / 1000 };
 }
 
