@@ -12,15 +12,16 @@ import type { Model, TensorInfo } from '../model';
 import { toNativeConfig, type BatchingOptions, type LoadOptions } from '../options';
 import { DATATYPES, isDatatype, toDatatype, type Datatype } from '../protocol/datatypes';
 import type { WireModel, WireTensor } from '../protocol/request';
-import { expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../validate';
+import { expectBoolean, expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../validate';
 
 export type VersionPolicy = { latest: number } | 'all' | { specific: number[] };
 
 export interface WarmupInput {
   shape: number[];
-  /** 'zero' (default) or 'random' values, or explicit flat `data`. */
+  /** 'zero' (default) or 'random' values, or explicit `data`. */
   fill?: 'zero' | 'random';
-  data?: unknown[];
+  /** Values as an inference request's JSON `data` carries them (flat or nested; a scalar for one element). */
+  data?: unknown;
 }
 
 export interface WarmupRequest {
@@ -28,6 +29,11 @@ export interface WarmupRequest {
   inputs: Record<string, WarmupInput>;
   /** How many times to run it (default 1). */
   count?: number;
+  /**
+   * true: a failure is logged as a warning and the version still becomes READY. Default false:
+   * a failure keeps it UNAVAILABLE. The automatic warmup is optional (nobody asked for it).
+   */
+  optional?: boolean;
 }
 
 /** ONNX Runtime session options a config may set (LoadOptions without the scheduling ones). */
@@ -44,7 +50,7 @@ export interface ModelConfig {
   /** Declared shapes (tighter than the model's: a fixed value for a variable dim) and datatypes to check. */
   inputs?: Array<{ name: string; datatype?: Datatype; shape?: number[] }>;
   outputs?: Array<{ name: string; datatype?: Datatype; shape?: number[] }>;
-  /** Requests run before the model is ready; [] = none. Default: one request of zeros, variable dims 1. */
+  /** Requests run before the model is ready; [] = none. Default: autoWarmup() (optional). */
   warmup?: WarmupRequest[];
   /** Default per-request timeout for this model, in ms (the request's `timeout` parameter overrides). */
   timeoutMs?: number;
@@ -78,8 +84,8 @@ export interface ModelDefaults {
   timeoutMs?: number;
 }
 
-const CONFIG_KEYS = ['name', 'platform', 'instances', 'batching', 'runtime', 'versionPolicy', 'inputs', 'outputs', 'warmup', 'timeoutMs', 'preprocess', 'postprocess'] as const;
-const RUNTIME_KEYS = ['executionProviders', 'intraOpNumThreads', 'interOpNumThreads', 'graphOptimizationLevel', 'executionMode', 'optimizedModelFilePath', 'freeDimensionOverrides', 'logSeverityLevel', 'allowSpinning'] as const;
+export const CONFIG_KEYS = ['name', 'platform', 'instances', 'batching', 'runtime', 'versionPolicy', 'inputs', 'outputs', 'warmup', 'timeoutMs', 'preprocess', 'postprocess'] as const;
+export const RUNTIME_KEYS = ['executionProviders', 'intraOpNumThreads', 'interOpNumThreads', 'graphOptimizationLevel', 'executionMode', 'optimizedModelFilePath', 'freeDimensionOverrides', 'logSeverityLevel', 'allowSpinning'] as const;
 
 /**
  * ORT settings a served model gets unless its config or the server says otherwise: pool threads
@@ -179,11 +185,12 @@ function parseWarmup(where: string, value: unknown): WarmupRequest[] {
   if (!Array.isArray(value)) throw invalid(where, 'an array of warmup requests', value);
   return value.map((entry, i) => {
     const w = expectPlainObject(`${where}[${i}]`, entry);
-    expectKnownKeys(`${where}[${i}]`, w, ['name', 'inputs', 'count']);
+    expectKnownKeys(`${where}[${i}]`, w, ['name', 'inputs', 'count', 'optional']);
     const inputs = expectPlainObject(`${where}[${i}].inputs`, w.inputs);
     const req: WarmupRequest = { inputs: {} };
     if (w.name !== undefined) req.name = expectString(`${where}[${i}].name`, w.name);
     if (w.count !== undefined) req.count = expectInteger(`${where}[${i}].count`, w.count, 1, 10_000);
+    if (w.optional !== undefined) req.optional = expectBoolean(`${where}[${i}].optional`, w.optional);
     for (const [name, spec] of Object.entries(inputs)) {
       const s = expectPlainObject(`${where}[${i}].inputs.${name}`, spec);
       expectKnownKeys(`${where}[${i}].inputs.${name}`, s, ['shape', 'fill', 'data']);
@@ -191,7 +198,11 @@ function parseWarmup(where: string, value: unknown): WarmupRequest[] {
       const input: WarmupInput = { shape: s.shape.map((d, j) => expectInteger(`${where}[${i}].inputs.${name}.shape[${j}]`, d, 0, 1 << 24)) };
       if (s.fill !== undefined) input.fill = expectOneOf(`${where}[${i}].inputs.${name}.fill`, s.fill, ['zero', 'random'] as const);
       if (s.data !== undefined) {
-        if (!Array.isArray(s.data)) throw invalid(`${where}[${i}].inputs.${name}.data`, 'a flat array of values', s.data);
+        // Checked element by element against the input's datatype when the warmup runs (the model is loaded then).
+        if (s.data === null || (typeof s.data === 'object' && !Array.isArray(s.data))) {
+          throw invalid(`${where}[${i}].inputs.${name}.data`, 'an array of values (flat or nested), or one value for a one-element shape', s.data);
+        }
+        if (s.fill !== undefined) throw invalid(`${where}[${i}].inputs.${name}`, 'either fill or data, not both', s);
         input.data = s.data;
       }
       req.inputs[name] = input;
@@ -264,20 +275,69 @@ export function completeConfig(name: string, config: ModelConfig, defaults: Mode
     versionPolicy: config.versionPolicy ?? { latest: 1 },
     inputs,
     outputs,
-    warmup: config.warmup ?? autoWarmup(inputs),
+    // Dim 0 is a batch dim for the warmup when the scheduler batches on it, or would (batching off).
+    warmup: config.warmup ?? autoWarmup(inputs, model.inputs, batching === false ? detectBatchDim(model, {}) : batching.batchDim === true),
     timeoutMs: config.timeoutMs ?? defaults.timeoutMs,
     preprocess: publicPreprocess(model.pipeline?.preprocess ?? null),
     postprocess: model.pipeline?.postprocess ?? null,
   };
 }
 
-/** One request of zeros with every variable dim 1 (none when a shape is unknown). */
-function autoWarmup(inputs: readonly WireTensor[]): WarmupRequest[] {
-  const req: WarmupRequest = { name: 'auto: zeros, variable dims = 1', inputs: {} };
-  for (const t of inputs) req.inputs[t.name] = { shape: t.shape.map((d) => (d < 0 ? 1 : d)), fill: 'zero' };
+/**
+ * Length the automatic warmup gives a variable dim that is not the batch dim. 1 is what many ops
+ * refuse: a reflect Pad needs more elements than it pads, a convolution or STFT at least its
+ * kernel or window, a pooling stack at least its total stride. 128 holds the windows of speech
+ * models (silero VAD's 8 kHz STFT), survives five stride-2 stages of an image net (4 × 4 left)
+ * and is a sequence every text model takes, while a run on it stays cheap.
+ */
+export const WARMUP_DIM = 128;
+
+/** Most elements the automatic warmup feeds, all inputs together (4 MiB of float32): variable dims shrink to fit. */
+export const WARMUP_MAX_ELEMENTS = 1 << 20;
+
+/**
+ * The warmup a model gets when its config.json has none: one optional request (a failure is a
+ * warning, not an UNAVAILABLE model) of zeros, with the batch dim 1 — dim 0 when `batchDim`, and
+ * any dim sharing its symbolic name — and every other variable dim WARMUP_DIM, halved until all
+ * inputs together hold at most WARMUP_MAX_ELEMENTS. A numeric scalar gets 1 instead of 0 (a
+ * sample rate, a count, a top-k: 0 is the degenerate value); bool is false, strings ''. None at
+ * all when an input's rank is unknown: no shape could be guessed.
+ */
+export function autoWarmup(inputs: readonly WireTensor[], infos: readonly TensorInfo[], batchDim: boolean): WarmupRequest[] {
+  const symbols = new Map(infos.map((t) => [t.name, t.shape]));
+  if (inputs.some((t) => symbols.get(t.name) === null)) return [];
+  const batchNames = new Set<string>();
+  if (batchDim) for (const t of inputs) if (typeof symbols.get(t.name)?.[0] === 'string') batchNames.add(symbols.get(t.name)![0] as string);
+  const isBatch = (name: string, j: number) => {
+    const symbol = symbols.get(name)?.[j];
+    return (batchDim && j === 0) || (typeof symbol === 'string' && batchNames.has(symbol));
+  };
+  const shapesFor = (length: number) => inputs.map((t) => t.shape.map((d, j) => (d >= 0 ? d : isBatch(t.name, j) ? 1 : length)));
+  const elements = (shapes: number[][]) => shapes.reduce((sum, s) => sum + s.reduce((a, b) => a * b, 1), 0);
+  let length = WARMUP_DIM;
+  let shapes = shapesFor(length);
+  while (length > 1 && elements(shapes) > WARMUP_MAX_ELEMENTS) shapes = shapesFor((length = Math.floor(length / 2)));
+  const req: WarmupRequest = { name: 'automatic', optional: true, inputs: {} };
+  for (const [i, t] of inputs.entries()) {
+    const numericScalar = shapes[i].length === 0 && t.datatype !== 'BOOL' && t.datatype !== 'BYTES';
+    req.inputs[t.name] = numericScalar ? { shape: [], data: [1] } : { shape: shapes[i], fill: 'zero' };
+  }
   return [req];
 }
 
 export function wireModel(config: CompletedConfig): WireModel {
   return { inputs: config.inputs, outputs: config.outputs, batched: config.batching !== false && config.batching.batchDim === true };
+}
+
+/**
+ * A loaded model's inputs and outputs as the protocol describes them, before any config is
+ * applied; null when one has a type the protocol cannot carry. What metadata shows for a version
+ * whose config did not complete.
+ */
+export function modelIo(model: Model): { inputs: WireTensor[]; outputs: WireTensor[] } | null {
+  try {
+    return { inputs: wireTensors('inputs', model.inputs, undefined), outputs: wireTensors('outputs', model.outputs, undefined) };
+  } catch {
+    return null;
+  }
 }

@@ -24,8 +24,8 @@ import { NimifyError } from '../errors';
 import { loadModelWith, type Model, type PipelineSections } from '../model';
 import { Tensor, type TensorType } from '../tensor';
 import { DATATYPE_TO_TYPE } from '../protocol/datatypes';
-import type { WireModel } from '../protocol/request';
-import { completeConfig, loadOptionsFor, parseModelConfig, wireModel, type CompletedConfig, type ModelConfig, type ModelDefaults, type VersionPolicy, type WarmupRequest } from './config';
+import { jsonElements, type WireModel, type WireTensor } from '../protocol/request';
+import { completeConfig, loadOptionsFor, modelIo, parseModelConfig, wireModel, type CompletedConfig, type ModelConfig, type ModelDefaults, type VersionPolicy, type WarmupRequest } from './config';
 
 export type ControlMode = 'none' | 'explicit' | 'poll';
 export type VersionState = 'LOADING' | 'READY' | 'UNLOADING' | 'UNAVAILABLE';
@@ -40,7 +40,13 @@ export interface RepositoryOptions {
   pollIntervalMs?: number;
   defaults?: ModelDefaults;
   /** Where lifecycle events go (a pino logger in the server). */
-  log?: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void; error(obj: object, msg?: string): void };
+  log?: RepositoryLog;
+}
+
+export interface RepositoryLog {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
 }
 
 /** One loaded (or loading, or failed) version of a model. */
@@ -50,6 +56,12 @@ export class ServedVersion {
   model: Model | null = null;
   config: CompletedConfig | null = null;
   wire: WireModel | null = null;
+  /**
+   * The version's inputs and outputs as served (the completed config's), or the model's own when
+   * its config did not complete; null until the model file loaded. Kept when the version fails
+   * or is unloaded, so metadata can still describe a model that is not ready.
+   */
+  io: { inputs: WireTensor[]; outputs: WireTensor[] } | null = null;
   /** The lines of the config's postprocess.labels file (the model's pipeline read them when it loaded). */
   get labels(): string[] | null {
     return this.model?.pipeline?.labels ?? null;
@@ -366,9 +378,11 @@ export class ModelRepository {
         pipeline = { where: 'config', preprocess: config.preprocess ?? null, postprocess: config.postprocess ?? null, dir };
       }
       v.model = await loadModelWith(v.file, loadOptionsFor(config, defaults), pipeline);
+      v.io = modelIo(v.model);
       v.config = completeConfig(v.name, config, defaults, v.model);
+      v.io = { inputs: v.config.inputs, outputs: v.config.outputs };
       v.wire = wireModel(v.config);
-      await runWarmup(v.model, v.config);
+      await runWarmup(v, v.model, v.config, log);
       v.state = 'READY';
       v.reason = '';
       log?.info({ model: v.name, version: v.version, config: v.config }, 'model ready');
@@ -560,31 +574,70 @@ export class ModelRepository {
   }
 }
 
-/** Runs a version's warmup requests; a failure makes the version UNAVAILABLE. */
-async function runWarmup(model: Model, config: CompletedConfig): Promise<void> {
+/**
+ * Runs a version's warmup requests in order. A request that fails makes the version UNAVAILABLE
+ * (the error thrown) unless it is optional — the automatic warmup is — in which case the failure
+ * is logged as a warning naming the model, what was fed and ONNX Runtime's message, and the
+ * version still becomes READY: a guessed warmup never takes a model down.
+ */
+async function runWarmup(v: ServedVersion, model: Model, config: CompletedConfig, log: RepositoryLog | undefined): Promise<void> {
   for (const [i, req] of config.warmup.entries()) {
-    const feeds: Record<string, Tensor> = {};
-    for (const input of config.inputs) {
-      const spec = req.inputs[input.name];
-      if (spec === undefined) throw new NimifyError('INVALID_ARGUMENT', `warmup[${i}]: no value for input '${input.name}'`);
-      feeds[input.name] = warmupTensor(DATATYPE_TO_TYPE[input.datatype], spec);
-    }
-    for (const name of Object.keys(req.inputs)) {
-      if (!config.inputs.some((t) => t.name === name)) throw new NimifyError('INVALID_ARGUMENT', `warmup[${i}].inputs: the model has no input '${name}'`);
-    }
-    for (let n = 0; n < (req.count ?? 1); n++) {
-      try {
-        await model.infer(feeds);
-      } catch (err) {
-        throw new NimifyError('INVALID_MODEL', `warmup[${i}]${req.name ? ` (${req.name})` : ''} failed: ${(err as Error).message}`, { cause: err });
+    const where = `warmup[${i}]${req.name ? ` (${req.name})` : ''}`;
+    try {
+      const feeds = warmupFeeds(`warmup[${i}]`, req, config);
+      for (let n = 0; n < (req.count ?? 1); n++) {
+        try {
+          await model.infer(feeds);
+        } catch (err) {
+          throw new NimifyError('INVALID_MODEL', `${where} failed: ${(err as Error).message}`, { cause: err });
+        }
       }
+    } catch (err) {
+      if (req.optional !== true) throw err;
+      const fed = describeWarmup(req, config);
+      log?.warn(
+        { model: v.name, version: v.version, warmup: req.name ?? i, inputs: fed, reason: (err as Error).message },
+        `model '${v.name}' version ${v.version}: optional ${where} with ${fed} failed; the model is served anyway (set "warmup" in its config.json to warm it up with inputs it takes): ${(err as Error).message}`,
+      );
     }
   }
 }
 
-function warmupTensor(type: TensorType, spec: WarmupRequest['inputs'][string]): Tensor {
+/** The feeds of one warmup request, checked against the model's inputs. */
+function warmupFeeds(where: string, req: WarmupRequest, config: CompletedConfig): Record<string, Tensor> {
+  for (const name of Object.keys(req.inputs)) {
+    if (!config.inputs.some((t) => t.name === name)) throw new NimifyError('INVALID_ARGUMENT', `${where}.inputs: the model has no input '${name}' (it has ${config.inputs.map((t) => `'${t.name}'`).join(', ')})`);
+  }
+  const feeds: Record<string, Tensor> = {};
+  for (const input of config.inputs) {
+    const spec = req.inputs[input.name];
+    if (spec === undefined) throw new NimifyError('INVALID_ARGUMENT', `${where}: no value for input '${input.name}'`);
+    const fits = spec.shape.length === input.shape.length && spec.shape.every((d, j) => input.shape[j] < 0 || d === input.shape[j]);
+    if (!fits) {
+      throw new NimifyError('INVALID_ARGUMENT', `${where}.inputs.${input.name}.shape: input '${input.name}' needs shape [${input.shape.join(', ')}] (-1 = any), the warmup gives [${spec.shape.join(', ')}]`);
+    }
+    feeds[input.name] = warmupTensor(`${where}.inputs.${input.name}`, input, spec);
+  }
+  return feeds;
+}
+
+/** What a warmup request feeds, for logs: `name DATATYPE [dims] zeros|random|data`, per input. */
+function describeWarmup(req: WarmupRequest, config: CompletedConfig): string {
+  return config.inputs
+    .filter((t) => req.inputs[t.name] !== undefined)
+    .map((t) => {
+      const spec = req.inputs[t.name];
+      const values = spec.data !== undefined ? `= ${JSON.stringify(spec.data).slice(0, 40)}` : spec.fill === 'random' ? 'random' : 'zeros';
+      return `${t.name} ${t.datatype} [${spec.shape.join(', ')}] ${values}`;
+    })
+    .join(', ');
+}
+
+function warmupTensor(where: string, input: WireTensor, spec: WarmupRequest['inputs'][string]): Tensor {
+  const type: TensorType = DATATYPE_TO_TYPE[input.datatype];
   const count = spec.shape.reduce((a, b) => a * b, 1);
-  if (spec.data !== undefined) return new Tensor(type, spec.data as never, spec.shape);
+  // `data` means what an inference request's JSON data means (FP16 as numbers, BOOL as booleans).
+  if (spec.data !== undefined) return new Tensor(type, jsonElements(where, input.datatype, spec.data, spec.shape, count) as never, spec.shape);
   if (type === 'string') return new Tensor('string', new Array<string>(count).fill(''), spec.shape);
   const t = new Tensor(type, new Array(count).fill(0) as never, spec.shape);
   if (spec.fill === 'random') {

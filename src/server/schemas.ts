@@ -53,6 +53,8 @@ export const modelMetadataResponse = {
     inputs: { type: 'array', items: tensorMetadata },
     outputs: { type: 'array', items: tensorMetadata },
     parameters: { type: 'object', additionalProperties: true },
+    state: { type: 'string', enum: ['LOADING', 'UNLOADING', 'UNAVAILABLE'], description: 'nimify: only for a version that is not ready (its inputs and outputs are known)' },
+    reason: { type: 'string', description: 'nimify: why the version is not ready' },
   },
   required: ['name', 'platform', 'inputs', 'outputs'],
 } as const;

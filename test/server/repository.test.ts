@@ -77,7 +77,10 @@ describe('layout, config and versions (control mode none)', () => {
   it('a model that fails to load or warm up is UNAVAILABLE with its reason; the server is not ready; others serve', async () => {
     put('good/1/model.onnx', fixture('mlp_tiny.onnx'));
     put('garbage/1/model.onnx', Buffer.from('not an onnx model'));
-    put('failing/1/model.onnx', fixture('reshape_fail.onnx')); // its zero warmup fails in ORT
+    put('failing/1/model.onnx', fixture('reshape_fail.onnx'));
+    // An explicit warmup that fails in ORT (4 elements cannot take shape [3, 3]); a failing
+    // automatic warmup is only a warning (test/server/warmup.test.ts).
+    put('failing/config.json', JSON.stringify({ warmup: [{ inputs: { x: { shape: [4] }, shape: { shape: [2], data: [3, 3] } } }] }));
     put('badconfig/config.json', '{"instances": 0}');
     put('badconfig/1/model.onnx', fixture('mlp_tiny.onnx'));
     const app = await server();

@@ -3,6 +3,7 @@
  * extensions: the completed config and the scheduler's counters per version.
  */
 import type { FastifyPluginAsync } from 'fastify';
+import { NimifyError } from '../../errors';
 import { checkModelName, checkVersion, type ServedVersion } from '../../repository/repository';
 import { version } from '../../version';
 import { errorResponses, modelMetadataResponse, modelParams, serverMetadataResponse } from '../schemas';
@@ -22,15 +23,33 @@ const metadata: FastifyPluginAsync = async (app) => {
 
   const resolve = (p: Params): ServedVersion => repository.resolve(checkModelName(p.model_name), p.model_version === undefined ? undefined : checkVersion(p.model_version));
 
+  /**
+   * The version model metadata describes: the one requests go to, else — the model is not ready
+   * (loading, or it failed) — the version asked for or the newest, whenever its inputs and
+   * outputs are known: reading them is how a user writes the warmup or config that makes it load.
+   */
+  const described = (p: Params): ServedVersion => {
+    try {
+      return resolve(p);
+    } catch (err) {
+      if (!(err instanceof NimifyError) || err.code !== 'NOT_READY') throw err;
+      const known = repository.versions(p.model_name).find((v) => v.io !== null && (p.model_version === undefined || v.version === p.model_version));
+      if (known === undefined) throw err;
+      return known;
+    }
+  };
+
   const model = async (request: { params: Params }) => {
-    const v = resolve(request.params);
-    const c = v.config!;
+    const v = described(request.params);
+    const io = v.io!; // the completed config's for a ready version
     return {
       name: v.name,
       versions: repository.versions(v.name).filter((x) => x.ready).map((x) => x.version),
-      platform: c.platform,
-      inputs: c.inputs,
-      outputs: c.outputs,
+      platform: v.config?.platform ?? 'onnxruntime_onnx',
+      inputs: io.inputs,
+      outputs: io.outputs,
+      // Not in the protocol: clients ignore unknown fields, people read why the model is not ready.
+      ...(v.ready ? {} : { state: v.state, ...(v.reason ? { reason: v.reason } : {}) }),
     };
   };
   const modelSchema = { summary: 'Model metadata', tags: ['metadata'], params: modelParams, response: { 200: modelMetadataResponse, 404: errorResponses[404], 503: errorResponses[503] } };
