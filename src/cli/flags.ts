@@ -1,7 +1,9 @@
 /**
  * Command-line flags with NIMIFY_* environment fallbacks (container-friendly): every flag
  * `--foo-bar` can also be given as NIMIFY_FOO_BAR; a flag on the command line wins. Repeatable
- * flags take a comma-separated list from the environment.
+ * flags take a comma-separated list from the environment. An unknown flag is refused with the
+ * nearest known one suggested (environment variables are not checked: NIMIFY_* names that no
+ * command reads are simply ignored, as a shared container environment needs).
  */
 import { parseArgs } from 'node:util';
 import { NimifyError } from '../errors';
@@ -24,7 +26,62 @@ export function envName(flag: string): string {
   return `NIMIFY_${flag.replace(/-/g, '_').toUpperCase()}`;
 }
 
+/** Levenshtein distance, for "did you mean" suggestions of commands and flags. */
+export function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return row[b.length]!;
+}
+
+/** The closest of `candidates` to `word`, if it is close enough to be a likely typo (or `word` is a prefix of exactly one). */
+export function suggest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(word, c);
+    if (d < bestD) {
+      best = c;
+      bestD = d;
+    }
+  }
+  if (best !== undefined && bestD <= Math.max(2, Math.floor(best.length / 3))) return best;
+  const prefixed = word.length >= 3 ? candidates.filter((c) => c.startsWith(word)) : [];
+  return prefixed.length === 1 ? prefixed[0] : undefined;
+}
+
+/** Refuses flags that no spec names, before parseArgs() would (its message has no suggestion). */
+function checkKnown(argv: readonly string[], specs: Record<string, FlagSpec>): void {
+  const byShort = new Map(Object.values(specs).flatMap((s) => (s.short ? [[s.short, s] as const] : [])));
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') return;
+    if (arg.startsWith('--')) {
+      const [name, inline] = [arg.slice(2).split('=')[0]!, arg.includes('=')];
+      if (Object.prototype.hasOwnProperty.call(specs, name)) {
+        if (specs[name]!.type === 'string' && !inline) i++; // its value, whatever it looks like
+        continue;
+      }
+      const near = suggest(name, Object.keys(specs));
+      throw new NimifyError('INVALID_ARGUMENT', `unknown option '--${name}'${near ? ` (did you mean --${near}?)` : ''}`);
+    }
+    if (/^-[^-0-9.]/.test(arg)) {
+      const spec = byShort.get(arg[1]!);
+      if (spec === undefined) throw new NimifyError('INVALID_ARGUMENT', `unknown option '-${arg[1]}'`);
+      if (spec.type === 'string' && arg.length === 2) i++;
+    }
+  }
+}
+
 export function parseFlags(argv: string[], specs: Record<string, FlagSpec>, env: NodeJS.ProcessEnv = process.env): { values: FlagValues; positionals: string[] } {
+  checkKnown(argv, specs);
   let parsed;
   try {
     parsed = parseArgs({

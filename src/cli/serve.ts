@@ -2,7 +2,8 @@
  * `nimify serve <model.onnx | repository>`: builds the server, listens, prints where and what it
  * serves (each model's completed config), and shuts down gracefully on SIGTERM/SIGINT: stop
  * accepting, let in-flight requests finish, dispose the models, exit 0. A second signal, or a
- * drain longer than --shutdown-timeout-ms, exits 1 at once.
+ * drain longer than --shutdown-timeout-ms, exits 1 at once. Started by npm/npx through a shell,
+ * it also drains when npm receives the signal (npm-parent.ts says why that needs watching).
  */
 import type { FastifyInstance } from 'fastify';
 import { NimifyError } from '../errors';
@@ -11,6 +12,8 @@ import type { ModelDefaults } from '../repository/config';
 import { buildServer } from '../server/build';
 import type { ServerOptions } from '../server/options';
 import { flagHelp, parseFlags, type FlagSpec } from './flags';
+import type { CliIo } from './io';
+import { npmShellParent, watchNpmShell } from './npm-parent';
 
 export const SERVE_FLAGS = {
   port: { type: 'string', short: 'p', arg: 'port', help: 'TCP port (default 8000)', integer: { min: 0, max: 65535 } },
@@ -42,6 +45,7 @@ export const SERVE_FLAGS = {
   'shutdown-timeout-ms': { type: 'string', arg: 'ms', help: 'longest graceful drain on SIGTERM before exiting 1 (default 30000)', integer: { min: 1 } },
   'no-docs': { type: 'boolean', help: 'do not serve /documentation' },
   'keep-going': { type: 'boolean', help: 'keep serving when a startup model fails to load (default: exit 1, like Triton)' },
+  'no-parent-watch': { type: 'boolean', help: 'started by npm/npx through a shell: do not drain when npm gets SIGTERM/SIGINT (default: drain, see docs/cli.md)' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 } as const satisfies Record<string, FlagSpec>;
 
@@ -53,10 +57,12 @@ Serves ONNX models over HTTP with the Open Inference Protocol (KServe v2): /v2/.
 options (each also read from the environment variable in brackets):
 ${flagHelp(SERVE_FLAGS)}`;
 
+export const USAGE = SERVE_USAGE;
+
 /** Translates flags (and the model path) into buildServer() options. */
-export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): { options: ServerOptions; keepGoing: boolean; port: number; host: string; shutdownTimeoutMs: number; help: boolean } {
+export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): { options: ServerOptions; keepGoing: boolean; port: number; host: string; shutdownTimeoutMs: number; parentWatch: boolean; help: boolean } {
   const { values: v, positionals } = parseFlags(argv, SERVE_FLAGS, env);
-  if (v.help) return { options: { repository: '' }, keepGoing: false, port: 0, host: '', shutdownTimeoutMs: 0, help: true };
+  if (v.help) return { options: { repository: '' }, keepGoing: false, port: 0, host: '', shutdownTimeoutMs: 0, parentWatch: false, help: true };
   const path = positionals[0] ?? env.NIMIFY_REPOSITORY;
   if (path === undefined || path === '') throw new NimifyError('INVALID_ARGUMENT', 'serve: expected a model (.onnx) or repository directory (or NIMIFY_REPOSITORY)\n\n' + SERVE_USAGE);
   if (positionals.length > 1) throw new NimifyError('INVALID_ARGUMENT', `serve: expected one model or repository path, received ${positionals.length}: ${positionals.join(' ')}`);
@@ -107,6 +113,7 @@ export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     port: (v.port as number | undefined) ?? 8000,
     host: (v.host as string | undefined) ?? '127.0.0.1',
     shutdownTimeoutMs: (v['shutdown-timeout-ms'] as number | undefined) ?? 30_000,
+    parentWatch: v['no-parent-watch'] !== true,
     help: false,
   };
 }
@@ -116,6 +123,12 @@ export interface Running {
   address: string;
   /** Resolves with the exit code once a signal-triggered shutdown finished. */
   stopped: Promise<number>;
+}
+
+/** The command: serves until a signal, then resolves with the exit code of the drain. */
+export async function run(argv: string[], io: CliIo): Promise<number> {
+  const running = await serve(argv, io.out, io.env);
+  return running === null ? 0 : running.stopped;
 }
 
 /** Starts serving; installs SIGTERM/SIGINT handlers. `out` receives the human-readable summary. */
@@ -147,12 +160,7 @@ export async function serve(argv: string[], out: (line: string) => void = (l) =>
   let resolveStopped!: (code: number) => void;
   const stopped = new Promise<number>((r) => (resolveStopped = r));
   let stopping = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      out(`nimify: ${signal} again, exiting now`);
-      resolveStopped(1);
-      return;
-    }
+  const drain = (signal: string) => {
     stopping = true;
     out(`nimify: ${signal}: draining in-flight requests, then stopping`);
     const timer = setTimeout(() => {
@@ -173,9 +181,26 @@ export async function serve(argv: string[], out: (line: string) => void = (l) =>
       },
     );
   };
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      out(`nimify: ${signal} again, exiting now`);
+      resolveStopped(1);
+      return;
+    }
+    drain(signal);
+  };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // Under npm/npx the signal may reach only the shell npm put between us (npm-parent.ts). A Ctrl-C
+  // reaches both us and that shell: the watch then finds a drain already under way and adds nothing.
+  const shell = cfg.parentWatch ? npmShellParent(env) : null;
+  const unwatch = shell === null ? () => {} : watchNpmShell(shell, (signal, why) => {
+    if (stopping) return;
+    out(`nimify: ${why}`);
+    drain(`${signal} (via npm)`);
+  });
   void stopped.then(() => {
+    unwatch();
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
   });

@@ -14,12 +14,16 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as workerThreads from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { NimifyError, type ErrorCode } from '../errors';
 import { expectInteger, expectKnownKeys, expectPlainObject } from '../validate';
 import { sharpModule, type ImageSpec } from './image';
 import { tokenizersModule, type TextSpec, type TokenTensors } from './text';
 import type { Fault, ImageTask, ImageTensor, PadToken, TaskResult, TextTask, TokenizerTask } from './worker';
+
+// Node >= 21 (absent on Node 20, where every such buffer transfers).
+const isMarkedAsUntransferable = (workerThreads as { isMarkedAsUntransferable?: (o: unknown) => boolean }).isMarkedAsUntransferable;
 
 function workerFile(): string {
   const candidates = [path.join(__dirname, 'worker.js'), path.join(__dirname, '..', '..', 'dist', 'pipeline', 'worker.js')];
@@ -92,7 +96,10 @@ export class PreprocessPool {
     // (glibc: a worker's exit would otherwise unload them under other workers' feet). sharp is an
     // optional peer: without it this is UNSUPPORTED naming `npm install sharp`.
     sharpModule();
-    const owns = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes.buffer instanceof SharedArrayBuffer);
+    // Moved only when the view owns its whole buffer and Node lets it move: on Node >= 21 a
+    // buffer whose memory a native library owns (sharp's toBuffer(), a pooled Buffer) is marked
+    // untransferable and posting it throws DataCloneError, so it is copied instead.
+    const owns = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes.buffer instanceof SharedArrayBuffer) && !isMarkedAsUntransferable?.(bytes.buffer);
     const task: ImageTask = { kind: 'image', bytes: owns ? bytes : new Uint8Array(bytes), spec, ...(fault ? { fault } : {}) };
     return (await this.#run(task, [task.bytes.buffer as ArrayBuffer], 'image')) as ImageTensor;
   }

@@ -4,8 +4,10 @@
  * the in-flight requests (none lost) and exits 0.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { serveOptions } from '../../src/cli/serve';
 import { ROOT, MODELS } from '../helpers';
 
@@ -41,11 +43,14 @@ describe('flags and environment', () => {
     expect(() => serveOptions(['m.onnx', '--bogus'])).toThrow(/bogus/);
     expect(() => serveOptions([])).toThrow(/expected a model/);
     expect(() => serveOptions(['a.onnx', 'b.onnx'])).toThrow(/one model or repository/);
+    expect(() => serveOptions(['m.onnx', '--prot', '1'])).toThrow("unknown option '--prot' (did you mean --port?)");
+    expect(serveOptions(['m.onnx']).parentWatch).toBe(true);
+    expect(serveOptions(['m.onnx'], { NIMIFY_NO_PARENT_WATCH: '1' }).parentWatch).toBe(false);
   });
 });
 
-function start(args: string[], env: Record<string, string> = {}): { child: ChildProcess; output: () => string; listening: Promise<string> } {
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'cli', 'index.js'), 'serve', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+function start(args: string[], env: Record<string, string> = {}, how: { command: string; prefix: string[]; cwd?: string } = { command: process.execPath, prefix: [path.join(ROOT, 'dist', 'cli', 'index.js')] }): { child: ChildProcess; output: () => string; listening: Promise<string> } {
+  const child = spawn(how.command, [...how.prefix, 'serve', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], cwd: how.cwd });
   children.push(child);
   let out = '';
   const listening = new Promise<string>((resolve, reject) => {
@@ -69,7 +74,22 @@ afterEach(() => {
 
 const exitCode = (child: ChildProcess) => new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
 
+const slowBody = JSON.stringify({ inputs: [{ name: 'x', shape: [256, 256], datatype: 'FP32', data: new Array(65536).fill(0.01) }, { name: 'iters', shape: [], datatype: 'INT64', data: 60 }] });
+const slowInfer = (base: string) => fetch(`${base}/v2/models/slow/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: slowBody }).then(async (r) => ({ status: r.status, body: (await r.json()) as { outputs: Array<{ shape: number[] }> } }));
+
 describe('nimify serve (child process)', () => {
+  it('SIGINT drains like SIGTERM: the in-flight request succeeds, exit 0', async () => {
+    const { child, output, listening } = start([path.join(MODELS, 'slow.onnx'), '--port', '0', '--log-level', 'warn']);
+    const base = await listening;
+    const inflight = slowInfer(base);
+    await new Promise((r) => setTimeout(r, 150));
+    const exited = exitCode(child);
+    child.kill('SIGINT');
+    expect((await inflight).status).toBe(200);
+    expect(await exited, output()).toBe(0);
+    expect(output()).toContain('nimify: SIGINT: draining in-flight requests');
+  });
+
   it('serves a model with defaults, prints the completed config, drains on SIGTERM with no request lost, exits 0', async () => {
     const { child, output, listening } = start([path.join(MODELS, 'slow.onnx'), '--port', '0', '--log-level', 'warn']);
     const base = await listening;
@@ -92,10 +112,53 @@ describe('nimify serve (child process)', () => {
   });
 
   it('exits 1 with the reason when a startup model cannot load; 2 on a usage error', async () => {
-    const bad = start([path.join(MODELS, 'reshape_fail.onnx'), '--port', '0', '--log-level', 'silent']);
+    // A file ONNX Runtime cannot parse (a model whose automatic warmup fails is served: test/server/warmup.test.ts).
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nimify-serve-'));
+    fs.writeFileSync(path.join(dir, 'broken.onnx'), 'not an onnx model');
+    const bad = start([path.join(dir, 'broken.onnx'), '--port', '0', '--log-level', 'silent']);
     await expect(bad.listening).rejects.toThrow(/exited 1/);
+    fs.rmSync(dir, { recursive: true, force: true });
     expect(bad.output()).toContain('startup models failed to load');
     const usage = start(['--port', 'nope']);
     await expect(usage.listening).rejects.toThrow(/exited 2/);
   });
+});
+
+describe('npx nimify serve: a signal to the npx process drains the server', () => {
+  // A project with nimify installed as npm would (node_modules/nimify and its .bin link, which npm's bin-links makes executable).
+  const project = fs.mkdtempSync(path.join(os.tmpdir(), 'nimify-npx-'));
+  fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'npx-user', version: '1.0.0', private: true }));
+  fs.mkdirSync(path.join(project, 'node_modules', '.bin'), { recursive: true });
+  fs.symlinkSync(ROOT, path.join(project, 'node_modules', 'nimify'));
+  fs.symlinkSync('../nimify/dist/cli/index.js', path.join(project, 'node_modules', '.bin', 'nimify'));
+  fs.chmodSync(path.join(ROOT, 'dist', 'cli', 'index.js'), 0o755);
+
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    it(`${signal} to npx: the in-flight request succeeds, the nimify process drains and exits 0`, async () => {
+      const exitFile = path.join(project, `exit-${signal}.json`);
+      const env = { NODE_OPTIONS: `--require ${path.join(__dirname, 'record-exit.cjs')}`, NIMIFY_TEST_EXIT_FILE: exitFile, npm_config_update_notifier: 'false' };
+      const { child, output, listening } = start([path.join(MODELS, 'slow.onnx'), '--port', '0', '--log-level', 'warn'], env, { command: 'npx', prefix: ['--no-install', 'nimify'], cwd: project });
+      onTestFinished(() => {
+        // Without the fix the server outlives npx: never leave it running.
+        const pid = Number(fs.readFileSync(`${exitFile}.pid`, 'utf8'));
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      });
+      const base = await listening;
+      const inflight = slowInfer(base);
+      await new Promise((r) => setTimeout(r, 150));
+      child.kill(signal); // the npx process only, as a process manager would
+      const result = await inflight;
+      expect(result.status).toBe(200);
+      expect(result.body.outputs[0]!.shape).toEqual([256, 256]);
+      for (let i = 0; i < 150 && !fs.existsSync(exitFile); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(JSON.parse(fs.readFileSync(exitFile, 'utf8')), output()).toMatchObject({ code: 0 });
+      expect(output()).toContain(`nimify: ${signal} (via npm): draining in-flight requests`);
+      expect(output()).toContain('nimify: stopped');
+      await expect(fetch(`${base}/v2/health/live`)).rejects.toThrow();
+    }, 60_000);
+  }
 });

@@ -1,0 +1,116 @@
+/**
+ * The `nimify` framework: command table, --help everywhere, unknown commands and flags answered
+ * with a suggestion and exit 2, and the real binary exiting promptly with its whole output when
+ * stdout is a pipe (process.exit() after the flush, see index.ts exitAfterFlush).
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { COMMANDS, main, suggest } from '../../src/cli/index';
+import { envName, parseFlags, type FlagSpec } from '../../src/cli/flags';
+import { EXIT } from '../../src/cli/io';
+import { capture } from './capture';
+import { SERVE_FLAGS } from '../../src/cli/serve';
+import { writeNpy } from '../../src/cli/npy';
+import { Tensor } from '../../src';
+import { MODELS, ROOT } from '../helpers';
+
+describe('suggestions', () => {
+  it('unknown flags name the nearest known one; NIMIFY_* env is not checked', () => {
+    expect(() => parseFlags(['m.onnx', '--prot', '8000'], SERVE_FLAGS, {})).toThrow("unknown option '--prot' (did you mean --port?)");
+    expect(() => parseFlags(['--max-batch', '8'], SERVE_FLAGS, {})).toThrow(/did you mean --max-batch-size\?/);
+    expect(() => parseFlags(['--zzzzzzzz'], SERVE_FLAGS, {})).toThrow(/^unknown option '--zzzzzzzz'$/);
+    expect(() => parseFlags(['-q'], SERVE_FLAGS, {})).toThrow("unknown option '-q'");
+    // A string flag's value is never checked as a flag name.
+    expect(parseFlags(['--host=-weird', 'm.onnx'], SERVE_FLAGS, {}).values.host).toBe('-weird');
+    expect(parseFlags(['--port=8001', 'm.onnx'], SERVE_FLAGS, {}).values.port).toBe(8001);
+    expect(parseFlags(['m.onnx'], SERVE_FLAGS, { NIMIFY_PROT: '1' }).values.port).toBeUndefined();
+    expect(suggest('sevre', Object.keys(COMMANDS))).toBe('serve');
+    expect(suggest('insp', Object.keys(COMMANDS))).toBe('inspect');
+  });
+
+  it('main(): unknown command or flag → exit 2 with the suggestion on stderr', async () => {
+    const io = capture();
+    expect(await main(['sevre'], io)).toBe(EXIT.USAGE);
+    expect(io.stderr()).toContain('unknown command "sevre" (did you mean "serve"?)');
+    const io2 = capture();
+    expect(await main(['serve', 'm.onnx', '--prot', '8000'], io2)).toBe(EXIT.USAGE);
+    expect(io2.stderr()).toContain("nimify serve: INVALID_ARGUMENT: unknown option '--prot' (did you mean --port?)");
+    const io3 = capture();
+    expect(await main(['help', 'infre'], io3)).toBe(EXIT.USAGE);
+    expect(io3.stderr()).toContain('did you mean "infer"?');
+  });
+
+  it('--help on every command of mine, and `nimify help <cmd>` prints the same', async () => {
+    for (const cmd of ['serve', 'inspect', 'infer']) {
+      const a = capture();
+      expect(await main([cmd, '--help'], a)).toBe(EXIT.OK);
+      expect(a.stdout()).toMatch(new RegExp(`^usage: nimify ${cmd} `));
+      expect(a.stdout()).toContain('[NIMIFY_HELP]');
+      const b = capture();
+      expect(await main(['help', cmd], b)).toBe(EXIT.OK);
+      expect(b.stdout()).toBe(a.stdout());
+      const c = capture();
+      expect(await main([cmd, '-h'], c)).toBe(EXIT.OK);
+    }
+    const top = capture();
+    expect(await main([], top)).toBe(EXIT.USAGE);
+    for (const cmd of Object.keys(COMMANDS)) expect(top.stderr()).toContain(`  ${cmd} `);
+  });
+});
+
+function runBin(args: string[]): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'cli', 'index.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const chunks: Buffer[] = [];
+    let stderr = '';
+    // A slow reader: the pipe fills and the writer must wait, not drop the tail.
+    child.stdout.on('data', (d: Buffer) => {
+      chunks.push(d);
+      child.stdout.pause();
+      setTimeout(() => child.stdout.resume(), 2);
+    });
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(chunks), stderr }));
+  });
+}
+
+describe('the real binary', () => {
+  it('a large --output json over a slowly read pipe arrives whole, and the process exits 0', async () => {
+    // slow.onnx: y = x [256, 256] after `iters` loops, ~1.5 MB of JSON; the run also leaves ORT's thread pool up.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nimify-cli-'));
+    fs.writeFileSync(path.join(dir, 'x.npy'), writeNpy(new Tensor('float32', Float32Array.from({ length: 65536 }, (_, i) => i / 65536), [256, 256])));
+    const r = await runBin(['infer', path.join(MODELS, 'slow.onnx'), '--input', `x=@${path.join(dir, 'x.npy')}`, '--input', 'iters=1']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.length).toBeGreaterThan(1_000_000);
+    const doc = JSON.parse(r.stdout.toString()) as { outputs: Array<{ name: string; shape: number[]; data: number[] }> };
+    expect(doc.outputs[0]!.shape).toEqual([256, 256]);
+    expect(doc.outputs[0]!.data).toHaveLength(65536);
+  });
+
+  it('exit codes: 2 for usage errors, 1 for a failure, 0 for --version', async () => {
+    expect((await runBin(['nope'])).code).toBe(2);
+    expect((await runBin(['inspect', '--jsn'])).stderr).toContain('did you mean --json?');
+    expect((await runBin(['inspect', path.join(MODELS, 'missing.onnx')])).code).toBe(1);
+    const v = await runBin(['--version']);
+    expect(v.code).toBe(0);
+    expect(v.stdout.toString()).toMatch(/^\d+\.\d+\.\d+/);
+  });
+});
+
+describe('docs/cli.md', () => {
+  it('lists every flag of serve, inspect and infer with its environment variable, and every exit code', async () => {
+    const doc = fs.readFileSync(path.join(ROOT, 'docs', 'cli.md'), 'utf8');
+    const tables: Array<[string, Record<string, FlagSpec>]> = [['serve', SERVE_FLAGS], ['inspect', (await import('../../src/cli/inspect')).INSPECT_FLAGS], ['infer', (await import('../../src/cli/infer')).INFER_FLAGS]];
+    for (const [cmd, specs] of tables) {
+      const section = doc.slice(doc.indexOf(`## nimify ${cmd}`), doc.indexOf('\n## ', doc.indexOf(`## nimify ${cmd}`) + 5));
+      for (const [flag, spec] of Object.entries(specs)) {
+        expect(section, `${cmd} --${flag}`).toContain(`--${flag}${spec.type === 'string' ? ` <${spec.arg ?? 'value'}>` : ''}\` | \`${envName(flag)}\``);
+      }
+    }
+    for (const [name, code] of Object.entries(EXIT)) expect(doc, name).toMatch(new RegExp(`\\n\\| ${code} \\| `));
+    for (const mark of ['<!-- bench -->', '<!-- tune -->', '<!-- doctor -->']) expect(doc).toContain(mark);
+  });
+});
