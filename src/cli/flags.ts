@@ -1,6 +1,7 @@
 /**
  * Command-line flags with NIMIFY_* environment fallbacks (container-friendly): every flag
- * `--foo-bar` can also be given as NIMIFY_FOO_BAR; a flag on the command line wins. Repeatable
+ * `--foo-bar` but the output-only ones (INVOCATION_ONLY) can also be given as NIMIFY_FOO_BAR; a
+ * flag on the command line wins. Repeatable
  * flags take a comma-separated list from the environment. An unknown flag is refused with the
  * nearest known one suggested (environment variables are not checked: NIMIFY_* names that no
  * command reads are simply ignored, as a shared container environment needs).
@@ -24,6 +25,18 @@ export type FlagValues = Record<string, string | boolean | string[] | number | u
 
 export function envName(flag: string): string {
   return `NIMIFY_${flag.replace(/-/g, '_').toUpperCase()}`;
+}
+
+/**
+ * Flags that shape one invocation's output, not how nimify runs: never read from the
+ * environment, so that one set in a shared (container) environment cannot change what every
+ * command prints or writes (NIMIFY_JSON would be a boolean to inspect and a file to bench).
+ */
+const INVOCATION_ONLY = new Set(['help', 'json', 'md', 'svg', 'output', 'out-dir', 'write', 'force']);
+
+/** The environment variable that mirrors `flag`, or null for a flag that has none. */
+export function envFor(flag: string): string | null {
+  return INVOCATION_ONLY.has(flag) ? null : envName(flag);
 }
 
 /** Levenshtein distance, for "did you mean" suggestions of commands and flags. */
@@ -97,9 +110,10 @@ export function parseFlags(argv: string[], specs: Record<string, FlagSpec>, env:
   for (const [flag, spec] of Object.entries(specs)) {
     let value = parsed.values[flag] as string | boolean | string[] | undefined;
     let source = `--${flag}`;
-    if (value === undefined && env[envName(flag)] !== undefined && env[envName(flag)] !== '') {
-      const raw = env[envName(flag)]!;
-      source = envName(flag);
+    const variable = envFor(flag);
+    if (value === undefined && variable !== null && env[variable] !== undefined && env[variable] !== '') {
+      const raw = env[variable]!;
+      source = variable;
       if (spec.type === 'boolean') {
         if (!/^(1|0|true|false|yes|no)$/i.test(raw)) throw new NimifyError('INVALID_ARGUMENT', `${source}: expected true or false, received ${JSON.stringify(raw)}`);
         value = /^(1|true|yes)$/i.test(raw);
@@ -128,7 +142,8 @@ export function parseFlags(argv: string[], specs: Record<string, FlagSpec>, env:
 export function flagHelp(specs: Record<string, FlagSpec>): string {
   const rows = Object.entries(specs).map(([flag, s]) => {
     const left = `  ${s.short ? `-${s.short}, ` : ''}--${flag}${s.type === 'string' ? ` <${s.arg ?? 'value'}>` : ''}`;
-    return `${left.padEnd(34)} ${s.help} [${envName(flag)}]`;
+    const variable = envFor(flag);
+    return `${left.padEnd(34)} ${s.help}${variable ? ` [${variable}]` : ''}`;
   });
   return rows.join('\n');
 }
