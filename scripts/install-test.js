@@ -6,8 +6,10 @@
 //      replaced by a stub that fails, no NIMIFY_* variable; npm run by the Node.js under test
 //      (`--node <path>`, default this one) so its engine checks are that version's. Then: no
 //      build/ and no onnxruntime-node or tokenizers installed, the addon and ORT come from the
-//      platform package, an inference, `nimify serve` + one HTTP request + SIGTERM → exit 0,
-//      node_modules ≤ 100 MB. Reports install time and size.
+//      platform package, an inference, a text pipeline refused naming `npm install tokenizers`,
+//      `nimify serve` + one HTTP request + SIGTERM → exit 0, node_modules ≤ 100 MB; then the
+//      README's Quickstart run line by line (npx, curl, SIGTERM to npx). Reports install time
+//      (empty cache) and size.
 //   2. fallback (--fallback): the JS package alone with "allowScripts": {"nimify": true}: the
 //      install says there is no prebuild and builds from source, and an inference works with
 //      NIMIFY_ORT_LIBRARY.
@@ -113,6 +115,80 @@ function serveOnce(app, env) {
   });
 }
 
+/** A free TCP port on 127.0.0.1. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = require('node:net').createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+/**
+ * The README's Quickstart, line by line, in the installed project: `npm install nimify sharp`
+ * (nimify from the tarballs, sharp from the registry), then each command through `sh -c` as a user
+ * types it, with npx resolving the installed bin. The only change: the server's port comes from
+ * NIMIFY_PORT (a free one) and the curl line's localhost:8000 follows it. `kill %1` becomes
+ * SIGTERM to the npx process itself, which must drain and stop the server it started.
+ */
+async function quickstart(app, env, cache, jsTgz, platTgz) {
+  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('## Quickstart'));
+  const block = /```sh\n([\s\S]*?)```/.exec(section)[1].replace(/\\\n\s*/g, ' ');
+  const lines = block.split('\n').filter((l) => l.trim() !== '');
+  const port = await freePort();
+  const qenv = { ...env, NIMIFY_PORT: String(port) };
+  let server;
+  try {
+    for (const [i, line] of lines.entries()) {
+      if (line.startsWith('# ')) continue; // the answer the line before it shows
+      const expected = lines[i + 1]?.startsWith('# ') ? lines[i + 1].slice(2) : undefined;
+      if (line === 'npm install nimify sharp') {
+        npm(app, ['install', '--no-audit', '--no-fund', '--cache', cache, jsTgz, platTgz, 'sharp'], env);
+      } else if (/ &$/.test(line)) {
+        server = spawn('sh', ['-c', `exec ${line.slice(0, -2)}`], { cwd: app, env: qenv, stdio: ['ignore', 'pipe', 'pipe'] });
+        server.log = '';
+        server.stdout.on('data', (d) => (server.log += d));
+        server.stderr.on('data', (d) => (server.log += d));
+        server.exited = new Promise((resolve) => server.on('exit', (code, signal) => resolve({ code, signal })));
+        const t0 = Date.now();
+        while (!/serving .* at http/.test(server.log)) {
+          if (Date.now() - t0 > 60_000 || server.exitCode !== null) throw new Error(`quickstart: \`${line}\` did not start serving:\n${server.log}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      } else if (line === 'kill %1') {
+        // npm passes SIGTERM to the shell it runs the bin under and then kills itself with it
+        // (so npx's own status is the signal); nimify, a grandchild, must notice, drain and exit.
+        // Its stdout is the pipe we read: it closes when nimify exits.
+        const closed = new Promise((resolve) => server.stdout.on('close', resolve));
+        server.kill('SIGTERM');
+        await server.exited;
+        const drained = await Promise.race([closed.then(() => true), new Promise((r) => setTimeout(() => r(false), 30_000))]);
+        if (!drained || !/nimify: stopped/.test(server.log)) throw new Error(`quickstart: after SIGTERM to npx, nimify did not drain and stop:\n${server.log}`);
+        if (await fetch(`http://127.0.0.1:${port}/v2/health/live`).then(() => true, () => false)) throw new Error('quickstart: the server still answers after SIGTERM to npx');
+      } else {
+        const r = spawnSync('sh', ['-c', line.replace('localhost:8000', `127.0.0.1:${port}`)], { cwd: app, env: qenv, encoding: 'utf8' });
+        if (r.status !== 0) throw new Error(`quickstart: \`${line}\` exited ${r.status}:\n${r.stdout}${r.stderr}`);
+        if (line.startsWith('curl')) {
+          if (!expected) throw new Error(`quickstart: the README shows no answer after \`${line}\``);
+          const body = JSON.parse(r.stdout);
+          const want = JSON.parse(expected.replace(/…/g, '').replace(/,\{"label":"(\d)",\}/g, ',{"label":"$1"}'));
+          const labels = body.predictions.map((p) => p.label);
+          if (body.model_name !== want.model_name || labels.join() !== want.predictions.map((p) => p.label).join()) throw new Error(`quickstart: curl answered ${r.stdout}, the README shows ${expected}`);
+        }
+      }
+      log(`quickstart ok: ${line}`);
+    }
+  } finally {
+    // A failed step must not leave the server running (it would keep this process alive).
+    if (server && server.exitCode === null && server.signalCode === null) server.kill('SIGKILL');
+  }
+  if (!server) throw new Error('quickstart: no server was started');
+}
+
 async function main() {
   const manifest = JSON.parse(fs.readFileSync(path.join(REL, 'manifest.json'), 'utf8'));
   const [jsTgz, platTgz] = manifest.tarballs.map((t) => path.join(REL, t));
@@ -147,6 +223,7 @@ async function main() {
       const mb = duBytes(nm) / 1e6;
       Object.assign(summary, { installSeconds: inst.seconds, nodeModulesMB: Number(mb.toFixed(1)), limitMB: LIMIT_MB });
       if (mb > LIMIT_MB) throw new Error(`node_modules is ${mb.toFixed(1)} MB, over the ${LIMIT_MB} MB budget`);
+      await quickstart(app, env, cache, jsTgz, platTgz);
     } else {
       fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, version: '1.0.0', allowScripts: { nimify: true } }));
       const env = userEnv();
