@@ -79,7 +79,13 @@ const { addonInfo } = nimify;
     () => 'loaded',
     (e) => e.code + ': ' + e.message,
   );
-  console.log(JSON.stringify({ addon: a.path, origin: a.origin, runtime: nimify.runtimeInfo(), text }));
+  // sharp too: an image pipeline (the shipped demo's) without it names the package.
+  const demo = 'node_modules/nimify/examples/digits/digits';
+  const image = await nimify.loadModel(demo + '/1/model.onnx', { pipeline: { ...JSON.parse(require('node:fs').readFileSync(demo + '/config.json', 'utf8')), dir: demo } }).then(
+    () => 'loaded',
+    (e) => e.code + ': ' + e.message,
+  );
+  console.log(JSON.stringify({ addon: a.path, origin: a.origin, runtime: nimify.runtimeInfo(), text, image }));
 })().catch((e) => { console.error(e); process.exit(1); });`;
 
 function serveOnce(app, env) {
@@ -218,6 +224,8 @@ async function main() {
       log(`inference ok (${probe.runtime.library.slice(app.length + 1)}, ORT ${probe.runtime.version})`);
       if (!/^UNSUPPORTED: .*npm install tokenizers/.test(probe.text)) throw new Error(`a text pipeline without tokenizers should name the package: ${probe.text}`);
       log(`text pipeline without tokenizers: ${probe.text.split(':')[0]} naming \`npm install tokenizers\``);
+      if (!/^UNSUPPORTED: .*npm install sharp/.test(probe.image)) throw new Error(`an image pipeline without sharp should name the package: ${probe.image}`);
+      log(`image pipeline without sharp: ${probe.image.split(':')[0]} naming \`npm install sharp\``);
       await serveOnce(app, env);
       log('nimify serve: one HTTP inference, SIGTERM, exit 0');
       const mb = duBytes(nm) / 1e6;

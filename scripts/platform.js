@@ -8,8 +8,15 @@
 // darwin-arm64, win32-x64); its package is `@nimify/<id>` and holds `nimify.node` plus the ONNX
 // Runtime library that the addon dlopen()s, named in the package's `nimify.ortLibrary` field.
 
-/** 'musl' on a musl libc Linux, '' elsewhere (glibc Linux, macOS, Windows). */
+let libcCache;
+
+/** 'musl' on a musl libc Linux, '' elsewhere (glibc Linux, macOS, Windows). Computed once: a report costs milliseconds. */
 function libcFamily() {
+  if (libcCache === undefined) libcCache = detectLibc();
+  return libcCache;
+}
+
+function detectLibc() {
   if (process.platform !== 'linux') return '';
   try {
     const report = process.report && process.report.getReport ? process.report.getReport() : undefined;

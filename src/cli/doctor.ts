@@ -32,7 +32,7 @@ Runtime was built with and why each GPU one is or is not usable, and the optiona
 Exit codes: 0 a model runs; 3 nimify cannot run a model on this machine; 2 usage error.
 
 options (each also read from the environment variable in brackets):
-${flagHelp(DOCTOR_FLAGS)}`;
+${flagHelp(DOCTOR_FLAGS, 'doctor')}`;
 
 // Relu over float32 [1,4] (written with scripts/onnx-writer.js): small enough to inline, real
 // enough that ORT parses, plans and runs it.
@@ -185,13 +185,15 @@ export async function diagnose(env: NodeJS.ProcessEnv = process.env): Promise<Do
     report.addon.tried = addonCandidates();
     return report;
   }
+  let compiledIn: string[] = [];
   try {
     const rt = runtimeInfo();
     Object.assign(report.onnxRuntime, { ok: true, library: rt.library, version: rt.version, apiVersion: rt.apiVersion });
-    report.providers = providerStatus(rt.library, rt.providers, env);
+    compiledIn = rt.providers;
   } catch (err) {
     report.onnxRuntime.error = (err as NimifyError).message;
   }
+  if (report.onnxRuntime.library) report.providers = providerStatus(report.onnxRuntime.library, compiledIn, env);
   const attempts = runtimeAttempts() ?? { detail: runtimeCandidates(env).detail, notes: [] };
   report.onnxRuntime.tried = attempts.detail;
   report.onnxRuntime.notes = attempts.notes;
@@ -246,7 +248,7 @@ export function formatReport(r: DoctorReport): string {
 }
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseFlags(argv, DOCTOR_FLAGS, io.env);
+  const { values, positionals } = parseFlags(argv, DOCTOR_FLAGS, io.env, 'doctor');
   if (values.help) {
     io.out(USAGE);
     return EXIT.OK;

@@ -15,34 +15,57 @@ export interface ElfDeps {
   runpath: string[];
 }
 
-/** DT_NEEDED and run paths of `file`, or null when it is not a 64-bit little-endian ELF. */
+/** `length` bytes of `fd` at `position`, or null when the file is shorter. */
+function readAt(fd: number, position: number, length: number): Buffer | null {
+  if (!Number.isSafeInteger(position) || position < 0 || length < 0 || length > 64 << 20) return null;
+  const buf = Buffer.alloc(length);
+  return fs.readSync(fd, buf, 0, length, position) === length ? buf : null;
+}
+
+/**
+ * DT_NEEDED and run paths of `file`, or null when it is not a readable 64-bit little-endian ELF
+ * (a truncated or corrupt one included). Reads only the headers, the dynamic section and its
+ * string table, with positioned reads: a provider library can be hundreds of MB.
+ */
 export function elfDeps(file: string): ElfDeps | null {
-  const buf = fs.readFileSync(file);
-  if (buf.length < 64 || buf.readUInt32BE(0) !== 0x7f454c46 || buf[4] !== 2 || buf[5] !== 1) return null;
-  const shoff = Number(buf.readBigUInt64LE(0x28));
-  const shentsize = buf.readUInt16LE(0x3a);
-  const shnum = buf.readUInt16LE(0x3c);
-  const sections = Array.from({ length: shnum }, (_, i) => {
-    const o = shoff + i * shentsize;
-    return { type: buf.readUInt32LE(o + 4), offset: Number(buf.readBigUInt64LE(o + 0x18)), size: Number(buf.readBigUInt64LE(o + 0x20)), link: buf.readUInt32LE(o + 0x28) };
-  });
-  const dynamic = sections.find((s) => s.type === 6 /* SHT_DYNAMIC */);
-  if (!dynamic) return { needed: [], runpath: [] };
-  const strtab = sections[dynamic.link];
-  if (!strtab) return null;
-  const str = (off: number) => {
-    const start = strtab.offset + off;
-    return buf.toString('utf8', start, buf.indexOf(0, start));
-  };
-  const out: ElfDeps = { needed: [], runpath: [] };
-  for (let o = dynamic.offset; o + 16 <= dynamic.offset + dynamic.size; o += 16) {
-    const tag = Number(buf.readBigInt64LE(o));
-    const val = Number(buf.readBigUInt64LE(o + 8));
-    if (tag === 0) break; // DT_NULL
-    if (tag === 1) out.needed.push(str(val)); // DT_NEEDED
-    else if (tag === 15 || tag === 29) out.runpath.push(...str(val).split(':').filter(Boolean)); // DT_RPATH, DT_RUNPATH
+  const fd = fs.openSync(file, 'r');
+  try {
+    const eh = readAt(fd, 0, 64);
+    if (!eh || eh.readUInt32BE(0) !== 0x7f454c46 || eh[4] !== 2 || eh[5] !== 1) return null;
+    const shoff = Number(eh.readBigUInt64LE(0x28));
+    const shentsize = eh.readUInt16LE(0x3a);
+    const shnum = eh.readUInt16LE(0x3c);
+    if (shentsize < 0x40) return null;
+    const table = readAt(fd, shoff, shnum * shentsize);
+    if (!table) return null;
+    const sections = Array.from({ length: shnum }, (_, i) => {
+      const o = i * shentsize;
+      return { type: table.readUInt32LE(o + 4), offset: Number(table.readBigUInt64LE(o + 0x18)), size: Number(table.readBigUInt64LE(o + 0x20)), link: table.readUInt32LE(o + 0x28) };
+    });
+    const dynamic = sections.find((s) => s.type === 6 /* SHT_DYNAMIC */);
+    if (!dynamic) return { needed: [], runpath: [] };
+    const strtab = sections[dynamic.link];
+    const dyn = readAt(fd, dynamic.offset, dynamic.size);
+    const strs = strtab ? readAt(fd, strtab.offset, strtab.size) : null;
+    if (!dyn || !strs) return null;
+    const str = (off: number): string | null => {
+      const endAt = strs.indexOf(0, off);
+      return off < strs.length && endAt !== -1 ? strs.toString('utf8', off, endAt) : null;
+    };
+    const out: ElfDeps = { needed: [], runpath: [] };
+    for (let o = 0; o + 16 <= dyn.length; o += 16) {
+      const tag = Number(dyn.readBigInt64LE(o));
+      if (tag === 0) break; // DT_NULL
+      if (tag !== 1 && tag !== 15 && tag !== 29) continue;
+      const value = str(Number(dyn.readBigUInt64LE(o + 8)));
+      if (value === null) return null;
+      if (tag === 1) out.needed.push(value); // DT_NEEDED
+      else out.runpath.push(...value.split(':').filter(Boolean)); // DT_RPATH, DT_RUNPATH
+    }
+    return out;
+  } finally {
+    fs.closeSync(fd);
   }
-  return out;
 }
 
 let ldCache: Map<string, string> | undefined;

@@ -1,7 +1,7 @@
 /**
- * Command-line flags with NIMIFY_* environment fallbacks (container-friendly): every flag
- * `--foo-bar` but the output-only ones (INVOCATION_ONLY) can also be given as NIMIFY_FOO_BAR; a
- * flag on the command line wins. Repeatable
+ * Command-line flags with NIMIFY_* environment fallbacks (container-friendly): serve's flag
+ * `--foo-bar` can also be given as NIMIFY_FOO_BAR, another command's as NIMIFY_<COMMAND>_FOO_BAR
+ * (envFor), except the INVOCATION_ONLY ones; a flag on the command line wins. Repeatable
  * flags take a comma-separated list from the environment. An unknown flag is refused with the
  * nearest known one suggested (environment variables are not checked: NIMIFY_* names that no
  * command reads are simply ignored, as a shared container environment needs).
@@ -28,15 +28,23 @@ export function envName(flag: string): string {
 }
 
 /**
- * Flags that shape one invocation's output, not how nimify runs: never read from the
- * environment, so that one set in a shared (container) environment cannot change what every
- * command prints or writes (NIMIFY_JSON would be a boolean to inspect and a file to bench).
+ * Flags never read from the environment: those that shape one invocation's output, so that a
+ * variable set in a shared (container) environment cannot change what every command prints or
+ * writes, and those whose values hold commas (`--input x=[1,2]`, `--shape x=1,64`), which a
+ * variable could not carry since repeatable flags' variables are comma-separated lists.
  */
-const INVOCATION_ONLY = new Set(['help', 'json', 'md', 'svg', 'output', 'out-dir', 'write', 'force']);
+const INVOCATION_ONLY = new Set(['help', 'json', 'md', 'svg', 'output', 'out-dir', 'write', 'force', 'input', 'shape']);
 
-/** The environment variable that mirrors `flag`, or null for a flag that has none. */
-export function envFor(flag: string): string | null {
-  return INVOCATION_ONLY.has(flag) ? null : envName(flag);
+/**
+ * The environment variable that mirrors `flag` of `command`, or null for a flag that has none.
+ * `serve`'s flags are NIMIFY_<FLAG> (what a container sets: NIMIFY_PORT, NIMIFY_HOST, …); every
+ * other command's are NIMIFY_<COMMAND>_<FLAG>, so that serve's variables never change another
+ * command (NIMIFY_REPOSITORY is serve's model path; tune has a --repository too) and one name
+ * never means two things (bench's --concurrency is a list, tune's a number).
+ */
+export function envFor(flag: string, command: string): string | null {
+  if (INVOCATION_ONLY.has(flag)) return null;
+  return command === 'serve' ? envName(flag) : envName(`${command}-${flag}`);
 }
 
 /** Levenshtein distance, for "did you mean" suggestions of commands and flags. */
@@ -93,7 +101,7 @@ function checkKnown(argv: readonly string[], specs: Record<string, FlagSpec>): v
   }
 }
 
-export function parseFlags(argv: string[], specs: Record<string, FlagSpec>, env: NodeJS.ProcessEnv = process.env): { values: FlagValues; positionals: string[] } {
+export function parseFlags(argv: string[], specs: Record<string, FlagSpec>, env: NodeJS.ProcessEnv, command: string): { values: FlagValues; positionals: string[] } {
   checkKnown(argv, specs);
   let parsed;
   try {
@@ -110,7 +118,7 @@ export function parseFlags(argv: string[], specs: Record<string, FlagSpec>, env:
   for (const [flag, spec] of Object.entries(specs)) {
     let value = parsed.values[flag] as string | boolean | string[] | undefined;
     let source = `--${flag}`;
-    const variable = envFor(flag);
+    const variable = envFor(flag, command);
     if (value === undefined && variable !== null && env[variable] !== undefined && env[variable] !== '') {
       const raw = env[variable]!;
       source = variable;
@@ -139,10 +147,10 @@ export function parseFlags(argv: string[], specs: Record<string, FlagSpec>, env:
   return { values, positionals: parsed.positionals };
 }
 
-export function flagHelp(specs: Record<string, FlagSpec>): string {
+export function flagHelp(specs: Record<string, FlagSpec>, command: string): string {
   const rows = Object.entries(specs).map(([flag, s]) => {
     const left = `  ${s.short ? `-${s.short}, ` : ''}--${flag}${s.type === 'string' ? ` <${s.arg ?? 'value'}>` : ''}`;
-    const variable = envFor(flag);
+    const variable = envFor(flag, command);
     return `${left.padEnd(34)} ${s.help}${variable ? ` [${variable}]` : ''}`;
   });
   return rows.join('\n');

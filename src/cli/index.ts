@@ -34,7 +34,7 @@ ${Object.values(COMMANDS)
   nimify <command> --help    options of one command
   nimify --version           print the version
 
-exit codes: 0 ok, 1 failure, 2 usage error, 3 (doctor) this machine cannot run a model`;
+exit codes: 0 ok, 1 failure, 2 invalid input (a flag, argument, input or config), 3 (doctor) this machine cannot run a model`;
 
 // Re-exported: the suggestion rule lives with the flag parser, which uses it for unknown flags.
 export { editDistance, suggest } from './flags';

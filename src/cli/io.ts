@@ -20,7 +20,11 @@ export const EXIT = {
   OK: 0,
   /** It ran and failed: a model that does not load, an inference that fails, a server that answers an error, a drain that timed out. */
   FAILURE: 1,
-  /** Usage error: unknown command or flag, a bad flag value, a missing argument. Nothing was done. */
+  /**
+   * Invalid input (INVALID_ARGUMENT): an unknown command or flag, a bad flag value, a missing
+   * argument, or inputs / a config.json that the model refuses. The caller must change what it
+   * gave; retrying the same command cannot help.
+   */
   USAGE: 2,
   /** `nimify doctor`: this machine cannot run a model (no addon or no ONNX Runtime). */
   NOT_RUNNABLE: 3,

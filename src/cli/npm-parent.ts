@@ -49,12 +49,23 @@ function wakeups(pid: number): number | null {
 }
 
 /**
+ * Whether this process is the shell's only child. Only then does a wake-up of the shell mean a
+ * signal: with a sibling (`sidecar & nimify serve` in an npm script) the shell also wakes when
+ * that sibling exits or stops.
+ */
+function onlyChild(pid: number): boolean {
+  const children = read(`/proc/${pid}/task/${pid}/children`);
+  return children !== null && children.trim() === String(process.pid);
+}
+
+/**
  * Calls `onSignal` once, with the signal npm most likely received, when the npm-spawned shell
  * dies (SIGTERM) or is woken by a signal (SIGINT). Returns a stop function; the timer never keeps
  * the process alive.
  */
 export function watchNpmShell(shell: { pid: number }, onSignal: (signal: NodeJS.Signals, why: string) => void): () => void {
-  const base = wakeups(shell.pid);
+  let base = wakeups(shell.pid);
+  let wasAlone = onlyChild(shell.pid);
   const timer = setInterval(() => {
     if (process.ppid !== shell.pid) {
       clearInterval(timer);
@@ -62,6 +73,14 @@ export function watchNpmShell(shell: { pid: number }, onSignal: (signal: NodeJS.
       return;
     }
     const now = wakeups(shell.pid);
+    // While the shell has other children, and in the tick after the last one went (its exit
+    // woke the shell too), its wake-ups say nothing: count afresh.
+    const alone = onlyChild(shell.pid);
+    if (!alone || !wasAlone) {
+      wasAlone = alone;
+      base = now;
+      return;
+    }
     if (base !== null && now !== null && now !== base) {
       clearInterval(timer);
       onSignal('SIGINT', `the shell npm started nimify through (pid ${shell.pid}) caught a signal: npm forwarded SIGINT`);

@@ -55,13 +55,13 @@ Serves ONNX models over HTTP with the Open Inference Protocol (KServe v2): /v2/.
 /documentation. A repository is <dir>/<model>/[config.json] + <dir>/<model>/<version>/model.onnx.
 
 options (each also read from the environment variable in brackets):
-${flagHelp(SERVE_FLAGS)}`;
+${flagHelp(SERVE_FLAGS, 'serve')}`;
 
 export const USAGE = SERVE_USAGE;
 
 /** Translates flags (and the model path) into buildServer() options. */
 export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): { options: ServerOptions; keepGoing: boolean; port: number; host: string; shutdownTimeoutMs: number; parentWatch: boolean; help: boolean } {
-  const { values: v, positionals } = parseFlags(argv, SERVE_FLAGS, env);
+  const { values: v, positionals } = parseFlags(argv, SERVE_FLAGS, env, 'serve');
   if (v.help) return { options: { repository: '' }, keepGoing: false, port: 0, host: '', shutdownTimeoutMs: 0, parentWatch: false, help: true };
   const path = positionals[0] ?? env.NIMIFY_REPOSITORY;
   if (path === undefined || path === '') throw new NimifyError('INVALID_ARGUMENT', 'serve: expected a model (.onnx) or repository directory (or NIMIFY_REPOSITORY)\n\n' + SERVE_USAGE);

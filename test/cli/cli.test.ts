@@ -19,14 +19,14 @@ import { MODELS, ROOT } from '../helpers';
 
 describe('suggestions', () => {
   it('unknown flags name the nearest known one; NIMIFY_* env is not checked', () => {
-    expect(() => parseFlags(['m.onnx', '--prot', '8000'], SERVE_FLAGS, {})).toThrow("unknown option '--prot' (did you mean --port?)");
-    expect(() => parseFlags(['--max-batch', '8'], SERVE_FLAGS, {})).toThrow(/did you mean --max-batch-size\?/);
-    expect(() => parseFlags(['--zzzzzzzz'], SERVE_FLAGS, {})).toThrow(/^unknown option '--zzzzzzzz'$/);
-    expect(() => parseFlags(['-q'], SERVE_FLAGS, {})).toThrow("unknown option '-q'");
+    expect(() => parseFlags(['m.onnx', '--prot', '8000'], SERVE_FLAGS, {}, 'serve')).toThrow("unknown option '--prot' (did you mean --port?)");
+    expect(() => parseFlags(['--max-batch', '8'], SERVE_FLAGS, {}, 'serve')).toThrow(/did you mean --max-batch-size\?/);
+    expect(() => parseFlags(['--zzzzzzzz'], SERVE_FLAGS, {}, 'serve')).toThrow(/^unknown option '--zzzzzzzz'$/);
+    expect(() => parseFlags(['-q'], SERVE_FLAGS, {}, 'serve')).toThrow("unknown option '-q'");
     // A string flag's value is never checked as a flag name.
-    expect(parseFlags(['--host=-weird', 'm.onnx'], SERVE_FLAGS, {}).values.host).toBe('-weird');
-    expect(parseFlags(['--port=8001', 'm.onnx'], SERVE_FLAGS, {}).values.port).toBe(8001);
-    expect(parseFlags(['m.onnx'], SERVE_FLAGS, { NIMIFY_PROT: '1' }).values.port).toBeUndefined();
+    expect(parseFlags(['--host=-weird', 'm.onnx'], SERVE_FLAGS, {}, 'serve').values.host).toBe('-weird');
+    expect(parseFlags(['--port=8001', 'm.onnx'], SERVE_FLAGS, {}, 'serve').values.port).toBe(8001);
+    expect(parseFlags(['m.onnx'], SERVE_FLAGS, { NIMIFY_PROT: '1' }, 'serve').values.port).toBeUndefined();
     expect(suggest('sevre', Object.keys(COMMANDS))).toBe('serve');
     expect(suggest('insp', Object.keys(COMMANDS))).toBe('inspect');
   });
@@ -102,6 +102,26 @@ describe('the real binary', () => {
   });
 });
 
+describe('environment variables', () => {
+  it("serve's are NIMIFY_<FLAG>, another command's NIMIFY_<COMMAND>_<FLAG>: serve's never change another command", async () => {
+    const { BENCH_FLAGS } = await import('../../src/cli/bench');
+    const { TUNE_FLAGS } = await import('../../src/cli/tune');
+    expect(parseFlags(['m.onnx'], SERVE_FLAGS, { NIMIFY_PORT: '9000' }, 'serve').values.port).toBe(9000);
+    // A container that serves /models sets NIMIFY_REPOSITORY and NIMIFY_INSTANCES: tune and bench ignore them.
+    const shared = { NIMIFY_REPOSITORY: '/models', NIMIFY_INSTANCES: '2', NIMIFY_CONCURRENCY: '1,8,64' };
+    expect(parseFlags(['m.onnx'], TUNE_FLAGS, shared, 'tune').values).toEqual({});
+    expect(parseFlags(['m.onnx'], BENCH_FLAGS, shared, 'bench').values).toEqual({});
+    expect(parseFlags(['m.onnx'], BENCH_FLAGS, { NIMIFY_BENCH_CONCURRENCY: '1,8', NIMIFY_BENCH_BINARY: 'yes' }, 'bench').values).toEqual({ concurrency: '1,8', binary: true });
+    expect(() => parseFlags(['m.onnx'], TUNE_FLAGS, { NIMIFY_TUNE_BUDGET: 'soon' }, 'tune')).toThrow(/^NIMIFY_TUNE_BUDGET: expected/);
+    // Output-only flags, and flags whose values hold commas, have no variable.
+    expect(parseFlags(['m.onnx'], BENCH_FLAGS, { NIMIFY_BENCH_JSON: 'x.json', NIMIFY_BENCH_SHAPE: 'x=1,64' }, 'bench').values).toEqual({});
+    expect(envFor('json', 'inspect')).toBeNull();
+    expect(envFor('input', 'infer')).toBeNull();
+    expect(envFor('api-key', 'infer')).toBe('NIMIFY_INFER_API_KEY');
+    expect(envFor('api-key', 'serve')).toBe('NIMIFY_API_KEY');
+  });
+});
+
 describe('docs/cli.md', () => {
   it('lists every flag of every command with its environment variable (– for none), and every exit code', async () => {
     const doc = fs.readFileSync(path.join(ROOT, 'docs', 'cli.md'), 'utf8');
@@ -120,7 +140,7 @@ describe('docs/cli.md', () => {
       const end = doc.indexOf('\n## ', start + 5);
       const section = doc.slice(start, end === -1 ? undefined : end);
       for (const [flag, spec] of Object.entries(specs)) {
-        const variable = envFor(flag);
+        const variable = envFor(flag, cmd);
         const arg = spec.type === 'string' ? ` <${spec.arg ?? 'value'}>` : '';
         expect(section, `${cmd} --${flag}`).toMatch(new RegExp(`--${flag}${arg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\` \\| ${variable ? `\`${variable}\`` : '–'} \\|`));
       }

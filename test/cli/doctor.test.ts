@@ -92,6 +92,11 @@ describe('GPU provider diagnosis on real ELF files', () => {
     expect(missingLibraries(lib, {})).toEqual(['libcudart.so.12']);
     expect(missingLibraries(lib, { LD_LIBRARY_PATH: path.join(dir, 'stubs') })).toEqual([]);
     expect(elfDeps(path.join(dir, 'a.c'))).toBeNull();
+    // A truncated library is "not readable", not a crash.
+    const cut = path.join(dir, 'truncated.so');
+    fs.writeFileSync(cut, fs.readFileSync(lib).subarray(0, 200));
+    expect(elfDeps(cut)).toBeNull();
+    expect(missingLibraries(cut, {})).toBeNull();
   });
 
   it('names the missing provider library, the missing CUDA libraries and the missing driver', () => {

@@ -162,3 +162,24 @@ describe('npx nimify serve: a signal to the npx process drains the server', () =
     }, 60_000);
   }
 });
+
+describe('the npm-shell watch', () => {
+  it('a sibling job of the npm script exiting does not stop the server (only a lone child reads shell wake-ups as a signal)', async () => {
+    // `"start": "sidecar & nimify serve …"`: the shell npm runs wakes when the sidecar exits.
+    const script = `sleep 1 & exec_node() { "${process.execPath}" "${path.join(ROOT, 'dist', 'cli', 'index.js')}" "$@"; }; exec_node "$@"`;
+    const { child, output, listening } = start([path.join(MODELS, 'mlp_tiny.onnx'), '--port', '0', '--log-level', 'warn'], { npm_lifecycle_event: 'start' }, { command: 'sh', prefix: ['-c', script, 'sh'] });
+    const base = await listening;
+    // Wait until the sidecar is gone from the shell's children, then for several watch ticks.
+    const children = () => fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+    for (let i = 0; i < 100 && children().length > 1; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(children()).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect((await fetch(`${base}/v2/health/live`)).status).toBe(200);
+    expect(output()).not.toContain('via npm');
+    // A signal to the shell itself, now that nimify is its only child, is still noticed.
+    child.kill('SIGINT');
+    for (let i = 0; i < 100 && !output().includes('nimify: stopped'); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(output()).toContain('nimify: SIGINT (via npm): draining in-flight requests');
+    expect(output()).toContain('nimify: stopped');
+  }, 30_000);
+});

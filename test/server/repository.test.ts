@@ -121,6 +121,19 @@ describe('layout, config and versions (control mode none)', () => {
     const app = await server();
     expect((await app.inject({ method: 'POST', url: '/v2/repository/index' })).json()[0].reason).toContain('versionPolicy');
   });
+
+  it('a config.json key __proto__ or constructor.prototype is refused, not turned into a prototype', async () => {
+    put('m/1/model.onnx', fixture('mlp_tiny.onnx'));
+    put('m/config.json', '{"warmup":[{"inputs":{"__proto__":{"shape":[1,64],"fill":"zero"}}}]}');
+    put('n/1/model.onnx', fixture('mlp_tiny.onnx'));
+    put('n/config.json', '{"constructor":{"prototype":{"instances":4}}}');
+    const app = await server();
+    const index = (await app.inject({ method: 'POST', url: '/v2/repository/index' })).json() as Array<{ name: string; state: string; reason: string }>;
+    for (const e of index) {
+      expect(e.state, e.name).toBe('UNAVAILABLE');
+      expect(e.reason, e.name).toMatch(/config\.json: not valid JSON \(.*prototype/);
+    }
+  });
 });
 
 describe('explicit control mode', () => {
