@@ -12,7 +12,7 @@ import { NimifyError } from '../errors';
 import { toBf16Bits, toHalfBits } from '../protocol/datatypes';
 import { loadModel, type Model } from '../model';
 import type { LoadOptions } from '../options';
-import { detectBatchDim, loadOptionsFor, type ModelConfig } from '../repository/config';
+import { detectBatchDim, loadOptionsFor, planShapes, WARMUP_DIM, type ModelConfig } from '../repository/config';
 import { CTORS, Tensor, TENSOR_TYPES, type TensorType } from '../tensor';
 import type { CliIo } from './io';
 
@@ -45,6 +45,9 @@ export function parseConcurrency(flag: string, text: string, max = 4096): number
   return out;
 }
 
+/** --shape's help line (bench and tune). */
+export const SHAPE_FLAG_HELP = `an input's whole shape per request (repeatable); the batch dim gets --batch, other variable dims ${WARMUP_DIM} (fewer for large inputs) as for the automatic warmup`;
+
 /** Repeated `--shape name=d1,d2,...` → name → dims (each dim a positive integer). */
 export function parseShapes(flag: string, values: readonly string[]): Map<string, number[]> {
   const shapes = new Map<string, number[]>();
@@ -63,13 +66,6 @@ export function parseShapes(flag: string, values: readonly string[]): Map<string
 // ---------------------------------------------------------------------------------------------
 // Inputs
 
-/**
- * What a symbolic dim that is not the batch dim gets when --shape does not say (a sequence
- * length, an image side): large enough for ops that refuse length-1 axes (padding, convolution
- * windows), small enough that no model allocates much for it.
- */
-export const DEFAULT_FREE_DIM = 16;
-
 export interface InputSpec {
   name: string;
   type: TensorType;
@@ -84,9 +80,10 @@ export interface PlannedInput {
 }
 
 /**
- * The shape of each input in one request: dim 0 = `batch` when the model has a batch dim, other
- * variable dims from --shape or DEFAULT_FREE_DIM. --shape gives an input's whole shape (dim 0
- * included: on a batched model it sets the batch size). Returns the batch size used.
+ * The shape of each input in one request: --shape gives an input's whole shape (dim 0 included:
+ * on a batched model it sets the batch size); the others are planned by the rule the automatic
+ * warmup uses (planShapes, src/repository/config.ts) with the batch dim at `batch`. Returns the
+ * batch size used.
  */
 export function planInputs(inputs: readonly InputSpec[], o: { batched: boolean; batch: number | undefined; shapes: Map<string, number[]> }): { inputs: PlannedInput[]; batch: number } {
   for (const name of o.shapes.keys()) {
@@ -108,7 +105,7 @@ export function planInputs(inputs: readonly InputSpec[], o: { batched: boolean; 
     }
   }
   batch ??= 1;
-  const planned = inputs.map((input): PlannedInput => {
+  for (const input of inputs) {
     const given = o.shapes.get(input.name);
     if (given !== undefined) {
       if (input.shape !== null) {
@@ -124,15 +121,12 @@ export function planInputs(inputs: readonly InputSpec[], o: { batched: boolean; 
       if (o.batched && given[0] !== batch) {
         throw new NimifyError('INVALID_ARGUMENT', `--shape: dim 0 of '${input.name}' is the batch dim; it must equal --batch ${batch}, received ${given[0]}`);
       }
-      return { name: input.name, type: input.type, dims: given.slice() };
-    }
-    if (input.shape === null) {
+    } else if (input.shape === null) {
       throw new NimifyError('INVALID_ARGUMENT', `--shape: the model does not declare the rank of input '${input.name}'; give its shape with --shape ${input.name}=d1,d2,...`);
     }
-    const dims = input.shape.map((d, j) => (j === 0 && o.batched ? batch! : typeof d === 'number' && d >= 0 ? d : DEFAULT_FREE_DIM));
-    return { name: input.name, type: input.type, dims };
-  });
-  return { inputs: planned, batch };
+  }
+  const shapes = planShapes(inputs, { batchDim: o.batched, batch, given: o.shapes })!;
+  return { inputs: inputs.map((input, i) => ({ name: input.name, type: input.type, dims: shapes[i] })), batch };
 }
 
 /** A deterministic uniform [0, 1) generator from a 32-bit seed (mulberry32): runs are repeatable. */

@@ -8,9 +8,11 @@
 import { performance } from 'node:perf_hooks';
 import autocannon from 'autocannon';
 import { NimifyError } from '../errors';
-import { DATATYPE_TO_TYPE, fromBf16Bits, fromHalfBits, isDatatype, type Datatype } from '../protocol/datatypes';
+import { DATATYPE_TO_TYPE, isDatatype, toDatatype } from '../protocol/datatypes';
+import { tensorBytes, tensorJson } from '../protocol/response';
 import type { Tensor } from '../tensor';
 import { LatencyHistogram, type InputSpec, type LevelResult, type LoopOptions, type PlannedInput } from './bench-engine';
+import { parseServerUrl, urlModel } from './target';
 
 export interface HttpTarget {
   /** Server base URL without a trailing slash. */
@@ -22,23 +24,6 @@ export interface HttpTarget {
   /** Whether dim 0 is the batch dim (from the model's config where the server says, else every dim 0 variable). */
   batched: boolean;
   headers: Record<string, string>;
-}
-
-/** The URL the user gave, checked: http(s) only; a /v2/models/<m>[/versions/<v>] path names the model. */
-export function parseServerUrl(text: string): { base: string; model: string | undefined; version: string | undefined } {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new NimifyError('INVALID_ARGUMENT', `<url>: expected http(s)://host:port of a KServe v2 server, received ${JSON.stringify(text)}`);
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new NimifyError('INVALID_ARGUMENT', `<url>: expected an http: or https: URL, received ${JSON.stringify(text)}`);
-  }
-  if (url.search || url.hash) throw new NimifyError('INVALID_ARGUMENT', `<url>: expected no query or fragment, received ${JSON.stringify(text)}`);
-  const m = /^(.*?)\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?\/?$/.exec(url.pathname);
-  const prefix = (m ? m[1] : url.pathname).replace(/\/+$/, '');
-  return { base: `${url.origin}${prefix}`, model: m ? decodeURIComponent(m[2]) : undefined, version: m?.[3] ? decodeURIComponent(m[3]) : undefined };
 }
 
 async function getJson(url: string, init: RequestInit): Promise<{ status: number; body: unknown }> {
@@ -61,11 +46,8 @@ async function getJson(url: string, init: RequestInit): Promise<{ status: number
 /** Reads the model's metadata (and, where the server has it, its config) from a running server. */
 export async function resolveHttpTarget(text: string, modelFlag: string | undefined, apiKey: string | undefined): Promise<HttpTarget> {
   const u = parseServerUrl(text);
-  if (u.model !== undefined && modelFlag !== undefined && modelFlag !== u.model) {
-    throw new NimifyError('INVALID_ARGUMENT', `--model: the URL names model '${u.model}', --model says '${modelFlag}'`);
-  }
   const headers: Record<string, string> = apiKey ? { authorization: `Bearer ${apiKey}` } : {};
-  let model = u.model ?? modelFlag;
+  let model = urlModel(u, { model: modelFlag }).model;
   if (model === undefined) {
     const idx = await getJson(`${u.base}/v2/repository/index`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: '{}' });
     const names = Array.isArray(idx.body) ? [...new Set(idx.body.map((e) => (e as { name?: unknown }).name).filter((n): n is string => typeof n === 'string'))] : [];
@@ -98,49 +80,17 @@ export async function resolveHttpTarget(text: string, modelFlag: string | undefi
   return { base: u.base, model, version: u.version, inputs, outputs: body.outputs.map((o) => o.name), batched, headers };
 }
 
-/** A tensor's values as the JSON encoding carries them (FP16/BF16 as numbers, INT64 as numbers, BOOL as booleans). */
-function jsonData(t: Tensor): unknown[] {
-  const d = t.data as ArrayLike<number | bigint | string>;
-  switch (t.type) {
-    case 'float16':
-      return Array.from(d as ArrayLike<number>, fromHalfBits);
-    case 'bfloat16':
-      return Array.from(d as ArrayLike<number>, fromBf16Bits);
-    case 'int64':
-    case 'uint64':
-      return Array.from(d as ArrayLike<bigint>, Number);
-    case 'bool':
-      return Array.from(d as ArrayLike<number>, (v) => v !== 0);
-    default:
-      return Array.from(d);
-  }
-}
-
-/** The binary tensor extension's bytes of one tensor (BYTES: 4-byte little-endian length, then UTF-8). */
-function binaryData(t: Tensor): Buffer {
-  if (t.type === 'string') return Buffer.concat((t.data as string[]).flatMap((s) => {
-    const b = Buffer.from(s, 'utf8');
-    const len = Buffer.alloc(4);
-    len.writeUInt32LE(b.length);
-    return [len, b];
-  }));
-  const d = t.data as ArrayBufferView;
-  return Buffer.from(d.buffer, d.byteOffset, d.byteLength);
-}
-
-const datatypeOf = (type: string): Datatype => (Object.entries(DATATYPE_TO_TYPE).find(([, t]) => t === type)![0] as Datatype);
-
 /** One autocannon request per set of input tensors: JSON, or the binary extension (binary outputs too). */
 export function buildRequests(target: HttpTarget, planned: readonly PlannedInput[], sets: ReadonlyArray<Record<string, Tensor>>, binary: boolean): autocannon.Request[] {
   const path = `${new URL(target.base).pathname.replace(/\/+$/, '')}/v2/models/${encodeURIComponent(target.model)}${target.version ? `/versions/${encodeURIComponent(target.version)}` : ''}/infer`;
   return sets.map((feeds) => {
     if (!binary) {
-      const body = JSON.stringify({ inputs: planned.map((p) => ({ name: p.name, shape: p.dims, datatype: datatypeOf(p.type), data: jsonData(feeds[p.name]) })) });
+      const body = `{"inputs":[${planned.map((p) => tensorJson(p.name, feeds[p.name])).join(',')}]}`;
       return { method: 'POST', path, headers: { ...target.headers, 'content-type': 'application/json' }, body };
     }
-    const chunks = planned.map((p) => binaryData(feeds[p.name]));
+    const chunks = planned.map((p) => tensorBytes(feeds[p.name]));
     const header = Buffer.from(JSON.stringify({
-      inputs: planned.map((p, i) => ({ name: p.name, shape: p.dims, datatype: datatypeOf(p.type), parameters: { binary_data_size: chunks[i].length } })),
+      inputs: planned.map((p, i) => ({ name: p.name, shape: p.dims, datatype: toDatatype(p.type), parameters: { binary_data_size: chunks[i].length } })),
       parameters: { binary_data_output: true },
     }));
     return {

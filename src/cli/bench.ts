@@ -14,18 +14,19 @@ import { NimifyError } from '../errors';
 import { DEFAULT_BATCHING, parseModelConfig, type ModelConfig } from '../repository/config';
 import type { Tensor } from '../tensor';
 import { version } from '../version';
-import { closedLoop, DEFAULT_FREE_DIM, FEED_SETS, levelLine, loadForBench, parseConcurrency, parseDuration, parseShapes, planInputs, prng, Progress, randomTensor, type LevelResult, type LoopOptions } from './bench-engine';
+import { closedLoop, SHAPE_FLAG_HELP, FEED_SETS, levelLine, loadForBench, parseConcurrency, parseDuration, parseShapes, planInputs, prng, Progress, randomTensor, type LevelResult, type LoopOptions } from './bench-engine';
 import { buildRequests, httpLevel, resolveHttpTarget } from './bench-http';
 import { markdownReport, ratios, svgReport, textReport, type BenchReport, type EngineResult } from './bench-report';
 import { flagHelp, parseFlags, type FlagSpec, type FlagValues } from './flags';
 import { EXIT, type CliIo } from './io';
+import { isUrl } from './target';
 
 export const BENCH_FLAGS = {
   concurrency: { type: 'string', short: 'c', arg: 'list', help: 'requests in flight, one level after another (default 1,8,64)' },
   duration: { type: 'string', short: 'd', arg: 'time', help: 'measured time per level: 10s, 500ms, 2m (default 10s)' },
   warmup: { type: 'string', arg: 'time', help: 'unmeasured load before each level (default 2s)' },
   batch: { type: 'string', short: 'b', arg: 'n', help: 'rows per inference on a batched model (default 1)', integer: { min: 1, max: 1 << 20 } },
-  shape: { type: 'string', multiple: true, arg: 'name=d1,d2', help: `an input's whole shape per request (repeatable); variable dims not given get ${DEFAULT_FREE_DIM}, the batch dim gets --batch` },
+  shape: { type: 'string', multiple: true, arg: 'name=d1,d2', help: SHAPE_FLAG_HELP },
   compare: { type: 'string', arg: 'engine', help: 'in-process: run the same loop on onnxruntime-node too and print ratios', choices: ['onnxruntime-node'] },
   config: { type: 'string', arg: 'config.json', help: "in-process: take instances, batching and runtime from this config.json (e.g. one `nimify tune --write` wrote)" },
   instances: { type: 'string', arg: 'n', help: 'in-process: ORT sessions that run concurrently (default 1, as `nimify serve`)', integer: { min: 1, max: 64 } },
@@ -50,12 +51,11 @@ load it (dynamic batching on); a URL load-tests a running KServe v2 server. Exit
 inference failed, 1 when some did (the report says which), 2 on a usage error.
 
 options (each also read from the environment variable in brackets):
-${flagHelp(BENCH_FLAGS)}`;
+${flagHelp(BENCH_FLAGS, 'bench')}`;
 
 const IN_PROCESS_ONLY = ['compare', 'config', 'instances', 'max-batch-size', 'max-queue-delay-us', 'intra-op-threads'] as const;
 const HTTP_ONLY = ['model', 'binary', 'api-key'] as const;
 
-export const isUrl = (s: string): boolean => /^[a-z][a-z0-9+.-]*:\/\//i.test(s);
 
 /**
  * The config a model file is benched (and tuned) with: --config's file, then the flags on top,
@@ -119,7 +119,7 @@ function machine(): BenchReport['machine'] {
 }
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
-  const { values: v, positionals } = parseFlags(argv, BENCH_FLAGS, io.env);
+  const { values: v, positionals } = parseFlags(argv, BENCH_FLAGS, io.env, 'bench');
   if (v.help) {
     io.out(USAGE);
     return EXIT.OK;

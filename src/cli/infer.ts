@@ -1,8 +1,10 @@
 /**
  * `nimify infer <model.onnx | repository | url> --input name=<json|@file.npy|@image> …`: one
  * inference, in-process (the model or repository opened as `nimify serve` would, without
- * batching) or against a running server (KServe v2 JSON: GET /v2/models/<m> for the inputs'
- * datatypes, POST …/infer; an image goes to /v1/models/<m>/predict). Outputs go to stdout as JSON
+ * batching) or against a running server (KServe v2: GET /v2/models/<m> for the inputs'
+ * datatypes, POST …/infer with JSON inputs and binary outputs asked for; an image goes to
+ * /v1/models/<m>/predict). Tensors are encoded and decoded by the server's own protocol layer
+ * (src/protocol). Outputs go to stdout as JSON
  * or into <out-dir>/<name>.npy files (npy.ts).
  *
  * Input values: inline JSON (nested arrays give the shape, a bare number is a scalar; the element
@@ -13,19 +15,22 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { NimifyError } from '../errors';
-import type { Model, Outputs, TensorInfo } from '../model';
-import { DATATYPE_TO_TYPE, fromBf16Bits, fromHalfBits, toBf16Bits, toDatatype, toHalfBits, type Datatype } from '../protocol/datatypes';
+import type { Model, Outputs } from '../model';
+import { DATATYPE_TO_TYPE, isDatatype, toDatatype, type Datatype } from '../protocol/datatypes';
+import { fromBytes, jsonElements } from '../protocol/request';
+import { tensorJson } from '../protocol/response';
 import { ModelRepository } from '../repository/repository';
-import { Tensor, TENSOR_TYPES, type TensorType } from '../tensor';
+import { Tensor } from '../tensor';
 import { flagHelp, parseFlags, type FlagSpec } from './flags';
 import { EXIT, type CliIo } from './io';
 import { readNpy, writeNpy } from './npy';
+import { isUrl, parseServerUrl, urlModel } from './target';
 
 export const INFER_FLAGS = {
   input: { type: 'string', short: 'i', multiple: true, arg: 'name=value', help: "an input: name=<json>, name=@file.npy or name=@image.png (repeatable)" },
   output: { type: 'string', short: 'o', arg: 'format', help: 'json (stdout) or npy (<out-dir>/<name>.npy per output) (default json)', choices: ['json', 'npy'] },
   'out-dir': { type: 'string', arg: 'dir', help: 'where --output npy writes (default: the current directory)' },
-  model: { type: 'string', short: 'm', arg: 'name', help: 'the model: required with a URL or a repository holding several models' },
+  model: { type: 'string', short: 'm', arg: 'name', help: 'the model: required with a repository holding several models, or a URL that does not name one (/v2/models/<m>)' },
   version: { type: 'string', arg: 'v', help: 'model version (default: the newest ready one)' },
   'api-key': { type: 'string', arg: 'key', help: 'URL only: sent as Authorization: Bearer <key>' },
   'timeout-ms': { type: 'string', arg: 'ms', help: 'give up after this long (default 60000)', integer: { min: 1 } },
@@ -35,7 +40,9 @@ export const INFER_FLAGS = {
 export const USAGE = `usage: nimify infer <model.onnx | repository-dir | http(s)://server> --input name=value … [options]
 
 One inference. With a model file or repository it runs in this process; with a URL it asks a
-running server (nimify serve, or any KServe v2 server) and needs --model.
+running server (nimify serve, or any KServe v2 server): the model is the URL's /v2/models/<m>[/versions/<v>],
+else --model. Outputs come back exact (the binary tensor extension is asked for; JSON where a
+server answers JSON).
 
   --input x='[[0.1, 0.2], [0.3, 0.4]]'   inline JSON: nested arrays give the shape, the type is the model's
   --input x=@batch.npy                   a NumPy file (little-endian, C order; its dtype must be the model's)
@@ -43,7 +50,7 @@ running server (nimify serve, or any KServe v2 server) and needs --model.
                                          prints its predictions (postprocess) or raw outputs
 
 options (each also read from the environment variable in brackets):
-${flagHelp(INFER_FLAGS)}`;
+${flagHelp(INFER_FLAGS, 'infer')}`;
 
 const IMAGE_EXT = /\.(png|jpe?g|webp)$/i;
 
@@ -100,20 +107,10 @@ export function flattenJson(where: string, value: unknown): { dims: number[]; fl
   return { dims, flat };
 }
 
-/** JSON carries 16-bit floats as numbers; nimify holds their bit patterns. */
-function halfBits(type: string, flat: unknown[]): unknown[] {
-  const enc = type === 'float16' ? toHalfBits : type === 'bfloat16' ? toBf16Bits : null;
-  return enc === null ? flat : flat.map((x) => (typeof x === 'number' ? enc(x) : x));
-}
-
-function jsonTensor(name: string, value: unknown, type: TensorType): Tensor {
+/** Inline JSON typed as the model's input: the shape from the nesting, the elements as a request's JSON `data` (protocol/request.ts). */
+function jsonTensor(name: string, value: unknown, datatype: Datatype): Tensor {
   const { dims, flat } = flattenJson(`--input ${name}`, value);
-  try {
-    return new Tensor(type, halfBits(type, flat), dims);
-  } catch (err) {
-    if (err instanceof NimifyError) throw new NimifyError(err.code, `--input ${name}: ${err.message.replace(/^tensor[ .]?/, '')} (the model's input is ${type})`);
-    throw err;
-  }
+  return new Tensor(DATATYPE_TO_TYPE[datatype], jsonElements(`--input ${name}`, datatype, flat, [flat.length], flat.length) as never, dims);
 }
 
 /** Checks the given names against the model's inputs: every one known, none missing. */
@@ -133,23 +130,16 @@ function imageOnly(given: ReadonlyMap<string, Value>): { name: string; bytes: Bu
   return { name, bytes: v.bytes, file: v.file };
 }
 
-export interface WireOutput {
-  name: string;
-  datatype: string;
-  shape: number[];
-  data: unknown[];
+/** Outputs as the JSON a KServe v2 server answers (response.ts writes both). */
+function outputsJson(model: string, version: string, outputs: ReadonlyArray<[string, Tensor]>): string {
+  return `{"model_name":${JSON.stringify(model)},"model_version":${JSON.stringify(version)},"outputs":[${outputs.map(([n, t]) => tensorJson(n, t)).join(',')}]}`;
 }
 
-function toWire(name: string, t: Tensor): WireOutput {
-  const data = Array.from(t.data as ArrayLike<unknown>, (x) => (typeof x === 'bigint' ? (x >= BigInt(Number.MIN_SAFE_INTEGER) && x <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(x) : x.toString()) : x));
-  const dec = t.type === 'float16' ? fromHalfBits : t.type === 'bfloat16' ? fromBf16Bits : null;
-  return { name, datatype: toDatatype(t.type) ?? t.type, shape: [...t.dims], data: t.type === 'bool' ? data.map(Boolean) : dec ? data.map((x) => dec(x as number)) : data };
-}
-
-function fromWire(o: WireOutput): Tensor {
-  const type = (DATATYPE_TO_TYPE as Record<string, TensorType>)[o.datatype];
-  if (type === undefined || !TENSOR_TYPES.includes(type)) throw new NimifyError('INVALID_ARGUMENT', `server output '${o.name}': unknown datatype ${o.datatype}`);
-  return new Tensor(type, type === 'bool' ? o.data.map((x) => (x ? 1 : 0)) : halfBits(type, o.data), o.shape);
+/** The datatype an input or output travels as; refuses a type the protocol cannot carry. */
+function datatypeOf(what: string, type: string): Datatype {
+  const d = toDatatype(type);
+  if (d === null) throw new NimifyError('UNSUPPORTED', `${what}: a ${type}, which the inference protocol cannot carry`);
+  return d;
 }
 
 interface Answer {
@@ -177,7 +167,7 @@ async function inProcess(target: string, given: Map<string, Value>, opts: { mode
     }
     checkNames(given, model.inputs);
     const feeds: Record<string, Tensor> = {};
-    for (const info of model.inputs) feeds[info.name] = typed(info.name, given.get(info.name)!, info);
+    for (const info of model.inputs) feeds[info.name] = typed(info.name, given.get(info.name)!, datatypeOf(`input '${info.name}'`, info.type));
     const outputs: Outputs = await model.infer(feeds, { timeoutMs: opts.timeoutMs });
     return { model: name, version: v.version, outputs };
   } finally {
@@ -185,62 +175,114 @@ async function inProcess(target: string, given: Map<string, Value>, opts: { mode
   }
 }
 
-function typed(name: string, v: Value, info: Pick<TensorInfo, 'type'>): Tensor {
-  if (v.kind === 'json') return jsonTensor(name, v.value, info.type as TensorType);
+function typed(name: string, v: Value, datatype: Datatype): Tensor {
+  const type = DATATYPE_TO_TYPE[datatype];
+  if (v.kind === 'json') return jsonTensor(name, v.value, datatype);
   if (v.kind === 'tensor') {
-    if (v.tensor.type !== info.type) throw new NimifyError('INVALID_ARGUMENT', `--input ${name}: the .npy file holds ${v.tensor.type}, the model's input is ${info.type}`);
+    if (v.tensor.type !== type) throw new NimifyError('INVALID_ARGUMENT', `--input ${name}: the .npy file holds ${v.tensor.type}, the model's input is ${type}`);
     return v.tensor;
   }
   throw new NimifyError('INVALID_ARGUMENT', `--input ${name}: an image input needs a model with an image preprocess pipeline`);
 }
 
-async function http(url: string, init: RequestInit & { timeoutMs: number; apiKey?: string }): Promise<{ status: number; body: Record<string, unknown> }> {
+interface HttpAnswer {
+  status: number;
+  headers: Headers;
+  bytes: Buffer;
+}
+
+async function http(url: string, init: RequestInit & { timeoutMs: number; apiKey?: string }): Promise<HttpAnswer> {
   const headers = new Headers(init.headers);
   if (init.apiKey) headers.set('authorization', `Bearer ${init.apiKey}`);
   let res: Response;
+  let bytes: Buffer;
   try {
     res = await fetch(url, { ...init, headers, signal: AbortSignal.timeout(init.timeoutMs) });
+    bytes = Buffer.from(await res.arrayBuffer());
   } catch (err) {
     const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
     throw new NimifyError(cause === 'TimeoutError' ? 'TIMEOUT' : 'NOT_READY', `${init.method ?? 'GET'} ${url}: ${cause === 'TimeoutError' ? `no answer within ${init.timeoutMs} ms` : `cannot connect (${cause})`}`);
   }
-  const text = await res.text();
-  let body: Record<string, unknown>;
-  try {
-    body = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    body = { error: text.slice(0, 500) };
-  }
   if (res.status >= 400) {
+    const text = bytes.toString('utf8');
+    const body = parseJson(text) ?? { error: text.slice(0, 500) };
     const code = typeof body.code === 'string' ? `${body.code}: ` : '';
     throw new NimifyError(res.status === 404 ? 'NOT_FOUND' : res.status === 401 ? 'UNAUTHORIZED' : res.status === 400 ? 'INVALID_ARGUMENT' : 'RUNTIME_ERROR', `${init.method ?? 'GET'} ${url}: HTTP ${res.status}: ${code}${String(body.error ?? text).slice(0, 500)}`);
   }
-  return { status: res.status, body };
+  return { status: res.status, headers: res.headers, bytes };
 }
 
-async function remote(base: string, given: Map<string, Value>, opts: { model?: string; version?: string; apiKey?: string; timeoutMs: number }): Promise<Answer> {
-  if (!opts.model) throw new NimifyError('INVALID_ARGUMENT', '--model: required with a server URL');
-  const root = base.replace(/\/+$/, '');
-  const m = encodeURIComponent(opts.model);
-  const at = opts.version ? `${m}/versions/${encodeURIComponent(opts.version)}` : m;
+function parseJson(text: string): Record<string, unknown> | null {
+  try {
+    const v = JSON.parse(text) as unknown;
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
+function jsonBody(url: string, a: HttpAnswer): Record<string, unknown> {
+  const body = parseJson(a.bytes.toString('utf8'));
+  if (body === null) throw new NimifyError('RUNTIME_ERROR', `${url}: expected a JSON object, received ${JSON.stringify(a.bytes.toString('utf8').slice(0, 200))}`);
+  return body;
+}
+
+/**
+ * The outputs of an inference response, decoded as the server decodes requests (protocol/request.ts):
+ * binary outputs (asked for: exact 64-bit integers) from their bytes, JSON `data` otherwise.
+ */
+function decodeOutputs(url: string, a: HttpAnswer): { body: Record<string, unknown>; outputs: Record<string, Tensor> } {
+  const headerLength = a.headers.get('inference-header-content-length');
+  const n = headerLength === null ? a.bytes.length : Number(headerLength);
+  if (!Number.isSafeInteger(n) || n < 0 || n > a.bytes.length) throw new NimifyError('RUNTIME_ERROR', `${url}: Inference-Header-Content-Length ${headerLength} does not fit a ${a.bytes.length}-byte body`);
+  const body = jsonBody(url, { ...a, bytes: a.bytes.subarray(0, n) });
+  const binary = a.bytes.subarray(n);
+  const outputs: Record<string, Tensor> = {};
+  let offset = 0;
+  for (const [i, o] of ((body.outputs ?? []) as Array<{ name: string; datatype: unknown; shape: number[]; data?: unknown; parameters?: { binary_data_size?: number } }>).entries()) {
+    const where = `${url}: outputs[${i}]`;
+    if (!isDatatype(o.datatype)) throw new NimifyError('RUNTIME_ERROR', `${where}.datatype: unknown datatype ${JSON.stringify(o.datatype)}`);
+    const count = o.shape.reduce((x, y) => x * y, 1);
+    const size = o.parameters?.binary_data_size;
+    if (size !== undefined) {
+      outputs[o.name] = fromBytes(where, o.datatype, binary.subarray(offset, offset + size), o.shape, count);
+      offset += size;
+    } else {
+      outputs[o.name] = new Tensor(DATATYPE_TO_TYPE[o.datatype], jsonElements(where, o.datatype, o.data, o.shape, count) as never, o.shape);
+    }
+  }
+  return { body, outputs };
+}
+
+async function remote(target: string, given: Map<string, Value>, opts: { model?: string; version?: string; apiKey?: string; timeoutMs: number }): Promise<Answer> {
+  const u = parseServerUrl(target);
+  const { model, version } = urlModel(u, opts);
+  if (!model) throw new NimifyError('INVALID_ARGUMENT', '--model: required with a server URL that does not name one (/v2/models/<name>)');
+  const m = encodeURIComponent(model);
+  const at = version ? `${m}/versions/${encodeURIComponent(version)}` : m;
   const image = imageOnly(given);
   if (image) {
     const type = `image/${path.extname(image.file).slice(1).toLowerCase().replace('jpg', 'jpeg')}`;
-    const { body } = await http(`${root}/v1/models/${at}/predict`, { method: 'POST', body: image.bytes, headers: { 'content-type': type }, apiKey: opts.apiKey, timeoutMs: opts.timeoutMs });
-    return { model: String(body.model_name ?? opts.model), version: String(body.model_version ?? ''), predictions: body.predictions };
+    const url = `${u.base}/v1/models/${at}/predict`;
+    const body = jsonBody(url, await http(url, { method: 'POST', body: image.bytes, headers: { 'content-type': type }, apiKey: opts.apiKey, timeoutMs: opts.timeoutMs }));
+    return { model: String(body.model_name ?? model), version: String(body.model_version ?? ''), predictions: body.predictions };
   }
-  const meta = (await http(`${root}/v2/models/${at}`, { apiKey: opts.apiKey, timeoutMs: opts.timeoutMs })).body as { inputs?: Array<{ name: string; datatype: Datatype; shape: number[] }> };
-  const infos = (meta.inputs ?? []).map((i) => ({ name: i.name, datatype: i.datatype, type: (DATATYPE_TO_TYPE as Record<string, string>)[i.datatype] ?? i.datatype }));
+  const metaUrl = `${u.base}/v2/models/${at}`;
+  const meta = jsonBody(metaUrl, await http(metaUrl, { apiKey: opts.apiKey, timeoutMs: opts.timeoutMs })) as { inputs?: Array<{ name: string; datatype: unknown }> };
+  const infos = (meta.inputs ?? []).map((i) => {
+    if (!isDatatype(i.datatype)) throw new NimifyError('UNSUPPORTED', `${metaUrl}: input '${i.name}' has datatype ${JSON.stringify(i.datatype)}, which nimify cannot send`);
+    return { name: i.name, datatype: i.datatype };
+  });
   checkNames(given, infos);
-  const inputs = infos.map((info) => toWire(info.name, typed(info.name, given.get(info.name)!, info)));
-  const { body } = await http(`${root}/v2/models/${at}/infer`, { method: 'POST', body: JSON.stringify({ inputs }), headers: { 'content-type': 'application/json' }, apiKey: opts.apiKey, timeoutMs: opts.timeoutMs });
-  const outputs: Record<string, Tensor> = {};
-  for (const o of (body.outputs ?? []) as WireOutput[]) outputs[o.name] = fromWire(o);
-  return { model: String(body.model_name ?? opts.model), version: String(body.model_version ?? ''), outputs };
+  const inputs = infos.map((info) => tensorJson(info.name, typed(info.name, given.get(info.name)!, info.datatype)));
+  const url = `${u.base}/v2/models/${at}/infer`;
+  const answer = await http(url, { method: 'POST', body: `{"inputs":[${inputs.join(',')}],"parameters":{"binary_data_output":true}}`, headers: { 'content-type': 'application/json' }, apiKey: opts.apiKey, timeoutMs: opts.timeoutMs });
+  const { body, outputs } = decodeOutputs(url, answer);
+  return { model: String(body.model_name ?? model), version: String(body.model_version ?? ''), outputs };
 }
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
-  const { values: v, positionals } = parseFlags(argv, INFER_FLAGS, io.env);
+  const { values: v, positionals } = parseFlags(argv, INFER_FLAGS, io.env, 'infer');
   if (v.help) {
     io.out(USAGE);
     return EXIT.OK;
@@ -249,9 +291,9 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   const target = positionals[0]!;
   const given = await parseInputs((v.input as string[] | undefined) ?? []);
   const opts = { model: v.model as string | undefined, version: v.version as string | undefined, apiKey: v['api-key'] as string | undefined, timeoutMs: (v['timeout-ms'] as number | undefined) ?? 60_000 };
-  const isUrl = /^https?:\/\//i.test(target);
-  if (!isUrl && opts.apiKey) throw new NimifyError('INVALID_ARGUMENT', '--api-key: only for a server URL');
-  const answer = isUrl ? await remote(target, given, opts) : await inProcess(target, given, opts);
+  const url = isUrl(target);
+  if (!url && opts.apiKey) throw new NimifyError('INVALID_ARGUMENT', '--api-key: only for a server URL');
+  const answer = url ? await remote(target, given, opts) : await inProcess(target, given, opts);
   const format = (v.output as string | undefined) ?? 'json';
   if (answer.predictions !== undefined) {
     if (format === 'npy') throw new NimifyError('INVALID_ARGUMENT', '--output npy: this model answers an image with predictions (its postprocess), which are JSON; use --output json');
@@ -260,7 +302,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   }
   const outputs = Object.entries(answer.outputs ?? {});
   if (format === 'json') {
-    io.out(JSON.stringify({ model_name: answer.model, model_version: answer.version, outputs: outputs.map(([n, t]) => toWire(n, t)) }));
+    io.out(outputsJson(answer.model, answer.version, outputs));
     return EXIT.OK;
   }
   const dir = (v['out-dir'] as string | undefined) ?? process.cwd();

@@ -14,9 +14,9 @@ import { NimifyError } from '../errors';
 import type { Model, TensorInfo } from '../model';
 import { shapeText } from '../io-plan';
 import { toDatatype } from '../protocol/datatypes';
-import type { CompletedConfig } from '../repository/config';
-import { ModelRepository } from '../repository/repository';
-import { CTORS, Tensor, type TensorType } from '../tensor';
+import { autoWarmup, detectBatchDim, WARMUP_DIM, type CompletedConfig } from '../repository/config';
+import { ModelRepository, warmupFeeds } from '../repository/repository';
+import type { Tensor } from '../tensor';
 import { version as nimifyVersion } from '../version';
 import { flagHelp, parseFlags, type FlagSpec } from './flags';
 import { EXIT, type CliIo } from './io';
@@ -34,10 +34,12 @@ export const USAGE = `usage: nimify inspect <model.onnx | repository-dir> [optio
 Shows each model (each version, for a repository): inputs and outputs with their dims (symbolic
 names kept) and element types, the model's metadata, IR version, opsets and producer, the batch
 dim nimify detects, the completed config \`nimify serve\` would serve it with, and a quick latency
-per batch size (1, 8, 32) measured on this machine (other variable dims = 1).
+per batch size (1, 8, 32) measured on this machine, on zeros shaped as the automatic warmup shapes
+them (other variable dims ${WARMUP_DIM}, fewer for large inputs). A size whose run fails is shown as
+skipped with ONNX Runtime's message. Exit 1 when a model failed to load.
 
 options (each also read from the environment variable in brackets):
-${flagHelp(INSPECT_FLAGS)}`;
+${flagHelp(INSPECT_FLAGS, 'inspect')}`;
 
 export const LATENCY_BATCH_SIZES = [1, 8, 32] as const;
 
@@ -51,7 +53,8 @@ export interface TensorReport {
   shape: Array<number | string> | null;
 }
 
-export type LatencyRow = { batch: number | null; runs: number; p50Us: number; meanUs: number; samplesPerSec: number } | { batch: number; skipped: string };
+/** A measured size (`shapes`: what each input was fed), or one not measured and why (over maxBatchSize, no batch dim, or the run failed: ORT's message). */
+export type LatencyRow = { batch: number | null; shapes: Record<string, number[]>; runs: number; p50Us: number; meanUs: number; samplesPerSec: number } | { batch: number | null; skipped: string };
 
 export interface ModelReport {
   name: string;
@@ -72,19 +75,15 @@ function tensors(infos: readonly TensorInfo[]): TensorReport[] {
   return infos.map((t) => ({ name: t.name, type: t.type, datatype: toDatatype(t.type), shape: t.shape === null ? null : [...t.shape] }));
 }
 
-/** Zeros for one input at `batch` rows (dim 0) with every other variable dim 1. */
-function zeros(info: TensorInfo, batch: number | null): Tensor {
-  const dims = (info.shape ?? []).map((d, i) => (i === 0 && batch !== null ? batch : typeof d === 'number' && d >= 0 ? d : 1));
-  const n = dims.reduce((a, b) => a * b, 1);
-  if (info.type === 'string') return new Tensor('string', new Array<string>(n).fill(''), dims);
-  const ctor = CTORS[info.type as Exclude<TensorType, 'string'>];
-  if (ctor === undefined) throw new NimifyError('UNSUPPORTED', `input '${info.name}' is a ${info.type}, which cannot be fed`);
-  return new Tensor(info.type as TensorType, new ctor(n) as never, dims);
-}
+const errorText = (err: unknown) => (err instanceof NimifyError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err));
 
-async function measure(model: Model, batch: number | null, ms: number): Promise<LatencyRow> {
-  const feeds = Object.fromEntries(model.inputs.map((i) => [i.name, zeros(i, batch)]));
-  await model.infer(feeds); // first run: allocations, kernel selection
+async function measure(model: Model, feeds: Record<string, Tensor>, batch: number | null, ms: number): Promise<LatencyRow> {
+  const shapes = Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, [...t.dims]]));
+  try {
+    await model.infer(feeds); // first run: allocations, kernel selection
+  } catch (err) {
+    return { batch, skipped: `the run on ${Object.entries(shapes).map(([k, d]) => `${k} [${d.join(', ')}]`).join(', ')} failed: ${errorText(err)}` };
+  }
   const times: number[] = [];
   const end = process.hrtime.bigint() + BigInt(ms) * 1_000_000n;
   let now = process.hrtime.bigint();
@@ -97,7 +96,20 @@ async function measure(model: Model, batch: number | null, ms: number): Promise<
   const sorted = [...times].sort((a, b) => a - b);
   const mean = times.reduce((a, b) => a + b, 0) / times.length;
   const round = (x: number) => Math.round(x * 10) / 10;
-  return { batch, runs: times.length, p50Us: round(sorted[Math.floor(sorted.length / 2)]!), meanUs: round(mean), samplesPerSec: Math.round(((batch ?? 1) * 1e6) / mean) };
+  return { batch, shapes, runs: times.length, p50Us: round(sorted[Math.floor(sorted.length / 2)]!), meanUs: round(mean), samplesPerSec: Math.round(((batch ?? 1) * 1e6) / mean) };
+}
+
+/** One size: the automatic warmup's request at that batch size (config.ts owns the shapes), timed. */
+async function sizeRow(model: Model, config: CompletedConfig, batchDim: boolean, batch: number | null, ms: number): Promise<LatencyRow> {
+  const req = autoWarmup(config.inputs, model.inputs, batchDim, batch ?? 1)[0];
+  if (req === undefined) return { batch, skipped: 'an input has no known rank, so no shape could be invented for it' };
+  let feeds: Record<string, Tensor>;
+  try {
+    feeds = warmupFeeds('latency', req, config);
+  } catch (err) {
+    return { batch, skipped: errorText(err) };
+  }
+  return measure(model, feeds, batch, ms);
 }
 
 async function latency(model: Model, config: CompletedConfig, ms: number): Promise<LatencyRow[]> {
@@ -106,13 +118,15 @@ async function latency(model: Model, config: CompletedConfig, ms: number): Promi
     // No batch dim (or batching off with a fixed dim 0): one run at the model's own shape.
     const fixed = model.inputs.some((i) => i.shape !== null && i.shape.length > 0 && typeof i.shape[0] === 'number' && i.shape[0] >= 0);
     const why = config.batching === false ? 'batching is off' : fixed ? 'dim 0 is fixed: the model has no batch dim' : 'the model has no batch dim';
-    return [await measure(model, null, ms), ...LATENCY_BATCH_SIZES.filter((b) => b > 1).map((b) => ({ batch: b, skipped: why }))];
+    // The batch dim batching would use (batching off) is 1, as in the automatic warmup.
+    const warmBatchDim = config.batching === false && detectBatchDim(model, {});
+    return [await sizeRow(model, config, warmBatchDim, null, ms), ...LATENCY_BATCH_SIZES.filter((b) => b > 1).map((b) => ({ batch: b, skipped: why }))];
   }
   const max = config.batching === false ? Infinity : config.batching.maxBatchSize ?? Infinity;
   const rows: LatencyRow[] = [];
   for (const b of LATENCY_BATCH_SIZES) {
     if (b > max) rows.push({ batch: b, skipped: `over maxBatchSize ${max}` });
-    else rows.push(await measure(model, b, ms));
+    else rows.push(await sizeRow(model, config, true, b, ms));
   }
   return rows;
 }
@@ -149,7 +163,14 @@ export async function inspect(target: string, opts: { latencyMs: number | null }
           const detected = config.batching !== false && config.batching.batchDim === true;
           const d0 = m.inputs[0]?.shape?.[0];
           report.batchDim = { detected, name: detected && typeof d0 === 'string' ? d0 : null, maxBatchSize: config.batching === false ? null : config.batching.maxBatchSize ?? null };
-          if (opts.latencyMs !== null && v.state === 'READY') report.latency = { msPerSize: opts.latencyMs, rows: await latency(m, config, opts.latencyMs) };
+          if (opts.latencyMs !== null && v.state === 'READY') {
+            // One model's failure never costs the other models their reports.
+            try {
+              report.latency = { msPerSize: opts.latencyMs, rows: await latency(m, config, opts.latencyMs) };
+            } catch (err) {
+              report.latency = { msPerSize: opts.latencyMs, rows: LATENCY_BATCH_SIZES.map((b) => ({ batch: b, skipped: errorText(err) })) };
+            }
+          }
         }
         reports.push(report);
       }
@@ -192,10 +213,12 @@ export function formatReport(r: ModelReport): string {
   }
   if (r.config) lines.push(`  config     ${JSON.stringify(r.config)}`);
   if (r.latency) {
-    lines.push(`  latency    on this machine, ${r.latency.msPerSize} ms per size, zeros, other variable dims = 1`);
+    const fed = r.latency.rows.find((row) => 'shapes' in row);
+    const shapes = fed && 'shapes' in fed ? `; fed${fed.batch === null ? '' : ` at batch ${fed.batch}`}: ${Object.entries(fed.shapes).map(([k, d]) => `${k} [${d.join(', ')}]`).join(', ')}` : '';
+    lines.push(`  latency    on this machine, ${r.latency.msPerSize} ms per size, zeros shaped as the automatic warmup${shapes}`);
     lines.push(
       ...table(
-        [['batch', 'runs', 'p50', 'mean', 'samples/s'], ...r.latency.rows.map((row) => ('skipped' in row ? [String(row.batch), `skipped: ${row.skipped}`] : [row.batch === null ? 'model shape' : String(row.batch), String(row.runs), us(row.p50Us), us(row.meanUs), String(row.samplesPerSec)]))],
+        [['batch', 'runs', 'p50', 'mean', 'samples/s'], ...r.latency.rows.map((row) => ('skipped' in row ? [row.batch === null ? 'model shape' : String(row.batch), `skipped: ${row.skipped}`] : [row.batch === null ? 'model shape' : String(row.batch), String(row.runs), us(row.p50Us), us(row.meanUs), String(row.samplesPerSec)]))],
         '    ',
       ),
     );
@@ -204,7 +227,7 @@ export function formatReport(r: ModelReport): string {
 }
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
-  const { values: v, positionals } = parseFlags(argv, INSPECT_FLAGS, io.env);
+  const { values: v, positionals } = parseFlags(argv, INSPECT_FLAGS, io.env, 'inspect');
   if (v.help) {
     io.out(USAGE);
     return EXIT.OK;

@@ -5,14 +5,15 @@
  * within a total time budget; prints the table, marks the best configuration (highest throughput
  * whose p99 is within --latency-budget-ms) and with --write writes it as the model's config.json
  * where `nimify serve` reads it:
- *   - a model already in a repository (`<repo>/<name>/model.onnx` or `<repo>/<name>/<v>/model.onnx`):
- *     `<repo>/<name>/config.json`;
- *   - a standalone `m.onnx`: a one-model repository `<dir>/m-repository/m/{config.json, 1/model.onnx}`
+ *   - a model already in a repository (`<repo>/<name>/<v>/model.onnx` with <v> a version number,
+ *     or `<repo>/<name>/model.onnx` beside an existing config.json): `<repo>/<name>/config.json`;
+ *   - any other file (a standalone `m.onnx`, or a model.onnx in ~/Downloads): a one-model repository `<dir>/m-repository/m/{config.json, 1/model.onnx}`
  *     (--repository chooses the folder; the model is hard-linked, or copied across file systems,
  *     because a served repository refuses files that resolve outside it). `nimify serve` of the
  *     single file takes no config.json, so the repository is what makes the tuned config servable.
  * An existing config.json is replaced only with --force, and then only its instances, batching and
- * runtime.intraOpNumThreads change; its other fields are kept (and were in effect during the sweep).
+ * runtime.intraOpNumThreads change; its other fields are kept (and were in effect during the sweep,
+ * and --config is refused then, so that the configuration measured is the one written).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -21,11 +22,12 @@ import { performance } from 'node:perf_hooks';
 import { NimifyError } from '../errors';
 import type { BatchingOptions } from '../options';
 import { DEFAULT_BATCHING, parseModelConfig, type ModelConfig } from '../repository/config';
-import { checkModelName } from '../repository/repository';
+import { checkModelName, singleFileModelName, VERSION_RE } from '../repository/repository';
 import { version } from '../version';
-import { closedLoop, DEFAULT_FREE_DIM, levelLine, loadForBench, parseShapes, Progress, type LevelResult } from './bench-engine';
+import { closedLoop, SHAPE_FLAG_HELP, levelLine, loadForBench, parseShapes, Progress, type LevelResult } from './bench-engine';
 import { flagHelp, parseFlags, type FlagSpec } from './flags';
 import { EXIT, type CliIo } from './io';
+import { isUrl } from './target';
 
 const CPUS = os.availableParallelism?.() ?? os.cpus().length;
 
@@ -35,7 +37,7 @@ export const TUNE_FLAGS = {
   'max-instances': { type: 'string', arg: 'n', help: `most ORT sessions per model to try (default min(4, cores) = ${Math.min(4, CPUS)})`, integer: { min: 1, max: 64 } },
   budget: { type: 'string', arg: 'seconds', help: 'total time for the sweep; configurations that do not fit are skipped (default 60)', integer: { min: 1, max: 86_400 } },
   batch: { type: 'string', short: 'b', arg: 'n', help: 'rows per request on a batched model (default 1)', integer: { min: 1, max: 1 << 20 } },
-  shape: { type: 'string', multiple: true, arg: 'name=d1,d2', help: `an input's whole shape per request (repeatable); variable dims not given get ${DEFAULT_FREE_DIM}` },
+  shape: { type: 'string', multiple: true, arg: 'name=d1,d2', help: SHAPE_FLAG_HELP },
   config: { type: 'string', arg: 'config.json', help: 'base config the sweep starts from and --write keeps (default: the model folder\'s config.json, if any)' },
   write: { type: 'boolean', help: "write the best configuration as the model's config.json (see --help text above for where)" },
   force: { type: 'boolean', help: 'with --write: replace an existing config.json (its other fields are kept)' },
@@ -56,7 +58,7 @@ one-model repository <dir>/<name>-repository/ (serve it with \`nimify serve <tha
 Exit 0 with a best configuration, 1 when none met the latency budget, 2 on a usage error.
 
 options (each also read from the environment variable in brackets):
-${flagHelp(TUNE_FLAGS)}`;
+${flagHelp(TUNE_FLAGS, 'tune')}`;
 
 /** The fields tune chooses; everything else of a config is the base config's. */
 export interface Candidate {
@@ -122,21 +124,44 @@ interface WriteTarget {
   existing: ModelConfig | null;
 }
 
+/**
+ * Where a model file sits in a repository `nimify serve` reads, or null for a standalone file:
+ * `<repo>/<m>/<v>/model.onnx` (<v> a version directory), or `<repo>/<m>/model.onnx` beside an
+ * existing `<repo>/<m>/config.json`. Any other file — a model.onnx in ~/Downloads included — is
+ * standalone: its folder is not taken for a model folder.
+ */
+export function repositoryLayout(file: string): { modelDir: string; repository: string } | null {
+  const abs = path.resolve(file);
+  if (path.basename(abs) !== 'model.onnx') return null;
+  const dir = path.dirname(abs);
+  if (VERSION_RE.test(path.basename(dir))) return { modelDir: path.dirname(dir), repository: path.dirname(path.dirname(dir)) };
+  if (fs.existsSync(path.join(dir, 'config.json'))) return { modelDir: dir, repository: path.dirname(dir) };
+  return null;
+}
+
+/** A model name, or INVALID_ARGUMENT naming `flag` with what a model name must be. */
+function modelName(flag: string, name: string, what: string): string {
+  try {
+    return checkModelName(name);
+  } catch (err) {
+    throw new NimifyError('INVALID_ARGUMENT', `${flag}: ${what} ${JSON.stringify(name)}, which is not a valid model name: ${(err as Error).message.replace(/^model name: /, '')}`);
+  }
+}
+
 /** Where --write writes (decided, and refused when it would overwrite, before anything runs). */
 export function writeTarget(file: string, o: { repository: string | undefined; force: boolean }): WriteTarget {
   const abs = path.resolve(file);
-  const dir = path.dirname(abs);
+  const layout = repositoryLayout(abs);
   let t: Omit<WriteTarget, 'existing'>;
-  if (path.basename(abs) === 'model.onnx') {
-    const modelDir = /^(0|[1-9][0-9]{0,17})$/.test(path.basename(dir)) ? path.dirname(dir) : dir;
+  if (layout !== null) {
     if (o.repository !== undefined) {
-      throw new NimifyError('INVALID_ARGUMENT', `--repository: ${abs} is already inside a repository (${path.dirname(modelDir)}); its config.json is written in ${modelDir}`);
+      throw new NimifyError('INVALID_ARGUMENT', `--repository: expected only for a standalone model file; ${abs} is already in the repository ${layout.repository} (its config.json is written in ${layout.modelDir})`);
     }
-    t = { name: checkModelName(path.basename(modelDir)), repository: path.dirname(modelDir), configPath: path.join(modelDir, 'config.json'), modelCopy: null };
+    const name = modelName('--write', path.basename(layout.modelDir), `the model folder ${layout.modelDir} names the model`);
+    t = { name, repository: layout.repository, configPath: path.join(layout.modelDir, 'config.json'), modelCopy: null };
   } else {
-    // The name `nimify serve <file>` would give the model (src/repository/repository.ts).
-    const name = checkModelName(path.basename(abs, '.onnx').replace(/[^A-Za-z0-9_.-]/g, '_').replace(/^[^A-Za-z0-9]+/, '') || 'model');
-    const repository = path.resolve(o.repository ?? path.join(dir, `${name}-repository`));
+    const name = modelName('--write', singleFileModelName(abs), `the file name ${path.basename(abs)} names the model`);
+    const repository = path.resolve(o.repository ?? path.join(path.dirname(abs), `${name}-repository`));
     t = { name, repository, configPath: path.join(repository, name, 'config.json'), modelCopy: path.join(repository, name, '1', 'model.onnx') };
   }
   let existing: ModelConfig | null = null;
@@ -207,14 +232,14 @@ function table(r: TuneReport): string {
 }
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
-  const { values: v, positionals } = parseFlags(argv, TUNE_FLAGS, io.env);
+  const { values: v, positionals } = parseFlags(argv, TUNE_FLAGS, io.env, 'tune');
   if (v.help) {
     io.out(USAGE);
     return EXIT.OK;
   }
   if (positionals.length !== 1) throw new NimifyError('INVALID_ARGUMENT', `tune: expected one model file, received ${positionals.length === 0 ? 'none' : positionals.join(' ')}\n\n${USAGE}`);
   const file = positionals[0];
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(file)) throw new NimifyError('INVALID_ARGUMENT', `tune: expected a model file (tune runs in-process), received the URL ${file}`);
+  if (isUrl(file)) throw new NimifyError('INVALID_ARGUMENT', `tune: expected a model file (tune runs in-process), received the URL ${file}`);
   if (!file.endsWith('.onnx')) throw new NimifyError('INVALID_ARGUMENT', `tune: expected an .onnx model file, received ${JSON.stringify(file)}`);
   if (!fs.existsSync(file) || !fs.statSync(file).isFile()) throw new NimifyError('NOT_FOUND', `tune: model file ${JSON.stringify(file)} does not exist`);
   let latencyBudgetMs: number | null = null;
@@ -230,14 +255,18 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   if ((v.force || v.repository !== undefined) && !v.write) throw new NimifyError('INVALID_ARGUMENT', `--${v.force ? 'force' : 'repository'}: only with --write`);
   const target = v.write ? writeTarget(file, { repository: v.repository as string | undefined, force: v.force === true }) : null;
 
-  // The base config: --config, else the config.json the model is served with.
+  // The base config: --config, else the config.json the model is served with. With --write over
+  // an existing config.json that file is the base, so what is measured is what is written.
+  if (typeof v.config === 'string' && target?.existing) {
+    throw new NimifyError('INVALID_ARGUMENT', `--config: with --write the existing ${target.configPath} is the base config (its other fields are kept); expected no --config, received ${JSON.stringify(v.config)}`);
+  }
   let base: ModelConfig = {};
   if (typeof v.config === 'string') base = readConfig(v.config, '--config');
   else if (target?.existing) base = target.existing;
-  else if (path.basename(file) === 'model.onnx') {
-    const dir = path.dirname(path.resolve(file));
-    const cfg = path.join(/^(0|[1-9][0-9]{0,17})$/.test(path.basename(dir)) ? path.dirname(dir) : dir, 'config.json');
-    if (fs.existsSync(cfg)) base = readConfig(cfg, 'config.json');
+  else {
+    const layout = repositoryLayout(file);
+    const cfg = layout && path.join(layout.modelDir, 'config.json');
+    if (cfg && fs.existsSync(cfg)) base = readConfig(cfg, 'config.json');
   }
 
   const started = performance.now();

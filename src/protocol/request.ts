@@ -199,7 +199,7 @@ function elementCount(where: string, shape: readonly number[]): number {
 }
 
 /** Binary bytes → a tensor viewing them (little-endian hosts; copies only to align). */
-function fromBytes(where: string, datatype: Datatype, bytes: Buffer, shape: number[], count: number, field = `${where}.parameters.binary_data_size`): Tensor {
+export function fromBytes(where: string, datatype: Datatype, bytes: Buffer, shape: number[], count: number, field = `${where}.parameters.binary_data_size`): Tensor {
   const type = DATATYPE_TO_TYPE[datatype];
   if (datatype === 'BYTES') return new Tensor('string', decodeBytesElements(where, bytes, count), shape);
   const size = ELEMENT_BYTES[datatype];

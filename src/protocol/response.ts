@@ -64,10 +64,25 @@ function bytesBinary(strings: readonly string[]): Buffer {
   return out;
 }
 
-function tensorBytes(t: Tensor): Buffer {
+/** A tensor's bytes as the binary tensor data extension carries them (the typed array's own bytes; BYTES length-prefixed). */
+export function tensorBytes(t: Tensor): Buffer {
   if (t.type === 'string') return bytesBinary(t.data as string[]);
   const d = t.data as ArrayBufferView;
   return Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+}
+
+/** `{"name":…,"datatype":…,"shape":[…]` of one tensor, left open for its data or parameters. */
+function tensorHead(name: string, t: Tensor): string {
+  return `{"name":${JSON.stringify(name)},"datatype":"${toDatatype(t.type) ?? 'BYTES'}","shape":[${t.dims.join(',')}]`;
+}
+
+/**
+ * One tensor as the JSON encoding carries it, `{"name","datatype","shape","data"}`: what the server
+ * answers and what the CLI sends (exact digits for 64-bit integers, FP16/BF16 as numbers, BOOL as
+ * booleans, non-finite floats null).
+ */
+export function tensorJson(name: string, t: Tensor): string {
+  return `${tensorHead(name, t)},"data":${t.type === 'string' ? JSON.stringify(t.data) : numericJson(t)}}`;
 }
 
 export function encodeInferResponse(meta: ResponseMeta, results: Record<string, Tensor>, names: readonly string[], binary: readonly boolean[]): EncodedResponse {
@@ -78,13 +93,13 @@ export function encodeInferResponse(meta: ResponseMeta, results: Record<string, 
   const chunks: Buffer[] = [];
   for (let i = 0; i < names.length; i++) {
     const t = results[names[i]];
-    json += `${i === 0 ? '' : ','}{"name":${JSON.stringify(names[i])},"datatype":"${toDatatype(t.type) ?? 'BYTES'}","shape":[${t.dims.join(',')}]`;
+    if (i > 0) json += ',';
     if (binary[i]) {
       const bytes = tensorBytes(t);
       chunks.push(bytes);
-      json += `,"parameters":{"binary_data_size":${bytes.length}}}`;
+      json += `${tensorHead(names[i], t)},"parameters":{"binary_data_size":${bytes.length}}}`;
     } else {
-      json += `,"data":${t.type === 'string' ? JSON.stringify(t.data) : numericJson(t)}}`;
+      json += tensorJson(names[i], t);
     }
   }
   json += ']}';

@@ -284,43 +284,70 @@ export function completeConfig(name: string, config: ModelConfig, defaults: Mode
 }
 
 /**
- * Length the automatic warmup gives a variable dim that is not the batch dim. 1 is what many ops
- * refuse: a reflect Pad needs more elements than it pads, a convolution or STFT at least its
- * kernel or window, a pooling stack at least its total stride. 128 holds the windows of speech
+ * Length a variable dim that is not the batch dim gets wherever nimify invents inputs (the
+ * automatic warmup, `nimify inspect`'s latency, `nimify bench`/`tune` without --shape). 1 is what
+ * many ops refuse: a reflect Pad needs more elements than it pads, a convolution or STFT at least
+ * its kernel or window, a pooling stack at least its total stride. 128 holds the windows of speech
  * models (silero VAD's 8 kHz STFT), survives five stride-2 stages of an image net (4 × 4 left)
  * and is a sequence every text model takes, while a run on it stays cheap.
  */
 export const WARMUP_DIM = 128;
 
-/** Most elements the automatic warmup feeds, all inputs together (4 MiB of float32): variable dims shrink to fit. */
+/** Most elements invented inputs hold, all inputs together at batch 1 (4 MiB of float32): variable dims shrink to fit. */
 export const WARMUP_MAX_ELEMENTS = 1 << 20;
+
+/** An input as the shape planner sees it: numbers ≥ 0 fixed; a symbolic name or a negative number variable; null = rank unknown. */
+export interface PlanTensor {
+  name: string;
+  shape: ReadonlyArray<number | string> | null;
+}
+
+/**
+ * The one rule for the shape of inputs nimify invents (owned here; the automatic warmup, `nimify
+ * inspect`, `nimify bench` and `nimify tune` all call it): the batch dim — dim 0 when `batchDim`,
+ * and any dim sharing its symbolic name — is `batch` (default 1); every other variable dim is
+ * WARMUP_DIM, halved until all inputs together hold at most WARMUP_MAX_ELEMENTS at batch 1 (so the
+ * non-batch dims do not depend on the batch size). `given` inputs keep their whole shape (bench's
+ * --shape) and count towards the cap. Null when an input not given has an unknown rank: no shape
+ * could be guessed.
+ */
+export function planShapes(inputs: readonly PlanTensor[], o: { batchDim: boolean; batch?: number; given?: ReadonlyMap<string, readonly number[]> }): number[][] | null {
+  const given = o.given ?? new Map<string, readonly number[]>();
+  if (inputs.some((t) => t.shape === null && !given.has(t.name))) return null;
+  const batchNames = new Set<string>();
+  if (o.batchDim) for (const t of inputs) if (typeof t.shape?.[0] === 'string') batchNames.add(t.shape[0]);
+  const isBatch = (d: number | string, j: number) => (o.batchDim && j === 0) || (typeof d === 'string' && batchNames.has(d));
+  const variable = (d: number | string) => typeof d === 'string' || d < 0;
+  const shapesFor = (length: number, batch: number) =>
+    inputs.map((t) => given.get(t.name)?.slice() ?? t.shape!.map((d, j) => (!variable(d) ? (d as number) : isBatch(d, j) ? batch : length)));
+  const elements = (shapes: number[][]) => shapes.reduce((sum, s) => sum + s.reduce((a, b) => a * b, 1), 0);
+  let length = WARMUP_DIM;
+  while (length > 1 && elements(shapesFor(length, 1)) > WARMUP_MAX_ELEMENTS) length = Math.floor(length / 2);
+  return shapesFor(length, o.batch ?? 1);
+}
 
 /**
  * The warmup a model gets when its config.json has none: one optional request (a failure is a
- * warning, not an UNAVAILABLE model) of zeros, with the batch dim 1 — dim 0 when `batchDim`, and
- * any dim sharing its symbolic name — and every other variable dim WARMUP_DIM, halved until all
- * inputs together hold at most WARMUP_MAX_ELEMENTS. A numeric scalar gets 1 instead of 0 (a
- * sample rate, a count, a top-k: 0 is the degenerate value); bool is false, strings ''. None at
- * all when an input's rank is unknown: no shape could be guessed.
+ * warning, not an UNAVAILABLE model) of zeros shaped by planShapes (the batch dim `batch`, default
+ * 1). A numeric scalar gets 1 instead of 0 (a sample rate, a count, a top-k: 0 is the degenerate
+ * value); bool is false, strings ''. None at all when an input's rank is unknown. `nimify inspect`
+ * measures its latency on these requests too.
  */
-export function autoWarmup(inputs: readonly WireTensor[], infos: readonly TensorInfo[], batchDim: boolean): WarmupRequest[] {
+export function autoWarmup(inputs: readonly WireTensor[], infos: readonly TensorInfo[], batchDim: boolean, batch = 1): WarmupRequest[] {
   const symbols = new Map(infos.map((t) => [t.name, t.shape]));
-  if (inputs.some((t) => symbols.get(t.name) === null)) return [];
-  const batchNames = new Set<string>();
-  if (batchDim) for (const t of inputs) if (typeof symbols.get(t.name)?.[0] === 'string') batchNames.add(symbols.get(t.name)![0] as string);
-  const isBatch = (name: string, j: number) => {
-    const symbol = symbols.get(name)?.[j];
-    return (batchDim && j === 0) || (typeof symbol === 'string' && batchNames.has(symbol));
-  };
-  const shapesFor = (length: number) => inputs.map((t) => t.shape.map((d, j) => (d >= 0 ? d : isBatch(t.name, j) ? 1 : length)));
-  const elements = (shapes: number[][]) => shapes.reduce((sum, s) => sum + s.reduce((a, b) => a * b, 1), 0);
-  let length = WARMUP_DIM;
-  let shapes = shapesFor(length);
-  while (length > 1 && elements(shapes) > WARMUP_MAX_ELEMENTS) shapes = shapesFor((length = Math.floor(length / 2)));
+  // The wire shape (a config.json's declared shape wins), with the model's symbolic names where it is variable.
+  const plan = planShapes(
+    inputs.map((t) => {
+      const sym = symbols.get(t.name);
+      return { name: t.name, shape: sym === null ? null : t.shape.map((d, j) => (d < 0 && typeof sym?.[j] === 'string' ? sym[j] : d)) };
+    }),
+    { batchDim, batch },
+  );
+  if (plan === null) return [];
   const req: WarmupRequest = { name: 'automatic', optional: true, inputs: {} };
   for (const [i, t] of inputs.entries()) {
-    const numericScalar = shapes[i].length === 0 && t.datatype !== 'BOOL' && t.datatype !== 'BYTES';
-    req.inputs[t.name] = numericScalar ? { shape: [], data: [1] } : { shape: shapes[i], fill: 'zero' };
+    const numericScalar = plan[i].length === 0 && t.datatype !== 'BOOL' && t.datatype !== 'BYTES';
+    req.inputs[t.name] = numericScalar ? { shape: [], data: [1] } : { shape: plan[i], fill: 'zero' };
   }
   return [req];
 }

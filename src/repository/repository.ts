@@ -19,6 +19,7 @@
  * per-model promise chain, so a poll and an API load never race.
  */
 import { promises as fsp } from 'node:fs';
+import sjson from 'secure-json-parse';
 import * as path from 'node:path';
 import { NimifyError } from '../errors';
 import { loadModelWith, type Model, type PipelineSections } from '../model';
@@ -89,7 +90,13 @@ export interface IndexEntry {
 
 /** Model names: what Triton allows in practice, minus anything a path could abuse. */
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-const VERSION_RE = /^(0|[1-9][0-9]{0,17})$/;
+/** A version directory's name (`<repo>/<model>/<version>/model.onnx`). */
+export const VERSION_RE = /^(0|[1-9][0-9]{0,17})$/;
+
+/** The name a single .onnx file is served under: its base name, made a valid model name. */
+export function singleFileModelName(file: string): string {
+  return path.basename(file, '.onnx').replace(/[^A-Za-z0-9_.-]/g, '_').replace(/^[^A-Za-z0-9]+/, '') || 'model';
+}
 
 async function looksLikeModel(dir: string): Promise<boolean> {
   try {
@@ -160,7 +167,7 @@ export class ModelRepository {
     const repo = new ModelRepository(options, single ? path.dirname(abs) : abs, single);
     repo.#realRoot = await fsp.realpath(repo.root);
     if (single) {
-      const name = path.basename(abs, '.onnx').replace(/[^A-Za-z0-9_.-]/g, '_').replace(/^[^A-Za-z0-9]+/, '') || 'model';
+      const name = singleFileModelName(abs);
       repo.#models.set(name, { name, dir: null, versions: new Map(), chain: Promise.resolve(), unloaded: false, failure: '' });
       repo.#singleFile = abs;
     } else {
@@ -239,7 +246,9 @@ export class ModelRepository {
     }
     let json: unknown;
     try {
-      json = JSON.parse(text);
+      // secure-json-parse, as for request bodies: a `__proto__` or `constructor.prototype` key
+      // would otherwise give the parsed objects a prototype the file chose.
+      json = sjson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' });
     } catch (err) {
       throw new NimifyError('INVALID_ARGUMENT', `${file}: not valid JSON (${(err as Error).message})`);
     }
@@ -604,7 +613,7 @@ async function runWarmup(v: ServedVersion, model: Model, config: CompletedConfig
 }
 
 /** The feeds of one warmup request, checked against the model's inputs. */
-function warmupFeeds(where: string, req: WarmupRequest, config: CompletedConfig): Record<string, Tensor> {
+export function warmupFeeds(where: string, req: WarmupRequest, config: CompletedConfig): Record<string, Tensor> {
   for (const name of Object.keys(req.inputs)) {
     if (!config.inputs.some((t) => t.name === name)) throw new NimifyError('INVALID_ARGUMENT', `${where}.inputs: the model has no input '${name}' (it has ${config.inputs.map((t) => `'${t.name}'`).join(', ')})`);
   }

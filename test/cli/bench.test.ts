@@ -5,18 +5,18 @@
  * the HTTP mode against a real `nimify serve` child process on a real port, JSON and binary
  * bodies, with zero errors. Behaviour only: no assertion depends on how fast anything ran.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runtimeInfo } from '../../src/binding';
-import { parseConcurrency, parseDuration, parseShapes, planInputs } from '../../src/cli/bench-engine';
-import { parseServerUrl } from '../../src/cli/bench-http';
+import { loadForBench, parseConcurrency, parseDuration, parseShapes, planInputs } from '../../src/cli/bench-engine';
+import { isUrl, parseServerUrl } from '../../src/cli/target';
 import type { BenchReport } from '../../src/cli/bench-report';
 import { resolveOnnxruntimeNode, run } from '../../src/cli/bench';
 import { exitCodeFor, type CliIo } from '../../src/cli/io';
-import { loadOptionsFor } from '../../src/repository/config';
+import { completeConfig, loadOptionsFor, WARMUP_DIM, WARMUP_MAX_ELEMENTS } from '../../src/repository/config';
 import { MODELS, ROOT } from '../helpers';
 
 const TINY = path.join(MODELS, 'mlp_tiny.onnx');
@@ -66,9 +66,12 @@ function expectWellFormedXml(text: string): void {
 }
 
 let tmp: string;
+let silero: string;
 beforeAll(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'nimify-bench-'));
-});
+  // silero VAD v5, a real model whose ops refuse length-1 axes: about 6 MB from the registry once, cached after.
+  silero = execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'fetch-test-models.js'), 'silero_vad_v5'], { encoding: 'utf8', timeout: 180_000, stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+}, 200_000);
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 describe('flag values', () => {
@@ -89,7 +92,7 @@ describe('flag values', () => {
 
   it('plans request shapes: batch dim from --batch or --shape, other variable dims from --shape or the default', () => {
     const inputs = [{ name: 'x', type: 'float32' as const, shape: ['batch', 'seq', 8] }, { name: 'k', type: 'int64' as const, shape: ['batch'] }];
-    expect(planInputs(inputs, { batched: true, batch: 4, shapes: new Map() })).toEqual({ batch: 4, inputs: [{ name: 'x', type: 'float32', dims: [4, 16, 8] }, { name: 'k', type: 'int64', dims: [4] }] });
+    expect(planInputs(inputs, { batched: true, batch: 4, shapes: new Map() })).toEqual({ batch: 4, inputs: [{ name: 'x', type: 'float32', dims: [4, WARMUP_DIM, 8] }, { name: 'k', type: 'int64', dims: [4] }] });
     expect(planInputs(inputs, { batched: true, batch: undefined, shapes: new Map([['x', [3, 5, 8]]]) }).batch).toBe(3);
     expect(() => planInputs(inputs, { batched: true, batch: 2, shapes: new Map([['x', [3, 5, 8]]]) })).toThrow(/--shape: dim 0 of 'x' is the batch dim; it must equal --batch 2/);
     expect(() => planInputs(inputs, { batched: true, batch: 1, shapes: new Map([['x', [1, 5, 9]]]) })).toThrow(/--shape: dim 2 of input 'x' is fixed at 8/);
@@ -98,11 +101,39 @@ describe('flag values', () => {
     expect(() => planInputs([{ name: 'z', type: 'float32', shape: null }], { batched: false, batch: undefined, shapes: new Map() })).toThrow(/--shape z=d1,d2/);
   });
 
+  it('the shapes bench and tune invent are the automatic warmup\'s: same non-batch dims, the batch dim from --batch', async () => {
+    for (const [file, batch] of [[TINY, 1], [TINY, 8], [path.join(MODELS, 'embed_int64.onnx'), 4], [silero, undefined]] as const) {
+      const setup = await loadForBench(file, {}, { batch, shapes: new Map() });
+      try {
+        const warmup = completeConfig('m', {}, {}, setup.model).warmup[0]!.inputs;
+        for (const p of setup.inputs) {
+          const w = warmup[p.name]!.shape;
+          expect(p.dims.slice(setup.batched ? 1 : 0), `${file} ${p.name}`).toEqual(w.slice(setup.batched ? 1 : 0));
+          if (setup.batched) expect(p.dims[0]).toBe(batch);
+        }
+      } finally {
+        await setup.model.dispose();
+      }
+    }
+    // Large inputs shrink their variable dims as the warmup does, whatever the batch size.
+    const big = [{ name: 'v', type: 'float32' as const, shape: ['b', 'h', 'w', 'c'] }];
+    const d = planInputs(big, { batched: true, batch: 64, shapes: new Map() }).inputs[0]!.dims;
+    expect(d[0]).toBe(64);
+    expect(d[1] ** 3).toBeLessThanOrEqual(WARMUP_MAX_ELEMENTS);
+    expect((2 * d[1]) ** 3).toBeGreaterThan(WARMUP_MAX_ELEMENTS);
+  });
+
   it('server URLs: http(s) only; a /v2/models/<m> path names the model', () => {
     expect(parseServerUrl('http://127.0.0.1:8000')).toEqual({ base: 'http://127.0.0.1:8000', model: undefined, version: undefined });
     expect(parseServerUrl('https://h/prefix/v2/models/m/versions/3/')).toEqual({ base: 'https://h/prefix', model: 'm', version: '3' });
     expect(() => parseServerUrl('ftp://h/x')).toThrow(/<url>: expected an http: or https: URL/);
     expect(() => parseServerUrl('http://')).toThrow(/<url>: expected http\(s\):\/\/host:port/);
+    expect(parseServerUrl('http://h/v2/models/a%20b/versions/2')).toMatchObject({ model: 'a b', version: '2' });
+    // A %-escape that is not UTF-8 is a usage error naming <url>, not a URIError.
+    for (const bad of ['http://h/v2/models/%E0', 'http://h/v2/models/m/versions/%FF']) {
+      expect(() => parseServerUrl(bad)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^<url>: expected a path whose %-escapes are UTF-8, received .*%(E0|FF)/) }));
+    }
+    expect([isUrl('http://h'), isUrl('HTTPS://h'), isUrl('ftp://h'), isUrl('model.onnx'), isUrl('./http:/x'), isUrl('C:\\m.onnx')]).toEqual([true, true, true, false, false, false]);
   });
 
   it('bad flags and arguments exit 2 and name the flag', async () => {
@@ -117,6 +148,7 @@ describe('flag values', () => {
       [[TINY, '--max-batch-size', '-1'], /--max-batch-size/],
       [['http://127.0.0.1:1', '--compare', 'onnxruntime-node'], /--compare: only for a model file/],
       [['ftp://127.0.0.1/x'], /<url>/],
+      [['http://127.0.0.1:1/v2/models/%E0'], /<url>: expected a path whose %-escapes are UTF-8/],
       [[TINY, '--shape', 'x=1,63'], /--shape: dim 1 of input 'x' is fixed at 64/],
       [[], /expected one model file or server URL/],
       [[TINY, '--svg', os.tmpdir()], /--svg: expected a file path to write, received the directory/],
@@ -126,8 +158,8 @@ describe('flag values', () => {
       expect(r.code, argv.join(' ')).toBe(2);
       expect(r.error?.message).toMatch(re);
     }
-    // NIMIFY_* mirrors the flags, and names the variable when its value is bad.
-    const env = await bench([TINY], { NIMIFY_DURATION: 'long' });
+    // NIMIFY_BENCH_* mirrors the flags; a bad value is refused naming the flag.
+    const env = await bench([TINY], { NIMIFY_BENCH_DURATION: 'long' });
     expect(env.code).toBe(2);
     expect(env.error?.message).toMatch(/--duration/);
   });
@@ -226,7 +258,7 @@ describe('in-process', () => {
   it('a model whose inference fails on the generated inputs fails with the reason, exit 1', async () => {
     const r = await bench([path.join(MODELS, 'reshape_fail.onnx'), ...SHORT]);
     expect(r.code).toBe(1);
-    expect(r.error?.message).toMatch(/the first inference on random inputs \(x \[16\], shape \[2\]\) failed: .*Reshape/);
+    expect(r.error?.message).toMatch(new RegExp(`the first inference on random inputs \\(x \\[${WARMUP_DIM}\\], shape \\[2\\]\\) failed: .*Reshape`));
   });
 });
 

@@ -81,6 +81,13 @@ describe('nimify infer, in-process', () => {
     expect(doc.outputs.find((o) => o.name === 'argmax')).toMatchObject({ datatype: 'INT64', shape: [1] });
   });
 
+  it('int64 beyond 2^53 prints exact digits, as the server\'s JSON encoding writes them (not a string, not rounded)', async () => {
+    fs.writeFileSync(path.join(tmp, 'big.npy'), writeNpy(new Tensor('int64', BigInt64Array.from([2n ** 60n + 1n, -(2n ** 62n), 7n]), [3])));
+    const r = await infer([path.join(MODELS, 'identity_int64.onnx'), '--input', `x=@${path.join(tmp, 'big.npy')}`]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain('"data":[1152921504606846977,-4611686018427387904,7]');
+  });
+
   it('an image through the digits demo\'s preprocess pipeline: its predictions', async () => {
     const r = await infer([DIGITS, '--input', `image=@${SEVEN}`]);
     expect(r.code, r.err).toBe(0);
@@ -115,6 +122,8 @@ describe('nimify infer against a real nimify serve', () => {
     const repo = path.join(tmp, 'repo');
     fs.mkdirSync(path.join(repo, 'tiny', '1'), { recursive: true });
     fs.copyFileSync(path.join(MODELS, 'mlp_tiny.onnx'), path.join(repo, 'tiny', '1', 'model.onnx'));
+    fs.mkdirSync(path.join(repo, 'ids', '1'), { recursive: true });
+    fs.copyFileSync(path.join(MODELS, 'identity_int64.onnx'), path.join(repo, 'ids', '1', 'model.onnx'));
     fs.cpSync(path.join(DIGITS, 'digits'), path.join(repo, 'digits'), { recursive: true });
     child = spawn(process.execPath, [path.join(ROOT, 'dist', 'cli', 'index.js'), 'serve', repo, '--port', '0', '--log-level', 'warn', '--api-key', 'secret-key-1234'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -143,6 +152,19 @@ describe('nimify infer against a real nimify serve', () => {
     const npy = await infer([base, '--model', 'tiny', '--version', '1', '--api-key', 'secret-key-1234', '--input', `x=@${path.join(tmp, 'x2.npy')}`, '--output', 'npy', '--out-dir', path.join(tmp, 'remote')]);
     expect(npy.code, npy.err).toBe(0);
     expect(readNpy(fs.readFileSync(path.join(tmp, 'remote', 'y.npy'))).dims).toEqual([2, 10]);
+  });
+
+  it('a URL that names the model (/v2/models/<m>[/versions/<v>]) needs no --model; int64 comes back exact, as in-process', async () => {
+    const input = 'x=[9007199254740991,-9007199254740991,0]';
+    const local = await infer([path.join(MODELS, 'identity_int64.onnx'), '--input', input]);
+    const remote = await infer([`${base}/v2/models/ids/versions/1`, '--api-key', 'secret-key-1234', '--input', input]);
+    expect(remote.code, remote.err).toBe(0);
+    expect(remote.out).toContain('"data":[9007199254740991,-9007199254740991,0]');
+    expect(remote.out.replace(/"model_name":"ids"/, '"model_name":"identity_int64"')).toBe(local.out);
+    expect(await infer([`${base}/v2/models/ids`, '--model', 'tiny', '--input', input])).toMatchObject({ code: 2, err: expect.stringContaining("--model: the URL names model 'ids', --model says 'tiny'") });
+    // A %-escape that is not UTF-8: a usage error naming <url>, before anything is sent.
+    expect(await infer(['http://127.0.0.1:9/v2/models/%E0', '--input', input])).toMatchObject({ code: 2, err: expect.stringContaining('<url>: expected a path whose %-escapes are UTF-8') });
+    expect(await infer(['ftp://127.0.0.1:9/', '--model', 'ids', '--input', input])).toMatchObject({ code: 2, err: expect.stringContaining('<url>: expected an http: or https: URL') });
   });
 
   it('an image goes to /v1/models/<m>/predict', async () => {

@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { exitCodeFor, type CliIo } from '../../src/cli/io';
-import { candidateConfig, run, sweepGrid, type TuneReport } from '../../src/cli/tune';
+import { candidateConfig, run, sweepGrid, writeTarget, type TuneReport } from '../../src/cli/tune';
 import { DEFAULT_BATCHING, parseModelConfig } from '../../src/repository/config';
 import { MODELS, ROOT } from '../helpers';
 
@@ -154,6 +154,63 @@ describe('nimify tune', () => {
     expect(r.out).toContain(`serve it with: nimify serve ${repo}`);
     expect(fs.readdirSync(repo)).toEqual(['mlp']); // nothing beside the model folder
   }, 60_000);
+
+  it('a model.onnx outside any repository (~/Downloads/model.onnx) is a standalone file: its folder is not taken for a model', async () => {
+    const downloads = path.join(tmp, 'Downloads');
+    fs.mkdirSync(downloads);
+    fs.copyFileSync(TINY, path.join(downloads, 'model.onnx'));
+    const r = await tune([path.join(downloads, 'model.onnx'), '--budget', '2', '--concurrency', '2', '--write']);
+    expect(r.error).toBeUndefined();
+    expect(r.code).toBe(0);
+    const repo = path.join(downloads, 'model-repository');
+    expect(fs.existsSync(path.join(downloads, 'config.json'))).toBe(false);
+    expect(JSON.parse(fs.readFileSync(path.join(repo, 'model', 'config.json'), 'utf8')).name).toBe('model');
+    expect(fs.existsSync(path.join(repo, 'model', '1', 'model.onnx'))).toBe(true);
+    expect(r.out).toContain(`serve it with: nimify serve ${repo}`);
+  }, 30_000);
+
+  it('the repository layout: <repo>/<m>/<v>/model.onnx, or <repo>/<m>/model.onnx beside a config.json; a folder that is no model name fails naming --write', () => {
+    const repo = path.join(tmp, 'layouts');
+    fs.mkdirSync(path.join(repo, 'flat'), { recursive: true });
+    fs.copyFileSync(TINY, path.join(repo, 'flat', 'model.onnx'));
+    fs.writeFileSync(path.join(repo, 'flat', 'config.json'), JSON.stringify({ timeoutMs: 99 }));
+    expect(writeTarget(path.join(repo, 'flat', 'model.onnx'), { repository: undefined, force: true })).toEqual({ name: 'flat', repository: repo, configPath: path.join(repo, 'flat', 'config.json'), modelCopy: null, existing: { timeoutMs: 99 } });
+    fs.mkdirSync(path.join(repo, 'versioned', '7'), { recursive: true });
+    fs.copyFileSync(TINY, path.join(repo, 'versioned', '7', 'model.onnx'));
+    expect(writeTarget(path.join(repo, 'versioned', '7', 'model.onnx'), { repository: undefined, force: false })).toMatchObject({ name: 'versioned', repository: repo, configPath: path.join(repo, 'versioned', 'config.json'), modelCopy: null });
+    expect(() => writeTarget(path.join(repo, 'versioned', '7', 'model.onnx'), { repository: path.join(tmp, 'elsewhere'), force: false })).toThrow(/^--repository: expected only for a standalone model file; .* is already in the repository/);
+    // A version folder inside a folder whose name is no model name.
+    fs.mkdirSync(path.join(repo, 'bad name', '1'), { recursive: true });
+    fs.copyFileSync(TINY, path.join(repo, 'bad name', '1', 'model.onnx'));
+    expect(() => writeTarget(path.join(repo, 'bad name', '1', 'model.onnx'), { repository: undefined, force: false })).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^--write: the model folder .*bad name names the model "bad name", which is not a valid model name: expected letters, digits.*received "bad name"/) }),
+    );
+    // A standalone file whose name makes no model name ('..' is refused).
+    fs.copyFileSync(TINY, path.join(repo, 'a..b.onnx'));
+    expect(() => writeTarget(path.join(repo, 'a..b.onnx'), { repository: undefined, force: false })).toThrow(/^--write: the file name a\.\.b\.onnx names the model "a\.\.b", which is not a valid model name: expected/);
+    // A model.onnx in a folder with no version folder and no config.json is standalone.
+    fs.mkdirSync(path.join(tmp, 'dl'));
+    expect(writeTarget(path.join(tmp, 'dl', 'model.onnx'), { repository: undefined, force: false })).toMatchObject({ name: 'model', repository: path.join(tmp, 'dl', 'model-repository'), modelCopy: path.join(tmp, 'dl', 'model-repository', 'model', '1', 'model.onnx') });
+  });
+
+  it('--write --force over an existing config.json: that file is the base, its other fields are kept, and --config is refused', async () => {
+    const repo = path.join(tmp, 'keep');
+    fs.mkdirSync(path.join(repo, 'mlp', '1'), { recursive: true });
+    fs.copyFileSync(TINY, path.join(repo, 'mlp', '1', 'model.onnx'));
+    fs.writeFileSync(path.join(repo, 'mlp', 'config.json'), JSON.stringify({ timeoutMs: 4321, runtime: { graphOptimizationLevel: 'extended' } }));
+    const other = path.join(tmp, 'other-config.json');
+    fs.writeFileSync(other, JSON.stringify({ timeoutMs: 999, versionPolicy: 'all' }));
+    // Measuring one base and writing another would write a configuration nobody measured.
+    const refused = await tune([path.join(repo, 'mlp', '1', 'model.onnx'), '--config', other, '--budget', '2', '--write', '--force']);
+    expect(refused.code).toBe(2);
+    expect(refused.error?.message).toMatch(/^--config: with --write the existing .*config\.json is the base config/);
+    const r = await tune([path.join(repo, 'mlp', '1', 'model.onnx'), '--budget', '2', '--concurrency', '2', '--write', '--force']);
+    expect(r.error).toBeUndefined();
+    expect(r.code).toBe(0);
+    const written = JSON.parse(fs.readFileSync(path.join(repo, 'mlp', 'config.json'), 'utf8'));
+    expect(written).toMatchObject({ name: 'mlp', timeoutMs: 4321, runtime: { graphOptimizationLevel: 'extended' } });
+    expect(parseModelConfig('config.json', written)).toEqual(written);
+  }, 30_000);
 
   it('no configuration within an impossible latency budget: exit 1, nothing written', async () => {
     const dir = path.join(tmp, 'strict');

@@ -16,7 +16,7 @@ import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildServer, loadModel, type Model } from '../../src';
-import { autoWarmup, completeConfig, WARMUP_DIM, WARMUP_MAX_ELEMENTS, type ModelConfig } from '../../src/repository/config';
+import { autoWarmup, completeConfig, planShapes, WARMUP_DIM, WARMUP_MAX_ELEMENTS, type ModelConfig } from '../../src/repository/config';
 import { MODELS, ROOT } from '../helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -143,6 +143,29 @@ describe('automatic warmup shapes', () => {
     expect((2 * d) ** 4 + (2 * d) ** 3).toBeGreaterThan(WARMUP_MAX_ELEMENTS); // the largest power-of-two step that fits
     // Fixed dims are the model's: they are fed as they are, even when large.
     expect(autoWarmup([{ name: 'big', datatype: 'FP32', shape: [4096, 4096] }], [{ name: 'big', type: 'float32', shape: [4096, 4096] }], false)[0].inputs.big.shape).toEqual([4096, 4096]);
+  });
+
+  it('planShapes (the rule warmup, inspect, bench and tune share): the batch size sets only the batch dims; `given` shapes are kept and counted', () => {
+    const inputs = [{ name: 'v', shape: ['b', 'h', 'w', 64] }, { name: 'm', shape: ['b', -1] }, { name: 's', shape: [] }];
+    const at1 = planShapes(inputs, { batchDim: true })!;
+    const at32 = planShapes(inputs, { batchDim: true, batch: 32 })!;
+    expect(at32.map((d) => d.slice(1))).toEqual(at1.map((d) => d.slice(1)));
+    expect(at32.map((d) => d[0])).toEqual([32, 32, undefined]);
+    const h = at1[0]![1]!;
+    expect(at1).toEqual([[1, h, h, 64], [1, h], []]);
+    expect(h).toBeLessThan(WARMUP_DIM);
+    expect(64 * h * h + h).toBeLessThanOrEqual(WARMUP_MAX_ELEMENTS);
+    expect(64 * (2 * h) ** 2 + 2 * h).toBeGreaterThan(WARMUP_MAX_ELEMENTS);
+    // A given shape is used as it is, and its elements leave less room for the others.
+    const given = planShapes(inputs, { batchDim: true, given: new Map([['m', [1, 1 << 20]]]) })!;
+    expect(given[1]).toEqual([1, 1 << 20]);
+    expect(given[0]![1]).toBe(1);
+    expect(planShapes([{ name: 'u', shape: null }], { batchDim: false })).toBeNull();
+    expect(planShapes([{ name: 'u', shape: null }], { batchDim: false, given: new Map([['u', [2]]]) })).toEqual([[2]]);
+    // autoWarmup's batch argument is the batch dim's size; the rest is the same request.
+    const wire = [{ name: 'x', datatype: 'FP32' as const, shape: [-1, -1] }];
+    const infos = [{ name: 'x', type: 'float32', shape: ['batch', 'seq'] }];
+    expect(autoWarmup(wire, infos, true, 8)[0]!.inputs).toEqual({ x: { shape: [8, WARMUP_DIM], fill: 'zero' } });
   });
 
   it('bool inputs get false, strings empty strings, non-numeric scalars no 1; an input of unknown rank means no automatic warmup', () => {
