@@ -619,7 +619,8 @@ export function warmupFeeds(where: string, req: WarmupRequest, config: Completed
   }
   const feeds: Record<string, Tensor> = {};
   for (const input of config.inputs) {
-    const spec = req.inputs[input.name];
+    // Own keys only: an input named `constructor` or `toString` must not find Object's.
+    const spec = Object.hasOwn(req.inputs, input.name) ? req.inputs[input.name] : undefined;
     if (spec === undefined) throw new NimifyError('INVALID_ARGUMENT', `${where}: no value for input '${input.name}'`);
     const fits = spec.shape.length === input.shape.length && spec.shape.every((d, j) => input.shape[j] < 0 || d === input.shape[j]);
     if (!fits) {
@@ -633,7 +634,7 @@ export function warmupFeeds(where: string, req: WarmupRequest, config: Completed
 /** What a warmup request feeds, for logs: `name DATATYPE [dims] zeros|random|data`, per input. */
 function describeWarmup(req: WarmupRequest, config: CompletedConfig): string {
   return config.inputs
-    .filter((t) => req.inputs[t.name] !== undefined)
+    .filter((t) => Object.hasOwn(req.inputs, t.name))
     .map((t) => {
       const spec = req.inputs[t.name];
       const values = spec.data !== undefined ? `= ${JSON.stringify(spec.data).slice(0, 40)}` : spec.fill === 'random' ? 'random' : 'zeros';

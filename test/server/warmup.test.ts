@@ -331,3 +331,17 @@ describe('a model whose automatic warmup fails', () => {
     expect(await exited).toBe(0);
   }, 60_000);
 });
+
+describe('warmup inputs are looked up as own keys', () => {
+  it("a model input named 'toString' that the warmup omits is named as missing, not read from Object.prototype", async () => {
+    const relu = encodeModel({ name: 'g', nodes: [{ op: 'Relu', inputs: ['toString'], outputs: ['y'] }], initializers: [], inputs: [{ name: 'toString', dims: ['batch', 4] }], outputs: [{ name: 'y', dims: ['batch', 4] }] });
+    put('odd/1/model.onnx', relu);
+    put('odd/config.json', JSON.stringify({ warmup: [{ inputs: {} }] }));
+    put('auto/1/model.onnx', relu);
+    const { app } = await server();
+    const index = (await app.inject({ method: 'POST', url: '/v2/repository/index' })).json() as Array<{ name: string; state: string; reason?: string }>;
+    expect(index.find((e) => e.name === 'odd')).toMatchObject({ state: 'UNAVAILABLE', reason: expect.stringContaining("warmup[0]: no value for input 'toString'") });
+    // The automatic warmup feeds it like any other input.
+    expect(index.find((e) => e.name === 'auto')!.state).toBe('READY');
+  });
+});
