@@ -132,6 +132,7 @@ describe('docs/cli.md', () => {
       ['bench', (await import('../../src/cli/bench')).BENCH_FLAGS],
       ['tune', (await import('../../src/cli/tune')).TUNE_FLAGS],
       ['doctor', (await import('../../src/cli/doctor')).DOCTOR_FLAGS],
+      ['build', (await import('../../src/cli/build')).BUILD_FLAGS],
     ];
     expect(tables.map(([c]) => c).sort()).toEqual(Object.keys(COMMANDS).sort());
     for (const [cmd, specs] of tables) {
