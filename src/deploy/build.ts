@@ -14,6 +14,9 @@ import { expectInteger, expectOneOf, invalid } from '../validate';
 import { version as nimifyVersion } from '../version';
 import type { DeployContext, DeployModel } from './context';
 import { dockerfile, dockerignore } from './dockerfile';
+import { grafanaDashboard } from './grafana';
+import { helmChart } from './helm';
+import { kserveManifests } from './kserve';
 import { deployReadme } from './readme';
 
 export interface BuildOptions {
@@ -185,6 +188,9 @@ export async function buildDeploy(options: BuildOptions): Promise<BuildResult> {
     'openapi.json': `${JSON.stringify(openapi, null, 2)}\n`,
     'README.md': deployReadme(context),
     [MARKER]: 'This folder was written by `nimify build`; `nimify build --force` may replace it.\n',
+    ...helmChart(context),
+    ...kserveManifests(context),
+    ...grafanaDashboard(context),
   };
   for (const [rel, text] of Object.entries(files)) {
     fs.mkdirSync(path.dirname(path.join(out, rel)), { recursive: true });

@@ -5,7 +5,7 @@
  * ends, the Triton per-model counters (success, failure by reason, duration) and the breaker
  * hear how it went. Event-loop thread only.
  */
-import type { Counter } from 'prom-client';
+import type { Counter, Histogram } from 'prom-client';
 import { NimifyError } from '../errors';
 import type { ServedVersion } from '../repository/repository';
 import type { CircuitBreaker } from './breaker';
@@ -16,6 +16,7 @@ import { overloaded } from './plugins/shedding';
 interface VersionCounters {
   success: Counter.Internal;
   duration: Counter.Internal;
+  latency: Histogram.Internal<'model' | 'version'>;
   failure: Map<FailureReason, Counter.Internal>;
 }
 
@@ -64,7 +65,7 @@ export class Admission {
     let c = countersByVersion.get(v);
     if (c === undefined) {
       const m = ctx.metrics;
-      c = { success: m.success.labels(v.name, v.version), duration: m.requestDuration.labels(v.name, v.version), failure: new Map() };
+      c = { success: m.success.labels(v.name, v.version), duration: m.requestDuration.labels(v.name, v.version), latency: m.requestLatency.labels(v.name, v.version), failure: new Map() };
       countersByVersion.set(v, c);
     }
     this.#counters = c;
@@ -91,6 +92,7 @@ export class Admission {
     this.#breaker?.success(this.#probe);
     this.#counters.success.inc();
     this.#counters.duration.inc(Math.round(elapsedMs * 1000));
+    this.#counters.latency.observe(elapsedMs / 1000);
   }
 
   /**

@@ -9,7 +9,7 @@
  * pays nothing for them. A reloaded version starts a new Model whose counters start at zero: the
  * deltas are kept per Model object, so the exported counters never go backwards.
  */
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Model } from '../model';
 import type { ModelRepository } from '../repository/repository';
 
@@ -39,6 +39,7 @@ export class ServerMetrics {
   readonly success: Counter<'model' | 'version'>;
   readonly failure: Counter<'model' | 'version' | 'reason'>;
   readonly requestDuration: Counter<'model' | 'version'>;
+  readonly requestLatency: Histogram<'model' | 'version'>;
   readonly count: Counter<'model' | 'version'>;
   readonly execCount: Counter<'model' | 'version'>;
   readonly queueDuration: Counter<'model' | 'version'>;
@@ -76,6 +77,17 @@ export class ServerMetrics {
     this.success = counter('nv_inference_request_success', 'Number of successful inference requests, all batch sizes', MODEL_LABELS);
     this.failure = counter('nv_inference_request_failure', 'Number of failed inference requests, all batch sizes', [...MODEL_LABELS, 'reason'] as const);
     this.requestDuration = counter('nv_inference_request_duration_us', 'Cumulative inference request duration in microseconds (receipt to response)', MODEL_LABELS);
+    // Latency quantiles (p50/p99 in the generated Grafana dashboard, src/deploy/grafana.ts) need a
+    // histogram; Triton's duration counters only give means. Successful requests, receipt to response.
+    this.requestLatency =
+      (registry.getSingleMetric('nimify_request_duration_seconds') as Histogram<'model' | 'version'> | undefined) ??
+      new Histogram({
+        name: 'nimify_request_duration_seconds',
+        help: 'Successful inference request duration in seconds (receipt to response)',
+        labelNames: MODEL_LABELS,
+        buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+        registers: [registry],
+      });
     this.count = counter('nv_inference_count', 'Number of inferences performed (a batch of n counts n)', MODEL_LABELS, true);
     this.execCount = counter('nv_inference_exec_count', 'Number of model executions performed (batches)', MODEL_LABELS, true);
     this.queueDuration = counter('nv_inference_queue_duration_us', 'Cumulative inference queuing duration in microseconds', MODEL_LABELS, true);
