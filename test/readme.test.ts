@@ -83,6 +83,19 @@ describe('README', () => {
     expect(r.stdout).toMatch(/^\{ label: '7', index: 7, score: 0\.95\d+ \}\n$/);
   });
 
+  it('the Deploy section: `nimify build` of the installed demo writes the folder it describes', () => {
+    const dir = installedLayout();
+    layouts.push(dir);
+    const line = block('## Deploy', 'sh').trim();
+    expect(line).toMatch(/^npx nimify build node_modules\/nimify\/examples\/digits -o deploy\/$/);
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli', 'index.js'), ...line.split(/\s+/).slice(2)], { cwd: dir, encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    for (const f of ['Dockerfile', '.dockerignore', 'models/digits/1/model.onnx', 'chart/Chart.yaml', 'chart/values.schema.json', 'kserve/servingruntime.yaml', 'kserve/inferenceservice.yaml', 'grafana/dashboard.json', 'openapi.json', 'README.md']) {
+      expect(fs.existsSync(path.join(dir, 'deploy', f)), f).toBe(true);
+    }
+  });
+
   it('documents every error code of the error table', async () => {
     const { ERROR_TABLE } = await import('../src');
     const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
