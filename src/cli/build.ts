@@ -24,8 +24,10 @@ export const USAGE = `usage: nimify build <model.onnx | repository-dir> -o <dir>
 
 Writes a self-contained deploy folder for the models: a Dockerfile (multi-stage, non-root,
 read-only root filesystem, HEALTHCHECK, node as PID 1 draining on SIGTERM), the model repository,
-the service's openapi.json and a README.md with the exact build, run and deploy commands. Every
-model is loaded first: one that does not load stops the build with its reason.
+a Helm chart (probes, PDB, HPA or KEDA autoscaling on queue depth, ServiceMonitor, GPU), KServe
+ServingRuntime + InferenceService, a Grafana dashboard, the service's openapi.json and a README.md
+with the exact build, run and deploy commands. Every model is loaded first: one that does not load
+stops the build with its reason.
 
 options (each also read from the environment variable in brackets):
 ${flagHelp(BUILD_FLAGS, 'build')}`;
@@ -64,6 +66,8 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   io.out(`  cd ${v.out}`);
   io.out(`  docker build -t ${ctx.image} .          # or: podman build --format docker -t ${ctx.image} .`);
   io.out(`  docker run --rm --read-only --tmpfs /tmp -p 127.0.0.1:${ctx.port}:${ctx.port} ${ctx.image}`);
-  io.out('  (README.md in the folder has the rest)');
+  io.out(`  docker push ${ctx.image} && helm install ${ctx.name} ./chart      # autoscale: ${ctx.autoscale}`);
+  io.out('  kubectl apply -f kserve/                  # or, with KServe');
+  io.out('  (README.md in the folder says what each autoscaling option needs in the cluster)');
   return EXIT.OK;
 }

@@ -21,7 +21,7 @@ export const COMMANDS: Record<string, Command> = {
   infer: { summary: 'infer <model.onnx | url>            one inference, in-process or against a running server', load: () => import('./infer') },
   bench: { summary: 'bench <model.onnx | url>            closed-loop load test: latency percentiles, throughput', load: () => import('./bench') },
   tune: { summary: 'tune <model.onnx>                   sweep instances × batching × threads, write the best config.json', load: () => import('./tune') },
-  build: { summary: 'build <model.onnx | repository> -o <dir>  a deploy folder: Dockerfile, model repository, openapi.json, README', load: () => import('./build') },
+  build: { summary: 'build <model.onnx | repository> -o <dir>  a deploy folder: Dockerfile, Helm chart, KServe, Grafana, README', load: () => import('./build') },
   doctor: { summary: 'doctor                              what this machine can run: ONNX Runtime, addon, CPU, providers', load: () => import('./doctor') },
 };
 

@@ -65,34 +65,55 @@ function treeBytes(p: string): number {
   return fs.readdirSync(p).reduce((n, f) => n + treeBytes(path.join(p, f)), 0);
 }
 
-/** Copies the source into `<out>/models/` as a repository; returns its folder. */
-function stageModels(source: string, out: string): string {
-  const dest = path.join(out, 'models');
+/**
+ * Copies `from` into `to` for the image: hidden entries (.git, editor files) are left out, a
+ * symlink is followed only when it resolves inside the source (as the server's repository
+ * requires; anything else would copy an outside file into an image that gets pushed), and modes
+ * are normalised (files 0644, folders 0755) so that the image's non-root user can read every
+ * file and the same input gives the same build context.
+ */
+function copyTree(from: string, to: string, realRoot: string, source: string): void {
+  fs.mkdirSync(to, { recursive: true, mode: 0o755 });
+  fs.chmodSync(to, 0o755);
+  for (const name of fs.readdirSync(from).sort()) {
+    if (name.startsWith('.')) continue;
+    const src = path.join(from, name);
+    const real = fs.realpathSync(src);
+    if (real !== realRoot && !real.startsWith(`${realRoot}${path.sep}`)) {
+      throw new NimifyError('INVALID_ARGUMENT', `source: ${path.relative(source, src)} resolves to ${real}, outside ${source}; expected every file of the repository inside it`);
+    }
+    if (fs.statSync(real).isDirectory()) copyTree(src, path.join(to, name), realRoot, source);
+    else {
+      fs.copyFileSync(real, path.join(to, name));
+      fs.chmodSync(path.join(to, name), 0o644);
+    }
+  }
+}
+
+/** Copies the source into `<dir>/models/` as a repository; returns that folder. */
+function stageModels(source: string, dir: string): string {
+  const dest = path.join(dir, 'models');
   const st = fs.statSync(source);
   if (st.isFile()) {
     if (!source.endsWith('.onnx')) throw invalid('source', 'a .onnx model file or a model repository directory', source);
     const name = singleFileModelName(source);
-    fs.mkdirSync(path.join(dest, name, '1'), { recursive: true });
+    fs.mkdirSync(path.join(dest, name, '1'), { recursive: true, mode: 0o755 });
     fs.copyFileSync(source, path.join(dest, name, '1', 'model.onnx'));
+    fs.chmodSync(path.join(dest, name, '1', 'model.onnx'), 0o644);
   } else {
-    // Symlinks are followed (the repository itself accepts only those that stay inside it);
-    // hidden files and folders (.git, editor files) are left out.
-    fs.cpSync(source, dest, { recursive: true, dereference: true, filter: (src) => !path.basename(src).startsWith('.') || src === source });
+    copyTree(source, dest, fs.realpathSync(source), source);
   }
   return dest;
 }
 
-function prepareOut(out: string, force: boolean): void {
-  if (fs.existsSync(out)) {
-    if (!fs.statSync(out).isDirectory()) throw invalid('--out', 'a directory to write the deploy folder into', out);
-    const entries = fs.readdirSync(out);
-    if (entries.length > 0) {
-      if (!force) throw new NimifyError('INVALID_ARGUMENT', `--out: ${out} is not empty; expected an empty or new directory (or --force to replace a previous nimify build there)`);
-      if (!entries.includes(MARKER)) throw new NimifyError('INVALID_ARGUMENT', `--force: ${out} holds no previous nimify build (no ${MARKER} file); refusing to empty it`);
-      for (const e of entries) fs.rmSync(path.join(out, e), { recursive: true, force: true });
-    }
-  }
-  fs.mkdirSync(out, { recursive: true });
+/** Refuses an --out that holds anything but a previous build (whatever --force says); deletes nothing. */
+function checkOut(out: string, force: boolean): void {
+  if (!fs.existsSync(out)) return;
+  if (!fs.statSync(out).isDirectory()) throw invalid('--out', 'a directory to write the deploy folder into', out);
+  const entries = fs.readdirSync(out);
+  if (entries.length === 0) return;
+  if (!force) throw new NimifyError('INVALID_ARGUMENT', `--out: ${out} is not empty; expected an empty or new directory (or --force to replace a previous nimify build there)`);
+  if (!entries.includes(MARKER)) throw new NimifyError('INVALID_ARGUMENT', `--force: ${out} holds no previous nimify build (no ${MARKER} file); refusing to empty it`);
 }
 
 /** Checks the options a library caller gives (the CLI has parsed its flags into the same shape). */
@@ -127,7 +148,25 @@ export async function buildDeploy(options: BuildOptions): Promise<BuildResult> {
   const source = path.resolve(o.source);
   const out = path.resolve(o.out);
   if (out === source || out.startsWith(`${source}${path.sep}`)) throw new NimifyError('INVALID_ARGUMENT', `--out: ${out} is inside the source ${source}; expected a folder outside it`);
-  prepareOut(out, o.force);
+  if (source.startsWith(`${out}${path.sep}`)) throw new NimifyError('INVALID_ARGUMENT', `--out: the source ${source} is inside ${out}; expected a deploy folder that does not contain the models`);
+  checkOut(out, o.force);
+  // Everything is written into a sibling folder first and moved into place only when the build
+  // succeeded: a failed build leaves --out (a previous build included) as it was.
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  const work = fs.mkdtempSync(path.join(path.dirname(out), `.${path.basename(out)}.nimify-build-`));
+  try {
+    const result = await buildInto(work, source, o);
+    fs.rmSync(out, { recursive: true, force: true });
+    fs.renameSync(work, out);
+    fs.chmodSync(out, 0o755); // mkdtemp made it 0700
+    return result;
+  } catch (err) {
+    fs.rmSync(work, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function buildInto(out: string, source: string, o: ReturnType<typeof checkOptions>): Promise<BuildResult> {
   const modelsDir = stageModels(source, out);
 
   // The real server loads the staged repository: what it serves is what the image will serve.

@@ -54,11 +54,11 @@ const PANELS: Panel[] = [
   },
   {
     title: 'Queue time per inference',
-    description: 'Mean time an inference waited in the queue (nv_inference_queue_duration_us / nv_inference_count).',
+    description: 'Mean time a request waited in the queue (nv_inference_queue_duration_us / nv_inference_request_success: the queue time is recorded once per request, as Triton does).',
     unit: 'µs',
     targets: [
       {
-        expr: `sum by (model, version) (rate(nv_inference_queue_duration_us{${SEL}}${RATE})) / sum by (model, version) (rate(nv_inference_count{${SEL}}${RATE}))`,
+        expr: `sum by (model, version) (rate(nv_inference_queue_duration_us{${SEL}}${RATE})) / sum by (model, version) (rate(nv_inference_request_success{${SEL}}${RATE}))`,
         legend: '{{model}} v{{version}}',
       },
     ],

@@ -19,6 +19,9 @@ import { TemplateWriter } from './schemas/template';
 /** The queue-depth gauge the server exports per model and version (src/server/metrics.ts) and the autoscalers read. */
 export const QUEUE_METRIC = 'nv_inference_pending_request_count';
 /** Seconds the pod gets beyond the server's drain limit before the kubelet kills it. */
+/** The preStop wait, so that endpoints stop routing here before the server stops listening. */
+export const PRESTOP_S = 5;
+/** terminationGracePeriodSeconds = the server's drain limit + this (preStop + slack). */
 export const GRACE_MARGIN_S = 15;
 
 const yaml = (doc: unknown) => stringify(doc, { lineWidth: 0 });
@@ -61,7 +64,9 @@ export function helmValues(ctx: DeployContext): Record<string, unknown> {
     podDisruptionBudget: { enabled: true, maxUnavailable: 1 },
     // labels: what the Prometheus Operator's serviceMonitorSelector matches (kube-prometheus-stack: release: <its release>).
     serviceMonitor: { enabled: true, interval: '15s', labels: {} },
-    podAnnotations: {},
+    // For a Prometheus that scrapes by annotation (no Prometheus Operator, so no ServiceMonitor):
+    // the HPA's adapter and KEDA need the pods' metrics either way.
+    podAnnotations: { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(ctx.port), 'prometheus.io/path': '/metrics' },
     nodeSelector: {},
     tolerations: [],
     affinity: {},
@@ -246,6 +251,9 @@ function deployment(ctx: DeployContext): string {
               readinessProbe: probe('/v2/health/ready', 5, 3),
               livenessProbe: probe('/v2/health/live', 10, 3),
               resources: t.block('include "nimify.resources" .'),
+              // Endpoints and proxies keep routing to a terminating pod for a few seconds: keep
+              // serving that long before the server stops listening (the grace period covers it).
+              lifecycle: { preStop: { exec: { command: ['node', '-e', `setTimeout(() => {}, ${PRESTOP_S * 1000})`] } } },
               securityContext: {
                 runAsNonRoot: true,
                 readOnlyRootFilesystem: true,
@@ -307,7 +315,7 @@ function hpa(): string {
         maxReplicas: t.value('.Values.replicas.max'),
         metrics: [
           { type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: t.value('.Values.hpa.targetCPUUtilizationPercentage') } } },
-          // Served by prometheus-adapter with files/prometheus-adapter-rules.yaml (README).
+          // Served by prometheus-adapter with files/prometheus-adapter-values.yaml (README).
           { type: 'Pods', pods: { metric: { name: QUEUE_METRIC }, target: { type: 'AverageValue', averageValue: t.value('.Values.hpa.pendingRequestsPerPod | quote') } } },
         ],
       },
@@ -319,7 +327,7 @@ function hpa(): string {
 function scaledObject(): string {
   const t = new TemplateWriter();
   // Queue depth summed over this release's pods; KEDA divides by the threshold per replica.
-  const query = `printf "sum(${QUEUE_METRIC}{namespace=%q,pod=~%q})" .Release.Namespace (printf "%s-.*" (${FULLNAME})) | quote`;
+  const query = `printf "sum(${QUEUE_METRIC}{namespace=%q,pod=~%q})" .Release.Namespace (printf "%s-[a-z0-9]+-[a-z0-9]+" (${FULLNAME})) | quote`;
   return t.render(
     {
       apiVersion: 'keda.sh/v1alpha1',
@@ -364,17 +372,23 @@ function serviceMonitor(): string {
   );
 }
 
-/** prometheus-adapter's rule exposing the queue gauge as a Pods metric (summed over models per pod). */
+/**
+ * Values for the prometheus-community/prometheus-adapter chart (its `rules.custom` list) that
+ * expose the queue gauge as a Pods metric, summed over models per pod:
+ * `helm install prometheus-adapter prometheus-community/prometheus-adapter -f chart/files/prometheus-adapter-values.yaml`.
+ */
 export function adapterRules(): Record<string, unknown> {
   return {
-    rules: [
+    rules: {
+      custom: [
       {
         seriesQuery: `${QUEUE_METRIC}{namespace!="",pod!=""}`,
         resources: { overrides: { namespace: { resource: 'namespace' }, pod: { resource: 'pod' } } },
         name: { matches: `^${QUEUE_METRIC}$`, as: QUEUE_METRIC },
         metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)',
       },
-    ],
+      ],
+    },
   };
 }
 
@@ -386,7 +400,8 @@ function notes(ctx: DeployContext): string {
     '  curl localhost:{{ .Values.service.port }}/v2/health/ready',
     '{{- if eq .Values.autoscale "hpa" }}',
     '',
-    `The HPA reads the Pods metric ${QUEUE_METRIC}: install prometheus-adapter with files/prometheus-adapter-rules.yaml.`,
+    `The HPA reads the Pods metric ${QUEUE_METRIC}: install prometheus-adapter with the values in files/prometheus-adapter-values.yaml`,
+    '(helm install prometheus-adapter prometheus-community/prometheus-adapter -f <chart>/files/prometheus-adapter-values.yaml).',
     '{{- else if eq .Values.autoscale "keda" }}',
     '',
     'The ScaledObject needs KEDA and the Prometheus server at {{ .Values.keda.prometheusServer }}.',
@@ -413,7 +428,7 @@ export function helmChart(ctx: DeployContext): Record<string, string> {
     'chart/values.yaml': `# Defaults from nimify build; values.schema.json says what each may be.\n${yaml(helmValues(ctx))}`,
     'chart/values.schema.json': json(valuesSchema()),
     'chart/.helmignore': '.git/\n*.tgz\n',
-    'chart/files/prometheus-adapter-rules.yaml': yaml(adapterRules()),
+    'chart/files/prometheus-adapter-values.yaml': yaml(adapterRules()),
     'chart/templates/_helpers.tpl': `${HELPERS}\n${VOLUME_HELPERS}`,
     'chart/templates/NOTES.txt': notes(ctx),
     'chart/templates/deployment.yaml': deployment(ctx),

@@ -26,14 +26,14 @@ export function servingRuntime(ctx: DeployContext): Record<string, unknown> {
     metadata: {
       name: runtimeName(ctx),
       labels: { 'app.kubernetes.io/name': ctx.name, 'app.kubernetes.io/managed-by': 'nimify' },
-      annotations: {
-        'prometheus.kserve.io/path': '/metrics',
-        'prometheus.kserve.io/port': String(ctx.port),
-        'serving.kserve.io/enable-prometheus-scraping': 'true',
-      },
     },
     spec: {
-      supportedModelFormats: [{ name: 'onnx', version: '1', autoSelect: true }],
+      // Where the server's metrics are: KServe copies the runtime's spec.annotations onto the pods;
+      // scraping itself is switched on per InferenceService (inferenceService() below).
+      annotations: { 'prometheus.kserve.io/path': '/metrics', 'prometheus.kserve.io/port': String(ctx.port) },
+      // Not autoSelect: this image holds only these models, so it must serve only the
+      // InferenceService that names it, never another ONNX model in the namespace.
+      supportedModelFormats: [{ name: 'onnx', version: '1', autoSelect: false }],
       protocolVersions: ['v2'],
       multiModel: false,
       containers: [
@@ -70,7 +70,11 @@ export function inferenceService(ctx: DeployContext): Record<string, unknown> {
   return {
     apiVersion: 'serving.kserve.io/v1beta1',
     kind: 'InferenceService',
-    metadata: { name: ctx.name, labels: { 'app.kubernetes.io/name': ctx.name, 'app.kubernetes.io/managed-by': 'nimify' } },
+    metadata: {
+      name: ctx.name,
+      labels: { 'app.kubernetes.io/name': ctx.name, 'app.kubernetes.io/managed-by': 'nimify' },
+      annotations: { 'serving.kserve.io/enable-prometheus-scraping': 'true' },
+    },
     spec: {
       predictor: {
         minReplicas: ctx.replicas.min,

@@ -136,6 +136,43 @@ describe('refusals', () => {
     expect(serviceName('123')).toBe('nimify-service');
   });
 
+  it('a symlink out of the repository is refused; modes are normalised so the image user can read every file', async () => {
+    const repo = path.join(tmp, 'linky-repo');
+    fs.mkdirSync(path.join(repo, 'm', '1'), { recursive: true });
+    fs.copyFileSync(path.join(MODELS, 'mlp_tiny.onnx'), path.join(repo, 'm', '1', 'model.onnx'));
+    fs.chmodSync(path.join(repo, 'm', '1', 'model.onnx'), 0o600);
+    const secret = path.join(tmp, 'secret.txt');
+    fs.writeFileSync(secret, 'not for the image');
+    fs.symlinkSync(secret, path.join(repo, 'm', 'notes.txt'));
+    await refused(buildDeploy({ source: repo, out: out('linky') }), 'INVALID_ARGUMENT', /^source: m\/notes\.txt resolves to .*secret\.txt, outside /);
+    expect(fs.existsSync(out('linky'))).toBe(false);
+    // A link that stays inside is followed.
+    fs.rmSync(path.join(repo, 'm', 'notes.txt'));
+    fs.symlinkSync(path.join(repo, 'm', '1', 'model.onnx'), path.join(repo, 'm', 'copy.onnx'));
+    await buildDeploy({ source: repo, out: out('linky') });
+    for (const f of ['models/m/1/model.onnx', 'models/m/copy.onnx']) expect(fs.statSync(path.join(out('linky'), f)).mode & 0o777, f).toBe(0o644);
+    expect(fs.statSync(path.join(out('linky'), 'models', 'm')).mode & 0o777).toBe(0o755);
+    expect(fs.statSync(out('linky')).mode & 0o777).toBe(0o755);
+  });
+
+  it('--out holding the source is refused, and a failed --force build leaves the previous build as it was', async () => {
+    const parent = out('holder');
+    fs.mkdirSync(parent);
+    fs.writeFileSync(path.join(parent, '.nimify-build'), 'x');
+    fs.cpSync(DIGITS, path.join(parent, 'mymodels'), { recursive: true });
+    await refused(buildDeploy({ source: path.join(parent, 'mymodels'), out: parent, force: true }), 'INVALID_ARGUMENT', /^--out: the source .* is inside/);
+    expect(fs.existsSync(path.join(parent, 'mymodels', 'digits', 'config.json'))).toBe(true);
+    const dir = out('kept');
+    await buildDeploy({ source: DIGITS, out: dir });
+    const before = tree(dir);
+    const broken = path.join(tmp, 'broken-2');
+    fs.mkdirSync(path.join(broken, 'bad', '1'), { recursive: true });
+    fs.writeFileSync(path.join(broken, 'bad', '1', 'model.onnx'), 'not a model');
+    await refused(buildDeploy({ source: broken, out: dir, force: true }), 'INVALID_MODEL', /bad version 1/);
+    expect(tree(dir)).toEqual(before);
+    expect(fs.readdirSync(tmp).filter((f) => f.includes('.nimify-build-'))).toEqual([]); // no work folder left behind
+  });
+
   it('a model that does not load stops the build with its reason', async () => {
     const repo = path.join(tmp, 'broken-repo');
     fs.mkdirSync(path.join(repo, 'bad', '1'), { recursive: true });

@@ -155,10 +155,11 @@ describe('helm chart', () => {
       { type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 80 } } },
       { type: 'Pods', pods: { metric: { name: QUEUE_METRIC }, target: { type: 'AverageValue', averageValue: '8' } } },
     ]);
-    const rules = YAML.parse(fs.readFileSync(path.join(chart, 'files', 'prometheus-adapter-rules.yaml'), 'utf8'));
-    expect(rules.rules[0].seriesQuery).toContain(QUEUE_METRIC);
-    expect(rules.rules[0].name.as).toBe(QUEUE_METRIC);
-    expect(rules.rules[0].resources.overrides.pod).toEqual({ resource: 'pod' });
+    // Values for the prometheus-adapter chart: its custom rules list.
+    const values = YAML.parse(fs.readFileSync(path.join(chart, 'files', 'prometheus-adapter-values.yaml'), 'utf8'));
+    expect(values.rules.custom[0].seriesQuery).toContain(QUEUE_METRIC);
+    expect(values.rules.custom[0].name.as).toBe(QUEUE_METRIC);
+    expect(values.rules.custom[0].resources.overrides.pod).toEqual({ resource: 'pod' });
   });
 
   it('KEDA: a Prometheus trigger on the queue metric of this release, no HPA of its own', () => {
@@ -168,10 +169,25 @@ describe('helm chart', () => {
       {
         type: 'prometheus',
         metricType: 'AverageValue',
-        metadata: { serverAddress: 'http://prometheus.monitoring:9090', query: `sum(${QUEUE_METRIC}{namespace="prod",pod=~"svc-mlp-tiny-.*"})`, threshold: '4' },
+        metadata: { serverAddress: 'http://prometheus.monitoring:9090', query: `sum(${QUEUE_METRIC}{namespace="prod",pod=~"svc-mlp-tiny-[a-z0-9]+-[a-z0-9]+"})`, threshold: '4' },
       },
     ]);
+    // Only this Deployment's pods (<deployment>-<replicaset>-<pod>), not a release named svc-mlp-tiny-canary.
+    const podRe = new RegExp(`^${/pod=~"([^"]+)"/.exec(so.spec.triggers[0].metadata.query)![1]}$`);
+    expect(podRe.test('svc-mlp-tiny-7d9c5b8f6-x2k4q')).toBe(true);
+    expect(podRe.test('svc-mlp-tiny-canary-7d9c5b8f6-x2k4q')).toBe(false);
     expect(byKind(rendered.keda!, 'ServiceMonitor')).toEqual([]); // no Prometheus Operator API offered
+  });
+
+  it('rollouts: a preStop wait inside the grace period; pods carry prometheus.io scrape annotations', () => {
+    const [dep] = byKind(rendered.hpa!, 'Deployment') as [Obj];
+    const pod = dep.spec.template;
+    const c = pod.spec.containers[0];
+    expect(c.lifecycle.preStop.exec.command.slice(0, 2)).toEqual(['node', '-e']);
+    const waitMs = Number(/setTimeout\(\(\) => \{\}, (\d+)\)/.exec(c.lifecycle.preStop.exec.command[2])![1]);
+    const drainMs = Number(c.env.find((e: Obj) => e.name === 'NIMIFY_SHUTDOWN_TIMEOUT_MS').value);
+    expect(pod.spec.terminationGracePeriodSeconds * 1000).toBeGreaterThan(waitMs + drainMs);
+    expect(pod.metadata.annotations).toMatchObject({ 'prometheus.io/scrape': 'true', 'prometheus.io/path': '/metrics' });
   });
 
   it('GPU: nvidia.com/gpu limits, tolerations, fixed replicas', () => {

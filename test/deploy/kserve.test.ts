@@ -31,13 +31,12 @@ describe('KServe manifests', () => {
     expect(runtime.apiVersion).toBe('serving.kserve.io/v1alpha1');
     expect(runtime.kind).toBe('ServingRuntime');
     expect(runtime.metadata.name).toBe(runtimeName(ctx));
-    expect(runtime.metadata.annotations).toEqual({
-      'serving.kserve.io/enable-prometheus-scraping': 'true',
-      'prometheus.kserve.io/port': '8000',
-      'prometheus.kserve.io/path': '/metrics',
-    });
+    // The port and path reach the pods from the runtime's spec.annotations; scraping is switched on
+    // per InferenceService; autoSelect off, so no other ONNX InferenceService lands on this image.
+    expect(runtime.spec.annotations).toEqual({ 'prometheus.kserve.io/port': '8000', 'prometheus.kserve.io/path': '/metrics' });
+    expect(runtime.metadata.annotations).toBeUndefined();
     expect(runtime.spec.protocolVersions).toEqual(['v2']);
-    expect(runtime.spec.supportedModelFormats).toEqual([{ name: 'onnx', version: '1', autoSelect: true }]);
+    expect(runtime.spec.supportedModelFormats).toEqual([{ name: 'onnx', version: '1', autoSelect: false }]);
     const [c] = runtime.spec.containers;
     expect(c.name).toBe('kserve-container');
     expect(c.image).toBe(ctx.image);
