@@ -18,6 +18,7 @@ import { grafanaDashboard } from './grafana';
 import { helmChart } from './helm';
 import { kserveManifests } from './kserve';
 import { deployReadme } from './readme';
+import { DNS_1035 } from './schemas/check';
 
 export interface BuildOptions {
   /** A model file (.onnx) or a model repository directory. */
@@ -44,7 +45,6 @@ export interface BuildResult {
 
 /** Marks a folder as `nimify build` output, so that --force never empties anything else. */
 const MARKER = '.nimify-build';
-const DNS_LABEL = /^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const IMAGE_RE = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;
 
 /** A DNS-1035 label from any name (Kubernetes object names, the chart name). */
@@ -121,7 +121,7 @@ function checkOptions(o: BuildOptions): Required<Omit<BuildOptions, 'name' | 'im
   if (typeof o.source !== 'string' || o.source === '') throw invalid('source', 'a model file or repository path', o.source);
   if (!fs.existsSync(o.source)) throw new NimifyError('NOT_FOUND', `source: ${o.source} does not exist`);
   if (typeof o.out !== 'string' || o.out === '') throw invalid('--out', 'a directory path', o.out);
-  if (o.name !== undefined && (typeof o.name !== 'string' || !DNS_LABEL.test(o.name))) throw invalid('--name', 'a DNS-1035 label: lower-case letters, digits and -, starting with a letter, at most 63 characters', o.name);
+  if (o.name !== undefined && (typeof o.name !== 'string' || !DNS_1035.test(o.name))) throw invalid('--name', 'a DNS-1035 label: lower-case letters, digits and -, starting with a letter, at most 63 characters', o.name);
   if (o.image !== undefined && (typeof o.image !== 'string' || !IMAGE_RE.test(o.image))) throw invalid('--image', 'an image reference such as registry.example.com/team/name:tag (lower-case repository)', o.image);
   const port = o.port === undefined ? 8000 : expectInteger('--port', o.port, 1, 65535);
   const replicas = o.replicas ?? { min: 1, max: 4 };

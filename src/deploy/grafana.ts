@@ -9,7 +9,10 @@ import type { DeployContext } from './context';
 import { checkContext } from './schemas/check';
 
 const DS = { type: 'prometheus', uid: '${datasource}' };
-const SEL = 'model=~"$model",version=~"$version"';
+// Scoped to one service: the namespace and service labels Prometheus adds when it scrapes the pods
+// (a ServiceMonitor adds both). "All" is `.*`, which also matches a series without the label.
+const SCOPE = 'namespace=~"$namespace",service=~"$service"';
+const SEL = `${SCOPE},model=~"$model",version=~"$version"`;
 const RATE = '[$__rate_interval]';
 
 interface Target {
@@ -93,15 +96,15 @@ const PANELS: Panel[] = [
     description: 'Worst state over pods: 0 closed, 1 half-open, 2 open (nimify_circuit_breaker_state).',
     unit: 'short',
     mappings: { '0': 'closed', '1': 'half-open', '2': 'open' },
-    targets: [{ expr: 'max by (model) (nimify_circuit_breaker_state{model=~"$model"})', legend: '{{model}}' }],
+    targets: [{ expr: `max by (model) (nimify_circuit_breaker_state{${SCOPE},model=~"$model"})`, legend: '{{model}}' }],
   },
   {
     title: 'Shed and in flight',
     description: 'Requests refused by load shedding per second, and requests being served, summed over pods.',
     unit: 'short',
     targets: [
-      { expr: `sum by (reason) (rate(nimify_requests_shed_total${RATE}))`, legend: 'shed {{reason}}' },
-      { expr: 'sum(nimify_inference_in_flight)', legend: 'in flight' },
+      { expr: `sum by (reason) (rate(nimify_requests_shed_total{${SCOPE}}${RATE}))`, legend: 'shed {{reason}}' },
+      { expr: `sum(nimify_inference_in_flight{${SCOPE}})`, legend: 'in flight' },
     ],
   },
   {
@@ -172,8 +175,10 @@ export function dashboard(ctx: DeployContext): Record<string, unknown> {
     templating: {
       list: [
         { name: 'datasource', label: 'Prometheus', type: 'datasource', query: 'prometheus', current: {}, refresh: 1 },
-        variable('model', 'Model', 'label_values(nv_inference_request_success, model)'),
-        variable('version', 'Version', 'label_values(nv_inference_request_success{model=~"$model"}, version)'),
+        variable('namespace', 'Namespace', 'label_values(nv_inference_request_success, namespace)'),
+        variable('service', 'Service', 'label_values(nv_inference_request_success{namespace=~"$namespace"}, service)'),
+        variable('model', 'Model', `label_values(nv_inference_request_success{${SCOPE}}, model)`),
+        variable('version', 'Version', `label_values(nv_inference_request_success{${SCOPE},model=~"$model"}, version)`),
       ],
     },
     annotations: { list: [] },

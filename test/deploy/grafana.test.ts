@@ -126,9 +126,11 @@ describe('grafana dashboard', () => {
     expect(names.filter((n) => !exported.has(n))).toEqual(['nv_inference_request_sucess']);
   });
 
-  it('has the panels issue 13 asks for, filtered per model and version', () => {
+  it('has the panels issue 13 asks for, scoped to one service and filtered per model and version', () => {
     const d = dashboard(sampleContext()) as { panels: Array<{ title: string; targets: Array<{ expr: string }> }>; templating: { list: Array<{ name: string }> } };
-    expect(d.templating.list.map((v) => v.name)).toEqual(['datasource', 'model', 'version']);
+    expect(d.templating.list.map((v) => v.name)).toEqual(['datasource', 'namespace', 'service', 'model', 'version']);
+    // Every query is scoped to the chosen namespace and service (another nimify in the same Prometheus stays out).
+    for (const p of d.panels) for (const t of p.targets) expect(t.expr, p.title).toContain('namespace=~"$namespace",service=~"$service"');
     const titles = d.panels.map((p) => p.title);
     for (const t of ['Request rate', 'Latency p50 / p99', 'Queue depth', 'Queue time per inference', 'Batch sizes', 'Failures by reason', 'Circuit breaker state']) expect(titles).toContain(t);
     const latency = d.panels.find((p) => p.title === 'Latency p50 / p99')!.targets.map((t) => t.expr);

@@ -8,7 +8,7 @@ import { NimifyError } from '../../errors';
 import { expectInteger, expectOneOf, expectPlainObject, expectString, invalid } from '../../validate';
 import type { DeployContext } from '../context';
 
-const DNS_1035 = /^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/;
+export const DNS_1035 = /^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 /** Splits `repo/name:tag` (a registry port is not a tag; a digest is kept whole) into repository and tag. */
 export function splitImage(image: string): { repository: string; tag: string } {
