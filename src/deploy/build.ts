@@ -136,13 +136,13 @@ function checkOptions(o: BuildOptions): Required<Omit<BuildOptions, 'name' | 'im
   return { source: o.source, out: o.out, name: o.name, image: o.image, port, gpu: o.gpu === true, replicas, autoscale, packages, force: o.force === true };
 }
 
-/** Writes the deploy folder. Throws (naming the model and reason) when a model does not load. */
 /** nimify's optional peer dependencies and their ranges (package.json: the one place they are written). */
 function peerRanges(): Record<string, string> {
   const manifest = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { peerDependencies?: Record<string, string> };
   return manifest.peerDependencies ?? {};
 }
 
+/** Writes the deploy folder. Throws (naming the model and reason) when a model does not load. */
 export async function buildDeploy(options: BuildOptions): Promise<BuildResult> {
   const o = checkOptions(options);
   const source = path.resolve(o.source);

@@ -3,7 +3,8 @@
  * `model` and `version` labels, nimify's own, and the process/Node metrics (event-loop delay
  * included) from prom-client's default collectors.
  *
- * Request-level counters are incremented by the inference route as each request ends. Figures
+ * Request-level counters (and the latency histogram, about 0.7 µs a request: prom-client hashes
+ * its labels on each observe) are updated by the inference route as each request ends. Figures
  * the native scheduler keeps (rows, executions, queue and compute time, batch sizes, pending)
  * are read from model.stats() when the registry is scraped and added as deltas, so the hot path
  * pays nothing for them. A reloaded version starts a new Model whose counters start at zero: the
