@@ -13,6 +13,7 @@
 import { stringify } from 'yaml';
 import type { DeployContext } from './context';
 import { RUNTIME_UID } from './dockerfile';
+import { CONTAINER_SECURITY, GPU_TOLERATION, LIVE_PATH, READY_PATH } from './pod';
 import { checkContext, splitImage } from './schemas/check';
 import { TemplateWriter } from './schemas/template';
 
@@ -54,7 +55,7 @@ export function helmValues(ctx: DeployContext): Record<string, unknown> {
     gpu: {
       enabled: ctx.gpu,
       count: 1,
-      tolerations: [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }],
+      tolerations: [GPU_TOLERATION],
     },
     tmpSizeLimit: '256Mi',
     // The models are in the image at modelDir; a PersistentVolumeClaim holding a repository of the
@@ -247,20 +248,14 @@ function deployment(ctx: DeployContext): string {
               ],
               // Ready only after every model's warmup (the server answers ready then); the
               // startup probe gives slow loads time before liveness may restart the pod.
-              startupProbe: probe('/v2/health/ready', 5, 120),
-              readinessProbe: probe('/v2/health/ready', 5, 3),
-              livenessProbe: probe('/v2/health/live', 10, 3),
+              startupProbe: probe(READY_PATH, 5, 120),
+              readinessProbe: probe(READY_PATH, 5, 3),
+              livenessProbe: probe(LIVE_PATH, 10, 3),
               resources: t.block('include "nimify.resources" .'),
               // Endpoints and proxies keep routing to a terminating pod for a few seconds: keep
               // serving that long before the server stops listening (the grace period covers it).
               lifecycle: { preStop: { exec: { command: ['node', '-e', `setTimeout(() => {}, ${PRESTOP_S * 1000})`] } } },
-              securityContext: {
-                runAsNonRoot: true,
-                readOnlyRootFilesystem: true,
-                allowPrivilegeEscalation: false,
-                capabilities: { drop: ['ALL'] },
-                seccompProfile: { type: 'RuntimeDefault' },
-              },
+              securityContext: CONTAINER_SECURITY,
               volumeMounts: t.block('include "nimify.volumeMounts" .'),
             },
           ],
@@ -397,7 +392,7 @@ function notes(ctx: DeployContext): string {
     `{{ include "nimify.fullname" . }} serves ${ctx.models.map((m) => m.name).join(', ')} (KServe v2) on port {{ .Values.service.port }}.`,
     '',
     '  kubectl port-forward svc/{{ include "nimify.fullname" . }} {{ .Values.service.port }}',
-    '  curl localhost:{{ .Values.service.port }}/v2/health/ready',
+    `  curl localhost:{{ .Values.service.port }}${READY_PATH}`,
     '{{- if eq .Values.autoscale "hpa" }}',
     '',
     `The HPA reads the Pods metric ${QUEUE_METRIC}: install prometheus-adapter with the values in files/prometheus-adapter-values.yaml`,

@@ -8,6 +8,7 @@
 import { stringify } from 'yaml';
 import type { DeployContext } from './context';
 import { RUNTIME_UID } from './dockerfile';
+import { CONTAINER_SECURITY, GPU_TOLERATION, LIVE_PATH, READY_PATH } from './pod';
 import { checkContext } from './schemas/check';
 
 const yaml = (doc: unknown) => stringify(doc, { lineWidth: 0 });
@@ -46,22 +47,15 @@ export function servingRuntime(ctx: DeployContext): Record<string, unknown> {
             { name: 'NIMIFY_SHUTDOWN_TIMEOUT_MS', value: String(ctx.drainTimeoutMs) },
           ],
           ports: [{ containerPort: ctx.port, name: 'http1', protocol: 'TCP' }],
-          readinessProbe: { httpGet: { path: '/v2/health/ready', port: ctx.port }, periodSeconds: 5, failureThreshold: 3 },
-          livenessProbe: { httpGet: { path: '/v2/health/live', port: ctx.port }, periodSeconds: 10, failureThreshold: 3 },
+          readinessProbe: { httpGet: { path: READY_PATH, port: ctx.port }, periodSeconds: 5, failureThreshold: 3 },
+          livenessProbe: { httpGet: { path: LIVE_PATH, port: ctx.port }, periodSeconds: 10, failureThreshold: 3 },
           resources: { requests: { cpu: '500m', memory: `${ctx.memoryMiB.request}Mi` }, limits },
-          securityContext: {
-            runAsNonRoot: true,
-            runAsUser: RUNTIME_UID,
-            readOnlyRootFilesystem: true,
-            allowPrivilegeEscalation: false,
-            capabilities: { drop: ['ALL'] },
-            seccompProfile: { type: 'RuntimeDefault' },
-          },
+          securityContext: { ...CONTAINER_SECURITY, runAsUser: RUNTIME_UID, runAsGroup: RUNTIME_UID },
           volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
         },
       ],
       volumes: [{ name: 'tmp', emptyDir: {} }],
-      ...(ctx.gpu ? { tolerations: [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }] } : {}),
+      ...(ctx.gpu ? { tolerations: [GPU_TOLERATION] } : {}),
     },
   };
 }
