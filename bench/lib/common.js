@@ -25,17 +25,8 @@ function nimifyVersion() {
   return { root: NIMIFY_ROOT === ROOT ? '.' : NIMIFY_ROOT, commit: git('rev-parse', '--short', 'HEAD'), srcModified: status === null ? null : status.length > 0 };
 }
 
-/** A deterministic uniform [0, 1) generator from a 32-bit seed (mulberry32). */
-function prng(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The seeded generator `nimify bench` uses (mulberry32), from this checkout's build: one copy.
+const { prng } = require(path.join(ROOT, 'dist', 'cli', 'bench-engine.js'));
 
 /** The p-th percentile of an ascending array (null when empty). */
 function pct(sorted, p) {

@@ -318,17 +318,33 @@ export async function closedLoop(call: (worker: number) => Promise<unknown>, o: 
   await Promise.all(workers);
   if (progress) clearInterval(progress);
   o.onProgress?.(o.warmupMs + o.durationMs, o.warmupMs + o.durationMs, ok);
-  const seconds = (windowEnd - windowStart) / 1000;
+  return levelResult(o, windowEnd - windowStart, hist, { ok, errors, firstError }, eld.count > 0 ? +Math.max(0, eld.percentile(99) / 1e6 - ELD_RESOLUTION_MS).toFixed(3) : null);
+}
+
+/**
+ * One level's result from its measured window (ms) and counts, for the in-process loop and the
+ * HTTP one alike; releases `hist` (its WASM memory).
+ */
+export function levelResult(
+  o: { concurrency: number; samples: number },
+  windowMs: number,
+  hist: LatencyHistogram,
+  counts: { ok: number; errors: number; firstError: string | null },
+  eventLoopDelayP99Ms: number | null,
+  http?: LevelResult['http'],
+): LevelResult {
+  const seconds = windowMs / 1000;
   const result: LevelResult = {
     concurrency: o.concurrency,
     seconds: +seconds.toFixed(3),
-    inferences: ok,
-    errors,
-    firstError,
-    inferencesPerSec: +(ok / seconds).toFixed(1),
-    samplesPerSec: +((ok * o.samples) / seconds).toFixed(1),
+    inferences: counts.ok,
+    errors: counts.errors,
+    firstError: counts.firstError,
+    inferencesPerSec: +(counts.ok / seconds).toFixed(1),
+    samplesPerSec: +((counts.ok * o.samples) / seconds).toFixed(1),
     latencyMs: hist.summary(),
-    eventLoopDelayP99Ms: eld.count > 0 ? +Math.max(0, eld.percentile(99) / 1e6 - ELD_RESOLUTION_MS).toFixed(3) : null,
+    eventLoopDelayP99Ms,
+    ...(http ? { http } : {}),
   };
   hist.destroy();
   return result;

@@ -11,7 +11,7 @@ import { NimifyError } from '../errors';
 import { DATATYPE_TO_TYPE, isDatatype, toDatatype } from '../protocol/datatypes';
 import { tensorBytes, tensorJson } from '../protocol/response';
 import type { Tensor } from '../tensor';
-import { LatencyHistogram, type InputSpec, type LevelResult, type LoopOptions, type PlannedInput } from './bench-engine';
+import { LatencyHistogram, levelResult, type InputSpec, type LevelResult, type LoopOptions, type PlannedInput } from './bench-engine';
 import { parseServerUrl, urlModel } from './target';
 
 export interface HttpTarget {
@@ -131,21 +131,7 @@ export function httpLevel(target: HttpTarget, requests: autocannon.Request[], o:
           return;
         }
         o.onProgress?.(o.warmupMs + o.durationMs, o.warmupMs + o.durationMs, ok);
-        const seconds = (windowEnd - windowStart) / 1000;
-        const result: LevelResult = {
-          concurrency: o.concurrency,
-          seconds: +seconds.toFixed(3),
-          inferences: ok,
-          errors: non2xx + socketErrors,
-          firstError,
-          inferencesPerSec: +(ok / seconds).toFixed(1),
-          samplesPerSec: +((ok * o.samples) / seconds).toFixed(1),
-          latencyMs: hist.summary(),
-          eventLoopDelayP99Ms: null,
-          http: { statusCodes, non2xx, socketErrors, timeouts },
-        };
-        hist.destroy();
-        resolve(result);
+        resolve(levelResult(o, windowEnd - windowStart, hist, { ok, errors: non2xx + socketErrors, firstError }, null, { statusCodes, non2xx, socketErrors, timeouts }));
       },
     );
     inst.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => {
