@@ -1,4 +1,4 @@
-// Errors crossing from C++ to JS. Codes are the stable vocabulary of src/errors.ts; the
+// Errors crossing from C++ to JS. Codes are the stable vocabulary of src/runtime/errors.ts; the
 // TypeScript layer turns these plain Errors (with a `code` property) into NimifyError.
 #pragma once
 

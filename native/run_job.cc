@@ -12,7 +12,7 @@ namespace nimify {
 
 namespace {
 
-// Reads the call's spec (src/io-plan.ts NativeCall.spec) with bounds and integer checks.
+// Reads the call's spec (src/runtime/io-plan.ts NativeCall.spec) with bounds and integer checks.
 class SpecReader {
  public:
   SpecReader(const double* data, size_t length) : data_(data), length_(length) {}

@@ -73,7 +73,7 @@ bool ReadInt(Napi::Object o, const char* key, double min, double max, T* out, Fa
   return true;
 }
 
-// options.instances and options.batching (already normalized by src/options.ts; re-checked).
+// options.instances and options.batching (already normalized by src/runtime/options.ts; re-checked).
 bool ParseScheduling(Napi::Object o, LoadJob* job, Failure* f) {
   if (!ReadInt(o, "instances", 1, 64, &job->instances, f)) return false;
   Napi::Value bv = o.Get("batching");

@@ -23,7 +23,7 @@ class Session : public Napi::ObjectWrap<Session> {
   static Napi::Object NewInstance(Napi::Env env, std::shared_ptr<SessionCore> core,
                                  std::shared_ptr<Scheduler> scheduler);
   // binding.poll(keepPolling: boolean): number. Settles every finished infer() of this env and
-  // returns how many are still pending; see src/completions.ts.
+  // returns how many are still pending; see src/runtime/completions.ts.
   static Napi::Value Poll(const Napi::CallbackInfo& info);
 
   explicit Session(const Napi::CallbackInfo& info);

@@ -239,7 +239,7 @@ async function main() {
       for (const must of [`no prebuilt addon for ${manifest.platform}`, 'building from source', 'source build done']) {
         if (!inst.out.includes(must)) throw new Error(`the fallback install did not say "${must}":\n${inst.out}`);
       }
-      const ortLib = execFileSync(process.execPath, ['-p', "require('./dist/binding').runtimeInfo().library"], { cwd: ROOT, encoding: 'utf8' }).trim();
+      const ortLib = execFileSync(process.execPath, ['-p', "require('./dist/runtime/binding').runtimeInfo().library"], { cwd: ROOT, encoding: 'utf8' }).trim();
       const probe = JSON.parse(execFileSync(nodeBin, ['-e', PROBE], { cwd: app, env: { ...env, NIMIFY_ORT_LIBRARY: ortLib }, encoding: 'utf8' }));
       if (probe.origin !== 'source-build') throw new Error(`expected the source-built addon: ${JSON.stringify(probe)}`);
       log(`fallback: built from source in the install (${inst.seconds.toFixed(0)} s), inference ok`);

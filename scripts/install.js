@@ -8,7 +8,7 @@
 //
 // npm >= 11.19 runs a dependency's install script only when the project allows it
 // ("allowScripts": {"nimify": true}); the prebuilt path never needs it, and the loader's error
-// (src/binding.ts) tells a user without a prebuild how to run this fallback.
+// (src/runtime/binding.ts) tells a user without a prebuild how to run this fallback.
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');

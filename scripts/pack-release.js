@@ -114,7 +114,7 @@ function platformPackage(id, target, addon, ort, stage) {
     ...(target.libc ? { libc: [target.libc] } : {}),
     files: ['nimify.node', target.ortLibrary, 'THIRD-PARTY-NOTICES.md'],
     exports: { './package.json': './package.json', './nimify.node': './nimify.node' },
-    // Read by src/binding.ts: the library the addon dlopen()s, and its version.
+    // Read by src/runtime/binding.ts: the library the addon dlopen()s, and its version.
     nimify: { ortLibrary: target.ortLibrary, ortVersion: ort.version },
   };
   fs.writeFileSync(path.join(dir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);

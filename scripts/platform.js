@@ -1,6 +1,6 @@
 'use strict';
 // Which prebuilt platform package fits a process: the one source of truth for the loader
-// (src/binding.ts, at run time), the install hook (scripts/install.js) and the release packer
+// (src/runtime/binding.ts, at run time), the install hook (scripts/install.js) and the release packer
 // (scripts/pack-release.js). Plain CommonJS with no dependencies, because install.js runs before
 // anything is compiled.
 //

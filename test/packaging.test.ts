@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { NimifyError } from '../src';
-import { optionalModule } from '../src/optional';
+import { optionalModule } from '../src/runtime/optional';
 import { ROOT } from './helpers';
 
 const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));

@@ -8,12 +8,12 @@
  */
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import * as hdr from 'hdr-histogram-js';
-import { NimifyError } from '../errors';
+import { NimifyError } from '../runtime/errors';
 import { toBf16Bits, toHalfBits } from '../protocol/datatypes';
-import { loadModel, type Model } from '../model';
-import type { LoadOptions } from '../options';
+import { loadModel, type Model } from '../runtime/model';
+import type { LoadOptions } from '../runtime/options';
 import { detectBatchDim, loadOptionsFor, planShapes, WARMUP_DIM, type ModelConfig } from '../repository/config';
-import { CTORS, Tensor, TENSOR_TYPES, type TensorType } from '../tensor';
+import { CTORS, Tensor, TENSOR_TYPES, type TensorType } from '../runtime/tensor';
 import type { CliIo } from './io';
 
 // ---------------------------------------------------------------------------------------------

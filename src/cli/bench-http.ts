@@ -7,10 +7,10 @@
  */
 import { performance } from 'node:perf_hooks';
 import autocannon from 'autocannon';
-import { NimifyError } from '../errors';
+import { NimifyError } from '../runtime/errors';
 import { DATATYPE_TO_TYPE, isDatatype, toDatatype } from '../protocol/datatypes';
 import { tensorBytes, tensorJson } from '../protocol/response';
-import type { Tensor } from '../tensor';
+import type { Tensor } from '../runtime/tensor';
 import { LatencyHistogram, levelResult, type InputSpec, type LevelResult, type LoopOptions, type PlannedInput } from './bench-engine';
 import { parseServerUrl, urlModel } from './target';
 

@@ -9,11 +9,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { runtimeInfo } from '../binding';
-import { NimifyError } from '../errors';
+import { runtimeInfo } from '../runtime/binding';
+import { NimifyError } from '../runtime/errors';
 import { DEFAULT_BATCHING, parseModelConfig, type ModelConfig } from '../repository/config';
-import type { Tensor } from '../tensor';
-import { version } from '../version';
+import type { Tensor } from '../runtime/tensor';
+import { version } from '../runtime/version';
 import { closedLoop, SHAPE_FLAG_HELP, FEED_SETS, levelLine, loadForBench, parseConcurrency, parseDuration, parseShapes, planInputs, prng, Progress, randomTensor, type LevelResult, type LoopOptions } from './bench-engine';
 import { buildRequests, httpLevel, resolveHttpTarget } from './bench-http';
 import { markdownReport, ratios, svgReport, textReport, type BenchReport, type EngineResult } from './bench-report';

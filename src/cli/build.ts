@@ -2,7 +2,7 @@
  * `nimify build <model.onnx | repository> -o <dir>`: writes a deploy folder (src/deploy/build.ts)
  * and prints what it wrote and the next commands.
  */
-import { NimifyError } from '../errors';
+import { NimifyError } from '../runtime/errors';
 import { buildDeploy, type BuildOptions } from '../deploy/build';
 import { flagHelp, parseFlags, type FlagSpec } from './flags';
 import { EXIT, type CliIo } from './io';

@@ -1,6 +1,6 @@
 /**
  * `nimify doctor [--json]`: what this machine can run, and why not where it cannot. Loads the
- * addon and ONNX Runtime exactly as the library does (src/binding.ts), runs a tiny built-in model,
+ * addon and ONNX Runtime exactly as the library does (src/runtime/binding.ts), runs a tiny built-in model,
  * and reports every path tried, the CPU's features, thread counts, the execution providers ORT
  * was built with and why each non-CPU one cannot run here (missing provider library, missing
  * CUDA/cuDNN/TensorRT libraries by name, no driver), and the optional packages. Exit 0 when a
@@ -9,12 +9,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { addonCandidates, addonInfo, runtimeAttempts, runtimeCandidates, runtimeInfo, type LoaderCandidate } from '../binding';
-import { NimifyError } from '../errors';
-import { loadModel } from '../model';
-import { optionalModule } from '../optional';
-import { Tensor } from '../tensor';
-import { version } from '../version';
+import { addonCandidates, addonInfo, runtimeAttempts, runtimeCandidates, runtimeInfo, type LoaderCandidate } from '../runtime/binding';
+import { NimifyError } from '../runtime/errors';
+import { loadModel } from '../runtime/model';
+import { optionalModule } from '../runtime/optional';
+import { Tensor } from '../runtime/tensor';
+import { version } from '../runtime/version';
 import { missingLibraries, findLibrary } from './elf';
 import { flagHelp, parseFlags, type FlagSpec } from './flags';
 import { EXIT, type CliIo } from './io';

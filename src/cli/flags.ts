@@ -7,7 +7,7 @@
  * command reads are simply ignored, as a shared container environment needs).
  */
 import { parseArgs } from 'node:util';
-import { NimifyError } from '../errors';
+import { NimifyError } from '../runtime/errors';
 
 export interface FlagSpec {
   type: 'string' | 'boolean';

@@ -5,8 +5,8 @@
  * `nimify --help` never loads the server. Errors print their code and message; the exit code
  * comes from the one table in io.ts (EXIT).
  */
-import { NimifyError } from '../errors';
-import { version } from '../version';
+import { NimifyError } from '../runtime/errors';
+import { version } from '../runtime/version';
 import { suggest } from './flags';
 import { EXIT, exitCodeFor, processIo, type CliIo } from './io';
 

@@ -14,13 +14,13 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { NimifyError } from '../errors';
-import type { Model, Outputs } from '../model';
+import { NimifyError } from '../runtime/errors';
+import type { Model, Outputs } from '../runtime/model';
 import { DATATYPE_TO_TYPE, isDatatype, toDatatype, type Datatype } from '../protocol/datatypes';
 import { fromBytes, jsonElements } from '../protocol/request';
 import { tensorJson } from '../protocol/response';
 import { ModelRepository } from '../repository/repository';
-import { Tensor } from '../tensor';
+import { Tensor } from '../runtime/tensor';
 import { flagHelp, parseFlags, type FlagSpec } from './flags';
 import { EXIT, type CliIo } from './io';
 import { readNpy, writeNpy } from './npy';

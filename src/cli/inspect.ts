@@ -10,14 +10,14 @@
  *     batchDim, config, latency }] }
  */
 import { statSync } from 'node:fs';
-import { NimifyError } from '../errors';
-import type { Model, TensorInfo } from '../model';
-import { shapeText } from '../io-plan';
+import { NimifyError } from '../runtime/errors';
+import type { Model, TensorInfo } from '../runtime/model';
+import { shapeText } from '../runtime/io-plan';
 import { toDatatype } from '../protocol/datatypes';
 import { autoWarmup, detectBatchDim, WARMUP_DIM, type CompletedConfig } from '../repository/config';
 import { ModelRepository, warmupFeeds } from '../repository/repository';
-import type { Tensor } from '../tensor';
-import { version as nimifyVersion } from '../version';
+import type { Tensor } from '../runtime/tensor';
+import { version as nimifyVersion } from '../runtime/version';
 import { flagHelp, parseFlags, type FlagSpec } from './flags';
 import { EXIT, type CliIo } from './io';
 import { readOnnxHeader, type OnnxHeader } from './onnx-header';

@@ -4,7 +4,7 @@
  * capture its output, reads the environment through `io.env` (NIMIFY_* flags), and resolves with
  * its exit code (EXIT below). Errors it throws are printed by index.ts and mapped by exitCodeFor().
  */
-import { NimifyError } from '../errors';
+import { NimifyError } from '../runtime/errors';
 
 export interface CliIo {
   out(text: string): void;

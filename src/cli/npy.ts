@@ -6,8 +6,8 @@
  * and bool dtypes nimify has is accepted; anything else fails with the reason, never a silent
  * conversion.
  */
-import { NimifyError } from '../errors';
-import { CTORS, Tensor, type TensorType } from '../tensor';
+import { NimifyError } from '../runtime/errors';
+import { CTORS, Tensor, type TensorType } from '../runtime/tensor';
 
 const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
 

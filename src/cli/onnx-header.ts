@@ -7,7 +7,7 @@
  * reads.
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { NimifyError } from '../errors';
+import { NimifyError } from '../runtime/errors';
 
 export interface OnnxHeader {
   irVersion: number;

@@ -6,8 +6,8 @@
  * it also drains when npm receives the signal (npm-parent.ts says why that needs watching).
  */
 import type { FastifyInstance } from 'fastify';
-import { NimifyError } from '../errors';
-import type { BatchingOptions } from '../options';
+import { NimifyError } from '../runtime/errors';
+import type { BatchingOptions } from '../runtime/options';
 import type { ModelDefaults } from '../repository/config';
 import { buildServer } from '../server/build';
 import type { ServerOptions } from '../server/options';

@@ -2,7 +2,7 @@
  * What a command's positional argument names: a server URL or a local path. The one rule for
  * "is this a URL" (bench, infer, tune) and for reading a KServe v2 server URL, owned here.
  */
-import { NimifyError } from '../errors';
+import { NimifyError } from '../runtime/errors';
 
 /** Any `scheme://…` is a URL (an unsupported scheme is then refused by parseServerUrl, not read as a file path). */
 export const isUrl = (s: string): boolean => /^[a-z][a-z0-9+.-]*:\/\//i.test(s);

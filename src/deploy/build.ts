@@ -7,11 +7,11 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { NimifyError } from '../errors';
+import { NimifyError } from '../runtime/errors';
 import { singleFileModelName } from '../repository/repository';
 import { buildServer } from '../server/build';
-import { expectInteger, expectOneOf, invalid } from '../validate';
-import { version as nimifyVersion } from '../version';
+import { expectInteger, expectOneOf, invalid } from '../runtime/validate';
+import { version as nimifyVersion } from '../runtime/version';
 import type { DeployContext, DeployModel } from './context';
 import { dockerfile, dockerignore } from './dockerfile';
 import { grafanaDashboard } from './grafana';

@@ -12,9 +12,9 @@
  * (pixel × scale − mean[c]) / std[c] → layout (NCHW or NHWC, with a leading batch dim of 1) →
  * float32 or uint8 (uint8 takes the pixel values as they are: no scale, mean or std).
  */
-import { optionalModule } from '../optional';
-import { NimifyError } from '../errors';
-import { expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../validate';
+import { optionalModule } from '../runtime/optional';
+import { NimifyError } from '../runtime/errors';
+import { expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../runtime/validate';
 import { resample } from './resample';
 
 export const FITS = ['fill', 'contain', 'cover'] as const;

@@ -15,10 +15,10 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { NimifyError } from '../errors';
-import { Tensor, type TensorType } from '../tensor';
-import { expectKnownKeys, expectPlainObject, invalid, isPlainObject } from '../validate';
-import type { Outputs, TensorInfo } from '../model';
+import { NimifyError } from '../runtime/errors';
+import { Tensor, type TensorType } from '../runtime/tensor';
+import { expectKnownKeys, expectPlainObject, invalid, isPlainObject } from '../runtime/validate';
+import type { Outputs, TensorInfo } from '../runtime/model';
 import { checkImagePreprocess, imageDims, sharpModule, type ImagePreprocessConfig, type ImageSpec } from './image';
 import { checkPostprocess, classify, parseLabels, type PostprocessConfig, type PostprocessSpec, type Prediction } from './postprocess';
 import { sharedPreprocessPool, type PreprocessPool } from './pool';

@@ -3,8 +3,8 @@
  * field) and turning a classifier's output tensor into predictions: softmax (optional), top-k
  * with labels. Rows are the batch dim; the class scores are the remaining elements of each row.
  */
-import { NimifyError } from '../errors';
-import { expectBoolean, expectFileName, expectInteger, expectKnownKeys, expectPlainObject, expectString } from '../validate';
+import { NimifyError } from '../runtime/errors';
+import { expectBoolean, expectFileName, expectInteger, expectKnownKeys, expectPlainObject, expectString } from '../runtime/validate';
 
 /** As written in config.json. */
 export interface PostprocessConfig {

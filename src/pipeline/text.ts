@@ -14,10 +14,10 @@
  * Tokenization runs in the preprocessing pool's workers (pool.ts, worker.ts); each worker keeps
  * the tokenizers it loaded, keyed by file, modification stamp and settings.
  */
-import { optionalModule } from '../optional';
+import { optionalModule } from '../runtime/optional';
 import * as fs from 'node:fs';
-import { NimifyError } from '../errors';
-import { expectBoolean, expectFileName, expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../validate';
+import { NimifyError } from '../runtime/errors';
+import { expectBoolean, expectFileName, expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../runtime/validate';
 
 export const PADDINGS = ['longest', 'max_length'] as const;
 export const TOKEN_DTYPES = ['int64', 'int32'] as const;

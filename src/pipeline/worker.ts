@@ -6,7 +6,7 @@
  * request fails.
  */
 import { Piscina } from 'piscina';
-import { NimifyError } from '../errors';
+import { NimifyError } from '../runtime/errors';
 import { imageToTensor, type ImageSpec } from './image';
 import { findPadId, openTokenizer, textToTensors, type TextSpec, type TokenTensors } from './text';
 

@@ -2,7 +2,7 @@
  * Open Inference Protocol datatypes ↔ nimify tensor types, and the 16-bit float conversions the
  * JSON encoding needs (FP16/BF16 travel as numbers in JSON, as bit patterns in binary).
  */
-import type { TensorType } from '../tensor';
+import type { TensorType } from '../runtime/tensor';
 
 export const DATATYPE_TO_TYPE = {
   BOOL: 'bool',

@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Piscina } from 'piscina';
-import { NimifyError, type ErrorCode } from '../errors';
+import { NimifyError, type ErrorCode } from '../runtime/errors';
 import type { WorkerResult } from './json-worker';
 
 function workerFile(): string {

@@ -7,8 +7,8 @@
  */
 import sjson from 'secure-json-parse';
 import { Piscina } from 'piscina';
-import { NimifyError } from '../errors';
-import { isPlainObject } from '../validate';
+import { NimifyError } from '../runtime/errors';
+import { isPlainObject } from '../runtime/validate';
 import { isDatatype } from './datatypes';
 import { jsonElements, shapeCount } from './request';
 

@@ -7,9 +7,9 @@
  *
  * Runs on the event-loop thread; cost is O(elements) for JSON data and O(inputs) for binary.
  */
-import { NimifyError } from '../errors';
-import { CTORS, Tensor } from '../tensor';
-import { describe, invalid, isPlainObject } from '../validate';
+import { NimifyError } from '../runtime/errors';
+import { CTORS, Tensor } from '../runtime/tensor';
+import { describe, invalid, isPlainObject } from '../runtime/validate';
 import { DATATYPE_TO_TYPE, DATATYPES, ELEMENT_BYTES, isDatatype, toBf16Bits, toHalfBits, type Datatype } from './datatypes';
 
 /** A model tensor as the protocol describes it: shape dims are numbers, -1 for a variable dim. */

@@ -4,7 +4,7 @@
  * binary tensor data extension (JSON header + raw little-endian bytes, each output's bytes a view
  * of the tensor ORT wrote, concatenated once).
  */
-import type { Tensor } from '../tensor';
+import type { Tensor } from '../runtime/tensor';
 import { fromBf16Bits, fromHalfBits, toDatatype } from './datatypes';
 
 export interface ResponseMeta {

@@ -5,14 +5,14 @@
  *
  * Precedence: config.json > server defaults > auto-completion from the model.
  */
-import { NimifyError } from '../errors';
+import { NimifyError } from '../runtime/errors';
 import { checkPreprocess, publicPreprocess, type PreprocessSpec } from '../pipeline/pipeline';
 import { checkPostprocess, type PostprocessSpec } from '../pipeline/postprocess';
-import type { Model, TensorInfo } from '../model';
-import { toNativeConfig, type BatchingOptions, type LoadOptions } from '../options';
+import type { Model, TensorInfo } from '../runtime/model';
+import { toNativeConfig, type BatchingOptions, type LoadOptions } from '../runtime/options';
 import { DATATYPES, isDatatype, toDatatype, type Datatype } from '../protocol/datatypes';
 import type { WireModel, WireTensor } from '../protocol/request';
-import { expectBoolean, expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../validate';
+import { expectBoolean, expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../runtime/validate';
 
 export type VersionPolicy = { latest: number } | 'all' | { specific: number[] };
 

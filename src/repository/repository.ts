@@ -21,9 +21,9 @@
 import { promises as fsp } from 'node:fs';
 import sjson from 'secure-json-parse';
 import * as path from 'node:path';
-import { NimifyError } from '../errors';
-import { loadModelWith, type Model, type PipelineSections } from '../model';
-import { Tensor, type TensorType } from '../tensor';
+import { NimifyError } from '../runtime/errors';
+import { loadModelWith, type Model, type PipelineSections } from '../runtime/model';
+import { Tensor, type TensorType } from '../runtime/tensor';
 import { DATATYPE_TO_TYPE } from '../protocol/datatypes';
 import { jsonElements, type WireModel, type WireTensor } from '../protocol/request';
 import { completeConfig, loadOptionsFor, modelIo, parseModelConfig, wireModel, type CompletedConfig, type ModelConfig, type ModelDefaults, type VersionPolicy, type WarmupRequest } from './config';

@@ -6,7 +6,7 @@
  * hear how it went. Event-loop thread only.
  */
 import type { Counter, Histogram } from 'prom-client';
-import { NimifyError } from '../errors';
+import { NimifyError } from '../runtime/errors';
 import type { ServedVersion } from '../repository/repository';
 import type { CircuitBreaker } from './breaker';
 import type { NimifyContext } from './context';

@@ -11,7 +11,7 @@
  * exactly one probe through. Failures are the model's own faults (runtime errors, timeouts), not
  * client errors. Time comes from Date.now() so fake timers drive it in tests. Event-loop thread only.
  */
-import { NimifyError } from '../errors';
+import { NimifyError } from '../runtime/errors';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 

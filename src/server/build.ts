@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
-import { expectBoolean, expectInteger, expectKnownKeys, expectPlainObject, invalid } from '../validate';
+import { expectBoolean, expectInteger, expectKnownKeys, expectPlainObject, invalid } from '../runtime/validate';
 import { SERVER_KEYS, type ServerOptions } from './options';
 import { nimifyPlugin } from './plugin';
 import { notFoundHandler, sendError } from './plugins/error-handler';

@@ -3,7 +3,7 @@
  * Fastify type augmentations it relies on.
  */
 import type { JsonDecodePool } from '../protocol/json-pool';
-import { NimifyError } from '../errors';
+import { NimifyError } from '../runtime/errors';
 import { PreprocessPool } from '../pipeline/pool';
 import type { ModelRepository } from '../repository/repository';
 import { BREAKER_STATE_VALUE, CircuitBreaker } from './breaker';

@@ -5,7 +5,7 @@
  * Fastify's own errors (bad JSON, schema validation, body too large) are mapped to the same table;
  * anything unexpected is a 500 INTERNAL whose details go to the log, not to the client.
  */
-import { ERROR_TABLE, NimifyError, type ErrorCode } from '../errors';
+import { ERROR_TABLE, NimifyError, type ErrorCode } from '../runtime/errors';
 
 export interface HttpError {
   status: number;

@@ -11,7 +11,7 @@
  * deltas are kept per Model object, so the exported counters never go backwards.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Model } from '../model';
+import type { Model } from '../runtime/model';
 import type { ModelRepository } from '../repository/repository';
 
 export type FailureReason = 'REJECTED' | 'CANCELED' | 'BACKEND' | 'OTHER';

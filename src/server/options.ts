@@ -4,10 +4,10 @@
  */
 import { checkPreprocessPoolOptions, type PreprocessPoolOptions } from '../pipeline/pool';
 import type { Registry } from 'prom-client';
-import { NimifyError } from '../errors';
+import { NimifyError } from '../runtime/errors';
 import type { ModelDefaults } from '../repository/config';
 import type { ControlMode, ModelRepository } from '../repository/repository';
-import { expectBoolean, expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../validate';
+import { expectBoolean, expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../runtime/validate';
 import type { BreakerOptions } from './breaker';
 
 export type AuthArea = 'health' | 'metrics' | 'docs';

@@ -13,7 +13,7 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import fp from 'fastify-plugin';
-import { expectKnownKeys, expectPlainObject } from '../validate';
+import { expectKnownKeys, expectPlainObject } from '../runtime/validate';
 import { ModelRepository } from '../repository/repository';
 import { NimifyContext } from './context';
 import { ServerMetrics } from './metrics';

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runtimeInfo } from '../../src/binding';
+import { runtimeInfo } from '../../src/runtime/binding';
 import { loadForBench, parseConcurrency, parseDuration, parseShapes, planInputs } from '../../src/cli/bench-engine';
 import { isUrl, parseServerUrl } from '../../src/cli/target';
 import type { BenchReport } from '../../src/cli/bench-report';

@@ -13,7 +13,7 @@ import YAML from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GRACE_MARGIN_S, QUEUE_METRIC, helmChart } from '../../src/deploy/helm';
 import { TemplateWriter } from '../../src/deploy/schemas/template';
-import { NimifyError } from '../../src/errors';
+import { NimifyError } from '../../src/runtime/errors';
 import { ROOT } from '../helpers';
 import { validateObject } from './k8s-validate';
 import { sampleContext } from './sample-context';

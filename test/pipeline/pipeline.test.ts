@@ -1,5 +1,5 @@
 /**
- * model.predict() in the library (src/pipeline/pipeline.ts, src/model.ts): a pipeline given to
+ * model.predict() in the library (src/pipeline/pipeline.ts, src/runtime/model.ts): a pipeline given to
  * loadModel() is resolved against the model (names, types, fixed dims, tokenizer, labels) with
  * errors naming the field; predict() runs preprocess (worker pool) → model → postprocess and
  * matches the Python reference end to end (tokenizer ids → ONNX Runtime logits); batches are cut

@@ -11,7 +11,7 @@ import {
   toHalfBits,
   type Datatype,
 } from '../../src/protocol/datatypes';
-import { TENSOR_TYPES } from '../../src/tensor';
+import { TENSOR_TYPES } from '../../src/runtime/tensor';
 
 /** The float32 whose bit pattern is `bits` (as a JS number). */
 function f32FromBits(bits: number): number {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { NimifyError, type ErrorCode } from '../../src/errors';
+import { NimifyError, type ErrorCode } from '../../src/runtime/errors';
 import type { Datatype } from '../../src/protocol/datatypes';
 import { decodeInferRequest, MAX_RANK, type DecodedRequest, type WireModel, type WireTensor } from '../../src/protocol/request';
-import { Tensor } from '../../src/tensor';
+import { Tensor } from '../../src/runtime/tensor';
 
 // ---------------------------------------------------------------------------------------------
 // helpers

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { decodeInferRequest, type WireModel } from '../../src/protocol/request';
 import { encodeInferResponse, type EncodedResponse, type ResponseMeta } from '../../src/protocol/response';
-import { Tensor } from '../../src/tensor';
+import { Tensor } from '../../src/runtime/tensor';
 
 // ---------------------------------------------------------------------------------------------
 // helpers

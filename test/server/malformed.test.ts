@@ -29,8 +29,8 @@ import { maxAbsDiff, MODELS } from '../helpers';
 // Records every model file the repository asks ONNX Runtime to open (the native side reads it, so
 // file-system spies alone would miss it).
 const loadedFiles: string[] = [];
-vi.mock('../../src/model', async (importOriginal) => {
-  const orig = await importOriginal<typeof import('../../src/model')>();
+vi.mock('../../src/runtime/model', async (importOriginal) => {
+  const orig = await importOriginal<typeof import('../../src/runtime/model')>();
   return {
     ...orig,
     // The repository's entry point (loadModel() with its config's pipeline already checked).
@@ -1156,7 +1156,7 @@ describe('client-controlled timeouts', () => {
   });
 
   it('a huge parameters.timeout is not an immediate timeout', async () => {
-    // Regression: 3e12 µs = 3e9 ms > 2**31-1, so setTimeout() in src/model.ts (infer, the TIMEOUT timer)
+    // Regression: 3e12 µs = 3e9 ms > 2**31-1, so setTimeout() in src/runtime/model.ts (infer, the TIMEOUT timer)
     // overflows to 1 ms and the request fails 504 TIMEOUT at once (plus a TimeoutOverflowWarning).
     // src/protocol/request.ts accepts any positive integer `timeout`; it should bound it (400) or
     // the model should clamp it. Either 200 or 400 is acceptable here; 504 is not.

@@ -4,8 +4,8 @@
  * together by hand (tests, an embedding program) before it turns into a manifest Kubernetes would
  * reject later and further away.
  */
-import { NimifyError } from '../../errors';
-import { expectInteger, expectOneOf, expectPlainObject, expectString, invalid } from '../../validate';
+import { NimifyError } from '../../runtime/errors';
+import { expectInteger, expectOneOf, expectPlainObject, expectString, invalid } from '../../runtime/validate';
 import type { DeployContext } from '../context';
 
 export const DNS_1035 = /^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/;

@@ -7,7 +7,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyPluginAsync } from 'fastify';
 import fp from 'fastify-plugin';
-import { NimifyError } from '../../errors';
+import { NimifyError } from '../../runtime/errors';
 import type { AuthArea } from '../options';
 
 export interface AuthOptions {

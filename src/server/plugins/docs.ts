@@ -3,7 +3,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyPluginAsync } from 'fastify';
 import fp from 'fastify-plugin';
-import { version } from '../../version';
+import { version } from '../../runtime/version';
 
 const docs: FastifyPluginAsync = async (app) => {
   // Before the UI registers its routes, so they are tagged as the docs area (auth exemption).

@@ -1,7 +1,7 @@
 /** Error and not-found handling for nimify's routes: every failure answers through toHttpError(). */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { NimifyError } from '../../errors';
+import { NimifyError } from '../../runtime/errors';
 import { toHttpError } from '../errors';
 
 export function sendError(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { NimifyError } from '../../errors';
+import { NimifyError } from '../../runtime/errors';
 import type { RateLimitOptions } from '../options';
 
 const bearer = (request: FastifyRequest): string | null => {

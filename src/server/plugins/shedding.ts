@@ -8,7 +8,7 @@
 import underPressure from '@fastify/under-pressure';
 import type { FastifyPluginAsync } from 'fastify';
 import fp from 'fastify-plugin';
-import { NimifyError } from '../../errors';
+import { NimifyError } from '../../runtime/errors';
 import type { NimifyContext } from '../context';
 
 export function overloaded(reason: string, retryAfterSeconds: number): NimifyError {

@@ -4,7 +4,7 @@
  * error body (KServe's choice; Triton answers 400), which is what Kubernetes probes act on.
  */
 import type { FastifyPluginAsync } from 'fastify';
-import { NimifyError } from '../../errors';
+import { NimifyError } from '../../runtime/errors';
 import { checkModelName, checkVersion } from '../../repository/repository';
 import { errorResponses, modelParams } from '../schemas';
 

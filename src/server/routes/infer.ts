@@ -13,8 +13,8 @@
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import sjson from 'secure-json-parse';
-import { NimifyError } from '../../errors';
-import { isPlainObject } from '../../validate';
+import { NimifyError } from '../../runtime/errors';
+import { isPlainObject } from '../../runtime/validate';
 import { decodeInferRequest } from '../../protocol/request';
 import { encodeInferResponse } from '../../protocol/response';
 import { checkModelName, checkVersion } from '../../repository/repository';

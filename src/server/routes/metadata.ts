@@ -3,9 +3,9 @@
  * extensions: the completed config and the scheduler's counters per version.
  */
 import type { FastifyPluginAsync } from 'fastify';
-import { NimifyError } from '../../errors';
+import { NimifyError } from '../../runtime/errors';
 import { checkModelName, checkVersion, type ServedVersion } from '../../repository/repository';
-import { version } from '../../version';
+import { version } from '../../runtime/version';
 import { errorResponses, modelMetadataResponse, modelParams, serverMetadataResponse } from '../schemas';
 
 export const EXTENSIONS = ['binary_tensor_data', 'model_repository', 'model_configuration', 'statistics', 'parameters'];

@@ -22,8 +22,8 @@
 import multipart from '@fastify/multipart';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import sjson from 'secure-json-parse';
-import { NimifyError } from '../../errors';
-import type { Outputs } from '../../model';
+import { NimifyError } from '../../runtime/errors';
+import type { Outputs } from '../../runtime/model';
 import { MAX_PREDICT_ITEMS, type PredictInput } from '../../pipeline/pipeline';
 import { checkModelName, checkVersion } from '../../repository/repository';
 import { Admission } from '../admission';

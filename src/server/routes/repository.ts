@@ -4,7 +4,7 @@
  * they get near the file system.
  */
 import type { FastifyPluginAsync } from 'fastify';
-import { NimifyError } from '../../errors';
+import { NimifyError } from '../../runtime/errors';
 import { parseModelConfig } from '../../repository/config';
 import { checkModelName } from '../../repository/repository';
 import { errorResponses } from '../schemas';

@@ -1,7 +1,7 @@
 // Runs inside a worker_thread: loads a model with the built package and reports results.
 'use strict';
 const { parentPort, workerData } = require('node:worker_threads');
-const { loadModel, Tensor } = require('../dist');
+const { loadModel, Tensor } = require('../../dist');
 
 (async () => {
   const m = await loadModel(workerData.model, workerData.options);

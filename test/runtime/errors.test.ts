@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ERROR_TABLE, NimifyError } from '../src';
-import { fromNative } from '../src/errors';
+import { ERROR_TABLE, NimifyError } from '../../src';
+import { fromNative } from '../../src/runtime/errors';
 
 describe('NimifyError', () => {
   it('carries a stable code, category and HTTP status from the one table', () => {

@@ -133,7 +133,7 @@ export interface NativeBinding {
   poll(keepPolling: boolean): number;
 }
 
-const PACKAGE_ROOT = path.resolve(__dirname, '..');
+const PACKAGE_ROOT = path.resolve(__dirname, '..', '..');
 
 interface PlatformModule {
   platformId(): string;

@@ -2,8 +2,8 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { loadModel, Tensor } from '../src';
-import { model } from './helpers';
+import { loadModel, Tensor } from '../../src';
+import { model } from '../helpers';
 
 const SCRIPT = path.join(__dirname, 'worker-script.js');
 

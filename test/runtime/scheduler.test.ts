@@ -7,8 +7,8 @@
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadModel, NimifyError, Tensor, type Model } from '../src';
-import { model, ROOT } from './helpers';
+import { loadModel, NimifyError, Tensor, type Model } from '../../src';
+import { model, ROOT } from '../helpers';
 
 async function rejectsWith(p: Promise<unknown>, code: string, pattern?: RegExp): Promise<void> {
   const err = await p.then(

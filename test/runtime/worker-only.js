@@ -6,7 +6,7 @@
 const path = require('node:path');
 const { Worker } = require('node:worker_threads');
 const SCRIPT = path.join(__dirname, 'worker-script.js');
-const MODEL = path.join(__dirname, 'fixtures', 'models', 'slow.onnx');
+const MODEL = path.join(__dirname, '..', 'fixtures', 'models', 'slow.onnx');
 (async () => {
   for (let cycle = 0; cycle < 8; cycle++) {
     const scheduled = cycle % 2 === 1 ? { options: { instances: 2, batching: { maxQueueSize: 8 } }, queued: 4 } : {};

@@ -3,9 +3,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runtimeInfo } from '../src';
-import { runtimeCandidates } from '../src/binding';
-import { ROOT, model } from './helpers';
+import { runtimeInfo } from '../../src';
+import { runtimeCandidates } from '../../src/runtime/binding';
+import { ROOT, model } from '../helpers';
 
 /** Runs a snippet against the built package in a fresh process (ORT loads once per process). */
 function inChild(code: string, env: Record<string, string | undefined>): { status: number | null; out: string } {

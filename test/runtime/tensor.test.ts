@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { NimifyError, Tensor, TENSOR_TYPES } from '../src';
+import { NimifyError, Tensor, TENSOR_TYPES } from '../../src';
 
 function invalidArg(fn: () => unknown, pattern: RegExp): void {
   try {

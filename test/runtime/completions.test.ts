@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { ROOT, model } from './helpers';
+import { ROOT, model } from '../helpers';
 
-// Completion delivery has two paths (src/completions.ts): threadsafe-function wake-ups (the
+// Completion delivery has two paths (src/runtime/completions.ts): threadsafe-function wake-ups (the
 // default) and event-loop polling (NIMIFY_POLL_US > 0). Each child process runs short runs
 // (delivered while polling) and a long one (polling gives up, a wake-up delivers it).
 const SCRIPT = `

@@ -13,9 +13,9 @@ import { submitted } from './completions';
 import { checkInferOptions, toNativeConfig, type InferOptions, type LoadOptions } from './options';
 import type { Tensor, TensorLike, TensorType } from './tensor';
 import { expectBoolean, expectKnownKeys, expectPlainObject, invalid } from './validate';
-import { checkPipelineOptions, Pipeline, type PredictInput, type PreprocessSpec } from './pipeline/pipeline';
-import { PreprocessPool, sharedPreprocessPool } from './pipeline/pool';
-import type { PostprocessSpec, Prediction } from './pipeline/postprocess';
+import { checkPipelineOptions, Pipeline, type PredictInput, type PreprocessSpec } from '../pipeline/pipeline';
+import { PreprocessPool, sharedPreprocessPool } from '../pipeline/pool';
+import type { PostprocessSpec, Prediction } from '../pipeline/postprocess';
 
 export interface TensorInfo {
   name: string;

@@ -13,7 +13,7 @@ import {
   invalid,
 } from './validate';
 import type { Tensor } from './tensor';
-import type { PipelineOptions } from './pipeline/pipeline';
+import type { PipelineOptions } from '../pipeline/pipeline';
 
 export type ExecutionProvider = 'cpu' | { name: 'cpu' };
 

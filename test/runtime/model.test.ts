@@ -2,8 +2,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadModel, Model, NimifyError, Tensor, type TensorType } from '../src';
-import { decode, f32, forceGC, maxAbsDiff, model, reference, values } from './helpers';
+import { loadModel, Model, NimifyError, Tensor, type TensorType } from '../../src';
+import { decode, f32, forceGC, maxAbsDiff, model, reference, values } from '../helpers';
 
 async function rejectsWith(p: Promise<unknown> | (() => unknown), code: string, pattern?: RegExp): Promise<NimifyError> {
   try {
@@ -323,7 +323,7 @@ describe('bad input is rejected with a clear error and nothing breaks', () => {
   });
 
   it('the native layer re-checks what TypeScript validated and never crashes', async () => {
-    const { getBinding } = await import('../src/binding');
+    const { getBinding } = await import('../../src/runtime/binding');
     const session = await getBinding().createSession(model('mlp_tiny.onnx'), {});
     const call = (...args: unknown[]) => {
       try {
@@ -334,7 +334,7 @@ describe('bad input is rejected with a clear error and nothing breaks', () => {
       return 'no error';
     };
     const x = new Float32Array(64);
-    // The packed spec of src/io-plan.ts: [nIn, nOut, predicted, outIndex..., per input rank+dims, per output rank|-1 + dims].
+    // The packed spec of src/runtime/io-plan.ts: [nIn, nOut, predicted, outIndex..., per input rank+dims, per output rank|-1 + dims].
     const spec = (inDims: unknown[][], outIndex: unknown[] = [0], outDims: (unknown[] | null)[] = [null], nIn: unknown = inDims.length) =>
       Float64Array.from([nIn, outIndex.length, 0, ...outIndex, ...inDims.flatMap((d) => [d.length, ...d]), ...outDims.flatMap((d) => (d ? [d.length, ...d] : [-1]))] as number[]);
     const run = (inData: unknown[], inDims: unknown[][], outData: unknown[] = [null], outDims: (unknown[] | null)[] = [null], outIndex: unknown[] = [0]) =>
