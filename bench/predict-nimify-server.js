@@ -41,7 +41,7 @@ async function main() {
     process.exit(2);
   }
   attachEventLoopDelayMonitor();
-  const { buildServer } = require(dist('index.js'));
+  const { buildServer } = require(dist('server/index.js'));
   // BENCH_PREDICT_POOL_THREADS: the pool's worker threads (as `--preprocess-threads`); default nimify's (the core count).
   const threads = Number(process.env.BENCH_PREDICT_POOL_THREADS);
   // BENCH_PREDICT_POOL_TASKS: tasks per worker thread (default nimify's).

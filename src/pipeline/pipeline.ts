@@ -17,11 +17,12 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { NimifyError } from '../runtime/errors';
 import { Tensor, type TensorType } from '../runtime/tensor';
-import { expectKnownKeys, expectPlainObject, invalid, isPlainObject } from '../runtime/validate';
-import type { Outputs, TensorInfo } from '../runtime/model';
+import { expectBoolean, expectKnownKeys, expectPlainObject, invalid, isPlainObject } from '../runtime/validate';
+import type { Model, Outputs, TensorInfo } from '../runtime/model';
+import { checkInferOptions, type InferOptions } from '../runtime/options';
 import { checkImagePreprocess, imageDims, sharpModule, type ImagePreprocessConfig, type ImageSpec } from './image';
 import { checkPostprocess, classify, parseLabels, type PostprocessConfig, type PostprocessSpec, type Prediction } from './postprocess';
-import { sharedPreprocessPool, type PreprocessPool } from './pool';
+import { PreprocessPool, sharedPreprocessPool } from './pool';
 import { checkTextPreprocess, fileStamp, type TextPreprocessConfig, type TextSpec } from './text';
 
 export type PreprocessSpec = ImageSpec | TextSpec;
@@ -146,6 +147,30 @@ async function resolveText(where: string, spec: TextSpec, inputs: readonly Tenso
   return {
     spec: { ...spec, file, stamp, maxLength, padding, padToken: pad.token, padId: pad.id, inputs: names, dtype: dtype as 'int64' | 'int32' },
     mode: [...modes][0],
+  };
+}
+
+/** Options of model.predict() / runPipeline(). */
+export interface PredictOptions extends Pick<InferOptions, 'signal' | 'timeoutMs' | 'priority'> {
+  /** The preprocessing pool to use (default: the process's shared pool, one thread per core). */
+  pool?: PreprocessPool;
+  /**
+   * Move image bytes into the pool instead of copying them (default false). The caller's
+   * buffers are then detached (unusable) once predict() returns.
+   */
+  transfer?: boolean;
+}
+
+function checkPredictOptions(options: unknown): { infer: InferOptions | undefined; pool: PreprocessPool | null; transfer: boolean } {
+  if (options === undefined) return { infer: undefined, pool: null, transfer: false };
+  const o = expectPlainObject('options', options);
+  expectKnownKeys('options', o, ['signal', 'timeoutMs', 'priority', 'pool', 'transfer']);
+  if (o.pool !== undefined && !(o.pool instanceof PreprocessPool)) throw invalid('options.pool', 'a PreprocessPool', o.pool);
+  const { pool, transfer, ...infer } = o;
+  return {
+    infer: Object.keys(infer).length > 0 ? checkInferOptions(infer) : undefined,
+    pool: (pool as PreprocessPool | undefined) ?? null,
+    transfer: transfer === undefined ? false : expectBoolean('options.transfer', transfer),
   };
 }
 
@@ -330,6 +355,24 @@ export class Pipeline {
       running.push(p);
     }
     return { runs: await Promise.all(running), preprocessUs };
+  }
+
+  /** model.predict(): preprocess, run, rank (Model delegates here; see its docs). */
+  async predict(model: Model, input: PredictInput | readonly PredictInput[], options?: PredictOptions): Promise<Prediction[] | Prediction[][]> {
+    if (this.postprocess === null) throw new NimifyError('INVALID_ARGUMENT', 'predict(): the model has no postprocess section to make predictions; use runPipeline() for the raw outputs');
+    const runs = await this.runPipeline(model, input, options);
+    const predictions = this.classify(runs, Array.isArray(input) ? input.length : 1);
+    return Array.isArray(input) ? predictions : predictions[0];
+  }
+
+  /** model.runPipeline(): the raw outputs of each run (Model delegates here; see its docs). */
+  async runPipeline(model: Model, input: PredictInput | readonly PredictInput[], options?: PredictOptions): Promise<Outputs[]> {
+    const items = this.checkInputs('input', input);
+    const o = checkPredictOptions(options);
+    if (model.disposed) throw new NimifyError('DISPOSED', 'model has been disposed');
+    // The signal also stops preprocessing (between images, and before each run).
+    const { runs } = await this.run(items, o.pool ?? sharedPreprocessPool(), { maxRows: model.maxBatchRows, transfer: o.transfer, signal: o.infer?.signal, where: 'input', infer: (f) => model.infer(f, o.infer) });
+    return runs;
   }
 
   /** Predictions per item, in order, from the outputs of each run; `items` of them, or RUNTIME_ERROR. */

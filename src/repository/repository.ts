@@ -22,7 +22,8 @@ import { promises as fsp } from 'node:fs';
 import sjson from 'secure-json-parse';
 import * as path from 'node:path';
 import { NimifyError } from '../runtime/errors';
-import { loadModelWith, type Model, type PipelineSections } from '../runtime/model';
+import type { Model } from '../runtime/model';
+import { loadModel, type PipelineSections } from '../pipeline/load';
 import { Tensor, type TensorType } from '../runtime/tensor';
 import { DATATYPE_TO_TYPE } from '../protocol/datatypes';
 import { jsonElements, type WireModel, type WireTensor } from '../protocol/request';
@@ -386,7 +387,7 @@ export class ModelRepository {
         await this.#checkPipelineFiles(dir, config);
         pipeline = { where: 'config', preprocess: config.preprocess ?? null, postprocess: config.postprocess ?? null, dir };
       }
-      v.model = await loadModelWith(v.file, loadOptionsFor(config, defaults), pipeline);
+      v.model = await loadModel(v.file, loadOptionsFor(config, defaults), pipeline);
       v.io = modelIo(v.model);
       v.config = completeConfig(v.name, config, defaults, v.model);
       v.io = { inputs: v.config.inputs, outputs: v.config.outputs };

@@ -12,10 +12,11 @@ import { IoPlan, type NativeCall } from './io-plan';
 import { submitted } from './completions';
 import { checkInferOptions, toNativeConfig, type InferOptions, type LoadOptions } from './options';
 import type { Tensor, TensorLike, TensorType } from './tensor';
-import { expectBoolean, expectKnownKeys, expectPlainObject, invalid } from './validate';
-import { checkPipelineOptions, Pipeline, type PredictInput, type PreprocessSpec } from '../pipeline/pipeline';
-import { PreprocessPool, sharedPreprocessPool } from '../pipeline/pool';
-import type { PostprocessSpec, Prediction } from '../pipeline/postprocess';
+import { invalid } from './validate';
+// Types only: predict()'s signature is the pipeline layer's (src/pipeline/), which this module
+// never loads; the pipeline is attached at load by that layer (src/pipeline/load.ts).
+import type { Pipeline, PredictInput, PredictOptions } from '../pipeline/pipeline';
+import type { Prediction } from '../pipeline/postprocess';
 
 export interface TensorInfo {
   name: string;
@@ -31,28 +32,7 @@ export type ModelMetadata = NativeDescription['metadata'];
 export type Feeds = Record<string, Tensor | TensorLike>;
 export type Outputs = Record<string, Tensor>;
 
-export interface PredictOptions extends Pick<InferOptions, 'signal' | 'timeoutMs' | 'priority'> {
-  /** The preprocessing pool to use (default: the process's shared pool, one thread per core). */
-  pool?: PreprocessPool;
-  /**
-   * Move image bytes into the pool instead of copying them (default false). The caller's
-   * buffers are then detached (unusable) once predict() returns.
-   */
-  transfer?: boolean;
-}
-
-function checkPredictOptions(options: unknown): { infer: InferOptions | undefined; pool: PreprocessPool | null; transfer: boolean } {
-  if (options === undefined) return { infer: undefined, pool: null, transfer: false };
-  const o = expectPlainObject('options', options);
-  expectKnownKeys('options', o, ['signal', 'timeoutMs', 'priority', 'pool', 'transfer']);
-  if (o.pool !== undefined && !(o.pool instanceof PreprocessPool)) throw invalid('options.pool', 'a PreprocessPool', o.pool);
-  const { pool, transfer, ...infer } = o;
-  return {
-    infer: Object.keys(infer).length > 0 ? checkInferOptions(infer) : undefined,
-    pool: (pool as PreprocessPool | undefined) ?? null,
-    transfer: transfer === undefined ? false : expectBoolean('options.transfer', transfer),
-  };
-}
+export type { PredictOptions } from '../pipeline/pipeline';
 
 let nextRunId = 0;
 
@@ -199,12 +179,12 @@ export class Model {
    */
   predict(input: PredictInput, options?: PredictOptions): Promise<Prediction[]>;
   predict(inputs: readonly PredictInput[], options?: PredictOptions): Promise<Prediction[][]>;
-  async predict(input: PredictInput | readonly PredictInput[], options?: PredictOptions): Promise<Prediction[] | Prediction[][]> {
-    const p = this.#pipeline('predict()');
-    if (p.postprocess === null) throw new NimifyError('INVALID_ARGUMENT', 'predict(): the model has no postprocess section to make predictions; use runPipeline() for the raw outputs');
-    const runs = await this.runPipeline(input, options);
-    const predictions = p.classify(runs, Array.isArray(input) ? input.length : 1);
-    return Array.isArray(input) ? predictions : predictions[0];
+  predict(input: PredictInput | readonly PredictInput[], options?: PredictOptions): Promise<Prediction[] | Prediction[][]> {
+    try {
+      return this.#pipeline('predict()').predict(this, input, options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /**
@@ -212,14 +192,13 @@ export class Model {
    * each run (one per maxBatchSize chunk of the inputs, in order, rows = inputs). Needs a
    * pipeline with a preprocess section.
    */
-  async runPipeline(input: PredictInput | readonly PredictInput[], options?: PredictOptions): Promise<Outputs[]> {
-    const p = this.#pipeline('runPipeline()');
-    const items = p.checkInputs('input', input);
-    const o = checkPredictOptions(options);
-    this.#open();
-    // The signal also stops preprocessing (between images, and before each run).
-    const { runs } = await p.run(items, o.pool ?? sharedPreprocessPool(), { maxRows: this.#maxRows, transfer: o.transfer, signal: o.infer?.signal, where: 'input', infer: (f) => this.infer(f, o.infer) });
-    return runs;
+  runPipeline(input: PredictInput | readonly PredictInput[], options?: PredictOptions): Promise<Outputs[]> {
+    try {
+      this.#open();
+      return this.#pipeline('runPipeline()').runPipeline(this, input, options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   #pipeline(what: string): Pipeline {
@@ -274,23 +253,28 @@ export class Model {
 
 }
 
-/** @internal Pipeline sections already checked (the repository's config.json), and what names them in errors. */
-export interface PipelineSections {
-  where: string;
-  preprocess: PreprocessSpec | null;
-  postprocess: PostprocessSpec | null;
-  dir: string | null;
-}
+/**
+ * @internal How the pipeline layer attaches a pipeline to a model being loaded
+ * (src/pipeline/load.ts): resolves it against the model's inputs and outputs; `file` is the
+ * model's path (null when loaded from bytes). A failure fails the load.
+ */
+export type PipelineResolver = (description: NativeDescription, file: string | null) => Promise<Pipeline>;
 
-/** Loads a model from a file path or from its bytes. Parsing and optimization run off the main thread. */
+/**
+ * Loads a model from a file path or from its bytes. Parsing and optimization run off the main
+ * thread. The package root's loadModel() routes options.pipeline to the pipeline layer; this one
+ * (the runtime's) has none to attach.
+ */
 export function loadModel(source: string | Uint8Array | ArrayBuffer, options?: LoadOptions): Promise<Model> {
   return loadModelWith(source, options);
 }
 
-/** @internal loadModel() with pipeline sections the caller already checked (the repository's config.json). */
-export async function loadModelWith(source: string | Uint8Array | ArrayBuffer, options?: LoadOptions, checked?: PipelineSections): Promise<Model> {
+/** @internal loadModel() with the pipeline layer's resolver (src/pipeline/load.ts). */
+export async function loadModelWith(source: string | Uint8Array | ArrayBuffer, options?: LoadOptions, resolvePipeline?: PipelineResolver): Promise<Model> {
   const config = toNativeConfig(options);
-  const sections = checked ?? (options?.pipeline === undefined ? null : { where: 'options.pipeline', ...checkPipelineOptions('options.pipeline', options.pipeline) });
+  if (options?.pipeline !== undefined && resolvePipeline === undefined) {
+    throw new NimifyError('INVALID_ARGUMENT', "options.pipeline: this loader has no pipeline layer; use loadModel() from 'nimify' or 'nimify/pipeline'");
+  }
   let src: string | Uint8Array;
   if (typeof source === 'string') {
     if (source.length === 0) throw invalid('model', 'a path to an .onnx file', source);
@@ -319,10 +303,9 @@ export async function loadModelWith(source: string | Uint8Array | ArrayBuffer, o
   }
   const description = session.describe();
   let pipeline: Pipeline | null = null;
-  if (sections !== null) {
+  if (resolvePipeline !== undefined) {
     try {
-      const dir = sections.dir ?? (typeof src === 'string' ? path.dirname(src) : process.cwd());
-      pipeline = await Pipeline.resolve(sections.where, sections, description, path.resolve(dir));
+      pipeline = await resolvePipeline(description, typeof src === 'string' ? src : null);
     } catch (err) {
       session.close();
       session.release();

@@ -1,2 +1,15 @@
+/**
+ * 'nimify/server': the KServe v2 server (Fastify), its plugin, the model repository and the
+ * protocol codec. Importing it loads Fastify and its plugins; the package root does not.
+ */
 export { buildServer } from './build';
 export { nimifyPlugin } from './plugin';
+export type { ServerOptions, NimifyPluginOptions, RateLimitOptions, SheddingOptions, AuthArea } from './options';
+export type { BreakerOptions, BreakerState } from './breaker';
+export { ModelRepository } from '../repository/repository';
+export type { RepositoryOptions, ControlMode, VersionState, IndexEntry } from '../repository/repository';
+export type { ModelConfig, CompletedConfig, ModelDefaults, VersionPolicy, WarmupRequest } from '../repository/config';
+export { decodeInferRequest } from '../protocol/request';
+export type { WireModel, WireTensor, DecodedRequest } from '../protocol/request';
+export { encodeInferResponse } from '../protocol/response';
+export type { Datatype } from '../protocol/datatypes';

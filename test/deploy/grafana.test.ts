@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dashboard, dashboardQueries, grafanaDashboard } from '../../src/deploy/grafana';
-import { buildServer } from '../../src';
+import { buildServer } from '../../src/server';
 import { MODELS } from '../helpers';
 import { sampleContext } from './sample-context';
 

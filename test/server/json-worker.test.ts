@@ -5,7 +5,7 @@
 import * as path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildServer } from '../../src';
+import { buildServer } from '../../src/server';
 import { MODELS } from '../helpers';
 
 let offloaded: FastifyInstance;

@@ -23,7 +23,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { buildServer, ERROR_TABLE, loadModel, Tensor } from '../../src';
+import { ERROR_TABLE, loadModel, Tensor } from '../../src';
+import { buildServer } from '../../src/server';
 import { maxAbsDiff, MODELS } from '../helpers';
 
 // Records every model file the repository asks ONNX Runtime to open (the native side reads it, so

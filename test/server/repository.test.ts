@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { buildServer, ModelRepository } from '../../src';
+import { buildServer, ModelRepository } from '../../src/server';
 import { MODELS } from '../helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { buildServer } from '../../src';
+import { buildServer } from '../../src/server';
 import { CircuitBreaker } from '../../src/server/breaker';
 import { MODELS } from '../helpers';
 

@@ -6,7 +6,8 @@
 import * as path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildServer, loadModel, type Model } from '../../src';
+import { loadModel, type Model } from '../../src';
+import { buildServer } from '../../src/server';
 import { MODELS, maxAbsDiff } from '../helpers';
 
 let app: FastifyInstance;

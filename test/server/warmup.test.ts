@@ -15,7 +15,8 @@ import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { buildServer, loadModel, type Model } from '../../src';
+import { loadModel, type Model } from '../../src';
+import { buildServer } from '../../src/server';
 import { autoWarmup, completeConfig, planShapes, WARMUP_DIM, WARMUP_MAX_ELEMENTS, type ModelConfig } from '../../src/repository/config';
 import { MODELS, ROOT } from '../helpers';
 
