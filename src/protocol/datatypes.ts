@@ -2,7 +2,7 @@
  * Open Inference Protocol datatypes ↔ nimify tensor types, and the 16-bit float conversions the
  * JSON encoding needs (FP16/BF16 travel as numbers in JSON, as bit patterns in binary).
  */
-import type { TensorType } from '../runtime/tensor';
+import { CTORS, type TensorType } from '../runtime/tensor';
 
 export const DATATYPE_TO_TYPE = {
   BOOL: 'bool',
@@ -25,7 +25,8 @@ export type Datatype = keyof typeof DATATYPE_TO_TYPE;
 
 export const DATATYPES = Object.keys(DATATYPE_TO_TYPE) as Datatype[];
 
-const TYPE_TO_DATATYPE = Object.fromEntries(Object.entries(DATATYPE_TO_TYPE).map(([d, t]) => [t, d])) as Record<TensorType, Datatype>;
+// Record<TensorType, …>: every tensor type has a wire name (the compiler checks the table is complete).
+const TYPE_TO_DATATYPE: Record<TensorType, Datatype> = Object.fromEntries(Object.entries(DATATYPE_TO_TYPE).map(([d, t]) => [t, d])) as Record<TensorType, Datatype>;
 
 /** The wire datatype of a model tensor type; null for types the protocol cannot carry (sequence, map). */
 export function toDatatype(type: string): Datatype | null {
@@ -37,10 +38,9 @@ export function isDatatype(value: unknown): value is Datatype {
 }
 
 /** Bytes per element (0 for BYTES: variable, length-prefixed). */
-export const ELEMENT_BYTES: Record<Datatype, number> = {
-  BOOL: 1, UINT8: 1, UINT16: 2, UINT32: 4, UINT64: 8, INT8: 1, INT16: 2, INT32: 4, INT64: 8,
-  FP16: 2, FP32: 4, FP64: 8, BYTES: 0, BF16: 2,
-};
+export const ELEMENT_BYTES = Object.fromEntries(
+  DATATYPES.map((d) => [d, d === 'BYTES' ? 0 : CTORS[DATATYPE_TO_TYPE[d] as Exclude<TensorType, 'string'>].BYTES_PER_ELEMENT]),
+) as Record<Datatype, number>;
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);

@@ -9,7 +9,7 @@ import { NimifyError } from '../runtime/errors';
 import { checkPreprocess, publicPreprocess, type PreprocessSpec } from '../pipeline/pipeline';
 import { checkPostprocess, type PostprocessSpec } from '../pipeline/postprocess';
 import type { Model, TensorInfo } from '../runtime/model';
-import { toNativeConfig, type BatchingOptions, type LoadOptions } from '../runtime/options';
+import { RUNTIME_OPTION_KEYS, toNativeConfig, type BatchingOptions, type LoadOptions } from '../runtime/options';
 import { DATATYPES, isDatatype, toDatatype, type Datatype } from '../protocol/datatypes';
 import type { WireModel, WireTensor } from '../protocol/request';
 import { expectBoolean, expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../runtime/validate';
@@ -85,7 +85,8 @@ export interface ModelDefaults {
 }
 
 export const CONFIG_KEYS = ['name', 'platform', 'instances', 'batching', 'runtime', 'versionPolicy', 'inputs', 'outputs', 'warmup', 'timeoutMs', 'preprocess', 'postprocess'] as const;
-export const RUNTIME_KEYS = ['executionProviders', 'intraOpNumThreads', 'interOpNumThreads', 'graphOptimizationLevel', 'executionMode', 'optimizedModelFilePath', 'freeDimensionOverrides', 'logSeverityLevel', 'allowSpinning'] as const;
+/** The keys of config.json's `runtime` section: loadModel()'s ORT session settings. */
+export const RUNTIME_KEYS = RUNTIME_OPTION_KEYS;
 
 /**
  * ORT settings a served model gets unless its config or the server says otherwise: pool threads
@@ -187,7 +188,9 @@ function parseWarmup(where: string, value: unknown): WarmupRequest[] {
     const w = expectPlainObject(`${where}[${i}]`, entry);
     expectKnownKeys(`${where}[${i}]`, w, ['name', 'inputs', 'count', 'optional']);
     const inputs = expectPlainObject(`${where}[${i}].inputs`, w.inputs);
-    const req: WarmupRequest = { inputs: {} };
+    // Input names are the model's (any string, `__proto__` included): a null-prototype record
+    // keeps them own data properties, never the record's prototype.
+    const req: WarmupRequest = { inputs: Object.create(null) as WarmupRequest['inputs'] };
     if (w.name !== undefined) req.name = expectString(`${where}[${i}].name`, w.name);
     if (w.count !== undefined) req.count = expectInteger(`${where}[${i}].count`, w.count, 1, 10_000);
     if (w.optional !== undefined) req.optional = expectBoolean(`${where}[${i}].optional`, w.optional);
@@ -251,7 +254,7 @@ function wireTensors(where: string, infos: readonly TensorInfo[], decls: ModelCo
   return tensors;
 }
 
-/** Whether the scheduler treats dim 0 as the batch dim (the same rule as native ParseScheduling). */
+/** Whether the scheduler treats dim 0 as the batch dim (the rule of native/scheduler.cc's Scheduler::Create). */
 export function detectBatchDim(model: Model, batching: BatchingOptions | false): boolean {
   if (batching === false) return false;
   if (batching.batchDim !== undefined) return batching.batchDim;

@@ -19,10 +19,10 @@
  * per-model promise chain, so a poll and an API load never race.
  */
 import { promises as fsp } from 'node:fs';
-import sjson from 'secure-json-parse';
 import * as path from 'node:path';
 import { NimifyError } from '../runtime/errors';
 import type { Model } from '../runtime/model';
+import { parseUntrustedJson } from '../protocol/json';
 import { loadModel, type PipelineSections } from '../pipeline/load';
 import { Tensor, type TensorType } from '../runtime/tensor';
 import { DATATYPE_TO_TYPE } from '../protocol/datatypes';
@@ -245,15 +245,7 @@ export class ModelRepository {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { config: {}, stamp: 'none' };
       throw err;
     }
-    let json: unknown;
-    try {
-      // secure-json-parse, as for request bodies: a `__proto__` or `constructor.prototype` key
-      // would otherwise give the parsed objects a prototype the file chose.
-      json = sjson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' });
-    } catch (err) {
-      throw new NimifyError('INVALID_ARGUMENT', `${file}: not valid JSON (${(err as Error).message})`);
-    }
-    const config = parseModelConfig(`${entry.name}/config.json`, json);
+    const config = parseModelConfig(`${entry.name}/config.json`, parseUntrustedJson(file, text));
     if (config.name !== undefined && config.name !== entry.name) {
       throw new NimifyError('INVALID_ARGUMENT', `${file}: name '${config.name}' does not match the directory '${entry.name}'`);
     }

@@ -10,18 +10,10 @@
  */
 import { NimifyError } from './errors';
 import type { NativeResult, NativeDescription, NativeIoInfo } from './binding';
-import { Tensor, nativeData, type TensorDataMap, type TensorType } from './tensor';
+import { CTORS, isTensorType, Tensor, nativeData, type TensorDataMap, type TensorType, type TypedArrayCtor } from './tensor';
 import { describe, invalid, isPlainObject } from './validate';
 
 type TensorInfo = NativeIoInfo;
-
-type TypedCtor = { new (n: number): ArrayBufferView & { length: number }; new (b: ArrayBuffer, o: number, n: number): ArrayBufferView & { length: number }; BYTES_PER_ELEMENT: number };
-
-const CTOR: Partial<Record<TensorType, TypedCtor>> = {
-  float32: Float32Array, float64: Float64Array, float16: Uint16Array, bfloat16: Uint16Array, int8: Int8Array,
-  uint8: Uint8Array, int16: Int16Array, uint16: Uint16Array, int32: Int32Array, uint32: Uint32Array,
-  int64: BigInt64Array, uint64: BigUint64Array, bool: Uint8Array,
-} as never;
 
 /** Above this size a predicted output is allocated uninitialized (ORT overwrites every byte). */
 const ZERO_FILL_LIMIT = 64 * 1024;
@@ -32,7 +24,7 @@ type DimSource = number | { input: number; dim: number };
 interface OutputPlan {
   index: number;
   info: TensorInfo;
-  ctor: TypedCtor | undefined;
+  ctor: TypedArrayCtor | undefined;
   /** null when the shape depends on data (or the output is not a numeric tensor). */
   dims: DimSource[] | null;
 }
@@ -100,7 +92,7 @@ export class IoPlan {
       }),
     );
     this.#outputs = description.outputs.map((info, index) => {
-      const ctor = CTOR[info.type as TensorType];
+      const ctor = isTensorType(info.type) && info.type !== 'string' ? CTORS[info.type] : undefined;
       let dims: DimSource[] | null = ctor && info.shape ? [] : null;
       for (const d of info.shape ?? []) {
         if (dims === null) break;
@@ -246,7 +238,7 @@ export class IoPlan {
       dims[d] = typeof s === 'number' ? s : inputs[s.input].dims[s.dim];
       count *= dims[d];
     }
-    const ctor = plan.ctor as TypedCtor;
+    const ctor = plan.ctor as TypedArrayCtor;
     const bytes = count * ctor.BYTES_PER_ELEMENT;
     // Small: a zero-filled array (cheapest to create). Large: uninitialized, unpooled memory.
     const data = bytes <= ZERO_FILL_LIMIT ? new ctor(count) : new ctor(Buffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer, 0, count);

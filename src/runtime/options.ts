@@ -97,7 +97,8 @@ export interface InferOptions {
   priority?: 0 | 1;
 }
 
-const LOAD_KEYS = [
+/** The ORT session settings: LoadOptions keys that a served model's config.json `runtime` section holds too (src/repository/config.ts). */
+export const RUNTIME_OPTION_KEYS = [
   'executionProviders',
   'intraOpNumThreads',
   'interOpNumThreads',
@@ -107,10 +108,23 @@ const LOAD_KEYS = [
   'freeDimensionOverrides',
   'logSeverityLevel',
   'allowSpinning',
-  'instances',
-  'batching',
-  'pipeline',
 ] as const;
+
+const LOAD_KEYS = [...RUNTIME_OPTION_KEYS, 'instances', 'batching', 'pipeline'] as const;
+
+/**
+ * What a `batching` object leaves out gets (the library's defaults; a served model with no
+ * batching section at all gets the server's, src/repository/config.ts DEFAULT_BATCHING).
+ */
+export const BATCHING_DEFAULTS = Object.freeze({ maxBatchSize: 8, maxQueueDelayMicros: 500, maxQueueSize: 1024, adaptive: true });
+
+/**
+ * Most requests one model's queue may hold. Each queued request holds its input memory (or a copy
+ * of it), so the bound is about memory: 65536 requests of a 1 KB input are 64 MB; a larger queue
+ * only makes requests wait longer than any client does (the predicted-wait admission refuses
+ * those anyway).
+ */
+export const MAX_QUEUE_SIZE = 65_536;
 
 const BATCHING_KEYS = ['maxBatchSize', 'maxQueueDelayMicros', 'preferredBatchSizes', 'maxQueueSize', 'adaptive', 'batchDim', 'inlineBelowMicros'] as const;
 
@@ -158,12 +172,12 @@ export function toNativeConfig(options: unknown): Record<string, unknown> {
 function toNativeBatching(value: unknown): Record<string, unknown> {
   const b = expectPlainObject('options.batching', value);
   expectKnownKeys('options.batching', b, BATCHING_KEYS);
-  const maxBatchSize = b.maxBatchSize === undefined ? 8 : expectInteger('options.batching.maxBatchSize', b.maxBatchSize, 1, 1 << 20);
+  const maxBatchSize = b.maxBatchSize === undefined ? BATCHING_DEFAULTS.maxBatchSize : expectInteger('options.batching.maxBatchSize', b.maxBatchSize, 1, 1 << 20);
   const out: Record<string, unknown> = {
     maxBatchSize,
-    maxQueueDelayMicros: b.maxQueueDelayMicros === undefined ? 500 : expectInteger('options.batching.maxQueueDelayMicros', b.maxQueueDelayMicros, 0, 60_000_000),
-    maxQueueSize: b.maxQueueSize === undefined ? 1024 : expectInteger('options.batching.maxQueueSize', b.maxQueueSize, 1, 1_000_000_000),
-    adaptive: b.adaptive === undefined ? true : expectBoolean('options.batching.adaptive', b.adaptive),
+    maxQueueDelayMicros: b.maxQueueDelayMicros === undefined ? BATCHING_DEFAULTS.maxQueueDelayMicros : expectInteger('options.batching.maxQueueDelayMicros', b.maxQueueDelayMicros, 0, 60_000_000),
+    maxQueueSize: b.maxQueueSize === undefined ? BATCHING_DEFAULTS.maxQueueSize : expectInteger('options.batching.maxQueueSize', b.maxQueueSize, 1, MAX_QUEUE_SIZE),
+    adaptive: b.adaptive === undefined ? BATCHING_DEFAULTS.adaptive : expectBoolean('options.batching.adaptive', b.adaptive),
   };
   if (b.batchDim !== undefined) out.batchDim = expectBoolean('options.batching.batchDim', b.batchDim);
   if (b.inlineBelowMicros !== undefined) out.inlineBelowMicros = expectInteger('options.batching.inlineBelowMicros', b.inlineBelowMicros, 0, 1_000_000);

@@ -35,10 +35,12 @@ export interface TensorLike {
 }
 export type TensorData = TensorDataMap[TensorType];
 
-type TypedArrayCtor = {
+/** @internal */
+export type TypedArrayCtor = {
   new (length: number): ArrayBufferView & ArrayLike<unknown>;
   new (buffer: ArrayBuffer, byteOffset: number, length: number): ArrayBufferView & ArrayLike<unknown>;
   from(src: ArrayLike<unknown>): ArrayBufferView & ArrayLike<unknown>;
+  readonly BYTES_PER_ELEMENT: number;
   name: string;
 };
 
@@ -66,7 +68,8 @@ const Float16ArrayCtor = (globalThis as { Float16Array?: TypedArrayCtor }).Float
 /** Marks construction from addon results: already validated natively, skip the checks. */
 const TRUSTED = Symbol('nimify.trustedTensor');
 
-function isTensorType(t: unknown): t is TensorType {
+/** @internal */
+export function isTensorType(t: unknown): t is TensorType {
   return typeof t === 'string' && (t === 'string' || Object.prototype.hasOwnProperty.call(CTORS, t));
 }
 

@@ -2,7 +2,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadModel, Model, NimifyError, Tensor, type TensorType } from '../../src';
+import { loadModel, Model, NimifyError, Tensor, TENSOR_TYPES, type TensorType } from '../../src';
+import { CTORS } from '../../src/runtime/tensor';
 import { decode, f32, forceGC, maxAbsDiff, model, reference, values } from '../helpers';
 
 async function rejectsWith(p: Promise<unknown> | (() => unknown), code: string, pattern?: RegExp): Promise<NimifyError> {
@@ -99,8 +100,12 @@ describe('element types round-trip exactly', () => {
     ['bool', new Uint8Array([1, 0, 1, 1, 0])],
     ['string', ['', 'hello', 'ünïcødé ✓', 'a\u0000b', 'x'.repeat(1000)]],
   ];
+  it('covers every type of the one element-type table (tensor.ts CTORS, which io-plan and the protocol derive from)', () => {
+    expect(cases.map(([t]) => t).sort()).toEqual([...TENSOR_TYPES].sort());
+    for (const [type, values] of cases) if (type !== 'string') expect(CTORS[type as Exclude<TensorType, 'string'>], type).toBe(values.constructor);
+  });
   for (const [type, values] of cases) {
-    it(`${type} (infer and inferSync)`, async () => {
+    it(`${type} (infer and inferSync): the addon's table agrees with TypeScript's`, async () => {
       const m = await loadModel(model(`identity_${type}.onnx`));
       expect(m.inputs[0]).toEqual({ name: 'x', type, shape: ['n'] });
       const t = new Tensor(type, values as never, [values.length]);

@@ -4,7 +4,7 @@
  * they get near the file system.
  */
 import type { FastifyPluginAsync } from 'fastify';
-import { NimifyError } from '../../runtime/errors';
+import { parseUntrustedJson } from '../../protocol/json';
 import { parseModelConfig } from '../../repository/config';
 import { checkModelName } from '../../repository/repository';
 import { errorResponses } from '../schemas';
@@ -39,15 +39,7 @@ const repositoryRoutes: FastifyPluginAsync = async (app) => {
     const name = checkModelName(request.params.model_name);
     let override;
     const text = request.body?.parameters?.config;
-    if (text !== undefined) {
-      let json: unknown;
-      try {
-        json = JSON.parse(text);
-      } catch (err) {
-        throw new NimifyError('INVALID_ARGUMENT', `parameters.config: not valid JSON (${(err as Error).message})`);
-      }
-      override = parseModelConfig('parameters.config', json, { fromApi: true });
-    }
+    if (text !== undefined) override = parseModelConfig('parameters.config', parseUntrustedJson('parameters.config', text), { fromApi: true });
     await repository.load(name, override);
     return {};
   });
