@@ -10,6 +10,7 @@
         "native/element_type.cc",
         "native/errors.cc",
         "native/executor.cc",
+        "native/formation.cc",
         "native/instance.cc",
         "native/ort_api.cc",
         "native/run_job.cc",

@@ -45,7 +45,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->session_ctor = Napi::Persistent(Session::Define(env));
   env.SetInstanceData<AddonData>(data);
-  data->state->completions = RunJob::CreateCompletionChannel(env, data->state.get());
+  data->state->completions = RunJob::CreateCompletionChannel(env, data->state);
   if (data->state->completions == nullptr) {
     Napi::Error::New(env, "nimify: could not create the completion channel").ThrowAsJavaScriptException();
     return exports;

@@ -3,7 +3,9 @@
 //
 // Threads: Execute() runs on a threadpool thread and must not touch JS. Complete() runs on the
 // env's JS thread. Lifetime: the job owns itself from Queue() until completion, where it deletes
-// itself. JS values whose memory it borrows are held in `borrowed_` until then.
+// itself. JS values whose memory it borrows are held in `borrowed_` until then; if one of them
+// was detached meanwhile (transferred away), the promise rejects with BUFFER_DETACHED instead of
+// Complete() running (see Borrowed).
 #pragma once
 
 #include <napi.h>

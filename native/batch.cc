@@ -38,11 +38,17 @@ bool ValueDims(const OrtValue* v, std::vector<int64_t>* dims) {
     return false;
   }
   size_t rank = 0;
-  bool ok = g_ort->GetDimensionsCount(info, &rank) == nullptr;
-  dims->resize(rank);
-  ok = ok && g_ort->GetDimensions(info, dims->data(), rank) == nullptr;
+  OrtStatus* st = g_ort->GetDimensionsCount(info, &rank);
+  if (st == nullptr) {
+    dims->resize(rank);
+    st = g_ort->GetDimensions(info, dims->data(), rank);
+  }
   g_ort->ReleaseTensorTypeAndShapeInfo(info);
-  return ok;
+  if (st != nullptr) {
+    g_ort->ReleaseStatus(st);
+    return false;
+  }
+  return true;
 }
 
 uint8_t* ValueData(OrtValue* v) {
@@ -156,7 +162,14 @@ Failure BatchIo::Scatter(SessionCore& core, const Batch& batch, const std::vecto
         bool fits = ValueDims(dst_value, &own) && own.size() == dims.size() && !own.empty() && own[0] == rows;
         for (size_t d = 1; fits && d < dims.size(); ++d) fits = own[d] == dims[d];
         if (fits) {
-          std::memcpy(ValueData(dst_value), src, n);
+          uint8_t* dst = n > 0 ? ValueData(dst_value) : nullptr;
+          if (dst != nullptr) {
+            std::memcpy(dst, src, n);
+          } else if (n > 0) {
+            Failure own_f;
+            own_f.Set(code::kInternal, "scatter: could not write " + TensorName(io, true));
+            job->Fail(own_f);
+          }
         } else if (job->kind_[o] == RunJob::OutputKind::kPredicted) {
           // The model declared a shape it does not produce: fall back to the copy path.
           g_ort->ReleaseValue(dst_value);
@@ -175,10 +188,14 @@ Failure BatchIo::Scatter(SessionCore& core, const Batch& batch, const std::vecto
         Failure nf = FromOrtStatus(g_ort->CreateTensorAsOrtValue(DefaultAllocator(), job_dims.data(), job_dims.size(),
                                                                  io.elem, &dst_value),
                                    "allocating " + TensorName(io, true));
+        uint8_t* dst = nf || n == 0 ? nullptr : ValueData(dst_value);
         if (nf) {
           job->Fail(nf);
+        } else if (n > 0 && dst == nullptr) {
+          nf.Set(code::kInternal, "scatter: could not write " + TensorName(io, true));
+          job->Fail(nf);
         } else if (n > 0) {
-          std::memcpy(ValueData(dst_value), src, n);
+          std::memcpy(dst, src, n);
         }
       }
       counts->scattered += n;

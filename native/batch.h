@@ -47,8 +47,9 @@ class HostStaging : public Staging {
 struct Batch {
   std::vector<RunJob*> jobs;
   int64_t rows = 0;  // sum of the jobs' rows (batchable jobs), else 0
-  // Multi-job batches run with their own run options, so a terminate (every job cancelled,
-  // or env teardown) stops exactly this run. Single-job batches use the job's own.
+  // Every batch, a single job's included, runs with run options of its own, created when the
+  // batch is formed (Scheduler::PrepareRun; scheduled jobs are prepared without any): a
+  // terminate (every job of the batch cancelled, or env teardown) stops exactly this run.
   OrtRunOptions* run_options = nullptr;
   size_t cancelled = 0;  // jobs cancelled while running (scheduler mutex)
   ~Batch();

@@ -32,22 +32,24 @@ void DeferredWakes::Add(std::shared_ptr<Scheduler> s) {
   for (const auto& p : now) p->WakeDeferred(nullptr);
 }
 
-// JS thread (env == nullptr while the channel is being released at teardown: drop the wakes,
-// the schedulers are being shut down).
+// JS thread. env == nullptr: Node is closing the channel at teardown and calls this for each
+// message still queued after OnFinalize has freed `context`: touch nothing (the finalizer
+// dropped the pending wakes; the schedulers are being shut down).
 void DeferredWakes::OnMessage(napi_env env, napi_value, void* context, void*) {
+  if (env == nullptr) return;
   auto* w = static_cast<DeferredWakes*>(context);
   w->posted_ = false;
   std::vector<std::shared_ptr<Scheduler>> now;
   now.swap(w->pending_);
-  if (env == nullptr) return;
   for (const auto& s : now) s->WakeDeferred(env);
   // `now` is released here, on the JS thread: a scheduler whose model was dropped meanwhile is
   // destroyed (its threads joined) where its destructor expects to run.
 }
 
+// JS thread, env teardown: runs before OnMessage's null-env calls for queued messages (above).
 void DeferredWakes::OnFinalize(napi_env, void* data, void*) {
   auto* w = static_cast<DeferredWakes*>(data);
-  if (std::shared_ptr<EnvState> state = w->state_.lock()) state->wakes = nullptr;
+  if (w->state_) w->state_->wakes = nullptr;
   delete w;
 }
 

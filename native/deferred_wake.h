@@ -14,7 +14,9 @@
 // at addon init; EnvState::wakes points to it. The threadsafe function is unreferenced (it never
 // keeps the process alive; a submitted job's completion channel does) and Node releases it when
 // the env goes away; its finalizer clears EnvState::wakes (submits then wake at once) and
-// frees this object.
+// frees this object. Like the completion channel (RunJob::CreateCompletionChannel), it holds a
+// shared_ptr to the env's state until that finalizer. Node calls the finalizer first, then
+// OnMessage with a null env for each message still queued: OnMessage touches nothing then.
 #pragma once
 
 #include <node_api.h>
@@ -42,8 +44,7 @@ class DeferredWakes {
 
   napi_threadsafe_function tsfn_ = nullptr;
   bool posted_ = false;  // a message is on its way: later marks in this turn just join it
-  // Not owning: the env's state may be gone by the time Node finalizes the channel.
-  std::weak_ptr<EnvState> state_;
+  std::shared_ptr<EnvState> state_;  // released with this object, in OnFinalize
   std::vector<std::shared_ptr<Scheduler>> pending_;
 };
 

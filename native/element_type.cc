@@ -1,7 +1,5 @@
 #include "element_type.h"
 
-#include <cstring>
-
 namespace nimify {
 
 namespace {
@@ -22,13 +20,6 @@ const ElementType kTypes[] = {
     {"string", ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING, 0, napi_uint8_array},
 };
 }  // namespace
-
-const ElementType* ElementTypeByName(const std::string& name) {
-  for (const auto& t : kTypes) {
-    if (name == t.name) return &t;
-  }
-  return nullptr;
-}
 
 const ElementType* ElementTypeByOnnx(ONNXTensorElementDataType onnx) {
   for (const auto& t : kTypes) {

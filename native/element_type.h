@@ -18,7 +18,6 @@ struct ElementType {
 };
 
 // nullptr when unknown.
-const ElementType* ElementTypeByName(const std::string& name);
 const ElementType* ElementTypeByOnnx(ONNXTensorElementDataType onnx);
 // A readable name even for types nimify cannot carry ("complex64", "int4", ...).
 std::string OnnxTypeName(ONNXTensorElementDataType onnx);

@@ -1,14 +1,20 @@
 // Per-environment (main thread or one worker_thread) state of the addon.
 //
-// Ownership: AddonData (napi instance data, one per env) owns a shared_ptr<EnvState>; the env
-// cleanup hook and every queued job hold another, so a job finishing during env teardown still
-// finds it. Threading: everything but the block marked "shared" is touched only on the env's own
-// JS thread (job creation, completion, cleanup hook) and needs no lock.
+// Ownership: shared. AddonData (napi instance data, one per env), the env cleanup hook, each of
+// the env's two threadsafe functions (`completions`, DeferredWakes) and every queued job hold a
+// shared_ptr<EnvState>, so whichever of them goes last frees it: a job finishing during env
+// teardown still finds it. The threadsafe functions' references are released by their
+// finalizers at env teardown; Node runs a finalizer *before* it calls the callback, with a null
+// env, for each message still queued, so those calls touch neither the context nor the state
+// (RunJob::Deliver, DeferredWakes::OnMessage). Threading: everything but the block marked
+// "shared" is touched only on the env's own JS thread (job creation, completion, cleanup hook)
+// and needs no lock.
 #pragma once
 
 #include <napi.h>
 
 #include <condition_variable>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -17,7 +23,6 @@
 
 namespace nimify {
 
-class AsyncJob;
 class DeferredWakes;
 class RunJob;
 class Scheduler;
@@ -26,16 +31,17 @@ struct EnvState {
   // Set by the env cleanup hook. From then on completions free native memory without calling
   // into JS: the env is being destroyed.
   bool shutting_down = false;
-  std::unordered_set<AsyncJob*> loads;              // queued or running model loads
   std::unordered_set<RunJob*> runs;                 // submitted to the Executor, not yet delivered
   std::unordered_map<double, RunJob*> cancellable;  // run id -> job, for abort/timeout
   std::unordered_set<Scheduler*> schedulers;         // live schedulers, shut down by env teardown
   // Wakes this env's JS thread to deliver finished RunJobs (carries no data: the JS thread
   // drains `done`). Referenced (keeps the loop alive) only while `runs` is non-empty, so an
-  // idle process can exit.
+  // idle process can exit. Its context is a shared_ptr to this state, freed by its finalizer
+  // (RunJob::CreateCompletionChannel).
   napi_threadsafe_function completions = nullptr;
-  // Wakes scheduler threads at the end of the loop turn (deferred_wake.h); owned by itself,
-  // nullptr once the env's async cleanup hook has run (or if it could not be created).
+  // Wakes scheduler threads at the end of the loop turn (deferred_wake.h); owned by itself
+  // (freed by its threadsafe function's finalizer, which sets this back to nullptr), null if it
+  // could not be created.
   DeferredWakes* wakes = nullptr;
 
   // shared: executor threads and the JS thread. `executing` counts jobs handed to the Executor
@@ -58,21 +64,65 @@ inline AddonData* GetAddonData(Napi::Env env) { return env.GetInstanceData<Addon
 
 // JS memory borrowed by native work: strong references held until the work completes, so
 // dropping every JS reference mid-run and forcing GC cannot free it early. Main thread only.
+//
+// A reference keeps the JS object alive, not its memory where it is: N-API can neither make an
+// ArrayBuffer non-detachable nor hold its backing store (V8's ArrayBuffer::GetBackingStore could,
+// at the price of N-API's ABI stability: one addon build per Node version), so ArrayBuffer.prototype.transfer(),
+// postMessage(v, [buf]) or structuredClone(v, { transfer }) can still detach a borrowed buffer
+// and hand its memory elsewhere (or free it) mid-run. FirstDetached() lets the owner find that
+// out when the work completes and discard the result instead of returning it (RunJob::Settle,
+// AsyncJob). Each reference carries a tag for that report; kUnchecked ones are never looked at
+// (memory no caller can reach, such as output buffers TypeScript allocated for the call).
 class Borrowed {
  public:
-  void Add(napi_env env, napi_value value) {
+  static constexpr int32_t kUnchecked = INT32_MIN;
+  static constexpr int32_t kNone = INT32_MIN + 1;  // FirstDetached(): nothing was detached
+
+  // False when the reference could not be created: the caller must not start the work (the
+  // memory would be unpinned). Also remembered: ok() stays false.
+  bool Add(napi_env env, napi_value value, int32_t tag = 0) {
     napi_ref ref = nullptr;
-    if (napi_create_reference(env, value, 1, &ref) == napi_ok) refs_.push_back(ref);
+    if (napi_create_reference(env, value, 1, &ref) != napi_ok) {
+      failed_ = true;
+      return false;
+    }
+    refs_.push_back({ref, tag});
+    return true;
   }
+  bool ok() const { return !failed_; }
+  // JS thread, env alive: the tag of the first checked reference whose buffer (a TypedArray's
+  // or DataView's ArrayBuffer, or an ArrayBuffer) is detached now, else kNone.
+  int32_t FirstDetached(napi_env env) const {
+    for (const Entry& e : refs_) {
+      if (e.tag == kUnchecked) continue;
+      napi_value v = nullptr, buffer = nullptr;
+      bool is_ab = false, detached = false;
+      if (napi_get_reference_value(env, e.ref, &v) != napi_ok || v == nullptr) continue;
+      if (napi_is_arraybuffer(env, v, &is_ab) == napi_ok && is_ab) {
+        buffer = v;
+      } else if (napi_get_typedarray_info(env, v, nullptr, nullptr, nullptr, &buffer, nullptr) != napi_ok &&
+                 napi_get_dataview_info(env, v, nullptr, nullptr, &buffer, nullptr) != napi_ok) {
+        continue;
+      }
+      if (napi_is_detached_arraybuffer(env, buffer, &detached) == napi_ok && detached) return e.tag;
+    }
+    return kNone;
+  }
+  bool empty() const { return refs_.empty(); }
   void Release(napi_env env) {
-    for (napi_ref r : refs_) napi_delete_reference(env, r);
+    for (const Entry& e : refs_) napi_delete_reference(env, e.ref);
     refs_.clear();
   }
   // During env teardown the env frees its references itself.
   void Forget() { refs_.clear(); }
 
  private:
-  std::vector<napi_ref> refs_;
+  struct Entry {
+    napi_ref ref;
+    int32_t tag;
+  };
+  std::vector<Entry> refs_;
+  bool failed_ = false;
 };
 
 }  // namespace nimify

@@ -21,6 +21,7 @@ inline constexpr const char* kAborted = "ABORTED";
 inline constexpr const char* kTimeout = "TIMEOUT";
 inline constexpr const char* kDisposed = "DISPOSED";
 inline constexpr const char* kQueueFull = "QUEUE_FULL";
+inline constexpr const char* kBufferDetached = "BUFFER_DETACHED";
 inline constexpr const char* kInternal = "INTERNAL";
 }  // namespace code
 

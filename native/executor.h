@@ -32,7 +32,6 @@ class Executor {
   // Any thread. Ownership of `task` stays with the caller; the task must stay alive until it
   // signals completion itself.
   void Submit(Task* task);
-  size_t threads() const { return threads_.size(); }
 
  private:
   explicit Executor(size_t n);
@@ -43,9 +42,9 @@ class Executor {
   std::condition_variable cv_;
   std::deque<Task*> queue_;
   size_t sleeping_ = 0;
-  std::atomic<bool> spinner_{false};
-  std::atomic<size_t> queued_{0};  // == queue_.size(), readable without the lock  // one idle thread at a time polls before sleeping
-  std::vector<std::thread> threads_;
+  std::atomic<bool> spinner_{false};  // one idle thread at a time polls before sleeping
+  std::atomic<size_t> queued_{0};     // == queue_.size(), readable without the lock
+  std::vector<std::thread> threads_;  // detached at once (see Lifetime above)
 };
 
 }  // namespace nimify

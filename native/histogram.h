@@ -17,6 +17,12 @@ class LogHistogram {
     count_++;
     sum_ += us;
   }
+  // Zeroes every bucket (Model.resetStats(), after warmup).
+  void Reset() {
+    buckets_.fill(0);
+    count_ = 0;
+    sum_ = 0;
+  }
   uint64_t count() const { return count_; }
   double sum() const { return sum_; }
   // The q-quantile (0..1), as the geometric middle of the bucket that holds it; 0 when empty.

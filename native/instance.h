@@ -33,8 +33,6 @@ class Instance {
   // model's primary session, whose counters the model reports.
   virtual void Execute(Batch& batch, SessionCore& stats, Timing* timing, CopyCounts* counts);
 
-  SessionCore& core() { return *core_; }
-
  protected:
   std::shared_ptr<SessionCore> core_;
   std::unique_ptr<Staging> staging_;

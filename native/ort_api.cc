@@ -6,7 +6,7 @@
 
 namespace nimify {
 
-const OrtApi* g_ort = nullptr;
+OrtApiHandle g_ort;  // constant-initialized: no static-init order to worry about
 
 namespace {
 std::mutex g_load_mutex;  // guards the fields below while loading; they are immutable afterwards
@@ -61,14 +61,14 @@ bool TryLoad(const std::string& path, std::string* why) {
   g_cpu_info = cpu_info;
   g_info.library = path;
   g_info.version = version != nullptr ? version : "";
-  g_ort = api;  // published last: RuntimeLoaded() readers see complete state
+  g_ort.Publish(api);  // last: a reader that sees the table sees the fields above
   return true;
 }
 }  // namespace
 
 bool LoadRuntime(const std::vector<std::string>& candidates, RuntimeInfo* info, std::string* error) {
   std::lock_guard<std::mutex> lock(g_load_mutex);
-  if (g_ort != nullptr) {
+  if (g_ort.get() != nullptr) {
     *info = g_info;
     return true;
   }
@@ -85,7 +85,7 @@ bool LoadRuntime(const std::vector<std::string>& candidates, RuntimeInfo* info, 
   return false;
 }
 
-bool RuntimeLoaded() { return g_ort != nullptr; }
+bool RuntimeLoaded() { return g_ort.get() != nullptr; }
 OrtEnv* Env() { return g_env; }
 OrtAllocator* DefaultAllocator() { return g_allocator; }
 const OrtMemoryInfo* CpuMemoryInfo() { return g_cpu_info; }

@@ -4,10 +4,17 @@
 // created once and deliberately never released (ORT allows one env per process, and releasing it
 // at exit races with sessions still owned by other worker_threads). Both are read-only after
 // LoadRuntime returns, so any thread may use them without a lock.
+//
+// Publication: worker_threads may call LoadRuntime concurrently (each env loads on its own JS
+// thread). The loader fills the env, allocator, memory info and RuntimeInfo under its mutex and
+// then publishes the API table with a release store; every read of g_ort is an acquire load
+// (a plain load on x86, `ldar` on arm64: nothing more on the hot path), so a thread that sees
+// the table also sees everything written before it, without taking the mutex.
 #pragma once
 
 #include <onnxruntime_c_api.h>
 
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -18,7 +25,23 @@ namespace nimify {
 constexpr uint32_t kOrtApiVersion = 23;
 static_assert(ORT_API_VERSION >= kOrtApiVersion, "ORT headers older than the API version nimify requests");
 
-extern const OrtApi* g_ort;
+// The process's OrtApi table: `g_ort->Run(...)` reads it with an acquire load. Null until
+// LoadRuntime succeeds; written only by it (Publish), once.
+class OrtApiHandle {
+ public:
+  constexpr OrtApiHandle() = default;
+  OrtApiHandle(const OrtApiHandle&) = delete;
+  OrtApiHandle& operator=(const OrtApiHandle&) = delete;
+  const OrtApi* get() const { return api_.load(std::memory_order_acquire); }
+  const OrtApi* operator->() const { return get(); }
+  // Under the loader's mutex, after everything the table's readers may use is set.
+  void Publish(const OrtApi* api) { api_.store(api, std::memory_order_release); }
+
+ private:
+  std::atomic<const OrtApi*> api_{nullptr};
+};
+
+extern OrtApiHandle g_ort;
 
 struct RuntimeInfo {
   std::string library;  // the path that was dlopen()ed

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "element_type.h"
 #include "ort_api.h"
 #include "scheduler.h"
 #include "tensor_io.h"
@@ -103,6 +104,32 @@ std::unique_ptr<RunJob> RunJob::Prepare(const Napi::CallbackInfo& info, std::sha
   }
   std::vector<int64_t> dims;
   bool absent = false;
+  // Async runs own small inputs (run_job.h): their total is read from the spec before any data,
+  // so the copies share one allocation. A malformed spec just skips this; the loop below reports it.
+  auto round_up = [](size_t n) { return (n + kOwnedAlign - 1) & ~(kOwnedAlign - 1); };
+  auto data_bytes = [&](int64_t i) -> size_t {  // of input i with `dims`; 0 for strings; capped
+    const ElementType* et = ElementTypeByOnnx(ios[i].elem);
+    size_t bytes = et == nullptr ? 0 : et->size;
+    for (int64_t d : dims) {
+      if (d != 0 && bytes > kOwnedInputBytes / static_cast<size_t>(d)) return kOwnedInputBytes + 1;
+      bytes *= static_cast<size_t>(d);
+    }
+    return bytes;
+  };
+  uint8_t* owned = nullptr;
+  if (borrow) {
+    SpecReader ahead = spec;
+    size_t total = 0;
+    for (int64_t i = 0; i < n_in && total <= kOwnedInputBytes; ++i) {
+      if (!ahead.Dims(&dims, &absent)) total = kOwnedInputBytes + 1;
+      else total = round_up(total) + data_bytes(i);
+    }
+    if (total > 0 && total <= kOwnedInputBytes) {
+      owned = static_cast<uint8_t*>(::operator new[](total, std::align_val_t{kOwnedAlign}));
+      job->owned_inputs_.reset(owned);
+    }
+  }
+  size_t owned_offset = 0;
   int64_t rows = batching ? -2 : -1;  // -2: not yet seen
   for (int64_t i = 0; i < n_in; ++i) {
     if (!spec.Dims(&dims, &absent) || absent) {
@@ -127,9 +154,17 @@ std::unique_ptr<RunJob> RunJob::Prepare(const Napi::CallbackInfo& info, std::sha
     Failure f;
     Napi::Value data = in_data.Get(static_cast<uint32_t>(i));
     TensorView* view = deferred ? &job->views_[i] : nullptr;
-    if (!TensorToOrtValue(ios[i], false, data, dims, &v, &borrowed, &f, view)) return fail(f.code, f.message);
+    uint8_t* copy_to = nullptr;
+    if (owned != nullptr) {
+      owned_offset = round_up(owned_offset);
+      copy_to = owned + owned_offset;
+      owned_offset += data_bytes(i);
+    }
+    if (!TensorToOrtValue(ios[i], false, data, dims, &v, &borrowed, &f, view, copy_to)) return fail(f.code, f.message);
     job->inputs_.push_back(v);
-    if (borrow && borrowed) job->borrowed_.Add(env, data);
+    if (borrow && borrowed && !job->borrowed_.Add(env, data, static_cast<int32_t>(i))) {
+      return fail(code::kInternal, TensorName(ios[i], false) + ": could not reference its buffer for the run");
+    }
   }
   for (int64_t i = 0; i < n_out; ++i) {
     const IoInfo& io = oos[job->output_index_[i]];
@@ -146,8 +181,14 @@ std::unique_ptr<RunJob> RunJob::Prepare(const Napi::CallbackInfo& info, std::sha
       Failure f;
       TensorView* view = deferred ? &job->views_[n_in + i] : nullptr;
       if (!TensorToOrtValue(io, true, data, dims, &v, &borrowed, &f, view)) return fail(f.code, f.message);
-      if (borrow) job->borrowed_.Add(env, data);
-      job->kind_.push_back(i < 31 && ((predicted_mask >> i) & 1) ? OutputKind::kPredicted : OutputKind::kSupplied);
+      const bool predicted = i < 31 && ((predicted_mask >> i) & 1);
+      // A predicted buffer is TypeScript's, unreachable by the caller until the call settles:
+      // nothing can detach it, so it is not checked then.
+      if (borrow && borrowed &&
+          !job->borrowed_.Add(env, data, predicted ? Borrowed::kUnchecked : -1 - static_cast<int32_t>(i))) {
+        return fail(code::kInternal, TensorName(io, true) + ": could not reference its buffer for the run");
+      }
+      job->kind_.push_back(predicted ? OutputKind::kPredicted : OutputKind::kSupplied);
     }
     job->outputs_.push_back(v);
   }
@@ -253,6 +294,7 @@ void RunJob::Settle(Napi::Env env, EnvState* state, RunJob* job) {
   state->runs.erase(job);
   if (job->cancel_id_ > 0) state->cancellable.erase(job->cancel_id_);
   Napi::Value results = job->Results(env);
+  job->core_->stats.requests.Settled(job->cancel_code(), !results.IsEmpty());
   if (results.IsEmpty()) {
     napi_reject_deferred(env, job->deferred_, env.GetAndClearPendingException().Value());
   } else {
@@ -298,14 +340,24 @@ size_t RunJob::DrainCompleted(napi_env raw_env, EnvState* state, int polling) {
 }
 
 void RunJob::Deliver(napi_env raw_env, napi_value /*js_cb*/, void* context, void* /*data*/) {
-  DrainCompleted(raw_env, static_cast<EnvState*>(context), -1);
+  // A null env: Node is closing the channel and calls this once per wake-up still queued, after
+  // the finalizer freed `context`. Nothing is left to do: TeardownEnv, which runs first (the
+  // cleanup hook registered after the channel), waited until no job was executing and freed
+  // every job on `done`, so none can be posted any more.
+  if (raw_env == nullptr) return;
+  DrainCompleted(raw_env, static_cast<std::shared_ptr<EnvState>*>(context)->get(), -1);
 }
 
-napi_threadsafe_function RunJob::CreateCompletionChannel(Napi::Env env, EnvState* state) {
+napi_threadsafe_function RunJob::CreateCompletionChannel(Napi::Env env, const std::shared_ptr<EnvState>& state) {
   napi_threadsafe_function tsfn = nullptr;
   napi_value name = Napi::String::New(env, "nimify:infer");
-  if (napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, nullptr, nullptr, state, Deliver, &tsfn) !=
+  // The channel's own reference to the state: its context for every Deliver with an env, freed
+  // by the finalizer, which Node runs at env teardown after the last of those (see Deliver).
+  auto* context = new std::shared_ptr<EnvState>(state);
+  auto finalize = [](napi_env, void* data, void*) { delete static_cast<std::shared_ptr<EnvState>*>(data); };
+  if (napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, context, finalize, context, Deliver, &tsfn) !=
       napi_ok) {
+    delete context;
     return nullptr;
   }
   napi_unref_threadsafe_function(env, tsfn);
@@ -395,8 +447,25 @@ Failure RunJob::TakeFailure() {
   return std::move(failure_);
 }
 
+Failure RunJob::DetachedFailure(napi_env env) const {
+  Failure f;
+  if (borrowed_.empty()) return f;  // nothing borrowed (small inputs are the job's own)
+  const int32_t tag = borrowed_.FirstDetached(env);
+  if (tag == Borrowed::kNone) return f;
+  const std::string what = tag >= 0 ? TensorName(core_->inputs()[static_cast<size_t>(tag)], false)
+                                    : TensorName(core_->outputs()[output_index_[static_cast<size_t>(-1 - tag)]], true);
+  f.Set(code::kBufferDetached,
+        what + ": its buffer was transferred or detached (ArrayBuffer.prototype.transfer(), postMessage or "
+               "structuredClone with a transfer list) while the run was in flight, so the result was discarded. "
+               "Do not transfer a buffer passed to infer() until the call settles");
+  return f;
+}
+
 Napi::Value RunJob::Results(Napi::Env env) {
-  Failure f = TakeFailure();
+  // A cancelled job reports its cancellation; otherwise a detached buffer outranks the run's own
+  // result or failure (ORT may have failed on the moved memory's contents).
+  Failure f = cancel_code_.load() == nullptr ? DetachedFailure(env) : Failure();
+  if (!f) f = TakeFailure();
   if (f) {
     MakeError(env, f).ThrowAsJavaScriptException();
     return Napi::Value();

@@ -1,7 +1,8 @@
 #include "scheduler.h"
 
 #include <algorithm>
-#include <cstring>
+#include <cmath>
+#include <cstdio>
 #include <string>
 
 #ifdef __linux__
@@ -45,23 +46,36 @@ Clock::duration FromMicros(double us) {
   return std::chrono::duration_cast<Clock::duration>(Micros(us));
 }
 
+// "12.5 ms": a duration in µs, for messages.
+std::string FormatMs(double us) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f ms", us / 1000);
+  return buf;
+}
+
 }  // namespace
 
 Scheduler::Scheduler(std::shared_ptr<EnvState> state, const BatchingConfig& config)
     : state_(std::move(state)), config_(config) {}
+
+std::string Scheduler::BatchDimProblem(const SessionCore& core) {
+  for (const IoInfo& io : core.inputs()) {
+    std::string why = NoBatchDim(io, false);
+    if (!why.empty()) return why;
+  }
+  for (const IoInfo& io : core.outputs()) {
+    std::string why = NoBatchDim(io, true);
+    if (!why.empty()) return why;
+  }
+  return "";
+}
 
 std::shared_ptr<Scheduler> Scheduler::Create(Napi::Env env, std::vector<std::shared_ptr<SessionCore>> instances,
                                              const BatchingConfig& config, Failure* failure) {
   std::shared_ptr<Scheduler> s(new Scheduler(GetAddonData(env)->state, config));
   s->primary_ = instances[0];
   if (config.batching && config.batch_dim != 0) {
-    std::string why;
-    for (const IoInfo& io : s->primary_->inputs()) {
-      if (why.empty()) why = NoBatchDim(io, false);
-    }
-    for (const IoInfo& io : s->primary_->outputs()) {
-      if (why.empty()) why = NoBatchDim(io, true);
-    }
+    const std::string why = BatchDimProblem(*s->primary_);
     if (!why.empty() && config.batch_dim == 1) {
       failure->Set(code::kInvalidArgument, "options.batching.batchDim is true but " + why);
       return nullptr;
@@ -83,11 +97,15 @@ Scheduler::~Scheduler() {
 
 Napi::Value Scheduler::Submit(Napi::Env env, std::unique_ptr<RunJob> job, double cancel_id, int priority,
                               double timeout_us) {
-  auto reject = [&](const char* c, const std::string& msg) {
+  // `retry_ms` >= 0: the predicted wait, attached as `retryAfterMs` for the server's Retry-After.
+  auto reject = [&](const char* c, const std::string& msg, double retry_ms = -1) {
     job->ReleaseRefs(env);
-    MakeError(env, c, msg).ThrowAsJavaScriptException();
+    Napi::Error e = MakeError(env, c, msg);
+    if (retry_ms >= 0) e.Set("retryAfterMs", Napi::Number::New(env, retry_ms));
+    e.ThrowAsJavaScriptException();
     return env.Undefined();
   };
+  const int level = priority > 0 ? 1 : 0;
   if (batchable_ && job->batch_.rows > config_.max_batch_size) {
     return reject(code::kInvalidArgument, "feeds: the batch dim holds " + std::to_string(job->batch_.rows) +
                                               " rows; batching.maxBatchSize is " +
@@ -96,10 +114,25 @@ Napi::Value Scheduler::Submit(Napi::Env env, std::unique_ptr<RunJob> job, double
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return reject(code::kDisposed, "model has been disposed");
-    if (queued() >= config_.max_queue_size) {
-      rejected_++;
-      return reject(code::kQueueFull, "queue full: " + std::to_string(queued()) +
-                                          " requests are waiting (batching.maxQueueSize); retry later");
+    // Admission (see scheduler.h): the depth bound, then the predicted wait against the deadline.
+    const bool full = queued() >= config_.max_queue_size;
+    const int64_t ahead = level == 1 ? queued_rows_high_ : queued_rows_;
+    const double wait_us = full || timeout_us > 0 ? est_.PredictWaitUs(ahead, instances_.size()) : -1;
+    const double retry_ms = wait_us < 0 ? -1 : std::ceil(wait_us / 1000);
+    if (full) {
+      primary_->stats.requests.rejected++;
+      return reject(code::kQueueFull,
+                    "queue full: " + std::to_string(queued()) +
+                        " requests are waiting (batching.maxQueueSize); retry later",
+                    retry_ms);
+    }
+    if (timeout_us > 0 && wait_us > timeout_us) {
+      primary_->stats.requests.rejected++;
+      return reject(code::kQueueFull,
+                    "queue full: the predicted queue wait (" + FormatMs(wait_us) + " for " + std::to_string(ahead) +
+                        " rows ahead) exceeds the request's timeoutMs (" + FormatMs(timeout_us) +
+                        "); retry later",
+                    retry_ms);
     }
   }
   // Only this (JS) thread adds to the queue, so the size checked above still holds below.
@@ -110,7 +143,7 @@ Napi::Value Scheduler::Submit(Napi::Env env, std::unique_ptr<RunJob> job, double
   }
   RunJob* raw = job.release();
   raw->scheduler_ = shared_from_this();
-  raw->priority_ = priority > 0 ? 1 : 0;
+  raw->priority_ = level;
   const Clock::time_point now = Clock::now();
   raw->enqueued_ = now;
   if (timeout_us > 0) raw->deadline_ = now + FromMicros(timeout_us);
@@ -118,20 +151,14 @@ Napi::Value Scheduler::Submit(Napi::Env env, std::unique_ptr<RunJob> job, double
   bool alone = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (config_.adaptive && last_arrival_ != Clock::time_point{}) {
-      const double gap = Micros(now - last_arrival_).count();
-      const double a = fixed_cost_us_ < 0 ? static_cast<double>(config_.max_queue_delay_us) : fixed_cost_us_;
-      burst_share_ += ((gap < a ? 1.0 : 0.0) - burst_share_) / 16;
-      if (gap < a) burst_gap_us_ += (gap - burst_gap_us_) / 16;
-    }
-    last_arrival_ = now;
+    est_.OnArrival(now, config_);
     std::list<RunJob*>& q = queues_[raw->priority_];
     raw->queue_pos_ = q.insert(q.end(), raw);
     raw->queued_ = true;
     arrivals_.fetch_add(1, std::memory_order_release);
     queued_rows_ += std::max<int64_t>(raw->batch_.rows, 1);
+    if (level == 1) queued_rows_high_ += std::max<int64_t>(raw->batch_.rows, 1);
     if (raw->deadline_ != Clock::time_point::max()) deadlines_++;
-    requests_++;
     notify = NeedsWake();
     alone = queued() == 1 && in_flight_ == 0;
   }
@@ -184,6 +211,7 @@ void Scheduler::Take(RunJob* job) {
   queues_[job->priority_].erase(job->queue_pos_);
   job->queued_ = false;
   queued_rows_ -= std::max<int64_t>(job->batch_.rows, 1);
+  if (job->priority_ == 1) queued_rows_high_ -= std::max<int64_t>(job->batch_.rows, 1);
   if (job->deadline_ != Clock::time_point::max()) deadlines_--;
 }
 
@@ -194,7 +222,6 @@ void Scheduler::Cancel(RunJob* job, const char* c) {
     job->Cancel(c);
     if (job->queued_) {
       Take(job);
-      (std::strcmp(c, code::kTimeout) == 0 ? expired_ : cancelled_)++;
       settle = true;
     } else if (Batch* b = job->running_in_) {
       // Its rows are computed anyway unless every job of the batch is cancelled.
@@ -240,41 +267,21 @@ void Scheduler::Shutdown(const char* c) {
   }
 }
 
-bool Scheduler::AdaptiveReady(Clock::time_point now, const RunJob* head, int64_t rows, Clock::time_point* wake) const {
-  const double cap_us = static_cast<double>(config_.max_queue_delay_us);
-  if (cap_us <= 0 || burst_share_ < 0.5) return true;  // sparse arrivals: never wait
-  const double a = fixed_cost_us_ < 0 ? cap_us : fixed_cost_us_;
-  // The pause that ends a burst: several times the usual gap between requests inside a burst
-  // (never more than `a`, the most worth waiting for one more request). Until the batch holds
-  // as many rows as recent batches did — a closed loop of C clients sends its C requests back
-  // together — it is at least an eighth of the cap too, so that the JS thread being descheduled
-  // for a few tens of µs (common on a busy machine) does not split a burst into a lone request
-  // and the rest. (Measured on the 2-core VM: without that floor a closed loop of 64 tiny-MLP
-  // requests ran ~25 % slower than a fixed 2 ms delay; see bench/throughput.js.)
-  const double burst_pause = std::min(a, std::max(8 * burst_gap_us_, 20.0));
-  const bool typical = rows >= std::max<double>(2, std::floor(typical_rows_));
-  const double pause = typical ? burst_pause : std::max(burst_pause, cap_us / 8);
-  const Clock::time_point cap = head->enqueued_ + FromMicros(cap_us);
-  const Clock::time_point quiet = last_arrival_ + FromMicros(pause);
-  if (now >= cap || now >= quiet) return true;  // the cap passed, or the burst is over
-  *wake = std::min(cap, quiet);
-  return false;
-}
-
 bool Scheduler::RunInline(napi_env env) {
   Batch batch;
   std::vector<RunJob*> dropped;
   bool go = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_ || queued() == 0 || row_cost_us_ < 0) return false;
+    if (stopping_ || queued() == 0 || est_.row_cost_us < 0) return false;
     // Predicted compute of what the queue holds: the recent cost per row × rows (pessimistic for
     // large batches, which amortise the fixed cost; never optimistic).
     const double rows = static_cast<double>(std::min<int64_t>(std::max<int64_t>(queued_rows_, 1), config_.max_batch_size));
-    if (row_cost_us_ * rows > config_.inline_below_us) return false;
+    if (est_.row_cost_us * rows > config_.inline_below_us) return false;
     Clock::time_point wake = Clock::time_point::max();
     go = Form(Clock::now(), &batch, &dropped, &wake, true);
     if (go) {
+      PrepareRun(&batch);
       running_.insert(&batch);
       in_flight_ += batch.jobs.size();
       for (RunJob* job : batch.jobs) job->running_in_ = &batch;
@@ -299,76 +306,30 @@ bool Scheduler::RunInline(napi_env env) {
 
 bool Scheduler::Form(Clock::time_point now, Batch* batch, std::vector<RunJob*>* dropped, Clock::time_point* wake,
                      bool now_only) {
-  if (deadlines_ > 0) {
-    for (auto& q : queues_) {
-      for (auto it = q.begin(); it != q.end();) {
-        RunJob* job = *it++;
-        if (job->deadline_ > now) continue;
-        job->Cancel(code::kTimeout);
-        Take(job);
-        expired_++;
-        dropped->push_back(job);
-      }
-    }
+  // RunJob's queue fields are the scheduler's (friend); formation sees only these.
+  auto view = [](RunJob* job) {
+    return formation::JobView{job->batch_.rows, &job->batch_.key, job->enqueued_, job->deadline_};
+  };
+  const size_t first_expired = dropped->size();
+  const formation::Decision d = formation::Form(queues_, view, now, config_, batchable_, est_, deadlines_ > 0,
+                                                now_only, &candidates_, dropped);
+  for (size_t i = first_expired; i < dropped->size(); ++i) {
+    RunJob* job = (*dropped)[i];
+    job->Cancel(code::kTimeout);
+    Take(job);
   }
-  if (queued() == 0) return false;
-  RunJob* head = queues_[1].empty() ? queues_[0].front() : queues_[1].front();
-  const int64_t max = config_.max_batch_size;
-  auto take = [&](RunJob* job) {
+  if (d.outcome != formation::Outcome::kRun) {
+    if (d.outcome == formation::Outcome::kWait) *wake = d.wake;
+    return false;
+  }
+  batch->jobs.reserve(d.count);
+  for (size_t i = 0; i < d.count; ++i) {
+    RunJob* job = candidates_[i];
     Take(job);
     queue_us_.Add(Micros(now - job->enqueued_).count());
     batch->jobs.push_back(job);
-  };
-  if (!batchable_ || head->batch_.rows < 0) {
-    take(head);
-    PrepareRun(batch);
-    return true;
   }
-  // Compatible jobs in priority order, FIFO within a level, while they fit.
-  candidates_.clear();
-  int64_t rows = 0;
-  bool saturated = false;
-  for (int level = 1; level >= 0 && !saturated; --level) {
-    for (RunJob* job : queues_[level]) {
-      if (job->batch_.rows < 0 || job->batch_.key != head->batch_.key) continue;
-      if (rows + job->batch_.rows > max) {
-        saturated = true;
-        break;
-      }
-      rows += job->batch_.rows;
-      candidates_.push_back(job);
-    }
-  }
-  int64_t limit = max;
-  const bool full = saturated || rows >= max || (!config_.preferred.empty() && rows == config_.preferred.back());
-  if (!full) {
-    bool ready = true;
-    if (now_only) {
-      // The caller runs what is here now (the inline path, at the end of a loop turn).
-    } else if (config_.adaptive) {
-      ready = AdaptiveReady(now, head, rows, wake);
-    } else {
-      const Clock::time_point due = head->enqueued_ + FromMicros(static_cast<double>(config_.max_queue_delay_us));
-      ready = now >= due;
-      if (!ready) *wake = due;
-    }
-    if (!ready) return false;
-    // The delay is over: run the largest preferred size this batch fills, if any.
-    for (auto p = config_.preferred.rbegin(); p != config_.preferred.rend(); ++p) {
-      if (*p <= rows) {
-        limit = *p;
-        break;
-      }
-    }
-  }
-  int64_t taken = 0;
-  for (RunJob* job : candidates_) {
-    if (taken + job->batch_.rows > limit) break;
-    taken += job->batch_.rows;
-    take(job);
-  }
-  batch->rows = taken;
-  PrepareRun(batch);
+  batch->rows = d.rows;
   return true;
 }
 
@@ -391,37 +352,14 @@ void Scheduler::Record(const Batch& batch, const Instance::Timing& t, const Copy
   const size_t size = batch.rows > 0 ? static_cast<size_t>(batch.rows) : 1;
   if (size >= batch_sizes_.size()) batch_sizes_.resize(size + 1, 0);
   batch_sizes_[size]++;
-  compute_us_.Add(t.input_us + t.infer_us + t.output_us);
+  const double compute_us = t.input_us + t.infer_us + t.output_us;
+  compute_us_.Add(compute_us);
   input_us_ += t.input_us;
   infer_us_ += t.infer_us;
   output_us_ += t.output_us;
   copies_.gathered += counts.gathered;
   copies_.scattered += counts.scattered;
-  for (RunJob* job : batch.jobs) {
-    if (job->failure_ && job->cancel_code() == nullptr) failed_++;
-  }
-  if (config_.adaptive && batchable_) typical_rows_ += (static_cast<double>(size) - typical_rows_) / 4;
-  // Recent compute per row, for the inline decision: an EWMA quick to forget a session's first,
-  // allocating run (half its weight per batch).
-  const double per_row = (t.input_us + t.infer_us + t.output_us) / static_cast<double>(size);
-  row_cost_us_ = row_cost_us_ < 0 ? per_row : row_cost_us_ + (per_row - row_cost_us_) / 2;
-  if (!config_.adaptive) return;
-  // Decayed least squares of compute time against rows: the intercept is the fixed cost of a
-  // run. Bounded by [1 µs, the mean run time] so a noisy fit cannot make it absurd.
-  const double x = static_cast<double>(size), y = t.input_us + t.infer_us + t.output_us, d = 0.95;
-  s0_ = s0_ * d + 1;
-  sx_ = sx_ * d + x;
-  sy_ = sy_ * d + y;
-  sxx_ = sxx_ * d + x * x;
-  sxy_ = sxy_ * d + x * y;
-  const double mean = sy_ / s0_;
-  double a = mean;
-  const double den = s0_ * sxx_ - sx_ * sx_;
-  if (den > 0.25 * s0_ * s0_) {  // the recent batch sizes vary (std dev > 0.5 rows)
-    const double b = (s0_ * sxy_ - sx_ * sy_) / den;
-    if (b > 0) a = (sy_ - b * sx_) / s0_;
-  }
-  fixed_cost_us_ = std::clamp(a, 1.0, std::max(1.0, mean));
+  est_.OnBatch(static_cast<int64_t>(size), compute_us, config_, batchable_);
 }
 
 void Scheduler::Loop(size_t index) {
@@ -471,6 +409,7 @@ void Scheduler::Loop(size_t index) {
       continue;
     }
     if (go) {
+      PrepareRun(&batch);
       running_.insert(&batch);
       in_flight_ += batch.jobs.size();
       for (RunJob* job : batch.jobs) job->running_in_ = &batch;
@@ -502,14 +441,9 @@ Napi::Object Scheduler::Stats(Napi::Env env) {
   auto num = [&](const char* k, double v) { o.Set(k, Napi::Number::New(env, v)); };
   num("queueDepth", static_cast<double>(queued()));
   num("inFlight", static_cast<double>(in_flight_));
-  num("requests", static_cast<double>(requests_));
   num("batches", static_cast<double>(batches_));
   num("inlineBatches", static_cast<double>(inline_batches_));
   num("wakes", static_cast<double>(wakes_));
-  num("rejected", static_cast<double>(rejected_));
-  num("expired", static_cast<double>(expired_));
-  num("cancelled", static_cast<double>(cancelled_));
-  num("failed", static_cast<double>(failed_));
   num("instances", static_cast<double>(instances_.size()));
   Napi::Object hist = Napi::Object::New(env);
   for (size_t i = 0; i < batch_sizes_.size(); ++i) {
@@ -533,13 +467,21 @@ Napi::Object Scheduler::Stats(Napi::Env env) {
   num("bytesScattered", static_cast<double>(copies_.scattered));
   // Fixed: the configured delay. Adaptive: 0 while traffic is sparse, else the pause that now
   // ends a burst once a batch has its typical size.
-  double delay = static_cast<double>(config_.max_queue_delay_us);
-  if (config_.adaptive) {
-    const double a = fixed_cost_us_ < 0 ? delay : fixed_cost_us_;
-    delay = burst_share_ < 0.5 || delay <= 0 ? 0 : std::min(a, std::max(8 * burst_gap_us_, 20.0));
-  }
+  const double delay = est_.DelayUs(config_);
   num("delayUs", delay);
   return o;
+}
+
+void Scheduler::ResetStats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  batches_ = 0;
+  inline_batches_ = 0;
+  wakes_ = 0;
+  std::fill(batch_sizes_.begin(), batch_sizes_.end(), 0);
+  queue_us_.Reset();
+  compute_us_.Reset();
+  input_us_ = infer_us_ = output_us_ = 0;
+  copies_ = CopyCounts();
 }
 
 }  // namespace nimify

@@ -10,7 +10,9 @@
 // on its own Instance over the primary session, and its promises settle right there: no thread
 // hop either way. Models too slow for that keep the instance threads.
 //
-// Batch formation (one instance thread at a time looks at the queue, under `mu_`):
+// Batch formation (one instance thread at a time looks at the queue, under `mu_`; the rules are
+// encoded once, in the pure function formation::Form of formation.h, unit-tested with a fake
+// clock in test/native/formation_test.cc):
 //  - the head is the oldest high-priority job, else the oldest normal one; the batch takes
 //    jobs with the head's BatchKey, high priority first, FIFO within a level, up to
 //    max_batch_size rows (a job is never split);
@@ -19,7 +21,8 @@
 //    has passed since the head arrived, then runs the largest preferred size it can fill (or
 //    everything it has when no preferred size fits);
 //  - jobs that cannot share a run (no batch dim, strings, ...) run alone through the same queue;
-//  - jobs past their deadline are dropped with TIMEOUT before they are run, never computed.
+//  - jobs past their deadline are dropped with TIMEOUT before they are run, never computed (an
+//    instance waiting out a delay wakes at the earliest queued deadline to do so).
 //
 // Adaptive delay (`adaptive: true`). Waiting is worth it only if another request is likely to
 // arrive before the run that waiting would save is over. The scheduler keeps:
@@ -34,6 +37,22 @@
 // thread from splitting a burst). It also runs when full, or when the configured max_queue_delay (the cap) has passed
 // since the head arrived. So a closed loop of C clients fills batches of about C without
 // waiting long for stragglers, and sparse traffic sees no added latency, without tuning.
+//
+// Admission (Submit, JS thread). A request is refused at once with QUEUE_FULL (HTTP 503) when
+// the queue holds max_queue_size requests, or when it has a deadline (timeout_us > 0) that its
+// predicted queue wait already exceeds — waiting would only end in TIMEOUT, after holding a
+// queue slot and the client. The prediction (Estimator::PredictWaitUs) is
+//   W = R × c / I
+// R — rows queued ahead of it: every queued row for a normal request, the high-priority rows
+//     for a high one (each job counts max(rows, 1), as `queued_rows_`);
+// c — recent compute time per row: the EWMA over recent batches of (gather + run + scatter) /
+//     rows, the estimate the inline path uses; with no batch measured yet nothing is predicted
+//     and only the depth bound applies;
+// I — instances, which drain the queue in parallel.
+// Batches running now are not counted (their remaining time is unknown), so W leans low while
+// the queue is short; c measured on small batches leans high when a backlog would form larger
+// ones. The error carries `retryAfterMs` = ceil(W / 1000) (also on a depth-bound refusal once c
+// is known) for the server's Retry-After. Refusals count in RequestCounts::rejected.
 //
 // Ownership: Session holds a shared_ptr; every queued or running job holds another (so a
 // model dropped by JS mid-flight keeps its scheduler until the last job is delivered). The
@@ -57,32 +76,21 @@
 
 #include "env_state.h"
 #include "errors.h"
+#include "formation.h"
 #include "histogram.h"
 #include "instance.h"
 #include "run_job.h"
 
 namespace nimify {
 
-struct BatchingConfig {
-  bool batching = false;          // false: every job runs alone (queue, priorities, instances only)
-  int64_t max_batch_size = 1;
-  int64_t max_queue_delay_us = 0;
-  std::vector<int64_t> preferred;  // ascending, each <= max_batch_size
-  size_t max_queue_size = SIZE_MAX;
-  bool adaptive = false;
-  int batch_dim = -1;  // -1: detect from the model; 1: dim 0 is the batch dim; 0: no batch dim
-  // An idle instance thread polls for the next arrival for a few µs before sleeping (saves the
-  // futex wake in a closed loop; costs a core the JS thread may need: off when allowSpinning is false).
-  bool spin = true;
-  // Run a batch on the JS thread itself, at the end of the loop turn that queued it, when its
-  // predicted compute time is at most this (µs; 0 = never). For models whose run is shorter than
-  // the two thread hops it saves (wake an instance thread, wake the JS thread with the results).
-  double inline_below_us = 0;
-};
-
 class Scheduler : public std::enable_shared_from_this<Scheduler> {
  public:
   using Clock = std::chrono::steady_clock;
+
+  // Why dim 0 of `core`'s inputs and outputs cannot be a batch dim (the first input or output
+  // that is not a numeric tensor with a dynamic first dim), or "" when it can. The one rule:
+  // Create applies it, and describe() reports it so that TypeScript never restates it.
+  static std::string BatchDimProblem(const SessionCore& core);
 
   // JS thread. `instances[0]` is the model's primary session. Fails (INVALID_ARGUMENT) when
   // batch_dim forces batching on a model whose inputs/outputs have no dynamic first dim.
@@ -92,8 +100,9 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
 
   // Whether jobs should be prepared with a BatchKey.
   bool batches() const { return batchable_; }
-  // JS thread: queues the job and returns its promise, or throws QUEUE_FULL / INVALID_ARGUMENT.
-  // `timeout_us` > 0 sets a deadline after which the job is dropped before running.
+  // JS thread: queues the job and returns its promise, or throws QUEUE_FULL / INVALID_ARGUMENT /
+  // DISPOSED. `timeout_us` > 0 sets a deadline after which the job is dropped before running, and
+  // refuses it at once when its predicted wait exceeds that (see "Admission" above).
   Napi::Value Submit(Napi::Env env, std::unique_ptr<RunJob> job, double cancel_id, int priority, double timeout_us);
   // JS thread, from DeferredWakes at the end of the loop turn in which Submit deferred a wake
   // (`env` null: the env is closing). Runs a cheap batch right here when inline_below_us allows,
@@ -107,20 +116,24 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   // JS thread: stops accepting, settles queued jobs with `code`, terminates running batches and
   // joins the instance threads. Idempotent.
   void Shutdown(const char* code);
+  // JS thread: the queue, batch and timing figures (request outcomes are SessionStats::requests).
   Napi::Object Stats(Napi::Env env);
+  // JS thread: zeroes the cumulative figures of Stats (counters, batch sizes, histograms, copy
+  // and time sums); current figures (queue depth, in flight) and the estimates stay.
+  void ResetStats();
 
  private:
   Scheduler(std::shared_ptr<EnvState> state, const BatchingConfig& config);
   void Loop(size_t instance);
-  // Under mu_: picks the next batch (true), or says until when to sleep (false). Expired or
-  // cancelled jobs found on the way are moved to `dropped`.
-  // `now_only`: take the batch the queue holds now, without waiting for company.
+  // Under mu_: the adapter over formation::Form. Takes the batch it picks out of the queue (true),
+  // or says until when to sleep (false). Expired jobs are cancelled with TIMEOUT, taken out and
+  // appended to `dropped`. `now_only`: take the batch the queue holds now, without waiting for
+  // company. Creates no run options (the caller's PrepareRun does, still under mu_).
   bool Form(Clock::time_point now, Batch* batch, std::vector<RunJob*>* dropped, Clock::time_point* wake,
             bool now_only = false);
   // JS thread: runs one batch on inline_ when its predicted compute time allows. Returns whether
   // it ran (or dropped) anything.
   bool RunInline(napi_env env);
-  bool AdaptiveReady(Clock::time_point now, const RunJob* head, int64_t rows, Clock::time_point* wake) const;
   void Take(RunJob* job);    // under mu_: unlink from its queue
   bool NeedsWake() const;    // under mu_: a sleeping instance thread must look at the queue now
   // Creates the batch's run options; on failure every job of the batch fails (and the instance
@@ -150,21 +163,16 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   std::atomic<uint64_t> arrivals_{0};
   size_t timed_waiters_ = 0;    // instance threads sleeping until a delay expires
   int64_t queued_rows_ = 0;     // an upper bound on any batch the queue could form now
+  int64_t queued_rows_high_ = 0;  // of those, the high-priority queue's (admission)
   size_t in_flight_ = 0;        // jobs in running batches
   size_t deadlines_ = 0;        // queued jobs with a deadline (skip the expiry scan when 0)
-  std::vector<RunJob*> candidates_;  // Form's scratch list
+  std::vector<RunJob*> candidates_;  // formation::Form's scratch list (reused: no allocation per formation)
 
-  // Adaptive estimates (see the top of this file).
-  Clock::time_point last_arrival_{};
-  double burst_share_ = 0;      // p
-  double fixed_cost_us_ = -1;   // a; -1 until the first batch is measured
-  double row_cost_us_ = -1;     // recent compute per row (EWMA), for inline_; -1 until a batch ran
-  double typical_rows_ = 0;     // EWMA of recent batch sizes (rows)
-  double burst_gap_us_ = 0;     // EWMA of the gaps between arrivals inside bursts (< a)
-  double s0_ = 0, sx_ = 0, sy_ = 0, sxx_ = 0, sxy_ = 0;  // decayed regression sums
+  // The adaptive delay's, the inline path's and admission's estimates (see the top of this file).
+  Estimator est_;
 
-  // Stats (cumulative).
-  uint64_t requests_ = 0, batches_ = 0, rejected_ = 0, expired_ = 0, cancelled_ = 0, failed_ = 0;
+  // Stats (cumulative; ResetStats zeroes them).
+  uint64_t batches_ = 0;
   uint64_t inline_batches_ = 0;  // batches run on the JS thread (inline_below_us)
   uint64_t wakes_ = 0;           // instance threads notified by the JS thread
   std::vector<uint64_t> batch_sizes_;  // index = rows (or 1 for a job that runs alone)

@@ -1,7 +1,9 @@
 #include "session.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <initializer_list>
 
 #include "async_job.h"
 #include "errors.h"
@@ -204,6 +206,7 @@ Napi::Function Session::Define(Napi::Env env) {
                          InstanceMethod<&Session::Close>("close"),
                          InstanceMethod<&Session::Release>("release"),
                          InstanceMethod<&Session::Stats>("stats"),
+                         InstanceMethod<&Session::ResetStats>("resetStats"),
                      });
 }
 
@@ -286,6 +289,9 @@ Napi::Value Session::Describe(const Napi::CallbackInfo& info) {
   out.Set("inputs", inputs);
   out.Set("outputs", outputs);
   out.Set("metadata", meta);
+  // null: dim 0 of every input and output can be the batch dim; else why not.
+  const std::string no_batch = Scheduler::BatchDimProblem(*core_);
+  out.Set("noBatchDim", no_batch.empty() ? env.Null() : Napi::String::New(env, no_batch));
   return out;
 }
 
@@ -296,8 +302,11 @@ Napi::Value Session::Run(const Napi::CallbackInfo& info) {
   if (!job) return env.Undefined();
   auto number = [&](size_t i) { return info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : 0; };
   const double id = number(3);
-  if (scheduler_) return scheduler_->Submit(env, std::move(job), id, number(4) > 0 ? 1 : 0, number(5));
-  return RunJob::Submit(env, std::move(job), id);
+  Napi::Value promise = scheduler_ ? scheduler_->Submit(env, std::move(job), id, number(4) > 0 ? 1 : 0, number(5))
+                                   : RunJob::Submit(env, std::move(job), id);
+  // Undefined: refused (a JS exception is pending); the scheduler counts its own rejections.
+  if (!promise.IsUndefined()) core_->stats.requests.admitted++;
+  return promise;
 }
 
 Napi::Value Session::RunSync(const Napi::CallbackInfo& info) {
@@ -338,8 +347,30 @@ Napi::Value Session::Stats(const Napi::CallbackInfo& info) {
   o.Set("outputsCopied", Napi::Number::New(env, static_cast<double>(s.outputs_copied.load())));
   o.Set("bytesCopied", Napi::Number::New(env, static_cast<double>(s.bytes_copied.load())));
   o.Set("shapeFallbacks", Napi::Number::New(env, static_cast<double>(s.shape_fallbacks.load())));
+  const RequestCounts& r = s.requests;
+  o.Set("requests", Napi::Number::New(env, static_cast<double>(r.admitted)));
+  o.Set("rejected", Napi::Number::New(env, static_cast<double>(r.rejected)));
+  o.Set("succeeded", Napi::Number::New(env, static_cast<double>(r.succeeded)));
+  o.Set("failed", Napi::Number::New(env, static_cast<double>(r.failed)));
+  o.Set("expired", Napi::Number::New(env, static_cast<double>(r.expired)));
+  o.Set("cancelled", Napi::Number::New(env, static_cast<double>(r.cancelled)));
   if (scheduler_) o.Set("scheduler", scheduler_->Stats(env));
   return o;
+}
+
+Napi::Value Session::ResetStats(const Napi::CallbackInfo& info) {
+  if (core_) {
+    // Executor and instance threads increment the atomics: a run finishing during the reset may
+    // be counted or not. Callers reset while the model is idle (after warmup).
+    SessionStats& s = core_->stats;
+    for (std::atomic<uint64_t>* c : {&s.runs, &s.failures, &s.outputs_zero_copy, &s.outputs_copied, &s.bytes_copied,
+                                     &s.shape_fallbacks}) {
+      c->store(0);
+    }
+    s.requests.Reset();
+  }
+  if (scheduler_) scheduler_->ResetStats();
+  return info.Env().Undefined();
 }
 
 Napi::Value Session::Poll(const Napi::CallbackInfo& info) {

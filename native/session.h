@@ -36,7 +36,10 @@ class Session : public Napi::ObjectWrap<Session> {
   Napi::Value Cancel(const Napi::CallbackInfo& info);   // (runId, code) -> boolean
   Napi::Value Close(const Napi::CallbackInfo& info);    // () -> settles queued requests with DISPOSED
   Napi::Value Release(const Napi::CallbackInfo& info);
-  Napi::Value Stats(const Napi::CallbackInfo& info);    // () -> counters of SessionStats
+  Napi::Value Stats(const Napi::CallbackInfo& info);    // () -> counters of SessionStats (+ the scheduler's)
+  // () -> undefined: zeroes every cumulative counter and histogram (SessionStats, the request
+  // outcomes, the scheduler's figures); the repository calls it after warmup. JS thread.
+  Napi::Value ResetStats(const Napi::CallbackInfo& info);
 
   struct Parts {
     std::shared_ptr<SessionCore> core;

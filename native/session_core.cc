@@ -14,7 +14,7 @@ template <typename T, void (*OrtApi::*Release)(T*)>
 struct OrtPtr {
   T* p = nullptr;
   ~OrtPtr() {
-    if (p != nullptr) (g_ort->*Release)(p);
+    if (p != nullptr) (g_ort.get()->*Release)(p);
   }
 };
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "request_counts.h"
 
 namespace nimify {
 
@@ -55,6 +56,7 @@ struct SessionStats {
   std::atomic<uint64_t> outputs_copied{0};     // outputs that took the copy path
   std::atomic<uint64_t> bytes_copied{0};
   std::atomic<uint64_t> shape_fallbacks{0};    // runs repeated because a predicted shape was wrong
+  RequestCounts requests;  // infer() outcomes: JS thread only (request_counts.h)
 };
 
 class SessionCore {

@@ -52,7 +52,7 @@ std::string TensorName(const IoInfo& io, bool is_output) {
 }
 
 bool TensorToOrtValue(const IoInfo& io, bool is_output, Napi::Value data, const std::vector<int64_t>& dims,
-                      OrtValue** out, bool* borrowed, Failure* f, TensorView* view) {
+                      OrtValue** out, bool* borrowed, Failure* f, TensorView* view, uint8_t* copy_to) {
   *out = nullptr;
   *borrowed = false;
   if (!io.is_tensor) {
@@ -149,8 +149,14 @@ bool TensorToOrtValue(const IoInfo& io, bool is_output, Napi::Value data, const 
                                        std::to_string(count) + " elements, received " + std::to_string(length));
     return false;
   }
-  if (ptr == nullptr || count == 0) ptr = &g_empty_storage;
-  *borrowed = true;
+  if (ptr == nullptr || count == 0) {
+    ptr = &g_empty_storage;  // nothing is read or written: nothing borrowed
+  } else if (copy_to != nullptr) {
+    std::memcpy(copy_to, ptr, count * et->size);
+    ptr = copy_to;
+  } else {
+    *borrowed = true;
+  }
   if (view != nullptr && dims.size() <= kMaxViewRank) {
     view->data = static_cast<uint8_t*>(ptr);
     view->bytes = count * et->size;

@@ -3,8 +3,9 @@
 // A tensor crosses as its data (a typed array, or string[] for "string") plus dims read from the
 // call's spec (see RunJob::Prepare); its element type is the model's, which the TypeScript layer
 // has checked.
-// Numeric data is wrapped, not copied: the OrtValue points into the typed array's memory and
-// the caller must keep a reference to it until ORT is done. This file re-checks everything that
+// Numeric data is wrapped, not copied, unless the caller gives memory to copy it into (async
+// runs own small inputs, see RunJob::Prepare): the OrtValue points into the typed array's
+// memory and the caller must keep a reference to it until ORT is done. This file re-checks everything that
 // matters for memory safety (typed array kind vs the model's element type, element count vs
 // dims), so a direct call into the addon cannot make ORT read or write out of bounds.
 //
@@ -45,11 +46,15 @@ struct TensorView {
 
 // Builds the OrtValue for one feed, or for an output buffer supplied with the call, checking it
 // against the model's declaration `io`. On success `*borrowed` tells whether the OrtValue
-// borrows `data`'s memory (false for strings, which are copied into ORT-owned memory).
-// With `view` given, a numeric tensor of rank <= kMaxViewRank is only checked and described in
-// `*view` (`*out` stays null; build it later with ViewToOrtValue, on any thread).
+// borrows `data`'s memory (false for strings, which are copied into ORT-owned memory, and for
+// copies). With `view` given, a numeric tensor of rank <= kMaxViewRank is only checked and
+// described in `*view` (`*out` stays null; build it later with ViewToOrtValue, on any thread).
+// With `copy_to` given (at least count × element size bytes, owned by the caller for as long as
+// the OrtValue or view is used), a numeric tensor's data is copied there once checked, and the
+// OrtValue or view points at the copy.
 bool TensorToOrtValue(const IoInfo& io, bool is_output, Napi::Value data, const std::vector<int64_t>& dims,
-                      OrtValue** out, bool* borrowed, Failure* failure, TensorView* view = nullptr);
+                      OrtValue** out, bool* borrowed, Failure* failure, TensorView* view = nullptr,
+                      uint8_t* copy_to = nullptr);
 // Any thread: an OrtValue over a view's memory.
 Failure ViewToOrtValue(const IoInfo& io, bool is_output, const TensorView& view, OrtValue** out);
 

@@ -2,7 +2,7 @@
 // Exercises the addon's paths (async and sync runs, concurrency, bad input, the copy path,
 // strings, abort of a running inference, dispose; the scheduler: batches with gather/scatter,
 // a request running alone, mixed shapes, an ORT failure in a batch, queue expiry and abort,
-// dispose with a queue) for `npm run memcheck`, which runs it under
+// dispose with a queue; buffers detached mid-run) for `npm run memcheck`, which runs it under
 // valgrind memcheck with scripts/valgrind.supp and fails on any error. Worker termination is left
 // to test/worker.test.ts: under valgrind a worker's bootstrap alone took three minutes here.
 const { loadModel, Tensor } = require('../dist');
@@ -56,7 +56,52 @@ const M = require('node:path').join(__dirname, '..', 'test', 'fixtures', 'models
   const disposing = q.dispose();
   await Promise.allSettled([running, ...queued]);
   await disposing;
-  await Promise.all([m.dispose(), nz.dispose(), s.dispose(), slow.dispose(), b.dispose(), e.dispose(), il.dispose()]);
+  // Buffers transferred away while their call is in flight (test/runtime/detach.test.ts has the
+  // full matrix). A small input is the run's own copy: freeing the caller's buffer mid-run must
+  // not be read. A large input and a supplied output stay borrowed: moved (kept alive by their new
+  // owner), the call rejects with BUFFER_DETACHED. Held in flight by a batcher waiting for a full batch.
+  console.error('memcheck: buffers detached mid-run');
+  const gc = (require('node:v8').setFlagsFromString('--expose-gc'), require('node:vm').runInNewContext('gc'));
+  const moveAway = (t) => structuredClone(t.data.buffer, { transfer: [t.data.buffer] });
+  const expectDetached = async (p, what) => {
+    try {
+      await p;
+    } catch (err) {
+      if (err.code === 'BUFFER_DETACHED' && err.message.startsWith(what)) return;
+      throw err;
+    }
+    throw new Error(`${what}: a call whose buffer was detached resolved`);
+  };
+  const rows = (n, v) => new Tensor('float32', Float32Array.from({ length: 64 * n }, (_, i) => Math.sin(i * v)), [n, 64]);
+  const d = await loadModel(M + 'mlp_tiny.onnx', { batching: { maxBatchSize: 301, maxQueueDelayMicros: 60000000, adaptive: false } });
+  const small = rows(1, 0.1);
+  const want = Array.from(m.inferSync({ x: small }).y.data);
+  const ps = d.infer({ x: small });
+  (() => moveAway(small))(); // nothing keeps the new buffer: freed by the next GC
+  gc();
+  await d.infer({ x: rows(300, 0.2) }); // fills the batch: both run
+  if (JSON.stringify(Array.from((await ps).y.data)) !== JSON.stringify(want)) throw new Error('a small input freed mid-run changed the result');
+  const big = rows(300, 0.3);
+  const pb = d.infer({ x: big });
+  const keptBig = moveAway(big);
+  await d.infer({ x: rows(1, 0.4) });
+  await expectDetached(pb, "input 'x'");
+  const y = new Tensor('float32', new Float32Array(10), [1, 10]);
+  const po = d.infer({ x: rows(1, 0.5) }, { outputs: { y } });
+  const keptY = moveAway(y);
+  await d.infer({ x: rows(300, 0.6) });
+  await expectDetached(po, "output 'y'");
+  // Unscheduled: settled after the transfer, whenever the run itself happens.
+  const sx = new Tensor('float32', new Float32Array(65536).fill(0.5), [256, 256]);
+  const psl = slow.infer({ x: sx, iters: new Tensor('int64', new BigInt64Array([2n]), []) });
+  const keptSx = moveAway(sx);
+  await expectDetached(psl, "input 'x'");
+  const bytes = new Uint8Array(require('node:fs').readFileSync(M + 'mlp_tiny.onnx'));
+  const loading = loadModel(bytes);
+  const keptBytes = moveAway({ data: bytes });
+  await expectDetached(loading, 'the model bytes');
+  if (keptBig.byteLength + keptY.byteLength + keptSx.byteLength + keptBytes.byteLength === 0) throw new Error('moved buffers are empty');
+  await Promise.all([m.dispose(), nz.dispose(), s.dispose(), slow.dispose(), b.dispose(), e.dispose(), il.dispose(), d.dispose()]);
   console.log('memcheck script: all paths ran');
 })().catch((err) => {
   console.error(err);

@@ -254,12 +254,11 @@ function wireTensors(where: string, infos: readonly TensorInfo[], decls: ModelCo
   return tensors;
 }
 
-/** Whether the scheduler treats dim 0 as the batch dim (the rule of native/scheduler.cc's Scheduler::Create). */
-export function detectBatchDim(model: Model, batching: BatchingOptions | false): boolean {
+/** Whether the scheduler treats dim 0 as the batch dim (the addon's rule, reported by the model). */
+export function detectBatchDim(model: Pick<Model, 'noBatchDim'>, batching: BatchingOptions | false): boolean {
   if (batching === false) return false;
   if (batching.batchDim !== undefined) return batching.batchDim;
-  const all = [...model.inputs, ...model.outputs];
-  return all.every((t) => t.type !== 'string' && toDatatype(t.type) !== null && t.shape !== null && t.shape.length > 0 && !(typeof t.shape[0] === 'number' && t.shape[0] >= 0));
+  return model.noBatchDim === null;
 }
 
 /** Fills in everything the config left out, from the defaults and the loaded model. */

@@ -31,6 +31,8 @@ export interface NativeDescription {
     version: number;
     custom: Record<string, string>;
   };
+  /** null when dim 0 of every input and output can be the batch dim; else why not (native/scheduler.cc BatchDimProblem, the one rule). */
+  noBatchDim: string | null;
 }
 
 export interface NativeSession {
@@ -44,6 +46,8 @@ export interface NativeSession {
   close(): void;
   release(): void;
   stats(): NativeStats;
+  /** Zeroes every cumulative counter and histogram of stats() (native/session.h ResetStats). */
+  resetStats(): void;
 }
 
 export interface Percentiles {
@@ -60,8 +64,6 @@ export interface SchedulerStats {
   queueDepth: number;
   /** Requests in batches running now. */
   inFlight: number;
-  /** Requests accepted into the queue. */
-  requests: number;
   /** Runs (batches) executed. */
   batches: number;
   /** Of those, batches run on the JS thread itself (batching.inlineBelowMicros). */
@@ -78,14 +80,6 @@ export interface SchedulerStats {
   computeInputUs: number;
   computeInferUs: number;
   computeOutputUs: number;
-  /** Requests refused with QUEUE_FULL. */
-  rejected: number;
-  /** Requests dropped with TIMEOUT before they ran. */
-  expired: number;
-  /** Requests removed from the queue by an AbortSignal. */
-  cancelled: number;
-  /** Requests that ran and failed. */
-  failed: number;
   instances: number;
   /** Bytes copied into batch tensors, and out of them into each request's outputs. */
   bytesGathered: number;
@@ -94,12 +88,36 @@ export interface SchedulerStats {
   delayUs: number;
 }
 
+/**
+ * What became of the model's infer() requests (native/request_counts.h), the same for scheduled
+ * and unscheduled models. Triton's statistics map onto them: `inference_stats.success.count` =
+ * `succeeded`; `fail.count` = `rejected + failed + expired + cancelled` (failure reasons REJECTED
+ * = rejected, BACKEND = failed, CANCELED = cancelled; expired is a timeout). inferSync() calls are
+ * not requests (they show in `runs` / `failures` only), nor are calls refused by validation or
+ * after dispose().
+ */
+export interface RequestStats {
+  /** infer() requests admitted: queued by the scheduler, or started (unscheduled models). */
+  requests: number;
+  /** Requests refused with QUEUE_FULL at admission (queue depth, or a predicted queue wait over their timeoutMs); never in `requests`. */
+  rejected: number;
+  /** Admitted requests that resolved. */
+  succeeded: number;
+  /** Admitted requests that ran and failed (ONNX Runtime or output errors). */
+  failed: number;
+  /** Admitted requests that ended with TIMEOUT: dropped from the queue at their deadline, or their run terminated. */
+  expired: number;
+  /** Admitted requests that ended with ABORTED (AbortSignal) or DISPOSED (the model was disposed first). */
+  cancelled: number;
+  // requests = succeeded + failed + expired + cancelled + the requests not yet settled.
+}
+
 export interface NativeStats extends Omit<ModelStats, keyof SchedulerStats | 'scheduled'> {
   scheduler?: SchedulerStats;
 }
 
 /** Cumulative counters of one model (see Model.stats()), plus the queue's current depth and in-flight count. */
-export interface ModelStats extends SchedulerStats {
+export interface ModelStats extends SchedulerStats, RequestStats {
   /** Whether infer() goes through the native scheduler (batching or instances configured). */
   scheduled: boolean;
   /** ORT runs, including failed ones. */

@@ -17,6 +17,7 @@ export const ERROR_TABLE = {
   TIMEOUT: { category: 'timeout', httpStatus: 504, description: 'The request exceeded its timeoutMs; the run was terminated.' },
   DISPOSED: { category: 'unavailable', httpStatus: 503, description: 'The model was disposed.' },
   QUEUE_FULL: { category: 'unavailable', httpStatus: 503, description: "The model's request queue is full (batching.maxQueueSize); retry later." },
+  BUFFER_DETACHED: { category: 'client', httpStatus: 400, description: 'A buffer passed to infer() (an input or a supplied output) or to loadModel() was transferred or detached while the call was in flight; its result was discarded.' },
   NOT_READY: { category: 'unavailable', httpStatus: 503, description: 'The model (or server) is loading, unloading or failed to load; retry later.' },
   UNAUTHORIZED: { category: 'auth', httpStatus: 401, description: 'A route that needs an API key was called without a valid `Authorization: Bearer <key>`.' },
   RATE_LIMITED: { category: 'limited', httpStatus: 429, description: 'Too many requests from this client or API key in the current window; retry after Retry-After seconds.' },
@@ -59,7 +60,11 @@ export function fromNative(err: unknown): NimifyError {
   if (err instanceof NimifyError) return err;
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
-    return new NimifyError(isErrorCode(code) ? code : 'INTERNAL', err.message, { cause: err });
+    const out = new NimifyError(isErrorCode(code) ? code : 'INTERNAL', err.message, { cause: err });
+    // QUEUE_FULL from the scheduler: its predicted queue wait, for Retry-After (native/scheduler.h).
+    const retryAfterMs = (err as { retryAfterMs?: unknown }).retryAfterMs;
+    if (typeof retryAfterMs === 'number') (out as NimifyError & { retryAfterMs?: number }).retryAfterMs = retryAfterMs;
+    return out;
   }
   return new NimifyError('INTERNAL', String(err));
 }

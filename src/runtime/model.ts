@@ -40,6 +40,8 @@ export class Model {
   readonly inputs: readonly TensorInfo[];
   readonly outputs: readonly TensorInfo[];
   readonly metadata: ModelMetadata;
+  /** @internal Why dim 0 cannot be a batch dim (the scheduler's rule, from the addon), or null when it can. */
+  readonly noBatchDim: string | null;
   /** The pre/postprocessing predict() runs (LoadOptions.pipeline, or a served model's config.json); null without one. */
   readonly pipeline: Pipeline | null;
 
@@ -47,7 +49,6 @@ export class Model {
   readonly #binding: NativeBinding;
   readonly #plan: IoPlan;
   #inFlight = 0;
-  #requests = 0;
   #disposing: Promise<void> | null = null;
   #idleWaiters: Array<() => void> = [];
   /** Most rows one run may hold on the batch dim (the scheduler's maxBatchSize). */
@@ -62,6 +63,7 @@ export class Model {
     this.inputs = Object.freeze(description.inputs.map((i) => Object.freeze(i)));
     this.outputs = Object.freeze(description.outputs.map((o) => Object.freeze(o)));
     this.metadata = Object.freeze(description.metadata);
+    this.noBatchDim = description.noBatchDim;
     this.#plan = new IoPlan(description);
   }
 
@@ -76,12 +78,16 @@ export class Model {
   }
 
   /**
-   * Counters (cumulative, except queueDepth and inFlight which are current): ORT runs and how
-   * outputs reached JS, and the scheduler's queue, batch and timing figures. For a model without
-   * batching/instances every request is its own run and nothing queues.
+   * Counters (cumulative, except queueDepth and inFlight which are current): what became of
+   * infer() requests (RequestStats: the same definitions with or without a scheduler), ORT runs
+   * and how outputs reached JS, and the scheduler's queue, batch and timing figures. For a model
+   * without batching/instances every request is its own run and nothing queues.
    */
   stats(): ModelStats {
-    const native = this.#session?.stats() ?? { runs: 0, failures: 0, outputsZeroCopy: 0, outputsCopied: 0, bytesCopied: 0, shapeFallbacks: 0 };
+    const native = this.#session?.stats() ?? {
+      runs: 0, failures: 0, outputsZeroCopy: 0, outputsCopied: 0, bytesCopied: 0, shapeFallbacks: 0,
+      requests: 0, rejected: 0, succeeded: 0, failed: 0, expired: 0, cancelled: 0,
+    };
     const { scheduler, ...session } = native;
     return { ...session, scheduled: scheduler !== undefined, ...(scheduler ?? this.#unscheduledStats(session.runs)) };
   }
@@ -89,10 +95,19 @@ export class Model {
   #unscheduledStats(runs: number): SchedulerStats {
     const none = { p50: 0, p99: 0, count: 0, sum: 0 };
     return {
-      queueDepth: 0, inFlight: this.#inFlight, requests: this.#requests, batches: runs, inlineBatches: 0, wakes: 0, batchSizeHistogram: runs > 0 ? { 1: runs } : {},
+      queueDepth: 0, inFlight: this.#inFlight, batches: runs, inlineBatches: 0, wakes: 0, batchSizeHistogram: runs > 0 ? { 1: runs } : {},
       queueTimeUs: none, computeTimeUs: none, computeInputUs: 0, computeInferUs: 0, computeOutputUs: 0,
-      rejected: 0, expired: 0, cancelled: 0, failed: 0, instances: 1, bytesGathered: 0, bytesScattered: 0, delayUs: 0,
+      instances: 1, bytesGathered: 0, bytesScattered: 0, delayUs: 0,
     };
+  }
+
+  /**
+   * @internal Zeroes every cumulative counter and histogram of stats() (queueDepth and inFlight
+   * are current, not counters). The repository calls it once warmup has settled, so warmup runs
+   * are not counted; call it while the model is idle (a run finishing meanwhile may be counted).
+   */
+  resetStats(): void {
+    this.#session?.resetStats();
   }
 
   get disposed(): boolean {
@@ -142,7 +157,6 @@ export class Model {
       return Promise.reject(fromNative(err));
     }
     this.#inFlight++;
-    this.#requests++;
     submitted(this.#binding);
     return pending.then(
       (results) => {

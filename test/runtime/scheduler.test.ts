@@ -113,6 +113,18 @@ describe('dynamic batching: results', () => {
     await big.dispose();
   });
 
+  it('runs a request larger than every preferred size it could fill (never an empty batch)', async () => {
+    // Once the delay is over a 3-row request cannot make the preferred 2 without being split: it
+    // runs whole. (Formation used to pick an empty batch here, which crashed the instance thread.)
+    const m = await loadModel(model('mlp_tiny.onnx'), { batching: { maxBatchSize: 8, preferredBatchSizes: [2], maxQueueDelayMicros: 1000, adaptive: false } });
+    const plain = await loadModel(model('mlp_tiny.onnx'));
+    const x = mlpInput(random(4), 3);
+    expect(Array.from((await m.infer({ x })).y.data as Float32Array)).toEqual(Array.from(plain.inferSync({ x }).y.data as Float32Array));
+    expect(m.stats().batchSizeHistogram).toEqual({ 3: 1 });
+    await m.dispose();
+    await plain.dispose();
+  });
+
   it('never mixes requests whose non-batch dims differ', async () => {
     const m = await loadModel(model('embed_int64.onnx'), { batching: { maxBatchSize: 32, maxQueueDelayMicros: 50_000, adaptive: false } });
     const plain = await loadModel(model('embed_int64.onnx'));
@@ -299,6 +311,41 @@ describe('queue policy', () => {
     await m.infer(slowFeeds(1n));
     // Runs: the blocker and the last request. The expired one never reached ORT.
     expect(m.stats().runs).toBe(2);
+    await m.dispose();
+  });
+
+  it('refuses at once with QUEUE_FULL a request whose predicted queue wait exceeds its timeoutMs, and admits one that fits', async () => {
+    const m = await loadModel(model('slow.onnx'), { batching: {} });
+    // Measures the compute per row (slow runs alone: one row per run) that admission predicts with.
+    await m.infer(slowFeeds(20n));
+    await m.infer(slowFeeds(20n));
+    const blocker = await block(m);
+    const queued = Array.from({ length: 4 }, () => m.infer(slowFeeds(20n)));
+    expect(m.stats().queueDepth).toBe(4);
+    // 4 rows ahead × a measured run of 20 steps: far more than 1 ms. Refused in the same turn:
+    // before any timer (or the native deadline) could have expired it.
+    const refused = m.infer(slowFeeds(1n), { timeoutMs: 1 });
+    const first = await Promise.race([refused.catch((e: unknown) => e), new Promise((r) => setImmediate(() => r('still pending')))]);
+    expect(first).toBeInstanceOf(NimifyError);
+    expect((first as NimifyError).code).toBe('QUEUE_FULL');
+    expect((first as NimifyError).message).toMatch(/^queue full: the predicted queue wait \([\d.]+ ms for 4 rows ahead\) exceeds the request's timeoutMs \(1\.0 ms\); retry later$/);
+    // The predicted wait, for the server's Retry-After.
+    const retryAfterMs = (first as NimifyError & { retryAfterMs?: number }).retryAfterMs;
+    expect(typeof retryAfterMs).toBe('number');
+    expect(retryAfterMs).toBeGreaterThan(1);
+    expect(m.stats().rejected).toBe(1);
+    expect(m.stats().queueDepth).toBe(4);
+    // A long timeout fits the prediction: admitted.
+    const admitted = m.infer(slowFeeds(1n), { timeoutMs: 600_000 });
+    // Only high-priority rows are ahead of a high-priority request: none here, so it is admitted
+    // (and then expires behind the running blocker: TIMEOUT, not QUEUE_FULL).
+    const high = m.infer(slowFeeds(1n), { timeoutMs: 1, priority: 1 });
+    expect(m.stats().queueDepth).toBe(6);
+    await rejectsWith(high, 'TIMEOUT');
+    await blocker.stop();
+    expect((await admitted).y.dims).toEqual([256, 256]);
+    expect((await Promise.all(queued)).length).toBe(4);
+    expect(m.stats()).toMatchObject({ rejected: 1, expired: 1, requests: 9 });
     await m.dispose();
   });
 
