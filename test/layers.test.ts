@@ -104,7 +104,7 @@ describe('layers', () => {
   });
 });
 
-/** Runs `code` in a fresh process in the checkout and returns the package names it loaded. */
+/** Runs `code` in a fresh process in the checkout and returns the package names it loaded, and nimify's own dist/ modules (as `dist/…`). */
 function loadedPackages(code: string): string[] {
   const probe = `${code}
     .then(() => {
@@ -112,6 +112,7 @@ function loadedPackages(code: string): string[] {
       for (const f of Object.keys(require.cache)) {
         const m = /node_modules\\/((?:@[^/]+\\/)?[^/]+)/.exec(f.slice(f.lastIndexOf('node_modules/')));
         if (m) names.add(m[1]);
+        else if (f.startsWith(${JSON.stringify(path.join(ROOT, 'dist'))})) names.add(f.slice(${JSON.stringify(ROOT.length + 1)}));
       }
       console.log(JSON.stringify([...names].sort()));
     }, (e) => { console.error(e); process.exit(1); });`;
@@ -132,6 +133,8 @@ describe('entry points', () => {
         await m.dispose();
       })`);
     for (const dep of [...SERVER_DEPS, ...PIPELINE_DEPS]) expect(loaded, dep).not.toContain(dep);
+    expect(loaded.filter((f) => /^dist\/(server|pipeline|protocol|repository|cli|deploy)\//.test(f))).toEqual([]);
+    expect(loaded).toContain(path.join('dist', 'runtime', 'model.js'));
   });
 
   it("'nimify/server' loads Fastify, and a model with a pipeline loads the pipeline layer but not the server", () => {
@@ -140,8 +143,10 @@ describe('entry points', () => {
     const loaded = loadedPackages(`const n = require('./dist');
       const cfg = JSON.parse(require('fs').readFileSync(${JSON.stringify(path.join(digits, 'config.json'))}, 'utf8'));
       n.loadModel(${JSON.stringify(path.join(digits, '1', 'model.onnx'))}, { pipeline: { preprocess: cfg.preprocess, postprocess: cfg.postprocess, dir: ${JSON.stringify(digits)} } }).then((m) => m.dispose())`);
-    expect(loaded).toContain('piscina');
+    expect(loaded).toContain(path.join('dist', 'pipeline', 'pipeline.js'));
+    expect(loaded).toContain('sharp');
     for (const dep of SERVER_DEPS) expect(loaded, dep).not.toContain(dep);
+    expect(loaded.filter((f) => f.startsWith(path.join('dist', 'server')))).toEqual([]);
   });
 
   it('package.json exports the three entry points, each built', () => {

@@ -8,7 +8,7 @@
 import type { FastifyInstance } from 'fastify';
 import { NimifyError } from '../runtime/errors';
 import type { BatchingOptions } from '../runtime/options';
-import type { ModelDefaults } from '../repository/config';
+import { DEFAULT_BATCHING, type ModelDefaults } from '../repository/config';
 import { buildServer } from '../server/build';
 import type { ServerOptions } from '../server/options';
 import { flagHelp, parseFlags, type FlagSpec } from './flags';
@@ -29,8 +29,8 @@ export const SERVE_FLAGS = {
   'load-model': { type: 'string', multiple: true, arg: 'name', help: "explicit mode: model to load at start (repeatable; '*' = all)" },
   'poll-interval-ms': { type: 'string', arg: 'ms', help: 'poll mode: rescan period (default 5000)', integer: { min: 10 } },
   'api-key': { type: 'string', multiple: true, arg: 'key', help: 'require Authorization: Bearer <key> (repeatable)' },
-  'protect-health': { type: 'boolean', help: 'require an API key on health routes too' },
-  'protect-metrics': { type: 'boolean', help: 'require an API key on /metrics too' },
+  'protect-health': { type: 'boolean', help: 'require an API key on /v2/health/live and /v2/health/ready too (per-model ready routes always need one)' },
+  'open-metrics': { type: 'boolean', help: 'serve /metrics without an API key, for a scraper that cannot send one (it names every model)' },
   'rate-limit': { type: 'string', arg: 'n', help: 'requests per minute per client (API key or IP); default off', integer: { min: 1 } },
   'breaker-failures': { type: 'string', arg: 'n', help: 'consecutive failures that open a model\'s circuit breaker (default 5; 0 = off)', integer: { min: 0 } },
   'breaker-reset-ms': { type: 'string', arg: 'ms', help: 'how long an open breaker waits before a probe (default 10000)', integer: { min: 1 } },
@@ -71,7 +71,7 @@ export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   if (v.instances !== undefined) defaults.instances = v.instances as number;
   if (v['max-batch-size'] === 0) defaults.batching = false;
   else if (v['max-batch-size'] !== undefined || v['max-queue-delay-us'] !== undefined || v['max-queue-size'] !== undefined || v['inline-below-us'] !== undefined) {
-    const b: BatchingOptions = { maxBatchSize: (v['max-batch-size'] as number | undefined) ?? 32, adaptive: true };
+    const b: BatchingOptions = { ...DEFAULT_BATCHING, ...(v['max-batch-size'] !== undefined ? { maxBatchSize: v['max-batch-size'] as number } : {}) };
     if (v['max-queue-delay-us'] !== undefined) b.maxQueueDelayMicros = v['max-queue-delay-us'] as number;
     if (v['max-queue-size'] !== undefined) b.maxQueueSize = v['max-queue-size'] as number;
     if (v['inline-below-us'] !== undefined) b.inlineBelowMicros = v['inline-below-us'] as number;
@@ -85,12 +85,15 @@ export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   if (v['load-model'] !== undefined) options.startupModels = v['load-model'] as string[];
   if (v['poll-interval-ms'] !== undefined) options.pollIntervalMs = v['poll-interval-ms'] as number;
   if (v['api-key'] !== undefined) options.apiKeys = v['api-key'] as string[];
-  const exempt = (['health', 'metrics', 'docs'] as const).filter((a) => !(a === 'health' && v['protect-health']) && !(a === 'metrics' && v['protect-metrics']));
-  options.authExempt = [...exempt];
+  options.authExempt = [...(v['protect-health'] ? [] : ['health' as const]), 'docs', ...(v['open-metrics'] ? ['metrics' as const] : [])];
   if (v['rate-limit'] !== undefined) options.rateLimit = { max: v['rate-limit'] as number, timeWindowMs: 60_000 };
   if (v['breaker-failures'] === 0) options.breaker = false;
   else if (v['breaker-failures'] !== undefined || v['breaker-reset-ms'] !== undefined) {
-    options.breaker = { failureThreshold: (v['breaker-failures'] as number | undefined) ?? 5, resetTimeoutMs: (v['breaker-reset-ms'] as number | undefined) ?? 10_000 };
+    // The one left out keeps its default (BREAKER_DEFAULTS, filled in by checkPluginOptions).
+    options.breaker = {
+      ...(v['breaker-failures'] !== undefined ? { failureThreshold: v['breaker-failures'] as number } : {}),
+      ...(v['breaker-reset-ms'] !== undefined ? { resetTimeoutMs: v['breaker-reset-ms'] as number } : {}),
+    };
   }
   if (v['max-event-loop-delay-ms'] !== undefined || v['max-concurrent-requests'] !== undefined) {
     options.shedding = {};

@@ -8,29 +8,16 @@
  * INTERNAL naming the preprocessing step; a worker that dies → INTERNAL for its task, and Piscina
  * starts a new worker for the next ones. A full queue → QUEUE_FULL (503).
  *
- * The worker script is the compiled dist/pipeline/worker.js (under vitest, running from the
- * sources, the built copy is used: `npm test` builds it first).
+ * The queue bound, transfers and the worker's error convention are the shared WorkerPool's
+ * (src/runtime/worker-pool.ts); the worker script is the compiled dist/pipeline/worker.js.
  */
-import * as fs from 'node:fs';
 import * as os from 'node:os';
-import * as path from 'node:path';
-import * as workerThreads from 'node:worker_threads';
-import { Piscina } from 'piscina';
-import { NimifyError, type ErrorCode } from '../runtime/errors';
+import { NimifyError } from '../runtime/errors';
 import { expectInteger, expectKnownKeys, expectPlainObject } from '../runtime/validate';
+import { movable, WorkerPool, workerScript } from '../runtime/worker-pool';
 import { sharpModule, type ImageSpec } from './image';
 import { tokenizersModule, type TextSpec, type TokenTensors } from './text';
 import type { Fault, ImageTask, ImageTensor, PadToken, TaskResult, TextTask, TokenizerTask } from './worker';
-
-// Node >= 21 (absent on Node 20, where every such buffer transfers).
-const isMarkedAsUntransferable = (workerThreads as { isMarkedAsUntransferable?: (o: unknown) => boolean }).isMarkedAsUntransferable;
-
-function workerFile(): string {
-  const candidates = [path.join(__dirname, 'worker.js'), path.join(__dirname, '..', '..', 'dist', 'pipeline', 'worker.js')];
-  const found = candidates.find((f) => fs.existsSync(f));
-  if (found === undefined) throw new NimifyError('INTERNAL', `preprocessing worker not found (looked for ${candidates.join(', ')}); run npm run build:ts`);
-  return found;
-}
 
 export interface PreprocessPoolOptions {
   /** Worker threads (default: the number of cores). */
@@ -56,32 +43,44 @@ export function checkPreprocessPoolOptions(where: string, options: unknown): Pre
 }
 
 export class PreprocessPool {
-  readonly threads: number;
-  readonly maxQueue: number;
-  readonly tasksPerThread: number;
-  #pool: Piscina | null = null;
-  #closed = false;
+  readonly #pool: WorkerPool;
 
   constructor(options: PreprocessPoolOptions = {}) {
     const o = checkPreprocessPoolOptions('options', options);
-    this.threads = o.threads ?? Math.max(1, os.availableParallelism());
-    this.maxQueue = o.maxQueue ?? 256;
-    this.tasksPerThread = o.tasksPerThread ?? 2;
+    this.#pool = new WorkerPool({
+      filename: () => workerScript(__dirname, 'pipeline', 'worker.js'),
+      name: 'preprocessing',
+      threads: o.threads ?? Math.max(1, os.availableParallelism()),
+      tasksPerThread: o.tasksPerThread ?? 2,
+      maxQueue: o.maxQueue ?? 256,
+    });
+  }
+
+  get threads(): number {
+    return this.#pool.threads;
+  }
+
+  get tasksPerThread(): number {
+    return this.#pool.tasksPerThread;
+  }
+
+  get maxQueue(): number {
+    return this.#pool.maxQueue;
   }
 
   /** Tasks the pool runs at once (threads × tasksPerThread). */
   get capacity(): number {
-    return this.threads * this.tasksPerThread;
+    return this.#pool.capacity;
   }
 
   /** Tasks finished so far. */
   get completed(): number {
-    return this.#pool?.completed ?? 0;
+    return this.#pool.completed;
   }
 
   /** Tasks waiting for a worker now. */
   get queueSize(): number {
-    return this.#pool?.queueSize ?? 0;
+    return this.#pool.queueSize;
   }
 
   /**
@@ -96,11 +95,7 @@ export class PreprocessPool {
     // (glibc: a worker's exit would otherwise unload them under other workers' feet). sharp is an
     // optional peer: without it this is UNSUPPORTED naming `npm install sharp`.
     sharpModule();
-    // Moved only when the view owns its whole buffer and Node lets it move: on Node >= 21 a
-    // buffer whose memory a native library owns (sharp's toBuffer(), a pooled Buffer) is marked
-    // untransferable and posting it throws DataCloneError, so it is copied instead.
-    const owns = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes.buffer instanceof SharedArrayBuffer) && !isMarkedAsUntransferable?.(bytes.buffer);
-    const task: ImageTask = { kind: 'image', bytes: owns ? bytes : new Uint8Array(bytes), spec, ...(fault ? { fault } : {}) };
+    const task: ImageTask = { kind: 'image', bytes: movable(bytes) ? bytes : new Uint8Array(bytes), spec, ...(fault ? { fault } : {}) };
     return (await this.#run(task, [task.bytes.buffer as ArrayBuffer], 'image')) as ImageTensor;
   }
 
@@ -127,33 +122,22 @@ export class PreprocessPool {
     return (await this.#run(task, [], 'tokenizer')) as PadToken;
   }
 
+  /** A task's own failures (QUEUE_FULL, DISPOSED, its TaskError) pass through; a failed worker is INTERNAL naming the step. */
   async #run(task: ImageTask | TextTask | TokenizerTask, transferList: ArrayBuffer[], what: string): Promise<Exclude<TaskResult, { error: unknown }>> {
-    if (this.#closed) throw new NimifyError('DISPOSED', 'the preprocessing pool is closed');
-    this.#pool ??= new Piscina({ filename: workerFile(), maxThreads: this.threads, minThreads: 0, idleTimeout: 30_000, maxQueue: this.maxQueue, concurrentTasksPerWorker: this.tasksPerThread });
-    if (this.maxQueue > 0 && this.#pool.queueSize >= this.maxQueue) {
-      throw new NimifyError('QUEUE_FULL', `preprocessing queue full: ${this.#pool.queueSize} tasks are waiting; retry later`);
-    }
-    let result: TaskResult;
     try {
-      result = (await this.#pool.run(task, { transferList })) as TaskResult;
+      return await this.#pool.run<TaskResult>(task, transferList);
     } catch (err) {
-      const msg = (err as Error).message;
-      // Piscina's words for a full queue, and for no queue (maxQueue 0) with every worker busy.
-      if (/queue is at limit|no task queue available/i.test(msg)) throw new NimifyError('QUEUE_FULL', 'preprocessing queue full; retry later');
-      throw new NimifyError('INTERNAL', `${what} preprocessing failed in its worker: ${msg}`, { cause: err });
+      if (err instanceof NimifyError) throw err;
+      throw new NimifyError('INTERNAL', `${what} preprocessing failed in its worker: ${(err as Error).message}`, { cause: err });
     }
-    if ('error' in result) throw new NimifyError(result.error.code as ErrorCode, result.error.message);
-    return result;
   }
 
   get closed(): boolean {
-    return this.#closed;
+    return this.#pool.closed;
   }
 
   async close(): Promise<void> {
-    this.#closed = true;
-    await this.#pool?.destroy();
-    this.#pool = null;
+    await this.#pool.close();
   }
 }
 

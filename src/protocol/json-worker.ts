@@ -5,7 +5,7 @@
  * against the model in O(1) per input. Data it cannot decode is reported as an error message
  * (a NimifyError cannot cross threads); the main thread answers 400 with it.
  */
-import sjson from 'secure-json-parse';
+import { parseUntrustedJson } from './json';
 import { Piscina } from 'piscina';
 import { NimifyError } from '../runtime/errors';
 import { isPlainObject } from '../runtime/validate';
@@ -17,12 +17,7 @@ export type WorkerResult = { header: Record<string, unknown> } | { error: { code
 export default function decodeJsonBody(task: { body: Uint8Array }): WorkerResult {
   try {
     const text = Buffer.from(task.body.buffer, task.body.byteOffset, task.body.byteLength).toString('utf8');
-    let json: unknown;
-    try {
-      json = sjson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' });
-    } catch (err) {
-      throw new NimifyError('INVALID_ARGUMENT', `request body: not valid JSON (${(err as Error).message})`);
-    }
+    const json = parseUntrustedJson('request body', text);
     if (!isPlainObject(json)) throw new NimifyError('INVALID_ARGUMENT', 'request body: expected a JSON object with `inputs`');
     const transfer: ArrayBuffer[] = [];
     if (Array.isArray(json.inputs)) {

@@ -99,13 +99,20 @@ export function singleFileModelName(file: string): string {
   return path.basename(file, '.onnx').replace(/[^A-Za-z0-9_.-]/g, '_').replace(/^[^A-Za-z0-9]+/, '') || 'model';
 }
 
+/** Errors that mean "nothing there" (gone, or a file where a folder would be): not worth a report. */
+const ABSENT = new Set(['ENOENT', 'ENOTDIR']);
+const isAbsent = (err: unknown): boolean => ABSENT.has((err as NodeJS.ErrnoException).code ?? '');
+
+/** Whether a folder holds a model; throws when it cannot be read (EACCES, EIO, ELOOP…). */
 async function looksLikeModel(dir: string): Promise<boolean> {
+  let entries;
   try {
-    const entries = await fsp.readdir(dir, { withFileTypes: true });
-    return entries.some((e) => ((e.name === 'config.json' || e.name === 'model.onnx') && !e.isDirectory()) || ((e.isDirectory() || e.isSymbolicLink()) && VERSION_RE.test(e.name)));
-  } catch {
-    return false;
+    entries = await fsp.readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if (isAbsent(err)) return false;
+    throw err;
   }
+  return entries.some((e) => ((e.name === 'config.json' || e.name === 'model.onnx') && !e.isDirectory()) || ((e.isDirectory() || e.isSymbolicLink()) && VERSION_RE.test(e.name)));
 }
 
 export function checkModelName(name: unknown): string {
@@ -159,8 +166,11 @@ export class ModelRepository {
     let stat;
     try {
       stat = await fsp.stat(abs);
-    } catch {
-      throw new NimifyError('NOT_FOUND', `repository: '${abs}' does not exist (expected a model repository directory or an .onnx file)`);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw new NimifyError('NOT_FOUND', `repository: '${abs}' does not exist (expected a model repository directory or an .onnx file)`);
+      // EACCES, ENOTDIR, ELOOP, EIO…: the path may well exist; say what stopped us.
+      throw new NimifyError('INVALID_ARGUMENT', `repository: cannot open '${abs}' (${code ?? 'error'}: ${(err as Error).message})`, { cause: err });
     }
     const single = stat.isFile();
     if (!single && !stat.isDirectory()) throw new NimifyError('INVALID_ARGUMENT', `repository: '${abs}' is neither a directory nor a file`);
@@ -194,7 +204,11 @@ export class ModelRepository {
     return wanted;
   }
 
-  /** Adds entries for model directories on disk; marks vanished ones. */
+  /**
+   * Adds entries for model directories on disk; marks vanished ones. A folder that cannot be read
+   * (EACCES, EIO, a symlink loop…) may hold a model: it gets an entry, UNAVAILABLE with the error
+   * as its reason (loading it reports the same error), and a warning, instead of being skipped.
+   */
   async #scan(): Promise<string[]> {
     const dirents = await fsp.readdir(this.root, { withFileTypes: true });
     const seen: string[] = [];
@@ -202,26 +216,45 @@ export class ModelRepository {
       if (!d.isDirectory() && !d.isSymbolicLink()) continue;
       if (!NAME_RE.test(d.name) || d.name.includes('..')) continue;
       const dir = path.join(this.root, d.name);
-      if (!(await this.#inside(dir))) continue;
-      // A folder with no config.json, no model.onnx and no version folder is not a model (sample
-      // images, docs beside the models): ignored until it becomes one.
-      if (!this.#models.has(d.name) && !(await looksLikeModel(dir))) continue;
+      let unreadable: Error | null = null;
+      try {
+        if (!(await this.#inside(dir))) continue;
+        // A folder with no config.json, no model.onnx and no version folder is not a model (sample
+        // images, docs beside the models): ignored until it becomes one.
+        if (!this.#models.has(d.name) && !(await looksLikeModel(dir))) continue;
+      } catch (err) {
+        if (isAbsent(err)) continue;
+        unreadable = err as Error;
+      }
       seen.push(d.name);
-      if (!this.#models.has(d.name)) {
-        this.#models.set(d.name, { name: d.name, dir, versions: new Map(), chain: Promise.resolve(), unloaded: this.controlMode === 'explicit', failure: '' });
+      let entry = this.#models.get(d.name);
+      if (entry === undefined) {
+        entry = { name: d.name, dir, versions: new Map(), chain: Promise.resolve(), unloaded: this.controlMode === 'explicit', failure: '' };
+        this.#models.set(d.name, entry);
+      }
+      if (unreadable !== null) {
+        const reason = `cannot read the model folder ${dir} (${unreadable.message})`;
+        // Once per new failure: a poll rescans every few seconds.
+        if (entry.failure !== reason) this.#options.log?.warn({ model: d.name, reason }, `model '${d.name}': ${reason}`);
+        entry.failure = reason;
       }
     }
     return seen;
   }
 
-  /** True when `p` resolves (symlinks followed) to a path inside the repository root. */
+  /**
+   * True when `p` resolves (symlinks followed) to a path inside the repository root; false when
+   * it does not exist. Other errors (EACCES, ELOOP, EIO…) are thrown: the caller reports them.
+   */
   async #inside(p: string): Promise<boolean> {
+    let real: string;
     try {
-      const real = await fsp.realpath(p);
-      return real === this.#realRoot || real.startsWith(this.#realRoot + path.sep);
-    } catch {
-      return false;
+      real = await fsp.realpath(p);
+    } catch (err) {
+      if (isAbsent(err)) return false;
+      throw err;
     }
+    return real === this.#realRoot || real.startsWith(this.#realRoot + path.sep);
   }
 
   #enqueue(name: string, op: () => Promise<void>): Promise<void> {
@@ -262,12 +295,14 @@ export class ModelRepository {
   async #versionsOnDisk(entry: ModelEntry): Promise<Map<string, { file: string; stamp: string }>> {
     const out = new Map<string, { file: string; stamp: string }>();
     const add = async (version: string, file: string) => {
-      if (!(await this.#inside(file))) return;
       try {
+        if (!(await this.#inside(file))) return;
         const st = await fsp.stat(file);
         if (st.isFile()) out.set(version, { file, stamp: `${st.size}:${st.mtimeMs}` });
-      } catch {
-        /* no model file in this version directory */
+      } catch (err) {
+        if (isAbsent(err)) return; // no model file in this version directory
+        // Unreadable (EACCES…): a version whose load fails with that error, not one silently missing.
+        out.set(version, { file, stamp: `unreadable:${(err as NodeJS.ErrnoException).code ?? ''}` });
       }
     };
     if (entry.dir === null) {
@@ -306,7 +341,14 @@ export class ModelRepository {
       this.#failAll(entry, err);
       return [err instanceof Error ? err.message : String(err)];
     }
-    const onDisk = await this.#versionsOnDisk(entry);
+    let onDisk: Map<string, { file: string; stamp: string }>;
+    try {
+      onDisk = await this.#versionsOnDisk(entry);
+    } catch (err) {
+      const failure = new NimifyError('INVALID_MODEL', `cannot read the model folder ${entry.dir} (${(err as Error).message})`, { cause: err });
+      this.#failAll(entry, failure);
+      return [failure.message];
+    }
     const wanted = ModelRepository.#selectVersions(config.versionPolicy ?? { latest: 1 }, [...onDisk.keys()]);
     if (wanted.length === 0) {
       const err = new NimifyError('NOT_FOUND', `no version of '${name}' on disk matches its version policy`);
@@ -384,10 +426,13 @@ export class ModelRepository {
       v.config = completeConfig(v.name, config, defaults, v.model);
       v.io = { inputs: v.config.inputs, outputs: v.config.outputs };
       v.wire = wireModel(v.config);
-      await runWarmup(v, v.model, v.config, log);
+      const warmupRuns = await runWarmup(v, v.model, v.config, log);
+      // Warmup runs are not inferences anyone asked for: the stats route and the Prometheus
+      // counters start from zero (the model is idle here: every warmup request was awaited).
+      v.model.resetStats();
       v.state = 'READY';
       v.reason = '';
-      log?.info({ model: v.name, version: v.version, config: v.config }, 'model ready');
+      log?.info({ model: v.name, version: v.version, config: v.config, warmupRuns }, 'model ready');
     } catch (err) {
       v.state = 'UNAVAILABLE';
       v.reason = err instanceof Error ? err.message : String(err);
@@ -580,9 +625,11 @@ export class ModelRepository {
  * Runs a version's warmup requests in order. A request that fails makes the version UNAVAILABLE
  * (the error thrown) unless it is optional — the automatic warmup is — in which case the failure
  * is logged as a warning naming the model, what was fed and ONNX Runtime's message, and the
- * version still becomes READY: a guessed warmup never takes a model down.
+ * version still becomes READY: a guessed warmup never takes a model down. Resolves with the
+ * number of warmup inferences that succeeded (logged: the model's own counters are zeroed after).
  */
-async function runWarmup(v: ServedVersion, model: Model, config: CompletedConfig, log: RepositoryLog | undefined): Promise<void> {
+async function runWarmup(v: ServedVersion, model: Model, config: CompletedConfig, log: RepositoryLog | undefined): Promise<number> {
+  let runs = 0;
   for (const [i, req] of config.warmup.entries()) {
     const where = `warmup[${i}]${req.name ? ` (${req.name})` : ''}`;
     try {
@@ -590,6 +637,7 @@ async function runWarmup(v: ServedVersion, model: Model, config: CompletedConfig
       for (let n = 0; n < (req.count ?? 1); n++) {
         try {
           await model.infer(feeds);
+          runs++;
         } catch (err) {
           throw new NimifyError('INVALID_MODEL', `${where} failed: ${(err as Error).message}`, { cause: err });
         }
@@ -603,6 +651,7 @@ async function runWarmup(v: ServedVersion, model: Model, config: CompletedConfig
       );
     }
   }
+  return runs;
 }
 
 /** The feeds of one warmup request, checked against the model's inputs. */

@@ -11,16 +11,19 @@
  * exactly one probe through. Failures are the model's own faults (runtime errors, timeouts), not
  * client errors. Time comes from Date.now() so fake timers drive it in tests. Event-loop thread only.
  */
-import { NimifyError } from '../runtime/errors';
+import { retryLater, secondsFromMs } from './errors';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
 export interface BreakerOptions {
-  /** Consecutive failures that open the breaker (default 5). */
+  /** Consecutive failures that open the breaker (default: BREAKER_DEFAULTS). */
   failureThreshold?: number;
-  /** How long it stays open before a probe, in ms (default 10000). */
+  /** How long it stays open before a probe, in ms (default: BREAKER_DEFAULTS). */
   resetTimeoutMs?: number;
 }
+
+/** The breaker's defaults, for the plugin option and anything that reports them. */
+export const BREAKER_DEFAULTS: Readonly<Required<BreakerOptions>> = Object.freeze({ failureThreshold: 5, resetTimeoutMs: 10_000 });
 
 export const BREAKER_STATE_VALUE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 };
 
@@ -56,9 +59,7 @@ export class CircuitBreaker {
       return true;
     }
     const retryMs = state === 'open' ? this.resetTimeoutMs - (Date.now() - this.#openedAt) : this.resetTimeoutMs;
-    const err = new NimifyError('CIRCUIT_OPEN', `model '${model}': circuit breaker is ${state} after ${this.failureThreshold} consecutive failures; retry later`);
-    (err as NimifyError & { retryAfterSeconds?: number }).retryAfterSeconds = Math.max(1, Math.ceil(retryMs / 1000));
-    throw err;
+    throw retryLater('CIRCUIT_OPEN', `model '${model}': circuit breaker is ${state} after ${this.failureThreshold} consecutive failures; retry later`, secondsFromMs(retryMs));
   }
 
   success(probe: boolean): void {

@@ -3,6 +3,7 @@
  * Fastify type augmentations it relies on.
  */
 import type { JsonDecodePool } from '../protocol/json-pool';
+import type { Admitted } from './admission';
 import { NimifyError } from '../runtime/errors';
 import { PreprocessPool } from '../pipeline/pool';
 import type { ModelRepository } from '../repository/repository';
@@ -16,6 +17,10 @@ declare module 'fastify' {
   interface FastifyInstance {
     nimify: NimifyContext;
   }
+  interface FastifyRequest {
+    /** Set by the inference routes' admission hook (admission.ts); null elsewhere and before it. */
+    nimifyAdmitted: Admitted | null;
+  }
   interface FastifyContextConfig {
     /** Which area a nimify route belongs to (auth exemptions, shedding). */
     nimifyArea?: RouteArea;
@@ -23,7 +28,7 @@ declare module 'fastify' {
 }
 
 export class NimifyContext {
-  /** Inference requests being served now (decoded, queued or running). Event-loop thread only. */
+  /** Inference requests admitted and not yet ended (body being read, decoded, queued or running: admission.ts). Event-loop thread only. */
   inFlight = 0;
   /** The pool decoding large JSON bodies off the event loop (null when disabled). */
   jsonPool: JsonDecodePool | null = null;

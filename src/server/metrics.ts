@@ -8,7 +8,9 @@
  * the native scheduler keeps (rows, executions, queue and compute time, batch sizes, pending)
  * are read from model.stats() when the registry is scraped and added as deltas, so the hot path
  * pays nothing for them. A reloaded version starts a new Model whose counters start at zero: the
- * deltas are kept per Model object, so the exported counters never go backwards.
+ * deltas are kept per Model object, so the exported counters never go backwards. Warmup runs
+ * are not counted: a version is read only once it left LOADING, and the repository zeroes its
+ * model's counters when the warmup settled.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Model } from '../runtime/model';
@@ -138,7 +140,8 @@ export class ServerMetrics {
         const labels = { model: name, version: v.version };
         this.ready.set(labels, v.ready ? 1 : 0);
         const model = v.model;
-        if (model === null || model.disposed) continue;
+        // A LOADING version is warming up: its counters are zeroed once the warmup settled.
+        if (model === null || model.disposed || v.state === 'LOADING') continue;
         const s = model.stats();
         let rows = 0;
         for (const [size, n] of Object.entries(s.batchSizeHistogram)) rows += Number(size) * n;
@@ -151,7 +154,9 @@ export class ServerMetrics {
           outputUs: s.computeOutputUs,
           histogram: s.batchSizeHistogram,
         };
-        const last = this.#seen.get(model);
+        let last = this.#seen.get(model);
+        // Counters that went back were reset (model.resetStats()): count from zero again.
+        if (last !== undefined && (current.rows < last.rows || current.batches < last.batches)) last = undefined;
         this.#seen.set(model, current);
         const inc = (c: Counter<'model' | 'version'>, d: number) => {
           if (d > 0) c.inc(labels, d);

@@ -3,12 +3,13 @@
  * the runtime API (a misspelt option fails with INVALID_ARGUMENT naming it).
  */
 import { checkPreprocessPoolOptions, type PreprocessPoolOptions } from '../pipeline/pool';
+import { JSON_POOL_MAX_QUEUE } from '../protocol/json-pool';
 import type { Registry } from 'prom-client';
 import { NimifyError } from '../runtime/errors';
 import type { ModelDefaults } from '../repository/config';
 import type { ControlMode, ModelRepository } from '../repository/repository';
 import { expectBoolean, expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../runtime/validate';
-import type { BreakerOptions } from './breaker';
+import { BREAKER_DEFAULTS, type BreakerOptions } from './breaker';
 
 export type AuthArea = 'health' | 'metrics' | 'docs';
 
@@ -45,11 +46,16 @@ export interface NimifyPluginOptions {
   modelDefaults?: ModelDefaults;
   /** Bearer API keys; when set, every route except the `authExempt` areas needs one. Default: NIMIFY_API_KEYS (comma-separated), else none. */
   apiKeys?: string[];
-  /** Areas left open when API keys are set (default ['health', 'metrics', 'docs']). */
+  /**
+   * Areas left open when API keys are set (default ['health', 'docs']): 'health' is the server's
+   * /v2/health/live and /v2/health/ready (probes; they name no model while open; the per-model ready
+   * routes need a key like metadata), 'docs' the OpenAPI document and UI. 'metrics' opens /metrics,
+   * which names every model: only for a Prometheus scraper that cannot send a key.
+   */
   authExempt?: AuthArea[];
   /** @fastify/rate-limit on inference and repository routes; default off. */
   rateLimit?: RateLimitOptions | false;
-  /** A circuit breaker per model; default { failureThreshold: 5, resetTimeoutMs: 10000 }. */
+  /** A circuit breaker per model; default BREAKER_DEFAULTS (breaker.ts: 5 consecutive failures, 10 s open). */
   breaker?: BreakerOptions | false;
   /** Load shedding; default on with the defaults in SheddingOptions. */
   shedding?: SheddingOptions | false;
@@ -65,6 +71,8 @@ export interface NimifyPluginOptions {
   docs?: boolean;
   /** JSON inference bodies of at least this many bytes are decoded in a worker thread (default 262144; 0 = never). */
   jsonWorkerBytes?: number;
+  /** Large JSON bodies that may wait for a decode worker beyond those being decoded (default JSON_POOL_MAX_QUEUE, 32); one more is 503 QUEUE_FULL with Retry-After. */
+  jsonWorkerMaxQueue?: number;
   /** The preprocessing pool of the predict route (image decoding, tokenization): worker threads (default: the core count) and tasks queued before 503 QUEUE_FULL (default 256). */
   preprocess?: PreprocessPoolOptions;
 }
@@ -89,7 +97,7 @@ export interface ServerOptions extends NimifyPluginOptions {
 
 export const PLUGIN_KEYS = [
   'repository', 'controlMode', 'startupModels', 'pollIntervalMs', 'modelDefaults', 'apiKeys', 'authExempt', 'rateLimit', 'breaker',
-  'shedding', 'inferTimeoutMs', 'registry', 'processMetrics', 'metricsRoute', 'docs', 'jsonWorkerBytes', 'preprocess',
+  'shedding', 'inferTimeoutMs', 'registry', 'processMetrics', 'metricsRoute', 'docs', 'jsonWorkerBytes', 'jsonWorkerMaxQueue', 'preprocess',
 ] as const;
 export const SERVER_KEYS = [...PLUGIN_KEYS, 'logger', 'logRequests', 'bodyLimit', 'requestTimeoutMs', 'keepAliveTimeoutMs'] as const;
 
@@ -101,6 +109,7 @@ export interface CheckedPluginOptions extends NimifyPluginOptions {
   shedding: Required<Omit<SheddingOptions, 'maxHeapUsedBytes' | 'maxPendingPerModel'>> & Pick<SheddingOptions, 'maxHeapUsedBytes' | 'maxPendingPerModel'> | false;
   inferTimeoutMs: number;
   jsonWorkerBytes: number;
+  jsonWorkerMaxQueue: number;
   preprocess: PreprocessPoolOptions;
 }
 
@@ -128,7 +137,7 @@ export function checkPluginOptions(o: Record<string, unknown>, env: NodeJS.Proce
   for (const [i, k] of apiKeys.entries()) {
     if (k.length < 8 || /\s/.test(k)) throw new NimifyError('INVALID_ARGUMENT', `options.apiKeys[${i}]: expected at least 8 characters without spaces, received a key of ${k.length} characters`);
   }
-  let authExempt: AuthArea[] = ['health', 'metrics', 'docs'];
+  let authExempt: AuthArea[] = ['health', 'docs'];
   if (o.authExempt !== undefined) {
     if (!Array.isArray(o.authExempt)) throw invalid('options.authExempt', "an array of 'health', 'metrics', 'docs'", o.authExempt);
     authExempt = o.authExempt.map((a, i) => expectOneOf(`options.authExempt[${i}]`, a, ['health', 'metrics', 'docs'] as const));
@@ -145,14 +154,14 @@ export function checkPluginOptions(o: Record<string, unknown>, env: NodeJS.Proce
     }
   }
 
-  let breaker: CheckedPluginOptions['breaker'] = { failureThreshold: 5, resetTimeoutMs: 10_000 };
+  let breaker: CheckedPluginOptions['breaker'] = { ...BREAKER_DEFAULTS };
   if (o.breaker === false) breaker = false;
   else if (o.breaker !== undefined) {
     const b = expectPlainObject('options.breaker', o.breaker);
     expectKnownKeys('options.breaker', b, ['failureThreshold', 'resetTimeoutMs']);
     breaker = {
-      failureThreshold: b.failureThreshold === undefined ? 5 : expectInteger('options.breaker.failureThreshold', b.failureThreshold, 1),
-      resetTimeoutMs: b.resetTimeoutMs === undefined ? 10_000 : expectInteger('options.breaker.resetTimeoutMs', b.resetTimeoutMs, 1),
+      failureThreshold: b.failureThreshold === undefined ? BREAKER_DEFAULTS.failureThreshold : expectInteger('options.breaker.failureThreshold', b.failureThreshold, 1),
+      resetTimeoutMs: b.resetTimeoutMs === undefined ? BREAKER_DEFAULTS.resetTimeoutMs : expectInteger('options.breaker.resetTimeoutMs', b.resetTimeoutMs, 1),
     };
   }
 
@@ -174,6 +183,7 @@ export function checkPluginOptions(o: Record<string, unknown>, env: NodeJS.Proce
   if (o.metricsRoute !== undefined) expectBoolean('options.metricsRoute', o.metricsRoute);
   if (o.docs !== undefined) expectBoolean('options.docs', o.docs);
   const jsonWorkerBytes = o.jsonWorkerBytes === undefined ? 256 * 1024 : expectInteger('options.jsonWorkerBytes', o.jsonWorkerBytes, 0);
+  const jsonWorkerMaxQueue = o.jsonWorkerMaxQueue === undefined ? JSON_POOL_MAX_QUEUE : expectInteger('options.jsonWorkerMaxQueue', o.jsonWorkerMaxQueue, 0, 1_000_000);
   const preprocess = o.preprocess === undefined ? {} : checkPreprocessPoolOptions('options.preprocess', o.preprocess);
-  return { ...(o as unknown as NimifyPluginOptions), apiKeys, authExempt, rateLimit, breaker, shedding, inferTimeoutMs, jsonWorkerBytes, preprocess };
+  return { ...(o as unknown as NimifyPluginOptions), apiKeys, authExempt, rateLimit, breaker, shedding, inferTimeoutMs, jsonWorkerBytes, jsonWorkerMaxQueue, preprocess };
 }

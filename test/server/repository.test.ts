@@ -111,8 +111,9 @@ describe('layout, config and versions (control mode none)', () => {
     const meta = (await app.inject('/v2/models/m')).json();
     expect(meta.inputs[0].shape).toEqual([2, 64]);
     expect((await infer(app, '/v2/models/m/infer')).statusCode).toBe(400); // batch 1 does not fit [2, 64]
+    // The warmup's 3 runs are not counted (zeroed once it settled), nor is the refused request.
     const stats = (await app.inject('/v2/models/m/stats')).json().model_stats[0];
-    expect(stats.execution_count).toBe(3);
+    expect(stats).toMatchObject({ execution_count: 0, inference_stats: { success: { count: 0 }, fail: { count: 0 } } });
   });
 
   it('config errors name the field', async () => {
@@ -270,6 +271,78 @@ describe('nothing outside the repository', () => {
       expect(() => ModelRepository.prototype.resolve.call(app.nimify.repository, '../x')).toThrow();
     } finally {
       fs.rmSync(outside, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('unreadable paths are reported, not skipped or called missing', () => {
+  const asRoot = process.getuid?.() === 0; // root reads a chmod 000 folder anyway
+
+  it.skipIf(asRoot)('a model folder that cannot be read (chmod 000) is UNAVAILABLE with EACCES, with a warning; the others serve', async () => {
+    put('good/1/model.onnx', fixture('mlp_tiny.onnx'));
+    put('locked/1/model.onnx', fixture('mlp_tiny.onnx'));
+    fs.chmodSync(path.join(root, 'locked'), 0o000);
+    try {
+      const warnings: string[] = [];
+      const log = { info: () => {}, warn: (_o: object, m?: string) => void warnings.push(m ?? ''), error: () => {} };
+      const repo = await ModelRepository.open({ path: root, log });
+      try {
+        expect(repo.index()).toEqual([
+          { name: 'good', version: '1', state: 'READY' },
+          { name: 'locked', state: 'UNAVAILABLE', reason: expect.stringContaining('EACCES') },
+        ]);
+        expect(warnings.join('\n')).toMatch(/locked.*cannot read the model folder.*EACCES/);
+        expect(() => repo.resolve('locked')).toThrow(/EACCES/);
+        expect(repo.ready()).toBe(false);
+      } finally {
+        await repo.close();
+      }
+      // A version folder that cannot be read fails that model with the error, not "no version on disk".
+      fs.chmodSync(path.join(root, 'locked'), 0o755);
+      fs.chmodSync(path.join(root, 'locked', '1'), 0o000);
+      const app = await server();
+      const index = (await app.inject({ method: 'POST', url: '/v2/repository/index' })).json();
+      expect(index).toContainEqual({ name: 'locked', version: '1', state: 'UNAVAILABLE', reason: expect.stringContaining('EACCES') });
+    } finally {
+      fs.chmodSync(path.join(root, 'locked'), 0o755);
+      if (fs.existsSync(path.join(root, 'locked', '1'))) fs.chmodSync(path.join(root, 'locked', '1'), 0o755);
+    }
+  });
+
+  it('a model folder that is a symlink loop (unreadable for root too) is UNAVAILABLE with ELOOP; a symlink to a file is not a model', async () => {
+    put('good/1/model.onnx', fixture('mlp_tiny.onnx'));
+    fs.symlinkSync('loop', path.join(root, 'loop'));
+    put('notes.txt', 'not a model');
+    fs.symlinkSync('notes.txt', path.join(root, 'notes')); // a file where a folder would be: ignored
+    const warnings: string[] = [];
+    const repo = await ModelRepository.open({ path: root, log: { info: () => {}, warn: (_o, m) => void warnings.push(m ?? ''), error: () => {} } });
+    try {
+      expect(repo.index()).toEqual([
+        { name: 'good', version: '1', state: 'READY' },
+        { name: 'loop', state: 'UNAVAILABLE', reason: expect.stringContaining('ELOOP') },
+      ]);
+      expect(warnings.join('\n')).toMatch(/'loop'.*ELOOP/);
+    } finally {
+      await repo.close();
+    }
+  });
+
+  it('a repository path that cannot be opened says why instead of "does not exist"', async () => {
+    put('m.onnx', fixture('mlp_tiny.onnx'));
+    // Through a file as if it were a folder: ENOTDIR (any user); through a loop: ELOOP.
+    await expect(ModelRepository.open({ path: path.join(root, 'm.onnx', 'x') })).rejects.toThrow(/cannot open .*ENOTDIR/);
+    fs.symlinkSync('loop', path.join(root, 'loop'));
+    await expect(ModelRepository.open({ path: path.join(root, 'loop') })).rejects.toThrow(/cannot open .*ELOOP/);
+    await expect(ModelRepository.open({ path: path.join(root, 'missing') })).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringContaining('does not exist') });
+    if (!asRoot) {
+      fs.mkdirSync(path.join(root, 'locked'));
+      put('locked/m.onnx', fixture('mlp_tiny.onnx'));
+      fs.chmodSync(path.join(root, 'locked'), 0o000);
+      try {
+        await expect(ModelRepository.open({ path: path.join(root, 'locked', 'm.onnx') })).rejects.toThrow(/cannot open .*EACCES/);
+      } finally {
+        fs.chmodSync(path.join(root, 'locked'), 0o755);
+      }
     }
   });
 });

@@ -60,7 +60,8 @@ describe('API keys', () => {
     expect((await tiny(app, { authorization: `bearer ${KEY_B}` })).statusCode).toBe(200);
     expect((await app.inject('/v2/models/tiny')).statusCode).toBe(401);
     expect((await app.inject('/v2/health/ready')).statusCode).toBe(200);
-    expect((await app.inject('/metrics')).body).toMatch(/nimify_requests_unauthorized_total 4/);
+    // /metrics names every model: it needs a key unless exempted (authExempt).
+    expect((await app.inject({ url: '/metrics', headers: { authorization: `Bearer ${KEY_A}` } })).body).toMatch(/nimify_requests_unauthorized_total 4/);
   });
 
   it('health and metrics can be protected too; keys can come from NIMIFY_API_KEYS', async () => {
@@ -96,7 +97,7 @@ describe('rate limiting', () => {
     for (let i = 0; i < 6; i++) expect((await tiny(app, b)).statusCode).toBe(200);
     expect((await tiny(app, b)).statusCode).toBe(429);
     for (let i = 0; i < 5; i++) expect((await app.inject('/v2/health/live')).statusCode).toBe(200);
-    expect((await app.inject('/metrics')).body).toMatch(/nimify_requests_rate_limited_total 2/);
+    expect((await app.inject({ url: '/metrics', headers: a })).body).toMatch(/nimify_requests_rate_limited_total 2/);
   });
 
   it('a new window lets the client through again', async () => {

@@ -1,7 +1,8 @@
 /**
  * Bearer API keys. Keys are compared as SHA-256 digests with crypto.timingSafeEqual against every
  * configured key (no early exit), so neither content nor length leaks through timing. Routes in
- * an exempt area (health, metrics, docs by default) stay open. Keys never reach the log: the
+ * an exempt area (options.authExempt: the server's health routes and the docs by default; /metrics
+ * only when asked, it names every model) stay open. Keys never reach the log: the
  * server's logger redacts the Authorization header and this plugin never logs it.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';

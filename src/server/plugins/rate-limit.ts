@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { NimifyError } from '../../runtime/errors';
+import { retryLater, secondsFromMs } from '../errors';
 import type { RateLimitOptions } from '../options';
 
 const bearer = (request: FastifyRequest): string | null => {
@@ -33,10 +33,8 @@ const limiter: FastifyPluginAsync<RateLimitOptions & { onLimit?: () => void }> =
     },
     errorResponseBuilder: (_request, context) => {
       opts.onLimit?.();
-      const err = new NimifyError('RATE_LIMITED', `rate limit exceeded: ${context.max} requests per ${context.after}; retry in ${Math.ceil(context.ttl / 1000)} s`);
-      (err as NimifyError & { statusCode: number }).statusCode = 429;
-      (err as NimifyError & { retryAfterSeconds?: number }).retryAfterSeconds = Math.max(1, Math.ceil(context.ttl / 1000));
-      return err;
+      const seconds = secondsFromMs(context.ttl);
+      return retryLater('RATE_LIMITED', `rate limit exceeded: ${context.max} requests per ${context.after}; retry in ${seconds} s`, seconds);
     },
   });
 };

@@ -8,16 +8,14 @@
 import underPressure from '@fastify/under-pressure';
 import type { FastifyPluginAsync } from 'fastify';
 import fp from 'fastify-plugin';
-import { NimifyError } from '../../runtime/errors';
 import type { NimifyContext } from '../context';
+import { retryLater, type RetryableError } from '../errors';
 
-export function overloaded(reason: string, retryAfterSeconds: number): NimifyError {
-  const err = new NimifyError('OVERLOADED', `server overloaded (${reason}); retry later`);
-  (err as NimifyError & { retryAfterSeconds?: number }).retryAfterSeconds = retryAfterSeconds;
-  return err;
+export function overloaded(reason: string, retryAfterSeconds: number): RetryableError {
+  return retryLater('OVERLOADED', `server overloaded (${reason}); retry later`, retryAfterSeconds);
 }
 
-/** Event-loop thread, first thing in an inference handler: refuses a request over the concurrency bound. */
+/** Event-loop thread, first check of an inference route's admission (admission.ts): refuses a request over the concurrency bound. */
 export function admit(ctx: NimifyContext): void {
   const shedding = ctx.options.shedding;
   if (shedding !== false && ctx.inFlight >= shedding.maxConcurrentRequests) {

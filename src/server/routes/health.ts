@@ -1,7 +1,13 @@
 /**
  * Health routes. Live is true as soon as the process serves. Ready: every model in the startup
- * set (and any loaded since) has a version that finished its warmup. Not ready is 503 with the
- * error body (KServe's choice; Triton answers 400), which is what Kubernetes probes act on.
+ * set (and any loaded since) has a version that finished its warmup, and the server is not
+ * draining (a load balancer stops routing to it from the first answer after SIGTERM). Not ready is
+ * 503 with the error body (KServe's choice; Triton answers 400), which is what Kubernetes probes act on.
+ *
+ * Auth areas: the server-level routes (/v2/health/live, /v2/health/ready) are the 'health' area,
+ * open by default when API keys are set (probes carry no key), so they name no model while open.
+ * The per-model ready routes answer 200 or 404 by model name, so they are the 'metadata' area:
+ * with API keys they need one, like model metadata, or anyone could enumerate the models.
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { NimifyError } from '../../runtime/errors';
@@ -9,8 +15,15 @@ import { checkModelName, checkVersion } from '../../repository/repository';
 import { errorResponses, modelParams } from '../schemas';
 
 const health: FastifyPluginAsync = async (app) => {
-  const { repository } = app.nimify;
+  const { repository, options } = app.nimify;
   const config = { nimifyArea: 'health' as const };
+  // Open to anyone although API keys are set: its answers then count models instead of naming them.
+  const open = options.apiKeys.length > 0 && options.authExempt.includes('health');
+  // Set when Fastify starts closing (the drain): readiness fails from then on.
+  let draining = false;
+  app.addHook('preClose', async () => {
+    draining = true;
+  });
 
   app.get('/v2/health/live', {
     config,
@@ -21,9 +34,14 @@ const health: FastifyPluginAsync = async (app) => {
     config,
     schema: { summary: 'Server readiness (all startup models ready)', tags: ['health'], response: { 200: { type: 'object', properties: { ready: { type: 'boolean' } } }, 503: errorResponses[503] } },
   }, async () => {
+    if (draining) throw new NimifyError('NOT_READY', 'server is not ready (shutting down)');
     if (!repository.ready()) {
-      const waiting = repository.index().filter((e) => e.state !== 'READY').map((e) => `${e.name}${e.version ? `/${e.version}` : ''}: ${e.state ?? 'not loaded'}`);
-      throw new NimifyError('NOT_READY', `server is not ready (${waiting.join('; ') || 'shutting down'})`);
+      const index = repository.index();
+      const waiting = index.filter((e) => e.state !== 'READY');
+      const why = open
+        ? `${waiting.length} of ${index.length} model versions not ready; the repository index lists them`
+        : waiting.map((e) => `${e.name}${e.version ? `/${e.version}` : ''}: ${e.state ?? 'not loaded'}`).join('; ');
+      throw new NimifyError('NOT_READY', `server is not ready (${why || 'shutting down'})`);
     }
     return { ready: true };
   });
@@ -40,8 +58,9 @@ const health: FastifyPluginAsync = async (app) => {
     params: modelParams,
     response: { 200: { type: 'object', properties: { name: { type: 'string' }, ready: { type: 'boolean' } } }, 404: errorResponses[404], 503: errorResponses[503] },
   };
-  app.get<{ Params: { model_name: string } }>('/v2/models/:model_name/ready', { config, schema }, modelReady);
-  app.get<{ Params: { model_name: string; model_version: string } }>('/v2/models/:model_name/versions/:model_version/ready', { config, schema }, modelReady);
+  const modelConfig = { nimifyArea: 'metadata' as const };
+  app.get<{ Params: { model_name: string } }>('/v2/models/:model_name/ready', { config: modelConfig, schema }, modelReady);
+  app.get<{ Params: { model_name: string; model_version: string } }>('/v2/models/:model_name/versions/:model_version/ready', { config: modelConfig, schema }, modelReady);
 };
 
 export default health;

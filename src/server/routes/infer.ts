@@ -7,20 +7,24 @@
  * request. JSON goes through secure-json-parse (`__proto__` / `constructor.prototype` keys are
  * refused). The header then passes the route schema like any JSON body.
  *
- * Order of refusals, cheapest first: shedding (event-loop delay, heap, concurrency) → model
- * resolution (404 / 503 not ready) → circuit breaker → the model's queue depth → decoding (400).
- * Only a request that survives all of them reaches the native queue. Event-loop thread only.
+ * Order of refusals, cheapest first, before the body is read (onRequest: admission.ts):
+ * shedding (event-loop delay, heap, concurrency) → model resolution (404 / 503 not ready) →
+ * circuit breaker → the model's queue depth; then the JSON pool's queue bound (503 QUEUE_FULL)
+ * and decoding (400); then the native scheduler's own admission (QUEUE_FULL by count, or by the
+ * predicted wait against the request's deadline: Retry-After from that wait, errors.ts). Every
+ * request reaches the scheduler with a deadline (the request's `timeout`, else the model's
+ * timeoutMs, else the server's inferTimeoutMs) and with a signal that cancels it when its client
+ * hangs up. Event-loop thread only.
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import sjson from 'secure-json-parse';
 import { NimifyError } from '../../runtime/errors';
 import { isPlainObject } from '../../runtime/validate';
+import { parseUntrustedJson } from '../../protocol/json';
 import { decodeInferRequest } from '../../protocol/request';
 import { encodeInferResponse } from '../../protocol/response';
-import { checkModelName, checkVersion } from '../../repository/repository';
 import { JsonDecodePool } from '../../protocol/json-pool';
-import { Admission } from '../admission';
-import sheddingPlugin, { admit } from '../plugins/shedding';
+import { currentVersion, registerAdmission } from '../admission';
+import sheddingPlugin from '../plugins/shedding';
 import { errorResponses, inferRequestBody, inferResponse, modelParams } from '../schemas';
 
 const BINARY = Symbol('nimify.binary');
@@ -29,13 +33,7 @@ const RAW = Symbol('nimify.raw');
 type InferBody = Record<string, unknown> & { [BINARY]?: Buffer; [RAW]?: boolean };
 type Params = { model_name: string; model_version?: string };
 
-function parseJson(text: string): unknown {
-  try {
-    return sjson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' });
-  } catch (err) {
-    throw new NimifyError('INVALID_ARGUMENT', `request body: not valid JSON (${(err as Error).message})`);
-  }
-}
+const parseJson = (text: string): unknown => parseUntrustedJson('request body', text);
 
 /** Splits the body into the JSON header and the binary part per Inference-Header-Content-Length. */
 export function parseInferBody(headerLength: string | string[] | undefined, body: Buffer): InferBody {
@@ -59,10 +57,10 @@ export function parseInferBody(headerLength: string | string[] | undefined, body
 
 const infer: FastifyPluginAsync = async (app) => {
   const ctx = app.nimify;
-  const { repository, options } = ctx;
+  const { options } = ctx;
 
   const offloadBytes = options.jsonWorkerBytes;
-  const pool = offloadBytes > 0 ? new JsonDecodePool() : null;
+  const pool = offloadBytes > 0 ? new JsonDecodePool(undefined, options.jsonWorkerMaxQueue) : null;
   ctx.jsonPool = pool;
   if (pool !== null) app.addHook('onClose', () => pool.close());
   app.removeAllContentTypeParsers();
@@ -75,16 +73,17 @@ const infer: FastifyPluginAsync = async (app) => {
   });
 
   await app.register(sheddingPlugin, { ctx });
+  registerAdmission(app, ctx);
 
   const handler = async (request: FastifyRequest<{ Params: Params; Body: InferBody }>, reply: FastifyReply): Promise<unknown> => {
-    admit(ctx);
-    const name = checkModelName(request.params.model_name);
-    const v = repository.resolve(name, request.params.model_version === undefined ? undefined : checkVersion(request.params.model_version));
-    const model = v.model!;
-    const config = v.config!;
-    const admission = new Admission(ctx, name, v);
+    const admitted = request.nimifyAdmitted!;
+    const { admission, controller } = admitted;
     let clientTimeout = false;
     try {
+      // From here to model.infer() in one synchronous step (currentVersion()).
+      const v = currentVersion(ctx, admitted);
+      const model = v.model!;
+      const config = v.config!;
       const body = request.body;
       const decoded = decodeInferRequest(v.wire!, body, body[BINARY] ?? null, body[RAW] === true);
       clientTimeout = decoded.timeoutMs !== undefined;
@@ -93,6 +92,7 @@ const infer: FastifyPluginAsync = async (app) => {
         outputs: all ? undefined : decoded.outputs,
         timeoutMs: decoded.timeoutMs ?? config.timeoutMs ?? options.inferTimeoutMs,
         priority: decoded.priority,
+        signal: controller.signal,
       });
       const encoded = encodeInferResponse({ modelName: v.name, modelVersion: v.version, id: decoded.id, parameters: decoded.parameters }, results, decoded.outputs, decoded.binary);
       admission.end(reply.elapsedTime);

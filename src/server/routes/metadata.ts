@@ -61,9 +61,25 @@ const metadata: FastifyPluginAsync = async (app) => {
   app.get<{ Params: Params }>('/v2/models/:model_name/config', { config, schema: configSchema }, modelConfig);
   app.get<{ Params: Params }>('/v2/models/:model_name/versions/:model_version/config', { config, schema: configSchema }, modelConfig);
 
+  /**
+   * Triton's statistics extension for one version, from model.stats() (src/runtime/binding.ts
+   * RequestStats defines the counts; the repository zeroes them after the warmup):
+   * - success.count: infer() requests that resolved; fail.count: the others that ended — refused
+   *   at admission (QUEUE_FULL: rejected, never admitted), failed in ONNX Runtime, timed out, or
+   *   cancelled (Triton's REJECTED, BACKEND, CANCELED reasons). Requests still queued or running
+   *   are in neither. Requests refused before reaching the model (400, 401, shed 503) are not
+   *   model statistics: they are in the Prometheus failure counter only.
+   * - queue: requests that left the queue for a batch, and their summed wait.
+   * - compute_input / compute_infer / compute_output: per execution (a batch), not per request
+   *   as Triton attributes a batch's time to each of its requests: the scheduler sums time per
+   *   batch only. batch_stats gives the executions per batch size.
+   * - inference_count: rows run (a batch of n counts n); execution_count: executions.
+   * success.ns / fail.ns (receipt-to-response time) are not measured per model here; the
+   * Prometheus counter nv_inference_request_duration_us has it per version.
+   */
   const statsOf = (v: ServedVersion) => {
     const s = v.model!.stats();
-    const us = (n: number) => Math.round(n * 1000);
+    const ns = (us: number) => Math.round(us * 1000);
     return {
       name: v.name,
       version: v.version,
@@ -72,12 +88,12 @@ const metadata: FastifyPluginAsync = async (app) => {
       pending: s.queueDepth,
       in_flight: s.inFlight,
       inference_stats: {
-        success: { count: s.requests - s.rejected - s.expired - s.cancelled - s.failed },
-        fail: { count: s.rejected + s.expired + s.cancelled + s.failed },
-        queue: { count: s.queueTimeUs.count, ns: us(s.queueTimeUs.sum), p50_us: s.queueTimeUs.p50, p99_us: s.queueTimeUs.p99 },
-        compute_input: { count: s.batches, ns: us(s.computeInputUs) },
-        compute_infer: { count: s.batches, ns: us(s.computeInferUs), p50_us: s.computeTimeUs.p50, p99_us: s.computeTimeUs.p99 },
-        compute_output: { count: s.batches, ns: us(s.computeOutputUs) },
+        success: { count: s.succeeded },
+        fail: { count: s.rejected + s.failed + s.expired + s.cancelled, rejected: s.rejected, failed: s.failed, expired: s.expired, cancelled: s.cancelled },
+        queue: { count: s.queueTimeUs.count, ns: ns(s.queueTimeUs.sum), p50_us: s.queueTimeUs.p50, p99_us: s.queueTimeUs.p99 },
+        compute_input: { count: s.batches, ns: ns(s.computeInputUs) },
+        compute_infer: { count: s.batches, ns: ns(s.computeInferUs), p50_us: s.computeTimeUs.p50, p99_us: s.computeTimeUs.p99 },
+        compute_output: { count: s.batches, ns: ns(s.computeOutputUs) },
       },
       batch_stats: Object.entries(s.batchSizeHistogram).map(([size, n]) => ({ batch_size: Number(size), compute_infer: { count: n } })),
     };

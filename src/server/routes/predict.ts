@@ -14,20 +14,22 @@
  * batch (multipart, `texts`), one such list per item, in order. Without `postprocess` the answer
  * holds the raw `outputs` instead.
  *
- * Refusals, cheapest first, as on the infer route: shedding (event-loop delay, heap,
- * concurrency) → model resolution → circuit breaker → the model's queue depth (src/server/
- * admission.ts) → body (a multipart body is read only now) and preprocessing (400). A client
- * that hangs up stops its preprocessing. Event-loop thread only, except the pool's workers.
+ * Refusals, cheapest first, as on the infer route, before the body is read (onRequest,
+ * src/server/admission.ts): shedding (event-loop delay, heap, concurrency) → model resolution →
+ * a model without preprocessing (400) → circuit breaker → the model's queue depth; then the body
+ * (a multipart body is read in the handler) and preprocessing (400). A client that hangs up
+ * stops its preprocessing and cancels its queued run. Event-loop thread only, except the pool's
+ * workers.
  */
 import multipart from '@fastify/multipart';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import sjson from 'secure-json-parse';
 import { NimifyError } from '../../runtime/errors';
 import type { Outputs } from '../../runtime/model';
-import { MAX_PREDICT_ITEMS, type PredictInput } from '../../pipeline/pipeline';
-import { checkModelName, checkVersion } from '../../repository/repository';
-import { Admission } from '../admission';
-import sheddingPlugin, { admit } from '../plugins/shedding';
+import { MAX_PREDICT_ITEMS, type Pipeline, type PredictInput } from '../../pipeline/pipeline';
+import { parseUntrustedJson } from '../../protocol/json';
+import type { ServedVersion } from '../../repository/repository';
+import { currentVersion, registerAdmission } from '../admission';
+import sheddingPlugin from '../plugins/shedding';
 import { errorResponses, modelParams } from '../schemas';
 
 type Params = { model_name: string; model_version?: string };
@@ -83,6 +85,13 @@ const textBody = {
 // schema would refuse; the description is for the OpenAPI document.
 const imageBody = { description: 'One image file, as it is: its bytes (JPEG, PNG or WebP)' } as const;
 const multipartBody = { description: 'One or more image files, one per file part (field names are free): one batch, one list of predictions per file, in order' } as const;
+
+/** The model's pipeline with its preprocessing, or INVALID_ARGUMENT for a model without one. */
+function pipelineOf(name: string, v: ServedVersion): { pipeline: Pipeline; pre: NonNullable<Pipeline['preprocess']> } {
+  const pipeline = v.model!.pipeline;
+  if (pipeline === null || pipeline.preprocess === null) throw new NimifyError('INVALID_ARGUMENT', `model '${name}' has no preprocess section in its config.json: send tensors to /v2/models/${name}/infer instead`);
+  return { pipeline, pre: pipeline.preprocess };
+}
 
 /** Checks a JSON text body's shape beyond the schema (one of text/texts, pairs matching). */
 function textItems(body: TextBody): { items: PredictInput[]; batch: boolean } {
@@ -153,16 +162,12 @@ function rawOutputs(runs: readonly Outputs[]): Record<string, { shape: number[];
 
 const predict: FastifyPluginAsync = async (app) => {
   const ctx = app.nimify;
-  const { repository, metrics, options } = ctx;
+  const { metrics, options } = ctx;
 
   app.removeAllContentTypeParsers();
   app.addContentTypeParser(/^image\/[a-z0-9.+-]+$/i, { parseAs: 'buffer' }, async (_request: FastifyRequest, body: Buffer | string) => body);
   app.addContentTypeParser('application/json', { parseAs: 'string' }, async (_request: FastifyRequest, body: Buffer | string) => {
-    try {
-      return sjson.parse(body as string, undefined, { protoAction: 'error', constructorAction: 'error' });
-    } catch (err) {
-      throw new NimifyError('INVALID_ARGUMENT', `request body: not valid JSON (${(err as Error).message})`);
-    }
+    return parseUntrustedJson('request body', body as string);
   });
   // Parts are read in the handler (request.parts()); a file may be as large as a whole body.
   await app.register(multipart, { limits: { files: MAX_PREDICT_ITEMS, fileSize: app.initialConfig.bodyLimit, parts: MAX_PREDICT_ITEMS + 1 } });
@@ -172,29 +177,39 @@ const predict: FastifyPluginAsync = async (app) => {
   });
 
   await app.register(sheddingPlugin, { ctx });
+  // Admitted (breaker, queue depth) before any body is read: a refused request does not make the
+  // server buffer its upload. From then on, failures count for this version.
+  registerAdmission(app, ctx, {
+    check: (name: string, v: ServedVersion) => void pipelineOf(name, v),
+    // The handler combines its signal with a deadline (AbortSignal.any).
+    reuseController: false,
+  });
 
   const bodyLimit = app.initialConfig.bodyLimit ?? 1024 * 1024;
   const handler = async (request: FastifyRequest<{ Params: Params; Body: Body }>, reply: FastifyReply): Promise<unknown> => {
-    admit(ctx);
-    const name = checkModelName(request.params.model_name);
-    const v = repository.resolve(name, request.params.model_version === undefined ? undefined : checkVersion(request.params.model_version));
+    const admitted = request.nimifyAdmitted!;
+    const { name, admission, controller } = admitted;
+    // A version swapped while the body arrived is not used: the one serving now is (its pipeline
+    // checked again). Preprocessing still runs between this and the model's run, as it always did.
+    let v: ServedVersion;
+    let pipeline: Pipeline;
+    let pre: NonNullable<Pipeline['preprocess']>;
+    try {
+      v = currentVersion(ctx, admitted);
+      ({ pipeline, pre } = pipelineOf(name, v));
+    } catch (err) {
+      admission.fail(err, reply.elapsedTime, { beforeModel: true });
+      throw err;
+    }
     const model = v.model!;
-    const pipeline = model.pipeline;
-    const pre = pipeline?.preprocess ?? null;
-    if (pipeline === null || pre === null) throw new NimifyError('INVALID_ARGUMENT', `model '${name}' has no preprocess section in its config.json: send tensors to /v2/models/${name}/infer instead`);
-
-    // Admitted (breaker, queue depth) before a multipart body is read: a refused request does
-    // not make the server buffer its upload. From here on, failures count for this version.
-    const admission = new Admission(ctx, name, v);
-    // Stops preprocessing when the client goes away before its answer, or when the request's
-    // time (the model's timeoutMs, else the server's inferTimeoutMs) is over.
+    // Preprocessing stops when the client goes away before its answer (the admission's
+    // controller, which also cancels the queued run) or when the request's time (the model's
+    // timeoutMs, else the server's inferTimeoutMs) is over; the run has that time as its own
+    // deadline, so that it ends as TIMEOUT, not ABORTED.
     const timeoutMs = v.config!.timeoutMs ?? options.inferTimeoutMs;
-    const stop = new AbortController();
-    const onClose = () => {
-      if (!reply.raw.writableEnded) stop.abort();
-    };
-    reply.raw.once('close', onClose);
-    const deadline = setTimeout(() => stop.abort(new NimifyError('TIMEOUT', `prediction: preprocessing did not finish within ${timeoutMs} ms`)), timeoutMs);
+    const late = new AbortController();
+    const deadline = setTimeout(() => late.abort(new NimifyError('TIMEOUT', `prediction: preprocessing did not finish within ${timeoutMs} ms`)), timeoutMs);
+    const stop = AbortSignal.any([controller.signal, late.signal]);
     let modelFailed = false;
     try {
       let items: PredictInput[];
@@ -222,10 +237,10 @@ const predict: FastifyPluginAsync = async (app) => {
       const { runs, preprocessUs } = await pipeline.run(items, ctx.preprocessPool(), {
         maxRows: model.maxBatchRows,
         transfer: true,
-        signal: stop.signal,
+        signal: stop,
         where: batch ? 'texts' : 'text',
         infer: (f) =>
-          model.infer(f, { timeoutMs }).catch((err: unknown) => {
+          model.infer(f, { timeoutMs, signal: controller.signal }).catch((err: unknown) => {
             modelFailed = true;
             return blameConfig(err);
           }),
@@ -247,7 +262,6 @@ const predict: FastifyPluginAsync = async (app) => {
       throw err;
     } finally {
       clearTimeout(deadline);
-      reply.raw.off('close', onClose);
     }
   };
 
