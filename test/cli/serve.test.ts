@@ -156,6 +156,8 @@ describe('npx nimify serve: a signal to the npx process drains the server', () =
       expect(result.body.outputs[0]!.shape).toEqual([256, 256]);
       for (let i = 0; i < 150 && !fs.existsSync(exitFile); i++) await new Promise((r) => setTimeout(r, 100));
       expect(JSON.parse(fs.readFileSync(exitFile, 'utf8')), output()).toMatchObject({ code: 0 });
+      // The server outlives npx: its last lines may still be in the pipe when its exit is recorded.
+      for (let i = 0; i < 50 && !output().includes('nimify: stopped'); i++) await new Promise((r) => setTimeout(r, 100));
       expect(output()).toContain(`nimify: ${signal} (via npm): draining in-flight requests`);
       expect(output()).toContain('nimify: stopped');
       await expect(fetch(`${base}/v2/health/live`)).rejects.toThrow();
