@@ -8,6 +8,10 @@
 
 #include <mutex>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "deferred_wake.h"
 #include "env_state.h"
 #include "run_job.h"
@@ -40,6 +44,18 @@ void PinLibrary() {
 #endif
 }
 
+// glibc keeps what the process freed (the main heap's top, each thread arena's free pages) for
+// reuse; malloc_trim(0) gives free pages back to the OS. `nimify serve` calls it when idle
+// (src/cli/serve.ts); any thread may call it (glibc takes each arena's lock in turn). Returns
+// whether memory was released; false where the C library has no malloc_trim.
+Napi::Value TrimMemoryJs(const Napi::CallbackInfo& info) {
+#if defined(__GLIBC__)
+  return Napi::Boolean::New(info.Env(), malloc_trim(0) != 0);
+#else
+  return Napi::Boolean::New(info.Env(), false);
+#endif
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   PinLibrary();
   auto* data = new AddonData();
@@ -58,6 +74,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfoJs>(env, "runtimeInfo"));
   exports.Set("createSession", Napi::Function::New<Session::Create>(env, "createSession"));
   exports.Set("poll", Napi::Function::New<Session::Poll>(env, "poll"));
+  exports.Set("trimMemory", Napi::Function::New<TrimMemoryJs>(env, "trimMemory"));
   exports.Set("Session", data->session_ctor.Value());
   return exports;
 }

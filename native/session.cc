@@ -143,6 +143,14 @@ bool ParseConfig(Napi::Value value, SessionConfig* c, Failure* f) {
     }
     c->allow_spinning = spin.As<Napi::Boolean>().Value() ? 1 : 0;
   }
+  Napi::Value arena = o.Get("memoryArena");
+  if (!arena.IsUndefined()) {
+    if (!arena.IsBoolean()) {
+      f->Set(code::kInvalidArgument, "options.memoryArena must be true or false");
+      return false;
+    }
+    c->memory_arena = arena.As<Napi::Boolean>().Value() ? 1 : 0;
+  }
   Napi::Value p = o.Get("optimizedModelFilePath");
   if (p.IsString()) c->optimized_model_path = p.As<Napi::String>().Utf8Value();
   Napi::Value fdo = o.Get("freeDimensionOverrides");

@@ -89,6 +89,13 @@ std::shared_ptr<SessionCore> SessionCore::Create(const std::string& path, const 
         !check(g_ort->AddSessionConfigEntry(opts.p, "session.inter_op.allow_spinning", v), "options.allowSpinning"))
       return nullptr;
   }
+  // ORT's CPU arena keeps every block it grew to for the session's life, so one request with a
+  // huge shape holds its tensors' memory until the model is unloaded. Off: tensors go back to
+  // malloc when ORT frees them (options.memoryArena; `nimify serve` turns it off).
+  if (config.memory_arena >= 0 &&
+      !check(config.memory_arena ? g_ort->EnableCpuMemArena(opts.p) : g_ort->DisableCpuMemArena(opts.p),
+             "options.memoryArena"))
+    return nullptr;
   if (!config.optimized_model_path.empty() &&
       !check(g_ort->SetOptimizedModelFilePath(opts.p, config.optimized_model_path.c_str()),
              "options.optimizedModelFilePath"))

@@ -28,6 +28,7 @@ struct SessionConfig {
   int execution_mode = -1;      // ExecutionMode, -1 = ORT default (sequential)
   int log_severity = -1;        // 0 verbose .. 4 fatal, -1 = env default (warning)
   int allow_spinning = -1;      // -1 = ORT default (spin); 0/1 = session.{intra,inter}_op.allow_spinning
+  int memory_arena = -1;        // -1 = ORT default (arena on); 0/1 = Disable/EnableCpuMemArena
   std::string optimized_model_path;
   std::vector<std::pair<std::string, int64_t>> free_dimension_overrides;
   std::vector<std::string> execution_providers;  // in preference order; "cpu" is always implied

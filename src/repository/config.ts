@@ -91,9 +91,10 @@ export const RUNTIME_KEYS = RUNTIME_OPTION_KEYS;
 /**
  * ORT settings a served model gets unless its config or the server says otherwise: pool threads
  * do not spin between runs, so they do not take the event loop's core on small machines (the
- * HTTP benchmark, bench/http.js, runs `nimify serve` with this default).
+ * HTTP benchmark, bench/http.js, runs `nimify serve` with this default); no CPU memory arena, so
+ * a request with a huge shape does not leave the server that large (bench/memory.js).
  */
-export const SERVER_RUNTIME_DEFAULTS: RuntimeConfig = { allowSpinning: false };
+export const SERVER_RUNTIME_DEFAULTS: RuntimeConfig = { allowSpinning: false, memoryArena: false };
 
 /** Default batching when neither config.json nor the server says: the scheduler with adaptive delay. */
 export const DEFAULT_BATCHING: BatchingOptions = { maxBatchSize: 32, adaptive: true };

@@ -149,6 +149,8 @@ export interface NativeBinding {
   createSession(source: string | Uint8Array, config: Record<string, unknown>): Promise<NativeSession>;
   /** Settles finished infer() runs of this thread; `keepPolling` tells executor threads to skip wake-ups. Returns runs still pending. */
   poll(keepPolling: boolean): number;
+  /** glibc malloc_trim(0): gives freed heap pages back to the OS; false when nothing was released or not glibc. */
+  trimMemory(): boolean;
 }
 
 const PACKAGE_ROOT = path.resolve(__dirname, '..', '..');

@@ -41,6 +41,14 @@ export interface LoadOptions {
    */
   allowSpinning?: boolean;
   /**
+   * ONNX Runtime's CPU memory arena (default: true, ORT's default). The arena keeps the largest
+   * memory a run ever needed for the model's life: after one request with a huge shape the
+   * process stays that large. false returns each tensor's memory when ORT frees it, at no cost
+   * measurable on small models (bench/results/memory.md); `nimify serve` uses false unless told
+   * otherwise.
+   */
+  memoryArena?: boolean;
+  /**
    * Number of ORT sessions of the model that run requests concurrently (default 1). Each has
    * its own scheduler thread, ORT thread pool and memory. With more than one, infer() goes
    * through the native scheduler even without `batching`.
@@ -108,6 +116,7 @@ export const RUNTIME_OPTION_KEYS = [
   'freeDimensionOverrides',
   'logSeverityLevel',
   'allowSpinning',
+  'memoryArena',
 ] as const;
 
 const LOAD_KEYS = [...RUNTIME_OPTION_KEYS, 'instances', 'batching', 'pipeline'] as const;
@@ -164,6 +173,7 @@ export function toNativeConfig(options: unknown): Record<string, unknown> {
   }
   if (o.logSeverityLevel !== undefined) config.logSeverityLevel = expectInteger('options.logSeverityLevel', o.logSeverityLevel, 0, 4);
   if (o.allowSpinning !== undefined) config.allowSpinning = expectBoolean('options.allowSpinning', o.allowSpinning);
+  if (o.memoryArena !== undefined) config.memoryArena = expectBoolean('options.memoryArena', o.memoryArena);
   if (o.instances !== undefined) config.instances = expectInteger('options.instances', o.instances, 1, 64);
   if (o.batching !== undefined) config.batching = toNativeBatching(o.batching);
   return config;
