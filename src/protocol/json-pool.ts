@@ -19,6 +19,7 @@ export const JSON_POOL_MAX_QUEUE = 32;
 
 export class JsonDecodePool {
   readonly #pool: WorkerPool;
+  #incoming = 0;
 
   /** `maxThreads` decode workers (default: cores − 1, 1 to 4); `maxQueue` bodies may wait beyond them. */
   constructor(readonly maxThreads = Math.max(1, Math.min(4, os.availableParallelism() - 1)), maxQueue = JSON_POOL_MAX_QUEUE) {
@@ -40,6 +41,26 @@ export class JsonDecodePool {
   /** Bodies accepted and not yet decoded (being decoded or waiting). */
   get outstanding(): number {
     return this.#pool.outstanding;
+  }
+
+  /** Bodies on their way (reserve()d, not yet handed to decode() or released). */
+  get incoming(): number {
+    return this.#incoming;
+  }
+
+  /**
+   * Holds a place for a body still being received, so that the bound counts it before it is read:
+   * false when the bodies being decoded, waiting and on their way fill capacity + maxQueue. The
+   * caller gives the place back with release() once the body reached decode() or was dropped.
+   */
+  reserve(): boolean {
+    if (this.#pool.closed || this.#pool.outstanding + this.#incoming >= this.#pool.capacity + this.#pool.maxQueue) return false;
+    this.#incoming++;
+    return true;
+  }
+
+  release(): void {
+    if (this.#incoming > 0) this.#incoming--;
   }
 
   /**

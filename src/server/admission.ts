@@ -29,6 +29,9 @@ interface VersionCounters {
   failure: Map<FailureReason, Counter.Internal>;
   /** Requests admitted to this version and not ended (their bodies may still be arriving). */
   admitted: number;
+  /** Summed receipt-to-outcome time of the requests that succeeded / failed, in ns (Triton's inference_stats success.ns / fail.ns). */
+  successNs: number;
+  failNs: number;
 }
 
 /** Per version, made on first use: labelled children are looked up once, not per request. */
@@ -63,6 +66,11 @@ export class Admission {
   readonly #probe: boolean;
   readonly #counters: VersionCounters;
   #done = false;
+  /**
+   * When the request was admitted (its headers had arrived): durations run from here. Not
+   * reply.elapsedTime, which Fastify measures only with a logger or an onResponse hook.
+   */
+  readonly #start = performance.now();
 
   /**
    * Admits a request to `v` (resolved from `name`): refuses it with CIRCUIT_OPEN while the
@@ -77,7 +85,7 @@ export class Admission {
     let c = countersByVersion.get(v);
     if (c === undefined) {
       const m = ctx.metrics;
-      c = { success: m.success.labels(v.name, v.version), duration: m.requestDuration.labels(v.name, v.version), latency: m.requestLatency.labels(v.name, v.version), failure: new Map(), admitted: 0 };
+      c = { success: m.success.labels(v.name, v.version), duration: m.requestDuration.labels(v.name, v.version), latency: m.requestLatency.labels(v.name, v.version), failure: new Map(), admitted: 0, successNs: 0, failNs: 0 };
       countersByVersion.set(v, c);
     }
     this.#counters = c;
@@ -92,7 +100,7 @@ export class Admission {
       if (pending >= limit) {
         ctx.metrics.shed.inc({ reason: 'queue' });
         const err = overloaded(`model '${name}' has ${pending} requests pending`, shedding.retryAfterSeconds);
-        this.fail(err, 0);
+        this.fail(err);
         throw err;
       }
     }
@@ -103,25 +111,28 @@ export class Admission {
     return this.#done;
   }
 
-  /** The request succeeded after `elapsedMs`. */
-  end(elapsedMs: number): void {
+  /** The request succeeded. */
+  end(): void {
     if (this.#done) return;
+    const elapsedMs = performance.now() - this.#start;
     this.#done = true;
     this.#ctx.inFlight--;
     this.#counters.admitted--;
     this.#breaker?.success(this.#probe);
     this.#counters.success.inc();
     this.#counters.duration.inc(Math.round(elapsedMs * 1000));
+    this.#counters.successNs += Math.round(elapsedMs * 1e6);
     this.#counters.latency.observe(elapsedMs / 1000);
   }
 
   /**
-   * The request failed with `err` after `elapsedMs`. `clientTimeout`: it ran under the client's
+   * The request failed with `err`. `clientTimeout`: it ran under the client's
    * own timeout; `beforeModel`: it failed before reaching the model (body, preprocessing), so
    * it says nothing about the model's health.
    */
-  fail(err: unknown, elapsedMs: number, { clientTimeout = false, beforeModel = false } = {}): void {
+  fail(err: unknown, { clientTimeout = false, beforeModel = false } = {}): void {
     if (this.#done) return;
+    const elapsedMs = performance.now() - this.#start;
     this.#done = true;
     this.#ctx.inFlight--;
     this.#counters.admitted--;
@@ -134,7 +145,14 @@ export class Admission {
     if (f === undefined) this.#counters.failure.set(reason, (f = this.#ctx.metrics.failure.labels(this.#v.name, this.#v.version, reason)));
     f.inc();
     this.#counters.duration.inc(Math.round(elapsedMs * 1000));
+    this.#counters.failNs += Math.round(elapsedMs * 1e6);
   }
+}
+
+/** Summed receipt-to-outcome time (ns) of `v`'s requests that succeeded and that failed, since it was served. */
+export function requestDurationsNs(v: ServedVersion): { success: number; fail: number } {
+  const c = countersByVersion.get(v);
+  return { success: c?.successNs ?? 0, fail: c?.failNs ?? 0 };
 }
 
 /** What the admission hook leaves on an admitted request (request.nimifyAdmitted) for its handler. */
@@ -164,6 +182,12 @@ export interface AdmissionOptions {
   /** The route's own refusal for a resolved model (predict: a model without preprocessing), before the breaker and the queue depth. */
   check?: (name: string, v: ServedVersion) => void;
   /**
+   * The route's last refusal, once the request holds its admission (infer: a large JSON body when
+   * the decode pool is full). A throw fails the admission (not the model's fault) and refuses the
+   * request before its body is read.
+   */
+  reserve?: (request: FastifyRequest, reply: FastifyReply) => void;
+  /**
    * Whether the request's AbortController may serve later requests once it ended (default true).
    * False for a route that derives signals from it (AbortSignal.any keeps a link to its sources).
    */
@@ -171,12 +195,12 @@ export interface AdmissionOptions {
 }
 
 /** Registers admission in an inference route context (call it after the shedding plugin, so that its event-loop and heap guards run first). */
-export function registerAdmission(app: FastifyInstance, ctx: NimifyContext, { check, reuseController = true }: AdmissionOptions = {}): void {
+export function registerAdmission(app: FastifyInstance, ctx: NimifyContext, { check, reserve, reuseController = true }: AdmissionOptions = {}): void {
   app.decorateRequest('nimifyAdmitted', null);
   // Callback style: no promise per request on the hot path.
   app.addHook('onRequest', (request, reply, done) => {
     try {
-      admitRequest(ctx, request, reply, check, reuseController);
+      admitRequest(ctx, request, reply, check, reserve, reuseController);
     } catch (err) {
       done(err as Error);
       return;
@@ -186,12 +210,12 @@ export function registerAdmission(app: FastifyInstance, ctx: NimifyContext, { ch
   // Errors answered before the handler ran (body too large, malformed JSON, the JSON pool's
   // QUEUE_FULL, schema) end the admission; for the handler's own errors it already ended.
   app.addHook('onError', (request, reply, error, done) => {
-    request.nimifyAdmitted?.admission.fail(error, reply.elapsedTime, { beforeModel: true });
+    request.nimifyAdmitted?.admission.fail(error, { beforeModel: true });
     done();
   });
 }
 
-function admitRequest(ctx: NimifyContext, request: FastifyRequest, reply: FastifyReply, check: AdmissionOptions['check'], reuse: boolean): void {
+function admitRequest(ctx: NimifyContext, request: FastifyRequest, reply: FastifyReply, check: AdmissionOptions['check'], reserve: AdmissionOptions['reserve'], reuse: boolean): void {
   admit(ctx);
   const params = request.params as ModelParams;
   const name = checkModelName(params.model_name);
@@ -199,6 +223,14 @@ function admitRequest(ctx: NimifyContext, request: FastifyRequest, reply: Fastif
   const v = ctx.repository.resolve(name, version);
   check?.(name, v);
   const admission = new Admission(ctx, name, v);
+  if (reserve !== undefined) {
+    try {
+      reserve(request, reply);
+    } catch (err) {
+      admission.fail(err, { beforeModel: true });
+      throw err;
+    }
+  }
   const controller = (reuse ? idleControllers.pop() : undefined) ?? new AbortController();
   request.nimifyAdmitted = { name, version, v, admission, controller };
   // One listener per request; the response emits 'close' once (after its end, or when the
@@ -210,7 +242,7 @@ function admitRequest(ctx: NimifyContext, request: FastifyRequest, reply: Fastif
     }
     const gone = new NimifyError('ABORTED', 'the client closed the connection before its answer');
     controller.abort(gone);
-    admission.fail(gone, reply.elapsedTime);
+    admission.fail(gone);
   });
 }
 

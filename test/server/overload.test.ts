@@ -190,6 +190,36 @@ describe('admission before the body (item 3)', () => {
     expect(await metric(app, 'nv_inference_request_failure', '{model="tiny",version="1",reason="REJECTED"}')).toBe(full.length);
     expect(() => checkPluginOptions({ repository: root, jsonWorkerMaxQueue: -1 })).toThrow(/options\.jsonWorkerMaxQueue: expected an integer/);
   });
+
+  it('large JSON bodies still on the wire count against the decode pool: one more is refused QUEUE_FULL before it is sent; the place comes back', async () => {
+    const { app, port } = await listen({ shedding: false, jsonWorkerBytes: 1024, jsonWorkerMaxQueue: 0 });
+    const pool = app.nimify.jsonPool!;
+    const places = pool.maxThreads; // capacity (one decode per worker) + maxQueue 0
+    const body = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', shape: [16, 64], datatype: 'FP32', data: new Array(1024).fill(0.25) }] }));
+    // Holders: admitted, their large bodies only partly sent.
+    const holders = Array.from({ length: places }, () => connect(port));
+    for (const h of holders) h.socket.write(head('/v2/models/tiny/infer', body.length) + body.subarray(0, 10).toString('latin1'));
+    await waitFor('the holders to hold every place', () => pool.incoming === places);
+    // One more large body: refused from its headers alone, its connection closed.
+    const late = connect(port);
+    late.socket.write(head('/v2/models/tiny/infer', 8 * 1024 * 1024));
+    await late.closed;
+    expect(late.text()).toMatch(/^HTTP\/1\.1 503 /);
+    expect(late.text()).toContain('"code":"QUEUE_FULL"');
+    expect(late.text()).toMatch(/\r\nretry-after: 1\r\n/i);
+    // A small body does not need the pool: served meanwhile.
+    expect((await app.inject({ method: 'POST', url: '/v2/models/tiny/infer', headers: { 'content-type': 'application/json' }, payload: tinyBody })).statusCode).toBe(200);
+    // A holder that hangs up gives its place back; the others finish and are served.
+    holders[0].socket.destroy();
+    await waitFor('the abandoned place to come back', () => pool.incoming === places - 1);
+    for (const h of holders.slice(1)) h.socket.write(body.subarray(10));
+    await waitFor('the holders to be answered', () => holders.slice(1).every((h) => responses(h.text()).length === 1));
+    for (const h of holders.slice(1)) expect(h.text()).toMatch(/^HTTP\/1\.1 200 /);
+    expect(pool.incoming).toBe(0);
+    const again = await app.inject({ method: 'POST', url: '/v2/models/tiny/infer', headers: { 'content-type': 'application/json' }, payload: body });
+    expect(again.statusCode).toBe(200);
+    await waitFor('in-flight back to 0', () => app.nimify.inFlight === 0);
+  });
 });
 
 describe('abandoned requests (item 5)', () => {

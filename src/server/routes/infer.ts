@@ -64,16 +64,37 @@ const infer: FastifyPluginAsync = async (app) => {
   ctx.jsonPool = pool;
   if (pool !== null) app.addHook('onClose', () => pool.close());
   app.removeAllContentTypeParsers();
+  // A JSON body announced as large holds a place in the decode pool from admission (before it is
+  // read) until it reaches the pool: a full pool refuses it with QUEUE_FULL while it is still on
+  // the wire. A chunked body (no length) is bounded by the pool when it arrives.
+  const POOL_SLOT = Symbol('nimify.jsonPoolSlot');
+  type Slotted = FastifyRequest & { [POOL_SLOT]?: boolean };
+  const releaseSlot = (request: Slotted) => {
+    if (request[POOL_SLOT] !== true) return;
+    request[POOL_SLOT] = false;
+    pool!.release();
+  };
+  const reserve = pool === null ? undefined : (request: FastifyRequest, reply: FastifyReply) => {
+    if (request.headers['inference-header-content-length'] !== undefined) return;
+    const length = Number(request.headers['content-length']);
+    if (!(length >= offloadBytes)) return;
+    if (!pool.reserve()) {
+      throw new NimifyError('QUEUE_FULL', `JSON decode queue full: ${pool.outstanding} bodies decoding or waiting and ${pool.incoming} on their way (at most ${pool.maxThreads} decoding, ${pool.maxQueue} waiting); retry later`);
+    }
+    (request as Slotted)[POOL_SLOT] = true;
+    reply.raw.once('close', () => releaseSlot(request as Slotted));
+  };
   app.addContentTypeParser('*', { parseAs: 'buffer' }, async (request: FastifyRequest, raw: Buffer | string) => {
     const body = raw as Buffer;
     const headerLength = request.headers['inference-header-content-length'];
+    releaseSlot(request as Slotted);
     // Large JSON bodies are parsed and converted to typed arrays off the event loop.
     if (pool !== null && headerLength === undefined && body.length >= offloadBytes) return pool.decode(body);
     return parseInferBody(headerLength, body);
   });
 
   await app.register(sheddingPlugin, { ctx });
-  registerAdmission(app, ctx);
+  registerAdmission(app, ctx, { reserve });
 
   const handler = async (request: FastifyRequest<{ Params: Params; Body: InferBody }>, reply: FastifyReply): Promise<unknown> => {
     const admitted = request.nimifyAdmitted!;
@@ -95,7 +116,7 @@ const infer: FastifyPluginAsync = async (app) => {
         signal: controller.signal,
       });
       const encoded = encodeInferResponse({ modelName: v.name, modelVersion: v.version, id: decoded.id, parameters: decoded.parameters }, results, decoded.outputs, decoded.binary);
-      admission.end(reply.elapsedTime);
+      admission.end();
       if (encoded.headerLength !== undefined) {
         reply.header('inference-header-content-length', String(encoded.headerLength)).type('application/octet-stream');
       } else {
@@ -103,7 +124,7 @@ const infer: FastifyPluginAsync = async (app) => {
       }
       return reply.send(encoded.body);
     } catch (err) {
-      admission.fail(err, reply.elapsedTime, { clientTimeout });
+      admission.fail(err, { clientTimeout });
       throw err;
     }
   };

@@ -6,6 +6,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { NimifyError } from '../../runtime/errors';
 import { checkModelName, checkVersion, type ServedVersion } from '../../repository/repository';
 import { version } from '../../runtime/version';
+import { requestDurationsNs } from '../admission';
 import { errorResponses, modelMetadataResponse, modelParams, serverMetadataResponse } from '../schemas';
 
 export const EXTENSIONS = ['binary_tensor_data', 'model_repository', 'model_configuration', 'statistics', 'parameters'];
@@ -74,12 +75,16 @@ const metadata: FastifyPluginAsync = async (app) => {
    *   as Triton attributes a batch's time to each of its requests: the scheduler sums time per
    *   batch only. batch_stats gives the executions per batch size.
    * - inference_count: rows run (a batch of n counts n); execution_count: executions.
-   * success.ns / fail.ns (receipt-to-response time) are not measured per model here; the
-   * Prometheus counter nv_inference_request_duration_us has it per version.
+   * - success.ns / fail.ns: summed receipt-to-outcome time of the inference routes' requests
+   *   that succeeded / failed on this version (admission.ts; the Prometheus counter
+   *   nv_inference_request_duration_us sums both).
+   * Keys Triton does not have (failure reasons, pending, in_flight, percentiles) sit beside
+   * Triton's, never inside its {count, ns} entries.
    */
   const statsOf = (v: ServedVersion) => {
     const s = v.model!.stats();
     const ns = (us: number) => Math.round(us * 1000);
+    const durations = requestDurationsNs(v);
     return {
       name: v.name,
       version: v.version,
@@ -88,13 +93,14 @@ const metadata: FastifyPluginAsync = async (app) => {
       pending: s.queueDepth,
       in_flight: s.inFlight,
       inference_stats: {
-        success: { count: s.succeeded },
-        fail: { count: s.rejected + s.failed + s.expired + s.cancelled, rejected: s.rejected, failed: s.failed, expired: s.expired, cancelled: s.cancelled },
+        success: { count: s.succeeded, ns: durations.success },
+        fail: { count: s.rejected + s.failed + s.expired + s.cancelled, ns: durations.fail },
         queue: { count: s.queueTimeUs.count, ns: ns(s.queueTimeUs.sum), p50_us: s.queueTimeUs.p50, p99_us: s.queueTimeUs.p99 },
         compute_input: { count: s.batches, ns: ns(s.computeInputUs) },
         compute_infer: { count: s.batches, ns: ns(s.computeInferUs), p50_us: s.computeTimeUs.p50, p99_us: s.computeTimeUs.p99 },
         compute_output: { count: s.batches, ns: ns(s.computeOutputUs) },
       },
+      fail_reasons: { rejected: s.rejected, failed: s.failed, expired: s.expired, cancelled: s.cancelled },
       batch_stats: Object.entries(s.batchSizeHistogram).map(([size, n]) => ({ batch_size: Number(size), compute_infer: { count: n } })),
     };
   };

@@ -198,7 +198,7 @@ const predict: FastifyPluginAsync = async (app) => {
       v = currentVersion(ctx, admitted);
       ({ pipeline, pre } = pipelineOf(name, v));
     } catch (err) {
-      admission.fail(err, reply.elapsedTime, { beforeModel: true });
+      admission.fail(err, { beforeModel: true });
       throw err;
     }
     const model = v.model!;
@@ -254,11 +254,11 @@ const predict: FastifyPluginAsync = async (app) => {
         const predictions = pipeline.classify(runs, items.length);
         answer = { model_name: v.name, model_version: v.version, predictions: batch ? predictions : predictions[0] };
       }
-      admission.end(reply.elapsedTime);
+      admission.end();
       return reply.send(answer);
     } catch (err) {
       // Failures outside the model (the body, preprocessing) do not count for its breaker.
-      admission.fail(err, reply.elapsedTime, { beforeModel: !modelFailed });
+      admission.fail(err, { beforeModel: !modelFailed });
       throw err;
     } finally {
       clearTimeout(deadline);
