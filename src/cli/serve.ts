@@ -7,33 +7,37 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { NimifyError } from '../runtime/errors';
-import type { BatchingOptions } from '../runtime/options';
-import { DEFAULT_BATCHING, type ModelDefaults } from '../repository/config';
+import { BATCHING_DEFAULTS, MAX_QUEUE_SIZE, type BatchingOptions } from '../runtime/options';
+import { DEFAULT_BATCHING, SERVER_INLINE_BELOW_MICROS, type ModelDefaults } from '../repository/config';
+import { BREAKER_DEFAULTS } from '../server/breaker';
 import { buildServer } from '../server/build';
 import type { ServerOptions } from '../server/options';
 import { flagHelp, parseFlags, type FlagSpec } from './flags';
 import type { CliIo } from './io';
+import { startIdleTrim } from './idle-trim';
 import { npmShellParent, watchNpmShell } from './npm-parent';
 
 export const SERVE_FLAGS = {
   port: { type: 'string', short: 'p', arg: 'port', help: 'TCP port (default 8000)', integer: { min: 0, max: 65535 } },
   host: { type: 'string', arg: 'host', help: 'address to bind (default 127.0.0.1; 0.0.0.0 in a container)' },
   instances: { type: 'string', arg: 'n', help: 'ORT sessions per model that run concurrently (default 1)', integer: { min: 1, max: 64 } },
-  'max-batch-size': { type: 'string', arg: 'n', help: 'dynamic batching: most rows per run; 0 = no batching (default 32)', integer: { min: 0, max: 1 << 20 } },
-  'max-queue-delay-us': { type: 'string', arg: 'us', help: 'dynamic batching: longest wait for a fuller batch (default 500)', integer: { min: 0, max: 60_000_000 } },
-  'max-queue-size': { type: 'string', arg: 'n', help: 'dynamic batching: queued requests before 503 QUEUE_FULL (default 1024)', integer: { min: 1 } },
-  'inline-below-us': { type: 'string', arg: 'us', help: 'run batches predicted to compute in at most this many µs on the event loop itself (default 100; 0 = never)', integer: { min: 0, max: 1_000_000 } },
+  'max-batch-size': { type: 'string', arg: 'n', help: `dynamic batching: most rows per run; 0 = no batching (default ${DEFAULT_BATCHING.maxBatchSize})`, integer: { min: 0, max: 1 << 20 } },
+  'max-queue-delay-us': { type: 'string', arg: 'us', help: `dynamic batching: longest wait for a fuller batch (default ${BATCHING_DEFAULTS.maxQueueDelayMicros})`, integer: { min: 0, max: 60_000_000 } },
+  'max-queue-size': { type: 'string', arg: 'n', help: `dynamic batching: queued requests before 503 QUEUE_FULL (default ${BATCHING_DEFAULTS.maxQueueSize})`, integer: { min: 1, max: MAX_QUEUE_SIZE } },
+  'inline-below-us': { type: 'string', arg: 'us', help: `run batches predicted to compute in at most this many µs on the event loop itself (default ${SERVER_INLINE_BELOW_MICROS}; 0 = never)`, integer: { min: 0, max: 1_000_000 } },
   'intra-op-threads': { type: 'string', arg: 'n', help: 'ORT threads inside one operator (default: ORT decides)', integer: { min: 0, max: 1024 } },
   'allow-spinning': { type: 'boolean', help: "let ORT's pool threads busy-wait between runs (default off in the server)" },
+  'memory-arena': { type: 'boolean', help: "keep ORT's CPU memory arena: memory a run needed stays with the model (default off in the server)" },
   'control-mode': { type: 'string', arg: 'mode', help: 'none | explicit | poll (default none)', choices: ['none', 'explicit', 'poll'] },
   'load-model': { type: 'string', multiple: true, arg: 'name', help: "explicit mode: model to load at start (repeatable; '*' = all)" },
   'poll-interval-ms': { type: 'string', arg: 'ms', help: 'poll mode: rescan period (default 5000)', integer: { min: 10 } },
   'api-key': { type: 'string', multiple: true, arg: 'key', help: 'require Authorization: Bearer <key> (repeatable)' },
   'protect-health': { type: 'boolean', help: 'require an API key on /v2/health/live and /v2/health/ready too (per-model ready routes always need one)' },
   'open-metrics': { type: 'boolean', help: 'serve /metrics without an API key, for a scraper that cannot send one (it names every model)' },
+  'protect-metrics': { type: 'boolean', help: 'deprecated, changes nothing: /metrics needs the API key by default now (--open-metrics opens it)' },
   'rate-limit': { type: 'string', arg: 'n', help: 'requests per minute per client (API key or IP); default off', integer: { min: 1 } },
-  'breaker-failures': { type: 'string', arg: 'n', help: 'consecutive failures that open a model\'s circuit breaker (default 5; 0 = off)', integer: { min: 0 } },
-  'breaker-reset-ms': { type: 'string', arg: 'ms', help: 'how long an open breaker waits before a probe (default 10000)', integer: { min: 1 } },
+  'breaker-failures': { type: 'string', arg: 'n', help: `consecutive failures that open a model's circuit breaker (default ${BREAKER_DEFAULTS.failureThreshold}; 0 = off)`, integer: { min: 0 } },
+  'breaker-reset-ms': { type: 'string', arg: 'ms', help: `how long an open breaker waits before a probe (default ${BREAKER_DEFAULTS.resetTimeoutMs})`, integer: { min: 1 } },
   'max-event-loop-delay-ms': { type: 'string', arg: 'ms', help: 'shed load (503) above this event-loop delay (default 200; 0 = off)', integer: { min: 0 } },
   'max-concurrent-requests': { type: 'string', arg: 'n', help: 'inference requests served at once before 503 (default 4096)', integer: { min: 1 } },
   'infer-timeout-ms': { type: 'string', arg: 'ms', help: 'default per-request inference timeout (default 30000)', integer: { min: 1 } },
@@ -60,9 +64,11 @@ ${flagHelp(SERVE_FLAGS, 'serve')}`;
 export const USAGE = SERVE_USAGE;
 
 /** Translates flags (and the model path) into buildServer() options. */
-export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): { options: ServerOptions; keepGoing: boolean; port: number; host: string; shutdownTimeoutMs: number; parentWatch: boolean; help: boolean } {
+export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): { options: ServerOptions; keepGoing: boolean; port: number; host: string; shutdownTimeoutMs: number; parentWatch: boolean; help: boolean; warnings: string[] } {
   const { values: v, positionals } = parseFlags(argv, SERVE_FLAGS, env, 'serve');
-  if (v.help) return { options: { repository: '' }, keepGoing: false, port: 0, host: '', shutdownTimeoutMs: 0, parentWatch: false, help: true };
+  if (v.help) return { options: { repository: '' }, keepGoing: false, port: 0, host: '', shutdownTimeoutMs: 0, parentWatch: false, help: true, warnings: [] };
+  // Lines for stderr before serving: deprecated flags that are accepted but change nothing.
+  const warnings: string[] = [];
   const path = positionals[0] ?? env.NIMIFY_REPOSITORY;
   if (path === undefined || path === '') throw new NimifyError('INVALID_ARGUMENT', 'serve: expected a model (.onnx) or repository directory (or NIMIFY_REPOSITORY)\n\n' + SERVE_USAGE);
   if (positionals.length > 1) throw new NimifyError('INVALID_ARGUMENT', `serve: expected one model or repository path, received ${positionals.length}: ${positionals.join(' ')}`);
@@ -79,6 +85,7 @@ export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   }
   if (v['intra-op-threads'] !== undefined) defaults.runtime = { intraOpNumThreads: v['intra-op-threads'] as number };
   if (v['allow-spinning'] !== undefined) defaults.runtime = { ...(defaults.runtime ?? {}), allowSpinning: v['allow-spinning'] as boolean };
+  if (v['memory-arena'] !== undefined) defaults.runtime = { ...(defaults.runtime ?? {}), memoryArena: v['memory-arena'] as boolean };
 
   const options: ServerOptions = { repository: path, modelDefaults: defaults };
   if (v['control-mode'] !== undefined) options.controlMode = v['control-mode'] as ServerOptions['controlMode'];
@@ -86,6 +93,11 @@ export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   if (v['poll-interval-ms'] !== undefined) options.pollIntervalMs = v['poll-interval-ms'] as number;
   if (v['api-key'] !== undefined) options.apiKeys = v['api-key'] as string[];
   options.authExempt = [...(v['protect-health'] ? [] : ['health' as const]), 'docs', ...(v['open-metrics'] ? ['metrics' as const] : [])];
+  // --protect-metrics opted in to a key on /metrics until issue 14 item 8 made that the default;
+  // kept so that existing command lines and NIMIFY_PROTECT_METRICS still start, true or false.
+  if (v['protect-metrics'] !== undefined) {
+    warnings.push('nimify: --protect-metrics (NIMIFY_PROTECT_METRICS) is deprecated and changes nothing: /metrics needs the API key by default now; --open-metrics (NIMIFY_OPEN_METRICS) serves it without one');
+  }
   if (v['rate-limit'] !== undefined) options.rateLimit = { max: v['rate-limit'] as number, timeWindowMs: 60_000 };
   if (v['breaker-failures'] === 0) options.breaker = false;
   else if (v['breaker-failures'] !== undefined || v['breaker-reset-ms'] !== undefined) {
@@ -118,6 +130,7 @@ export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     shutdownTimeoutMs: (v['shutdown-timeout-ms'] as number | undefined) ?? 30_000,
     parentWatch: v['no-parent-watch'] !== true,
     help: false,
+    warnings,
   };
 }
 
@@ -130,13 +143,14 @@ export interface Running {
 
 /** The command: serves until a signal, then resolves with the exit code of the drain. */
 export async function run(argv: string[], io: CliIo): Promise<number> {
-  const running = await serve(argv, io.out, io.env);
+  const running = await serve(argv, io.out, io.env, io.err);
   return running === null ? 0 : running.stopped;
 }
 
-/** Starts serving; installs SIGTERM/SIGINT handlers. `out` receives the human-readable summary. */
-export async function serve(argv: string[], out: (line: string) => void = (l) => process.stdout.write(`${l}\n`), env: NodeJS.ProcessEnv = process.env): Promise<Running | null> {
+/** Starts serving; installs SIGTERM/SIGINT handlers. `out` receives the human-readable summary, `err` the warnings. */
+export async function serve(argv: string[], out: (line: string) => void = (l) => process.stdout.write(`${l}\n`), env: NodeJS.ProcessEnv = process.env, err: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<Running | null> {
   const cfg = serveOptions(argv, env);
+  for (const line of cfg.warnings) err(line);
   if (cfg.help) {
     out(SERVE_USAGE);
     return null;
@@ -148,6 +162,16 @@ export async function serve(argv: string[], out: (line: string) => void = (l) =>
     throw new NimifyError('INVALID_MODEL', `startup models failed to load (pass --keep-going to serve the others):\n${failed.map((e) => `  ${e.name}${e.version ? ` version ${e.version}` : ''}: ${e.reason}`).join('\n')}`);
   }
   const address = await app.listen({ port: cfg.port, host: cfg.host });
+  // Idle: nothing in flight now and nothing admitted since the last check (a trim blocks the
+  // event loop for up to ~20 ms; a server between two requests is not idle).
+  let seen = app.nimify.admitted;
+  const stopTrim = startIdleTrim({
+    busy: () => {
+      const active = app.nimify.inFlight > 0 || app.nimify.admitted !== seen;
+      seen = app.nimify.admitted;
+      return active;
+    },
+  });
   const repo = app.nimify.repository;
   out(`nimify serving ${repo.root} (control mode ${repo.controlMode}) at ${address}`);
   out(`  inference  ${address}/v2/models/<model>/infer   metrics ${address}/metrics   docs ${address}/documentation`);
@@ -203,6 +227,7 @@ export async function serve(argv: string[], out: (line: string) => void = (l) =>
     drain(`${signal} (via npm)`);
   });
   void stopped.then(() => {
+    stopTrim();
     unwatch();
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);

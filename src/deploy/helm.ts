@@ -4,13 +4,16 @@
  * HorizontalPodAutoscaler (CPU + the queue-depth Pods metric) or a KEDA ScaledObject (Prometheus
  * trigger on the same metric), a ServiceMonitor when the Prometheus Operator's API is present,
  * GPU resources and tolerations behind `gpu.enabled`, and the prometheus-adapter rule that turns
- * the queue metric into the Pods metric the HPA reads (files/). values.schema.json is enforced by
- * helm itself on lint, template, install and upgrade.
+ * the queue metric into the Pods metric the HPA reads (files/). With `apiKey.existingSecret` the
+ * server gets its API key from that Secret and the ServiceMonitor sends the same key to /metrics
+ * (which needs it since issue 14 item 8); an annotation-based scrape cannot, hence
+ * `apiKey.openMetrics`. values.schema.json is enforced by helm itself on lint, template, install
+ * and upgrade.
  *
  * The context fills the defaults (values.yaml); everything a cluster operator may change is a
  * value. Pure: same context → byte-identical files (test/deploy/helm.test.ts).
  */
-import { stringify } from 'yaml';
+import { Document, stringify, type Scalar, type YAMLMap } from 'yaml';
 import type { DeployContext } from './context';
 import { RUNTIME_UID } from './dockerfile';
 import { CONTAINER_SECURITY, GPU_TOLERATION, LIVE_PATH, READY_PATH } from './pod';
@@ -48,6 +51,7 @@ export function helmValues(ctx: DeployContext): Record<string, unknown> {
       cooldownPeriod: 300,
     },
     server: { shutdownTimeoutMs: ctx.drainTimeoutMs, logLevel: 'info' },
+    apiKey: { existingSecret: '', secretKey: 'api-key', openMetrics: false },
     resources: {
       requests: { cpu: '500m', memory: `${ctx.memoryMiB.request}Mi` },
       limits: { cpu: '2', memory: `${ctx.memoryMiB.limit}Mi` },
@@ -63,15 +67,46 @@ export function helmValues(ctx: DeployContext): Record<string, unknown> {
     modelRepository: { path: ctx.modelDir, existingClaim: '' },
     service: { type: 'ClusterIP', port: ctx.port },
     podDisruptionBudget: { enabled: true, maxUnavailable: 1 },
-    // labels: what the Prometheus Operator's serviceMonitorSelector matches (kube-prometheus-stack: release: <its release>).
     serviceMonitor: { enabled: true, interval: '15s', labels: {} },
-    // For a Prometheus that scrapes by annotation (no Prometheus Operator, so no ServiceMonitor):
-    // the HPA's adapter and KEDA need the pods' metrics either way.
     podAnnotations: { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(ctx.port), 'prometheus.io/path': '/metrics' },
     nodeSelector: {},
     tolerations: [],
     affinity: {},
   };
+}
+
+/**
+ * values.yaml's comments, by top-level key: what a cluster operator needs to know before changing
+ * one (the schema says what each may be). Owned here so that values.yaml is their one place.
+ */
+const VALUE_COMMENTS: Record<string, string[]> = {
+  apiKey: [
+    'API keys (nimify serve --api-key). existingSecret: a Secret in the release\'s namespace whose',
+    'secretKey holds one key of 8 or more characters, no commas (the ServiceMonitor sends the value',
+    'as it is): kubectl create secret generic <name> --from-literal=api-key=$(openssl rand -hex 24).',
+    'When set, every route except /v2/health/live, /v2/health/ready and /documentation needs',
+    '"Authorization: Bearer <key>", /metrics included: the ServiceMonitor sends the key from the same',
+    'Secret, but a Prometheus that scrapes by the podAnnotations below cannot send one and gets 401,',
+    'so the HPA (prometheus-adapter) and KEDA get no queue metric and stop scaling. For that',
+    'Prometheus set openMetrics: true (NIMIFY_OPEN_METRICS=1): /metrics, which names every model,',
+    'then answers without a key to whoever reaches the pod.',
+  ],
+  serviceMonitor: ["labels: what the Prometheus Operator's serviceMonitorSelector matches (kube-prometheus-stack: release: <its release>)."],
+  podAnnotations: [
+    'For a Prometheus that scrapes by annotation (no Prometheus Operator, so no ServiceMonitor): the',
+    "HPA's adapter and KEDA need the pods' metrics either way. With apiKey.existingSecret set, this",
+    'scrape needs apiKey.openMetrics: true (see apiKey).',
+  ],
+};
+
+/** values.yaml: helmValues() with VALUE_COMMENTS above their keys. */
+export function valuesYaml(ctx: DeployContext): string {
+  const doc = new Document(helmValues(ctx));
+  for (const pair of (doc.contents as YAMLMap<Scalar<string>, unknown>).items) {
+    const comment = VALUE_COMMENTS[pair.key.value];
+    if (comment !== undefined) pair.key.commentBefore = comment.map((l) => ` ${l}`).join('\n');
+  }
+  return `# Defaults from nimify build; values.schema.json says what each may be.\n${doc.toString({ lineWidth: 0 })}`;
 }
 
 const quantity = { type: ['string', 'integer'], pattern: '^[0-9]+(\\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$', minimum: 0 };
@@ -107,6 +142,12 @@ export function valuesSchema(): Record<string, unknown> {
           shutdownTimeoutMs: int(1),
           logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
         }),
+        apiKey: obj({
+          // A Secret name (DNS-1123 subdomain) or '' for none; a Secret data key.
+          existingSecret: { type: 'string', pattern: '^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$', maxLength: 253 },
+          secretKey: { type: 'string', pattern: '^[-._a-zA-Z0-9]+$', maxLength: 253 },
+          openMetrics: { type: 'boolean' },
+        }),
         resources: obj({ requests: resourceMap, limits: resourceMap }, []),
         gpu: obj({ enabled: { type: 'boolean' }, count: int(1), tolerations: { type: 'array', items: { type: 'object' } } }),
         tmpSizeLimit: { type: 'string', pattern: quantity.pattern },
@@ -122,7 +163,7 @@ export function valuesSchema(): Record<string, unknown> {
         tolerations: { type: 'array', items: { type: 'object' } },
         affinity: { type: 'object' },
       },
-      ['image', 'port', 'modelRepository', 'replicas', 'autoscale', 'hpa', 'keda', 'server', 'resources', 'gpu', 'service', 'podDisruptionBudget', 'serviceMonitor'],
+      ['image', 'port', 'modelRepository', 'replicas', 'autoscale', 'hpa', 'keda', 'server', 'apiKey', 'resources', 'gpu', 'service', 'podDisruptionBudget', 'serviceMonitor'],
     ),
   };
 }
@@ -180,24 +221,40 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 `;
 
-/** A named template whose body is a YAML list, with the `extra` items appended when `cond` holds. */
-function listHelper(name: string, cond: string, items: (t: TemplateWriter) => { base: unknown[]; extra: unknown[] }): string {
+/** A named template whose body is a YAML list: `base`, then each `extra` group's items where its condition holds. */
+function listHelper(name: string, items: (t: TemplateWriter) => { base: unknown[]; extra: Array<[cond: string, items: unknown[]]> }): string {
   const t = new TemplateWriter();
   const { base, extra } = items(t);
-  return [`{{- define "${name}" -}}`, t.render(base).trimEnd(), `{{- if ${cond} }}`, t.render(extra).trimEnd(), '{{- end }}', '{{- end -}}', ''].join('\n');
+  const groups = extra.flatMap(([cond, list]) => [`{{- if ${cond} }}`, t.render(list).trimEnd(), '{{- end }}']);
+  return [`{{- define "${name}" -}}`, t.render(base).trimEnd(), ...groups, '{{- end -}}', ''].join('\n');
 }
 
 // /tmp is the one writable path (read-only root filesystem); the model repository volume is optional.
 const VOLUME_HELPERS = [
-  listHelper('nimify.volumeMounts', '.Values.modelRepository.existingClaim', (t) => ({
+  listHelper('nimify.volumeMounts', (t) => ({
     base: [{ name: 'tmp', mountPath: '/tmp' }],
-    extra: [{ name: 'models', mountPath: t.value('.Values.modelRepository.path | quote'), readOnly: true }],
+    extra: [['.Values.modelRepository.existingClaim', [{ name: 'models', mountPath: t.value('.Values.modelRepository.path | quote'), readOnly: true }]]],
   })),
-  listHelper('nimify.volumes', '.Values.modelRepository.existingClaim', (t) => ({
+  listHelper('nimify.volumes', (t) => ({
     base: [{ name: 'tmp', emptyDir: { sizeLimit: t.value('.Values.tmpSizeLimit | quote') } }],
-    extra: [{ name: 'models', persistentVolumeClaim: { claimName: t.value('.Values.modelRepository.existingClaim | quote'), readOnly: true } }],
+    extra: [['.Values.modelRepository.existingClaim', [{ name: 'models', persistentVolumeClaim: { claimName: t.value('.Values.modelRepository.existingClaim | quote'), readOnly: true } }]]],
   })),
 ].join('\n');
+
+// The server's settings as nimify serve's environment variables (docs/cli.md). The API key comes
+// from the Secret apiKey names, never from values (values end up in the release's history).
+const ENV_HELPER = listHelper('nimify.env', (t) => ({
+  base: [
+    { name: 'NIMIFY_HOST', value: '0.0.0.0' },
+    { name: 'NIMIFY_PORT', value: t.value('.Values.port | quote') },
+    { name: 'NIMIFY_SHUTDOWN_TIMEOUT_MS', value: t.value('.Values.server.shutdownTimeoutMs | quote') },
+    { name: 'NIMIFY_LOG_LEVEL', value: t.value('.Values.server.logLevel | quote') },
+  ],
+  extra: [
+    ['.Values.apiKey.existingSecret', [{ name: 'NIMIFY_API_KEY', valueFrom: { secretKeyRef: { name: t.value('.Values.apiKey.existingSecret | quote'), key: t.value('.Values.apiKey.secretKey | quote') } } }]],
+    ['.Values.apiKey.openMetrics', [{ name: 'NIMIFY_OPEN_METRICS', value: '1' }]],
+  ],
+}));
 
 function deployment(ctx: DeployContext): string {
   const t = new TemplateWriter();
@@ -240,12 +297,7 @@ function deployment(ctx: DeployContext): string {
               image: t.value('printf "%s:%s" .Values.image.repository .Values.image.tag | quote'),
               imagePullPolicy: t.value('.Values.image.pullPolicy'),
               ports: [{ name: 'http', containerPort: t.value('.Values.port'), protocol: 'TCP' }],
-              env: [
-                { name: 'NIMIFY_HOST', value: '0.0.0.0' },
-                { name: 'NIMIFY_PORT', value: t.value('.Values.port | quote') },
-                { name: 'NIMIFY_SHUTDOWN_TIMEOUT_MS', value: t.value('.Values.server.shutdownTimeoutMs | quote') },
-                { name: 'NIMIFY_LOG_LEVEL', value: t.value('.Values.server.logLevel | quote') },
-              ],
+              env: t.block('include "nimify.env" .'),
               // Ready only after every model's warmup (the server answers ready then); the
               // startup probe gives slow loads time before liveness may restart the pod.
               startupProbe: probe(READY_PATH, 5, 120),
@@ -360,7 +412,19 @@ function serviceMonitor(): string {
       metadata: { name: t.value(FULLNAME), labels: t.block('include "nimify.serviceMonitorLabels" .') },
       spec: {
         selector: { matchLabels: t.block(SELECTOR) },
-        endpoints: [{ port: 'http', path: '/metrics', interval: t.value('.Values.serviceMonitor.interval | quote') }],
+        endpoints: [
+          {
+            port: 'http',
+            path: '/metrics',
+            interval: t.value('.Values.serviceMonitor.interval | quote'),
+            // /metrics needs the key when one is set (nimify serve without --open-metrics): the
+            // Prometheus Operator reads it from the same Secret (its namespace is this release's).
+            authorization: t.whenBlock(
+              '.Values.apiKey.existingSecret',
+              'toYaml (dict "type" "Bearer" "credentials" (dict "name" .Values.apiKey.existingSecret "key" .Values.apiKey.secretKey))',
+            ),
+          },
+        ],
       },
     },
     'and .Values.serviceMonitor.enabled (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")',
@@ -401,6 +465,14 @@ function notes(ctx: DeployContext): string {
     '',
     'The ScaledObject needs KEDA and the Prometheus server at {{ .Values.keda.prometheusServer }}.',
     '{{- end }}',
+    '{{- if .Values.apiKey.existingSecret }}',
+    '',
+    'Requests need "Authorization: Bearer <key>", the key being {{ .Values.apiKey.secretKey }} of Secret {{ .Values.apiKey.existingSecret }}{{ if not .Values.apiKey.openMetrics }}, /metrics included{{ end }}.',
+    '{{- if and (not .Values.apiKey.openMetrics) (not (and .Values.serviceMonitor.enabled (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1"))) }}',
+    'No ServiceMonitor was rendered: a Prometheus that scrapes the pods by their prometheus.io annotations cannot send the key',
+    'and gets 401, so autoscaling gets no queue metric. Set apiKey.openMetrics=true for it (/metrics then answers without a key).',
+    '{{- end }}',
+    '{{- end }}',
     '',
   ].join('\n');
 }
@@ -420,11 +492,11 @@ export function helmChart(ctx: DeployContext): Record<string, string> {
   };
   const files: Record<string, string> = {
     'chart/Chart.yaml': yaml(chart),
-    'chart/values.yaml': `# Defaults from nimify build; values.schema.json says what each may be.\n${yaml(helmValues(ctx))}`,
+    'chart/values.yaml': valuesYaml(ctx),
     'chart/values.schema.json': json(valuesSchema()),
     'chart/.helmignore': '.git/\n*.tgz\n',
     'chart/files/prometheus-adapter-values.yaml': yaml(adapterRules()),
-    'chart/templates/_helpers.tpl': `${HELPERS}\n${VOLUME_HELPERS}`,
+    'chart/templates/_helpers.tpl': `${HELPERS}\n${VOLUME_HELPERS}\n${ENV_HELPER}`,
     'chart/templates/NOTES.txt': notes(ctx),
     'chart/templates/deployment.yaml': deployment(ctx),
     'chart/templates/service.yaml': service(),

@@ -30,7 +30,9 @@ export function servingRuntime(ctx: DeployContext): Record<string, unknown> {
     },
     spec: {
       // Where the server's metrics are: KServe copies the runtime's spec.annotations onto the pods;
-      // scraping itself is switched on per InferenceService (inferenceService() below).
+      // scraping itself is switched on per InferenceService (inferenceService() below). That
+      // scrape cannot send an API key: whoever adds NIMIFY_API_KEY to the env below must add
+      // NIMIFY_OPEN_METRICS=1 too (the deploy README says so; no key is set here).
       annotations: { 'prometheus.kserve.io/path': '/metrics', 'prometheus.kserve.io/port': String(ctx.port) },
       // Not autoSelect: this image holds only these models, so it must serve only the
       // InferenceService that names it, never another ONNX model in the namespace.

@@ -90,6 +90,7 @@ export class Admission {
     }
     this.#counters = c;
     ctx.inFlight++;
+    ctx.admitted++;
     c.admitted++;
     const shedding = ctx.options.shedding;
     if (shedding !== false) {

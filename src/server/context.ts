@@ -30,6 +30,8 @@ declare module 'fastify' {
 export class NimifyContext {
   /** Inference requests admitted and not yet ended (body being read, decoded, queued or running: admission.ts). Event-loop thread only. */
   inFlight = 0;
+  /** Inference requests admitted since the server started (the idle trim's sign of activity). Event-loop thread only. */
+  admitted = 0;
   /** The pool decoding large JSON bodies off the event loop (null when disabled). */
   jsonPool: JsonDecodePool | null = null;
   readonly #breakers = new Map<string, CircuitBreaker>();

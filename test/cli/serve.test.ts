@@ -124,6 +124,24 @@ describe('nimify serve (child process)', () => {
   });
 });
 
+describe('nimify serve --protect-metrics (deprecated)', () => {
+  it('starts, writes one warning line to stderr, and /metrics still needs the key', async () => {
+    const key = 'key-aaaaaaaa-5678';
+    const { child, listening } = start([path.join(MODELS, 'mlp_tiny.onnx'), '--port', '0', '--log-level', 'warn', '--api-key', key, '--protect-metrics']);
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += d));
+    const base = await listening;
+    expect((await fetch(`${base}/metrics`)).status).toBe(401);
+    expect((await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
+    const exited = exitCode(child);
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    const lines = stderr.split('\n').filter((l) => l.includes('protect-metrics'));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^nimify: --protect-metrics \(NIMIFY_PROTECT_METRICS\) is deprecated and changes nothing/);
+  });
+});
+
 describe('npx nimify serve: a signal to the npx process drains the server', () => {
   // A project with nimify installed as npm would (node_modules/nimify and its .bin link, which npm's bin-links makes executable).
   const project = fs.mkdtempSync(path.join(os.tmpdir(), 'nimify-npx-'));

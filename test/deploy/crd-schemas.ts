@@ -157,6 +157,8 @@ export const serviceMonitor = top(
           relabelings: { type: 'array', items: open },
           metricRelabelings: { type: 'array', items: open },
           tlsConfig: open,
+          // SafeAuthorization: credentials is a core SecretKeySelector in the release's namespace.
+          authorization: closed({ type: str, credentials: closed({ name: str, key: str, optional: { type: 'boolean' } }, ['key']) }),
           bearerTokenSecret: open,
         }),
       },

@@ -3,18 +3,24 @@
  * lints it strictly and renders it for three value profiles (HPA, KEDA, GPU); every rendered
  * object is validated against the Kubernetes schemas (unknown fields included) and the CRD
  * subsets (k8s-validate.ts); values.schema.json and the chart's own checks refuse bad values;
- * the same context gives the same bytes.
+ * the same context gives the same bytes. With `apiKey.existingSecret` the pod environment the
+ * chart renders, given that Secret, starts a real server whose /metrics answers the
+ * ServiceMonitor's credentials and refuses a scrape without them (issue 14 item 8).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import YAML from 'yaml';
+import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { serveOptions } from '../../src/cli/serve';
 import { GRACE_MARGIN_S, QUEUE_METRIC, helmChart } from '../../src/deploy/helm';
+import { deployReadme } from '../../src/deploy/readme';
+import { buildServer } from '../../src/server';
 import { TemplateWriter } from '../../src/deploy/schemas/template';
 import { NimifyError } from '../../src/runtime/errors';
-import { ROOT } from '../helpers';
+import { MODELS, ROOT } from '../helpers';
 import { validateObject } from './k8s-validate';
 import { sampleContext } from './sample-context';
 
@@ -48,11 +54,11 @@ const PROFILES: Record<string, { values: Obj; apiVersions: string[] }> = {
 
 const rendered: Record<string, Obj[]> = {};
 
-function render(profile: string): Obj[] {
+function render(profile: string, extra: string[] = []): Obj[] {
   const p = PROFILES[profile]!;
   const values = path.join(dir, `${profile}.values.yaml`);
   fs.writeFileSync(values, YAML.stringify(p.values));
-  const r = run(['template', 'svc', chart, '--namespace', 'prod', '-f', values, ...p.apiVersions.flatMap((a) => ['--api-versions', a])]);
+  const r = run(['template', 'svc', chart, '--namespace', 'prod', '-f', values, ...p.apiVersions.flatMap((a) => ['--api-versions', a]), ...extra]);
   expect(r.status, r.out).toBe(0);
   return YAML.parseAllDocuments(r.out)
     .map((d) => d.toJS() as Obj | null)
@@ -239,6 +245,10 @@ describe('helm chart', () => {
     const t = new TemplateWriter();
     const text = t.render({ a: t.value('.Values.a'), list: [{ b: t.block('toYaml .Values.b') }], c: t.when('.Values.on', '.Values.c') });
     expect(text).toBe(['a: {{ .Values.a }}', 'list:', '  - b:{{- toYaml .Values.b | nindent 6 }}', '{{- if .Values.on }}', 'c: {{ .Values.c }}', '{{- end }}', ''].join('\n'));
+    const b = new TemplateWriter();
+    expect(b.render({ list: [{ a: 1, auth: b.whenBlock('.Values.on', 'toYaml .Values.auth') }] })).toBe(
+      ['list:', '  - a: 1', '    {{- if .Values.on }}', '    auth:{{- toYaml .Values.auth | nindent 6 }}', '    {{- end }}', ''].join('\n'),
+    );
     const u = new TemplateWriter();
     expect(() => u.render([u.block('x')])).toThrow(/a block splice must be a mapping value/);
     const w = new TemplateWriter();
@@ -258,6 +268,8 @@ describe('helm chart', () => {
       ['misspelt value key (additionalProperties)', ['--set', 'imag.tag=x'], /Additional property imag is not allowed/],
       ['string port (schema type)', ['--set-string', 'port=http'], /port: Invalid type\. Expected: integer, given: string/],
       ['min above max (chart check)', ['--set', 'replicas.min=5', '--set', 'replicas.max=3'], /replicas: expected min <= max, received min 5 and max 3/],
+      ['apiKey.existingSecret that is no Secret name (schema pattern)', ['--set', 'apiKey.existingSecret=Bad_Secret'], /apiKey\.existingSecret: Does not match pattern/],
+      ['apiKey.openMetrics that is no boolean (schema type)', ['--set-string', 'apiKey.openMetrics=yes'], /apiKey\.openMetrics: Invalid type\. Expected: boolean, given: string/],
     ];
     for (const [what, args, message] of refusals) {
       it(`helm template: ${what}`, () => {
@@ -295,8 +307,120 @@ describe('helm chart', () => {
       so.spec.maxReplicas = so.spec.maxReplicaCount;
       expect((await validateObject(so)).join('\n')).toMatch(/ScaledObject\/svc-mlp-tiny\.spec: must NOT have additional properties/);
     });
+    it('a misspelt ServiceMonitor authorization field is refused by the CRD subset', async () => {
+      const sm = structuredClone(byKind(rendered.hpa!, 'ServiceMonitor')[0]!);
+      sm.spec.endpoints[0].authorization = { type: 'Bearer', credential: { name: 's', key: 'k' } };
+      expect((await validateObject(sm)).join('\n')).toMatch(/ServiceMonitor\/svc-mlp-tiny\.spec\.endpoints\.0\.authorization: must NOT have additional properties/);
+    });
     it('a kind without a schema is refused', async () => {
       expect(await validateObject({ apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'w' } })).toEqual(['Widget/w: no schema for example.com/v1/Widget']);
     });
+  });
+});
+
+describe('API keys: apiKey.existingSecret reaches the server and the ServiceMonitor (issue 14 item 8)', () => {
+  // The Secret the cluster would hold: one key, what the values comment asks for.
+  const SECRET = { name: 'svc-keys', key: 'token', value: 'key-0123456789abcdef' };
+  const withKey = ['--set', `apiKey.existingSecret=${SECRET.name}`, '--set', `apiKey.secretKey=${SECRET.key}`];
+  const secrets: Record<string, Record<string, string>> = { [SECRET.name]: { [SECRET.key]: SECRET.value } };
+  const apps: FastifyInstance[] = [];
+  afterAll(async () => {
+    for (const app of apps) await app.close();
+  });
+
+  const container = (objs: Obj[]) => (byKind(objs, 'Deployment')[0] as Obj).spec.template.spec.containers[0] as Obj;
+  const envNames = (objs: Obj[]) => (container(objs).env as Obj[]).map((e) => e.name as string);
+  const endpoint = (objs: Obj[]) => (byKind(objs, 'ServiceMonitor')[0] as Obj).spec.endpoints[0] as Obj;
+  /** The container's environment as the kubelet would set it, secretKeyRef resolved from `secrets`. */
+  const resolveEnv = (objs: Obj[]) =>
+    Object.fromEntries(
+      (container(objs).env as Obj[]).map((e) => {
+        const ref = e.valueFrom?.secretKeyRef as Obj | undefined;
+        if (ref === undefined) return [e.name, e.value];
+        const v = secrets[ref.name]?.[ref.key];
+        if (v === undefined) throw new Error(`env ${e.name}: no key ${ref.key} in Secret ${ref.name}`);
+        return [e.name, v];
+      }),
+    ) as Record<string, string>;
+  /** A real server started from that environment, as `nimify serve` in the pod would read it. */
+  async function serverFrom(objs: Obj[]): Promise<string> {
+    const { options } = serveOptions([], { ...resolveEnv(objs), NIMIFY_REPOSITORY: path.join(MODELS, 'mlp_tiny.onnx') });
+    const app = await buildServer({ ...options, logger: false });
+    apps.push(app);
+    return app.listen({ port: 0, host: '127.0.0.1' });
+  }
+  const scrape = (base: string, key?: string) => fetch(`${base}/metrics`, { headers: key === undefined ? {} : { authorization: `Bearer ${key}` } });
+
+  it('without it: no NIMIFY_API_KEY, no NIMIFY_OPEN_METRICS, no ServiceMonitor authorization', () => {
+    expect(envNames(rendered.hpa!)).toEqual(['NIMIFY_HOST', 'NIMIFY_PORT', 'NIMIFY_SHUTDOWN_TIMEOUT_MS', 'NIMIFY_LOG_LEVEL']);
+    expect(endpoint(rendered.hpa!).authorization).toBeUndefined();
+    expect(envNames(rendered.gpu!)).not.toContain('NIMIFY_API_KEY');
+  });
+
+  it('with it: the Deployment reads NIMIFY_API_KEY from the Secret, the ServiceMonitor sends the same key; lints and validates', async () => {
+    const objs = render('hpa', withKey);
+    expect(container(objs).env).toContainEqual({ name: 'NIMIFY_API_KEY', valueFrom: { secretKeyRef: { name: SECRET.name, key: SECRET.key } } });
+    expect(envNames(objs)).not.toContain('NIMIFY_OPEN_METRICS');
+    expect(endpoint(objs)).toEqual({ port: 'http', path: '/metrics', interval: '15s', authorization: { type: 'Bearer', credentials: { name: SECRET.name, key: SECRET.key } } });
+    for (const o of objs) expect(await validateObject(o), o.kind).toEqual([]);
+    const lint = run(['lint', '--strict', chart, ...withKey, '--set', 'apiKey.openMetrics=true']);
+    expect(lint.status, lint.out).toBe(0);
+    // KEDA and GPU profiles (no ServiceMonitor) get the key too.
+    for (const name of ['keda', 'gpu']) expect(envNames(render(name, withKey)), name).toContain('NIMIFY_API_KEY');
+  });
+
+  it("the rendered environment starts a server whose /metrics refuses a scrape without the key and answers the ServiceMonitor's", async () => {
+    const objs = render('hpa', withKey);
+    const base = await serverFrom(objs);
+    expect((await scrape(base)).status).toBe(401);
+    const { credentials } = endpoint(objs).authorization as Obj;
+    const sent = secrets[credentials.name]![credentials.key]!;
+    const ok = await scrape(base, sent);
+    expect(ok.status).toBe(200);
+    expect(await ok.text()).toContain(QUEUE_METRIC);
+  });
+
+  it('apiKey.openMetrics: NIMIFY_OPEN_METRICS=1, and /metrics answers an annotation scrape (no key) while the model routes still need one', async () => {
+    const objs = render('gpu', [...withKey, '--set', 'apiKey.openMetrics=true']);
+    expect(container(objs).env).toContainEqual({ name: 'NIMIFY_OPEN_METRICS', value: '1' });
+    const base = await serverFrom(objs);
+    const open = await scrape(base);
+    expect(open.status).toBe(200);
+    expect(await open.text()).toContain(QUEUE_METRIC);
+    expect((await fetch(`${base}/v2/models/mlp_tiny`)).status).toBe(401);
+  });
+
+  it('NOTES.txt warns of the 401 for an annotation scrape only with a key, no ServiceMonitor and no openMetrics', () => {
+    // NOTES.txt is rendered only by install; a probe template includes it so that helm template shows it.
+    const probe = fs.mkdtempSync(path.join(dir, 'notes-'));
+    fs.cpSync(chart, path.join(probe, 'chart'), { recursive: true });
+    fs.writeFileSync(path.join(probe, 'chart', 'templates', 'notes-probe.yaml'), 'notes: |\n{{ include (print .Template.BasePath "/NOTES.txt") . | indent 2 }}\n');
+    const notes = (args: string[]) => {
+      const r = run(['template', 'svc', path.join(probe, 'chart'), '--show-only', 'templates/notes-probe.yaml', ...args]);
+      expect(r.status, r.out).toBe(0);
+      return (YAML.parse(r.out) as { notes: string }).notes;
+    };
+    const warning = /prometheus\.io annotations cannot send the key\s+and gets 401[\s\S]*apiKey\.openMetrics=true/;
+    const keyed = notes(withKey);
+    expect(keyed).toContain(`the key being ${SECRET.key} of Secret ${SECRET.name}, /metrics included`);
+    expect(keyed).toMatch(warning);
+    expect(notes([...withKey, '--api-versions', 'monitoring.coreos.com/v1'])).not.toMatch(warning);
+    const opened = notes([...withKey, '--set', 'apiKey.openMetrics=true']);
+    expect(opened).not.toMatch(warning);
+    expect(opened).not.toContain('/metrics included');
+    expect(notes([])).not.toContain('Authorization');
+  });
+
+  it('values.yaml and the deploy README say how to set the key and what an annotation scrape then needs', () => {
+    const values = helmChart(sampleContext())['chart/values.yaml']!;
+    const comment = (key: string) => /((?:#.*\n)+)$/.exec(values.slice(0, values.indexOf(`\n${key}:`) + 1))?.[1] ?? '';
+    expect(comment('apiKey')).toMatch(/ServiceMonitor sends the key[\s\S]*podAnnotations[\s\S]*401[\s\S]*openMetrics: true/);
+    expect(comment('podAnnotations')).toMatch(/apiKey\.openMetrics: true/);
+    expect(YAML.parse(values).apiKey).toEqual({ existingSecret: '', secretKey: 'api-key', openMetrics: false });
+    const readme = deployReadme(sampleContext());
+    expect(readme).toContain('helm install mlp-tiny ./chart --set apiKey.existingSecret=mlp-tiny-api-key');
+    expect(readme).toContain('kubectl create secret generic mlp-tiny-api-key --from-literal=api-key=');
+    expect(readme).toMatch(/`prometheus\.io\/\*` annotations cannot send a key[\s\S]*--set apiKey\.openMetrics=true/);
+    expect(readme).toMatch(/ServingRuntime sets no API key[\s\S]*NIMIFY_OPEN_METRICS=1/);
   });
 });

@@ -69,7 +69,27 @@ describe('API keys: what answers without one', () => {
     expect(serveOptions(['m.onnx', '--api-key', KEY]).options.authExempt).toEqual(['health', 'docs']);
     expect(serveOptions(['m.onnx', '--api-key', KEY, '--open-metrics']).options.authExempt).toEqual(['health', 'docs', 'metrics']);
     expect(serveOptions(['m.onnx', '--api-key', KEY, '--protect-health']).options.authExempt).toEqual(['docs']);
-    expect(() => serveOptions(['m.onnx', '--protect-metrics'])).toThrow(/protect-metrics/);
+  });
+
+  it('--protect-metrics / NIMIFY_PROTECT_METRICS (deprecated: /metrics is protected by default now) are accepted, change nothing and warn once', async () => {
+    const model = path.join(MODELS, 'mlp_tiny.onnx');
+    const warning = /^nimify: --protect-metrics \(NIMIFY_PROTECT_METRICS\) is deprecated and changes nothing: \/metrics needs the API key by default now/;
+    const given: Array<[string[], NodeJS.ProcessEnv]> = [
+      [[model, '--api-key', KEY, '--protect-metrics'], {}],
+      [[model, '--api-key', KEY], { NIMIFY_PROTECT_METRICS: '1' }],
+      [[model, '--api-key', KEY], { NIMIFY_PROTECT_METRICS: 'false' }],
+    ];
+    for (const [argv, env] of given) {
+      const cfg = serveOptions(argv, env);
+      expect(cfg.options.authExempt, argv.join(' ')).toEqual(serveOptions([model, '--api-key', KEY]).options.authExempt);
+      expect(cfg.warnings).toHaveLength(1);
+      expect(cfg.warnings[0]).toMatch(warning);
+    }
+    expect(serveOptions([model, '--api-key', KEY]).warnings).toEqual([]);
+    // What the server does with them: /metrics still needs the key.
+    const base = await listen({ ...serveOptions(given[0]![0], {}).options, logger: false });
+    expect((await get(`${base}/metrics`)).status).toBe(401);
+    expect((await get(`${base}/metrics`, KEY)).status).toBe(200);
   });
 
   it('an open /v2/health/ready that is not ready counts models instead of naming them; with the key required it names them', async () => {

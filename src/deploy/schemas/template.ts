@@ -1,8 +1,8 @@
 /**
  * Helm templates as YAML documents: the static structure of each template is a plain object
  * written out by the `yaml` library, and only Go-template expressions are spliced in, in value
- * positions (a scalar, a `toYaml … | nindent n` block, or one key kept only when a condition
- * holds). Markers stand in for them while `yaml` writes the document, so the library decides all
+ * positions (a scalar, a `toYaml … | nindent n` block, or one key, scalar or block, kept only when a
+ * condition holds). Markers stand in for them while `yaml` writes the document, so the library decides all
  * quoting and indentation; the markers are then replaced line by line. Deterministic: the same
  * object gives the same text. Owned by src/deploy/helm.ts (the only user).
  */
@@ -11,7 +11,8 @@ import { stringify } from 'yaml';
 type Splice =
   | { kind: 'value'; expr: string }
   | { kind: 'block'; expr: string }
-  | { kind: 'when'; cond: string; expr: string };
+  | { kind: 'when'; cond: string; expr: string }
+  | { kind: 'whenBlock'; cond: string; expr: string };
 
 const MARKER = /NIMIFY_SPLICE_(\d+)_/;
 
@@ -38,6 +39,11 @@ export class TemplateWriter {
     return this.#mark({ kind: 'when', cond, expr });
   }
 
+  /** A key whose value is a YAML block, present only when `cond` holds: `{{- if cond }}` / `key:{{- expr | nindent n }}` / `{{- end }}`. */
+  whenBlock(cond: string, expr: string): string {
+    return this.#mark({ kind: 'whenBlock', cond, expr });
+  }
+
   /** The document as template text; `gate` wraps the whole document in `{{- if gate }}…{{- end }}`. */
   render(doc: unknown, gate?: string): string {
     const text = stringify(doc, { lineWidth: 0 });
@@ -52,7 +58,8 @@ export class TemplateWriter {
       const keyIndent = indent!.length + dash.length;
       if (splice.kind === 'block') return `${indent}${dash}${key}:{{- ${splice.expr} | nindent ${keyIndent + 2} }}`;
       if (dash !== '') throw new Error(`template: a conditional key cannot start a sequence item (${key})`);
-      return [`${indent}{{- if ${splice.cond} }}`, `${indent}${key}: {{ ${splice.expr} }}`, `${indent}{{- end }}`].join('\n');
+      const entry = splice.kind === 'when' ? `${indent}${key}: {{ ${splice.expr} }}` : `${indent}${key}:{{- ${splice.expr} | nindent ${keyIndent + 2} }}`;
+      return [`${indent}{{- if ${splice.cond} }}`, entry, `${indent}{{- end }}`].join('\n');
     });
     const body = lines.join('\n');
     return gate === undefined ? body : `{{- if ${gate} }}\n${body}{{- end }}\n`;
