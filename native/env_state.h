@@ -31,9 +31,16 @@ struct EnvState {
   // Set by the env cleanup hook. From then on completions free native memory without calling
   // into JS: the env is being destroyed.
   bool shutting_down = false;
-  std::unordered_set<RunJob*> runs;                 // submitted to the Executor, not yet delivered
+  // Jobs attached (RunJob::Attach: submitted to the Executor or a scheduler) and not yet
+  // settled: an intrusive list through the jobs (RunJob::run_prev_/run_next_), so that
+  // attaching allocates nothing.
+  RunJob* runs = nullptr;
+  size_t run_count = 0;
   std::unordered_map<double, RunJob*> cancellable;  // run id -> job, for abort/timeout
   std::unordered_set<Scheduler*> schedulers;         // live schedulers, shut down by env teardown
+  // Settled RunJobs kept for reuse (RunJob::Recycle; bounded), freed by the env cleanup hook
+  // (RunJob::TeardownEnv), after which nothing is recycled.
+  std::vector<RunJob*> spare_jobs;
   // Wakes this env's JS thread to deliver finished RunJobs (carries no data: the JS thread
   // drains `done`). Referenced (keeps the loop alive) only while `runs` is non-empty, so an
   // idle process can exit. Its context is a shared_ptr to this state, freed by its finalizer
@@ -51,6 +58,9 @@ struct EnvState {
   std::condition_variable idle;
   size_t executing = 0;
   std::vector<RunJob*> done;  // finished, waiting for the JS thread
+  // JS thread only (not under `mu`): DrainCompleted swaps it with `done`, so the two vectors
+  // trade their capacity and neither side allocates per drain.
+  std::vector<RunJob*> drain_scratch;
   bool polling = false;       // the JS thread drains `done` every loop turn: no wake-up needed
   bool wake_pending = false;  // a wake-up is queued and not yet handled
 };
@@ -113,8 +123,11 @@ class Borrowed {
     for (const Entry& e : refs_) napi_delete_reference(env, e.ref);
     refs_.clear();
   }
-  // During env teardown the env frees its references itself.
-  void Forget() { refs_.clear(); }
+  // During env teardown the env frees its references itself; RunJob::Reset (after Release) too.
+  void Forget() {
+    refs_.clear();
+    failed_ = false;
+  }
 
  private:
   struct Entry {

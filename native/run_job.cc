@@ -44,11 +44,13 @@ class SpecReader {
 
 }  // namespace
 
-std::unique_ptr<RunJob> RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core,
-                                        bool borrow, bool batching, bool deferred) {
+RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core, Route route) {
   Napi::Env env = info.Env();
-  std::unique_ptr<RunJob> job;
-  auto fail = [&](const char* c, const std::string& msg) -> std::unique_ptr<RunJob> {
+  const bool borrow = route != Route::kSync;  // references (and small-input copies): async only
+  const bool deferred = route == Route::kQueued || route == Route::kBatched;
+  const bool batching = route == Route::kBatched;
+  Ptr job;
+  auto fail = [&](const char* c, const std::string& msg) -> Ptr {
     if (job) job->ReleaseRefs(env);
     MakeError(env, c, msg).ThrowAsJavaScriptException();
     return nullptr;
@@ -78,7 +80,7 @@ std::unique_ptr<RunJob> RunJob::Prepare(const Napi::CallbackInfo& info, std::sha
   if (n_out == 0) return fail(code::kInvalidArgument, "at least one output must be requested");
   if (out_data.Length() != n_out) return fail(code::kInvalidArgument, "outputData and the spec disagree on outputs");
 
-  job.reset(new RunJob());
+  job.reset(Acquire(GetAddonData(env)->state));
   job->core_ = core;
   job->inputs_.reserve(n_in);
   job->outputs_.reserve(n_out);
@@ -102,7 +104,7 @@ std::unique_ptr<RunJob> RunJob::Prepare(const Napi::CallbackInfo& info, std::sha
     }
     job->output_index_.push_back(static_cast<uint32_t>(idx));
   }
-  std::vector<int64_t> dims;
+  std::vector<int64_t>& dims = job->dims_;
   bool absent = false;
   // Async runs own small inputs (run_job.h): their total is read from the spec before any data,
   // so the copies share one allocation. A malformed spec just skips this; the loop below reports it.
@@ -125,8 +127,11 @@ std::unique_ptr<RunJob> RunJob::Prepare(const Napi::CallbackInfo& info, std::sha
       else total = round_up(total) + data_bytes(i);
     }
     if (total > 0 && total <= kOwnedInputBytes) {
-      owned = static_cast<uint8_t*>(::operator new[](total, std::align_val_t{kOwnedAlign}));
-      job->owned_inputs_.reset(owned);
+      // Always the full size: the buffer stays with the job when it is recycled.
+      if (!job->owned_inputs_) {
+        job->owned_inputs_.reset(static_cast<uint8_t*>(::operator new[](kOwnedInputBytes, std::align_val_t{kOwnedAlign})));
+      }
+      owned = job->owned_inputs_.get();
     }
   }
   size_t owned_offset = 0;
@@ -213,11 +218,77 @@ std::unique_ptr<RunJob> RunJob::Prepare(const Napi::CallbackInfo& info, std::sha
 }
 
 RunJob::~RunJob() {
-  for (OrtValue* v : inputs_) g_ort->ReleaseValue(v);
+  for (OrtValue* v : inputs_) {
+    if (v != nullptr) g_ort->ReleaseValue(v);
+  }
   for (OrtValue* v : outputs_) {
     if (v != nullptr) g_ort->ReleaseValue(v);
   }
   if (run_options_ != nullptr) g_ort->ReleaseRunOptions(run_options_);
+}
+
+// The most settled jobs an env keeps for reuse: enough for a server's usual requests in flight;
+// a burst beyond it frees the excess (each job holds ~3 KiB with its input buffer).
+static constexpr size_t kMaxSpareJobs = 256;
+
+RunJob* RunJob::Acquire(const std::shared_ptr<EnvState>& state) {
+  RunJob* job = nullptr;
+  if (!state->spare_jobs.empty()) {
+    job = state->spare_jobs.back();
+    state->spare_jobs.pop_back();
+  } else {
+    job = new RunJob();
+  }
+  job->state_ = state;
+  return job;
+}
+
+void RunJob::Recycler::operator()(RunJob* job) const { Recycle(job); }
+
+void RunJob::Recycle(RunJob* job) {
+  EnvState* state = job->state_.get();
+  if (state == nullptr || state->shutting_down || state->spare_jobs.size() >= kMaxSpareJobs) {
+    delete job;
+    return;
+  }
+  job->Reset();
+  state->spare_jobs.push_back(job);
+}
+
+// Every field back to a new job's value, except containers' capacity, the input copy buffer and
+// `state_` (a job stays in its env). Called once the job's JS references are released; on the JS
+// thread, like ~RunJob, since dropping `scheduler_` may destroy the scheduler.
+void RunJob::Reset() {
+  for (OrtValue* v : inputs_) {
+    if (v != nullptr) g_ort->ReleaseValue(v);
+  }
+  for (OrtValue* v : outputs_) {
+    if (v != nullptr) g_ort->ReleaseValue(v);
+  }
+  inputs_.clear();
+  outputs_.clear();
+  kind_.clear();
+  output_index_.clear();
+  views_.clear();
+  if (run_options_ != nullptr) g_ort->ReleaseRunOptions(run_options_);
+  run_options_ = nullptr;
+  cancel_code_.store(nullptr);
+  failure_ = Failure();
+  borrowed_.Forget();  // (already released by ReleaseRefs)
+  deferred_ = nullptr;
+  cancel_id_ = 0;
+  run_prev_ = run_next_ = nullptr;
+  scheduler_.reset();
+  batch_.rows = -1;
+  batch_.key.clear();
+  priority_ = 0;
+  enqueued_ = {};
+  deadline_ = std::chrono::steady_clock::time_point::max();
+  queue_pos_ = {};
+  queued_ = false;
+  running_in_ = nullptr;
+  scattered_ = false;
+  core_.reset();
 }
 
 void RunJob::Cancel(const char* c) {
@@ -232,8 +303,7 @@ void RunJob::Cancel(const char* c) {
 }
 
 Napi::Value RunJob::Attach(Napi::Env env, double cancel_id) {
-  EnvState* state = GetAddonData(env)->state.get();
-  state_ = GetAddonData(env)->state;
+  EnvState* state = state_.get();
   napi_value promise = nullptr;
   if (napi_create_promise(env, &deferred_, &promise) != napi_ok) {
     MakeError(env, code::kInternal, "could not create a promise").ThrowAsJavaScriptException();
@@ -243,8 +313,12 @@ Napi::Value RunJob::Attach(Napi::Env env, double cancel_id) {
     cancel_id_ = cancel_id;
     state->cancellable[cancel_id] = this;
   }
-  if (state->runs.empty()) napi_ref_threadsafe_function(env, state->completions);  // keep the loop alive
-  state->runs.insert(this);
+  if (state->run_count == 0) napi_ref_threadsafe_function(env, state->completions);  // keep the loop alive
+  run_prev_ = nullptr;
+  run_next_ = state->runs;
+  if (state->runs != nullptr) state->runs->run_prev_ = this;
+  state->runs = this;
+  state->run_count++;
   {
     std::lock_guard<std::mutex> lock(state->mu);
     ++state->executing;
@@ -252,7 +326,7 @@ Napi::Value RunJob::Attach(Napi::Env env, double cancel_id) {
   return Napi::Value(env, promise);
 }
 
-Napi::Value RunJob::Submit(Napi::Env env, std::unique_ptr<RunJob> job, double cancel_id) {
+Napi::Value RunJob::Submit(Napi::Env env, Ptr job, double cancel_id) {
   Napi::Value promise = job->Attach(env, cancel_id);
   if (promise.IsEmpty()) {
     job->ReleaseRefs(env);
@@ -291,7 +365,10 @@ void RunJob::PostCompleted(RunJob* const* jobs, size_t n) {
 
 void RunJob::Settle(Napi::Env env, EnvState* state, RunJob* job) {
   Napi::HandleScope scope(env);
-  state->runs.erase(job);
+  (job->run_prev_ != nullptr ? job->run_prev_->run_next_ : state->runs) = job->run_next_;
+  if (job->run_next_ != nullptr) job->run_next_->run_prev_ = job->run_prev_;
+  job->run_prev_ = job->run_next_ = nullptr;
+  state->run_count--;
   if (job->cancel_id_ > 0) state->cancellable.erase(job->cancel_id_);
   Napi::Value results = job->Results(env);
   job->core_->stats.requests.Settled(job->cancel_code(), !results.IsEmpty());
@@ -301,7 +378,7 @@ void RunJob::Settle(Napi::Env env, EnvState* state, RunJob* job) {
     napi_resolve_deferred(env, job->deferred_, results);
   }
   job->ReleaseRefs(env);
-  delete job;
+  Recycle(job);
 }
 
 void RunJob::CompleteOnJsThread(napi_env raw_env, RunJob* const* jobs, size_t n) {
@@ -314,11 +391,13 @@ void RunJob::CompleteOnJsThread(napi_env raw_env, RunJob* const* jobs, size_t n)
   }
   Napi::Env env(raw_env);
   for (size_t i = 0; i < n; ++i) Settle(env, state.get(), jobs[i]);
-  if (state->runs.empty()) napi_unref_threadsafe_function(raw_env, state->completions);
+  if (state->run_count == 0) napi_unref_threadsafe_function(raw_env, state->completions);
 }
 
 size_t RunJob::DrainCompleted(napi_env raw_env, EnvState* state, int polling) {
-  std::vector<RunJob*> batch;
+  // Takes the scratch vector's capacity (a reentrant drain would just find it empty).
+  std::vector<RunJob*> batch = std::move(state->drain_scratch);
+  batch.clear();
   {
     std::lock_guard<std::mutex> lock(state->mu);
     batch.swap(state->done);
@@ -335,8 +414,10 @@ size_t RunJob::DrainCompleted(napi_env raw_env, EnvState* state, int polling) {
   }
   Napi::Env env(raw_env);
   for (RunJob* job : batch) Settle(env, state, job);
-  if (!batch.empty() && state->runs.empty()) napi_unref_threadsafe_function(raw_env, state->completions);
-  return state->runs.size();
+  if (!batch.empty() && state->run_count == 0) napi_unref_threadsafe_function(raw_env, state->completions);
+  batch.clear();
+  state->drain_scratch = std::move(batch);
+  return state->run_count;
 }
 
 void RunJob::Deliver(napi_env raw_env, napi_value /*js_cb*/, void* context, void* /*data*/) {
@@ -370,7 +451,7 @@ void RunJob::TeardownEnv(EnvState* state) {
   // threads joined, so nothing new starts while we wait.
   std::vector<Scheduler*> schedulers(state->schedulers.begin(), state->schedulers.end());
   for (Scheduler* s : schedulers) s->Shutdown(code::kAborted);
-  for (RunJob* job : state->runs) job->Cancel(code::kAborted);
+  for (RunJob* job = state->runs; job != nullptr; job = job->run_next_) job->Cancel(code::kAborted);
   // Terminated runs stop at the next operator boundary; wait for them so that no executor thread
   // reads JS memory after the isolate is gone.
   {
@@ -378,6 +459,9 @@ void RunJob::TeardownEnv(EnvState* state) {
     state->idle.wait(lock, [state] { return state->executing == 0; });
   }
   DrainCompleted(nullptr, state, 0);
+  // shutting_down is set: nothing is recycled from here on.
+  for (RunJob* job : state->spare_jobs) delete job;
+  state->spare_jobs.clear();
 }
 
 Failure RunJob::Materialize() {

@@ -57,6 +57,26 @@ struct BatchKey {
 
 class RunJob : public Task {
  public:
+  // How a job will run, which decides what Prepare builds (replaces three unnamed booleans):
+  //   kSync      inferSync(): runs on the calling thread before the call returns. Borrows every
+  //              buffer without a reference (no JS can run meanwhile); OrtValues + run options.
+  //   kExecutor  infer() on a model without a scheduler: small inputs copied, the rest
+  //              referenced; OrtValues + its own run options (Cancel terminates them).
+  //   kQueued    infer() through a Scheduler that does not batch (instances only): numeric
+  //              tensors are kept as checked TensorViews, no OrtValues or run options — one that
+  //              runs alone gets them from Materialize() on its instance thread, with its
+  //              batch's run options.
+  //   kBatched   kQueued, plus the job's BatchKey (the model has a batch dim).
+  enum class Route : uint8_t { kSync, kExecutor, kQueued, kBatched };
+
+  // Owning handle. Jobs are recycled, not freed: a JS-thread free list per env (EnvState's
+  // `spare_jobs`) keeps their vectors' capacity and input copy buffer, so a request allocates
+  // nothing native in the steady state (Prepare was ~8 malloc/free pairs per request).
+  struct Recycler {
+    void operator()(RunJob* job) const;
+  };
+  using Ptr = std::unique_ptr<RunJob, Recycler>;
+
   // Main thread. JS arguments:
   //   inputData: (TypedArray | string[])[]   one per model input, in model order
   //   outputData: (TypedArray | null)[]      per fetched output: a buffer ORT writes into, or
@@ -67,18 +87,13 @@ class RunJob : public Task {
   //                                          i's buffer came from a predicted shape and may be
   //                                          dropped if that shape turns out wrong.
   // Validates everything that matters for memory safety against the model; on failure throws a
-  // JS error and returns null. `borrow` is false for inferSync, where no GC can run mid-call.
-  // `batching`: compute the job's BatchKey (the model has a batch dim). `deferred` (scheduled
-  // jobs): numeric tensors are kept as checked TensorViews and no OrtValues or run options are
-  // built — a job gathered into a batch never needs them; one that runs alone gets them from
-  // Materialize() on its instance thread.
-  static std::unique_ptr<RunJob> Prepare(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core,
-                                         bool borrow, bool batching = false, bool deferred = false);
+  // JS error and returns null.
+  static Ptr Prepare(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core, Route route);
   ~RunJob() override;
 
   // Main thread: hands the job to the Executor and returns its promise. `cancel_id` > 0 makes it
   // reachable from Session.cancel(id).
-  static Napi::Value Submit(Napi::Env env, std::unique_ptr<RunJob> job, double cancel_id);
+  static Napi::Value Submit(Napi::Env env, Ptr job, double cancel_id);
   // Main thread: creates the job's promise and registers it with the env (runs, cancellable,
   // executing) — the bookkeeping shared by Submit and Scheduler::Submit. Returns an empty value
   // (with a JS exception pending) on failure; the job is then still the caller's.
@@ -106,7 +121,7 @@ class RunJob : public Task {
   static void CompleteOnJsThread(napi_env env, RunJob* const* jobs, size_t n);
 
   void Execute() { ExecuteOn(*core_, run_options_); }  // any thread, no JS
-  // JS thread: resolves or rejects the job's promise, drops its references and deletes it.
+  // JS thread: resolves or rejects the job's promise, drops its references and recycles it.
   static void Settle(Napi::Env env, EnvState* state, RunJob* job);
   // Runs the job on `core`, which must be a session of the same model (a scheduler instance),
   // with `run_options` (a scheduled job runs with its batch's).
@@ -127,6 +142,12 @@ class RunJob : public Task {
 
  private:
   RunJob() = default;
+  // JS thread: a job from the env's free list (or a new one), bound to `state`.
+  static RunJob* Acquire(const std::shared_ptr<EnvState>& state);
+  // JS thread: returns the job to its env's free list, or deletes it (no env, env closing, list
+  // full). Releases everything the job holds except the capacity of its containers.
+  static void Recycle(RunJob* job);
+  void Reset();
   void Run() override;  // Executor thread: Execute(), then post back to the env
   static void Deliver(napi_env env, napi_value, void* context, void* data);  // JS thread, on a wake-up
   Failure TakeFailure();
@@ -161,11 +182,16 @@ class RunJob : public Task {
   std::atomic<const char*> cancel_code_{nullptr};
   Failure failure_;
   // Async only:
-  std::unique_ptr<uint8_t[], AlignedFree> owned_inputs_;  // the copied inputs (after inputs_' release)
+  // The copied inputs (after inputs_' release): kOwnedInputBytes, allocated on first use and
+  // kept while the job is recycled.
+  std::unique_ptr<uint8_t[], AlignedFree> owned_inputs_;
+  std::vector<int64_t> dims_;  // Prepare's scratch (kept for its capacity)
   Borrowed borrowed_;
-  std::shared_ptr<EnvState> state_;
+  std::shared_ptr<EnvState> state_;  // set by Acquire: the env whose JS thread owns the job
   napi_deferred deferred_ = nullptr;
   double cancel_id_ = 0;
+  RunJob* run_prev_ = nullptr;  // EnvState::runs links (JS thread), while attached
+  RunJob* run_next_ = nullptr;
 
   // Scheduled jobs (see scheduler.h). Fields below are guarded by the scheduler's mutex once
   // the job is queued; `scheduler_` keeps the scheduler (and so its instances) alive until the

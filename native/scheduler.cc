@@ -95,7 +95,7 @@ Scheduler::~Scheduler() {
   state_->schedulers.erase(this);
 }
 
-Napi::Value Scheduler::Submit(Napi::Env env, std::unique_ptr<RunJob> job, double cancel_id, int priority,
+Napi::Value Scheduler::Submit(Napi::Env env, RunJob::Ptr job, double cancel_id, int priority,
                               double timeout_us) {
   // `retry_ms` >= 0: the predicted wait, attached as `retryAfterMs` for the server's Retry-After.
   auto reject = [&](const char* c, const std::string& msg, double retry_ms = -1) {

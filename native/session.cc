@@ -305,8 +305,10 @@ Napi::Value Session::Describe(const Napi::CallbackInfo& info) {
 
 Napi::Value Session::Run(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::unique_ptr<RunJob> job =
-      RunJob::Prepare(info, core_, /*borrow=*/true, scheduler_ && scheduler_->batches(), /*deferred=*/scheduler_ != nullptr);
+  const RunJob::Route route = !scheduler_              ? RunJob::Route::kExecutor
+                              : scheduler_->batches() ? RunJob::Route::kBatched
+                                                      : RunJob::Route::kQueued;
+  RunJob::Ptr job = RunJob::Prepare(info, core_, route);
   if (!job) return env.Undefined();
   auto number = [&](size_t i) { return info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : 0; };
   const double id = number(3);
@@ -319,7 +321,7 @@ Napi::Value Session::Run(const Napi::CallbackInfo& info) {
 
 Napi::Value Session::RunSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::unique_ptr<RunJob> job = RunJob::Prepare(info, core_, /*borrow=*/false);
+  RunJob::Ptr job = RunJob::Prepare(info, core_, RunJob::Route::kSync);
   if (!job) return env.Undefined();
   job->Execute();
   Napi::Value results = job->Results(env);

@@ -40,8 +40,10 @@ export interface NativeCall {
   /**
    * Everything numeric about the call, packed for the addon (one typed array read instead of an
    * napi call per dim): [nIn, nOut, predicted, outIndex..., per input: rank, dims...,
-   * per output: rank or -1 when ORT allocates, dims...]. A view of a buffer the plan reuses:
-   * valid until the next prepare(), and the addon copies it during the call.
+   * per output: rank or -1 when ORT allocates, dims...]. The plan's own reused buffer, not a
+   * view cut to size (that would be one more object per call): it may hold stale values after
+   * the call's last entry, which the addon never reads (it reads what the header describes).
+   * Valid until the next prepare(); the addon reads it during the call only.
    */
   spec: Float64Array;
   outNames: string[];
@@ -77,6 +79,8 @@ export class IoPlan {
   readonly #outputs: OutputPlan[];
   readonly #outputIndex = new Map<string, number>();
   readonly #allOutputs: number[];
+  /** Output names in model order: the outNames of every call that requests all outputs (shared, never mutated). */
+  readonly #allNames: string[];
   #spec = new Float64Array(64);
 
   constructor(description: Pick<NativeDescription, 'inputs' | 'outputs'>) {
@@ -84,6 +88,7 @@ export class IoPlan {
     description.inputs.forEach((io, i) => this.#inputIndex.set(io.name, i));
     description.outputs.forEach((io, i) => this.#outputIndex.set(io.name, i));
     this.#allOutputs = description.outputs.map((_, i) => i);
+    this.#allNames = description.outputs.map((o) => o.name);
     // Where each symbolic dim name can be read from: its first occurrence among the inputs.
     const symbols = new Map<string, { input: number; dim: number }>();
     description.inputs.forEach((io, input) =>
@@ -133,11 +138,29 @@ export class IoPlan {
       }
     }
 
-    const call: NativeCall = { inData, inDims, outIndex: [], outData: [], outDims: [], predicted: 0, outNames: [], outTensors: [], spec: this.#spec };
-
     if (outputs === undefined) {
-      for (let i = 0; i < this.#allOutputs.length; i++) this.#addOutput(call, inTensors, i, null);
-    } else if (Array.isArray(outputs)) {
+      // The usual call (every output, none supplied): arrays sized once, the index and name
+      // lists shared by every such call (per-request JS cost is the library's throughput limit).
+      const m = this.#allOutputs.length;
+      const outData: (ArrayBufferView | null)[] = new Array(m);
+      const outDims: (readonly number[] | null)[] = new Array(m);
+      const outTensors: (Tensor | null)[] = new Array(m);
+      let predicted = 0;
+      for (let i = 0; i < m; i++) {
+        const plan = this.#outputs[i];
+        const t = plan.dims !== null && plan.ctor !== undefined ? this.#allocate(plan, inTensors) : null;
+        if (t !== null && i < 31) predicted |= 1 << i;
+        outTensors[i] = t;
+        outData[i] = t === null ? null : (nativeData(t) as ArrayBufferView);
+        outDims[i] = t === null ? null : t.dims;
+      }
+      const call: NativeCall = { inData, inDims, outIndex: this.#allOutputs, outData, outDims, predicted, outNames: this.#allNames, outTensors, spec: this.#spec };
+      call.spec = this.#encode(call);
+      return call;
+    }
+
+    const call: NativeCall = { inData, inDims, outIndex: [], outData: [], outDims: [], predicted: 0, outNames: [], outTensors: [], spec: this.#spec };
+    if (Array.isArray(outputs)) {
       if (outputs.length === 0) throw invalid('options.outputs', 'at least one output name', outputs);
       for (const name of outputs) {
         const i = typeof name === 'string' ? this.#outputIndex.get(name) : undefined;
@@ -209,7 +232,7 @@ export class IoPlan {
       spec[k++] = d.length;
       for (let j = 0; j < d.length; j++) spec[k++] = d[j];
     }
-    return spec.subarray(0, k);
+    return spec;
   }
 
   /** Builds the outputs object from the addon's results (null: ORT wrote into outData; all of them when `results` is null). */
@@ -240,8 +263,10 @@ export class IoPlan {
     }
     const ctor = plan.ctor as TypedArrayCtor;
     const bytes = count * ctor.BYTES_PER_ELEMENT;
-    // Small: a zero-filled array (cheapest to create). Large: uninitialized, unpooled memory.
-    const data = bytes <= ZERO_FILL_LIMIT ? new ctor(count) : new ctor(Buffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer, 0, count);
+    // Small: a zero-filled array (cheapest to create) over its own ArrayBuffer — `new ctor(count)`
+    // would put one of at most 64 bytes on V8's heap, which the addon's first look at its memory
+    // must move off-heap (a second allocation and a copy). Large: uninitialized, unpooled memory.
+    const data = bytes <= ZERO_FILL_LIMIT ? new ctor(new ArrayBuffer(bytes), 0, count) : new ctor(Buffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer, 0, count);
     return Tensor.fromNative(plan.info.type as TensorType, data as never, dims);
   }
 }
