@@ -459,6 +459,9 @@ void RunJob::TeardownEnv(EnvState* state) {
     state->idle.wait(lock, [state] { return state->executing == 0; });
   }
   DrainCompleted(nullptr, state, 0);
+  // The jobs still linked were freed above (or by their schedulers' shutdown): forget the links.
+  state->runs = nullptr;
+  state->run_count = 0;
   // shutting_down is set: nothing is recycled from here on.
   for (RunJob* job : state->spare_jobs) delete job;
   state->spare_jobs.clear();

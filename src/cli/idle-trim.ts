@@ -4,7 +4,7 @@
  * per-thread arenas for reuse, so after a burst of large requests an idle server stays hundreds
  * of MB above what it uses (bench/results/memory.md: 267 → 116 MB). Every `intervalMs`, when no
  * inference request is in flight and the resident size is more than `minGrowthBytes` above the
- * size at start, it asks the C library to give free pages back (the addon's trimMemory(),
+ * size at start, once per idle period, it asks the C library to give free pages back (the addon's trimMemory(),
  * malloc_trim(0)). The process owns the policy, so the CLI runs it, not the library.
  *
  * Event-loop thread only (a timer, unref'd). trimMemory() takes each malloc arena's lock in turn:
@@ -37,8 +37,19 @@ export function startIdleTrim(hooks: IdleTrimHooks, options: IdleTrimOptions = {
   const rss = hooks.rss ?? (() => process.memoryUsage.rss());
   const trim = hooks.trim ?? (() => getBinding().trimMemory());
   const floor = rss();
+  // One trim per idle period: after a trim, the next waits until the server was busy again (an
+  // idle server whose RSS stays above the floor — a model loaded since the start — is not
+  // trimmed, and its event loop blocked, every interval).
+  let activeSinceTrim = true;
   const timer = setInterval(() => {
-    if (!hooks.busy() && rss() - floor > minGrowth) trim();
+    if (hooks.busy()) {
+      activeSinceTrim = true;
+      return;
+    }
+    if (activeSinceTrim && rss() - floor > minGrowth) {
+      trim();
+      activeSinceTrim = false;
+    }
   }, intervalMs);
   timer.unref();
   return () => clearInterval(timer);

@@ -83,7 +83,8 @@ const VALUE_COMMENTS: Record<string, string[]> = {
   apiKey: [
     'API keys (nimify serve --api-key). existingSecret: a Secret in the release\'s namespace whose',
     'secretKey holds one key of 8 or more characters, no commas (the ServiceMonitor sends the value',
-    'as it is): kubectl create secret generic <name> --from-literal=api-key=$(openssl rand -hex 24).',
+    'as it is, so no trailing newline either, which --from-file would keep):',
+    'kubectl create secret generic <name> --from-literal=api-key=$(openssl rand -hex 24).',
     'When set, every route except /v2/health/live, /v2/health/ready and /documentation needs',
     '"Authorization: Bearer <key>", /metrics included: the ServiceMonitor sends the key from the same',
     'Secret, but a Prometheus that scrapes by the podAnnotations below cannot send one and gets 401,',

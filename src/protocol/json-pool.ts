@@ -65,9 +65,16 @@ export class JsonDecodePool {
 
   /**
    * Parses `body` (a whole JSON request) in a worker; the returned header holds typed arrays as
-   * `data`. QUEUE_FULL when the queue is at its bound; DISPOSED after close().
+   * `data`. `reserved`: the body held a place (reserve()) that the caller has just released.
+   * QUEUE_FULL when the queue is at its bound; DISPOSED after close().
    */
-  async decode(body: Buffer): Promise<Record<string, unknown>> {
+  async decode(body: Buffer, reserved = false): Promise<Record<string, unknown>> {
+    // A body that held a place (reserve(), released by the caller just before) fits: the places
+    // held and the bodies accepted never exceed the bound together. Any other body must fit
+    // beside the places held for bodies still on their way.
+    if (!reserved && this.#pool.outstanding + this.#incoming >= this.#pool.capacity + this.#pool.maxQueue) {
+      throw new NimifyError('QUEUE_FULL', `JSON decode queue full: ${this.#pool.outstanding} bodies decoding or waiting and ${this.#incoming} on their way; retry later`);
+    }
     const task = { body: movable(body) ? new Uint8Array(body.buffer) : new Uint8Array(body) };
     try {
       return (await this.#pool.run<WorkerResult>(task, [task.body.buffer as ArrayBuffer])).header;

@@ -101,7 +101,7 @@ export class Admission {
       if (pending >= limit) {
         ctx.metrics.shed.inc({ reason: 'queue' });
         const err = overloaded(`model '${name}' has ${pending} requests pending`, shedding.retryAfterSeconds);
-        this.fail(err);
+        this.fail(err, { beforeModel: true });
         throw err;
       }
     }
@@ -146,7 +146,8 @@ export class Admission {
     if (f === undefined) this.#counters.failure.set(reason, (f = this.#ctx.metrics.failure.labels(this.#v.name, this.#v.version, reason)));
     f.inc();
     this.#counters.duration.inc(Math.round(elapsedMs * 1000));
-    this.#counters.failNs += Math.round(elapsedMs * 1e6);
+    // Triton's fail.ns: requests that reached the model (fail.count counts those only).
+    if (!beforeModel) this.#counters.failNs += Math.round(elapsedMs * 1e6);
   }
 }
 

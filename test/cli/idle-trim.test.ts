@@ -30,9 +30,17 @@ describe('startIdleTrim', () => {
     busy = false;
     vi.advanceTimersByTime(1000);
     expect(trim).toHaveBeenCalledTimes(1);
-    stop();
+    // Still idle and still above the floor (what trim cannot return): not trimmed again until busy again.
     vi.advanceTimersByTime(5000);
     expect(trim).toHaveBeenCalledTimes(1);
+    busy = true;
+    vi.advanceTimersByTime(1000);
+    busy = false;
+    vi.advanceTimersByTime(1000);
+    expect(trim).toHaveBeenCalledTimes(2);
+    stop();
+    vi.advanceTimersByTime(5000);
+    expect(trim).toHaveBeenCalledTimes(2);
   });
 
   it('validates its options', () => {

@@ -65,8 +65,10 @@ const infer: FastifyPluginAsync = async (app) => {
   if (pool !== null) app.addHook('onClose', () => pool.close());
   app.removeAllContentTypeParsers();
   // A JSON body announced as large holds a place in the decode pool from admission (before it is
-  // read) until it reaches the pool: a full pool refuses it with QUEUE_FULL while it is still on
-  // the wire. A chunked body (no length) is bounded by the pool when it arrives.
+  // read) until it reaches the pool, where that place is its own: a full pool refuses it with
+  // QUEUE_FULL while it is still on the wire, never after. A chunked body (no length) must fit
+  // when it arrives, beside the places held. A place is held while its body arrives, so slow
+  // uploads can hold every place until requestTimeoutMs answers them 408.
   const POOL_SLOT = Symbol('nimify.jsonPoolSlot');
   type Slotted = FastifyRequest & { [POOL_SLOT]?: boolean };
   const releaseSlot = (request: Slotted) => {
@@ -87,9 +89,10 @@ const infer: FastifyPluginAsync = async (app) => {
   app.addContentTypeParser('*', { parseAs: 'buffer' }, async (request: FastifyRequest, raw: Buffer | string) => {
     const body = raw as Buffer;
     const headerLength = request.headers['inference-header-content-length'];
+    const reserved = (request as Slotted)[POOL_SLOT] === true;
     releaseSlot(request as Slotted);
     // Large JSON bodies are parsed and converted to typed arrays off the event loop.
-    if (pool !== null && headerLength === undefined && body.length >= offloadBytes) return pool.decode(body);
+    if (pool !== null && headerLength === undefined && body.length >= offloadBytes) return pool.decode(body, reserved);
     return parseInferBody(headerLength, body);
   });
 

@@ -76,8 +76,9 @@ const metadata: FastifyPluginAsync = async (app) => {
    *   batch only. batch_stats gives the executions per batch size.
    * - inference_count: rows run (a batch of n counts n); execution_count: executions.
    * - success.ns / fail.ns: summed receipt-to-outcome time of the inference routes' requests
-   *   that succeeded / failed on this version (admission.ts; the Prometheus counter
-   *   nv_inference_request_duration_us sums both).
+   *   that succeeded / failed on this version after reaching the model (admission.ts; the
+   *   Prometheus counter nv_inference_request_duration_us sums every request). A predict request
+   *   whose items run in several chunks is one request here and several in the counts.
    * Keys Triton does not have (failure reasons, pending, in_flight, percentiles) sit beside
    * Triton's, never inside its {count, ns} entries.
    */
@@ -95,11 +96,12 @@ const metadata: FastifyPluginAsync = async (app) => {
       inference_stats: {
         success: { count: s.succeeded, ns: durations.success },
         fail: { count: s.rejected + s.failed + s.expired + s.cancelled, ns: durations.fail },
-        queue: { count: s.queueTimeUs.count, ns: ns(s.queueTimeUs.sum), p50_us: s.queueTimeUs.p50, p99_us: s.queueTimeUs.p99 },
+        queue: { count: s.queueTimeUs.count, ns: ns(s.queueTimeUs.sum) },
         compute_input: { count: s.batches, ns: ns(s.computeInputUs) },
-        compute_infer: { count: s.batches, ns: ns(s.computeInferUs), p50_us: s.computeTimeUs.p50, p99_us: s.computeTimeUs.p99 },
+        compute_infer: { count: s.batches, ns: ns(s.computeInferUs) },
         compute_output: { count: s.batches, ns: ns(s.computeOutputUs) },
       },
+      latency_us: { queue: { p50: s.queueTimeUs.p50, p99: s.queueTimeUs.p99 }, compute_infer: { p50: s.computeTimeUs.p50, p99: s.computeTimeUs.p99 } },
       fail_reasons: { rejected: s.rejected, failed: s.failed, expired: s.expired, cancelled: s.cancelled },
       batch_stats: Object.entries(s.batchSizeHistogram).map(([size, n]) => ({ batch_size: Number(size), compute_infer: { count: n } })),
     };
