@@ -3,7 +3,7 @@
  * the runtime API (a misspelt option fails with INVALID_ARGUMENT naming it).
  */
 import { checkPreprocessPoolOptions, type PreprocessPoolOptions } from '../pipeline/pool';
-import { JSON_POOL_MAX_QUEUE } from '../protocol/json-pool';
+import { JSON_POOL_MAX_BYTES, JSON_POOL_MAX_QUEUE } from '../protocol/json-pool';
 import type { Registry } from 'prom-client';
 import { NimifyError } from '../runtime/errors';
 import type { ModelDefaults } from '../repository/config';
@@ -71,8 +71,14 @@ export interface NimifyPluginOptions {
   docs?: boolean;
   /** JSON inference bodies of at least this many bytes are decoded in a worker thread (default 262144; 0 = never). */
   jsonWorkerBytes?: number;
-  /** Large JSON bodies that may wait for a decode worker beyond those being decoded (default JSON_POOL_MAX_QUEUE, 32); one more is 503 QUEUE_FULL with Retry-After. */
+  /** Large JSON bodies that may wait for a decode worker beyond those being decoded (default JSON_POOL_MAX_QUEUE, 256); one more is 503 QUEUE_FULL with Retry-After. */
   jsonWorkerMaxQueue?: number;
+  /**
+   * Bytes of large JSON bodies the decode pool may hold at once — decoding, waiting, and on their
+   * way (counted from Content-Length when admitted, before the body is read) — default
+   * JSON_POOL_MAX_BYTES (256 MiB); beyond it 503 QUEUE_FULL with Retry-After.
+   */
+  jsonWorkerMaxQueueBytes?: number;
   /** The preprocessing pool of the predict route (image decoding, tokenization): worker threads (default: the core count) and tasks queued before 503 QUEUE_FULL (default 256). */
   preprocess?: PreprocessPoolOptions;
 }
@@ -97,7 +103,7 @@ export interface ServerOptions extends NimifyPluginOptions {
 
 export const PLUGIN_KEYS = [
   'repository', 'controlMode', 'startupModels', 'pollIntervalMs', 'modelDefaults', 'apiKeys', 'authExempt', 'rateLimit', 'breaker',
-  'shedding', 'inferTimeoutMs', 'registry', 'processMetrics', 'metricsRoute', 'docs', 'jsonWorkerBytes', 'jsonWorkerMaxQueue', 'preprocess',
+  'shedding', 'inferTimeoutMs', 'registry', 'processMetrics', 'metricsRoute', 'docs', 'jsonWorkerBytes', 'jsonWorkerMaxQueue', 'jsonWorkerMaxQueueBytes', 'preprocess',
 ] as const;
 export const SERVER_KEYS = [...PLUGIN_KEYS, 'logger', 'logRequests', 'bodyLimit', 'requestTimeoutMs', 'keepAliveTimeoutMs'] as const;
 
@@ -110,6 +116,7 @@ export interface CheckedPluginOptions extends NimifyPluginOptions {
   inferTimeoutMs: number;
   jsonWorkerBytes: number;
   jsonWorkerMaxQueue: number;
+  jsonWorkerMaxQueueBytes: number;
   preprocess: PreprocessPoolOptions;
 }
 
@@ -184,6 +191,7 @@ export function checkPluginOptions(o: Record<string, unknown>, env: NodeJS.Proce
   if (o.docs !== undefined) expectBoolean('options.docs', o.docs);
   const jsonWorkerBytes = o.jsonWorkerBytes === undefined ? 256 * 1024 : expectInteger('options.jsonWorkerBytes', o.jsonWorkerBytes, 0);
   const jsonWorkerMaxQueue = o.jsonWorkerMaxQueue === undefined ? JSON_POOL_MAX_QUEUE : expectInteger('options.jsonWorkerMaxQueue', o.jsonWorkerMaxQueue, 0, 1_000_000);
+  const jsonWorkerMaxQueueBytes = o.jsonWorkerMaxQueueBytes === undefined ? JSON_POOL_MAX_BYTES : expectInteger('options.jsonWorkerMaxQueueBytes', o.jsonWorkerMaxQueueBytes, 1);
   const preprocess = o.preprocess === undefined ? {} : checkPreprocessPoolOptions('options.preprocess', o.preprocess);
-  return { ...(o as unknown as NimifyPluginOptions), apiKeys, authExempt, rateLimit, breaker, shedding, inferTimeoutMs, jsonWorkerBytes, jsonWorkerMaxQueue, preprocess };
+  return { ...(o as unknown as NimifyPluginOptions), apiKeys, authExempt, rateLimit, breaker, shedding, inferTimeoutMs, jsonWorkerBytes, jsonWorkerMaxQueue, jsonWorkerMaxQueueBytes, preprocess };
 }

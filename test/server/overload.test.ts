@@ -222,6 +222,37 @@ describe('admission before the body (item 3)', () => {
   });
 });
 
+describe('the decode pool holds bodies by bytes too', () => {
+  it('bodies on their way count by their Content-Length: one that would pass the byte budget is refused from its headers; a single body larger than the budget is taken alone', async () => {
+    const body = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', shape: [16, 64], datatype: 'FP32', data: new Array(1024).fill(0.25) }] }));
+    // Room for two such bodies, not three; plenty of places by count.
+    const { app, port } = await listen({ shedding: false, jsonWorkerBytes: 1024, jsonWorkerMaxQueue: 100, jsonWorkerMaxQueueBytes: 2 * body.length + 100 });
+    const pool = app.nimify.jsonPool!;
+    const holders = [connect(port), connect(port)];
+    for (const h of holders) h.socket.write(head('/v2/models/tiny/infer', body.length) + body.subarray(0, 10).toString('latin1'));
+    await waitFor('two places held', () => pool.incoming === 2);
+    expect(pool.heldBytes).toBe(2 * body.length);
+    // A third announcing the same size does not fit (the answer comes from its headers; the
+    // connection stays open to discard its small body, so wait for the answer, not the close).
+    const third = connect(port);
+    third.socket.write(head('/v2/models/tiny/infer', body.length));
+    await waitFor('the third to be answered', () => responses(third.text()).length === 1);
+    expect(third.text()).toMatch(/^HTTP\/1\.1 503 /);
+    expect(third.text()).toContain('"code":"QUEUE_FULL"');
+    expect(third.text()).toMatch(/JSON decode queue full: .*\d+ of \d+ bytes/);
+    for (const h of holders) h.socket.write(body.subarray(10));
+    await waitFor('the holders to be answered', () => holders.every((h) => responses(h.text()).length === 1));
+    for (const h of holders) expect(h.text()).toMatch(/^HTTP\/1\.1 200 /);
+    expect(pool.heldBytes).toBe(0);
+    // Larger than the whole budget, with nothing else held: taken (else it could never be served).
+    const big = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', shape: [32, 64], datatype: 'FP32', data: new Array(2048).fill(0.125) }] }));
+    expect(big.length).toBeGreaterThan(2 * body.length + 100);
+    const r = await app.inject({ method: 'POST', url: '/v2/models/tiny/infer', headers: { 'content-type': 'application/json' }, payload: big });
+    expect(r.statusCode).toBe(200);
+    expect(() => checkPluginOptions({ repository: root, jsonWorkerMaxQueueBytes: 0 })).toThrow(/options\.jsonWorkerMaxQueueBytes: expected an integer/);
+  });
+});
+
 describe('abandoned requests (item 5)', () => {
   it('a client that hangs up while queued is cancelled, not run; a running one is stopped; the next request is served at once', async () => {
     const { app, port } = await listen({ shedding: { maxEventLoopDelayMs: 0 }, inferTimeoutMs: 60_000 });

@@ -60,7 +60,7 @@ const infer: FastifyPluginAsync = async (app) => {
   const { options } = ctx;
 
   const offloadBytes = options.jsonWorkerBytes;
-  const pool = offloadBytes > 0 ? new JsonDecodePool(undefined, options.jsonWorkerMaxQueue) : null;
+  const pool = offloadBytes > 0 ? new JsonDecodePool(undefined, options.jsonWorkerMaxQueue, options.jsonWorkerMaxQueueBytes) : null;
   ctx.jsonPool = pool;
   if (pool !== null) app.addHook('onClose', () => pool.close());
   app.removeAllContentTypeParsers();
@@ -70,26 +70,26 @@ const infer: FastifyPluginAsync = async (app) => {
   // when it arrives, beside the places held. A place is held while its body arrives, so slow
   // uploads can hold every place until requestTimeoutMs answers them 408.
   const POOL_SLOT = Symbol('nimify.jsonPoolSlot');
-  type Slotted = FastifyRequest & { [POOL_SLOT]?: boolean };
+  // The bytes the request's place holds (its Content-Length), while it holds one.
+  type Slotted = FastifyRequest & { [POOL_SLOT]?: number };
   const releaseSlot = (request: Slotted) => {
-    if (request[POOL_SLOT] !== true) return;
-    request[POOL_SLOT] = false;
-    pool!.release();
+    const bytes = request[POOL_SLOT];
+    if (bytes === undefined) return;
+    request[POOL_SLOT] = undefined;
+    pool!.release(bytes);
   };
   const reserve = pool === null ? undefined : (request: FastifyRequest, reply: FastifyReply) => {
     if (request.headers['inference-header-content-length'] !== undefined) return;
     const length = Number(request.headers['content-length']);
     if (!(length >= offloadBytes)) return;
-    if (!pool.reserve()) {
-      throw new NimifyError('QUEUE_FULL', `JSON decode queue full: ${pool.outstanding} bodies decoding or waiting and ${pool.incoming} on their way (at most ${pool.maxThreads} decoding, ${pool.maxQueue} waiting); retry later`);
-    }
-    (request as Slotted)[POOL_SLOT] = true;
+    pool.reserve(length);
+    (request as Slotted)[POOL_SLOT] = length;
     reply.raw.once('close', () => releaseSlot(request as Slotted));
   };
   app.addContentTypeParser('*', { parseAs: 'buffer' }, async (request: FastifyRequest, raw: Buffer | string) => {
     const body = raw as Buffer;
     const headerLength = request.headers['inference-header-content-length'];
-    const reserved = (request as Slotted)[POOL_SLOT] === true;
+    const reserved = (request as Slotted)[POOL_SLOT] !== undefined;
     releaseSlot(request as Slotted);
     // Large JSON bodies are parsed and converted to typed arrays off the event loop.
     if (pool !== null && headerLength === undefined && body.length >= offloadBytes) return pool.decode(body, reserved);
