@@ -17,7 +17,7 @@ import { version } from '../runtime/version';
 import { closedLoop, SHAPE_FLAG_HELP, FEED_SETS, levelLine, loadForBench, parseConcurrency, parseDuration, parseShapes, planInputs, prng, Progress, randomTensor, type LevelResult, type LoopOptions } from './bench-engine';
 import { buildRequests, httpLevel, resolveHttpTarget } from './bench-http';
 import { markdownReport, ratios, svgReport, textReport, type BenchReport, type EngineResult } from './bench-report';
-import { flagHelp, parseFlags, type FlagSpec, type FlagValues } from './flags';
+import { flagHelp, parseFlags, type FlagSpec, type FlagValues, onePositional } from './flags';
 import { EXIT, type CliIo } from './io';
 import { isUrl } from './target';
 
@@ -124,10 +124,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     io.out(USAGE);
     return EXIT.OK;
   }
-  if (positionals.length !== 1) {
-    throw new NimifyError('INVALID_ARGUMENT', `bench: expected one model file or server URL, received ${positionals.length === 0 ? 'none' : positionals.join(' ')}\n\n${USAGE}`);
-  }
-  const target = positionals[0];
+  const target = onePositional('bench', positionals, 'one model file or server URL', USAGE);
   const concurrency = parseConcurrency('--concurrency', (v.concurrency as string | undefined) ?? '1,8,64');
   const durationMs = parseDuration('--duration', (v.duration as string | undefined) ?? '10s', { min: 50 });
   const warmupMs = parseDuration('--warmup', (v.warmup as string | undefined) ?? '2s', { min: 0 });

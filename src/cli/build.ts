@@ -4,7 +4,7 @@
  */
 import { NimifyError } from '../runtime/errors';
 import { buildDeploy, type BuildOptions } from '../deploy/build';
-import { flagHelp, parseFlags, type FlagSpec } from './flags';
+import { flagHelp, parseFlags, type FlagSpec, onePositional } from './flags';
 import { EXIT, type CliIo } from './io';
 
 export const BUILD_FLAGS = {
@@ -47,9 +47,9 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     io.out(USAGE);
     return EXIT.OK;
   }
-  if (positionals.length !== 1) throw new NimifyError('INVALID_ARGUMENT', `build: expected one model (.onnx) or repository directory, received ${positionals.length === 0 ? 'none' : positionals.join(' ')}\n\n${USAGE}`);
+  const source = onePositional('build', positionals, 'one model (.onnx) or repository directory', USAGE);
   if (typeof v.out !== 'string') throw new NimifyError('INVALID_ARGUMENT', 'build: --out <dir> is required (the deploy folder to write)');
-  const options: BuildOptions = { source: positionals[0]!, out: v.out };
+  const options: BuildOptions = { source, out: v.out };
   if (v.name !== undefined) options.name = v.name as string;
   if (v.image !== undefined) options.image = v.image as string;
   if (v.port !== undefined) options.port = v.port as number;

@@ -78,6 +78,17 @@ export function suggest(word: string, candidates: readonly string[]): string | u
   return prefixed.length === 1 ? prefixed[0] : undefined;
 }
 
+/**
+ * The one positional argument a command takes (`what` names it in the error, e.g. "one model
+ * (.onnx) or repository directory"); INVALID_ARGUMENT with the command's usage otherwise.
+ */
+export function onePositional(command: string, positionals: readonly string[], what: string, usage: string): string {
+  if (positionals.length !== 1) {
+    throw new NimifyError('INVALID_ARGUMENT', `${command}: expected ${what}, received ${positionals.length === 0 ? 'none' : positionals.join(' ')}\n\n${usage}`);
+  }
+  return positionals[0]!;
+}
+
 /** Refuses flags that no spec names, before parseArgs() would (its message has no suggestion). */
 function checkKnown(argv: readonly string[], specs: Record<string, FlagSpec>): void {
   const byShort = new Map(Object.values(specs).flatMap((s) => (s.short ? [[s.short, s] as const] : [])));

@@ -21,7 +21,7 @@ import { fromBytes, jsonElements } from '../protocol/request';
 import { tensorJson } from '../protocol/response';
 import { ModelRepository } from '../repository/repository';
 import { Tensor } from '../runtime/tensor';
-import { flagHelp, parseFlags, type FlagSpec } from './flags';
+import { flagHelp, parseFlags, type FlagSpec, onePositional } from './flags';
 import { EXIT, type CliIo } from './io';
 import { readNpy, writeNpy } from './npy';
 import { isUrl, parseServerUrl, urlModel } from './target';
@@ -287,8 +287,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     io.out(USAGE);
     return EXIT.OK;
   }
-  if (positionals.length !== 1) throw new NimifyError('INVALID_ARGUMENT', `infer: expected one model (.onnx), repository directory or server URL, received ${positionals.length === 0 ? 'none' : positionals.join(' ')}\n\n${USAGE}`);
-  const target = positionals[0]!;
+  const target = onePositional('infer', positionals, 'one model (.onnx), repository directory or server URL', USAGE);
   const given = await parseInputs((v.input as string[] | undefined) ?? []);
   const opts = { model: v.model as string | undefined, version: v.version as string | undefined, apiKey: v['api-key'] as string | undefined, timeoutMs: (v['timeout-ms'] as number | undefined) ?? 60_000 };
   const url = isUrl(target);

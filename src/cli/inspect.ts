@@ -18,7 +18,7 @@ import { autoWarmup, detectBatchDim, WARMUP_DIM, type CompletedConfig } from '..
 import { ModelRepository, warmupFeeds } from '../repository/repository';
 import type { Tensor } from '../runtime/tensor';
 import { version as nimifyVersion } from '../runtime/version';
-import { flagHelp, parseFlags, type FlagSpec } from './flags';
+import { flagHelp, parseFlags, type FlagSpec, onePositional } from './flags';
 import { EXIT, type CliIo } from './io';
 import { readOnnxHeader, type OnnxHeader } from './onnx-header';
 
@@ -232,8 +232,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     io.out(USAGE);
     return EXIT.OK;
   }
-  if (positionals.length !== 1) throw new NimifyError('INVALID_ARGUMENT', `inspect: expected one model (.onnx) or repository directory, received ${positionals.length === 0 ? 'none' : positionals.join(' ')}\n\n${USAGE}`);
-  const target = positionals[0]!;
+  const target = onePositional('inspect', positionals, 'one model (.onnx) or repository directory', USAGE);
   // A single file is checked as ONNX first: a clear INVALID_MODEL/NOT_FOUND instead of a repository error.
   let isFile: boolean;
   try {

@@ -25,7 +25,7 @@ import { DEFAULT_BATCHING, parseModelConfig, type ModelConfig } from '../reposit
 import { checkModelName, singleFileModelName, VERSION_RE } from '../repository/repository';
 import { version } from '../runtime/version';
 import { closedLoop, SHAPE_FLAG_HELP, levelLine, loadForBench, parseShapes, Progress, type LevelResult } from './bench-engine';
-import { flagHelp, parseFlags, type FlagSpec } from './flags';
+import { flagHelp, parseFlags, type FlagSpec, onePositional } from './flags';
 import { EXIT, type CliIo } from './io';
 import { isUrl } from './target';
 
@@ -237,8 +237,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     io.out(USAGE);
     return EXIT.OK;
   }
-  if (positionals.length !== 1) throw new NimifyError('INVALID_ARGUMENT', `tune: expected one model file, received ${positionals.length === 0 ? 'none' : positionals.join(' ')}\n\n${USAGE}`);
-  const file = positionals[0];
+  const file = onePositional('tune', positionals, 'one model file', USAGE);
   if (isUrl(file)) throw new NimifyError('INVALID_ARGUMENT', `tune: expected a model file (tune runs in-process), received the URL ${file}`);
   if (!file.endsWith('.onnx')) throw new NimifyError('INVALID_ARGUMENT', `tune: expected an .onnx model file, received ${JSON.stringify(file)}`);
   if (!fs.existsSync(file) || !fs.statSync(file).isFile()) throw new NimifyError('NOT_FOUND', `tune: model file ${JSON.stringify(file)} does not exist`);
