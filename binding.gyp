@@ -9,6 +9,7 @@
         "native/deferred_wake.cc",
         "native/element_type.cc",
         "native/errors.cc",
+        "native/execution_providers.cc",
         "native/executor.cc",
         "native/formation.cc",
         "native/instance.cc",

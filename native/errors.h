@@ -22,6 +22,7 @@ inline constexpr const char* kTimeout = "TIMEOUT";
 inline constexpr const char* kDisposed = "DISPOSED";
 inline constexpr const char* kQueueFull = "QUEUE_FULL";
 inline constexpr const char* kBufferDetached = "BUFFER_DETACHED";
+inline constexpr const char* kEpUnavailable = "EP_UNAVAILABLE";
 inline constexpr const char* kInternal = "INTERNAL";
 }  // namespace code
 

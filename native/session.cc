@@ -46,6 +46,9 @@ class LoadJob : public AsyncJob {
     }
     std::shared_ptr<Scheduler> scheduler;
     if (scheduled) {
+      // A model on a GPU provider never runs a batch on the JS thread: its run waits on the
+      // device (copies, synchronization), time the event loop would be blocked for.
+      if (cores_[0]->providers().size() > 1) batching.inline_below_us = 0;
       scheduler = Scheduler::Create(env, cores_, batching, &failure_);
       if (!scheduler) {
         deferred.Reject(MakeError(env, failure_).Value());
@@ -168,16 +171,43 @@ bool ParseConfig(Napi::Value value, SessionConfig* c, Failure* f) {
       c->free_dimension_overrides.emplace_back(k, static_cast<int64_t>(d));
     }
   }
+  // [{ name, ortName, required, library, keys, values }] (src/runtime/providers.ts
+  // NativeProviderRequest): validated there; re-checked here only for shape.
   Napi::Value eps = o.Get("executionProviders");
   if (eps.IsArray()) {
     Napi::Array a = eps.As<Napi::Array>();
+    auto strings = [](Napi::Value v, std::vector<std::string>* out) {
+      if (!v.IsArray()) return false;
+      Napi::Array arr = v.As<Napi::Array>();
+      for (uint32_t j = 0; j < arr.Length(); ++j) {
+        Napi::Value e = arr.Get(j);
+        if (!e.IsString()) return false;
+        out->push_back(e.As<Napi::String>().Utf8Value());
+      }
+      return true;
+    };
     for (uint32_t i = 0; i < a.Length(); ++i) {
       Napi::Value e = a.Get(i);
-      if (!e.IsString()) {
-        f->Set(code::kInvalidArgument, "options.executionProviders must be an array of names");
+      EpRequest r;
+      bool ok = e.IsObject();
+      if (ok) {
+        Napi::Object eo = e.As<Napi::Object>();
+        Napi::Value name = eo.Get("name"), ort_name = eo.Get("ortName"), library = eo.Get("library"),
+                    required = eo.Get("required");
+        ok = name.IsString() && ort_name.IsString() && library.IsString() && required.IsBoolean() &&
+             strings(eo.Get("keys"), &r.keys) && strings(eo.Get("values"), &r.values) && r.keys.size() == r.values.size();
+        if (ok) {
+          r.name = name.As<Napi::String>().Utf8Value();
+          r.ort_name = ort_name.As<Napi::String>().Utf8Value();
+          r.library = library.As<Napi::String>().Utf8Value();
+          r.required = required.As<Napi::Boolean>().Value();
+        }
+      }
+      if (!ok) {
+        f->Set(code::kInvalidArgument, "options.executionProviders[" + std::to_string(i) + "] is malformed");
         return false;
       }
-      c->execution_providers.push_back(e.As<Napi::String>().Utf8Value());
+      c->execution_providers.push_back(std::move(r));
     }
   }
   return true;
@@ -300,6 +330,17 @@ Napi::Value Session::Describe(const Napi::CallbackInfo& info) {
   // null: dim 0 of every input and output can be the batch dim; else why not.
   const std::string no_batch = Scheduler::BatchDimProblem(*core_);
   out.Set("noBatchDim", no_batch.empty() ? env.Null() : Napi::String::New(env, no_batch));
+  Napi::Array providers = Napi::Array::New(env, core_->providers().size());
+  for (size_t i = 0; i < core_->providers().size(); ++i) providers.Set(static_cast<uint32_t>(i), core_->providers()[i]);
+  out.Set("providers", providers);
+  Napi::Array skipped = Napi::Array::New(env, core_->skipped_providers().size());
+  for (size_t i = 0; i < core_->skipped_providers().size(); ++i) {
+    Napi::Object s = Napi::Object::New(env);
+    s.Set("name", core_->skipped_providers()[i].name);
+    s.Set("reason", core_->skipped_providers()[i].reason);
+    skipped.Set(static_cast<uint32_t>(i), s);
+  }
+  out.Set("skippedProviders", skipped);
   return out;
 }
 

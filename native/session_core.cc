@@ -1,5 +1,6 @@
 #include "session_core.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "element_type.h"
@@ -54,78 +55,109 @@ bool DescribeTypeInfo(const OrtTypeInfo* info, IoInfo* io, Failure* failure) {
   return true;
 }
 
-}  // namespace
-
-std::shared_ptr<SessionCore> SessionCore::Create(const std::string& path, const uint8_t* bytes, size_t length,
-                                                 const SessionConfig& config, Failure* failure) {
-  OrtPtr<OrtSessionOptions, &OrtApi::ReleaseSessionOptions> opts;
-  if ((*failure = FromOrtStatus(g_ort->CreateSessionOptions(&opts.p), "creating session options"))) return nullptr;
+// The session options every attempt shares (threads, optimization, memory): all but providers.
+bool ApplyOptions(OrtSessionOptions* opts, const SessionConfig& config, Failure* failure) {
   auto check = [&](OrtStatus* st, const std::string& what) {
     *failure = FromOrtStatus(st, what);
     return !*failure;
   };
   if (config.intra_op_threads >= 0 &&
-      !check(g_ort->SetIntraOpNumThreads(opts.p, config.intra_op_threads), "options.intraOpNumThreads"))
-    return nullptr;
+      !check(g_ort->SetIntraOpNumThreads(opts, config.intra_op_threads), "options.intraOpNumThreads"))
+    return false;
   if (config.inter_op_threads >= 0 &&
-      !check(g_ort->SetInterOpNumThreads(opts.p, config.inter_op_threads), "options.interOpNumThreads"))
-    return nullptr;
+      !check(g_ort->SetInterOpNumThreads(opts, config.inter_op_threads), "options.interOpNumThreads"))
+    return false;
   if (config.optimization_level >= 0 &&
-      !check(g_ort->SetSessionGraphOptimizationLevel(opts.p, static_cast<GraphOptimizationLevel>(config.optimization_level)),
+      !check(g_ort->SetSessionGraphOptimizationLevel(opts, static_cast<GraphOptimizationLevel>(config.optimization_level)),
              "options.graphOptimizationLevel"))
-    return nullptr;
+    return false;
   if (config.execution_mode >= 0 &&
-      !check(g_ort->SetSessionExecutionMode(opts.p, static_cast<ExecutionMode>(config.execution_mode)),
+      !check(g_ort->SetSessionExecutionMode(opts, static_cast<ExecutionMode>(config.execution_mode)),
              "options.executionMode"))
-    return nullptr;
+    return false;
   if (config.log_severity >= 0 &&
-      !check(g_ort->SetSessionLogSeverityLevel(opts.p, config.log_severity), "options.logSeverityLevel"))
-    return nullptr;
+      !check(g_ort->SetSessionLogSeverityLevel(opts, config.log_severity), "options.logSeverityLevel"))
+    return false;
   // Whether ORT's pool threads busy-wait for work after a run. Spinning buys latency on idle
   // cores but takes them from the JS thread (and the scheduler) on small machines.
   if (config.allow_spinning >= 0) {
     const char* v = config.allow_spinning ? "1" : "0";
-    if (!check(g_ort->AddSessionConfigEntry(opts.p, "session.intra_op.allow_spinning", v), "options.allowSpinning") ||
-        !check(g_ort->AddSessionConfigEntry(opts.p, "session.inter_op.allow_spinning", v), "options.allowSpinning"))
-      return nullptr;
+    if (!check(g_ort->AddSessionConfigEntry(opts, "session.intra_op.allow_spinning", v), "options.allowSpinning") ||
+        !check(g_ort->AddSessionConfigEntry(opts, "session.inter_op.allow_spinning", v), "options.allowSpinning"))
+      return false;
   }
   // ORT's CPU arena keeps every block it grew to for the session's life, so one request with a
   // huge shape holds its tensors' memory until the model is unloaded. Off: tensors go back to
   // malloc when ORT frees them (options.memoryArena; `nimify serve` turns it off).
   if (config.memory_arena >= 0 &&
-      !check(config.memory_arena ? g_ort->EnableCpuMemArena(opts.p) : g_ort->DisableCpuMemArena(opts.p),
+      !check(config.memory_arena ? g_ort->EnableCpuMemArena(opts) : g_ort->DisableCpuMemArena(opts),
              "options.memoryArena"))
-    return nullptr;
+    return false;
   if (!config.optimized_model_path.empty() &&
-      !check(g_ort->SetOptimizedModelFilePath(opts.p, config.optimized_model_path.c_str()),
+      !check(g_ort->SetOptimizedModelFilePath(opts, config.optimized_model_path.c_str()),
              "options.optimizedModelFilePath"))
-    return nullptr;
+    return false;
   for (const auto& [name, value] : config.free_dimension_overrides) {
-    if (!check(g_ort->AddFreeDimensionOverrideByName(opts.p, name.c_str(), value),
+    if (!check(g_ort->AddFreeDimensionOverrideByName(opts, name.c_str(), value),
                "options.freeDimensionOverrides." + name))
-      return nullptr;
+      return false;
   }
-  for (const auto& ep : config.execution_providers) {
-    if (ep != "cpu") {
-      failure->Set(code::kUnsupported, "options.executionProviders: execution provider '" + ep +
-                                           "' is not available in this build (supported: cpu)");
-      return nullptr;
-    }
-  }
+  return true;
+}
 
-  std::shared_ptr<SessionCore> core(new SessionCore());
-  OrtStatus* st = bytes != nullptr ? g_ort->CreateSessionFromArray(Env(), bytes, length, opts.p, &core->session_)
-                                   : g_ort->CreateSession(Env(), path.c_str(), opts.p, &core->session_);
-  if (st != nullptr) {
-    const std::string what = bytes != nullptr ? "loading model from bytes" : "loading model '" + path + "'";
-    *failure = FromOrtStatus(st, what);
-    // ORT reports unreadable bytes and some malformed files as ORT_FAIL; both are bad models.
-    if (std::strcmp(failure->code, code::kRuntimeError) == 0) failure->code = code::kInvalidModel;
-    return nullptr;
+}  // namespace
+
+std::shared_ptr<SessionCore> SessionCore::Create(const std::string& path, const uint8_t* bytes, size_t length,
+                                                 const SessionConfig& config, Failure* failure) {
+  const std::vector<EpRequest>& eps = config.execution_providers;
+  std::vector<bool> dropped(eps.size(), false);
+  std::vector<EpSkip> skipped;
+  // One attempt per provider at most: an optional provider that breaks the session's creation is
+  // dropped and the session created again without it (the CUDA provider appends fine without a
+  // GPU and fails only when the session initializes).
+  for (;;) {
+    OrtPtr<OrtSessionOptions, &OrtApi::ReleaseSessionOptions> opts;
+    if ((*failure = FromOrtStatus(g_ort->CreateSessionOptions(&opts.p), "creating session options"))) return nullptr;
+    if (!ApplyOptions(opts.p, config, failure)) return nullptr;
+    std::vector<size_t> appended;
+    for (size_t i = 0; i < eps.size(); ++i) {
+      if (dropped[i]) continue;
+      Failure f = AppendProvider(opts.p, eps[i]);
+      if (!f) {
+        appended.push_back(i);
+        continue;
+      }
+      dropped[i] = true;
+      if (eps[i].required) {
+        failure->Set(code::kEpUnavailable, "options.executionProviders: the required provider '" + eps[i].name +
+                                               "' cannot be used: " + f.message +
+                                               (skipped.empty() ? "" : " (also tried: " + DescribeSkips(skipped) + ")"));
+        return nullptr;
+      }
+      skipped.push_back({eps[i].name, f.message});
+    }
+    std::shared_ptr<SessionCore> core(new SessionCore());
+    OrtStatus* st = bytes != nullptr ? g_ort->CreateSessionFromArray(Env(), bytes, length, opts.p, &core->session_)
+                                     : g_ort->CreateSession(Env(), path.c_str(), opts.p, &core->session_);
+    if (st != nullptr) {
+      const std::string what = bytes != nullptr ? "loading model from bytes" : "loading model '" + path + "'";
+      *failure = FromOrtStatus(st, what);
+      // ORT reports unreadable bytes and some malformed files as ORT_FAIL; both are bad models.
+      if (std::strcmp(failure->code, code::kRuntimeError) == 0) failure->code = code::kInvalidModel;
+      auto optional = std::find_if(appended.begin(), appended.end(), [&](size_t i) { return !eps[i].required; });
+      if (optional == appended.end()) return nullptr;
+      dropped[*optional] = true;
+      skipped.push_back({eps[*optional].name, "the session could not be created with it: " + failure->message});
+      *failure = Failure();
+      continue;
+    }
+    if (!core->ReadMetadata(failure)) return nullptr;
+    if (config.log_severity >= 0) core->run_log_severity_ = config.log_severity;
+    for (size_t i : appended) core->providers_.push_back(eps[i].name);
+    core->providers_.push_back("cpu");
+    core->skipped_providers_ = std::move(skipped);
+    return core;
   }
-  if (!core->ReadMetadata(failure)) return nullptr;
-  if (config.log_severity >= 0) core->run_log_severity_ = config.log_severity;
-  return core;
 }
 
 SessionCore::~SessionCore() {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "execution_providers.h"
 #include "request_counts.h"
 
 namespace nimify {
@@ -31,7 +32,7 @@ struct SessionConfig {
   int memory_arena = -1;        // -1 = ORT default (arena on); 0/1 = Disable/EnableCpuMemArena
   std::string optimized_model_path;
   std::vector<std::pair<std::string, int64_t>> free_dimension_overrides;
-  std::vector<std::string> execution_providers;  // in preference order; "cpu" is always implied
+  std::vector<EpRequest> execution_providers;  // in preference order; the CPU provider is always the last resort
 };
 
 struct IoInfo {
@@ -78,6 +79,10 @@ class SessionCore {
   // ORT log severity for runs: the session's logSeverityLevel when given, else fatal-only, since
   // every run failure already reaches the caller as a NimifyError (ORT would also print it).
   int run_log_severity() const { return run_log_severity_; }
+  // The providers the session was created with, in preference order, ending with "cpu"; and
+  // those requested but not used, with why (execution_providers.h).
+  const std::vector<std::string>& providers() const { return providers_; }
+  const std::vector<EpSkip>& skipped_providers() const { return skipped_providers_; }
   const char* const* input_names() const { return input_names_.data(); }
   const char* const* output_names() const { return output_names_.data(); }
 
@@ -90,6 +95,8 @@ class SessionCore {
   std::vector<const char*> input_names_, output_names_;  // point into inputs_/outputs_ names
   ModelMetadata metadata_;
   int run_log_severity_ = 4;
+  std::vector<std::string> providers_;
+  std::vector<EpSkip> skipped_providers_;
 };
 
 }  // namespace nimify

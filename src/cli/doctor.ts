@@ -45,7 +45,7 @@ export interface ProviderStatus {
   available: boolean;
   /** Why not (or what it needs); absent for the CPU provider. */
   reason?: string;
-  /** Whether nimify can select it today (executionProviders accepts 'cpu' in this release). */
+  /** Whether executionProviders accepts it by name ('cpu', 'cuda', 'tensorrt'; others through a plugin `library`). */
   selectable: boolean;
 }
 
@@ -111,7 +111,7 @@ function gpuProvider(name: string, ortLibrary: string, file: string, env: NodeJS
   const dir = path.dirname(ortLibrary);
   const lib = path.join(dir, `libonnxruntime_providers_${file}${SHARED_EXT}`);
   const shared = path.join(dir, `libonnxruntime_providers_shared${SHARED_EXT}`);
-  const base = { name, available: false, selectable: false };
+  const base = { name, available: false, selectable: true };
   if (!fs.existsSync(lib)) {
     // The platform package carries the CPU library only; onnxruntime-node downloads the GPU
     // provider libraries when its install script is allowed.
@@ -124,7 +124,7 @@ function gpuProvider(name: string, ortLibrary: string, file: string, env: NodeJS
   else if (missing.length > 0) problems.push(`missing libraries: ${missing.join(', ')}`);
   if (findLibrary('libcuda.so.1', dir, [], env) === undefined) problems.push('no NVIDIA driver (libcuda.so.1 not found)');
   else if (!fs.existsSync('/dev/nvidia0') && !fs.existsSync('/dev/nvidiactl')) problems.push('no NVIDIA device node (/dev/nvidia0)');
-  return problems.length > 0 ? { ...base, reason: problems.join('; ') } : { ...base, available: true, reason: "its libraries and a driver are present; nimify selects 'cpu' only in this release" };
+  return problems.length > 0 ? { ...base, reason: problems.join('; ') } : { ...base, available: true, reason: `its libraries and a driver are present: executionProviders: ['${file}', 'cpu']` };
 }
 
 export function providerStatus(ortLibrary: string, compiledIn: string[], env: NodeJS.ProcessEnv): ProviderStatus[] {

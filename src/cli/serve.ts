@@ -8,6 +8,7 @@
 import type { FastifyInstance } from 'fastify';
 import { NimifyError } from '../runtime/errors';
 import { BATCHING_DEFAULTS, MAX_QUEUE_SIZE, type BatchingOptions } from '../runtime/options';
+import { toProviderRequests, type ExecutionProvider } from '../runtime/providers';
 import { DEFAULT_BATCHING, SERVER_INLINE_BELOW_MICROS, type ModelDefaults } from '../repository/config';
 import { BREAKER_DEFAULTS } from '../server/breaker';
 import { buildServer } from '../server/build';
@@ -27,6 +28,7 @@ export const SERVE_FLAGS = {
   'inline-below-us': { type: 'string', arg: 'us', help: `run batches predicted to compute in at most this many µs on the event loop itself (default ${SERVER_INLINE_BELOW_MICROS}; 0 = never)`, integer: { min: 0, max: 1_000_000 } },
   'intra-op-threads': { type: 'string', arg: 'n', help: 'ORT threads inside one operator (default: ORT decides)', integer: { min: 0, max: 1024 } },
   'allow-spinning': { type: 'boolean', help: "let ORT's pool threads busy-wait between runs (default off in the server)" },
+  'execution-provider': { type: 'string', arg: 'eps', help: `execution providers by preference: a list such as cuda,cpu, or JSON with options such as '[{"name":"cuda","deviceId":1,"required":true}]' (default cpu; a model's config.json runtime section wins)` },
   'memory-arena': { type: 'boolean', help: "keep ORT's CPU memory arena: memory a run needed stays with the model (default off in the server)" },
   'control-mode': { type: 'string', arg: 'mode', help: 'none | explicit | poll (default none)', choices: ['none', 'explicit', 'poll'] },
   'load-model': { type: 'string', multiple: true, arg: 'name', help: "explicit mode: model to load at start (repeatable; '*' = all)" },
@@ -63,6 +65,23 @@ ${flagHelp(SERVE_FLAGS, 'serve')}`;
 
 export const USAGE = SERVE_USAGE;
 
+/** --execution-provider: `cuda,cpu`, or JSON (one provider object or an array), checked now. */
+function parseProviderFlag(raw: string): ExecutionProvider[] {
+  let list: unknown;
+  if (/^\s*[[{]/.test(raw)) {
+    try {
+      list = JSON.parse(raw);
+    } catch (err) {
+      throw new NimifyError('INVALID_ARGUMENT', `--execution-provider: expected a list such as cuda,cpu or valid JSON, received ${JSON.stringify(raw)} (${(err as Error).message})`);
+    }
+    if (!Array.isArray(list)) list = [list];
+  } else {
+    list = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  }
+  toProviderRequests('--execution-provider', list);
+  return list as ExecutionProvider[];
+}
+
 /** Translates flags (and the model path) into buildServer() options. */
 export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): { options: ServerOptions; keepGoing: boolean; port: number; host: string; shutdownTimeoutMs: number; parentWatch: boolean; help: boolean; warnings: string[] } {
   const { values: v, positionals } = parseFlags(argv, SERVE_FLAGS, env, 'serve');
@@ -86,6 +105,7 @@ export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   if (v['intra-op-threads'] !== undefined) defaults.runtime = { intraOpNumThreads: v['intra-op-threads'] as number };
   if (v['allow-spinning'] !== undefined) defaults.runtime = { ...(defaults.runtime ?? {}), allowSpinning: v['allow-spinning'] as boolean };
   if (v['memory-arena'] !== undefined) defaults.runtime = { ...(defaults.runtime ?? {}), memoryArena: v['memory-arena'] as boolean };
+  if (v['execution-provider'] !== undefined) defaults.runtime = { ...(defaults.runtime ?? {}), executionProviders: parseProviderFlag(v['execution-provider'] as string) };
 
   const options: ServerOptions = { repository: path, modelDefaults: defaults };
   if (v['control-mode'] !== undefined) options.controlMode = v['control-mode'] as ServerOptions['controlMode'];

@@ -9,6 +9,7 @@ import { NimifyError } from '../runtime/errors';
 import { checkPreprocess, publicPreprocess, type PreprocessSpec } from '../pipeline/pipeline';
 import { checkPostprocess, type PostprocessSpec } from '../pipeline/postprocess';
 import type { Model, TensorInfo } from '../runtime/model';
+import { findFileOption } from '../runtime/providers';
 import { RUNTIME_OPTION_KEYS, toNativeConfig, type BatchingOptions, type LoadOptions } from '../runtime/options';
 import { DATATYPES, isDatatype, toDatatype, type Datatype } from '../protocol/datatypes';
 import type { WireModel, WireTensor } from '../protocol/request';
@@ -138,6 +139,11 @@ export function parseModelConfig(where: string, value: unknown, { fromApi = fals
   if (fromApi && out.runtime?.optimizedModelFilePath !== undefined) {
     // It makes ONNX Runtime write a file: only the operator's config.json may say where.
     throw new NimifyError('INVALID_ARGUMENT', `${where}.runtime.optimizedModelFilePath: cannot be set through the repository API (set it in config.json)`);
+  }
+  const epFile = fromApi ? findFileOption(out.runtime?.executionProviders) : null;
+  if (epFile !== null) {
+    // A provider library runs its code in the server; TensorRT's caches are written: the operator's only.
+    throw new NimifyError('INVALID_ARGUMENT', `${where}.runtime.executionProviders${epFile}: cannot be set through the repository API (set it in config.json or with --execution-provider)`);
   }
   // Every runtime and batching value checked now, with the same rules loadModel() applies.
   try {

@@ -33,6 +33,10 @@ export interface NativeDescription {
   };
   /** null when dim 0 of every input and output can be the batch dim; else why not (native/scheduler.cc BatchDimProblem, the one rule). */
   noBatchDim: string | null;
+  /** The execution providers the session was created with, in preference order, ending with 'cpu'. */
+  providers: string[];
+  /** Providers that were asked for but not used, and why (native/execution_providers.h). */
+  skippedProviders: Array<{ name: string; reason: string }>;
 }
 
 export interface NativeSession {

@@ -18,6 +18,7 @@ export const ERROR_TABLE = {
   DISPOSED: { category: 'unavailable', httpStatus: 503, description: 'The model was disposed.' },
   QUEUE_FULL: { category: 'unavailable', httpStatus: 503, description: "The model's request queue is full (batching.maxQueueSize); retry later." },
   BUFFER_DETACHED: { category: 'client', httpStatus: 400, description: 'A buffer passed to infer() (an input or a supplied output) or to loadModel() was transferred or detached while the call was in flight; its result was discarded.' },
+  EP_UNAVAILABLE: { category: 'unavailable', httpStatus: 503, description: 'An execution provider the model requires (executionProviders with required: true) cannot be used here: its library is missing, no device, or not built in; the message lists what was tried.' },
   NOT_READY: { category: 'unavailable', httpStatus: 503, description: 'The model (or server) is loading, unloading or failed to load; retry later.' },
   UNAUTHORIZED: { category: 'auth', httpStatus: 401, description: 'A route that needs an API key was called without a valid `Authorization: Bearer <key>`.' },
   RATE_LIMITED: { category: 'limited', httpStatus: 429, description: 'Too many requests from this client or API key in the current window; retry after Retry-After seconds.' },

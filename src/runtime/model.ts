@@ -42,6 +42,10 @@ export class Model {
   readonly metadata: ModelMetadata;
   /** @internal Why dim 0 cannot be a batch dim (the scheduler's rule, from the addon), or null when it can. */
   readonly noBatchDim: string | null;
+  /** The execution providers the session uses, in preference order, ending with 'cpu' (LoadOptions.executionProviders). */
+  readonly providers: readonly string[];
+  /** Providers that were asked for but could not be used, and why (each also emitted as a process warning, code NIMIFY_EP_SKIPPED). */
+  readonly skippedProviders: ReadonlyArray<Readonly<{ name: string; reason: string }>>;
   /** The pre/postprocessing predict() runs (LoadOptions.pipeline, or a served model's config.json); null without one. */
   readonly pipeline: Pipeline | null;
 
@@ -64,6 +68,8 @@ export class Model {
     this.outputs = Object.freeze(description.outputs.map((o) => Object.freeze(o)));
     this.metadata = Object.freeze(description.metadata);
     this.noBatchDim = description.noBatchDim;
+    this.providers = Object.freeze([...description.providers]);
+    this.skippedProviders = Object.freeze(description.skippedProviders.map((p) => Object.freeze({ name: p.name, reason: p.reason })));
     this.#plan = new IoPlan(description);
   }
 
@@ -316,6 +322,9 @@ export async function loadModelWith(source: string | Uint8Array | ArrayBuffer, o
     throw fromNative(err);
   }
   const description = session.describe();
+  for (const skip of description.skippedProviders) {
+    process.emitWarning(`execution provider '${skip.name}' skipped: ${skip.reason}`, { code: 'NIMIFY_EP_SKIPPED', detail: `the model runs on: ${description.providers.join(', ')}` });
+  }
   let pipeline: Pipeline | null = null;
   if (resolvePipeline !== undefined) {
     try {

@@ -14,11 +14,18 @@ import {
 } from './validate';
 import type { Tensor } from './tensor';
 import type { PipelineOptions } from '../pipeline/pipeline';
+import { toProviderRequests, type ExecutionProvider } from './providers';
 
-export type ExecutionProvider = 'cpu' | { name: 'cpu' };
+export type { ExecutionProvider } from './providers';
 
 export interface LoadOptions {
-  /** Ordered list of execution providers. Only 'cpu' is available in this release. */
+  /**
+   * Execution providers in order of preference, e.g. ['cuda', 'cpu'] or [{ name: 'cuda', deviceId: 1,
+   * required: true }] (src/runtime/providers.ts lists each provider's options). One that cannot be
+   * used (library missing, no device) is skipped with a warning, or fails the load with
+   * EP_UNAVAILABLE when `required`; the CPU provider is always the last resort.
+   * `model.providers` says what the session uses.
+   */
   executionProviders?: ExecutionProvider[];
   /** Threads ORT uses inside one operator (0 = ORT default: one per core). */
   intraOpNumThreads?: number;
@@ -140,7 +147,6 @@ const BATCHING_KEYS = ['maxBatchSize', 'maxQueueDelayMicros', 'preferredBatchSiz
 
 const OPT_LEVELS = { disabled: 0, basic: 1, extended: 2, all: 99 } as const;
 const EXEC_MODES = { sequential: 0, parallel: 1 } as const;
-const KNOWN_PROVIDERS = ['cpu', 'cuda', 'tensorrt'] as const;
 
 /** Validates LoadOptions and returns the addon's config object. */
 export function toNativeConfig(options: unknown): Record<string, unknown> {
@@ -148,15 +154,7 @@ export function toNativeConfig(options: unknown): Record<string, unknown> {
   const o = expectPlainObject('options', options);
   expectKnownKeys('options', o, LOAD_KEYS);
   const config: Record<string, unknown> = {};
-  if (o.executionProviders !== undefined) {
-    if (!Array.isArray(o.executionProviders) || o.executionProviders.length === 0) {
-      throw invalid('options.executionProviders', 'a non-empty array such as [\'cpu\']', o.executionProviders);
-    }
-    config.executionProviders = o.executionProviders.map((ep: unknown, i: number) => {
-      const name = typeof ep === 'object' && ep !== null ? (ep as { name?: unknown }).name : ep;
-      return expectOneOf(`options.executionProviders[${i}]`, name, KNOWN_PROVIDERS);
-    });
-  }
+  if (o.executionProviders !== undefined) config.executionProviders = toProviderRequests('options.executionProviders', o.executionProviders);
   if (o.intraOpNumThreads !== undefined) config.intraOpNumThreads = expectInteger('options.intraOpNumThreads', o.intraOpNumThreads, 0, 1024);
   if (o.interOpNumThreads !== undefined) config.interOpNumThreads = expectInteger('options.interOpNumThreads', o.interOpNumThreads, 0, 1024);
   if (o.graphOptimizationLevel !== undefined) {

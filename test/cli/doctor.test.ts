@@ -102,6 +102,7 @@ describe('GPU provider diagnosis on real ELF files', () => {
   it('names the missing provider library, the missing CUDA libraries and the missing driver', () => {
     const [cuda, trt, cpu, webgpu] = providerStatus(path.join(dir, 'libonnxruntime.so.1'), ['CUDAExecutionProvider', 'TensorrtExecutionProvider', 'CPUExecutionProvider', 'WebGpuExecutionProvider'], {});
     expect(cuda!.available).toBe(false);
+    expect(cuda!.selectable).toBe(true); // executionProviders: ['cuda'] is accepted (and skipped or refused with this reason)
     expect(cuda!.reason).toContain('missing libraries: libcudart.so.12');
     if (!fs.existsSync('/proc/driver/nvidia/version')) expect(cuda!.reason).toMatch(/no NVIDIA driver \(libcuda\.so\.1 not found\)|no NVIDIA device node/);
     expect(trt!.reason).toContain('libonnxruntime_providers_tensorrt.so is not installed');

@@ -79,7 +79,7 @@ describe('loading and metadata', () => {
     await rejectsWith(loadModel(model('mlp_tiny.onnx'), { intraOpNumThreads: -1 }), 'INVALID_ARGUMENT', /intraOpNumThreads: expected an integer in \[0, 1024\], received number -1/);
     await rejectsWith(loadModel(model('mlp_tiny.onnx'), { freeDimensionOverrides: { batch: 1.5 } }), 'INVALID_ARGUMENT', /freeDimensionOverrides.batch/);
     await rejectsWith(loadModel(model('mlp_tiny.onnx'), { executionProviders: ['tpu'] } as never), 'INVALID_ARGUMENT', /executionProviders\[0\]/);
-    await rejectsWith(loadModel(model('mlp_tiny.onnx'), { executionProviders: ['cuda'] } as never), 'UNSUPPORTED', /'cuda' is not available/);
+    await rejectsWith(loadModel(model('mlp_tiny.onnx'), { executionProviders: [{ name: 'cuda', required: true, deviceId: 0 }] }), 'EP_UNAVAILABLE', /required provider 'cuda' cannot be used/);
   });
 });
 
