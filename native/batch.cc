@@ -30,43 +30,13 @@ size_t ElementSize(ONNXTensorElementDataType t) {
   return e == nullptr ? 0 : e->size;
 }
 
-// Reads an OrtValue's dims; false on an ORT error.
-bool ValueDims(const OrtValue* v, std::vector<int64_t>* dims) {
-  OrtTensorTypeAndShapeInfo* info = nullptr;
-  if (OrtStatus* st = g_ort->GetTensorTypeAndShape(v, &info)) {
-    g_ort->ReleaseStatus(st);
-    return false;
-  }
-  size_t rank = 0;
-  OrtStatus* st = g_ort->GetDimensionsCount(info, &rank);
-  if (st == nullptr) {
-    dims->resize(rank);
-    st = g_ort->GetDimensions(info, dims->data(), rank);
-  }
-  g_ort->ReleaseTensorTypeAndShapeInfo(info);
-  if (st != nullptr) {
-    g_ort->ReleaseStatus(st);
-    return false;
-  }
-  return true;
-}
-
-uint8_t* ValueData(OrtValue* v) {
-  void* p = nullptr;
-  if (OrtStatus* st = g_ort->GetTensorMutableData(v, &p)) {
-    g_ort->ReleaseStatus(st);
-    return nullptr;
-  }
-  return static_cast<uint8_t*>(p);
-}
-
 }  // namespace
 
 Failure BatchIo::Gather(const SessionCore& core, const Batch& batch, Staging& staging,
                         std::vector<OrtValue*>* inputs, CopyCounts* counts) {
   Failure f;
   const auto& ios = core.inputs();
-  const std::vector<int64_t>& key = batch.jobs[0]->batch_.key;
+  const std::vector<int64_t>& key = batch.jobs[0]->batch_key().key;
   inputs->assign(ios.size(), nullptr);
   size_t k = 0;  // position in the key: rank, dims[1..] per input
   std::vector<int64_t> dims;
@@ -82,9 +52,9 @@ Failure BatchIo::Gather(const SessionCore& core, const Batch& batch, Staging& st
     uint8_t* dst = staging.Buffer(i, row_bytes * static_cast<size_t>(batch.rows));
     size_t offset = 0;
     for (RunJob* job : batch.jobs) {
-      const size_t n = row_bytes * static_cast<size_t>(job->batch_.rows);
-      // Deferred jobs hold a view of the caller's memory; others an OrtValue over it.
-      const uint8_t* src = job->inputs_[i] != nullptr ? ValueData(job->inputs_[i]) : job->views_[i].data;
+      const size_t n = row_bytes * static_cast<size_t>(job->batch_key().rows);
+      // A view of the caller's memory (numeric tensors), or an OrtValue over it.
+      const uint8_t* src = job->input(i).data();
       if (src == nullptr) {
         f.Set(code::kInternal, "gather: could not read " + TensorName(ios[i], false));
         break;
@@ -115,8 +85,8 @@ Failure BatchIo::Scatter(SessionCore& core, const Batch& batch, const std::vecto
   RunJob* first = batch.jobs[0];
   std::vector<int64_t> dims, job_dims, own;
   for (size_t o = 0; o < outputs.size(); ++o) {
-    const IoInfo& io = core.outputs()[first->output_index_[o]];
-    if (!ValueDims(outputs[o], &dims)) {
+    const IoInfo& io = core.outputs()[first->output_index()[o]];
+    if (!TensorDims(outputs[o], &dims)) {
       f.Set(code::kInternal, "scatter: could not read the shape of " + TensorName(io, true));
       return f;
     }
@@ -131,50 +101,30 @@ Failure BatchIo::Scatter(SessionCore& core, const Batch& batch, const std::vecto
     int64_t row_elems = 1;
     for (size_t d = 1; d < dims.size(); ++d) row_elems *= dims[d];
     const size_t row_bytes = static_cast<size_t>(row_elems) * ElementSize(io.elem);
-    const uint8_t* src = ValueData(outputs[o]);
+    const uint8_t* src = TensorData(outputs[o]);
     if (src == nullptr) {
       f.Set(code::kInternal, "scatter: could not read " + TensorName(io, true));
       return f;
     }
     for (RunJob* job : batch.jobs) {
-      const int64_t rows = job->batch_.rows;
+      const int64_t rows = job->batch_key().rows;
       const size_t n = row_bytes * static_cast<size_t>(rows);
-      job->scattered_ = true;
-      OrtValue*& dst_value = job->outputs_[o];
-      TensorView* view = job->views_.empty() ? nullptr : &job->views_[job->inputs_.size() + o];
-      if (dst_value == nullptr && view != nullptr && view->data != nullptr) {
-        // The job brought a buffer (deferred form): same rule as below, on the view's dims.
-        bool fits = view->rank == dims.size() && view->dims[0] == rows;
-        for (size_t d = 1; fits && d < dims.size(); ++d) fits = view->dims[d] == dims[d];
-        if (fits) {
-          if (n > 0) std::memcpy(view->data, src, n);
-        } else if (job->kind_[o] == RunJob::OutputKind::kPredicted) {
-          view->data = nullptr;
-          job->kind_[o] = RunJob::OutputKind::kOrt;
-          core.stats.shape_fallbacks++;
-        } else {
-          Failure own_f;
-          own_f.Set(code::kInvalidArgument, TensorName(io, true) + ": the supplied buffer does not match the result's shape");
-          job->Fail(own_f);
-        }
-      } else if (dst_value != nullptr) {
-        // The job brought a buffer: TypeScript's predicted allocation, or the caller's own.
-        bool fits = ValueDims(dst_value, &own) && own.size() == dims.size() && !own.empty() && own[0] == rows;
-        for (size_t d = 1; fits && d < dims.size(); ++d) fits = own[d] == dims[d];
-        if (fits) {
-          uint8_t* dst = n > 0 ? ValueData(dst_value) : nullptr;
-          if (dst != nullptr) {
-            std::memcpy(dst, src, n);
+      job->MarkScattered();
+      IoSlot& dst = job->output(o);
+      if (dst.form() != IoSlot::Form::kEmpty) {
+        // The job brought a buffer (an OrtValue over it, or a view of it): TypeScript's
+        // predicted allocation, or the caller's own.
+        if (dst.HasShape(rows, dims, &own)) {
+          uint8_t* p = n > 0 ? dst.data() : nullptr;
+          if (p != nullptr) {
+            std::memcpy(p, src, n);
           } else if (n > 0) {
             Failure own_f;
             own_f.Set(code::kInternal, "scatter: could not write " + TensorName(io, true));
             job->Fail(own_f);
           }
-        } else if (job->kind_[o] == RunJob::OutputKind::kPredicted) {
+        } else if (job->DropPredicted(o)) {
           // The model declared a shape it does not produce: fall back to the copy path.
-          g_ort->ReleaseValue(dst_value);
-          dst_value = nullptr;
-          job->kind_[o] = RunJob::OutputKind::kOrt;
           core.stats.shape_fallbacks++;
         } else {
           Failure own_f;
@@ -182,20 +132,22 @@ Failure BatchIo::Scatter(SessionCore& core, const Batch& batch, const std::vecto
           job->Fail(own_f);
         }
       }
-      if (dst_value == nullptr && job->kind_[o] == RunJob::OutputKind::kOrt) {
+      if (dst.form() == IoSlot::Form::kEmpty && job->output_kind(o) == RunJob::OutputKind::kOrt) {
         job_dims = dims;
         job_dims[0] = rows;
+        OrtValue* v = nullptr;
         Failure nf = FromOrtStatus(g_ort->CreateTensorAsOrtValue(DefaultAllocator(), job_dims.data(), job_dims.size(),
-                                                                 io.elem, &dst_value),
+                                                                 io.elem, &v),
                                    "allocating " + TensorName(io, true));
-        uint8_t* dst = nf || n == 0 ? nullptr : ValueData(dst_value);
+        dst.SetValue(v);
+        uint8_t* p = nf || n == 0 ? nullptr : dst.data();
         if (nf) {
           job->Fail(nf);
-        } else if (n > 0 && dst == nullptr) {
+        } else if (n > 0 && p == nullptr) {
           nf.Set(code::kInternal, "scatter: could not write " + TensorName(io, true));
           job->Fail(nf);
         } else if (n > 0) {
-          std::memcpy(dst, src, n);
+          std::memcpy(p, src, n);
         }
       }
       counts->scattered += n;

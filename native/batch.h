@@ -60,6 +60,8 @@ struct CopyCounts {
   uint64_t gathered = 0, scattered = 0;
 };
 
+// Reads and writes the jobs only through RunJob's slot accessors (input(), output(), ...): the
+// instance thread running the batch is the only thread touching them meanwhile.
 struct BatchIo {
   // Instance thread. Builds one input OrtValue per model input over `staging` holding every
   // job's rows in order. On failure releases what it built.

@@ -36,7 +36,7 @@ void Instance::Execute(Batch& batch, SessionCore& stats, Timing* timing, CopyCou
     fail_all(f);
     return;
   }
-  const std::vector<uint32_t>& index = batch.jobs[0]->output_index_;
+  const std::vector<uint32_t>& index = batch.jobs[0]->output_index();
   std::vector<const char*> names(index.size());
   for (size_t i = 0; i < index.size(); ++i) names[i] = core_->output_names()[index[i]];
   std::vector<OrtValue*> outputs(index.size(), nullptr);

@@ -44,6 +44,88 @@ class SpecReader {
 
 }  // namespace
 
+uint8_t* TensorData(OrtValue* value) {
+  void* p = nullptr;
+  if (OrtStatus* st = g_ort->GetTensorMutableData(value, &p)) {
+    g_ort->ReleaseStatus(st);
+    return nullptr;
+  }
+  return static_cast<uint8_t*>(p);
+}
+
+bool TensorDims(const OrtValue* value, std::vector<int64_t>* dims) {
+  OrtTensorTypeAndShapeInfo* info = nullptr;
+  if (OrtStatus* st = g_ort->GetTensorTypeAndShape(value, &info)) {
+    g_ort->ReleaseStatus(st);
+    return false;
+  }
+  size_t rank = 0;
+  OrtStatus* st = g_ort->GetDimensionsCount(info, &rank);
+  if (st == nullptr) {
+    dims->resize(rank);
+    st = g_ort->GetDimensions(info, dims->data(), rank);
+  }
+  g_ort->ReleaseTensorTypeAndShapeInfo(info);
+  if (st != nullptr) {
+    g_ort->ReleaseStatus(st);
+    return false;
+  }
+  return true;
+}
+
+IoSlot& IoSlot::operator=(IoSlot&& other) noexcept {
+  if (this != &other) {
+    Clear();
+    value_ = other.value_;
+    view_ = other.view_;
+    other.value_ = nullptr;
+    other.view_.data = nullptr;
+  }
+  return *this;
+}
+
+bool IoSlot::HasShape(int64_t rows, const std::vector<int64_t>& dims, std::vector<int64_t>* scratch) const {
+  const int64_t* own = nullptr;
+  size_t rank = 0;
+  if (value_ != nullptr) {
+    if (!TensorDims(value_, scratch)) return false;
+    own = scratch->data();
+    rank = scratch->size();
+  } else if (view_.data != nullptr) {
+    own = view_.dims;
+    rank = view_.rank;
+  } else {
+    return false;
+  }
+  if (rank != dims.size() || rank == 0 || own[0] != rows) return false;
+  for (size_t d = 1; d < rank; ++d) {
+    if (own[d] != dims[d]) return false;
+  }
+  return true;
+}
+
+void IoSlot::SetValue(OrtValue* value) {
+  Clear();
+  value_ = value;
+}
+
+void IoSlot::SetView(const TensorView& view) {
+  Clear();
+  view_ = view;
+}
+
+OrtValue* IoSlot::TakeValue() {
+  OrtValue* v = value_;
+  value_ = nullptr;
+  return v;
+}
+
+void IoSlot::Clear() {
+  if (value_ != nullptr) g_ort->ReleaseValue(value_);
+  value_ = nullptr;
+  view_.data = nullptr;
+}
+
 RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core, Route route) {
   Napi::Env env = info.Env();
   const bool borrow = route != Route::kSync;  // references (and small-input copies): async only
@@ -82,11 +164,10 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<Sess
 
   job.reset(Acquire(GetAddonData(env)->state));
   job->core_ = core;
-  job->inputs_.reserve(n_in);
-  job->outputs_.reserve(n_out);
+  job->inputs_.resize(static_cast<size_t>(n_in));
+  job->outputs_.resize(static_cast<size_t>(n_out));
   job->kind_.reserve(n_out);
   job->output_index_.reserve(n_out);
-  if (deferred) job->views_.resize(static_cast<size_t>(n_in + n_out));
   uint64_t seen = 0;
   for (int64_t i = 0; i < n_out; ++i) {
     int64_t idx = 0;
@@ -155,18 +236,22 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<Sess
       }
     }
     OrtValue* v = nullptr;
+    TensorView view;
     bool borrowed = false;
     Failure f;
     Napi::Value data = in_data.Get(static_cast<uint32_t>(i));
-    TensorView* view = deferred ? &job->views_[i] : nullptr;
     uint8_t* copy_to = nullptr;
     if (owned != nullptr) {
       owned_offset = round_up(owned_offset);
       copy_to = owned + owned_offset;
       owned_offset += data_bytes(i);
     }
-    if (!TensorToOrtValue(ios[i], false, data, dims, &v, &borrowed, &f, view, copy_to)) return fail(f.code, f.message);
-    job->inputs_.push_back(v);
+    if (!TensorToOrtValue(ios[i], false, data, dims, &v, &borrowed, &f, deferred ? &view : nullptr, copy_to)) {
+      return fail(f.code, f.message);
+    }
+    // No OrtValue: a deferred job's numeric tensor, described by the view.
+    if (v != nullptr) job->inputs_[i].SetValue(v);
+    else job->inputs_[i].SetView(view);
     if (borrow && borrowed && !job->borrowed_.Add(env, data, static_cast<int32_t>(i))) {
       return fail(code::kInternal, TensorName(ios[i], false) + ": could not reference its buffer for the run");
     }
@@ -177,15 +262,19 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<Sess
       return fail(code::kInvalidArgument, TensorName(io, true) + ": dims must be non-negative integers");
     }
     Napi::Value data = out_data.Get(static_cast<uint32_t>(i));
-    OrtValue* v = nullptr;
     if (data.IsNull() || data.IsUndefined()) {
-      job->kind_.push_back(OutputKind::kOrt);
+      job->kind_.push_back(OutputKind::kOrt);  // the slot stays kEmpty
     } else {
       if (absent) return fail(code::kInvalidArgument, TensorName(io, true) + ": a buffer was given without dims");
+      OrtValue* v = nullptr;
+      TensorView view;
       bool borrowed = false;
       Failure f;
-      TensorView* view = deferred ? &job->views_[n_in + i] : nullptr;
-      if (!TensorToOrtValue(io, true, data, dims, &v, &borrowed, &f, view)) return fail(f.code, f.message);
+      if (!TensorToOrtValue(io, true, data, dims, &v, &borrowed, &f, deferred ? &view : nullptr)) {
+        return fail(f.code, f.message);
+      }
+      if (v != nullptr) job->outputs_[i].SetValue(v);
+      else job->outputs_[i].SetView(view);
       const bool predicted = i < 31 && ((predicted_mask >> i) & 1);
       // A predicted buffer is TypeScript's, unreachable by the caller until the call settles:
       // nothing can detach it, so it is not checked then.
@@ -195,7 +284,6 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<Sess
       }
       job->kind_.push_back(predicted ? OutputKind::kPredicted : OutputKind::kSupplied);
     }
-    job->outputs_.push_back(v);
   }
   if (rows >= 0) {
     job->batch_.rows = rows;
@@ -218,12 +306,10 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<Sess
 }
 
 RunJob::~RunJob() {
-  for (OrtValue* v : inputs_) {
-    if (v != nullptr) g_ort->ReleaseValue(v);
-  }
-  for (OrtValue* v : outputs_) {
-    if (v != nullptr) g_ort->ReleaseValue(v);
-  }
+  // The slots' OrtValues first: before the input copy buffer some of them point into, and
+  // before `core_` (the session they were made for).
+  inputs_.clear();
+  outputs_.clear();
   if (run_options_ != nullptr) g_ort->ReleaseRunOptions(run_options_);
 }
 
@@ -257,19 +343,12 @@ void RunJob::Recycle(RunJob* job) {
 
 // Every field back to a new job's value, except containers' capacity, the input copy buffer and
 // `state_` (a job stays in its env). Called once the job's JS references are released; on the JS
-// thread, like ~RunJob, since dropping `scheduler_` may destroy the scheduler.
+// thread, like ~RunJob, since dropping `queueing_.scheduler` may destroy the scheduler.
 void RunJob::Reset() {
-  for (OrtValue* v : inputs_) {
-    if (v != nullptr) g_ort->ReleaseValue(v);
-  }
-  for (OrtValue* v : outputs_) {
-    if (v != nullptr) g_ort->ReleaseValue(v);
-  }
-  inputs_.clear();
+  inputs_.clear();  // releases the slots' OrtValues
   outputs_.clear();
   kind_.clear();
   output_index_.clear();
-  views_.clear();
   if (run_options_ != nullptr) g_ort->ReleaseRunOptions(run_options_);
   run_options_ = nullptr;
   cancel_code_.store(nullptr);
@@ -278,15 +357,9 @@ void RunJob::Reset() {
   deferred_ = nullptr;
   cancel_id_ = 0;
   run_prev_ = run_next_ = nullptr;
-  scheduler_.reset();
   batch_.rows = -1;
   batch_.key.clear();
-  priority_ = 0;
-  enqueued_ = {};
-  deadline_ = std::chrono::steady_clock::time_point::max();
-  queue_pos_ = {};
-  queued_ = false;
-  running_in_ = nullptr;
+  queueing_ = Queueing();  // drops the scheduler reference
   scattered_ = false;
   core_.reset();
 }
@@ -469,17 +542,22 @@ void RunJob::TeardownEnv(EnvState* state) {
 
 Failure RunJob::Materialize() {
   Failure f;
-  if (views_.empty()) return f;
-  const size_t n_in = inputs_.size();
-  for (size_t i = 0; i < n_in && !f; ++i) {
-    if (inputs_[i] == nullptr) f = ViewToOrtValue(core_->inputs()[i], false, views_[i], &inputs_[i]);
-  }
-  for (size_t i = 0; i < outputs_.size() && !f; ++i) {
-    if (outputs_[i] == nullptr && views_[n_in + i].data != nullptr) {
-      f = ViewToOrtValue(core_->outputs()[output_index_[i]], true, views_[n_in + i], &outputs_[i]);
-    }
-  }
+  auto materialize = [&f](const IoInfo& io, bool is_output, IoSlot& slot) {
+    if (slot.form() != IoSlot::Form::kView) return;
+    OrtValue* v = nullptr;
+    f = ViewToOrtValue(io, is_output, slot.view(), &v);
+    if (v != nullptr) slot.SetValue(v);
+  };
+  for (size_t i = 0; i < inputs_.size() && !f; ++i) materialize(core_->inputs()[i], false, inputs_[i]);
+  for (size_t i = 0; i < outputs_.size() && !f; ++i) materialize(core_->outputs()[output_index_[i]], true, outputs_[i]);
   return f;
+}
+
+bool RunJob::DropPredicted(size_t o) {
+  if (kind_[o] != OutputKind::kPredicted) return false;
+  outputs_[o].Clear();
+  kind_[o] = OutputKind::kOrt;
+  return true;
 }
 
 void RunJob::ExecuteOn(SessionCore& core, OrtRunOptions* run_options) {
@@ -492,22 +570,34 @@ void RunJob::ExecuteOn(SessionCore& core, OrtRunOptions* run_options) {
     output_names = many.data();
   }
   for (size_t i = 0; i < output_index_.size(); ++i) output_names[i] = core.output_names()[output_index_[i]];
-  OrtStatus* st = g_ort->Run(core.session(), run_options, core.input_names(), inputs_.data(), inputs_.size(),
-                             output_names, output_index_.size(), outputs_.data());
+  // ORT takes the OrtValues as arrays (inputs, then outputs, which it fills where null): laid out
+  // per run from the slots, and what ORT allocated is adopted by the kEmpty output slots after it.
+  const size_t n_in = inputs_.size(), n_out = outputs_.size();
+  OrtValue* inline_args[kMaxInlineArgs];
+  OrtValue** args = inline_args;
+  if (n_in + n_out > kMaxInlineArgs) {
+    run_args_.resize(n_in + n_out);
+    args = run_args_.data();
+  }
+  auto run = [&]() {
+    for (size_t i = 0; i < n_in; ++i) args[i] = inputs_[i].value();
+    for (size_t i = 0; i < n_out; ++i) args[n_in + i] = outputs_[i].value();
+    OrtStatus* status = g_ort->Run(core.session(), run_options, core.input_names(), args, n_in, output_names,
+                                   n_out, args + n_in);
+    for (size_t i = 0; i < n_out; ++i) {
+      if (args[n_in + i] != outputs_[i].value()) outputs_[i].SetValue(args[n_in + i]);
+    }
+    return status;
+  };
+  OrtStatus* st = run();
   if (st != nullptr && cancel_code_.load() == nullptr &&
       std::find(kind_.begin(), kind_.end(), OutputKind::kPredicted) != kind_.end()) {
     // A predicted shape (TypeScript allocated the buffer from the model's declared output shape)
     // can be wrong only for a model whose declarations are wrong; run again letting ORT
     // allocate those outputs (the copy path) rather than fail the call.
     g_ort->ReleaseStatus(st);
-    for (size_t i = 0; i < kind_.size(); ++i) {
-      if (kind_[i] != OutputKind::kPredicted) continue;
-      g_ort->ReleaseValue(outputs_[i]);
-      outputs_[i] = nullptr;
-      kind_[i] = OutputKind::kOrt;
-    }
-    st = g_ort->Run(core.session(), run_options, core.input_names(), inputs_.data(), inputs_.size(),
-                    output_names, output_index_.size(), outputs_.data());
+    for (size_t i = 0; i < kind_.size(); ++i) DropPredicted(i);
+    st = run();
     // Only a retry that succeeds shows the shape was the problem; a model that fails anyway
     // reports its own error and is not counted.
     if (st == nullptr) core_->stats.shape_fallbacks++;
@@ -572,8 +662,7 @@ Napi::Value RunJob::Results(Napi::Env env) {
       if (kind_[i] == OutputKind::kPredicted && !scattered_) core_->stats.outputs_zero_copy++;
       continue;
     }
-    OrtValue* v = outputs_[i];
-    outputs_[i] = nullptr;  // ownership moves to OrtValueToJs
+    OrtValue* v = outputs_[i].TakeValue();  // ownership moves to OrtValueToJs
     size_t copied = 0;
     Napi::Value js = OrtValueToJs(env, core_->outputs()[output_index_[i]], v, &copied, &f);
     if (f) {

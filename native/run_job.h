@@ -45,7 +45,9 @@ namespace nimify {
 class Scheduler;
 struct Batch;
 
-// Everything the scheduler needs to batch a job, computed once in Prepare (batching models only).
+// Everything the scheduler needs to batch a job, computed once in Prepare (batching models only)
+// and read-only from then on (the scheduler reads it under its mutex, Gather and Scatter on the
+// instance thread without it).
 struct BatchKey {
   // rows: the job's size on the batch dim (dim 0 of every input), or -1 when it cannot share a
   // run (inputs disagree on dim 0, an empty tensor, strings): such a job runs alone.
@@ -53,6 +55,64 @@ struct BatchKey {
   // Non-batch dims of every input (rank, dims[1..]) and the fetched output indices: two jobs
   // share a run only when their keys are equal.
   std::vector<int64_t> key;
+};
+
+// Any thread: an OrtValue tensor's memory (null on an ORT error) and dims (false on one).
+uint8_t* TensorData(OrtValue* value);
+bool TensorDims(const OrtValue* value, std::vector<int64_t>* dims);
+
+// One input or fetched output of a job, in exactly one of three forms (form()):
+//   kValue  an OrtValue the slot owns: over the caller's memory (borrowed: the job holds the
+//           reference, see above), over the job's input copy, over ORT-owned memory (strings),
+//           or an output ORT allocated (Run, or Scatter for the copy path);
+//   kView   a TensorView: the caller's memory, checked against the model, with no ORT object
+//           (scheduled jobs' numeric tensors of rank <= kMaxViewRank). A batched job is gathered
+//           from and scattered into it directly; a job that runs alone turns it into kValue
+//           (RunJob::Materialize) on its instance thread;
+//   kEmpty  an output without a buffer: ORT allocates it during the run (the copy path).
+// The invariant (at most one of `value_` and `view_.data` is set) is kept by the setters alone;
+// the form is read from it, so it cannot disagree with what the slot holds.
+// Threading: a slot is its job's: written by Prepare on the JS thread, then only by the one
+// thread executing the job (executor, instance or JS thread), then read by Results on the JS
+// thread — each hand-off goes through a lock (the Executor's queue, the scheduler's mutex,
+// EnvState::mu), so the slot itself needs none.
+class IoSlot {
+ public:
+  enum class Form : uint8_t { kEmpty, kValue, kView };
+
+  IoSlot() = default;
+  IoSlot(IoSlot&& other) noexcept : value_(other.value_), view_(other.view_) {
+    other.value_ = nullptr;
+    other.view_.data = nullptr;
+  }
+  IoSlot& operator=(IoSlot&& other) noexcept;
+  IoSlot(const IoSlot&) = delete;
+  IoSlot& operator=(const IoSlot&) = delete;
+  ~IoSlot() { Clear(); }
+
+  Form form() const {
+    return value_ != nullptr ? Form::kValue : view_.data != nullptr ? Form::kView : Form::kEmpty;
+  }
+  OrtValue* value() const { return value_; }       // null unless kValue
+  const TensorView& view() const { return view_; }  // meaningful in kView only
+  // The tensor's memory in either form; null when kEmpty (or ORT cannot give a value's).
+  uint8_t* data() const { return value_ != nullptr ? TensorData(value_) : view_.data; }
+  // Whether the tensor's dims are `dims` with dim 0 replaced by `rows` (Scatter: does a
+  // supplied buffer fit the job's rows). `scratch` holds a kValue's dims (a view has its own).
+  bool HasShape(int64_t rows, const std::vector<int64_t>& dims, std::vector<int64_t>* scratch) const;
+
+  // Takes ownership of `value` (null: kEmpty), releasing whatever the slot held.
+  void SetValue(OrtValue* value);
+  // Describes the caller's memory (`view.data` non-null), releasing whatever the slot held.
+  void SetView(const TensorView& view);
+  // Hands the slot's OrtValue to the caller (the output copy path); the slot is kEmpty after.
+  OrtValue* TakeValue();
+  // Releases the slot's OrtValue (or forgets its view): kEmpty.
+  void Clear();
+
+ private:
+  OrtValue* value_ = nullptr;
+  TensorView view_;
 };
 
 class RunJob : public Task {
@@ -63,11 +123,33 @@ class RunJob : public Task {
   //   kExecutor  infer() on a model without a scheduler: small inputs copied, the rest
   //              referenced; OrtValues + its own run options (Cancel terminates them).
   //   kQueued    infer() through a Scheduler that does not batch (instances only): numeric
-  //              tensors are kept as checked TensorViews, no OrtValues or run options — one that
-  //              runs alone gets them from Materialize() on its instance thread, with its
-  //              batch's run options.
+  //              tensors are kept as checked views (IoSlot kView), no OrtValues or run
+  //              options — one that runs alone gets them from Materialize() on its instance
+  //              thread, with its batch's run options.
   //   kBatched   kQueued, plus the job's BatchKey (the model has a batch dim).
   enum class Route : uint8_t { kSync, kExecutor, kQueued, kBatched };
+
+  // Where a fetched output's memory comes from:
+  //   kOrt        none given: ORT allocates it (or Scatter does) and Results copies it to JS;
+  //   kSupplied   the caller's buffer: ORT (or Scatter) writes into it in place;
+  //   kPredicted  TypeScript's buffer, allocated from the model's declared output shape: used
+  //               like kSupplied, but dropped for kOrt when the result's shape disagrees.
+  enum class OutputKind : uint8_t { kOrt, kSupplied, kPredicted };
+
+  // The scheduler's per-job state. The scheduler owns the meaning of every field (scheduler.h);
+  // the job only carries it and resets it when recycled. Guarded by the scheduler's mutex once
+  // the job is queued (`queued`); set before that by Scheduler::Submit on the JS thread.
+  struct Queueing {
+    // Keeps the scheduler (and so its instances) alive until the job is delivered on the JS
+    // thread; set by Submit, dropped by Reset (on the JS thread: it may destroy the scheduler).
+    std::shared_ptr<Scheduler> scheduler;
+    int priority = 0;  // the queue it waits in: 0 normal, 1 high
+    std::chrono::steady_clock::time_point enqueued{};
+    std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+    std::list<RunJob*>::iterator pos;  // in that queue, while `queued`
+    bool queued = false;
+    Batch* running_in = nullptr;  // the batch executing this job, while it runs
+  };
 
   // Owning handle. Jobs are recycled, not freed: a JS-thread free list per env (EnvState's
   // `spare_jobs`) keeps their vectors' capacity and input copy buffer, so a request allocates
@@ -124,14 +206,36 @@ class RunJob : public Task {
   // JS thread: resolves or rejects the job's promise, drops its references and recycles it.
   static void Settle(Napi::Env env, EnvState* state, RunJob* job);
   // Runs the job on `core`, which must be a session of the same model (a scheduler instance),
-  // with `run_options` (a scheduled job runs with its batch's).
+  // with `run_options` (a scheduled job runs with its batch's). Every input slot must be kValue
+  // (a scheduled job is materialized first); kEmpty outputs get the OrtValues ORT allocates.
   void ExecuteOn(SessionCore& core, OrtRunOptions* run_options);
-  // Any thread: builds the OrtValues a deferred job left as views.
+  // The thread executing the job: turns every kView slot into kValue (an OrtValue over the same
+  // memory), for a scheduled job that runs alone.
   Failure Materialize();
   // Any thread: the job fails with `f` unless it was cancelled first.
   void Fail(const Failure& f) { failure_ = f; }
   const char* cancel_code() const { return cancel_code_.load(); }
-  Scheduler* scheduler() const { return scheduler_.get(); }
+  Scheduler* scheduler() const { return queueing_.scheduler.get(); }
+
+  // The scheduler's state for this job (see Queueing): Scheduler only.
+  Queueing& queueing() { return queueing_; }
+  // Set by Prepare (batching models), read-only afterwards.
+  const BatchKey& batch_key() const { return batch_; }
+  // Model output index of each fetched output (part of the BatchKey: the same in every job of a
+  // batch). Set by Prepare, read-only afterwards.
+  const std::vector<uint32_t>& output_index() const { return output_index_; }
+
+  // The tensors, for the thread executing the job (BatchIo's gather and scatter): input `i` in
+  // model order, fetched output `o` in call order, and how each output's memory is provided.
+  const IoSlot& input(size_t i) const { return inputs_[i]; }
+  IoSlot& output(size_t o) { return outputs_[o]; }
+  OutputKind output_kind(size_t o) const { return kind_[o]; }
+  // A kPredicted output whose shape turned out wrong: drops its buffer and makes it kOrt (the
+  // copy path). Returns false, changing nothing, for any other kind.
+  bool DropPredicted(size_t o);
+  // Scatter copied the job's outputs out of a batch result (so none was written in place by
+  // ORT: not counted as zero-copy).
+  void MarkScattered() { scattered_ = true; }
   // Main thread: the results array (null where the caller supplied the output buffer; null
   // instead of the array when that holds for every output), or an
   // empty value with a pending JS exception (the run's failure; BUFFER_DETACHED when a borrowed
@@ -169,15 +273,19 @@ class RunJob : public Task {
     void operator()(uint8_t* p) const { ::operator delete[](p, std::align_val_t{kOwnedAlign}); }
   };
 
-  enum class OutputKind : uint8_t { kOrt, kSupplied, kPredicted };
+  // ExecuteOn lays out the OrtValues of at most this many inputs + outputs on the stack (more
+  // use `run_args_`), and the names of as many outputs.
   static constexpr size_t kMaxInlineOutputs = 16;
+  static constexpr size_t kMaxInlineArgs = 32;
 
   std::shared_ptr<SessionCore> core_;
-  std::vector<OrtValue*> inputs_, outputs_;
-  std::vector<OutputKind> kind_;
+  std::vector<IoSlot> inputs_;         // one per model input, in model order
+  std::vector<IoSlot> outputs_;        // one per fetched output, in call order
+  std::vector<OutputKind> kind_;       // per fetched output
   std::vector<uint32_t> output_index_;  // model output index of each fetched output
-  // Deferred jobs: inputs then fetched outputs; a view is used where inputs_/outputs_ is null.
-  std::vector<TensorView> views_;
+  // ExecuteOn's argument array for ORT (inputs' then outputs' OrtValues) when there are more
+  // than kMaxInlineArgs; kept for its capacity. Only the thread executing the job touches it.
+  std::vector<OrtValue*> run_args_;
   OrtRunOptions* run_options_ = nullptr;
   std::atomic<const char*> cancel_code_{nullptr};
   Failure failure_;
@@ -193,21 +301,10 @@ class RunJob : public Task {
   RunJob* run_prev_ = nullptr;  // EnvState::runs links (JS thread), while attached
   RunJob* run_next_ = nullptr;
 
-  // Scheduled jobs (see scheduler.h). Fields below are guarded by the scheduler's mutex once
-  // the job is queued; `scheduler_` keeps the scheduler (and so its instances) alive until the
-  // job is delivered on the JS thread.
-  friend class Scheduler;
-  friend class Instance;
-  friend struct BatchIo;
-  std::shared_ptr<Scheduler> scheduler_;
-  BatchKey batch_;
-  int priority_ = 0;
-  std::chrono::steady_clock::time_point enqueued_{};
-  std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
-  std::list<RunJob*>::iterator queue_pos_;
-  bool queued_ = false;
-  Batch* running_in_ = nullptr;  // the batch executing this job, while it runs
-  bool scattered_ = false;       // outputs were copied out of a batch (not written in place)
+  // Scheduled jobs only (see scheduler.h).
+  BatchKey batch_;       // Prepare's (batching models)
+  Queueing queueing_;    // the scheduler's
+  bool scattered_ = false;  // outputs were copied out of a batch (not written in place)
 };
 
 }  // namespace nimify

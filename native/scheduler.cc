@@ -106,8 +106,8 @@ Napi::Value Scheduler::Submit(Napi::Env env, RunJob::Ptr job, double cancel_id, 
     return env.Undefined();
   };
   const int level = priority > 0 ? 1 : 0;
-  if (batchable_ && job->batch_.rows > config_.max_batch_size) {
-    return reject(code::kInvalidArgument, "feeds: the batch dim holds " + std::to_string(job->batch_.rows) +
+  if (batchable_ && job->batch_key().rows > config_.max_batch_size) {
+    return reject(code::kInvalidArgument, "feeds: the batch dim holds " + std::to_string(job->batch_key().rows) +
                                               " rows; batching.maxBatchSize is " +
                                               std::to_string(config_.max_batch_size));
   }
@@ -142,23 +142,25 @@ Napi::Value Scheduler::Submit(Napi::Env env, RunJob::Ptr job, double cancel_id, 
     return env.Undefined();
   }
   RunJob* raw = job.release();
-  raw->scheduler_ = shared_from_this();
-  raw->priority_ = level;
+  RunJob::Queueing& qs = raw->queueing();
+  qs.scheduler = shared_from_this();
+  qs.priority = level;
   const Clock::time_point now = Clock::now();
-  raw->enqueued_ = now;
-  if (timeout_us > 0) raw->deadline_ = now + FromMicros(timeout_us);
+  qs.enqueued = now;
+  if (timeout_us > 0) qs.deadline = now + FromMicros(timeout_us);
+  const int64_t rows = std::max<int64_t>(raw->batch_key().rows, 1);
   bool notify = false;
   bool alone = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     est_.OnArrival(now, config_);
-    std::list<RunJob*>& q = queues_[raw->priority_];
-    raw->queue_pos_ = q.insert(q.end(), raw);
-    raw->queued_ = true;
+    std::list<RunJob*>& q = queues_[qs.priority];
+    qs.pos = q.insert(q.end(), raw);
+    qs.queued = true;
     arrivals_.fetch_add(1, std::memory_order_release);
-    queued_rows_ += std::max<int64_t>(raw->batch_.rows, 1);
-    if (level == 1) queued_rows_high_ += std::max<int64_t>(raw->batch_.rows, 1);
-    if (raw->deadline_ != Clock::time_point::max()) deadlines_++;
+    queued_rows_ += rows;
+    if (level == 1) queued_rows_high_ += rows;
+    if (qs.deadline != Clock::time_point::max()) deadlines_++;
     notify = NeedsWake();
     alone = queued() == 1 && in_flight_ == 0;
   }
@@ -208,11 +210,13 @@ void Scheduler::WakeDeferred(napi_env env) {
 }
 
 void Scheduler::Take(RunJob* job) {
-  queues_[job->priority_].erase(job->queue_pos_);
-  job->queued_ = false;
-  queued_rows_ -= std::max<int64_t>(job->batch_.rows, 1);
-  if (job->priority_ == 1) queued_rows_high_ -= std::max<int64_t>(job->batch_.rows, 1);
-  if (job->deadline_ != Clock::time_point::max()) deadlines_--;
+  RunJob::Queueing& qs = job->queueing();
+  queues_[qs.priority].erase(qs.pos);
+  qs.queued = false;
+  const int64_t rows = std::max<int64_t>(job->batch_key().rows, 1);
+  queued_rows_ -= rows;
+  if (qs.priority == 1) queued_rows_high_ -= rows;
+  if (qs.deadline != Clock::time_point::max()) deadlines_--;
 }
 
 void Scheduler::Cancel(RunJob* job, const char* c) {
@@ -220,10 +224,10 @@ void Scheduler::Cancel(RunJob* job, const char* c) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     job->Cancel(c);
-    if (job->queued_) {
+    if (job->queueing().queued) {
       Take(job);
       settle = true;
-    } else if (Batch* b = job->running_in_) {
+    } else if (Batch* b = job->queueing().running_in) {
       // Its rows are computed anyway unless every job of the batch is cancelled.
       if (++b->cancelled == b->jobs.size() && b->run_options != nullptr) {
         if (OrtStatus* st = g_ort->RunOptionsSetTerminate(b->run_options)) g_ort->ReleaseStatus(st);
@@ -284,7 +288,7 @@ bool Scheduler::RunInline(napi_env env) {
       PrepareRun(&batch);
       running_.insert(&batch);
       in_flight_ += batch.jobs.size();
-      for (RunJob* job : batch.jobs) job->running_in_ = &batch;
+      for (RunJob* job : batch.jobs) job->queueing().running_in = &batch;
     }
   }
   RunJob::CompleteOnJsThread(env, dropped.data(), dropped.size());
@@ -296,7 +300,7 @@ bool Scheduler::RunInline(napi_env env) {
     std::lock_guard<std::mutex> lock(mu_);
     running_.erase(&batch);
     in_flight_ -= batch.jobs.size();
-    for (RunJob* job : batch.jobs) job->running_in_ = nullptr;
+    for (RunJob* job : batch.jobs) job->queueing().running_in = nullptr;
     Record(batch, timing, counts);
     inline_batches_++;
   }
@@ -306,9 +310,10 @@ bool Scheduler::RunInline(napi_env env) {
 
 bool Scheduler::Form(Clock::time_point now, Batch* batch, std::vector<RunJob*>* dropped, Clock::time_point* wake,
                      bool now_only) {
-  // RunJob's queue fields are the scheduler's (friend); formation sees only these.
+  // A job's BatchKey and queue times: all formation sees of it.
   auto view = [](RunJob* job) {
-    return formation::JobView{job->batch_.rows, &job->batch_.key, job->enqueued_, job->deadline_};
+    const RunJob::Queueing& qs = job->queueing();
+    return formation::JobView{job->batch_key().rows, &job->batch_key().key, qs.enqueued, qs.deadline};
   };
   const size_t first_expired = dropped->size();
   const formation::Decision d = formation::Form(queues_, view, now, config_, batchable_, est_, deadlines_ > 0,
@@ -326,7 +331,7 @@ bool Scheduler::Form(Clock::time_point now, Batch* batch, std::vector<RunJob*>* 
   for (size_t i = 0; i < d.count; ++i) {
     RunJob* job = candidates_[i];
     Take(job);
-    queue_us_.Add(Micros(now - job->enqueued_).count());
+    queue_us_.Add(Micros(now - job->queueing().enqueued).count());
     batch->jobs.push_back(job);
   }
   batch->rows = d.rows;
@@ -412,7 +417,7 @@ void Scheduler::Loop(size_t index) {
       PrepareRun(&batch);
       running_.insert(&batch);
       in_flight_ += batch.jobs.size();
-      for (RunJob* job : batch.jobs) job->running_in_ = &batch;
+      for (RunJob* job : batch.jobs) job->queueing().running_in = &batch;
     }
     lock.unlock();
     RunJob::PostCompleted(dropped.data(), dropped.size());
@@ -424,7 +429,7 @@ void Scheduler::Loop(size_t index) {
       lock.lock();
       running_.erase(&batch);
       in_flight_ -= batch.jobs.size();
-      for (RunJob* job : batch.jobs) job->running_in_ = nullptr;
+      for (RunJob* job : batch.jobs) job->queueing().running_in = nullptr;
       Record(batch, timing, counts);
       lock.unlock();
       // After this the JS thread may delete the jobs (and with the last one, this scheduler:
