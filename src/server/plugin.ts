@@ -21,6 +21,7 @@ import { checkPluginOptions, PLUGIN_KEYS, type NimifyPluginOptions } from './opt
 import authPlugin from './plugins/auth';
 import docsPlugin from './plugins/docs';
 import errorHandler from './plugins/error-handler';
+import compression from './plugins/compression';
 import rateLimitPlugin from './plugins/rate-limit';
 import healthRoutes from './routes/health';
 import inferRoutes from './routes/infer';
@@ -66,6 +67,7 @@ const routes: FastifyPluginAsync = async (app) => {
   const { options, metrics } = app.nimify;
 
   await app.register(errorHandler);
+  await app.register(compression);
   if (options.docs !== false) await app.register(docsPlugin);
   if (options.rateLimit !== false) await app.register(rateLimitPlugin, { ...options.rateLimit, onLimit: () => metrics.rateLimited.inc() });
   await app.register(authPlugin, { keys: options.apiKeys, exempt: options.authExempt, onReject: () => metrics.unauthorized.inc() });

@@ -3,7 +3,7 @@
  * `parameters.config`), unload. Allowed only in explicit control mode; names are validated before
  * they get near the file system.
  */
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { parseUntrustedJson } from '../../protocol/json';
 import { parseModelConfig } from '../../repository/config';
 import { checkModelName } from '../../repository/repository';
@@ -14,6 +14,16 @@ const nameParams = { type: 'object', properties: { model_name: { type: 'string',
 const repositoryRoutes: FastifyPluginAsync = async (app) => {
   const { repository } = app.nimify;
   const config = { nimifyArea: 'repository' as const };
+
+  // Triton's clients POST these routes with an empty body, with no Content-Type or with whatever
+  // their HTTP library adds (libcurl: application/x-www-form-urlencoded), and Triton reads any
+  // non-empty body as JSON. So here, whatever the type: empty → no body, else untrusted JSON.
+  // (Route-local: this plugin is encapsulated, other routes keep their parsers.)
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, async (_request: FastifyRequest, text: string | Buffer) => {
+    const body = typeof text === 'string' ? text : text.toString('utf8');
+    return body.trim() === '' ? undefined : parseUntrustedJson('body', body);
+  });
 
   app.post<{ Body: { ready?: boolean } | undefined }>('/v2/repository/index', {
     config,
