@@ -1,5 +1,6 @@
 #include "batch.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "element_type.h"
@@ -42,14 +43,15 @@ Failure BatchIo::Gather(const SessionCore& core, const Batch& batch, Staging& st
   std::vector<int64_t> dims;
   for (size_t i = 0; i < ios.size(); ++i) {
     const size_t rank = static_cast<size_t>(key[k++]);
-    dims.assign(1, batch.rows);
+    const int64_t padded = std::max(batch.padded_rows, batch.rows);
+    dims.assign(1, padded);
     int64_t row_elems = 1;
     for (size_t d = 1; d < rank; ++d) {
       dims.push_back(key[k]);
       row_elems *= key[k++];
     }
     const size_t row_bytes = static_cast<size_t>(row_elems) * ElementSize(ios[i].elem);
-    uint8_t* dst = staging.Buffer(i, row_bytes * static_cast<size_t>(batch.rows));
+    uint8_t* dst = staging.Buffer(i, row_bytes * static_cast<size_t>(padded));
     size_t offset = 0;
     for (RunJob* job : batch.jobs) {
       const size_t n = row_bytes * static_cast<size_t>(job->batch_key().rows);
@@ -64,6 +66,11 @@ Failure BatchIo::Gather(const SessionCore& core, const Batch& batch, Staging& st
     }
     if (!f) {
       counts->gathered += offset;
+      // Padding rows are zeros: a model sees valid (if meaningless) input there, never stale rows
+      // of an earlier batch (another request's data).
+      const size_t total = row_bytes * static_cast<size_t>(padded);
+      if (total > offset) std::memset(dst + offset, 0, total - offset);
+      offset = total;
       f = FromOrtStatus(g_ort->CreateTensorWithDataAsOrtValue(staging.memory_info(), dst, offset, dims.data(),
                                                               dims.size(), ios[i].elem, &(*inputs)[i]),
                         "building the batch tensor for " + TensorName(ios[i], false));
@@ -90,10 +97,11 @@ Failure BatchIo::Scatter(SessionCore& core, const Batch& batch, const std::vecto
       f.Set(code::kInternal, "scatter: could not read the shape of " + TensorName(io, true));
       return f;
     }
-    if (dims.empty() || dims[0] != batch.rows) {
+    const int64_t padded = std::max(batch.padded_rows, batch.rows);
+    if (dims.empty() || dims[0] != padded) {
       f.Set(code::kRuntimeError, TensorName(io, true) + " came back with " +
                                      (dims.empty() ? std::string("no dims") : "first dim " + std::to_string(dims[0])) +
-                                     " for a batch of " + std::to_string(batch.rows) +
+                                     " for a batch of " + std::to_string(padded) +
                                      " rows: its first dim is not a batch dim. Load the model with "
                                      "batching.batchDim: false");
       return f;

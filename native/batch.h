@@ -47,6 +47,9 @@ class HostStaging : public Staging {
 struct Batch {
   std::vector<RunJob*> jobs;
   int64_t rows = 0;  // sum of the jobs' rows (batchable jobs), else 0
+  // Rows the batch tensors hold: `rows` plus zero padding (BatchingConfig::pad_to_preferred).
+  // Set with the batch (Scheduler::PrepareRun); 0 for a job that cannot share a run.
+  int64_t padded_rows = 0;
   // Every batch, a single job's included, runs with run options of its own, created when the
   // batch is formed (Scheduler::PrepareRun; scheduled jobs are prepared without any): a
   // terminate (every job of the batch cancelled, or env teardown) stops exactly this run.

@@ -42,6 +42,10 @@ struct BatchingConfig {
   // predicted compute time is at most this (µs; 0 = never). For models whose run is shorter than
   // the two thread hops it saves (wake an instance thread, wake the JS thread with the results).
   double inline_below_us = 0;
+  // Pad every batch with zero rows up to the smallest preferred size (or max_batch_size) that
+  // holds it, so the model only ever sees those shapes: CUDA graphs and TensorRT profiles are
+  // built for them once and reused. Padding rows are computed and dropped, never scattered.
+  bool pad_to_preferred = false;
 };
 
 // What the adaptive delay and queue admission know about the model's traffic and cost (see the

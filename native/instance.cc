@@ -15,8 +15,9 @@ double Since(std::chrono::steady_clock::time_point t0) {
 
 void Instance::Execute(Batch& batch, SessionCore& stats, Timing* timing, CopyCounts* counts) {
   auto t0 = std::chrono::steady_clock::now();
-  if (batch.jobs.size() == 1) {
-    // One job: it runs on OrtValues over the caller's own memory (no gather/scatter).
+  if (batch.jobs.size() == 1 && batch.padded_rows <= batch.rows) {
+    // One job: it runs on OrtValues over the caller's own memory (no gather/scatter). (A padded
+    // one goes through gather like any batch: the model must see the padded shape.)
     RunJob* job = batch.jobs[0];
     if (Failure f = job->Materialize()) {
       job->Fail(f);

@@ -339,6 +339,19 @@ bool Scheduler::Form(Clock::time_point now, Batch* batch, std::vector<RunJob*>* 
 }
 
 bool Scheduler::PrepareRun(Batch* batch) {
+  // Padding (BatchingConfig::pad_to_preferred): the smallest preferred size, else
+  // max_batch_size, that holds the batch's rows. Jobs that cannot share a run are never padded.
+  batch->padded_rows = batch->rows;
+  if (config_.pad_to_preferred && batchable_ && batch->rows > 0) {
+    int64_t target = config_.max_batch_size;
+    for (int64_t p : config_.preferred) {
+      if (p >= batch->rows) {
+        target = p;
+        break;
+      }
+    }
+    batch->padded_rows = std::max(target, batch->rows);
+  }
   // The batch's own run options: a terminate must stop this run and no other.
   Failure f = FromOrtStatus(g_ort->CreateRunOptions(&batch->run_options), "creating run options");
   if (!f) {
@@ -364,7 +377,10 @@ void Scheduler::Record(const Batch& batch, const Instance::Timing& t, const Copy
   output_us_ += t.output_us;
   copies_.gathered += counts.gathered;
   copies_.scattered += counts.scattered;
-  est_.OnBatch(static_cast<int64_t>(size), compute_us, config_, batchable_);
+  padding_rows_ += static_cast<uint64_t>(std::max<int64_t>(batch.padded_rows - batch.rows, 0));
+  // The estimates model compute, which the padded shape decides.
+  const int64_t computed = std::max<int64_t>(batch.padded_rows, static_cast<int64_t>(size));
+  est_.OnBatch(computed, compute_us, config_, batchable_);
 }
 
 void Scheduler::Loop(size_t index) {
@@ -470,6 +486,7 @@ Napi::Object Scheduler::Stats(Napi::Env env) {
   num("computeOutputUs", output_us_);
   num("bytesGathered", static_cast<double>(copies_.gathered));
   num("bytesScattered", static_cast<double>(copies_.scattered));
+  num("paddingRows", static_cast<double>(padding_rows_));
   // Fixed: the configured delay. Adaptive: 0 while traffic is sparse, else the pause that now
   // ends a burst once a batch has its typical size.
   const double delay = est_.DelayUs(config_);
@@ -481,6 +498,7 @@ void Scheduler::ResetStats() {
   std::lock_guard<std::mutex> lock(mu_);
   batches_ = 0;
   inline_batches_ = 0;
+  padding_rows_ = 0;
   wakes_ = 0;
   std::fill(batch_sizes_.begin(), batch_sizes_.end(), 0);
   queue_us_.Reset();

@@ -174,6 +174,7 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   // Stats (cumulative; ResetStats zeroes them).
   uint64_t batches_ = 0;
   uint64_t inline_batches_ = 0;  // batches run on the JS thread (inline_below_us)
+  uint64_t padding_rows_ = 0;    // zero rows added by pad_to_preferred, summed over batches
   uint64_t wakes_ = 0;           // instance threads notified by the JS thread
   std::vector<uint64_t> batch_sizes_;  // index = rows (or 1 for a job that runs alone)
   LogHistogram queue_us_, compute_us_;

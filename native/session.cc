@@ -102,6 +102,7 @@ bool ParseScheduling(Napi::Object o, LoadJob* job, Failure* f) {
   }
   c.max_queue_size = static_cast<size_t>(queue_size);
   c.adaptive = b.Get("adaptive").ToBoolean().Value();
+  c.pad_to_preferred = b.Get("padToPreferred").ToBoolean().Value();
   Napi::Value dim = b.Get("batchDim");
   c.batch_dim = dim.IsBoolean() ? (dim.As<Napi::Boolean>().Value() ? 1 : 0) : -1;
   Napi::Value pref = b.Get("preferredBatchSizes");

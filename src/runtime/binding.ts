@@ -88,6 +88,8 @@ export interface SchedulerStats {
   /** Bytes copied into batch tensors, and out of them into each request's outputs. */
   bytesGathered: number;
   bytesScattered: number;
+  /** Zero rows added to batches by batching.padToPreferred (computed, never returned). */
+  paddingRows: number;
   /** The queue delay in effect now (adaptive: the current estimate; 0 while traffic is sparse). */
   delayUs: number;
 }

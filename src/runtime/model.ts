@@ -103,7 +103,7 @@ export class Model {
     return {
       queueDepth: 0, inFlight: this.#inFlight, batches: runs, inlineBatches: 0, wakes: 0, batchSizeHistogram: runs > 0 ? { 1: runs } : {},
       queueTimeUs: none, computeTimeUs: none, computeInputUs: 0, computeInferUs: 0, computeOutputUs: 0,
-      instances: 1, bytesGathered: 0, bytesScattered: 0, delayUs: 0,
+      instances: 1, bytesGathered: 0, bytesScattered: 0, paddingRows: 0, delayUs: 0,
     };
   }
 

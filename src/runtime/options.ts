@@ -96,6 +96,13 @@ export interface BatchingOptions {
    * thread hops it saves; `nimify serve` uses 100.
    */
   inlineBelowMicros?: number;
+  /**
+   * Pad every batch with zero rows up to the smallest of `preferredBatchSizes` (else
+   * `maxBatchSize`) that holds it, so the model only ever runs those batch sizes: CUDA graphs
+   * (`enableCudaGraph`) and TensorRT profiles are built once per size and reused. Padding rows
+   * are computed and dropped (stats().paddingRows counts them). Default false.
+   */
+  padToPreferred?: boolean;
 }
 
 export interface InferOptions {
@@ -143,7 +150,7 @@ export const BATCHING_DEFAULTS = Object.freeze({ maxBatchSize: 8, maxQueueDelayM
  */
 export const MAX_QUEUE_SIZE = 65_536;
 
-const BATCHING_KEYS = ['maxBatchSize', 'maxQueueDelayMicros', 'preferredBatchSizes', 'maxQueueSize', 'adaptive', 'batchDim', 'inlineBelowMicros'] as const;
+const BATCHING_KEYS = ['maxBatchSize', 'maxQueueDelayMicros', 'preferredBatchSizes', 'maxQueueSize', 'adaptive', 'batchDim', 'inlineBelowMicros', 'padToPreferred'] as const;
 
 const OPT_LEVELS = { disabled: 0, basic: 1, extended: 2, all: 99 } as const;
 const EXEC_MODES = { sequential: 0, parallel: 1 } as const;
@@ -189,6 +196,7 @@ function toNativeBatching(value: unknown): Record<string, unknown> {
     adaptive: b.adaptive === undefined ? BATCHING_DEFAULTS.adaptive : expectBoolean('options.batching.adaptive', b.adaptive),
   };
   if (b.batchDim !== undefined) out.batchDim = expectBoolean('options.batching.batchDim', b.batchDim);
+  if (b.padToPreferred !== undefined) out.padToPreferred = expectBoolean('options.batching.padToPreferred', b.padToPreferred);
   if (b.inlineBelowMicros !== undefined) out.inlineBelowMicros = expectInteger('options.batching.inlineBelowMicros', b.inlineBelowMicros, 0, 1_000_000);
   if (b.preferredBatchSizes !== undefined) {
     if (!Array.isArray(b.preferredBatchSizes)) throw invalid('options.batching.preferredBatchSizes', 'an array of batch sizes', b.preferredBatchSizes);
