@@ -79,6 +79,12 @@ export interface NimifyPluginOptions {
    * JSON_POOL_MAX_BYTES (256 MiB); beyond it 503 QUEUE_FULL with Retry-After.
    */
   jsonWorkerMaxQueueBytes?: number;
+  /**
+   * Inflated bytes of compressed request bodies (Content-Encoding gzip/deflate) the server holds
+   * at once, from inflation until the response is sent (default 256 MiB, never below bodyLimit):
+   * a small compressed body can inflate a thousandfold; past this, 503 OVERLOADED with Retry-After.
+   */
+  maxInflatedBytes?: number;
   /** The preprocessing pool of the predict route (image decoding, tokenization): worker threads (default: the core count) and tasks queued before 503 QUEUE_FULL (default 256). */
   preprocess?: PreprocessPoolOptions;
 }
@@ -101,9 +107,12 @@ export interface ServerOptions extends NimifyPluginOptions {
   keepAliveTimeoutMs?: number;
 }
 
+/** Default of maxInflatedBytes. */
+export const MAX_INFLATED_BYTES = 256 * 1024 * 1024;
+
 export const PLUGIN_KEYS = [
   'repository', 'controlMode', 'startupModels', 'pollIntervalMs', 'modelDefaults', 'apiKeys', 'authExempt', 'rateLimit', 'breaker',
-  'shedding', 'inferTimeoutMs', 'registry', 'processMetrics', 'metricsRoute', 'docs', 'jsonWorkerBytes', 'jsonWorkerMaxQueue', 'jsonWorkerMaxQueueBytes', 'preprocess',
+  'shedding', 'inferTimeoutMs', 'registry', 'processMetrics', 'metricsRoute', 'docs', 'jsonWorkerBytes', 'jsonWorkerMaxQueue', 'jsonWorkerMaxQueueBytes', 'maxInflatedBytes', 'preprocess',
 ] as const;
 export const SERVER_KEYS = [...PLUGIN_KEYS, 'logger', 'logRequests', 'bodyLimit', 'requestTimeoutMs', 'keepAliveTimeoutMs'] as const;
 
@@ -117,6 +126,7 @@ export interface CheckedPluginOptions extends NimifyPluginOptions {
   jsonWorkerBytes: number;
   jsonWorkerMaxQueue: number;
   jsonWorkerMaxQueueBytes: number;
+  maxInflatedBytes: number;
   preprocess: PreprocessPoolOptions;
 }
 
@@ -192,6 +202,7 @@ export function checkPluginOptions(o: Record<string, unknown>, env: NodeJS.Proce
   const jsonWorkerBytes = o.jsonWorkerBytes === undefined ? 256 * 1024 : expectInteger('options.jsonWorkerBytes', o.jsonWorkerBytes, 0);
   const jsonWorkerMaxQueue = o.jsonWorkerMaxQueue === undefined ? JSON_POOL_MAX_QUEUE : expectInteger('options.jsonWorkerMaxQueue', o.jsonWorkerMaxQueue, 0, 1_000_000);
   const jsonWorkerMaxQueueBytes = o.jsonWorkerMaxQueueBytes === undefined ? JSON_POOL_MAX_BYTES : expectInteger('options.jsonWorkerMaxQueueBytes', o.jsonWorkerMaxQueueBytes, 1);
+  const maxInflatedBytes = o.maxInflatedBytes === undefined ? MAX_INFLATED_BYTES : expectInteger('options.maxInflatedBytes', o.maxInflatedBytes, 1);
   const preprocess = o.preprocess === undefined ? {} : checkPreprocessPoolOptions('options.preprocess', o.preprocess);
-  return { ...(o as unknown as NimifyPluginOptions), apiKeys, authExempt, rateLimit, breaker, shedding, inferTimeoutMs, jsonWorkerBytes, jsonWorkerMaxQueue, jsonWorkerMaxQueueBytes, preprocess };
+  return { ...(o as unknown as NimifyPluginOptions), apiKeys, authExempt, rateLimit, breaker, shedding, inferTimeoutMs, jsonWorkerBytes, jsonWorkerMaxQueue, jsonWorkerMaxQueueBytes, maxInflatedBytes, preprocess };
 }

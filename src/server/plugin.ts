@@ -67,7 +67,7 @@ const routes: FastifyPluginAsync = async (app) => {
   const { options, metrics } = app.nimify;
 
   await app.register(errorHandler);
-  await app.register(compression);
+  await app.register(compression, { maxInflatedBytes: options.maxInflatedBytes });
   if (options.docs !== false) await app.register(docsPlugin);
   if (options.rateLimit !== false) await app.register(rateLimitPlugin, { ...options.rateLimit, onLimit: () => metrics.rateLimited.inc() });
   await app.register(authPlugin, { keys: options.apiKeys, exempt: options.authExempt, onReject: () => metrics.unauthorized.inc() });

@@ -26,7 +26,7 @@ beforeAll(async () => {
   const repo = fs.mkdtempSync(path.join(os.tmpdir(), 'nimify-compat-'));
   fs.mkdirSync(path.join(repo, 'mlp_tiny', '1'), { recursive: true });
   fs.copyFileSync(path.join(MODELS, 'mlp_tiny.onnx'), path.join(repo, 'mlp_tiny', '1', 'model.onnx'));
-  app = await buildServer({ repository: repo, controlMode: 'explicit', startupModels: ['mlp_tiny'], logger: false, bodyLimit: 64 * 1024 });
+  app = await buildServer({ repository: repo, controlMode: 'explicit', startupModels: ['mlp_tiny'], logger: false, bodyLimit: 64 * 1024, maxInflatedBytes: 80 * 1024 });
   await app.listen({ port: 0, host: '127.0.0.1' });
   port = (app.server.address() as { port: number }).port;
   direct = await loadModel(path.join(MODELS, 'mlp_tiny.onnx'));
@@ -114,6 +114,30 @@ describe('compressed request bodies (Content-Encoding)', () => {
     expect(r.status).toBe(413);
     expect(json(r).code).toBe('PAYLOAD_TOO_LARGE');
     expect((await send('POST', '/v2/models/mlp_tiny/infer', { 'content-type': 'application/json' }, inferJson)).status).toBe(200);
+  });
+
+  it('inflated bytes held at once are bounded server-wide: a body that would pass maxInflatedBytes while another holds it gets 503 + Retry-After', async () => {
+    // 50 KiB of JSON whitespace before the request: two such bodies inflated at once pass 80 KiB.
+    const padded = Buffer.concat([Buffer.alloc(50 * 1024, 0x20), inferJson]);
+    const gz = zlib.gzipSync(padded);
+    // A: all but its last bytes sent (its inflated whitespace is held), then held open.
+    let resolveA!: (r: Reply) => void;
+    const doneA = new Promise<Reply>((r) => (resolveA = r));
+    const a = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v2/models/mlp_tiny/infer', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': String(gz.length) } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolveA({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+    });
+    a.write(gz.subarray(0, gz.length - 16));
+    await new Promise((r) => setTimeout(r, 150));
+    const b = await send('POST', '/v2/models/mlp_tiny/infer', { 'content-type': 'application/json', 'content-encoding': 'gzip' }, gz);
+    expect(b.status).toBe(503);
+    expect(json(b).code).toBe('OVERLOADED');
+    expect(b.headers['retry-after']).toBe('1');
+    a.end(gz.subarray(gz.length - 16));
+    expect((await doneA).status).toBe(200);
+    // A's response is sent: its bytes no longer count.
+    expect((await send('POST', '/v2/models/mlp_tiny/infer', { 'content-type': 'application/json', 'content-encoding': 'gzip' }, gz)).status).toBe(200);
   });
 
   it('corrupt compressed data is a 400; an unknown encoding is refused with 400 naming it', async () => {

@@ -10,6 +10,12 @@
  * checks the compressed bytes against Content-Length (`receivedEncodedLength`). Another encoding
  * is refused with 400 before the body is read.
  *
+ * Inflated bytes held at once are bounded server-wide too (options.maxInflatedBytes, at least
+ * one full body): compression multiplies what a client's bandwidth can make the server hold (a 64 KiB
+ * gzip body can be 64 MiB inflated), so each request counts its inflated bytes from the first
+ * chunk until its response is sent, and a body that would pass the budget while others hold it
+ * is refused with 503 OVERLOADED (Retry-After) instead of inflated.
+ *
  * Responses: @fastify/compress compresses a response when `Accept-Encoding` asks for gzip or
  * deflate and the body is over 1 KiB (Triton's two; never br or zstd, which its clients cannot
  * read).
@@ -22,6 +28,7 @@ import compress from '@fastify/compress';
 import type { FastifyPluginAsync } from 'fastify';
 import fp from 'fastify-plugin';
 import { NimifyError } from '../../runtime/errors';
+import { retryLater } from '../errors';
 
 /** Request encodings Triton's clients send, and what inflates each. */
 const INFLATE: Record<string, () => zlib.Gunzip | zlib.Inflate> = {
@@ -30,30 +37,53 @@ const INFLATE: Record<string, () => zlib.Gunzip | zlib.Inflate> = {
   deflate: () => zlib.createInflate(),
 };
 
-/** Counts inflated bytes and fails once they pass `limit`. */
+/** The server's inflated bytes held now (event loop only). */
+interface Budget {
+  held: number;
+  readonly max: number;
+}
+
+/** Counts inflated bytes against the body limit and the server's budget. */
 class LimitedInflate extends Transform {
   /** Compressed bytes read so far: Fastify compares them with Content-Length. */
   receivedEncodedLength = 0;
+  /** This body's inflated bytes, held in `budget` until release(). */
   #inflated = 0;
 
-  constructor(readonly limit: number) {
+  constructor(
+    readonly limit: number,
+    readonly budget: Budget,
+  ) {
     super();
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
-    this.#inflated += chunk.length;
-    if (this.#inflated > this.limit) {
+    if (this.#inflated + chunk.length > this.limit) {
       done(new NimifyError('PAYLOAD_TOO_LARGE', `body: the decompressed body is larger than the server accepts (bodyLimit ${this.limit} bytes)`));
       return;
     }
+    const others = this.budget.held - this.#inflated;
+    if (others > 0 && this.budget.held + chunk.length > this.budget.max) {
+      done(retryLater('OVERLOADED', `body: compressed request bodies already hold ${others} inflated bytes (at most ${this.budget.max} at once); retry later`, 1));
+      return;
+    }
+    this.#inflated += chunk.length;
+    this.budget.held += chunk.length;
     done(null, chunk);
+  }
+
+  /** The request is over: its inflated bytes no longer count. Idempotent. */
+  release(): void {
+    this.budget.held -= this.#inflated;
+    this.#inflated = 0;
   }
 }
 
-const compression: FastifyPluginAsync = async (app) => {
+const compression: FastifyPluginAsync<{ maxInflatedBytes: number }> = async (app, { maxInflatedBytes }) => {
   await app.register(compress, { global: true, encodings: ['gzip', 'deflate'], globalDecompression: false });
 
-  app.addHook('preParsing', async (request, _reply, payload) => {
+  const budget: Budget = { held: 0, max: Math.max(maxInflatedBytes, app.initialConfig.bodyLimit ?? 0) };
+  app.addHook('preParsing', async (request, reply, payload) => {
     const header = request.headers['content-encoding'];
     if (header === undefined) return payload;
     const encoding = header.trim().toLowerCase();
@@ -64,7 +94,9 @@ const compression: FastifyPluginAsync = async (app) => {
     }
     const limit = request.routeOptions.bodyLimit ?? app.initialConfig.bodyLimit ?? 1024 * 1024;
     const inflater = inflate();
-    const out = new LimitedInflate(limit);
+    const out = new LimitedInflate(limit, budget);
+    // Held until the response is sent (or the connection is gone): the parsed body lives that long.
+    reply.raw.once('close', () => out.release());
     payload.on('data', (chunk: Buffer) => {
       out.receivedEncodedLength += chunk.length;
     });
