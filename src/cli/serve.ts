@@ -12,6 +12,7 @@ import { toProviderRequests, type ExecutionProvider } from '../runtime/providers
 import { DEFAULT_BATCHING, SERVER_INLINE_BELOW_MICROS, type ModelDefaults } from '../repository/config';
 import { BREAKER_DEFAULTS } from '../server/breaker';
 import { buildServer } from '../server/build';
+import { startGrpcServer, type GrpcServer } from '../server/grpc/server';
 import type { ServerOptions } from '../server/options';
 import { flagHelp, parseFlags, type FlagSpec } from './flags';
 import type { CliIo } from './io';
@@ -21,6 +22,8 @@ import { npmShellParent, watchNpmShell } from './npm-parent';
 export const SERVE_FLAGS = {
   port: { type: 'string', short: 'p', arg: 'port', help: 'TCP port (default 8000)', integer: { min: 0, max: 65535 } },
   host: { type: 'string', arg: 'host', help: 'address to bind (default 127.0.0.1; 0.0.0.0 in a container)' },
+  'grpc-port': { type: 'string', arg: 'port', help: 'KServe v2 gRPC port (default 8001 as Triton; 0 when --port is 0)', integer: { min: 0, max: 65535 } },
+  'no-grpc': { type: 'boolean', help: 'do not serve gRPC' },
   instances: { type: 'string', arg: 'n', help: 'ORT sessions per model that run concurrently (default 1)', integer: { min: 1, max: 64 } },
   'max-batch-size': { type: 'string', arg: 'n', help: `dynamic batching: most rows per run; 0 = no batching (default ${DEFAULT_BATCHING.maxBatchSize})`, integer: { min: 0, max: 1 << 20 } },
   'max-queue-delay-us': { type: 'string', arg: 'us', help: `dynamic batching: longest wait for a fuller batch (default ${BATCHING_DEFAULTS.maxQueueDelayMicros})`, integer: { min: 0, max: 60_000_000 } },
@@ -29,6 +32,7 @@ export const SERVE_FLAGS = {
   'intra-op-threads': { type: 'string', arg: 'n', help: 'ORT threads inside one operator (default: ORT decides)', integer: { min: 0, max: 1024 } },
   'allow-spinning': { type: 'boolean', help: "let ORT's pool threads busy-wait between runs (default off in the server)" },
   'execution-provider': { type: 'string', arg: 'eps', help: `execution providers by preference: a list such as cuda,cpu, or JSON with options such as '[{"name":"cuda","deviceId":1,"required":true}]' (default cpu; a model's config.json runtime section wins)` },
+  'cache-size': { type: 'string', arg: 'bytes', help: "the response cache's byte budget, for models whose config.json enables it (responseCache: { enable: true }); default 0: no cache", integer: { min: 0 } },
   'memory-arena': { type: 'boolean', help: "keep ORT's CPU memory arena: memory a run needed stays with the model (default off in the server)" },
   'control-mode': { type: 'string', arg: 'mode', help: 'none | explicit | poll (default none)', choices: ['none', 'explicit', 'poll'] },
   'load-model': { type: 'string', multiple: true, arg: 'name', help: "explicit mode: model to load at start (repeatable; '*' = all)" },
@@ -57,8 +61,8 @@ export const SERVE_FLAGS = {
 
 export const SERVE_USAGE = `usage: nimify serve <model.onnx | repository-dir> [options]
 
-Serves ONNX models over HTTP with the Open Inference Protocol (KServe v2): /v2/..., /metrics,
-/documentation. A repository is <dir>/<model>/[config.json] + <dir>/<model>/<version>/model.onnx.
+Serves ONNX models with the Open Inference Protocol (KServe v2) over HTTP (/v2/..., /metrics,
+/documentation) and gRPC (inference.GRPCInferenceService, as Triton). A repository is <dir>/<model>/[config.json] + <dir>/<model>/<version>/model.onnx.
 
 options (each also read from the environment variable in brackets):
 ${flagHelp(SERVE_FLAGS, 'serve')}`;
@@ -83,9 +87,9 @@ function parseProviderFlag(raw: string): ExecutionProvider[] {
 }
 
 /** Translates flags (and the model path) into buildServer() options. */
-export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): { options: ServerOptions; keepGoing: boolean; port: number; host: string; shutdownTimeoutMs: number; parentWatch: boolean; help: boolean; warnings: string[] } {
+export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): { options: ServerOptions; keepGoing: boolean; port: number; grpcPort: number | null; host: string; shutdownTimeoutMs: number; parentWatch: boolean; help: boolean; warnings: string[] } {
   const { values: v, positionals } = parseFlags(argv, SERVE_FLAGS, env, 'serve');
-  if (v.help) return { options: { repository: '' }, keepGoing: false, port: 0, host: '', shutdownTimeoutMs: 0, parentWatch: false, help: true, warnings: [] };
+  if (v.help) return { options: { repository: '' }, keepGoing: false, port: 0, grpcPort: null, host: '', shutdownTimeoutMs: 0, parentWatch: false, help: true, warnings: [] };
   // Lines for stderr before serving: deprecated flags that are accepted but change nothing.
   const warnings: string[] = [];
   const path = positionals[0] ?? env.NIMIFY_REPOSITORY;
@@ -112,6 +116,7 @@ export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   if (v['load-model'] !== undefined) options.startupModels = v['load-model'] as string[];
   if (v['poll-interval-ms'] !== undefined) options.pollIntervalMs = v['poll-interval-ms'] as number;
   if (v['api-key'] !== undefined) options.apiKeys = v['api-key'] as string[];
+  if (v['cache-size'] !== undefined) options.responseCacheBytes = v['cache-size'] as number;
   options.authExempt = [...(v['protect-health'] ? [] : ['health' as const]), 'docs', ...(v['open-metrics'] ? ['metrics' as const] : [])];
   // --protect-metrics opted in to a key on /metrics until issue 14 item 8 made that the default;
   // kept so that existing command lines and NIMIFY_PROTECT_METRICS still start, true or false.
@@ -146,6 +151,8 @@ export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     options,
     keepGoing: v['keep-going'] === true,
     port: (v.port as number | undefined) ?? 8000,
+    // An HTTP port of 0 (any free port: tests, parallel servers) makes gRPC's default 0 too, so two never collide on 8001.
+    grpcPort: v['no-grpc'] === true ? null : ((v['grpc-port'] as number | undefined) ?? (v.port === 0 ? 0 : 8001)),
     host: (v.host as string | undefined) ?? '127.0.0.1',
     shutdownTimeoutMs: (v['shutdown-timeout-ms'] as number | undefined) ?? 30_000,
     parentWatch: v['no-parent-watch'] !== true,
@@ -157,6 +164,8 @@ export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
 export interface Running {
   app: FastifyInstance;
   address: string;
+  /** The gRPC endpoint (null with --no-grpc); the app's close() drains it. */
+  grpc: GrpcServer | null;
   /** Resolves with the exit code once a signal-triggered shutdown finished. */
   stopped: Promise<number>;
 }
@@ -181,6 +190,16 @@ export async function serve(argv: string[], out: (line: string) => void = (l) =>
     await app.close();
     throw new NimifyError('INVALID_MODEL', `startup models failed to load (pass --keep-going to serve the others):\n${failed.map((e) => `  ${e.name}${e.version ? ` version ${e.version}` : ''}: ${e.reason}`).join('\n')}`);
   }
+  let grpcServer: GrpcServer | null = null;
+  if (cfg.grpcPort !== null) {
+    // Before listen(): it hooks its drain on the app's close.
+    try {
+      grpcServer = await startGrpcServer(app, { port: cfg.grpcPort, host: cfg.host });
+    } catch (e) {
+      await app.close();
+      throw e;
+    }
+  }
   const address = await app.listen({ port: cfg.port, host: cfg.host });
   // Idle: nothing in flight now and nothing admitted since the last check (a trim blocks the
   // event loop for up to ~20 ms; a server between two requests is not idle).
@@ -195,6 +214,7 @@ export async function serve(argv: string[], out: (line: string) => void = (l) =>
   const repo = app.nimify.repository;
   out(`nimify serving ${repo.root} (control mode ${repo.controlMode}) at ${address}`);
   out(`  inference  ${address}/v2/models/<model>/infer   metrics ${address}/metrics   docs ${address}/documentation`);
+  if (grpcServer !== null) out(`  grpc       ${grpcServer.address} (inference.GRPCInferenceService)`);
   for (const name of repo.names()) {
     const versions = repo.versions(name);
     if (versions.length === 0) out(`  model ${name}: not loaded`);
@@ -252,5 +272,5 @@ export async function serve(argv: string[], out: (line: string) => void = (l) =>
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
   });
-  return { app, address, stopped };
+  return { app, address, grpc: grpcServer, stopped };
 }

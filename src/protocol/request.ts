@@ -55,10 +55,14 @@ function bad(message: string): NimifyError {
 /**
  * Decodes a request. `header` is the parsed JSON header (already structurally checked by the route
  * schema, re-checked here because the codec is also a public function); `binary` is the bytes
- * after the header (null when the body is JSON only). `raw` = raw binary mode (header length 0).
+ * after the header (null when the body is JSON only), or — gRPC's `raw_input_contents`
+ * (src/protocol/grpc.ts) — one Buffer per input in the order of `inputs`, each input then
+ * without `data`. `raw` = raw binary mode (header length 0).
  */
-export function decodeInferRequest(model: WireModel, header: unknown, binary: Buffer | null, raw = false): DecodedRequest {
-  if (raw) return decodeRaw(model, binary ?? Buffer.alloc(0));
+export function decodeInferRequest(model: WireModel, header: unknown, binary: Buffer | readonly Buffer[] | null, raw = false): DecodedRequest {
+  const parts = binary !== null && !Buffer.isBuffer(binary) ? (binary as readonly Buffer[]) : null;
+  const body = parts === null ? (binary as Buffer | null) : null;
+  if (raw) return decodeRaw(model, body ?? Buffer.alloc(0));
   if (!isPlainObject(header)) throw invalid('request body', 'a JSON object with `inputs`', header);
   const id = header.id;
   if (id !== undefined && typeof id !== 'string') throw invalid('id', 'a string', id);
@@ -110,22 +114,29 @@ export function decodeInferRequest(model: WireModel, header: unknown, binary: Bu
     const params = input.parameters === undefined ? undefined : checkParameters(`${where}.parameters`, input.parameters);
     if (params?.shared_memory_region !== undefined) throw new NimifyError('UNSUPPORTED', `${where}.parameters.shared_memory_region: shared memory is not supported`);
     const size = params?.binary_data_size;
-    if (size !== undefined) {
+    if (parts !== null) {
+      if (input.data !== undefined) throw bad(`${where}: has contents, and the request has raw_input_contents; send one or the other for every input`);
+      if (size !== undefined) throw bad(`${where}.parameters.binary_data_size: the HTTP binary extension's parameter; gRPC carries the bytes in raw_input_contents`);
+      const bytes = parts[i];
+      if (bytes === undefined) throw bad(`raw_input_contents: ${parts.length} entries for ${inputs.length} inputs; send one per input, in the order of inputs`);
+      feeds[name] = fromBytes(where, spec.datatype, bytes, shape, count, `raw_input_contents[${i}]`);
+    } else if (size !== undefined) {
       if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw invalid(`${where}.parameters.binary_data_size`, 'a non-negative integer', size);
       if (input.data !== undefined) throw bad(`${where}: has both data and binary_data_size; send one`);
-      if (binary === null || offset + size > binary.length) {
-        throw bad(`${where}.parameters.binary_data_size: ${size} bytes at offset ${offset}, but the binary part of the body has ${binary?.length ?? 0} bytes (is Inference-Header-Content-Length right?)`);
+      if (body === null || offset + size > body.length) {
+        throw bad(`${where}.parameters.binary_data_size: ${size} bytes at offset ${offset}, but the binary part of the body has ${body?.length ?? 0} bytes (is Inference-Header-Content-Length right?)`);
       }
-      feeds[name] = fromBytes(where, spec.datatype, binary.subarray(offset, offset + size), shape, count);
+      feeds[name] = fromBytes(where, spec.datatype, body.subarray(offset, offset + size), shape, count);
       offset += size;
     } else {
       if (input.data === undefined) throw bad(`${where}.data: missing (send data, or parameters.binary_data_size with the binary extension)`);
       feeds[name] = fromJson(where, spec.datatype, input.data, shape, count);
     }
   }
-  if (binary !== null && offset !== binary.length) {
-    throw bad(`request body: ${binary.length - offset} bytes of binary data after the last binary input (binary_data_size adds up to ${offset})`);
+  if (body !== null && offset !== body.length) {
+    throw bad(`request body: ${body.length - offset} bytes of binary data after the last binary input (binary_data_size adds up to ${offset})`);
   }
+  if (parts !== null && parts.length !== inputs.length) throw bad(`raw_input_contents: ${parts.length} entries for ${inputs.length} inputs; send one per input, in the order of inputs`);
 
   const outputs: string[] = [];
   const binaryFlags: boolean[] = [];

@@ -59,6 +59,8 @@ export interface ModelConfig {
   preprocess?: PreprocessSpec;
   /** How the model's output becomes predictions (src/pipeline/postprocess.ts). */
   postprocess?: PostprocessSpec;
+  /** Triton's response cache for this model (server-wide budget: responseCacheBytes / --cache-size). Default off. */
+  responseCache?: { enable: boolean };
 }
 
 export interface CompletedConfig {
@@ -75,6 +77,8 @@ export interface CompletedConfig {
   /** As the model's pipeline resolved them (tensor names, tokenizer padding and lengths). */
   preprocess: PreprocessSpec | null;
   postprocess: PostprocessSpec | null;
+  /** Whether repeated requests are answered from the server's response cache (src/server/cache.ts). */
+  responseCache: { enable: boolean };
 }
 
 /** Server-wide defaults for every model (CLI flags / env); a model's config.json wins. */
@@ -85,7 +89,7 @@ export interface ModelDefaults {
   timeoutMs?: number;
 }
 
-export const CONFIG_KEYS = ['name', 'platform', 'instances', 'batching', 'runtime', 'versionPolicy', 'inputs', 'outputs', 'warmup', 'timeoutMs', 'preprocess', 'postprocess'] as const;
+export const CONFIG_KEYS = ['name', 'platform', 'instances', 'batching', 'runtime', 'versionPolicy', 'inputs', 'outputs', 'warmup', 'timeoutMs', 'preprocess', 'postprocess', 'responseCache'] as const;
 /** The keys of config.json's `runtime` section: loadModel()'s ORT session settings. */
 export const RUNTIME_KEYS = RUNTIME_OPTION_KEYS;
 
@@ -134,6 +138,11 @@ export function parseModelConfig(where: string, value: unknown, { fromApi = fals
   if (c.outputs !== undefined) out.outputs = parseTensorDecls(`${where}.outputs`, c.outputs);
   if (c.warmup !== undefined) out.warmup = parseWarmup(`${where}.warmup`, c.warmup);
   if (c.timeoutMs !== undefined) out.timeoutMs = expectInteger(`${where}.timeoutMs`, c.timeoutMs, 1, 2_147_483_647);
+  if (c.responseCache !== undefined) {
+    const rc = expectPlainObject(`${where}.responseCache`, c.responseCache);
+    expectKnownKeys(`${where}.responseCache`, rc, ['enable']);
+    out.responseCache = { enable: expectBoolean(`${where}.responseCache.enable`, rc.enable) };
+  }
   if (c.preprocess !== undefined) out.preprocess = checkPreprocess(`${where}.preprocess`, c.preprocess);
   if (c.postprocess !== undefined) out.postprocess = checkPostprocess(`${where}.postprocess`, c.postprocess);
   if (fromApi && out.runtime?.optimizedModelFilePath !== undefined) {
@@ -289,6 +298,7 @@ export function completeConfig(name: string, config: ModelConfig, defaults: Mode
     timeoutMs: config.timeoutMs ?? defaults.timeoutMs,
     preprocess: publicPreprocess(model.pipeline?.preprocess ?? null),
     postprocess: model.pipeline?.postprocess ?? null,
+    responseCache: { enable: config.responseCache?.enable === true },
   };
 }
 

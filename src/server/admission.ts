@@ -10,17 +10,22 @@
  * error answered before the handler (body, decoding: the onError hook), or its client leaving
  * (the response's 'close' before the outcome: its AbortController aborts, which cancels its
  * queued request in the native scheduler). When it ends, the Triton per-model counters (success,
- * failure by reason, duration) and the breaker hear how it went. Event-loop thread only.
+ * failure by reason, duration) and the breaker hear how it went. The gRPC service admits its
+ * calls through the same core (admitModelRequest, inferAdmitted): one policy for both transports.
+ * Event-loop thread only.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Counter, Histogram } from 'prom-client';
 import { NimifyError } from '../runtime/errors';
 import { checkModelName, checkVersion, type ServedVersion } from '../repository/repository';
+import type { DecodedRequest, WireModel } from '../protocol/request';
+import type { Tensor } from '../runtime/tensor';
 import type { CircuitBreaker } from './breaker';
 import type { NimifyContext } from './context';
 import { toHttpError } from './errors';
 import type { FailureReason } from './metrics';
 import { admit, overloaded } from './plugins/shedding';
+import { throughCache } from './cache';
 
 interface VersionCounters {
   success: Counter.Internal;
@@ -217,35 +222,111 @@ export function registerAdmission(app: FastifyInstance, ctx: NimifyContext, { ch
   });
 }
 
-function admitRequest(ctx: NimifyContext, request: FastifyRequest, reply: FastifyReply, check: AdmissionOptions['check'], reserve: AdmissionOptions['reserve'], reuse: boolean): void {
+/**
+ * The transport-neutral core of admission, shared by the Fastify hook below and the gRPC service
+ * (src/server/grpc/): the server-wide concurrency bound, model resolution (`version` undefined:
+ * the policy's choice), the caller's own check, then the breaker and queue depth (Admission). The
+ * returned admission holds one of ctx.inFlight until its end() / fail(); `controller` is the
+ * request's AbortController (pooled when `reuse`: hand it back with releaseController()).
+ * Throws the refusal; nothing is held then. Event-loop thread only.
+ */
+export function admitModelRequest(ctx: NimifyContext, modelName: unknown, modelVersion: unknown, check?: AdmissionOptions['check'], reuse = true): Admitted {
   admit(ctx);
-  const params = request.params as ModelParams;
-  const name = checkModelName(params.model_name);
-  const version = params.model_version === undefined ? undefined : checkVersion(params.model_version);
+  const name = checkModelName(modelName);
+  const version = modelVersion === undefined ? undefined : checkVersion(modelVersion);
   const v = ctx.repository.resolve(name, version);
   check?.(name, v);
   const admission = new Admission(ctx, name, v);
+  const controller = (reuse ? idleControllers.pop() : undefined) ?? new AbortController();
+  return { name, version, v, admission, controller };
+}
+
+/** Returns a settled request's AbortController to the pool (if it was never aborted and the pool has room). */
+export function releaseController(controller: AbortController): void {
+  if (!controller.signal.aborted && idleControllers.length < IDLE_CONTROLLERS_MAX) idleControllers.push(controller);
+}
+
+/**
+ * The client went away before its outcome: aborts the request (cancelling its queued work in the
+ * native scheduler) and fails its admission as CANCELED. No-op once settled.
+ */
+export function abandonAdmitted(a: Admitted, message: string): void {
+  if (a.admission.settled) return;
+  const gone = new NimifyError('ABORTED', message);
+  a.controller.abort(gone);
+  a.admission.fail(gone);
+}
+
+function admitRequest(ctx: NimifyContext, request: FastifyRequest, reply: FastifyReply, check: AdmissionOptions['check'], reserve: AdmissionOptions['reserve'], reuse: boolean): void {
+  const params = request.params as ModelParams;
+  const admitted = admitModelRequest(ctx, params.model_name, params.model_version, check, reuse);
+  const { admission, controller } = admitted;
   if (reserve !== undefined) {
     try {
       reserve(request, reply);
     } catch (err) {
       admission.fail(err, { beforeModel: true });
+      if (reuse) releaseController(controller);
       throw err;
     }
   }
-  const controller = (reuse ? idleControllers.pop() : undefined) ?? new AbortController();
-  request.nimifyAdmitted = { name, version, v, admission, controller };
+  request.nimifyAdmitted = admitted;
   // One listener per request; the response emits 'close' once (after its end, or when the
   // connection drops first) and is then dropped with it.
   reply.raw.once('close', () => {
     if (admission.settled) {
-      if (reuse && !controller.signal.aborted && idleControllers.length < IDLE_CONTROLLERS_MAX) idleControllers.push(controller);
+      if (reuse) releaseController(controller);
       return;
     }
-    const gone = new NimifyError('ABORTED', 'the client closed the connection before its answer');
-    controller.abort(gone);
-    admission.fail(gone);
+    abandonAdmitted(admitted, 'the client closed the connection before its answer');
   });
+}
+
+/** What inferAdmitted() ran: the version, the decoded request and the model's outputs. */
+export interface InferOutcome {
+  v: ServedVersion;
+  decoded: DecodedRequest;
+  results: Record<string, Tensor>;
+}
+
+/**
+ * The inference step every KServe v2 transport shares (HTTP infer route, gRPC ModelInfer and
+ * ModelStreamInfer): decodes the request for the version it runs on (currentVersion(), in the
+ * same synchronous step as model.infer()) and runs it with the request's deadline — its `timeout`
+ * parameter, else the model's timeoutMs, else the server's inferTimeoutMs, never past
+ * `clientDeadlineMs` (a gRPC deadline, ms from now) — its priority and the admission's signal. A
+ * failure fails the admission (a client's own timeout does not count against the model's
+ * breaker) and is rethrown; on success the caller encodes the answer and then calls
+ * admission.end(). Event-loop thread only.
+ */
+export async function inferAdmitted(ctx: NimifyContext, a: Admitted, decode: (wire: WireModel) => DecodedRequest, clientDeadlineMs?: number): Promise<InferOutcome> {
+  let clientTimeout = false;
+  try {
+    const v = currentVersion(ctx, a);
+    const config = v.config!;
+    const decoded = decode(v.wire!);
+    let timeoutMs = decoded.timeoutMs ?? config.timeoutMs ?? ctx.options.inferTimeoutMs;
+    clientTimeout = decoded.timeoutMs !== undefined;
+    if (clientDeadlineMs !== undefined && clientDeadlineMs < timeoutMs) {
+      timeoutMs = Math.max(clientDeadlineMs, 1);
+      clientTimeout = true;
+    }
+    const all = decoded.outputs.length === config.outputs.length;
+    // The response cache (cache.ts) answers a repeat without the model; a miss calls infer() in
+    // this same synchronous step (currentVersion() above still holds).
+    const results = await throughCache(ctx.cache, v, decoded.feeds, decoded.outputs, () =>
+      v.model!.infer(decoded.feeds, {
+        outputs: all ? undefined : decoded.outputs,
+        timeoutMs,
+        priority: decoded.priority,
+        signal: a.controller.signal,
+      }),
+    );
+    return { v, decoded, results };
+  } catch (err) {
+    a.admission.fail(err, { clientTimeout });
+    throw err;
+  }
 }
 
 /**

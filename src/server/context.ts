@@ -10,6 +10,7 @@ import type { ModelRepository } from '../repository/repository';
 import { BREAKER_STATE_VALUE, CircuitBreaker } from './breaker';
 import type { ServerMetrics } from './metrics';
 import type { AuthArea, CheckedPluginOptions } from './options';
+import { ResponseCache } from './cache';
 
 export type RouteArea = AuthArea | 'inference' | 'metadata' | 'repository';
 
@@ -34,6 +35,8 @@ export class NimifyContext {
   admitted = 0;
   /** The pool decoding large JSON bodies off the event loop (null when disabled). */
   jsonPool: JsonDecodePool | null = null;
+  /** The response cache (null without a budget: options.responseCacheBytes). */
+  readonly cache: ResponseCache | null;
   readonly #breakers = new Map<string, CircuitBreaker>();
   #preprocess: PreprocessPool | null = null;
   #closed = false;
@@ -42,7 +45,9 @@ export class NimifyContext {
     readonly repository: ModelRepository,
     readonly metrics: ServerMetrics,
     readonly options: CheckedPluginOptions,
-  ) {}
+  ) {
+    this.cache = options.responseCacheBytes > 0 ? new ResponseCache(options.responseCacheBytes) : null;
+  }
 
   /** The predict route's preprocessing pool (options.preprocess), started on first use. */
   preprocessPool(): PreprocessPool {

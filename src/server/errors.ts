@@ -10,7 +10,7 @@
  * scheduler carries its predicted queue wait as `retryAfterMs` (on the error or, once wrapped by
  * fromNative(), on its cause); any other error of a RETRY_CODES code gets 1 s.
  */
-import { ERROR_TABLE, NimifyError, type ErrorCode } from '../runtime/errors';
+import { ERROR_TABLE, NimifyError, type ErrorCode, type GrpcStatusName } from '../runtime/errors';
 
 export interface HttpError {
   status: number;
@@ -79,4 +79,19 @@ export function toHttpError(err: unknown): HttpError {
   }
   if (err instanceof SyntaxError) return { status: 400, code: 'INVALID_ARGUMENT', message: `request body: ${err.message}`, retryAfterSeconds: undefined, internal: false };
   return { status: 500, code: 'INTERNAL', message: 'internal server error (see the server log)', retryAfterSeconds: undefined, internal: true };
+}
+
+export interface GrpcError {
+  /** ERROR_TABLE's gRPC status name for `code` (the gRPC server turns it into grpc-js's number). */
+  status: GrpcStatusName;
+  code: ErrorCode;
+  message: string;
+  retryAfterSeconds: number | undefined;
+  internal: boolean;
+}
+
+/** The gRPC form of toHttpError(): the same code, message and Retry-After, the status from the same table row. */
+export function toGrpcError(err: unknown): GrpcError {
+  const h = toHttpError(err);
+  return { status: ERROR_TABLE[h.code].grpcStatus, code: h.code, message: h.message, retryAfterSeconds: h.retryAfterSeconds, internal: h.internal };
 }

@@ -4,6 +4,8 @@
  */
 export { buildServer } from './build';
 export { nimifyPlugin } from './plugin';
+export { startGrpcServer } from './grpc/server';
+export type { GrpcServer, GrpcServerOptions } from './grpc/server';
 export type { ServerOptions, NimifyPluginOptions, RateLimitOptions, SheddingOptions, AuthArea } from './options';
 export type { BreakerOptions, BreakerState } from './breaker';
 export { ModelRepository } from '../repository/repository';

@@ -14,7 +14,8 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Model } from '../runtime/model';
-import type { ModelRepository } from '../repository/repository';
+import type { ModelRepository, ServedVersion } from '../repository/repository';
+import type { CacheCounts } from './cache';
 
 export type FailureReason = 'REJECTED' | 'CANCELED' | 'BACKEND' | 'OTHER';
 
@@ -60,6 +61,14 @@ export class ServerMetrics {
   readonly predictItems: Counter<'model' | 'version'>;
   readonly preprocessDuration: Counter<'model' | 'version'>;
   readonly preprocessQueue: Gauge<string>;
+
+  /** Triton's per-model response cache counters (registered by enableCache(), when the server has a cache). */
+  cacheHits: Counter<'model' | 'version'> | null = null;
+  cacheMisses: Counter<'model' | 'version'> | null = null;
+  cacheHitDuration: Counter<'model' | 'version'> | null = null;
+  cacheMissDuration: Counter<'model' | 'version'> | null = null;
+  #cacheCounts: ((v: ServedVersion) => CacheCounts) | null = null;
+  readonly #cacheSeen = new WeakMap<ServedVersion, CacheCounts>();
 
   #repository: ModelRepository | null = null;
   #inFlightNow: () => number = () => 0;
@@ -125,6 +134,22 @@ export class ServerMetrics {
     this.#preprocessQueueNow = preprocessQueue;
   }
 
+  /**
+   * Registers Triton's response cache counters, read from `countsOf` at scrape time like the
+   * scheduler's figures (the request path only bumps plain numbers).
+   */
+  enableCache(countsOf: (v: ServedVersion) => CacheCounts): void {
+    const refresh = () => this.refresh();
+    const counter = (name: string, help: string): Counter<'model' | 'version'> =>
+      (this.registry.getSingleMetric(name) as Counter<'model' | 'version'> | undefined) ??
+      new Counter({ name, help, labelNames: MODEL_LABELS, registers: [this.registry], collect: refresh });
+    this.cacheHits = counter('nv_cache_num_hits_per_model', 'Number of response cache hits per model');
+    this.cacheMisses = counter('nv_cache_num_misses_per_model', 'Number of response cache misses per model');
+    this.cacheHitDuration = counter('nv_cache_hit_duration_per_model', 'Cumulative time requests spent looking up and extracting results on a cache hit, in microseconds');
+    this.cacheMissDuration = counter('nv_cache_miss_duration_per_model', 'Cumulative time requests spent looking up and inserting results on a cache miss, in microseconds');
+    this.#cacheCounts = countsOf;
+  }
+
   /** Pulls the scheduler-side figures of every loaded version into the counters (deduplicated per scrape). */
   refresh(): void {
     const now = Date.now();
@@ -139,6 +164,7 @@ export class ServerMetrics {
       for (const v of repo.versions(name)) {
         const labels = { model: name, version: v.version };
         this.ready.set(labels, v.ready ? 1 : 0);
+        if (this.#cacheCounts !== null) this.#refreshCache(v, labels, this.#cacheCounts(v));
         const model = v.model;
         // A LOADING version is warming up: its counters are zeroed once the warmup settled.
         if (model === null || model.disposed || v.state === 'LOADING') continue;
@@ -174,5 +200,17 @@ export class ServerMetrics {
         this.pending.set(labels, s.queueDepth);
       }
     }
+  }
+
+  #refreshCache(v: ServedVersion, labels: { model: string; version: string }, now: CacheCounts): void {
+    const last = this.#cacheSeen.get(v);
+    this.#cacheSeen.set(v, { ...now });
+    const inc = (c: Counter<'model' | 'version'> | null, d: number) => {
+      if (c !== null && d > 0) c.inc(labels, d);
+    };
+    inc(this.cacheHits, now.hits - (last?.hits ?? 0));
+    inc(this.cacheMisses, now.misses - (last?.misses ?? 0));
+    inc(this.cacheHitDuration, (now.hitNs - (last?.hitNs ?? 0)) / 1000);
+    inc(this.cacheMissDuration, (now.missNs - (last?.missNs ?? 0)) / 1000);
   }
 }

@@ -85,6 +85,12 @@ export interface NimifyPluginOptions {
    * a small compressed body can inflate a thousandfold; past this, 503 OVERLOADED with Retry-After.
    */
   maxInflatedBytes?: number;
+  /**
+   * The response cache's byte budget, shared by every model whose config enables it
+   * (`responseCache: { enable: true }`): least recently used results are evicted past it.
+   * Default 0: no cache.
+   */
+  responseCacheBytes?: number;
   /** The preprocessing pool of the predict route (image decoding, tokenization): worker threads (default: the core count) and tasks queued before 503 QUEUE_FULL (default 256). */
   preprocess?: PreprocessPoolOptions;
 }
@@ -112,7 +118,7 @@ export const MAX_INFLATED_BYTES = 256 * 1024 * 1024;
 
 export const PLUGIN_KEYS = [
   'repository', 'controlMode', 'startupModels', 'pollIntervalMs', 'modelDefaults', 'apiKeys', 'authExempt', 'rateLimit', 'breaker',
-  'shedding', 'inferTimeoutMs', 'registry', 'processMetrics', 'metricsRoute', 'docs', 'jsonWorkerBytes', 'jsonWorkerMaxQueue', 'jsonWorkerMaxQueueBytes', 'maxInflatedBytes', 'preprocess',
+  'shedding', 'inferTimeoutMs', 'registry', 'processMetrics', 'metricsRoute', 'docs', 'jsonWorkerBytes', 'jsonWorkerMaxQueue', 'jsonWorkerMaxQueueBytes', 'maxInflatedBytes', 'responseCacheBytes', 'preprocess',
 ] as const;
 export const SERVER_KEYS = [...PLUGIN_KEYS, 'logger', 'logRequests', 'bodyLimit', 'requestTimeoutMs', 'keepAliveTimeoutMs'] as const;
 
@@ -127,6 +133,7 @@ export interface CheckedPluginOptions extends NimifyPluginOptions {
   jsonWorkerMaxQueue: number;
   jsonWorkerMaxQueueBytes: number;
   maxInflatedBytes: number;
+  responseCacheBytes: number;
   preprocess: PreprocessPoolOptions;
 }
 
@@ -203,6 +210,7 @@ export function checkPluginOptions(o: Record<string, unknown>, env: NodeJS.Proce
   const jsonWorkerMaxQueue = o.jsonWorkerMaxQueue === undefined ? JSON_POOL_MAX_QUEUE : expectInteger('options.jsonWorkerMaxQueue', o.jsonWorkerMaxQueue, 0, 1_000_000);
   const jsonWorkerMaxQueueBytes = o.jsonWorkerMaxQueueBytes === undefined ? JSON_POOL_MAX_BYTES : expectInteger('options.jsonWorkerMaxQueueBytes', o.jsonWorkerMaxQueueBytes, 1);
   const maxInflatedBytes = o.maxInflatedBytes === undefined ? MAX_INFLATED_BYTES : expectInteger('options.maxInflatedBytes', o.maxInflatedBytes, 1);
+  const responseCacheBytes = o.responseCacheBytes === undefined ? 0 : expectInteger('options.responseCacheBytes', o.responseCacheBytes, 0);
   const preprocess = o.preprocess === undefined ? {} : checkPreprocessPoolOptions('options.preprocess', o.preprocess);
-  return { ...(o as unknown as NimifyPluginOptions), apiKeys, authExempt, rateLimit, breaker, shedding, inferTimeoutMs, jsonWorkerBytes, jsonWorkerMaxQueue, jsonWorkerMaxQueueBytes, maxInflatedBytes, preprocess };
+  return { ...(o as unknown as NimifyPluginOptions), apiKeys, authExempt, rateLimit, breaker, shedding, inferTimeoutMs, jsonWorkerBytes, jsonWorkerMaxQueue, jsonWorkerMaxQueueBytes, maxInflatedBytes, responseCacheBytes, preprocess };
 }

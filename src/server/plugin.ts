@@ -59,6 +59,8 @@ const nimify: FastifyPluginAsync<NimifyPluginOptions & { prefix?: string }> = as
   const ctx = new NimifyContext(repository, metrics, options);
   host.addHook('onClose', () => ctx.close());
   metrics.attach(repository, () => ctx.inFlight, () => ctx.preprocessQueueSize());
+  const cache = ctx.cache;
+  if (cache !== null) metrics.enableCache((v) => cache.counts(v));
   host.decorate('nimify', ctx);
   await host.register(routes, { prefix: rawOptions.prefix });
 };

@@ -17,7 +17,8 @@ export interface AuthOptions {
   onReject?: () => void;
 }
 
-const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
+/** A key as the checks hold it: its SHA-256 digest. */
+export const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
 
 /** True when `presented` equals one of `keys`; time does not depend on which key or where they differ. */
 export function keyMatches(presented: string, keys: readonly Buffer[]): boolean {
@@ -27,6 +28,17 @@ export function keyMatches(presented: string, keys: readonly Buffer[]): boolean 
   return ok;
 }
 
+/**
+ * Checks an `Authorization` value (HTTP header, or gRPC metadata `authorization`) against the
+ * digests of the configured keys: UNAUTHORIZED when it is missing, malformed or no key matches.
+ */
+export function checkBearer(header: unknown, keys: readonly Buffer[]): void {
+  const match = typeof header === 'string' ? /^Bearer[ ]+(\S+)\s*$/i.exec(header) : null;
+  if (match === null || !keyMatches(match[1], keys)) {
+    throw new NimifyError('UNAUTHORIZED', match === null ? 'missing API key: send Authorization: Bearer <key>' : 'invalid API key');
+  }
+}
+
 const auth: FastifyPluginAsync<AuthOptions> = async (app, opts) => {
   if (opts.keys.length === 0) return;
   const keys = opts.keys.map(digest);
@@ -34,12 +46,12 @@ const auth: FastifyPluginAsync<AuthOptions> = async (app, opts) => {
   app.addHook('onRequest', async (request, reply) => {
     const area = request.routeOptions.config?.nimifyArea;
     if (area !== undefined && exempt.has(area)) return;
-    const header = request.headers.authorization;
-    const match = typeof header === 'string' ? /^Bearer[ ]+(\S+)\s*$/i.exec(header) : null;
-    if (match === null || !keyMatches(match[1], keys)) {
+    try {
+      checkBearer(request.headers.authorization, keys);
+    } catch (err) {
       opts.onReject?.();
       reply.header('www-authenticate', 'Bearer realm="nimify"');
-      throw new NimifyError('UNAUTHORIZED', match === null ? 'missing API key: send Authorization: Bearer <key>' : 'invalid API key');
+      throw err;
     }
   });
 };

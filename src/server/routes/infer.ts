@@ -23,7 +23,7 @@ import { parseUntrustedJson } from '../../protocol/json';
 import { decodeInferRequest } from '../../protocol/request';
 import { encodeInferResponse } from '../../protocol/response';
 import { JsonDecodePool } from '../../protocol/json-pool';
-import { currentVersion, registerAdmission } from '../admission';
+import { inferAdmitted, registerAdmission } from '../admission';
 import sheddingPlugin from '../plugins/shedding';
 import { errorResponses, inferRequestBody, inferResponse, modelParams } from '../schemas';
 
@@ -101,23 +101,10 @@ const infer: FastifyPluginAsync = async (app) => {
 
   const handler = async (request: FastifyRequest<{ Params: Params; Body: InferBody }>, reply: FastifyReply): Promise<unknown> => {
     const admitted = request.nimifyAdmitted!;
-    const { admission, controller } = admitted;
-    let clientTimeout = false;
+    const { admission } = admitted;
     try {
-      // From here to model.infer() in one synchronous step (currentVersion()).
-      const v = currentVersion(ctx, admitted);
-      const model = v.model!;
-      const config = v.config!;
       const body = request.body;
-      const decoded = decodeInferRequest(v.wire!, body, body[BINARY] ?? null, body[RAW] === true);
-      clientTimeout = decoded.timeoutMs !== undefined;
-      const all = decoded.outputs.length === config.outputs.length;
-      const results = await model.infer(decoded.feeds, {
-        outputs: all ? undefined : decoded.outputs,
-        timeoutMs: decoded.timeoutMs ?? config.timeoutMs ?? options.inferTimeoutMs,
-        priority: decoded.priority,
-        signal: controller.signal,
-      });
+      const { v, decoded, results } = await inferAdmitted(ctx, admitted, (wire) => decodeInferRequest(wire, body, body[BINARY] ?? null, body[RAW] === true));
       const encoded = encodeInferResponse({ modelName: v.name, modelVersion: v.version, id: decoded.id, parameters: decoded.parameters }, results, decoded.outputs, decoded.binary);
       admission.end();
       if (encoded.headerLength !== undefined) {
@@ -127,7 +114,8 @@ const infer: FastifyPluginAsync = async (app) => {
       }
       return reply.send(encoded.body);
     } catch (err) {
-      admission.fail(err, { clientTimeout });
+      // inferAdmitted() failed it already when the model's step failed; this covers encoding.
+      admission.fail(err);
       throw err;
     }
   };
