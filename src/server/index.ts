@@ -4,8 +4,17 @@
  */
 export { buildServer } from './build';
 export { nimifyPlugin } from './plugin';
-export { startGrpcServer } from './grpc/server';
 export type { GrpcServer, GrpcServerOptions } from './grpc/server';
+import type { startGrpcServer as StartGrpcServer } from './grpc/server';
+
+/**
+ * Starts the KServe v2 gRPC endpoint beside `app` (src/server/grpc/server.ts). @grpc/grpc-js is
+ * loaded on the first call: importing 'nimify/server' alone does not load it.
+ */
+export async function startGrpcServer(...args: Parameters<typeof StartGrpcServer>): ReturnType<typeof StartGrpcServer> {
+  const grpc = await import('./grpc/server');
+  return grpc.startGrpcServer(...args);
+}
 export type { ServerOptions, NimifyPluginOptions, RateLimitOptions, SheddingOptions, AuthArea } from './options';
 export type { BreakerOptions, BreakerState } from './breaker';
 export { ModelRepository } from '../repository/repository';
