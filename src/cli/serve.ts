@@ -147,12 +147,17 @@ export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     if (v['preprocess-queue'] !== undefined) options.preprocess.maxQueue = v['preprocess-queue'] as number;
   }
   if (v['no-docs']) options.docs = false;
+  const port = (v.port as number | undefined) ?? 8000;
+  // An HTTP port of 0 (any free port: tests, parallel servers) makes gRPC's default 0 too, so two never collide on 8001.
+  const grpcPort = v['no-grpc'] === true ? null : ((v['grpc-port'] as number | undefined) ?? (port === 0 ? 0 : 8001));
+  if (grpcPort !== null && grpcPort !== 0 && grpcPort === port) {
+    throw new NimifyError('INVALID_ARGUMENT', `--port ${port}: HTTP and gRPC cannot share a port (gRPC's is ${v['grpc-port'] === undefined ? 'its default, ' : ''}${grpcPort}); set --grpc-port to another port, or --no-grpc`);
+  }
   return {
     options,
     keepGoing: v['keep-going'] === true,
-    port: (v.port as number | undefined) ?? 8000,
-    // An HTTP port of 0 (any free port: tests, parallel servers) makes gRPC's default 0 too, so two never collide on 8001.
-    grpcPort: v['no-grpc'] === true ? null : ((v['grpc-port'] as number | undefined) ?? (v.port === 0 ? 0 : 8001)),
+    port,
+    grpcPort,
     host: (v.host as string | undefined) ?? '127.0.0.1',
     shutdownTimeoutMs: (v['shutdown-timeout-ms'] as number | undefined) ?? 30_000,
     parentWatch: v['no-parent-watch'] !== true,

@@ -20,6 +20,14 @@ export interface DeployModel {
   bytes: number;
 }
 
+/**
+ * The gRPC port beside HTTP port `httpPort` in what `nimify build` writes: the next one (8000 →
+ * 8001, Triton's pair), or the one below for 65535. (`nimify serve` alone defaults to 8001.)
+ */
+export function grpcPortFor(httpPort: number): number {
+  return httpPort < 65535 ? httpPort + 1 : httpPort - 1;
+}
+
 export interface DeployContext {
   /** Service name: a DNS-1035 label (Kubernetes names, chart name, container name). */
   name: string;

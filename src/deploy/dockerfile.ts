@@ -6,7 +6,7 @@
  * Helm chart and the README mount one), and execs node directly, so SIGTERM reaches the server,
  * which drains. Pure text from a DeployContext: same context → the same bytes.
  */
-import type { DeployContext } from './context';
+import { grpcPortFor, type DeployContext } from './context';
 import { READY_PATH } from './pod';
 
 /** The official Node.js LTS image the Dockerfile defaults to; CI swaps only this (--build-arg NODE_IMAGE). */
@@ -62,8 +62,8 @@ export function dockerfile(ctx: DeployContext, peers: Record<string, string>): s
     `COPY models/ ${ctx.modelDir}/`,
     `USER ${RUNTIME_UID}:${RUNTIME_UID}`,
     // HOME=/tmp: the only writable path under a read-only root (ONNX Runtime keeps a telemetry id there).
-    `ENV NODE_ENV=production HOME=/tmp NIMIFY_HOST=0.0.0.0 NIMIFY_PORT=${ctx.port} NIMIFY_SHUTDOWN_TIMEOUT_MS=${ctx.drainTimeoutMs}`,
-    `EXPOSE ${ctx.port}`,
+    `ENV NODE_ENV=production HOME=/tmp NIMIFY_HOST=0.0.0.0 NIMIFY_PORT=${ctx.port} NIMIFY_GRPC_PORT=${grpcPortFor(ctx.port)} NIMIFY_SHUTDOWN_TIMEOUT_MS=${ctx.drainTimeoutMs}`,
+    `EXPOSE ${ctx.port} ${grpcPortFor(ctx.port)}`,
     `HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 CMD ["node", "-e", ${JSON.stringify(`fetch('${readyUrl}').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`)}]`,
     'STOPSIGNAL SIGTERM',
     '# node is PID 1 and serves directly: SIGTERM drains in-flight requests, then exits 0.',

@@ -14,7 +14,7 @@
  * value. Pure: same context → byte-identical files (test/deploy/helm.test.ts).
  */
 import { Document, stringify, type Scalar, type YAMLMap } from 'yaml';
-import type { DeployContext } from './context';
+import { grpcPortFor, type DeployContext } from './context';
 import { RUNTIME_UID } from './dockerfile';
 import { CONTAINER_SECURITY, GPU_TOLERATION, LIVE_PATH, READY_PATH } from './pod';
 import { checkContext, splitImage } from './schemas/check';
@@ -41,6 +41,7 @@ export function helmValues(ctx: DeployContext): Record<string, unknown> {
     image: { repository, tag, pullPolicy: 'IfNotPresent' },
     imagePullSecrets: [],
     port: ctx.port,
+    grpcPort: grpcPortFor(ctx.port),
     replicas: { min: ctx.replicas.min, max: ctx.replicas.max },
     autoscale: ctx.autoscale,
     hpa: { targetCPUUtilizationPercentage: 80, pendingRequestsPerPod: 8 },
@@ -65,7 +66,7 @@ export function helmValues(ctx: DeployContext): Record<string, unknown> {
     // The models are in the image at modelDir; a PersistentVolumeClaim holding a repository of the
     // same layout may be mounted over it instead (read-only).
     modelRepository: { path: ctx.modelDir, existingClaim: '' },
-    service: { type: 'ClusterIP', port: ctx.port },
+    service: { type: 'ClusterIP', port: ctx.port, grpcPort: grpcPortFor(ctx.port) },
     podDisruptionBudget: { enabled: true, maxUnavailable: 1 },
     serviceMonitor: { enabled: true, interval: '15s', labels: {} },
     podAnnotations: { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(ctx.port), 'prometheus.io/path': '/metrics' },
@@ -130,6 +131,7 @@ export function valuesSchema(): Record<string, unknown> {
         }),
         imagePullSecrets: { type: 'array', items: obj({ name: { type: 'string', minLength: 1 } }) },
         port: int(1, 65535),
+        grpcPort: int(1, 65535),
         replicas: obj({ min: int(1), max: int(1) }),
         autoscale: { enum: ['hpa', 'keda', 'none'] },
         hpa: obj({ targetCPUUtilizationPercentage: int(1, 100), pendingRequestsPerPod: int(1) }),
@@ -153,7 +155,7 @@ export function valuesSchema(): Record<string, unknown> {
         gpu: obj({ enabled: { type: 'boolean' }, count: int(1), tolerations: { type: 'array', items: { type: 'object' } } }),
         tmpSizeLimit: { type: 'string', pattern: quantity.pattern },
         modelRepository: obj({ path: { type: 'string', pattern: '^/' }, existingClaim: { type: 'string', pattern: '^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$' } }),
-        service: obj({ type: { enum: ['ClusterIP', 'NodePort', 'LoadBalancer'] }, port: int(1, 65535) }),
+        service: obj({ type: { enum: ['ClusterIP', 'NodePort', 'LoadBalancer'] }, port: int(1, 65535), grpcPort: int(1, 65535) }),
         podDisruptionBudget: obj({ enabled: { type: 'boolean' }, maxUnavailable: int(1) }),
         serviceMonitor: obj(
           { enabled: { type: 'boolean' }, interval: { type: 'string', pattern: '^[0-9]+(ms|s|m|h)$' }, labels: { type: 'object', additionalProperties: { type: 'string' } } },
@@ -248,6 +250,7 @@ const ENV_HELPER = listHelper('nimify.env', (t) => ({
   base: [
     { name: 'NIMIFY_HOST', value: '0.0.0.0' },
     { name: 'NIMIFY_PORT', value: t.value('.Values.port | quote') },
+    { name: 'NIMIFY_GRPC_PORT', value: t.value('.Values.grpcPort | quote') },
     { name: 'NIMIFY_SHUTDOWN_TIMEOUT_MS', value: t.value('.Values.server.shutdownTimeoutMs | quote') },
     { name: 'NIMIFY_LOG_LEVEL', value: t.value('.Values.server.logLevel | quote') },
   ],
@@ -297,7 +300,10 @@ function deployment(ctx: DeployContext): string {
               name: ctx.name,
               image: t.value('printf "%s:%s" .Values.image.repository .Values.image.tag | quote'),
               imagePullPolicy: t.value('.Values.image.pullPolicy'),
-              ports: [{ name: 'http', containerPort: t.value('.Values.port'), protocol: 'TCP' }],
+              ports: [
+                { name: 'http', containerPort: t.value('.Values.port'), protocol: 'TCP' },
+                { name: 'grpc', containerPort: t.value('.Values.grpcPort'), protocol: 'TCP' },
+              ],
               env: t.block('include "nimify.env" .'),
               // Ready only after every model's warmup (the server answers ready then); the
               // startup probe gives slow loads time before liveness may restart the pod.
@@ -332,7 +338,10 @@ function service(): string {
     spec: {
       type: t.value('.Values.service.type'),
       selector: t.block(SELECTOR),
-      ports: [{ name: 'http', port: t.value('.Values.service.port'), targetPort: 'http', protocol: 'TCP' }],
+      ports: [
+        { name: 'http', port: t.value('.Values.service.port'), targetPort: 'http', protocol: 'TCP' },
+        { name: 'grpc', port: t.value('.Values.service.grpcPort'), targetPort: 'grpc', protocol: 'TCP', appProtocol: 'grpc' },
+      ],
     },
   });
 }

@@ -3,7 +3,7 @@
  * container and to deploy it (Helm, KServe), what each autoscaling option needs in the cluster,
  * and what was not tested. Pure text from the context.
  */
-import type { DeployContext } from './context';
+import { grpcPortFor, type DeployContext } from './context';
 
 export function deployReadme(ctx: DeployContext): string {
   const m = ctx.models[0]!;
@@ -48,6 +48,9 @@ export function deployReadme(ctx: DeployContext): string {
     `curl -s localhost:${ctx.port}/v2/health/ready -o /dev/null -w '%{http_code}\\n'    # 200 once every model is warmed up`,
     `curl -s localhost:${ctx.port}/v2/models/${m.name}/infer -H 'content-type: application/json' -d '${sample}'`,
     '```',
+    '',
+    `gRPC (KServe v2, Triton's \`inference.GRPCInferenceService\`) listens on port ${grpcPortFor(ctx.port)} (\`NIMIFY_GRPC_PORT\`): publish it too`,
+    `(\`-p 127.0.0.1:${grpcPortFor(ctx.port)}:${grpcPortFor(ctx.port)}\`) for Triton's gRPC clients; the Helm chart's Service has both ports.`,
     '',
     `\`docker stop\` sends SIGTERM: the server stops accepting, finishes the requests in flight (at most`,
     `${ctx.drainTimeoutMs / 1000} s, \`NIMIFY_SHUTDOWN_TIMEOUT_MS\`) and exits 0. Every \`nimify serve\` flag can be set as an`,

@@ -21,6 +21,11 @@ describe('--grpc-port and --no-grpc', () => {
     expect(serveOptions(['m.onnx', '--no-grpc']).grpcPort).toBeNull();
     expect(serveOptions(['m.onnx'], { NIMIFY_NO_GRPC: 'true' }).grpcPort).toBeNull();
     expect(() => serveOptions(['m.onnx', '--grpc-port', '70000'])).toThrow(/--grpc-port: expected an integer in \[0, 65535\]/);
+    // HTTP on gRPC's port: refused before anything listens, naming both ways out.
+    expect(() => serveOptions(['m.onnx', '--port', '8001'])).toThrow(/--port 8001: HTTP and gRPC cannot share a port \(gRPC's is its default, 8001\); set --grpc-port to another port, or --no-grpc/);
+    expect(() => serveOptions(['m.onnx', '--port', '9000', '--grpc-port', '9000'])).toThrow(/cannot share a port/);
+    expect(serveOptions(['m.onnx', '--port', '8001', '--no-grpc']).grpcPort).toBeNull();
+    expect(serveOptions(['m.onnx', '--port', '8001', '--grpc-port', '8002']).grpcPort).toBe(8002);
   });
 });
 

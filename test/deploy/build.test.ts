@@ -53,8 +53,8 @@ describe('the deploy folder of examples/digits', () => {
     expect(df).toMatch(/^FROM \$\{NODE_IMAGE\} AS install$/m);
     expect(df).toContain(`"nimify@${context.nimifyVersion}" "sharp@^`); // the registry, and the peer the image pipeline needs
     expect(df).toContain(`USER ${RUNTIME_UID}:${RUNTIME_UID}`);
-    expect(df).toContain('NIMIFY_HOST=0.0.0.0 NIMIFY_PORT=8000');
-    expect(df).toMatch(/^EXPOSE 8000$/m);
+    expect(df).toContain('NIMIFY_HOST=0.0.0.0 NIMIFY_PORT=8000 NIMIFY_GRPC_PORT=8001');
+    expect(df).toMatch(/^EXPOSE 8000 8001$/m);
     expect(df).toMatch(/^HEALTHCHECK .*CMD \["node", "-e", ".*http:\/\/127\.0\.0\.1:8000\/v2\/health\/ready/m);
     expect(df).toMatch(/^ENTRYPOINT \["node", "\/opt\/nimify\/node_modules\/nimify\/dist\/cli\/index\.js", "serve"\]$/m);
     expect(df).not.toContain('COPY packages/');
@@ -93,7 +93,7 @@ describe('the deploy folder of examples/digits', () => {
     expect(files.filter((f) => f.startsWith('models/'))).toEqual(['models/mlp_tiny/1/model.onnx']);
     const df = read(dir, 'Dockerfile');
     expect(df).toMatch(/npm install [^\n]*"nimify@[^"]+" \\$/m);
-    expect(df).toContain('EXPOSE 9000');
+    expect(df).toContain('EXPOSE 9000 9001');
   });
 
   it('--gpu: a CUDA base with node copied from NODE_IMAGE, and what it needs documented', async () => {

@@ -129,7 +129,10 @@ describe('helm chart', () => {
     expect(dep.metadata.name).toBe('svc-mlp-tiny');
     expect(dep.spec.replicas).toBeUndefined(); // the HPA owns it
     expect(c.image).toBe(ctx.image);
-    expect(c.ports).toEqual([{ name: 'http', containerPort: ctx.port, protocol: 'TCP' }]);
+    expect(c.ports).toEqual([
+      { name: 'http', containerPort: ctx.port, protocol: 'TCP' },
+      { name: 'grpc', containerPort: ctx.port + 1, protocol: 'TCP' },
+    ]);
     expect(c.startupProbe.httpGet).toEqual({ path: '/v2/health/ready', port: 'http' });
     expect(c.readinessProbe.httpGet).toEqual({ path: '/v2/health/ready', port: 'http' });
     expect(c.livenessProbe.httpGet).toEqual({ path: '/v2/health/live', port: 'http' });
@@ -145,7 +148,7 @@ describe('helm chart', () => {
     expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(ctx.drainTimeoutMs);
     expect(pod.terminationGracePeriodSeconds).toBe(ctx.drainTimeoutMs / 1000 + GRACE_MARGIN_S);
     const env = Object.fromEntries(c.env.map((e: Obj) => [e.name, e.value]));
-    expect(env).toMatchObject({ NIMIFY_HOST: '0.0.0.0', NIMIFY_PORT: String(ctx.port), NIMIFY_SHUTDOWN_TIMEOUT_MS: String(ctx.drainTimeoutMs) });
+    expect(env).toMatchObject({ NIMIFY_HOST: '0.0.0.0', NIMIFY_PORT: String(ctx.port), NIMIFY_GRPC_PORT: String(ctx.port + 1), NIMIFY_SHUTDOWN_TIMEOUT_MS: String(ctx.drainTimeoutMs) });
     expect(c.volumeMounts).toEqual([{ name: 'tmp', mountPath: '/tmp' }]);
     expect(c.resources).toEqual({ requests: { cpu: '500m', memory: `${ctx.memoryMiB.request}Mi` }, limits: { cpu: '2', memory: `${ctx.memoryMiB.limit}Mi` } });
     expect(pod.tolerations).toEqual([]);
@@ -352,7 +355,7 @@ describe('API keys: apiKey.existingSecret reaches the server and the ServiceMoni
   const scrape = (base: string, key?: string) => fetch(`${base}/metrics`, { headers: key === undefined ? {} : { authorization: `Bearer ${key}` } });
 
   it('without it: no NIMIFY_API_KEY, no NIMIFY_OPEN_METRICS, no ServiceMonitor authorization', () => {
-    expect(envNames(rendered.hpa!)).toEqual(['NIMIFY_HOST', 'NIMIFY_PORT', 'NIMIFY_SHUTDOWN_TIMEOUT_MS', 'NIMIFY_LOG_LEVEL']);
+    expect(envNames(rendered.hpa!)).toEqual(['NIMIFY_HOST', 'NIMIFY_PORT', 'NIMIFY_GRPC_PORT', 'NIMIFY_SHUTDOWN_TIMEOUT_MS', 'NIMIFY_LOG_LEVEL']);
     expect(endpoint(rendered.hpa!).authorization).toBeUndefined();
     expect(envNames(rendered.gpu!)).not.toContain('NIMIFY_API_KEY');
   });
