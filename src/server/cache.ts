@@ -39,22 +39,51 @@ interface Entry {
 const ENTRY_OVERHEAD = 256;
 const TENSOR_OVERHEAD = 96;
 
-function u32(hash: Hash, n: number): void {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32LE(n >>> 0);
-  hash.update(b);
-}
+/**
+ * The fields of a key before the tensor bytes, each length-prefixed, written into one reusable
+ * buffer (one hash update per tensor instead of one per field: the key is on the hit path).
+ */
+class KeyWriter {
+  #buf = Buffer.allocUnsafe(1024);
+  #at = 0;
 
-function text(hash: Hash, s: string): void {
-  const b = Buffer.from(s, 'utf8');
-  u32(hash, b.length);
-  hash.update(b);
+  reset(): void {
+    this.#at = 0;
+  }
+
+  #room(n: number): void {
+    if (this.#at + n <= this.#buf.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.#buf.length * 2, this.#at + n));
+    this.#buf.copy(grown, 0, 0, this.#at);
+    this.#buf = grown;
+  }
+
+  u32(n: number): void {
+    this.#room(4);
+    this.#buf.writeUInt32LE(n >>> 0, this.#at);
+    this.#at += 4;
+  }
+
+  text(s: string): void {
+    const max = Buffer.byteLength(s, 'utf8');
+    this.#room(4 + max);
+    const n = this.#buf.write(s, this.#at + 4, 'utf8');
+    this.#buf.writeUInt32LE(n, this.#at);
+    this.#at += 4 + n;
+  }
+
+  /** Hashes what was written and starts over. */
+  flush(hash: Hash): void {
+    if (this.#at > 0) hash.update(this.#buf.subarray(0, this.#at));
+    this.#at = 0;
+  }
 }
 
 export class ResponseCache {
   readonly #entries = new Map<string, Entry>();
   readonly #counts = new WeakMap<ServedVersion, CacheCounts>();
   readonly #ids = new WeakMap<ServedVersion, number>();
+  readonly #writer = new KeyWriter();
   #nextId = 1;
   #bytes = 0;
   /** Entries dropped to make room, since the server started. */
@@ -76,29 +105,33 @@ export class ResponseCache {
     let id = this.#ids.get(v);
     if (id === undefined) this.#ids.set(v, (id = this.#nextId++));
     const hash = createHash('sha256');
-    u32(hash, id);
-    text(hash, v.name);
-    text(hash, v.version);
+    const w = this.#writer;
+    w.reset();
+    w.u32(id);
+    w.text(v.name);
+    w.text(v.version);
     const inputs = v.model!.inputs;
-    u32(hash, inputs.length);
+    w.u32(inputs.length);
     for (const info of inputs) {
       const t = feeds[info.name]!;
-      text(hash, info.name);
-      text(hash, t.type);
-      u32(hash, t.dims.length);
-      for (const d of t.dims) u32(hash, d);
+      w.text(info.name);
+      w.text(t.type);
+      w.u32(t.dims.length);
+      for (const d of t.dims) w.u32(d);
       if (t.type === 'string') {
         const strings = t.data as string[];
-        u32(hash, strings.length);
-        for (const s of strings) text(hash, s);
+        w.u32(strings.length);
+        for (const str of strings) w.text(str);
       } else {
         const data = t.data as ArrayBufferView;
-        u32(hash, data.byteLength);
+        w.u32(data.byteLength);
+        w.flush(hash);
         hash.update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
       }
     }
-    u32(hash, outputs.length);
-    for (const o of outputs) text(hash, o);
+    w.u32(outputs.length);
+    for (const o of outputs) w.text(o);
+    w.flush(hash);
     return hash.digest('base64');
   }
 
