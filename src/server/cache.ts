@@ -100,8 +100,11 @@ export class ResponseCache {
     return this.#entries.size;
   }
 
-  /** The key of a request for `v` (see the top of this file). `feeds` holds every model input. */
-  key(v: ServedVersion, feeds: Readonly<Record<string, Tensor>>, outputs: readonly string[]): string {
+  /**
+   * The key of a request for `v` (see the top of this file), or null when `feeds` lacks one of the
+   * model's inputs: such a request is not cached, and the model's own check refuses it (400).
+   */
+  key(v: ServedVersion, feeds: Readonly<Record<string, Tensor>>, outputs: readonly string[]): string | null {
     let id = this.#ids.get(v);
     if (id === undefined) this.#ids.set(v, (id = this.#nextId++));
     const hash = createHash('sha256');
@@ -113,7 +116,8 @@ export class ResponseCache {
     const inputs = v.model!.inputs;
     w.u32(inputs.length);
     for (const info of inputs) {
-      const t = feeds[info.name]!;
+      const t = Object.prototype.hasOwnProperty.call(feeds, info.name) ? feeds[info.name] : undefined;
+      if (t === undefined) return null;
       w.text(info.name);
       w.text(t.type);
       w.u32(t.dims.length);
@@ -195,6 +199,7 @@ export async function throughCache(
   const counts = cache.counts(v);
   const t0 = process.hrtime.bigint();
   const key = cache.key(v, feeds, outputs);
+  if (key === null) return run();
   const hit = cache.lookup(key);
   if (hit !== undefined) {
     counts.hits++;

@@ -79,6 +79,9 @@ describe('throughCache', () => {
     await expect(throughCache(c, v, failing, ['y'], async () => Promise.reject(new Error('model failed')))).rejects.toThrow('model failed');
     await throughCache(c, v, failing, ['y'], run);
     expect(runs).toBe(2); // the failure was not cached
+    // A request missing an input is not cached (and never crashes the key): the model refuses it.
+    expect(c.key(v, { a: f32([1]) }, ['y'])).toBeNull();
+    await expect(throughCache(c, v, { a: f32([1]) }, ['y'], async () => Promise.reject(new Error('missing input b')))).rejects.toThrow('missing input b');
     const off = version('m', '1', ['a', 'b'], false);
     await throughCache(c, off, feeds, ['y'], run);
     await throughCache(null, v, feeds, ['y'], run);

@@ -17,12 +17,12 @@ let repo: string;
 
 beforeAll(async () => {
   repo = fs.mkdtempSync(path.join(os.tmpdir(), 'nimify-cache-'));
-  for (const [name, config] of [['cached', { responseCache: { enable: true } }], ['plain', {}]] as const) {
+  for (const [name, file, config] of [['cached', 'mlp_tiny.onnx', { responseCache: { enable: true } }], ['plain', 'mlp_tiny.onnx', {}], ['two', 'two_inputs.onnx', { responseCache: { enable: true } }]] as const) {
     fs.mkdirSync(path.join(repo, name, '1'), { recursive: true });
-    fs.copyFileSync(path.join(MODELS, 'mlp_tiny.onnx'), path.join(repo, name, '1', 'model.onnx'));
+    fs.copyFileSync(path.join(MODELS, file), path.join(repo, name, '1', 'model.onnx'));
     fs.writeFileSync(path.join(repo, name, 'config.json'), JSON.stringify({ ...config, warmup: [] }));
   }
-  app = await buildServer({ repository: repo, controlMode: 'explicit', startupModels: ['cached', 'plain'], logger: false, responseCacheBytes: 1 << 20 });
+  app = await buildServer({ repository: repo, controlMode: 'explicit', startupModels: ['cached', 'plain', 'two'], logger: false, responseCacheBytes: 1 << 20 });
   await app.listen({ port: 0, host: '127.0.0.1' });
   direct = await loadModel(path.join(MODELS, 'mlp_tiny.onnx'));
 });
@@ -97,6 +97,10 @@ describe('response cache', () => {
 
   it('refused requests are neither counted nor cached; the metrics carry Triton\'s cache counters', async () => {
     const bad = { inputs: [{ name: 'x', shape: [1, 63], datatype: 'FP32', data: row(0).slice(0, 63) }] };
+    // One of a model's two inputs missing: the model's own check answers 400 (the cache key skips it, never crashes).
+    const missing = await infer('two', { inputs: [{ name: 'a', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] });
+    expect(missing.statusCode).toBe(400);
+    expect(missing.json()).toMatchObject({ code: 'INVALID_ARGUMENT', error: expect.stringMatching(/missing input 'b'/) });
     expect((await infer('cached', bad)).statusCode).toBe(400);
     expect((await infer('cached', bad)).statusCode).toBe(400);
     await infer('cached', body(8));
