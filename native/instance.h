@@ -11,6 +11,7 @@
 // the JS thread. The SessionCore is shared (immutable, thread-safe Run).
 #pragma once
 
+#include <chrono>
 #include <memory>
 
 #include "batch.h"
@@ -22,6 +23,9 @@ class Instance {
  public:
   struct Timing {
     double input_us = 0, infer_us = 0, output_us = 0;  // gather, ORT Run, scatter
+    // When the batch started, its gather ended, its run ended and its scatter ended (the same
+    // clock readings the durations come from; per-request tracing reports them: RunJob::Trace).
+    std::chrono::steady_clock::time_point start{}, gathered{}, ran{}, end{};
   };
 
   Instance(std::shared_ptr<SessionCore> core, std::unique_ptr<Staging> staging)

@@ -361,6 +361,8 @@ void RunJob::Reset() {
   batch_.key.clear();
   queueing_ = Queueing();  // drops the scheduler reference
   scattered_ = false;
+  trace_ref_ = nullptr;  // (already released by ReleaseRefs)
+  trace_ = Trace();
   core_.reset();
 }
 
@@ -386,6 +388,7 @@ Napi::Value RunJob::Attach(Napi::Env env, double cancel_id) {
     cancel_id_ = cancel_id;
     state->cancellable[cancel_id] = this;
   }
+  if (trace_ref_ != nullptr) trace_.enqueued = std::chrono::steady_clock::now();
   if (state->run_count == 0) napi_ref_threadsafe_function(env, state->completions);  // keep the loop alive
   run_prev_ = nullptr;
   run_next_ = state->runs;
@@ -410,7 +413,15 @@ Napi::Value RunJob::Submit(Napi::Env env, Ptr job, double cancel_id) {
 }
 
 void RunJob::Run() {
-  Execute();
+  if (trace_ref_ != nullptr) {
+    // The executor runs one job on the model's own session: no gather, no scatter.
+    const auto start = std::chrono::steady_clock::now();
+    Execute();
+    const auto end = std::chrono::steady_clock::now();
+    RecordRun(start, start, end, end, 1, 1, -1);
+  } else {
+    Execute();
+  }
   RunJob* self = this;
   PostCompleted(&self, 1);
 }
@@ -445,6 +456,7 @@ void RunJob::Settle(Napi::Env env, EnvState* state, RunJob* job) {
   if (job->cancel_id_ > 0) state->cancellable.erase(job->cancel_id_);
   Napi::Value results = job->Results(env);
   job->core_->stats.requests.Settled(job->cancel_code(), !results.IsEmpty());
+  if (job->trace_ref_ != nullptr) job->WriteTrace(env);
   if (results.IsEmpty()) {
     napi_reject_deferred(env, job->deferred_, env.GetAndClearPendingException().Value());
   } else {
@@ -676,6 +688,67 @@ Napi::Value RunJob::Results(Napi::Env env) {
   return results;
 }
 
-void RunJob::ReleaseRefs(napi_env env) { borrowed_.Release(env); }
+void RunJob::ReleaseRefs(napi_env env) {
+  borrowed_.Release(env);
+  if (trace_ref_ != nullptr) {
+    napi_delete_reference(env, trace_ref_);
+    trace_ref_ = nullptr;
+  }
+}
+
+bool RunJob::TraceInto(napi_env env, napi_value array) {
+  bool is_typed = false;
+  if (napi_is_typedarray(env, array, &is_typed) != napi_ok || !is_typed) return false;
+  napi_typedarray_type type;
+  size_t length = 0;
+  if (napi_get_typedarray_info(env, array, &type, &length, nullptr, nullptr, nullptr) != napi_ok ||
+      type != napi_float64_array || length < kTraceSlots) {
+    return false;
+  }
+  return napi_create_reference(env, array, 1, &trace_ref_) == napi_ok;
+}
+
+void RunJob::RecordRun(std::chrono::steady_clock::time_point start, std::chrono::steady_clock::time_point gathered,
+                       std::chrono::steady_clock::time_point ran, std::chrono::steady_clock::time_point end,
+                       int64_t rows, int64_t requests, int instance) {
+  trace_.start = start;
+  trace_.gathered = gathered;
+  trace_.ran = ran;
+  trace_.end = end;
+  trace_.rows = rows;
+  trace_.requests = requests;
+  trace_.instance = instance;
+  trace_.ran_at_all = true;
+}
+
+void RunJob::WriteTrace(napi_env env) {
+  // Written here, on the JS thread, never from the thread that ran the job: the array is JS memory
+  // (it may even live on V8's heap), which only this thread may touch.
+  napi_value array = nullptr;
+  void* data = nullptr;
+  size_t length = 0;
+  napi_typedarray_type type;
+  if (napi_get_reference_value(env, trace_ref_, &array) != napi_ok || array == nullptr ||
+      napi_get_typedarray_info(env, array, &type, &length, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_float64_array || length < kTraceSlots || data == nullptr) {
+    return;  // detached meanwhile: nothing to report
+  }
+  double* out = static_cast<double*>(data);
+  if (!trace_.ran_at_all) {
+    out[1] = 0;
+    return;
+  }
+  auto us = [&](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double, std::micro>(t - trace_.enqueued).count();
+  };
+  out[1] = 1;
+  out[2] = us(trace_.start);
+  out[3] = us(trace_.gathered);
+  out[4] = us(trace_.ran);
+  out[5] = us(trace_.end);
+  out[6] = static_cast<double>(trace_.rows);
+  out[7] = static_cast<double>(trace_.requests);
+  out[8] = static_cast<double>(trace_.instance);
+}
 
 }  // namespace nimify

@@ -244,6 +244,30 @@ class RunJob : public Task {
   // Main thread: drops the references the job holds on JS values (after Results()).
   void ReleaseRefs(napi_env env);
 
+  // Per-request timing, opt-in per call (tracing: infer()'s internal `timing` option). Without it
+  // a job pays one null check where a run starts and ends. The times are the steady clock's;
+  // WriteTrace reports them relative to `enqueued` (the layout is RUN_TIMING in
+  // src/runtime/binding.ts, whose slot 0, the JS clock at submit, is TypeScript's own).
+  // Threading: `enqueued` is set on the JS thread (Attach); the rest by the one thread running
+  // the job, before it is posted back (PostCompleted's lock orders it before Settle).
+  struct Trace {
+    std::chrono::steady_clock::time_point enqueued{}, start{}, gathered{}, ran{}, end{};
+    int64_t rows = 0;      // rows of the run (the batch's, padding excluded)
+    int64_t requests = 0;  // jobs in the run
+    int instance = -1;     // the scheduler instance that ran it; -1 the JS thread (inline) or the executor
+    bool ran_at_all = false;
+  };
+  // Main thread, before Submit: the job's timing goes into `array` (a Float64Array of at least
+  // kTraceSlots elements) when it settles. Returns false (nothing taken) for any other value.
+  bool TraceInto(napi_env env, napi_value array);
+  bool traced() const { return trace_ref_ != nullptr; }
+  // The thread running the job (traced jobs only): the run's times and shape.
+  void RecordRun(std::chrono::steady_clock::time_point start, std::chrono::steady_clock::time_point gathered,
+                 std::chrono::steady_clock::time_point ran, std::chrono::steady_clock::time_point end, int64_t rows,
+                 int64_t requests, int instance);
+  // Length of the timing array (RUN_TIMING_LENGTH in src/runtime/binding.ts).
+  static constexpr size_t kTraceSlots = 9;
+
  private:
   RunJob() = default;
   // JS thread: a job from the env's free list (or a new one), bound to `state`.
@@ -254,9 +278,13 @@ class RunJob : public Task {
   void Reset();
   void Run() override;  // Executor thread: Execute(), then post back to the env
   static void Deliver(napi_env env, napi_value, void* context, void* data);  // JS thread, on a wake-up
+  void WriteTrace(napi_env env);  // JS thread (Settle): fills the traced array, if any
   Failure TakeFailure();
   Failure DetachedFailure(napi_env env) const;  // JS thread: a borrowed buffer that was detached
-  void ForgetRefs() { borrowed_.Forget(); }  // env teardown: the env frees them
+  void ForgetRefs() {  // env teardown: the env frees them
+    borrowed_.Forget();
+    trace_ref_ = nullptr;
+  }
 
   // Async runs copy their numeric inputs when they total at most this many bytes (see the top
   // of this file). Measured on the JS thread (2-core VM, best of 15): one aligned allocation +
@@ -305,6 +333,11 @@ class RunJob : public Task {
   BatchKey batch_;       // Prepare's (batching models)
   Queueing queueing_;    // the scheduler's
   bool scattered_ = false;  // outputs were copied out of a batch (not written in place)
+
+  // Traced jobs only (TraceInto): the array to fill (a JS reference, released by ReleaseRefs) and
+  // what goes into it.
+  napi_ref trace_ref_ = nullptr;
+  Trace trace_;
 };
 
 }  // namespace nimify

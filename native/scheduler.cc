@@ -280,7 +280,8 @@ bool Scheduler::RunInline(napi_env env) {
     if (stopping_ || queued() == 0 || est_.row_cost_us < 0) return false;
     // Predicted compute of what the queue holds: the recent cost per row × rows (pessimistic for
     // large batches, which amortise the fixed cost; never optimistic).
-    const double rows = static_cast<double>(std::min<int64_t>(std::max<int64_t>(queued_rows_, 1), config_.max_batch_size));
+    // The rows the run would compute: padded as PrepareRun will pad them.
+    const double rows = static_cast<double>(PaddedRows(std::min<int64_t>(std::max<int64_t>(queued_rows_, 1), config_.max_batch_size)));
     if (est_.row_cost_us * rows > config_.inline_below_us) return false;
     Clock::time_point wake = Clock::time_point::max();
     go = Form(Clock::now(), &batch, &dropped, &wake, true);
@@ -296,6 +297,7 @@ bool Scheduler::RunInline(napi_env env) {
   Instance::Timing timing;
   CopyCounts counts;
   inline_->Execute(batch, *primary_, &timing, &counts);
+  TraceBatch(batch, timing, -1);
   {
     std::lock_guard<std::mutex> lock(mu_);
     running_.erase(&batch);
@@ -338,20 +340,22 @@ bool Scheduler::Form(Clock::time_point now, Batch* batch, std::vector<RunJob*>* 
   return true;
 }
 
+int64_t Scheduler::PaddedRows(int64_t rows) const {
+  if (!config_.pad_to_preferred || !batchable_) return rows;
+  int64_t target = config_.max_batch_size;
+  for (int64_t p : config_.preferred) {
+    if (p >= rows) {
+      target = p;
+      break;
+    }
+  }
+  return std::max(target, rows);
+}
+
 bool Scheduler::PrepareRun(Batch* batch) {
   // Padding (BatchingConfig::pad_to_preferred): the smallest preferred size, else
   // max_batch_size, that holds the batch's rows. Jobs that cannot share a run are never padded.
-  batch->padded_rows = batch->rows;
-  if (config_.pad_to_preferred && batchable_ && batch->rows > 0) {
-    int64_t target = config_.max_batch_size;
-    for (int64_t p : config_.preferred) {
-      if (p >= batch->rows) {
-        target = p;
-        break;
-      }
-    }
-    batch->padded_rows = std::max(target, batch->rows);
-  }
+  batch->padded_rows = batch->rows > 0 ? PaddedRows(batch->rows) : 0;
   // The batch's own run options: a terminate must stop this run and no other.
   Failure f = FromOrtStatus(g_ort->CreateRunOptions(&batch->run_options), "creating run options");
   if (!f) {
@@ -380,7 +384,16 @@ void Scheduler::Record(const Batch& batch, const Instance::Timing& t, const Copy
   padding_rows_ += static_cast<uint64_t>(std::max<int64_t>(batch.padded_rows - batch.rows, 0));
   // The estimates model compute, which the padded shape decides.
   const int64_t computed = std::max<int64_t>(batch.padded_rows, static_cast<int64_t>(size));
-  est_.OnBatch(computed, compute_us, config_, batchable_);
+  est_.OnBatch(static_cast<int64_t>(size), compute_us, config_, batchable_, computed);
+}
+
+void Scheduler::TraceBatch(const Batch& batch, const Instance::Timing& t, int instance) {
+  // One flag check per job when nothing is traced.
+  const int64_t rows = batch.rows > 0 ? batch.rows : 1;
+  const int64_t requests = static_cast<int64_t>(batch.jobs.size());
+  for (RunJob* job : batch.jobs) {
+    if (job->traced()) job->RecordRun(t.start, t.gathered, t.ran, t.end, rows, requests, instance);
+  }
 }
 
 void Scheduler::Loop(size_t index) {
@@ -442,6 +455,7 @@ void Scheduler::Loop(size_t index) {
       Instance::Timing timing;
       CopyCounts counts;
       instance.Execute(batch, *primary_, &timing, &counts);
+      TraceBatch(batch, timing, static_cast<int>(index));
       lock.lock();
       running_.erase(&batch);
       in_flight_ -= batch.jobs.size();

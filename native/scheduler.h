@@ -134,12 +134,20 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   // JS thread: runs one batch on inline_ when its predicted compute time allows. Returns whether
   // it ran (or dropped) anything.
   bool RunInline(napi_env env);
+  // The rows a batch of `rows` runs with (BatchingConfig::pad_to_preferred: the smallest preferred
+  // size, else max_batch_size, that holds them; `rows` itself without padding). The one rule for
+  // PrepareRun (what runs) and RunInline (what it is predicted to cost). Under mu_ or on the JS
+  // thread (reads only the immutable config).
+  int64_t PaddedRows(int64_t rows) const;
   void Take(RunJob* job);    // under mu_: unlink from its queue
   bool NeedsWake() const;    // under mu_: a sleeping instance thread must look at the queue now
   // Creates the batch's run options; on failure every job of the batch fails (and the instance
   // skips the run, since the jobs already hold a failure). Always returns to the caller.
   bool PrepareRun(Batch* batch);
   void Record(const Batch& batch, const Instance::Timing& timing, const CopyCounts& counts);  // under mu_
+  // The thread that ran the batch, before it posts the jobs back: gives each traced job (RunJob::
+  // TraceInto) the batch's times and shape. `instance`: its index, -1 for the JS thread's inline_.
+  static void TraceBatch(const Batch& batch, const Instance::Timing& timing, int instance);
   size_t queued() const { return queues_[0].size() + queues_[1].size(); }
 
   const std::shared_ptr<EnvState> state_;

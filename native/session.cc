@@ -30,8 +30,21 @@ class LoadJob : public AsyncJob {
  protected:
   // Threadpool: one session per instance (each has its own ORT thread pool and memory arena).
   void Execute() override {
+    // Instances after the first take exactly the providers the first ended up with, each
+    // required: every instance of a model runs on the same providers (model.providers describes
+    // them all), and one that cannot fails the load instead of silently falling back alone.
+    SessionConfig rest = config;
     for (int i = 0; i < instances; ++i) {
-      std::shared_ptr<SessionCore> core = SessionCore::Create(path, bytes, length, config, &failure_);
+      if (i == 1) {
+        rest.execution_providers.clear();
+        for (const EpRequest& ep : config.execution_providers) {
+          const auto& used = cores_[0]->providers();
+          if (std::find(used.begin(), used.end(), ep.name) == used.end()) continue;
+          rest.execution_providers.push_back(ep);
+          rest.execution_providers.back().required = true;
+        }
+      }
+      std::shared_ptr<SessionCore> core = SessionCore::Create(path, bytes, length, i == 0 ? config : rest, &failure_);
       if (!core) {
         cores_.clear();
         return;
@@ -48,7 +61,7 @@ class LoadJob : public AsyncJob {
     if (scheduled) {
       // A model on a GPU provider never runs a batch on the JS thread: its run waits on the
       // device (copies, synchronization), time the event loop would be blocked for.
-      if (cores_[0]->providers().size() > 1) batching.inline_below_us = 0;
+      if (cores_[0]->on_device()) batching.inline_below_us = 0;
       scheduler = Scheduler::Create(env, cores_, batching, &failure_);
       if (!scheduler) {
         deferred.Reject(MakeError(env, failure_).Value());
@@ -342,6 +355,7 @@ Napi::Value Session::Describe(const Napi::CallbackInfo& info) {
     skipped.Set(static_cast<uint32_t>(i), s);
   }
   out.Set("skippedProviders", skipped);
+  out.Set("onDevice", Napi::Boolean::New(env, core_->on_device()));
   return out;
 }
 
@@ -352,6 +366,8 @@ Napi::Value Session::Run(const Napi::CallbackInfo& info) {
                                                       : RunJob::Route::kQueued;
   RunJob::Ptr job = RunJob::Prepare(info, core_, route);
   if (!job) return env.Undefined();
+  // Argument 6, tracing only: the Float64Array the job's timing goes into (RunJob::TraceInto).
+  if (info.Length() > 6 && info[6].IsTypedArray()) job->TraceInto(env, info[6]);
   auto number = [&](size_t i) { return info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : 0; };
   const double id = number(3);
   Napi::Value promise = scheduler_ ? scheduler_->Submit(env, std::move(job), id, number(4) > 0 ? 1 : 0, number(5))

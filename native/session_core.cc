@@ -1,6 +1,7 @@
 #include "session_core.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "element_type.h"
@@ -110,54 +111,85 @@ bool ApplyOptions(OrtSessionOptions* opts, const SessionConfig& config, Failure*
 std::shared_ptr<SessionCore> SessionCore::Create(const std::string& path, const uint8_t* bytes, size_t length,
                                                  const SessionConfig& config, Failure* failure) {
   const std::vector<EpRequest>& eps = config.execution_providers;
-  std::vector<bool> dropped(eps.size(), false);
   std::vector<EpSkip> skipped;
-  // One attempt per provider at most: an optional provider that breaks the session's creation is
-  // dropped and the session created again without it (the CUDA provider appends fine without a
-  // GPU and fails only when the session initializes).
-  for (;;) {
+  auto unavailable = [&](size_t i, const std::string& why) {
+    failure->Set(code::kEpUnavailable, "options.executionProviders: the required provider '" + eps[i].name +
+                                           "' cannot be used: " + why +
+                                           (skipped.empty() ? "" : " (also tried: " + DescribeSkips(skipped) + ")"));
+    return nullptr;
+  };
+  // One session with the providers `use` (indices into eps) appended in order. On failure: null,
+  // `*f` why, and `*bad` the provider that could not be appended (SIZE_MAX: the session itself
+  // failed to be created).
+  auto attempt = [&](const std::vector<size_t>& use, Failure* f, size_t* bad) -> std::shared_ptr<SessionCore> {
+    *bad = SIZE_MAX;
     OrtPtr<OrtSessionOptions, &OrtApi::ReleaseSessionOptions> opts;
-    if ((*failure = FromOrtStatus(g_ort->CreateSessionOptions(&opts.p), "creating session options"))) return nullptr;
-    if (!ApplyOptions(opts.p, config, failure)) return nullptr;
-    std::vector<size_t> appended;
-    for (size_t i = 0; i < eps.size(); ++i) {
-      if (dropped[i]) continue;
-      Failure f = AppendProvider(opts.p, eps[i]);
-      if (!f) {
-        appended.push_back(i);
-        continue;
-      }
-      dropped[i] = true;
-      if (eps[i].required) {
-        failure->Set(code::kEpUnavailable, "options.executionProviders: the required provider '" + eps[i].name +
-                                               "' cannot be used: " + f.message +
-                                               (skipped.empty() ? "" : " (also tried: " + DescribeSkips(skipped) + ")"));
+    if ((*f = FromOrtStatus(g_ort->CreateSessionOptions(&opts.p), "creating session options"))) return nullptr;
+    if (!ApplyOptions(opts.p, config, f)) return nullptr;
+    for (size_t i : use) {
+      if ((*f = AppendProvider(opts.p, eps[i]))) {
+        *bad = i;
         return nullptr;
       }
-      skipped.push_back({eps[i].name, f.message});
     }
     std::shared_ptr<SessionCore> core(new SessionCore());
     OrtStatus* st = bytes != nullptr ? g_ort->CreateSessionFromArray(Env(), bytes, length, opts.p, &core->session_)
                                      : g_ort->CreateSession(Env(), path.c_str(), opts.p, &core->session_);
     if (st != nullptr) {
-      const std::string what = bytes != nullptr ? "loading model from bytes" : "loading model '" + path + "'";
-      *failure = FromOrtStatus(st, what);
-      // ORT reports unreadable bytes and some malformed files as ORT_FAIL; both are bad models.
-      if (std::strcmp(failure->code, code::kRuntimeError) == 0) failure->code = code::kInvalidModel;
-      auto optional = std::find_if(appended.begin(), appended.end(), [&](size_t i) { return !eps[i].required; });
-      if (optional == appended.end()) return nullptr;
-      dropped[*optional] = true;
-      skipped.push_back({eps[*optional].name, "the session could not be created with it: " + failure->message});
-      *failure = Failure();
-      continue;
+      *f = FromOrtStatus(st, bytes != nullptr ? "loading model from bytes" : "loading model '" + path + "'");
+      return nullptr;
     }
-    if (!core->ReadMetadata(failure)) return nullptr;
+    if (!core->ReadMetadata(f)) return nullptr;
+    return core;
+  };
+  auto finish = [&](std::shared_ptr<SessionCore> core, const std::vector<size_t>& use) {
     if (config.log_severity >= 0) core->run_log_severity_ = config.log_severity;
-    for (size_t i : appended) core->providers_.push_back(eps[i].name);
+    for (size_t i : use) core->providers_.push_back(eps[i].name);
     core->providers_.push_back("cpu");
     core->skipped_providers_ = std::move(skipped);
     return core;
+  };
+
+  std::vector<size_t> use;
+  for (size_t i = 0; i < eps.size(); ++i) use.push_back(i);
+  Failure f;
+  size_t bad = SIZE_MAX;
+  // Providers that cannot even be appended (library missing, no device listed) go first, one
+  // attempt each: ORT appends nothing for them.
+  for (;;) {
+    if (std::shared_ptr<SessionCore> core = attempt(use, &f, &bad)) return finish(std::move(core), use);
+    if (bad == SIZE_MAX) break;
+    if (eps[bad].required) return unavailable(bad, f.message);
+    skipped.push_back({eps[bad].name, f.message});
+    use.erase(std::find(use.begin(), use.end(), bad));
   }
+  // The session failed with every remaining provider appended. The model alone on the CPU
+  // decides whose fault it is: if that fails too, the model's (its own error is the answer).
+  Failure cpu_f;
+  std::shared_ptr<SessionCore> best = use.empty() ? nullptr : attempt({}, &cpu_f, &bad);
+  if (!best) {
+    *failure = use.empty() ? f : cpu_f;
+    // ORT reports unreadable bytes and some malformed files as ORT_FAIL; both are bad models.
+    if (std::strcmp(failure->code, code::kRuntimeError) == 0) failure->code = code::kInvalidModel;
+    return nullptr;
+  }
+  // A provider breaks the session's creation (the CUDA provider with no GPU appends fine and
+  // fails only here): find which, adding them back one at a time in preference order.
+  std::vector<size_t> ok;
+  for (size_t i : use) {
+    std::vector<size_t> trial = ok;
+    trial.push_back(i);
+    Failure tf;
+    if (std::shared_ptr<SessionCore> core = attempt(trial, &tf, &bad)) {
+      ok = std::move(trial);
+      best = std::move(core);
+      continue;
+    }
+    const std::string why = "the session could not be created with it: " + tf.message;
+    if (eps[i].required) return unavailable(i, why);
+    skipped.push_back({eps[i].name, why});
+  }
+  return finish(std::move(best), ok);
 }
 
 SessionCore::~SessionCore() {

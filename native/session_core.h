@@ -83,6 +83,9 @@ class SessionCore {
   // those requested but not used, with why (execution_providers.h).
   const std::vector<std::string>& providers() const { return providers_; }
   const std::vector<EpSkip>& skipped_providers() const { return skipped_providers_; }
+  // Whether the session runs on a provider besides the CPU (a device): the one rule for "GPU
+  // model" (no inline batches, Session::Describe's onDevice, Triton's KIND_GPU).
+  bool on_device() const { return providers_.size() > 1; }
   const char* const* input_names() const { return input_names_.data(); }
   const char* const* output_names() const { return output_names_.data(); }
 

@@ -46,6 +46,17 @@ const M = require('node:path').join(__dirname, '..', 'test', 'fixtures', 'models
   await Promise.allSettled([ids(1n, 3), ids(2n, 3), ids(99999n, 3), ids(3n, 3)].map((t) => il.infer({ ids: t })));
   await il.infer({ ids: ids(4n, 3) });
   if (il.stats().inlineBatches < 2) throw new Error(`expected inline batches, stats ${JSON.stringify(il.stats())}`);
+  // Per-request timing (tracing: infer()'s internal `timing` option): the job holds a reference
+  // on the array and writes it when it settles, run or not.
+  console.error('memcheck: per-request timing (executor, batches, inline, a queued abort)');
+  const timing = () => new Float64Array(9);
+  await m.infer({ x }, { timing: timing() });
+  await Promise.all(Array.from({ length: 6 }, (_, i) => b.infer({ x }, i % 2 ? {} : { timing: timing() })));
+  await il.infer({ ids: ids(5n, 3) }, { timing: timing() });
+  const ac3 = new AbortController();
+  const tq = e.infer({ ids: ids(6n, 3) }, { timing: timing(), signal: ac3.signal });
+  ac3.abort();
+  await Promise.allSettled([tq]);
   console.error('memcheck: scheduler: expiry, abort, dispose with a queue');
   const q = await loadModel(M + 'slow.onnx', { batching: { maxQueueSize: 4 } });
   const feeds = (n) => ({ x: new Tensor('float32', new Float32Array(65536), [256, 256]), iters: new Tensor('int64', new BigInt64Array([n]), []) });

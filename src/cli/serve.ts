@@ -14,6 +14,7 @@ import { BREAKER_DEFAULTS } from '../server/breaker';
 import { buildServer } from '../server/build';
 import { startGrpcServer, type GrpcServer } from '../server/grpc/server';
 import type { ServerOptions } from '../server/options';
+import { checkOtlpUrl, type TracingOptions } from '../server/tracing';
 import { flagHelp, parseFlags, type FlagSpec } from './flags';
 import type { CliIo } from './io';
 import { startIdleTrim } from './idle-trim';
@@ -32,6 +33,7 @@ export const SERVE_FLAGS = {
   'intra-op-threads': { type: 'string', arg: 'n', help: 'ORT threads inside one operator (default: ORT decides)', integer: { min: 0, max: 1024 } },
   'allow-spinning': { type: 'boolean', help: "let ORT's pool threads busy-wait between runs (default off in the server)" },
   'execution-provider': { type: 'string', arg: 'eps', help: `execution providers by preference: a list such as cuda,cpu, or JSON with options such as '[{"name":"cuda","deviceId":1,"required":true}]' (default cpu; a model's config.json runtime section wins)` },
+  trace: { type: 'string', arg: 'spec', help: 'OpenTelemetry tracing of inference requests: otlp=<url> (an OTLP/HTTP traces endpoint, e.g. http://localhost:4318/v1/traces), otlp (the endpoint from OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT), or off; default: OTEL_TRACES_EXPORTER (otlp | none), else off' },
   'cache-size': { type: 'string', arg: 'bytes', help: "the response cache's byte budget, for models whose config.json enables it (responseCache: { enable: true }); default 0: no cache", integer: { min: 0 } },
   'memory-arena': { type: 'boolean', help: "keep ORT's CPU memory arena: memory a run needed stays with the model (default off in the server)" },
   'control-mode': { type: 'string', arg: 'mode', help: 'none | explicit | poll (default none)', choices: ['none', 'explicit', 'poll'] },
@@ -86,6 +88,42 @@ function parseProviderFlag(raw: string): ExecutionProvider[] {
   return list as ExecutionProvider[];
 }
 
+/**
+ * --trace (NIMIFY_TRACE), else the standard OpenTelemetry environment: OTEL_SDK_DISABLED=true
+ * turns tracing off; OTEL_TRACES_EXPORTER=otlp turns it on (none: off; nimify exports only OTLP).
+ * The endpoint is otlp=<url> as given, else OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as given, else
+ * OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces (the OTLP/HTTP rule), else the exporter's default
+ * (http://localhost:4318/v1/traces). OTEL_SERVICE_NAME names the service (default nimify).
+ */
+export function traceOption(flag: string | undefined, env: NodeJS.ProcessEnv): TracingOptions | false {
+  let spec = flag;
+  if (spec === undefined) {
+    if ((env.OTEL_SDK_DISABLED ?? '').trim().toLowerCase() === 'true') return false;
+    const exporter = (env.OTEL_TRACES_EXPORTER ?? '').trim().toLowerCase();
+    if (exporter === '' || exporter === 'none') return false;
+    if (exporter !== 'otlp') throw new NimifyError('INVALID_ARGUMENT', `OTEL_TRACES_EXPORTER: expected otlp or none (nimify exports traces with OTLP over HTTP only), received ${JSON.stringify(env.OTEL_TRACES_EXPORTER)}`);
+    spec = 'otlp';
+  }
+  if (spec === 'off' || spec === 'none') return false;
+  const m = /^otlp(?:=(.*))?$/s.exec(spec);
+  if (m === null) throw new NimifyError('INVALID_ARGUMENT', `--trace: expected otlp=<url>, otlp or off, received ${JSON.stringify(spec.slice(0, 200))}`);
+  let url = m[1];
+  let urlName = '--trace';
+  if (url === undefined) {
+    if (env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) {
+      url = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
+      urlName = 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT';
+    } else if (env.OTEL_EXPORTER_OTLP_ENDPOINT) {
+      url = `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')}/v1/traces`;
+      urlName = 'OTEL_EXPORTER_OTLP_ENDPOINT';
+    }
+  }
+  const options: TracingOptions = { exporter: 'otlp' };
+  if (url !== undefined) options.url = checkOtlpUrl(urlName, url);
+  if (env.OTEL_SERVICE_NAME) options.serviceName = env.OTEL_SERVICE_NAME;
+  return options;
+}
+
 /** Translates flags (and the model path) into buildServer() options. */
 export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): { options: ServerOptions; keepGoing: boolean; port: number; grpcPort: number | null; host: string; shutdownTimeoutMs: number; parentWatch: boolean; help: boolean; warnings: string[] } {
   const { values: v, positionals } = parseFlags(argv, SERVE_FLAGS, env, 'serve');
@@ -117,6 +155,8 @@ export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   if (v['poll-interval-ms'] !== undefined) options.pollIntervalMs = v['poll-interval-ms'] as number;
   if (v['api-key'] !== undefined) options.apiKeys = v['api-key'] as string[];
   if (v['cache-size'] !== undefined) options.responseCacheBytes = v['cache-size'] as number;
+  const tracing = traceOption(v.trace as string | undefined, env);
+  if (tracing !== false) options.tracing = tracing;
   options.authExempt = [...(v['protect-health'] ? [] : ['health' as const]), 'docs', ...(v['open-metrics'] ? ['metrics' as const] : [])];
   // --protect-metrics opted in to a key on /metrics until issue 14 item 8 made that the default;
   // kept so that existing command lines and NIMIFY_PROTECT_METRICS still start, true or false.

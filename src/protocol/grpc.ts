@@ -131,6 +131,21 @@ export function parameterValue(where: string, p: InferParameter): string | numbe
   }
 }
 
+/**
+ * Triton's one `triton_`-prefixed request parameter, accepted on gRPC only (Triton refuses every
+ * `triton_` key over HTTP): a bool asking a decoupled model for an empty final response.
+ * nimify's models answer each request once, so there is never an empty one to send; the flag is
+ * checked and consumed, and every stream response carries TRITON_FINAL_RESPONSE = true.
+ */
+export const TRITON_ENABLE_EMPTY_FINAL = 'triton_enable_empty_final_response';
+/** The parameter Triton sets on every ModelStreamInfer response: whether it is its request's last. */
+export const TRITON_FINAL_RESPONSE = 'triton_final_response';
+
+/** A stream response's parameters with TRITON_FINAL_RESPONSE = true (Triton's for a non-decoupled model). */
+export function finalResponseParameters(p: Record<string, InferParameter> | undefined): Record<string, InferParameter> {
+  return { ...p, [TRITON_FINAL_RESPONSE]: { parameter_choice: 'bool_param', bool_param: true } };
+}
+
 function parameters(where: string, map: Record<string, InferParameter> | undefined | null): Record<string, unknown> | undefined {
   if (map === undefined || map === null) return undefined;
   const keys = Object.keys(map);
@@ -189,7 +204,13 @@ export function decodeGrpcInferRequest(model: WireModel, msg: ModelInferRequest)
   });
   const header: Record<string, unknown> = { inputs };
   if (msg.id) header.id = msg.id;
-  const p = parameters('parameters', msg.parameters);
+  let requestParameters = msg.parameters;
+  if (requestParameters?.[TRITON_ENABLE_EMPTY_FINAL] !== undefined) {
+    const { [TRITON_ENABLE_EMPTY_FINAL]: flag, ...rest } = requestParameters;
+    if (flag?.parameter_choice !== 'bool_param') throw bad(`parameters.${TRITON_ENABLE_EMPTY_FINAL}: expected bool_param, received ${flag?.parameter_choice ?? 'no value'}`);
+    requestParameters = rest;
+  }
+  const p = parameters('parameters', requestParameters);
   if (p !== undefined) header.parameters = p;
   if (msg.outputs !== undefined && msg.outputs.length > 0) {
     header.outputs = msg.outputs.map((o, i) => {

@@ -37,13 +37,16 @@ export interface NativeDescription {
   providers: string[];
   /** Providers that were asked for but not used, and why (native/execution_providers.h). */
   skippedProviders: Array<{ name: string; reason: string }>;
+  /** Whether the session runs on a provider besides the CPU (native SessionCore::on_device, the one rule). */
+  onDevice: boolean;
 }
 
 export interface NativeSession {
   describe(): NativeDescription;
   /** See native/run_job.h for the argument layout (everything in the model's I/O order). */
   /** Resolves with one result per fetched output, or null when every output was written into outData. */
-  run(inData: unknown[], outData: (ArrayBufferView | null)[], spec: Float64Array, runId: number, priority: number, timeoutUs: number): Promise<NativeResult[] | null>;
+  /** `timing` (tracing only): a Float64Array of RUN_TIMING_LENGTH the addon fills when the run settles (RUN_TIMING). */
+  run(inData: unknown[], outData: (ArrayBufferView | null)[], spec: Float64Array, runId: number, priority: number, timeoutUs: number, timing?: Float64Array): Promise<NativeResult[] | null>;
   runSync(inData: unknown[], outData: (ArrayBufferView | null)[], spec: Float64Array): NativeResult[] | null;
   cancel(runId: number, code: 'ABORTED' | 'TIMEOUT'): boolean;
   /** Settles queued requests with DISPOSED (scheduled models). */
@@ -53,6 +56,35 @@ export interface NativeSession {
   /** Zeroes every cumulative counter and histogram of stats() (native/session.h ResetStats). */
   resetStats(): void;
 }
+
+/**
+ * The slots of infer()'s internal `timing` array (per-request tracing, src/server/tracing.ts).
+ * Slot SUBMITTED_MS is TypeScript's (model.ts: performance.now() right before the native call);
+ * the addon fills the rest when the request settles (native/run_job.cc WriteTrace, kTraceSlots):
+ * times in µs after the request was queued (Attach, in that same native call), on the steady
+ * clock of the thread that ran it.
+ */
+export const RUN_TIMING = {
+  /** performance.now() (ms) when infer() handed the request to the addon. */
+  SUBMITTED_MS: 0,
+  /** 1 when the request ran (else it was refused, cancelled or expired before its run: the rest is 0). */
+  RAN: 1,
+  /** Its run (batch) started: the queue wait ended (Triton's COMPUTE_START). */
+  START_US: 2,
+  /** The batch's inputs were gathered (COMPUTE_INPUT_END; = START_US when nothing was gathered). */
+  INPUT_END_US: 3,
+  /** ORT's run ended (COMPUTE_OUTPUT_START). */
+  RUN_END_US: 4,
+  /** The outputs were scattered to their requests (COMPUTE_END). */
+  END_US: 5,
+  /** Rows of the run (the batch size; padding excluded). */
+  BATCH_ROWS: 6,
+  /** Requests in the run. */
+  BATCH_REQUESTS: 7,
+  /** The scheduler instance that ran it (0-based); -1 for the JS thread (inline) or the executor (no scheduler). */
+  INSTANCE: 8,
+} as const;
+export const RUN_TIMING_LENGTH = 9;
 
 export interface Percentiles {
   p50: number;

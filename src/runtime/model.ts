@@ -7,7 +7,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { NimifyError, fromNative } from './errors';
-import { getBinding, type ModelStats, type NativeBinding, type NativeDescription, type NativeResult, type NativeSession, type SchedulerStats } from './binding';
+import { getBinding, RUN_TIMING, type ModelStats, type NativeBinding, type NativeDescription, type NativeResult, type NativeSession, type SchedulerStats } from './binding';
 import { IoPlan, type NativeCall } from './io-plan';
 import { submitted } from './completions';
 import { checkInferOptions, toNativeConfig, type InferOptions, type LoadOptions } from './options';
@@ -46,6 +46,8 @@ export class Model {
   readonly providers: readonly string[];
   /** Providers that were asked for but could not be used, and why (each also emitted as a process warning, code NIMIFY_EP_SKIPPED). */
   readonly skippedProviders: ReadonlyArray<Readonly<{ name: string; reason: string }>>;
+  /** Whether the session runs on a device provider (anything besides the CPU): its batches never run on the JS thread. */
+  readonly onDevice: boolean;
   /** The pre/postprocessing predict() runs (LoadOptions.pipeline, or a served model's config.json); null without one. */
   readonly pipeline: Pipeline | null;
 
@@ -70,6 +72,7 @@ export class Model {
     this.noBatchDim = description.noBatchDim;
     this.providers = Object.freeze([...description.providers]);
     this.skippedProviders = Object.freeze(description.skippedProviders.map((p) => Object.freeze({ name: p.name, reason: p.reason })));
+    this.onDevice = description.onDevice;
     this.#plan = new IoPlan(description);
   }
 
@@ -157,7 +160,15 @@ export class Model {
     let pending: Promise<NativeResult[] | null>;
     try {
       if (opts?.priority !== undefined) priority = opts.priority;
-      pending = session.run(call.inData, call.outData, call.spec, runId, priority, timeoutUs);
+      const timing = opts?.timing;
+      if (timing === undefined) {
+        pending = session.run(call.inData, call.outData, call.spec, runId, priority, timeoutUs);
+      } else {
+        // Tracing (options.ts `timing`): the JS clock at submit, to which the addon's times are relative.
+        timing.fill(0);
+        timing[RUN_TIMING.SUBMITTED_MS] = performance.now();
+        pending = session.run(call.inData, call.outData, call.spec, runId, priority, timeoutUs, timing);
+      }
     } catch (err) {
       cleanup?.();
       return Promise.reject(fromNative(err));

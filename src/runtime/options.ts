@@ -15,6 +15,7 @@ import {
 import type { Tensor } from './tensor';
 import type { PipelineOptions } from '../pipeline/pipeline';
 import { toProviderRequests, type ExecutionProvider } from './providers';
+import { RUN_TIMING_LENGTH } from './binding';
 
 export type { ExecutionProvider } from './providers';
 
@@ -118,6 +119,12 @@ export interface InferOptions {
   timeoutMs?: number;
   /** 1: high priority (served before any queued 0). Default 0. Scheduled models only; ignored otherwise. */
   priority?: 0 | 1;
+  /**
+   * @internal Per-request timing for tracing (src/server/tracing.ts): a Float64Array of
+   * RUN_TIMING_LENGTH (binding.ts RUN_TIMING) that infer() stamps at submit and the addon fills
+   * when the request settles. Absent (the default), the request pays nothing for it.
+   */
+  timing?: Float64Array;
 }
 
 /** The ORT session settings: LoadOptions keys that a served model's config.json `runtime` section holds too (src/repository/config.ts). */
@@ -207,7 +214,7 @@ function toNativeBatching(value: unknown): Record<string, unknown> {
   return out;
 }
 
-const INFER_KEYS = ['outputs', 'signal', 'timeoutMs', 'priority'] as const;
+const INFER_KEYS = ['outputs', 'signal', 'timeoutMs', 'priority', 'timing'] as const;
 
 export function checkInferOptions(options: unknown): InferOptions {
   if (options === undefined) return {};
@@ -220,5 +227,8 @@ export function checkInferOptions(options: unknown): InferOptions {
     if ((o.timeoutMs as number) > 2_147_483_647) throw invalid('options.timeoutMs', 'a number of milliseconds up to 2147483647', o.timeoutMs);
   }
   if (o.priority !== undefined && o.priority !== 0 && o.priority !== 1) throw invalid('options.priority', '0 (normal) or 1 (high)', o.priority);
+  if (o.timing !== undefined && !(o.timing instanceof Float64Array && o.timing.length >= RUN_TIMING_LENGTH)) {
+    throw invalid('options.timing', `a Float64Array of at least ${RUN_TIMING_LENGTH} elements`, o.timing);
+  }
   return o as InferOptions;
 }

@@ -26,6 +26,14 @@ import { toHttpError } from './errors';
 import type { FailureReason } from './metrics';
 import { admit, overloaded } from './plugins/shedding';
 import { throughCache } from './cache';
+import { headerGetter, startRequestTrace, type RequestTrace } from './tracing';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The request's trace (tracing.ts), set by registerTracing's hook while tracing is on; null otherwise. */
+    nimifyTrace: RequestTrace | null;
+  }
+}
 
 interface VersionCounters {
   success: Counter.Internal;
@@ -172,6 +180,8 @@ export interface Admitted {
   readonly admission: Admission;
   /** Aborted when the client goes away before its outcome; routes may abort it too (predict's deadline). */
   readonly controller: AbortController;
+  /** The request's trace while tracing is on (tracing.ts), else null. */
+  readonly trace: RequestTrace | null;
 }
 
 type ModelParams = { model_name: string; model_version?: string };
@@ -199,6 +209,45 @@ export interface AdmissionOptions {
    * False for a route that derives signals from it (AbortSignal.any keeps a link to its sources).
    */
   reuseController?: boolean;
+}
+
+/**
+ * Registers request tracing in an inference route context: call it first, before the shedding
+ * plugin, so that a request shed there is traced too. With tracing off (ctx.tracing null) it
+ * only declares `request.nimifyTrace` (null) and adds no hook: untraced requests pay nothing.
+ * On, an onRequest hook starts the request span (startRequestTrace, shared with gRPC) from the
+ * request's `traceparent` header, an onError hook records the failure being answered, and the
+ * response's 'close' ends the span with its status code (ERROR for a failure, a 5xx, or a client
+ * that left before its answer).
+ */
+export function registerTracing(app: FastifyInstance, ctx: NimifyContext): void {
+  app.decorateRequest('nimifyTrace', null);
+  const tracing = ctx.tracing;
+  if (tracing === null) return;
+  app.addHook('onRequest', (request, reply, done) => {
+    const url = request.url;
+    const q = url.indexOf('?');
+    const route = request.routeOptions.url ?? url;
+    const trace = startRequestTrace(tracing, `${request.method} ${route}`, request.headers, headerGetter, {
+      'http.request.method': request.method,
+      'http.route': route,
+      'url.path': q < 0 ? url : url.slice(0, q),
+    });
+    if (trace !== null) {
+      request.nimifyTrace = trace;
+      const res = reply.raw;
+      res.once('close', () => {
+        if (!res.writableFinished) trace.fail(new NimifyError('ABORTED', 'the client closed the connection before its answer'));
+        else if (res.statusCode >= 500) trace.fail(new NimifyError('INTERNAL', `answered HTTP ${res.statusCode}`));
+        trace.end({ 'http.response.status_code': res.statusCode });
+      });
+    }
+    done();
+  });
+  app.addHook('onError', (request, _reply, error, done) => {
+    request.nimifyTrace?.fail(error);
+    done();
+  });
 }
 
 /** Registers admission in an inference route context (call it after the shedding plugin, so that its event-loop and heap guards run first). */
@@ -230,7 +279,22 @@ export function registerAdmission(app: FastifyInstance, ctx: NimifyContext, { ch
  * request's AbortController (pooled when `reuse`: hand it back with releaseController()).
  * Throws the refusal; nothing is held then. Event-loop thread only.
  */
-export function admitModelRequest(ctx: NimifyContext, modelName: unknown, modelVersion: unknown, check?: AdmissionOptions['check'], reuse = true): Admitted {
+export function admitModelRequest(ctx: NimifyContext, modelName: unknown, modelVersion: unknown, check?: AdmissionOptions['check'], reuse = true, trace: RequestTrace | null = null): Admitted {
+  if (trace === null) return admitNow(ctx, modelName, modelVersion, check, reuse, null);
+  // Traced: the same steps inside an admission span (its refusal fails the request span too).
+  const start = performance.now();
+  let admitted: Admitted;
+  try {
+    admitted = admitNow(ctx, modelName, modelVersion, check, reuse, trace);
+  } catch (err) {
+    trace.admission(start, null, err);
+    throw err;
+  }
+  trace.admission(start, admitted.v);
+  return admitted;
+}
+
+function admitNow(ctx: NimifyContext, modelName: unknown, modelVersion: unknown, check: AdmissionOptions['check'], reuse: boolean, trace: RequestTrace | null): Admitted {
   admit(ctx);
   const name = checkModelName(modelName);
   const version = modelVersion === undefined ? undefined : checkVersion(modelVersion);
@@ -238,7 +302,7 @@ export function admitModelRequest(ctx: NimifyContext, modelName: unknown, modelV
   check?.(name, v);
   const admission = new Admission(ctx, name, v);
   const controller = (reuse ? idleControllers.pop() : undefined) ?? new AbortController();
-  return { name, version, v, admission, controller };
+  return { name, version, v, admission, controller, trace };
 }
 
 /** Returns a settled request's AbortController to the pool (if it was never aborted and the pool has room). */
@@ -259,7 +323,7 @@ export function abandonAdmitted(a: Admitted, message: string): void {
 
 function admitRequest(ctx: NimifyContext, request: FastifyRequest, reply: FastifyReply, check: AdmissionOptions['check'], reserve: AdmissionOptions['reserve'], reuse: boolean): void {
   const params = request.params as ModelParams;
-  const admitted = admitModelRequest(ctx, params.model_name, params.model_version, check, reuse);
+  const admitted = admitModelRequest(ctx, params.model_name, params.model_version, check, reuse, request.nimifyTrace);
   const { admission, controller } = admitted;
   if (reserve !== undefined) {
     try {
@@ -301,10 +365,14 @@ export interface InferOutcome {
  */
 export async function inferAdmitted(ctx: NimifyContext, a: Admitted, decode: (wire: WireModel) => DecodedRequest, clientDeadlineMs?: number): Promise<InferOutcome> {
   let clientTimeout = false;
+  // Traced requests only: the addon's per-request timing (the queue and compute spans).
+  const trace = a.trace;
+  const timing = trace === null ? undefined : trace.runTiming();
   try {
     const v = currentVersion(ctx, a);
     const config = v.config!;
     const decoded = decode(v.wire!);
+    if (trace !== null) trace.requestId(decoded.id);
     let timeoutMs = decoded.timeoutMs ?? config.timeoutMs ?? ctx.options.inferTimeoutMs;
     clientTimeout = decoded.timeoutMs !== undefined;
     if (clientDeadlineMs !== undefined && clientDeadlineMs < timeoutMs) {
@@ -320,11 +388,17 @@ export async function inferAdmitted(ctx: NimifyContext, a: Admitted, decode: (wi
         timeoutMs,
         priority: decoded.priority,
         signal: a.controller.signal,
+        timing,
       }),
     );
+    if (trace !== null) trace.run(timing!);
     return { v, decoded, results };
   } catch (err) {
     a.admission.fail(err, { clientTimeout });
+    if (trace !== null) {
+      trace.run(timing!, err);
+      trace.fail(err);
+    }
     throw err;
   }
 }

@@ -11,6 +11,7 @@ import { BREAKER_STATE_VALUE, CircuitBreaker } from './breaker';
 import type { ServerMetrics } from './metrics';
 import type { AuthArea, CheckedPluginOptions } from './options';
 import { ResponseCache } from './cache';
+import type { ServerTracing } from './tracing';
 
 export type RouteArea = AuthArea | 'inference' | 'metadata' | 'repository';
 
@@ -37,6 +38,8 @@ export class NimifyContext {
   jsonPool: JsonDecodePool | null = null;
   /** The response cache (null without a budget: options.responseCacheBytes). */
   readonly cache: ResponseCache | null;
+  /** Request tracing (tracing.ts), started by the plugin when options.tracing asks; null: off. */
+  tracing: ServerTracing | null = null;
   readonly #breakers = new Map<string, CircuitBreaker>();
   #preprocess: PreprocessPool | null = null;
   #closed = false;

@@ -17,6 +17,7 @@ export async function startGrpcServer(...args: Parameters<typeof StartGrpcServer
 }
 export type { ServerOptions, NimifyPluginOptions, RateLimitOptions, SheddingOptions, AuthArea } from './options';
 export type { BreakerOptions, BreakerState } from './breaker';
+export type { TracingOptions } from './tracing';
 export { ModelRepository } from '../repository/repository';
 export type { RepositoryOptions, ControlMode, VersionState, IndexEntry } from '../repository/repository';
 export type { ModelConfig, CompletedConfig, ModelDefaults, VersionPolicy, WarmupRequest } from '../repository/config';

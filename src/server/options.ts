@@ -10,6 +10,7 @@ import type { ModelDefaults } from '../repository/config';
 import type { ControlMode, ModelRepository } from '../repository/repository';
 import { expectBoolean, expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../runtime/validate';
 import { BREAKER_DEFAULTS, type BreakerOptions } from './breaker';
+import { checkTracingOptions, type TracingOptions } from './tracing';
 
 export type AuthArea = 'health' | 'metrics' | 'docs';
 
@@ -93,6 +94,12 @@ export interface NimifyPluginOptions {
   responseCacheBytes?: number;
   /** The preprocessing pool of the predict route (image decoding, tokenization): worker threads (default: the core count) and tasks queued before 503 QUEUE_FULL (default 256). */
   preprocess?: PreprocessPoolOptions;
+  /**
+   * OpenTelemetry tracing of inference requests (src/server/tracing.ts): `{ exporter: 'otlp', url }`
+   * exports through nimify's own provider, `{ tracerProvider }` uses the caller's. Default false:
+   * off, no OpenTelemetry module loaded and nothing recorded per request.
+   */
+  tracing?: TracingOptions | false;
 }
 
 export interface ServerOptions extends NimifyPluginOptions {
@@ -118,7 +125,7 @@ export const MAX_INFLATED_BYTES = 256 * 1024 * 1024;
 
 export const PLUGIN_KEYS = [
   'repository', 'controlMode', 'startupModels', 'pollIntervalMs', 'modelDefaults', 'apiKeys', 'authExempt', 'rateLimit', 'breaker',
-  'shedding', 'inferTimeoutMs', 'registry', 'processMetrics', 'metricsRoute', 'docs', 'jsonWorkerBytes', 'jsonWorkerMaxQueue', 'jsonWorkerMaxQueueBytes', 'maxInflatedBytes', 'responseCacheBytes', 'preprocess',
+  'shedding', 'inferTimeoutMs', 'registry', 'processMetrics', 'metricsRoute', 'docs', 'jsonWorkerBytes', 'jsonWorkerMaxQueue', 'jsonWorkerMaxQueueBytes', 'maxInflatedBytes', 'responseCacheBytes', 'preprocess', 'tracing',
 ] as const;
 export const SERVER_KEYS = [...PLUGIN_KEYS, 'logger', 'logRequests', 'bodyLimit', 'requestTimeoutMs', 'keepAliveTimeoutMs'] as const;
 
@@ -135,6 +142,7 @@ export interface CheckedPluginOptions extends NimifyPluginOptions {
   maxInflatedBytes: number;
   responseCacheBytes: number;
   preprocess: PreprocessPoolOptions;
+  tracing: TracingOptions | false;
 }
 
 /** Validates plugin options (keys checked by the caller: the plugin accepts Fastify's own too). */
@@ -212,5 +220,6 @@ export function checkPluginOptions(o: Record<string, unknown>, env: NodeJS.Proce
   const maxInflatedBytes = o.maxInflatedBytes === undefined ? MAX_INFLATED_BYTES : expectInteger('options.maxInflatedBytes', o.maxInflatedBytes, 1);
   const responseCacheBytes = o.responseCacheBytes === undefined ? 0 : expectInteger('options.responseCacheBytes', o.responseCacheBytes, 0);
   const preprocess = o.preprocess === undefined ? {} : checkPreprocessPoolOptions('options.preprocess', o.preprocess);
-  return { ...(o as unknown as NimifyPluginOptions), apiKeys, authExempt, rateLimit, breaker, shedding, inferTimeoutMs, jsonWorkerBytes, jsonWorkerMaxQueue, jsonWorkerMaxQueueBytes, maxInflatedBytes, responseCacheBytes, preprocess };
+  const tracing = o.tracing === undefined ? false : checkTracingOptions('options.tracing', o.tracing);
+  return { ...(o as unknown as NimifyPluginOptions), apiKeys, authExempt, rateLimit, breaker, shedding, inferTimeoutMs, jsonWorkerBytes, jsonWorkerMaxQueue, jsonWorkerMaxQueueBytes, maxInflatedBytes, responseCacheBytes, preprocess, tracing };
 }

@@ -18,6 +18,7 @@ import { ModelRepository } from '../repository/repository';
 import { NimifyContext } from './context';
 import { ServerMetrics } from './metrics';
 import { checkPluginOptions, PLUGIN_KEYS, type NimifyPluginOptions } from './options';
+import { startTracing } from './tracing';
 import authPlugin from './plugins/auth';
 import docsPlugin from './plugins/docs';
 import errorHandler from './plugins/error-handler';
@@ -58,6 +59,12 @@ const nimify: FastifyPluginAsync<NimifyPluginOptions & { prefix?: string }> = as
   }
   const ctx = new NimifyContext(repository, metrics, options);
   host.addHook('onClose', () => ctx.close());
+  if (options.tracing !== false) {
+    const tracing = startTracing(options.tracing);
+    ctx.tracing = tracing;
+    // After the requests ended (onClose): their spans are in, then nimify's own exporter flushes.
+    host.addHook('onClose', () => tracing.shutdown());
+  }
   metrics.attach(repository, () => ctx.inFlight, () => ctx.preprocessQueueSize());
   const cache = ctx.cache;
   if (cache !== null) metrics.enableCache((v) => cache.counts(v));

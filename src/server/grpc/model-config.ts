@@ -8,8 +8,6 @@ import type { CompletedConfig, VersionPolicy } from '../../repository/config';
 import type { ServedVersion } from '../../repository/repository';
 import { BATCHING_DEFAULTS } from '../../runtime/options';
 
-const GPU_PROVIDERS = new Set(['cuda', 'tensorrt']);
-
 function versionPolicy(p: VersionPolicy): Record<string, unknown> {
   if (p === 'all') return { all: {} };
   if ('specific' in p) return { specific: { versions: p.specific } };
@@ -26,7 +24,6 @@ export function tritonModelConfig(v: ServedVersion): Record<string, unknown> {
   const c = v.config!;
   const b = c.batching;
   const batched = b !== false && b.batchDim === true;
-  const providers = v.model?.providers ?? ['cpu'];
   const out: Record<string, unknown> = {
     name: c.name,
     platform: c.platform,
@@ -35,7 +32,7 @@ export function tritonModelConfig(v: ServedVersion): Record<string, unknown> {
     max_batch_size: batched ? (b.maxBatchSize ?? BATCHING_DEFAULTS.maxBatchSize) : 0,
     input: tensors(c.inputs, batched, 'dims'),
     output: tensors(c.outputs, batched, 'dims'),
-    instance_group: [{ name: `${c.name}_0`, kind: GPU_PROVIDERS.has(providers[0]) ? 'KIND_GPU' : 'KIND_CPU', count: c.instances }],
+    instance_group: [{ name: `${c.name}_0`, kind: v.model?.onDevice === true ? 'KIND_GPU' : 'KIND_CPU', count: c.instances }],
     default_model_filename: 'model.onnx',
     response_cache: { enable: c.responseCache?.enable === true },
   };

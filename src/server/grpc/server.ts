@@ -13,7 +13,8 @@
  * queue-depth shedding.
  *
  * ModelStreamInfer answers each request on a stream in the order the requests came (Triton's
- * order for non-decoupled models), a failed one as `error_message` without ending the stream;
+ * order for non-decoupled models), each answer with Triton's `triton_final_response: true`
+ * parameter, a failed one as `error_message` without ending the stream;
  * at most STREAM_WINDOW requests of a stream are in flight at once (reading pauses beyond it,
  * so HTTP/2 flow control holds the client back instead of the model's queue refusing it). A
  * client that cancels or drops the stream cancels its pending requests (their AbortSignals).
@@ -23,7 +24,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { FastifyInstance } from 'fastify';
 import { parseUntrustedJson } from '../../protocol/json';
-import { decodeGrpcInferRequest, encodeGrpcInferResponse, GRPC_SERVICE, loadInferenceProto, responseParameters, type ModelInferRequest, type ModelInferResponse } from '../../protocol/grpc';
+import { decodeGrpcInferRequest, encodeGrpcInferResponse, finalResponseParameters, GRPC_SERVICE, loadInferenceProto, responseParameters, type ModelInferRequest, type ModelInferResponse } from '../../protocol/grpc';
 import { parseModelConfig } from '../../repository/config';
 import { checkModelName, checkVersion, type ServedVersion } from '../../repository/repository';
 import { NimifyError } from '../../runtime/errors';
@@ -32,6 +33,7 @@ import { version as nimifyVersion } from '../../runtime/version';
 import { abandonAdmitted, admitModelRequest, inferAdmitted, releaseController, type Admitted } from '../admission';
 import type { NimifyContext, RouteArea } from '../context';
 import { toGrpcError } from '../errors';
+import { metadataGetter, SPAN, startRequestTrace, type RequestTrace } from '../tracing';
 import { checkBearer, digest } from '../plugins/auth';
 import { EXTENSIONS, modelMetadata, versionStats } from '../routes/metadata';
 import { tritonModelConfig } from './model-config';
@@ -148,6 +150,12 @@ interface StreamState {
   clientEnded: boolean;
   gone: boolean;
   paused: boolean;
+  /**
+   * The call's write buffer is full (write() returned false: the client is not reading): no more
+   * answers are written and reading stays paused until 'drain', so a client that sends without
+   * reading holds at most STREAM_WINDOW answers, not an unbounded buffer.
+   */
+  writeBlocked: boolean;
 }
 
 class Service {
@@ -212,12 +220,14 @@ class Service {
   }
 
   /** One inference request, admitted like an HTTP one; `track` holds it while it can still be cancelled (its call's or stream's cancellation abandons it). */
-  async #infer(msg: ModelInferRequest, deadline: number | undefined, track: Set<Admitted> | null): Promise<ModelInferResponse> {
-    const a = admitModelRequest(this.#ctx, msg.model_name, versionOf(msg.model_version ?? ''));
+  async #infer(msg: ModelInferRequest, deadline: number | undefined, track: Set<Admitted> | null, trace: RequestTrace | null = null): Promise<ModelInferResponse> {
+    const a = admitModelRequest(this.#ctx, msg.model_name, versionOf(msg.model_version ?? ''), undefined, true, trace);
     track?.add(a);
     try {
       const { v, decoded, results } = await inferAdmitted(this.#ctx, a, (wire) => decodeGrpcInferRequest(wire, msg), deadline);
+      const encodeStart = trace === null ? 0 : performance.now();
       const response = encodeGrpcInferResponse({ modelName: v.name, modelVersion: v.version, id: decoded.id, parameters: responseParameters(msg, decoded) }, results, decoded.outputs);
+      if (trace !== null) trace.child(SPAN.encode, encodeStart);
       a.admission.end();
       return response;
     } catch (err) {
@@ -227,6 +237,29 @@ class Service {
       track?.delete(a);
       if (a.admission.settled) releaseController(a.controller);
     }
+  }
+
+  /**
+   * Runs one inference request of `rpc` under its request span while tracing is on: the span
+   * comes from startRequestTrace (tracing.ts, the one HTTP uses too), continuing the W3C trace
+   * context of the call's metadata, and ends with the request's gRPC status. Off: just `run(null)`.
+   */
+  #traced<T>(rpc: string, metadata: Metadata, run: (trace: RequestTrace | null) => Promise<T>): Promise<T> {
+    const tracing = this.#ctx.tracing;
+    if (tracing === null) return run(null);
+    const trace = startRequestTrace(tracing, `${GRPC_SERVICE}/${rpc}`, metadata, metadataGetter, { 'rpc.system': 'grpc', 'rpc.service': GRPC_SERVICE, 'rpc.method': rpc });
+    if (trace === null) return run(null);
+    return run(trace).then(
+      (res) => {
+        trace.end({ 'rpc.grpc.status_code': grpc.status.OK });
+        return res;
+      },
+      (err: unknown) => {
+        trace.fail(err);
+        trace.end({ 'rpc.grpc.status_code': grpc.status[toGrpcError(err).status] });
+        throw err;
+      },
+    );
   }
 
   #resolve(name: string, version: string): ServedVersion {
@@ -296,7 +329,10 @@ class Service {
           for (const a of track) abandonAdmitted(a, 'the client cancelled the call');
         };
         call.once('cancelled', onCancel);
-        return this.#infer(msg, deadlineMs(call), track).finally(() => call.off('cancelled', onCancel));
+        const deadline = deadlineMs(call);
+        // Untraced: no closure for #traced (tracing off costs the request nothing).
+        const p = this.#ctx.tracing === null ? this.#infer(msg, deadline, track) : this.#traced('ModelInfer', call.metadata, (trace) => this.#infer(msg, deadline, track, trace));
+        return p.finally(() => call.off('cancelled', onCancel));
       }),
       ModelStreamInfer: (call: grpc.ServerDuplexStream<ModelInferRequest, unknown>) => this.#stream(call),
     };
@@ -316,7 +352,7 @@ class Service {
       return;
     }
     this.active++;
-    const s: StreamState = { call, queue: [], admitted: new Set(), clientEnded: false, gone: false, paused: false };
+    const s: StreamState = { call, queue: [], admitted: new Set(), clientEnded: false, gone: false, paused: false, writeBlocked: false };
     this.#streams.add(s);
     const deadline = deadlineMs(call);
     const deadlineAt = deadline === undefined ? undefined : Date.now() + deadline;
@@ -325,22 +361,31 @@ class Service {
       this.active--;
     };
     call.on('data', (msg: ModelInferRequest) => {
+      // After the stream ended (a drain, a cancel), late messages are not run: nobody reads their answers.
+      if (s.gone) return;
       const entry: { response: unknown } = { response: undefined };
       s.queue.push(entry);
+      if (this.#draining) {
+        // Closing: answer at once without running it, so the stream empties and ends (a client
+        // that keeps sending cannot hold the drain open).
+        entry.response = { error_message: 'the server is closing: this request was not run; send it to another server', infer_response: { model_name: msg.model_name, model_version: msg.model_version, id: msg.id, parameters: finalResponseParameters(undefined) } };
+        this.#flush(s);
+        return;
+      }
       const left = deadlineAt === undefined ? undefined : deadlineAt - Date.now();
       let p: Promise<ModelInferResponse>;
       try {
-        p = this.#infer(msg, left, s.admitted);
+        p = this.#ctx.tracing === null ? this.#infer(msg, left, s.admitted) : this.#traced('ModelStreamInfer', call.metadata, (trace) => this.#infer(msg, left, s.admitted, trace));
       } catch (err) {
         p = Promise.reject(err);
       }
       p.then(
         (res) => {
-          entry.response = { error_message: '', infer_response: res };
+          entry.response = { error_message: '', infer_response: { ...res, parameters: finalResponseParameters(res.parameters) } };
         },
         (err: unknown) => {
           // The stream goes on: the failure is this request's answer, with its id to match it.
-          entry.response = { error_message: this.#serviceError(err, 'ModelStreamInfer').details, infer_response: { model_name: msg.model_name, model_version: msg.model_version, id: msg.id } };
+          entry.response = { error_message: this.#serviceError(err, 'ModelStreamInfer').details, infer_response: { model_name: msg.model_name, model_version: msg.model_version, id: msg.id, parameters: finalResponseParameters(undefined) } };
         },
       ).finally(() => this.#flush(s));
       if (s.queue.length >= STREAM_WINDOW && !s.paused) {
@@ -369,8 +414,19 @@ class Service {
   /** Writes the answers at the head of the stream's queue that are ready; ends the stream when the client (or a drain) is done and nothing is pending. */
   #flush(s: StreamState): void {
     if (s.gone) return;
-    while (s.queue.length > 0 && s.queue[0].response !== undefined) s.call.write(s.queue.shift()!.response);
-    if (s.paused && s.queue.length < STREAM_WINDOW / 2) {
+    while (!s.writeBlocked && s.queue.length > 0 && s.queue[0].response !== undefined) {
+      if (s.call.write(s.queue.shift()!.response)) continue;
+      s.writeBlocked = true;
+      if (!s.paused) {
+        s.paused = true;
+        s.call.pause();
+      }
+      s.call.once('drain', () => {
+        s.writeBlocked = false;
+        this.#flush(s);
+      });
+    }
+    if (s.paused && !s.writeBlocked && s.queue.length < STREAM_WINDOW / 2) {
       s.paused = false;
       s.call.resume();
     }

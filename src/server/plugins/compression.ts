@@ -18,7 +18,10 @@
  *
  * Responses: @fastify/compress compresses a response when `Accept-Encoding` asks for gzip or
  * deflate and the body is over 1 KiB (Triton's two; never br or zstd, which its clients cannot
- * read).
+ * read), on the routes where Triton does: inference (and nimify's predict, metrics, docs). The
+ * health, metadata, statistics, config and repository routes answer plain JSON whatever the
+ * client accepts, as Triton's do: tritonclient.http.aio sends aiohttp's default
+ * `Accept-Encoding: gzip, deflate` and parses those bodies without inflating them.
  *
  * Threads: all on the event loop; zlib runs on libuv's pool.
  */
@@ -79,7 +82,15 @@ class LimitedInflate extends Transform {
   }
 }
 
+/** Route areas (route config `nimifyArea`) whose responses are never compressed: see the file comment. */
+export const UNCOMPRESSED_AREAS: ReadonlySet<string> = new Set(['health', 'metadata', 'repository']);
+
 const compression: FastifyPluginAsync<{ maxInflatedBytes: number }> = async (app, { maxInflatedBytes }) => {
+  // Added before @fastify/compress's own onRoute hook, which reads `compress: false` as "leave alone".
+  app.addHook('onRoute', (route) => {
+    const area = (route.config as { nimifyArea?: string } | undefined)?.nimifyArea;
+    if (route.compress === undefined && area !== undefined && UNCOMPRESSED_AREAS.has(area)) route.compress = false;
+  });
   await app.register(compress, { global: true, encodings: ['gzip', 'deflate'], globalDecompression: false });
 
   const budget: Budget = { held: 0, max: Math.max(maxInflatedBytes, app.initialConfig.bodyLimit ?? 0) };

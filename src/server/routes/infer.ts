@@ -23,7 +23,8 @@ import { parseUntrustedJson } from '../../protocol/json';
 import { decodeInferRequest } from '../../protocol/request';
 import { encodeInferResponse } from '../../protocol/response';
 import { JsonDecodePool } from '../../protocol/json-pool';
-import { inferAdmitted, registerAdmission } from '../admission';
+import { inferAdmitted, registerAdmission, registerTracing } from '../admission';
+import { SPAN } from '../tracing';
 import sheddingPlugin from '../plugins/shedding';
 import { errorResponses, inferRequestBody, inferResponse, modelParams } from '../schemas';
 
@@ -96,6 +97,7 @@ const infer: FastifyPluginAsync = async (app) => {
     return parseInferBody(headerLength, body);
   });
 
+  registerTracing(app, ctx);
   await app.register(sheddingPlugin, { ctx });
   registerAdmission(app, ctx, { reserve });
 
@@ -105,7 +107,10 @@ const infer: FastifyPluginAsync = async (app) => {
     try {
       const body = request.body;
       const { v, decoded, results } = await inferAdmitted(ctx, admitted, (wire) => decodeInferRequest(wire, body, body[BINARY] ?? null, body[RAW] === true));
+      const trace = admitted.trace;
+      const encodeStart = trace === null ? 0 : performance.now();
       const encoded = encodeInferResponse({ modelName: v.name, modelVersion: v.version, id: decoded.id, parameters: decoded.parameters }, results, decoded.outputs, decoded.binary);
+      if (trace !== null) trace.child(SPAN.encode, encodeStart);
       admission.end();
       if (encoded.headerLength !== undefined) {
         reply.header('inference-header-content-length', String(encoded.headerLength)).type('application/octet-stream');

@@ -8,6 +8,7 @@ import { checkModelName, checkVersion, type ModelRepository, type ServedVersion 
 import { version } from '../../runtime/version';
 import { requestDurationsNs } from '../admission';
 import type { NimifyContext } from '../context';
+import { tritonModelConfig } from '../grpc/model-config';
 import { errorResponses, modelMetadataResponse, modelParams, serverMetadataResponse } from '../schemas';
 
 export const EXTENSIONS = ['binary_tensor_data', 'model_repository', 'model_configuration', 'statistics', 'parameters'];
@@ -114,8 +115,15 @@ const metadata: FastifyPluginAsync = async (app) => {
   app.get<{ Params: Params }>('/v2/models/:model_name', { config, schema: modelSchema }, model);
   app.get<{ Params: Params }>('/v2/models/:model_name/versions/:model_version', { config, schema: modelSchema }, model);
 
-  const modelConfig = async (request: { params: Params }) => resolve(request.params).config!;
-  const configSchema = { summary: 'Completed model configuration (config.json + defaults + model metadata)', tags: ['metadata'], params: modelParams, response: { 404: errorResponses[404], 503: errorResponses[503] } };
+  // nimify's completed config, with Triton's ModelConfig fields beside it (max_batch_size, input,
+  // output, dynamic_batching, instance_group, …; no key in common but name and platform, which
+  // agree): Triton's tools read those from this route (perf_analyzer's default HTTP protocol takes
+  // max_batch_size from it to know that dim 0 is the batch dim).
+  const modelConfig = async (request: { params: Params }) => {
+    const v = resolve(request.params);
+    return { ...tritonModelConfig(v), ...v.config! };
+  };
+  const configSchema = { summary: 'Completed model configuration (config.json + defaults + model metadata), with Triton\'s ModelConfig fields', tags: ['metadata'], params: modelParams, response: { 404: errorResponses[404], 503: errorResponses[503] } };
   app.get<{ Params: Params }>('/v2/models/:model_name/config', { config, schema: configSchema }, modelConfig);
   app.get<{ Params: Params }>('/v2/models/:model_name/versions/:model_version/config', { config, schema: configSchema }, modelConfig);
 

@@ -28,7 +28,9 @@ import type { Outputs } from '../../runtime/model';
 import { MAX_PREDICT_ITEMS, type Pipeline, type PredictInput } from '../../pipeline/pipeline';
 import { parseUntrustedJson } from '../../protocol/json';
 import type { ServedVersion } from '../../repository/repository';
-import { currentVersion, registerAdmission } from '../admission';
+import { currentVersion, registerAdmission, registerTracing } from '../admission';
+import { ATTR, SPAN } from '../tracing';
+import type { Tensor } from '../../runtime/tensor';
 import sheddingPlugin from '../plugins/shedding';
 import { errorResponses, modelParams } from '../schemas';
 
@@ -176,6 +178,7 @@ const predict: FastifyPluginAsync = async (app) => {
     throw new NimifyError('INVALID_ARGUMENT', `request body: Content-Type ${type} is not accepted here; send an image file's bytes (image/png, image/jpeg, image/webp), multipart/form-data with image files, or JSON {"text": …} / {"texts": […]}`);
   });
 
+  registerTracing(app, ctx);
   await app.register(sheddingPlugin, { ctx });
   // Admitted (breaker, queue depth) before any body is read: a refused request does not make the
   // server buffer its upload. From then on, failures count for this version.
@@ -188,7 +191,7 @@ const predict: FastifyPluginAsync = async (app) => {
   const bodyLimit = app.initialConfig.bodyLimit ?? 1024 * 1024;
   const handler = async (request: FastifyRequest<{ Params: Params; Body: Body }>, reply: FastifyReply): Promise<unknown> => {
     const admitted = request.nimifyAdmitted!;
-    const { name, admission, controller } = admitted;
+    const { name, admission, controller, trace } = admitted;
     // A version swapped while the body arrived is not used: the one serving now is (its pipeline
     // checked again). Preprocessing still runs between this and the model's run, as it always did.
     let v: ServedVersion;
@@ -211,6 +214,9 @@ const predict: FastifyPluginAsync = async (app) => {
     const deadline = setTimeout(() => late.abort(new NimifyError('TIMEOUT', `prediction: preprocessing did not finish within ${timeoutMs} ms`)), timeoutMs);
     const stop = AbortSignal.any([controller.signal, late.signal]);
     let modelFailed = false;
+    // Traced requests: when preprocessing began, and whether its span is recorded.
+    let preStart = 0;
+    let preDone = true;
     try {
       let items: PredictInput[];
       let batch: boolean;
@@ -233,6 +239,29 @@ const predict: FastifyPluginAsync = async (app) => {
       }
       pipeline.checkInputs('request', items);
 
+      // Traced: the preprocess span runs from here to the first run's submission (the pipeline
+      // preprocesses a chunk, then runs it); each run gets its queue and compute spans.
+      if (trace !== null) {
+        preStart = performance.now();
+        preDone = false;
+      }
+      const traced = trace === null ? null : (f: Record<string, Tensor>) => {
+        if (!preDone) {
+          preDone = true;
+          trace.child(SPAN.preprocess, preStart, undefined, { [ATTR.items]: items.length });
+        }
+        const timing = trace.runTiming();
+        return model.infer(f, { timeoutMs, signal: controller.signal, timing }).then(
+          (out) => {
+            trace.run(timing);
+            return out;
+          },
+          (err: unknown) => {
+            trace.run(timing, err);
+            throw err;
+          },
+        );
+      };
       // The bodies are ours (Fastify's buffers): moved into the pool, not copied.
       const { runs, preprocessUs } = await pipeline.run(items, ctx.preprocessPool(), {
         maxRows: model.maxBatchRows,
@@ -240,7 +269,7 @@ const predict: FastifyPluginAsync = async (app) => {
         signal: stop,
         where: batch ? 'texts' : 'text',
         infer: (f) =>
-          model.infer(f, { timeoutMs, signal: controller.signal }).catch((err: unknown) => {
+          (traced === null ? model.infer(f, { timeoutMs, signal: controller.signal }) : traced(f)).catch((err: unknown) => {
             modelFailed = true;
             return blameConfig(err);
           }),
@@ -257,6 +286,8 @@ const predict: FastifyPluginAsync = async (app) => {
       admission.end();
       return reply.send(answer);
     } catch (err) {
+      // Preprocessing failed before any run: its span ends here, failed.
+      if (trace !== null && !preDone) trace.child(SPAN.preprocess, preStart, undefined, undefined, err);
       // Failures outside the model (the body, preprocessing) do not count for its breaker.
       admission.fail(err, { beforeModel: !modelFailed });
       throw err;
