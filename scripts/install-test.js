@@ -228,6 +228,11 @@ async function main() {
       log(`image pipeline without sharp: ${probe.image.split(':')[0]} naming \`npm install sharp\``);
       await serveOnce(app, env);
       log('nimify serve: one HTTP inference, SIGTERM, exit 0');
+      // Tracing's SDK is an optional peer too: --trace without it exits 2 naming what to install.
+      if (fs.existsSync(path.join(nm, '@opentelemetry', 'sdk-trace-base'))) throw new Error('@opentelemetry/sdk-trace-base was installed; it must not be');
+      const traced = spawnSync(nodeBin, [path.join(nm, 'nimify', 'dist', 'cli', 'index.js'), 'serve', 'model.onnx', '--port', '0', '--trace', 'otlp=http://127.0.0.1:9/v1/traces'], { cwd: app, env, encoding: 'utf8', timeout: 60_000 });
+      if (traced.status === 0 || !/npm install @opentelemetry\/core @opentelemetry\/sdk-trace-base/.test(traced.stderr)) throw new Error(`--trace without the OpenTelemetry SDK should name the packages (exit ${traced.status}):\n${traced.stderr}`);
+      log(`nimify serve --trace without the SDK: exit ${traced.status} naming \`npm install @opentelemetry/…\``);
       const mb = duBytes(nm) / 1e6;
       Object.assign(summary, { installSeconds: inst.seconds, nodeModulesMB: Number(mb.toFixed(1)), limitMB: LIMIT_MB });
       if (mb > LIMIT_MB) throw new Error(`node_modules is ${mb.toFixed(1)} MB, over the ${LIMIT_MB} MB budget`);

@@ -153,6 +153,24 @@ export function checkOtlpUrl(name: string, value: unknown): string {
   return text;
 }
 
+/** What tracing with nimify's own exporter needs beyond @opentelemetry/api (prom-client's dependency): optional peers of nimify. */
+export const TRACING_PACKAGES = ['@opentelemetry/core', '@opentelemetry/sdk-trace-base', '@opentelemetry/exporter-trace-otlp-http', '@opentelemetry/resources'] as const;
+
+/** UNSUPPORTED naming every package of `names` that is not installed (one `npm install` line for all). */
+export function checkTracingPackages(names: readonly string[], resolveFrom: string[] = [__dirname, process.cwd()]): void {
+  const missing = names.filter((n) => {
+    try {
+      require.resolve(n, { paths: resolveFrom });
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  if (missing.length > 0) {
+    throw new NimifyError('UNSUPPORTED', `tracing needs ${missing.map((m) => `'${m}'`).join(', ')}, not installed: run \`npm install ${missing.join(' ')}\` in your project`);
+  }
+}
+
 /**
  * Starts tracing per checked options: loads the OpenTelemetry modules (the SDK and exporter only
  * for `exporter`). `env` gives OTEL_SERVICE_NAME.
@@ -161,6 +179,9 @@ export function startTracing(options: TracingOptions, env: NodeJS.ProcessEnv = p
   // Loaded here, never at import: 'nimify/server' without tracing loads none of the SDK (the
   // API alone is loaded by prom-client anyway).
   const api = require('@opentelemetry/api') as Api;
+  // The propagator (and, for an exporter, the SDK) are optional peer dependencies: installed by
+  // whoever turns tracing on, named all at once when missing.
+  checkTracingPackages(options.tracerProvider !== undefined ? ['@opentelemetry/core'] : TRACING_PACKAGES);
   const { W3CTraceContextPropagator } = require('@opentelemetry/core') as typeof import('@opentelemetry/core');
   const propagator = new W3CTraceContextPropagator();
   if (options.tracerProvider !== undefined) {
@@ -169,7 +190,9 @@ export function startTracing(options: TracingOptions, env: NodeJS.ProcessEnv = p
   const sdk = require('@opentelemetry/sdk-trace-base') as typeof import('@opentelemetry/sdk-trace-base');
   const { OTLPTraceExporter } = require('@opentelemetry/exporter-trace-otlp-http') as typeof import('@opentelemetry/exporter-trace-otlp-http');
   const { resourceFromAttributes } = require('@opentelemetry/resources') as typeof import('@opentelemetry/resources');
-  const { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } = require('@opentelemetry/semantic-conventions') as typeof import('@opentelemetry/semantic-conventions');
+  // OpenTelemetry's semantic-convention names for the service (semantic-conventions is a 10 MB package for two strings).
+  const ATTR_SERVICE_NAME = 'service.name';
+  const ATTR_SERVICE_VERSION = 'service.version';
   const exporter = new OTLPTraceExporter({ ...(options.url !== undefined ? { url: options.url } : {}), ...(options.headers !== undefined ? { headers: options.headers } : {}) });
   const provider = new sdk.BasicTracerProvider({
     resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: options.serviceName ?? (env.OTEL_SERVICE_NAME || 'nimify'), [ATTR_SERVICE_VERSION]: nimifyVersion }),

@@ -22,7 +22,7 @@ import { GRPC_SERVICE, loadInferenceProto } from '../../src/protocol/grpc';
 import { buildServer } from '../../src/server';
 import { startGrpcServer, type GrpcServer } from '../../src/server/grpc/server';
 import { checkPluginOptions } from '../../src/server/options';
-import { ATTR, SPAN, TRITON_EVENTS } from '../../src/server/tracing';
+import { ATTR, SPAN, TRITON_EVENTS, TRACING_PACKAGES, checkTracingPackages } from '../../src/server/tracing';
 import { serveOptions, traceOption } from '../../src/cli/serve';
 import { MODELS, ROOT, model } from '../helpers';
 
@@ -286,6 +286,18 @@ describe('tracing: options', () => {
     expect(check({ tracerProvider: {} })).toThrow(/options\.tracing\.tracerProvider: expected an OpenTelemetry TracerProvider/);
     expect(check({ tracerProvider: provider, exporter: 'otlp' })).toThrow(/received both/);
     expect(check({ exporter: 'otlp', colour: 1 })).toThrow(/colour/);
+  });
+
+  it('the SDK packages are optional peers: missing ones are named in one npm install line', () => {
+    // From a folder where nothing resolves: every package is named.
+    const nowhere = fs.mkdtempSync(path.join(os.tmpdir(), 'nimify-no-otel-'));
+    expect(() => checkTracingPackages(TRACING_PACKAGES, [nowhere])).toThrow(/^tracing needs '@opentelemetry\/core', '@opentelemetry\/sdk-trace-base', '@opentelemetry\/exporter-trace-otlp-http', '@opentelemetry\/resources', not installed: run `npm install @opentelemetry\/core @opentelemetry\/sdk-trace-base @opentelemetry\/exporter-trace-otlp-http @opentelemetry\/resources` in your project$/);
+    expect(() => checkTracingPackages(TRACING_PACKAGES)).not.toThrow(); // installed here (dev dependencies)
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+    for (const name of TRACING_PACKAGES) {
+      expect(pkg.dependencies[name], name).toBeUndefined();
+      expect(pkg.peerDependenciesMeta[name], name).toEqual({ optional: true });
+    }
   });
 
   it('--trace and the OTEL_* environment', () => {
