@@ -2,7 +2,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
-import { Tensor, type TensorType } from '../src';
+import { expect } from 'vitest';
+import { NimifyError, Tensor, type TensorType } from '../src';
 
 export const ROOT = path.resolve(__dirname, '..');
 export const MODELS = path.join(ROOT, 'test', 'fixtures', 'models');
@@ -44,3 +45,16 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 /** A tensor's elements as a plain array, for comparisons. */
 export const values = (t: Tensor): unknown[] => Array.from(t.data as ArrayLike<unknown>);
 export const f32 = (t: Tensor): Float32Array => t.data as Float32Array;
+
+/** Runs `fn` and checks that it throws a NimifyError INVALID_ARGUMENT whose message matches `pattern`. */
+export function invalidArg(fn: () => unknown, pattern: RegExp): void {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(NimifyError);
+    expect((err as NimifyError).code).toBe('INVALID_ARGUMENT');
+    expect((err as Error).message).toMatch(pattern);
+    return;
+  }
+  throw new Error('expected an INVALID_ARGUMENT error');
+}

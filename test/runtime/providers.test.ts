@@ -9,19 +9,8 @@ import { loadModel, NimifyError, runtimeInfo, Tensor } from '../../src';
 import { findFileOption, PROVIDERS, toProviderRequests } from '../../src/runtime/providers';
 import { parseModelConfig } from '../../src/repository/config';
 import { serveOptions } from '../../src/cli/serve';
-import { model } from '../helpers';
+import { invalidArg, model } from '../helpers';
 
-function invalidArg(fn: () => unknown, pattern: RegExp): void {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(NimifyError);
-    expect((err as NimifyError).code).toBe('INVALID_ARGUMENT');
-    expect((err as Error).message).toMatch(pattern);
-    return;
-  }
-  throw new Error('expected INVALID_ARGUMENT');
-}
 
 describe('toProviderRequests: options table and validation', () => {
   it('translates names and camelCase options into ORT provider keys, in order, without cpu', () => {

@@ -1,17 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { NimifyError, Tensor, TENSOR_TYPES } from '../../src';
+import { invalidArg } from '../helpers';
 
-function invalidArg(fn: () => unknown, pattern: RegExp): void {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(NimifyError);
-    expect((err as NimifyError).code).toBe('INVALID_ARGUMENT');
-    expect((err as Error).message).toMatch(pattern);
-    return;
-  }
-  throw new Error('expected an INVALID_ARGUMENT error');
-}
 
 describe('Tensor', () => {
   it('lists the fourteen element types', () => {
