@@ -36,6 +36,11 @@ export class NimifyContext {
   admitted = 0;
   /** The pool decoding large JSON bodies off the event loop (null when disabled). */
   jsonPool: JsonDecodePool | null = null;
+  /**
+   * The event-loop and heap guards' verdict (plugins/shedding.ts, set when they are on): what is
+   * over its limit, or null. admit() asks it, so gRPC sheds like HTTP, whose hook asks first.
+   */
+  pressure: (() => { type: string; value: number } | null) | null = null;
   /** The response cache (null without a budget: options.responseCacheBytes). */
   readonly cache: ResponseCache | null;
   /** Request tracing (tracing.ts), started by the plugin when options.tracing asks; null: off. */

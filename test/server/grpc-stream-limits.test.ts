@@ -114,4 +114,25 @@ describe('ModelStreamInfer limits', () => {
     expect(answers.length).toBeGreaterThan(0);
     expect(answers.some((a) => a.error_message === '')).toBe(true);
   }, 30_000);
+
+  it('the event-loop and heap guards shed gRPC like HTTP: UNAVAILABLE with OVERLOADED, counted by reason', async () => {
+    // A heap limit of 1 byte: under pressure from the first sample on.
+    const shedApp = await buildServer({ repository: root, logger: false, breaker: false, shedding: { maxHeapUsedBytes: 1, maxEventLoopDelayMs: 0 } });
+    const shedGrpc = await startGrpcServer(shedApp, { port: 0 });
+    await shedApp.ready();
+    await new Promise((r) => setTimeout(r, 1200)); // under-pressure samples once a second
+    const c = new Service.GRPCInferenceService(shedGrpc.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & { ModelInfer: (req: unknown, cb: (err: grpc.ServiceError | null) => void) => void };
+    try {
+      const err = await new Promise<grpc.ServiceError | null>((r) => c.ModelInfer({ model_name: 'mlp', inputs: [{ name: 'x', datatype: 'FP32', shape: ['1', '64'] }], raw_input_contents: [Buffer.alloc(256)] }, r));
+      expect(err?.code).toBe(grpc.status.UNAVAILABLE);
+      expect(err?.details).toMatch(/server overloaded \(heapUsedBytes at \d+\)/);
+      expect(err?.metadata.get('nimify-code')).toEqual(['OVERLOADED']);
+      const http = await shedApp.inject({ method: 'POST', url: '/v2/models/mlp/infer', payload: { inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: new Array(64).fill(0) }] } });
+      expect(http.statusCode).toBe(503);
+      expect((await shedApp.inject('/metrics')).body).toMatch(/nimify_requests_shed_total\{reason="heapUsedBytes"\} [2-9]/);
+    } finally {
+      c.close();
+      await shedApp.close();
+    }
+  }, 30_000);
 });

@@ -5,7 +5,7 @@
  * 503 OVERLOADED with Retry-After, answered before any decoding. A model's own queue depth is
  * checked by the inference route (it knows the model).
  */
-import underPressure from '@fastify/under-pressure';
+import underPressure, { TYPE_EVENT_LOOP_DELAY, TYPE_HEAP_USED_BYTES } from '@fastify/under-pressure';
 import type { FastifyPluginAsync } from 'fastify';
 import fp from 'fastify-plugin';
 import type { NimifyContext } from '../context';
@@ -15,10 +15,20 @@ export function overloaded(reason: string, retryAfterSeconds: number): Retryable
   return retryLater('OVERLOADED', `server overloaded (${reason}); retry later`, retryAfterSeconds);
 }
 
-/** Event-loop thread, first check of an inference route's admission (admission.ts): refuses a request over the concurrency bound. */
+/**
+ * Event-loop thread, first check of an inference request's admission (admission.ts), HTTP and
+ * gRPC alike: refuses it while the event loop is late or the heap full (the guards' verdict;
+ * HTTP's own hook refused such requests already), or when the concurrency bound is reached.
+ */
 export function admit(ctx: NimifyContext): void {
   const shedding = ctx.options.shedding;
-  if (shedding !== false && ctx.inFlight >= shedding.maxConcurrentRequests) {
+  if (shedding === false) return;
+  const pressure = ctx.pressure?.() ?? null;
+  if (pressure !== null) {
+    ctx.metrics.shed.inc({ reason: pressure.type });
+    throw overloaded(`${pressure.type} at ${Math.round(pressure.value)}`, shedding.retryAfterSeconds);
+  }
+  if (ctx.inFlight >= shedding.maxConcurrentRequests) {
     ctx.metrics.shed.inc({ reason: 'concurrency' });
     throw overloaded(`${ctx.inFlight} requests in flight`, shedding.retryAfterSeconds);
   }
@@ -37,6 +47,16 @@ const shedding: FastifyPluginAsync<{ ctx: NimifyContext }> = async (app, { ctx }
       throw overloaded(`${type} at ${Math.round(Number(value))}`, opts.retryAfterSeconds);
     },
   });
+  // The same verdict for admit() (gRPC has no Fastify hook), named as under-pressure names it.
+  const maxDelay = opts.maxEventLoopDelayMs || 0;
+  const maxHeap = opts.maxHeapUsedBytes ?? 0;
+  ctx.pressure = () => {
+    if (!app.isUnderPressure()) return null;
+    const m = app.memoryUsage();
+    if (maxDelay > 0 && m.eventLoopDelay > maxDelay) return { type: TYPE_EVENT_LOOP_DELAY, value: m.eventLoopDelay };
+    if (maxHeap > 0 && m.heapUsed > maxHeap) return { type: TYPE_HEAP_USED_BYTES, value: m.heapUsed };
+    return null;
+  };
 };
 
 export default fp(shedding, { name: 'nimify-shedding', fastify: '5.x' });
