@@ -12,6 +12,7 @@ import type { ServerMetrics } from './metrics';
 import type { AuthArea, CheckedPluginOptions } from './options';
 import { ResponseCache } from './cache';
 import type { ServerTracing } from './tracing';
+import type { RateLimitCheck } from './plugins/rate-limit';
 
 export type RouteArea = AuthArea | 'inference' | 'metadata' | 'repository';
 
@@ -41,6 +42,8 @@ export class NimifyContext {
    * over its limit, or null. admit() asks it, so gRPC sheds like HTTP, whose hook asks first.
    */
   pressure: (() => { type: string; value: number } | null) | null = null;
+  /** The rate limiter's check for calls that are not Fastify requests (gRPC), when rate limiting is on (plugins/rate-limit.ts). */
+  rateLimit: RateLimitCheck | null = null;
   /** The response cache (null without a budget: options.responseCacheBytes). */
   readonly cache: ResponseCache | null;
   /** Request tracing (tracing.ts), started by the plugin when options.tracing asks; null: off. */

@@ -78,7 +78,10 @@ const routes: FastifyPluginAsync = async (app) => {
   await app.register(errorHandler);
   await app.register(compression, { maxInflatedBytes: options.maxInflatedBytes });
   if (options.docs !== false) await app.register(docsPlugin);
-  if (options.rateLimit !== false) await app.register(rateLimitPlugin, { ...options.rateLimit, onLimit: () => metrics.rateLimited.inc() });
+  if (options.rateLimit !== false) {
+    const ctx = app.nimify;
+    await app.register(rateLimitPlugin, { ...options.rateLimit, onLimit: () => metrics.rateLimited.inc(), expose: (check) => (ctx.rateLimit = check) });
+  }
   await app.register(authPlugin, { keys: options.apiKeys, exempt: options.authExempt, onReject: () => metrics.unauthorized.inc() });
 
   await app.register(healthRoutes);

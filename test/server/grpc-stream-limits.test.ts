@@ -135,4 +135,40 @@ describe('ModelStreamInfer limits', () => {
       await shedApp.close();
     }
   }, 30_000);
+
+  it('the rate limit applies to gRPC calls with the same windows as HTTP (per peer IP or API key); health RPCs are never limited', async () => {
+    const limited = await buildServer({ repository: root, logger: false, breaker: false, rateLimit: { max: 3, timeWindowMs: 60_000 } });
+    const g = await startGrpcServer(limited, { port: 0 });
+    await limited.ready();
+    type C = grpc.Client & Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res?: unknown) => void) => void> & { ModelStreamInfer: () => grpc.ClientDuplexStream<unknown, { error_message: string }> };
+    const c = new Service.GRPCInferenceService(g.address, grpc.credentials.createInsecure()) as unknown as C;
+    const rpc = (name: string, req: unknown) => new Promise<grpc.ServiceError | null>((r) => c[name]!(req, (err) => r(err)));
+    const infer = { model_name: 'mlp', inputs: [{ name: 'x', datatype: 'FP32', shape: ['1', '64'] }], raw_input_contents: [Buffer.alloc(256)] };
+    try {
+      expect(await rpc('ModelInfer', infer)).toBeNull();
+      expect(await rpc('ModelMetadata', { name: 'mlp', version: '' })).toBeNull();
+      // The third of the window's requests is HTTP's: one window for the client, whatever the transport.
+      expect((await limited.inject({ method: 'POST', url: '/v2/models/mlp/infer', remoteAddress: '127.0.0.1', payload: { inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: new Array(64).fill(0) }] } })).statusCode).toBe(200);
+      const over = await rpc('ModelInfer', infer);
+      expect(over?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      expect(over?.metadata.get('nimify-code')).toEqual(['RATE_LIMITED']);
+      expect(Number(over?.metadata.get('retry-after')[0])).toBeGreaterThan(0);
+      expect(await rpc('ServerLive', {})).toBeNull(); // health: never limited
+      // A stream's messages are requests too: over the limit each is answered with the error, the stream goes on.
+      const stream = c.ModelStreamInfer();
+      const answers: string[] = [];
+      stream.on('data', (m) => answers.push(m.error_message));
+      const ended = new Promise((r) => stream.on('end', r));
+      stream.write(infer);
+      stream.write(infer);
+      stream.end();
+      await ended;
+      expect(answers).toHaveLength(2);
+      for (const a of answers) expect(a).toMatch(/rate limit exceeded/);
+      expect((await limited.inject('/metrics')).body).toMatch(/nimify_requests_rate_limited_total [3-9]/);
+    } finally {
+      c.close();
+      await limited.close();
+    }
+  }, 30_000);
 });

@@ -191,6 +191,20 @@ class Service {
     }
   }
 
+  /**
+   * The HTTP rate limiter's verdict for a call (same windows, keys and limits: plugins/rate-limit.ts),
+   * or null when none applies: rate limiting off, or a health RPC (never limited, as on HTTP).
+   */
+  #limit(rpc: string, call: { getPeer(): string; metadata: Metadata }): Promise<void> | null {
+    const check = this.#ctx.rateLimit;
+    if (check === null || AREAS[rpc] === 'health') return null;
+    // getPeer(): "ipv4:127.0.0.1:5000", "ipv6:[::1]:5000" → the address HTTP's request.ip would give.
+    const peer = call.getPeer().replace(/^ipv[46]:/, '');
+    const ip = peer.startsWith('[') ? peer.slice(1, peer.indexOf(']')) : peer.replace(/:\d+$/, '');
+    const auth = call.metadata.get('authorization');
+    return check(ip, auth.length === 1 ? String(auth[0]) : undefined);
+  }
+
   #serviceError(err: unknown, rpc: string): grpc.ServiceError {
     const g = toGrpcError(err);
     if (g.internal) this.#log.error({ err, rpc }, `grpc ${rpc} failed`);
@@ -208,11 +222,20 @@ class Service {
         if (err !== null) callback(this.#serviceError(err, rpc));
         else callback(null, res);
       };
+      const run = () => {
+        try {
+          const out = fn(call.request, call);
+          if (out instanceof Promise) out.then((res) => done(null, res), (err: unknown) => done(err));
+          else done(null, out);
+        } catch (err) {
+          done(err);
+        }
+      };
       try {
         this.#authorize(rpc, call.metadata);
-        const out = fn(call.request, call);
-        if (out instanceof Promise) out.then((res) => done(null, res), (err: unknown) => done(err));
-        else done(null, out);
+        const limited = this.#limit(rpc, call);
+        if (limited === null) run();
+        else limited.then(run, (err: unknown) => done(err));
       } catch (err) {
         done(err);
       }
@@ -375,7 +398,10 @@ class Service {
       const left = deadlineAt === undefined ? undefined : deadlineAt - Date.now();
       let p: Promise<ModelInferResponse>;
       try {
-        p = this.#ctx.tracing === null ? this.#infer(msg, left, s.admitted) : this.#traced('ModelStreamInfer', call.metadata, (trace) => this.#infer(msg, left, s.admitted, trace));
+        const run = () => (this.#ctx.tracing === null ? this.#infer(msg, left, s.admitted) : this.#traced('ModelStreamInfer', call.metadata, (trace) => this.#infer(msg, left, s.admitted, trace)));
+        // Each message is one inference request: rate limited like one (its answer keeps its place in the queue).
+        const limited = this.#limit('ModelStreamInfer', call);
+        p = limited === null ? run() : limited.then(run);
       } catch (err) {
         p = Promise.reject(err);
       }
