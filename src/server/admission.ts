@@ -25,7 +25,7 @@ import type { NimifyContext } from './context';
 import { toHttpError } from './errors';
 import type { FailureReason } from './metrics';
 import { admit, overloaded } from './plugins/shedding';
-import { throughCache } from './cache';
+import { cacheFor, throughCache } from './cache';
 import { headerGetter, startRequestTrace, type RequestTrace } from './tracing';
 
 declare module 'fastify' {
@@ -380,17 +380,14 @@ export async function inferAdmitted(ctx: NimifyContext, a: Admitted, decode: (wi
       clientTimeout = true;
     }
     const all = decoded.outputs.length === config.outputs.length;
+    const options = { outputs: all ? undefined : decoded.outputs, timeoutMs, priority: decoded.priority, signal: a.controller.signal, timing };
     // The response cache (cache.ts) answers a repeat without the model; a miss calls infer() in
-    // this same synchronous step (currentVersion() above still holds).
-    const results = await throughCache(ctx.cache, v, decoded.feeds, decoded.outputs, () =>
-      v.model!.infer(decoded.feeds, {
-        outputs: all ? undefined : decoded.outputs,
-        timeoutMs,
-        priority: decoded.priority,
-        signal: a.controller.signal,
-        timing,
-      }),
-    );
+    // this same synchronous step (currentVersion() above still holds). Without one, infer() is
+    // called directly: no closure or extra promise per request.
+    const cache = cacheFor(ctx.cache, v);
+    const results = await (cache === null
+      ? v.model!.infer(decoded.feeds, options)
+      : throughCache(cache, v, decoded.feeds, decoded.outputs, () => v.model!.infer(decoded.feeds, options)));
     if (trace !== null) trace.run(timing!);
     return { v, decoded, results };
   } catch (err) {

@@ -181,21 +181,37 @@ export class ResponseCache {
   }
 }
 
+/** The cache that serves `v`: the server's, when it has one and `v`'s config enables it; else null. */
+export function cacheFor(cache: ResponseCache | null, v: ServedVersion): ResponseCache | null {
+  return cache !== null && v.config?.responseCache.enable === true ? cache : null;
+}
+
 /**
- * Runs a request through the cache when `v` enables it (config `responseCache.enable`, and the
- * server has a budget): a hit answers with the cached result and never calls `run`; a miss runs
- * it and stores a successful result. Times and counts go to `cache.counts(v)` (Triton's
- * cache_hit: lookup + extraction; cache_miss: lookup + insertion). `outputs`: the requested
- * output names in order (the result depends on them). Without a cache: just `run()`.
+ * Runs a request through the cache when `v` enables it (cacheFor): a hit answers with the cached
+ * result and never calls `run`; a miss runs it and stores a successful result. Times and counts
+ * go to `cache.counts(v)` (Triton's cache_hit: lookup + extraction; cache_miss: lookup +
+ * insertion). `outputs`: the requested output names in order (the result depends on them).
+ * Without a cache: `run()` itself, with no promise or closure of its own (the inference hot path
+ * calls it for every request).
  */
-export async function throughCache(
+export function throughCache(
   cache: ResponseCache | null,
   v: ServedVersion,
   feeds: Readonly<Record<string, Tensor>>,
   outputs: readonly string[],
   run: () => Promise<Record<string, Tensor>>,
 ): Promise<Record<string, Tensor>> {
-  if (cache === null || v.config?.responseCache.enable !== true) return run();
+  const c = cacheFor(cache, v);
+  return c === null ? run() : cached(c, v, feeds, outputs, run);
+}
+
+async function cached(
+  cache: ResponseCache,
+  v: ServedVersion,
+  feeds: Readonly<Record<string, Tensor>>,
+  outputs: readonly string[],
+  run: () => Promise<Record<string, Tensor>>,
+): Promise<Record<string, Tensor>> {
   const counts = cache.counts(v);
   const t0 = process.hrtime.bigint();
   const key = cache.key(v, feeds, outputs);
