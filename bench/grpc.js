@@ -121,7 +121,7 @@ function toMarkdown(report) {
   return lines.join('\n');
 }
 
-module.exports = { main, toMarkdown };
+module.exports = { main, toMarkdown, grpcLoad };
 
 if (require.main === module) {
   main().then((r) => console.log(toMarkdown(r)), (err) => {

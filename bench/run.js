@@ -4,13 +4,14 @@
 // nimify's HTTP server and a plain Fastify + onnxruntime-node server (child processes); `predict`
 // drives the image predict route with preprocessing in nimify's worker pool, on the event loop,
 // and in a Fastify + sharp + onnxruntime-node server (child processes; `node bench/predict.js`
-// runs it alone); `cache` the response cache on and off. Needs the built package (npm run build).
+// runs it alone); `cache` the response cache on and off; `tracing` tracing off, off again (the noise
+// floor), on unsampled and on for every request. Needs the built package (npm run build).
 // `--quick` shortens every run.
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
-const SUITES = { latency: require('./latency'), throughput: require('./throughput'), http: require('./http'), predict: require('./predict'), cache: require('./cache'), grpc: require('./grpc') };
+const SUITES = { latency: require('./latency'), throughput: require('./throughput'), http: require('./http'), predict: require('./predict'), cache: require('./cache'), grpc: require('./grpc'), tracing: require('./tracing') };
 
 /** Runs the named suites (all when `only` is empty) and writes their results. */
 async function run(only = []) {

@@ -76,8 +76,9 @@ export function decodeInferRequest(model: WireModel, header: unknown, binary: Bu
     for (const key of Object.keys(p)) {
       const v = p[key];
       if (key === 'priority') {
-        // Triton numbers levels from 1 (highest); 0 is "the default level". nimify has two.
-        if (v !== 0 && v !== 1 && v !== 2) throw invalid('parameters.priority', '0 (default), 1 (high) or 2 (normal)', v);
+        // Triton numbers levels from 1 (highest); 0, and any level above the model's
+        // priority_levels, is "the default level". nimify has two: 1 high, 2 (the default) normal.
+        if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw invalid('parameters.priority', 'a non-negative integer (1 high; 0, 2 and above: the default level)', v);
         priority = v === 1 ? 1 : 0;
       } else if (key === 'timeout') {
         if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || v > MAX_TIMEOUT_US) throw invalid('parameters.timeout', `a positive integer of microseconds up to ${MAX_TIMEOUT_US}`, v);

@@ -45,6 +45,8 @@ interface VersionCounters {
   /** Summed receipt-to-outcome time of the requests that succeeded / failed, in ns (Triton's inference_stats success.ns / fail.ns). */
   successNs: number;
   failNs: number;
+  /** When the last request that reached the model or the cache ended (ms since the epoch; Triton's last_inference). */
+  lastInferenceMs: number;
 }
 
 /** Per version, made on first use: labelled children are looked up once, not per request. */
@@ -98,7 +100,7 @@ export class Admission {
     let c = countersByVersion.get(v);
     if (c === undefined) {
       const m = ctx.metrics;
-      c = { success: m.success.labels(v.name, v.version), duration: m.requestDuration.labels(v.name, v.version), latency: m.requestLatency.labels(v.name, v.version), failure: new Map(), admitted: 0, successNs: 0, failNs: 0 };
+      c = { success: m.success.labels(v.name, v.version), duration: m.requestDuration.labels(v.name, v.version), latency: m.requestLatency.labels(v.name, v.version), failure: new Map(), admitted: 0, successNs: 0, failNs: 0, lastInferenceMs: 0 };
       countersByVersion.set(v, c);
     }
     this.#counters = c;
@@ -136,6 +138,7 @@ export class Admission {
     this.#counters.success.inc();
     this.#counters.duration.inc(Math.round(elapsedMs * 1000));
     this.#counters.successNs += Math.round(elapsedMs * 1e6);
+    this.#counters.lastInferenceMs = Date.now();
     this.#counters.latency.observe(elapsedMs / 1000);
   }
 
@@ -160,14 +163,21 @@ export class Admission {
     f.inc();
     this.#counters.duration.inc(Math.round(elapsedMs * 1000));
     // Triton's fail.ns: requests that reached the model (fail.count counts those only).
-    if (!beforeModel) this.#counters.failNs += Math.round(elapsedMs * 1e6);
+    if (!beforeModel) {
+      this.#counters.failNs += Math.round(elapsedMs * 1e6);
+      this.#counters.lastInferenceMs = Date.now();
+    }
   }
 }
 
-/** Summed receipt-to-outcome time (ns) of `v`'s requests that succeeded and that failed, since it was served. */
-export function requestDurationsNs(v: ServedVersion): { success: number; fail: number } {
+/**
+ * Summed receipt-to-outcome time (ns) of `v`'s requests that succeeded and that failed, since it
+ * was served, and when the last of them that reached the model (or the response cache) ended
+ * (ms since the epoch; 0: none yet) — Triton's last_inference.
+ */
+export function requestDurationsNs(v: ServedVersion): { success: number; fail: number; lastInferenceMs: number } {
   const c = countersByVersion.get(v);
-  return { success: c?.successNs ?? 0, fail: c?.failNs ?? 0 };
+  return { success: c?.successNs ?? 0, fail: c?.failNs ?? 0, lastInferenceMs: c?.lastInferenceMs ?? 0 };
 }
 
 /** What the admission hook leaves on an admitted request (request.nimifyAdmitted) for its handler. */

@@ -371,12 +371,14 @@ describe('decodeInferRequest: id and request parameters', () => {
     invalid(() => decode({ parameters: { foo: null } }), /^parameters\.foo: expected a string, number or boolean, received null$/);
   });
 
-  it('priority: 1 → 1 (high), 0 and 2 → 0 (default), anything else → INVALID_ARGUMENT', () => {
+  it('priority: 1 → 1 (high); 0, 2 and levels above the two → 0 (default, as Triton); not a non-negative integer → INVALID_ARGUMENT', () => {
     expect(decode({ parameters: { priority: 1 } }).priority).toBe(1);
     expect(decode({ parameters: { priority: 0 } }).priority).toBe(0);
     expect(decode({ parameters: { priority: 2 } }).priority).toBe(0);
-    for (const p of [3, -1, 1.5, '1', true]) {
-      invalid(() => decode({ parameters: { priority: p } }), /^parameters\.priority: expected 0 \(default\), 1 \(high\) or 2 \(normal\)/);
+    expect(decode({ parameters: { priority: 3 } }).priority).toBe(0);
+    expect(decode({ parameters: { priority: 1e15 } }).priority).toBe(0);
+    for (const p of [-1, 1.5, 2 ** 53, '1', true]) {
+      invalid(() => decode({ parameters: { priority: p } }), /^parameters\.priority: expected a non-negative integer \(1 high; 0, 2 and above: the default level\)/);
     }
   });
 

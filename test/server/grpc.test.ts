@@ -142,10 +142,12 @@ describe('health, metadata, config, statistics, repository', () => {
 
     const before = await call<{ model_stats: Array<{ inference_stats: { success: { count: string } } }> }>('ModelStatistics', { name: 'mlp_tiny', version: '' });
     await call('ModelInfer', { model_name: 'mlp_tiny', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 64], contents: { fp32_contents: Array.from(row(0)) } }] });
-    const after = await call<{ model_stats: Array<{ name: string; version: string; inference_stats: { success: { count: string } } }> }>('ModelStatistics', { name: 'mlp_tiny', version: '' });
+    const after = await call<{ model_stats: Array<{ name: string; version: string; last_inference: string; inference_stats: { success: { count: string } } }> }>('ModelStatistics', { name: 'mlp_tiny', version: '' });
     expect(Number(after.model_stats[0].inference_stats.success.count)).toBe(Number(before.model_stats[0].inference_stats.success.count) + 1);
     const http = (await app.inject({ url: '/v2/models/mlp_tiny/stats', headers: { authorization: `Bearer ${KEY}` } })).json();
     expect(Number(after.model_stats[0].inference_stats.success.count)).toBe(http.model_stats[0].inference_stats.success.count);
+    expect(Number(after.model_stats[0].last_inference)).toBe(http.model_stats[0].last_inference);
+    expect(Math.abs(Number(after.model_stats[0].last_inference) - Date.now())).toBeLessThan(60_000);
     const all = await call<{ model_stats: Array<{ name: string }> }>('ModelStatistics', { name: '', version: '' });
     expect(all.model_stats.map((s) => s.name)).toEqual(expect.arrayContaining(['mlp_tiny', 'i64', 'str', 'pair']));
   });

@@ -464,7 +464,7 @@ describe('datatypes, names and parameters', () => {
   });
 
   it.each([
-    ['priority 7', { priority: 7 }],
+    ['priority -1', { priority: -1 }],
     ['priority "1"', { priority: '1' }],
     ['timeout 0', { timeout: 0 }],
     ['timeout -5', { timeout: -5 }],

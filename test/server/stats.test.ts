@@ -45,6 +45,7 @@ afterAll(async () => {
 });
 
 interface Stats {
+  last_inference: number;
   inference_count: number;
   execution_count: number;
   inference_stats: { success: { count: number; ns: number }; fail: { count: number; ns: number }; queue: { count: number } };
@@ -78,13 +79,17 @@ describe('model statistics over HTTP', () => {
       const s = await stats(model);
       expect({ model, inference_count: s.inference_count, execution_count: s.execution_count, success: s.inference_stats.success.count, fail: s.inference_stats.fail.count, queue: s.inference_stats.queue.count })
         .toEqual({ model, inference_count: 0, execution_count: 0, success: 0, fail: 0, queue: 0 });
+      expect(s.last_inference, model).toBe(0); // the warmup is no inference
+
     }
   });
 
   for (const model of ['flaky_b', 'flaky_u']) {
     it(`${model}: successes and ONNX Runtime failures are counted apart (failures were counted as successes when unscheduled)`, async () => {
       const results = [];
+      const t0 = Date.now();
       for (const ok of [true, false, true, true, false]) results.push(await flaky(model, ok));
+      const t1 = Date.now();
       expect(tally(results)).toEqual({ success: 3, fail: 2, rejected: 0, failed: 2, expired: 0 });
       const s = await stats(model);
       expect(s.inference_stats.success.count).toBe(3);
@@ -96,6 +101,10 @@ describe('model statistics over HTTP', () => {
       expect(s.inference_stats.success.ns).toBeGreaterThan(0);
       expect(s.inference_stats.fail.ns).toBeGreaterThan(0);
       expect(s.execution_count).toBe(5); // failed runs are executions too
+      // Triton's last_inference: ms since the epoch when the last one (here a failure) ended.
+      expect(s.last_inference).toBeGreaterThanOrEqual(t0);
+      expect(s.last_inference).toBeLessThanOrEqual(t1);
+      expect(s.last_inference).toBeGreaterThan(t0 + (t1 - t0) / 5 - 1);
     });
   }
 

@@ -477,7 +477,7 @@ function statisticsMessage(s: Stats): Record<string, unknown> {
   return {
     name: s.name,
     version: s.version,
-    last_inference: 0,
+    last_inference: s.last_inference,
     inference_count: s.inference_count,
     execution_count: s.execution_count,
     inference_stats: {

@@ -62,6 +62,8 @@ export function modelMetadata(repository: Repository, p: Params) {
  * - compute_input / compute_infer / compute_output: per execution (a batch), not per request
  *   as Triton attributes a batch's time to each of its requests: the scheduler sums time per
  *   batch only. batch_stats gives the executions per batch size.
+ * - last_inference: when the last request that reached the model (or was answered from the
+ *   cache) ended, ms since the epoch; 0 before any.
  * - inference_count: rows run (a batch of n counts n); execution_count: executions.
  * - success.ns / fail.ns: summed receipt-to-outcome time of the inference routes' requests
  *   that succeeded / failed on this version after reaching the model (admission.ts; the
@@ -79,6 +81,7 @@ export function versionStats(ctx: NimifyContext, v: ServedVersion) {
   return {
     name: v.name,
     version: v.version,
+    last_inference: durations.lastInferenceMs,
     inference_count: Object.entries(s.batchSizeHistogram).reduce((a, [size, n]) => a + Number(size) * n, 0),
     execution_count: s.batches,
     pending: s.queueDepth,
