@@ -13,6 +13,7 @@
 #endif
 
 #include "deferred_wake.h"
+#include "device_tensor.h"
 #include "env_state.h"
 #include "run_job.h"
 #include "runtime.h"
@@ -60,6 +61,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   PinLibrary();
   auto* data = new AddonData();
   data->session_ctor = Napi::Persistent(Session::Define(env));
+  data->device_tensor_ctor = Napi::Persistent(DeviceTensor::Define(env));
   env.SetInstanceData<AddonData>(data);
   data->state->completions = RunJob::CreateCompletionChannel(env, data->state);
   if (data->state->completions == nullptr) {
@@ -76,6 +78,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("poll", Napi::Function::New<Session::Poll>(env, "poll"));
   exports.Set("trimMemory", Napi::Function::New<TrimMemoryJs>(env, "trimMemory"));
   exports.Set("Session", data->session_ctor.Value());
+  exports.Set("DeviceTensor", data->device_tensor_ctor.Value());
   return exports;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "device_tensor.h"
 #include "element_type.h"
 #include "ort_api.h"
 #include "run_job.h"
@@ -19,6 +20,29 @@ uint8_t* HostStaging::Buffer(size_t input, size_t bytes) {
 }
 
 const OrtMemoryInfo* HostStaging::memory_info() const { return CpuMemoryInfo(); }
+
+AllocatorStaging::~AllocatorStaging() {
+  for (Block& b : blocks_) {
+    if (b.p != nullptr) allocator_->Free(allocator_, b.p);
+  }
+}
+
+uint8_t* AllocatorStaging::Buffer(size_t input, size_t bytes) {
+  if (blocks_.size() <= input) blocks_.resize(input + 1);
+  Block& b = blocks_[input];
+  if (b.p == nullptr || b.bytes < bytes) {
+    if (b.p != nullptr) allocator_->Free(allocator_, b.p);
+    const size_t want = bytes > 0 ? bytes : 1;
+    b.p = allocator_->Alloc(allocator_, want);
+    b.bytes = b.p != nullptr ? want : 0;
+  }
+  return static_cast<uint8_t*>(b.p);
+}
+
+std::unique_ptr<Staging> MakeStaging(const SessionCore& core) {
+  if (core.memory().pinned()) return std::make_unique<AllocatorStaging>(core.memory().pinned_allocator(), core.memory().host());
+  return std::make_unique<HostStaging>();
+}
 
 Batch::~Batch() {
   if (run_options != nullptr) g_ort->ReleaseRunOptions(run_options);
@@ -52,6 +76,15 @@ Failure BatchIo::Gather(const SessionCore& core, const Batch& batch, Staging& st
     }
     const size_t row_bytes = static_cast<size_t>(row_elems) * ElementSize(ios[i].elem);
     uint8_t* dst = staging.Buffer(i, row_bytes * static_cast<size_t>(padded));
+    if (dst == nullptr) {
+      f.Set(code::kInternal, "gather: could not allocate " + std::to_string(row_bytes * static_cast<size_t>(padded)) +
+                                 " bytes of staging memory for " + TensorName(ios[i], false));
+      for (OrtValue*& v : *inputs) {
+        if (v != nullptr) g_ort->ReleaseValue(v);
+        v = nullptr;
+      }
+      return f;
+    }
     size_t offset = 0;
     for (RunJob* job : batch.jobs) {
       const size_t n = row_bytes * static_cast<size_t>(job->batch_key().rows);
@@ -160,6 +193,49 @@ Failure BatchIo::Scatter(SessionCore& core, const Batch& batch, const std::vecto
       }
       counts->scattered += n;
       src += n;
+    }
+  }
+  return f;
+}
+
+Failure BatchIo::ScatterViews(const std::shared_ptr<SessionCore>& ran_on, const Batch& batch,
+                              std::vector<OrtValue*>* outputs) {
+  Failure f;
+  RunJob* first = batch.jobs[0];
+  std::vector<int64_t> job_dims;
+  for (size_t o = 0; o < outputs->size() && !f; ++o) {
+    const IoInfo& io = ran_on->outputs()[first->output_index()[o]];
+    auto whole = std::make_shared<DeviceValue>();
+    whole->core = ran_on;
+    whole->value = (*outputs)[o];
+    (*outputs)[o] = nullptr;
+    if ((f = whole->Describe())) break;
+    const int64_t padded = std::max(batch.padded_rows, batch.rows);
+    if (whole->dims.empty() || whole->dims[0] != padded) {
+      f.Set(code::kRuntimeError, TensorName(io, true) + " came back without the batch's " + std::to_string(padded) +
+                                     " rows as its first dim: load the model with batching.batchDim: false");
+      break;
+    }
+    const size_t row_bytes = padded > 0 ? whole->bytes / static_cast<size_t>(padded) : 0;
+    uint8_t* base = TensorData(whole->value);
+    size_t offset = 0;
+    for (RunJob* job : batch.jobs) {
+      const int64_t rows = job->batch_key().rows;
+      job_dims = whole->dims;
+      job_dims[0] = rows;
+      const size_t n = row_bytes * static_cast<size_t>(rows);
+      OrtValue* view = nullptr;
+      // A view of the job's rows in the same memory (on the device, or the host).
+      Failure vf = FromOrtStatus(g_ort->CreateTensorWithDataAsOrtValue(whole->memory, base + offset, n, job_dims.data(),
+                                                                      job_dims.size(), whole->elem, &view),
+                                 "viewing " + TensorName(io, true));
+      if (vf) {
+        job->Fail(vf);
+      } else {
+        job->output(o).SetValue(view);
+        job->SetOutputParent(o, whole);
+      }
+      offset += n;
     }
   }
   return f;

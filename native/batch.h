@@ -44,6 +44,31 @@ class HostStaging : public Staging {
   std::vector<std::vector<uint8_t>> buffers_;
 };
 
+// Staging in memory from an ORT allocator: the session's pinned (page-locked) host memory on a
+// GPU, so ORT uploads a gathered batch with one asynchronous copy. Grows only; freed with the
+// staging. The allocator belongs to `core`'s DeviceMemory, which the staging's instance keeps
+// alive (it holds the core).
+class AllocatorStaging : public Staging {
+ public:
+  AllocatorStaging(OrtAllocator* allocator, const OrtMemoryInfo* info) : allocator_(allocator), info_(info) {}
+  ~AllocatorStaging() override;
+  uint8_t* Buffer(size_t input, size_t bytes) override;
+  const OrtMemoryInfo* memory_info() const override { return info_; }
+
+ private:
+  struct Block {
+    void* p = nullptr;
+    size_t bytes = 0;
+  };
+  OrtAllocator* allocator_;
+  const OrtMemoryInfo* info_;
+  std::vector<Block> blocks_;
+};
+
+// The staging an instance of `core` gathers into: pinned memory where its provider has it, else
+// plain host memory.
+std::unique_ptr<Staging> MakeStaging(const SessionCore& core);
+
 struct Batch {
   std::vector<RunJob*> jobs;
   int64_t rows = 0;  // sum of the jobs' rows (batchable jobs), else 0
@@ -75,6 +100,11 @@ struct BatchIo {
   // the copy path. A job whose own (caller-supplied) buffer cannot hold its rows fails alone.
   static Failure Scatter(SessionCore& core, const Batch& batch, const std::vector<OrtValue*>& outputs,
                          CopyCounts* counts);
+  // Instance thread. For device-resident outputs (RunJob::outputs_on_device): each batch output
+  // (taken from `outputs`, which it nulls) becomes a DeviceValue holding `ran_on`, and each job's
+  // output a view of its rows of it — no copy, wherever the memory is.
+  static Failure ScatterViews(const std::shared_ptr<SessionCore>& ran_on, const Batch& batch,
+                              std::vector<OrtValue*>* outputs);
 };
 
 }  // namespace nimify

@@ -68,6 +68,7 @@ struct EnvState {
 struct AddonData {
   std::shared_ptr<EnvState> state = std::make_shared<EnvState>();
   Napi::FunctionReference session_ctor;
+  Napi::FunctionReference device_tensor_ctor;  // DeviceTensor (device_tensor.h): made by results, checked on feeds
 };
 
 inline AddonData* GetAddonData(Napi::Env env) { return env.GetInstanceData<AddonData>(); }

@@ -93,7 +93,7 @@ const Registered& Register(const std::string& path) {
   return g_plugins->emplace(path, std::move(r)).first->second;
 }
 
-Failure AppendPlugin(OrtSessionOptions* opts, const EpRequest& req) {
+Failure AppendPlugin(OrtSessionOptions* opts, const EpRequest& req, const OrtEpDevice** device) {
   std::lock_guard<std::mutex> lock(g_plugins_mu);
   const Registered& lib = Register(req.library);
   if (lib.failure) return lib.failure;
@@ -131,17 +131,20 @@ Failure AppendPlugin(OrtSessionOptions* opts, const EpRequest& req) {
     }
   }
   const std::vector<const char*> keys = CStrings(req.keys), values = CStrings(req.values);
-  return FromOrtStatus(g_ort->SessionOptionsAppendExecutionProvider_V2(opts, Env(), &mine[pick], 1, keys.data(),
-                                                                      values.data(), keys.size()),
-                       "ONNX Runtime");
+  f = FromOrtStatus(g_ort->SessionOptionsAppendExecutionProvider_V2(opts, Env(), &mine[pick], 1, keys.data(),
+                                                                   values.data(), keys.size()),
+                    "ONNX Runtime");
+  if (!f) *device = mine[pick];
+  return f;
 }
 
 }  // namespace
 
-Failure AppendProvider(OrtSessionOptions* opts, const EpRequest& req) {
+Failure AppendProvider(OrtSessionOptions* opts, const EpRequest& req, const OrtEpDevice** device) {
   Failure f;
+  *device = nullptr;
   if (!req.library.empty()) {
-    f = AppendPlugin(opts, req);
+    f = AppendPlugin(opts, req, device);
   } else if (req.name == "cuda") {
     f = AppendV2<OrtCUDAProviderOptionsV2>(opts, req, g_ort->CreateCUDAProviderOptions, g_ort->UpdateCUDAProviderOptions,
                                            g_ort->SessionOptionsAppendExecutionProvider_CUDA_V2,

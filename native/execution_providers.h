@@ -43,8 +43,10 @@ struct EpSkip {
 };
 
 // Appends `req` to `opts`. On failure returns why and leaves `opts` as it was (ORT appends
-// nothing when a provider cannot be created).
-Failure AppendProvider(OrtSessionOptions* opts, const EpRequest& req);
+// nothing when a provider cannot be created). For a plugin library, `*device` receives the
+// OrtEpDevice it was appended with (owned by ORT's environment, valid for the process: the
+// library is never unregistered); null for the providers ORT ships itself.
+Failure AppendProvider(OrtSessionOptions* opts, const EpRequest& req, const OrtEpDevice** device);
 
 // "cuda (reason); tensorrt (reason)": what was tried, for an EP_UNAVAILABLE message.
 std::string DescribeSkips(const std::vector<EpSkip>& skips);

@@ -2,8 +2,10 @@
 // memory. A model loaded with `instances: N` has N of them, each driven by its own scheduler
 // thread, so N batches run concurrently.
 //
-// This is the seam for the GPU (SPEC C3): a CUDA instance will own a stream, device buffers and
-// pinned staging, and override Execute (bind inputs/outputs with IoBinding on its stream); the
+// On a GPU (SPEC C3) an instance gathers into pinned staging (MakeStaging) and runs its batches
+// through IoBinding (BoundRun): the upload is one asynchronous copy, and results come back to
+// pinned memory or stay on the device (DeviceTensor). Each instance is its own ORT session, so
+// the CUDA provider gives each its own stream: N instances overlap copies and compute. The
 // scheduler only ever calls Execute.
 //
 // Threading: Execute runs on the instance's own scheduler thread, one batch at a time, so the
@@ -15,6 +17,7 @@
 #include <memory>
 
 #include "batch.h"
+#include "io_binding.h"
 #include "session_core.h"
 
 namespace nimify {
@@ -40,6 +43,24 @@ class Instance {
  protected:
   std::shared_ptr<SessionCore> core_;
   std::unique_ptr<Staging> staging_;
+  BoundRun bound_;  // this instance's IoBinding, reused batch after batch (its thread only)
+
+ private:
+  // Fixed buffers (SessionCore::fixed_buffers): per batch size, device tensors for every model
+  // input and output that every batch of that size runs on — the addresses a captured CUDA
+  // graph replays — and pinned host tensors the outputs are downloaded into. Made on a size's
+  // first batch, kept for the instance's life (use batching.padToPreferred to bound the sizes).
+  // Instance thread only.
+  struct Fixed {
+    int graph_id = 0;  // the CUDA graph captured for this size (run option gpu_graph_id, >= 1)
+    std::vector<OrtValue*> inputs, outputs, host_outputs;
+    ~Fixed();
+  };
+  Fixed* FixedFor(const Batch& batch, Failure* f);
+  // Runs a gathered batch (`inputs` over the staging) on the fixed buffers of its size.
+  Failure ExecuteFixed(Batch& batch, SessionCore& stats, const std::vector<OrtValue*>& inputs, Timing* timing,
+                       CopyCounts* counts);
+  std::vector<std::pair<int64_t, std::unique_ptr<Fixed>>> fixed_;  // by padded rows; few entries
 };
 
 }  // namespace nimify

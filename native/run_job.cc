@@ -4,7 +4,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "device_memory.h"
 #include "element_type.h"
+#include "io_binding.h"
 #include "ort_api.h"
 #include "scheduler.h"
 #include "tensor_io.h"
@@ -151,9 +153,14 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<Sess
   SpecReader spec(static_cast<const double*>(spec_data), spec_length);
   const auto& ios = core->inputs();
   const auto& oos = core->outputs();
-  int64_t n_in = 0, n_out = 0, predicted_mask = 0;
-  if (!spec.Int(0, 1e6, &n_in) || !spec.Int(0, 1e6, &n_out) || !spec.Int(0, 2147483647, &predicted_mask)) {
+  int64_t n_in = 0, n_out = 0, predicted_mask = 0, flags = 0;
+  if (!spec.Int(0, 1e6, &n_in) || !spec.Int(0, 1e6, &n_out) || !spec.Int(0, 2147483647, &predicted_mask) ||
+      !spec.Int(0, 1, &flags)) {
     return fail(code::kInvalidArgument, "run(): malformed spec header");
+  }
+  const bool on_device = (flags & 1) != 0;
+  if (on_device && route == Route::kSync) {
+    return fail(code::kInvalidArgument, "device-resident outputs need infer(), not inferSync()");
   }
   if (static_cast<size_t>(n_in) != ios.size() || in_data.Length() != n_in) {
     return fail(code::kInvalidArgument, "expected data and dims for " + std::to_string(ios.size()) +
@@ -164,8 +171,10 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<Sess
 
   job.reset(Acquire(GetAddonData(env)->state));
   job->core_ = core;
+  job->outputs_on_device_ = on_device;
   job->inputs_.resize(static_cast<size_t>(n_in));
   job->outputs_.resize(static_cast<size_t>(n_out));
+  job->out_parents_.resize(static_cast<size_t>(n_out));
   job->kind_.reserve(n_out);
   job->output_index_.reserve(n_out);
   uint64_t seen = 0;
@@ -182,6 +191,9 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<Sess
     if (!oos[idx].is_tensor) {
       return fail(code::kUnsupported, TensorName(oos[idx], true) + " is a " + oos[idx].type_name +
                                           "; nimify fetches tensors only");
+    }
+    if (on_device && oos[idx].elem == ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING) {
+      return fail(code::kInvalidArgument, TensorName(oos[idx], true) + " is a string tensor: strings come back to the CPU only");
     }
     job->output_index_.push_back(static_cast<uint32_t>(idx));
   }
@@ -235,11 +247,45 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<Sess
         job->batch_.key.insert(job->batch_.key.end(), dims.begin() + 1, dims.end());
       }
     }
+    Napi::Value data = in_data.Get(static_cast<uint32_t>(i));
+    bool is_device = false;
+    if (std::shared_ptr<DeviceValue> dv = DeviceTensor::From(env, data, &is_device)) {
+      // A device-resident tensor: checked against the model and the spec, fed through a view of
+      // its memory (no copy); the job keeps it alive and runs alone (nothing gathers device rows).
+      const IoInfo& io = ios[i];
+      if (dv->elem != io.elem) {
+        return fail(code::kInvalidArgument, TensorName(io, false) + ": expected " + io.type_name +
+                                                ", received a DeviceTensor of " + OnnxTypeName(dv->elem));
+      }
+      if (dv->dims != dims) return fail(code::kInvalidArgument, TensorName(io, false) + ": the DeviceTensor's dims disagree with the call's");
+      bool fits = !io.has_shape || io.shape.size() == dims.size();
+      for (size_t d = 0; fits && io.has_shape && d < dims.size(); ++d) fits = io.shape[d] < 0 || io.shape[d] == dims[d];
+      if (!fits) {
+        return fail(code::kInvalidArgument, TensorName(io, false) + ": expected shape " + DeclaredShape(io) +
+                                                ", received a DeviceTensor of " + ShapeString(dims));
+      }
+      if (!Feedable(dv->memory, core->memory().device())) {
+        return fail(code::kInvalidArgument, TensorName(io, false) + " is on " + LocationOf(dv->memory) +
+                                                ", the model runs on " + core->memory().location() +
+                                                ": download() it first");
+      }
+      OrtValue* v = nullptr;
+      if (Failure f = FromOrtStatus(g_ort->CreateTensorWithDataAsOrtValue(dv->memory, TensorData(dv->value), dv->bytes,
+                                                                        dims.data(), dims.size(), io.elem, &v),
+                                    "feeding " + TensorName(io, false))) {
+        return fail(f.code, f.message);
+      }
+      job->inputs_[i].SetValue(v);
+      job->held_.push_back(std::move(dv));
+      rows = -1;
+      if (owned != nullptr) owned_offset = round_up(owned_offset) + data_bytes(i);
+      continue;
+    }
+    if (is_device) return fail(code::kDisposed, TensorName(ios[i], false) + ": the DeviceTensor was disposed");
     OrtValue* v = nullptr;
     TensorView view;
     bool borrowed = false;
     Failure f;
-    Napi::Value data = in_data.Get(static_cast<uint32_t>(i));
     uint8_t* copy_to = nullptr;
     if (owned != nullptr) {
       owned_offset = round_up(owned_offset);
@@ -264,6 +310,8 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<Sess
     Napi::Value data = out_data.Get(static_cast<uint32_t>(i));
     if (data.IsNull() || data.IsUndefined()) {
       job->kind_.push_back(OutputKind::kOrt);  // the slot stays kEmpty
+    } else if (on_device) {
+      return fail(code::kInvalidArgument, TensorName(io, true) + ": a buffer cannot be supplied for a device-resident output");
     } else {
       if (absent) return fail(code::kInvalidArgument, TensorName(io, true) + ": a buffer was given without dims");
       OrtValue* v = nullptr;
@@ -292,6 +340,8 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<Sess
       if (oos[idx].elem == ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING) job->batch_.rows = -1;
       job->batch_.key.push_back(idx);
     }
+    // Device-resident and host outputs come from differently bound runs: never one batch.
+    job->batch_.key.push_back(on_device ? 1 : 0);
   }
   if (job->batch_.rows < 0) job->batch_.key.clear();
   if (deferred) return job;  // runs with its batch's run options
@@ -361,6 +411,9 @@ void RunJob::Reset() {
   batch_.key.clear();
   queueing_ = Queueing();  // drops the scheduler reference
   scattered_ = false;
+  outputs_on_device_ = false;
+  held_.clear();
+  out_parents_.clear();
   trace_ref_ = nullptr;  // (already released by ReleaseRefs)
   trace_ = Trace();
   core_.reset();
@@ -572,8 +625,9 @@ bool RunJob::DropPredicted(size_t o) {
   return true;
 }
 
-void RunJob::ExecuteOn(SessionCore& core, OrtRunOptions* run_options) {
+void RunJob::ExecuteOn(const std::shared_ptr<SessionCore>& core_ptr, OrtRunOptions* run_options) {
   if (cancel_code_.load() != nullptr) return;  // cancelled while queued: skip the run entirely
+  SessionCore& core = *core_ptr;
   const char* names[kMaxInlineOutputs];
   std::vector<const char*> many;
   const char** output_names = names;
@@ -590,6 +644,27 @@ void RunJob::ExecuteOn(SessionCore& core, OrtRunOptions* run_options) {
   if (n_in + n_out > kMaxInlineArgs) {
     run_args_.resize(n_in + n_out);
     args = run_args_.data();
+  }
+  if (outputs_on_device_) {
+    for (size_t i = 0; i < n_in; ++i) args[i] = inputs_[i].value();
+    BoundRun bound;
+    Failure f = bound.Run(core, run_options, args, output_names, n_out, core.memory().device(), args + n_in);
+    for (size_t o = 0; o < n_out && !f; ++o) {
+      auto whole = std::make_shared<DeviceValue>();
+      whole->core = core_ptr;
+      whole->value = args[n_in + o];
+      args[n_in + o] = nullptr;
+      if (!(f = whole->Describe())) out_parents_[o] = std::move(whole);
+    }
+    for (size_t o = 0; o < n_out; ++o) {
+      if (args[n_in + o] != nullptr) g_ort->ReleaseValue(args[n_in + o]);
+    }
+    core_->stats.runs++;
+    if (f) {
+      core_->stats.failures++;
+      failure_ = f;
+    }
+    return;
   }
   auto run = [&]() {
     for (size_t i = 0; i < n_in; ++i) args[i] = inputs_[i].value();
@@ -658,6 +733,32 @@ Napi::Value RunJob::Results(Napi::Env env) {
   if (f) {
     MakeError(env, f).ThrowAsJavaScriptException();
     return Napi::Value();
+  }
+  if (outputs_on_device_) {
+    // Each output is a DeviceValue already (a lone run's whole output), or a view of its rows
+    // of a batch output (the slot's OrtValue) whose parent keeps the batch output alive.
+    Napi::Array results = Napi::Array::New(env, outputs_.size());
+    for (size_t i = 0; i < outputs_.size(); ++i) {
+      std::shared_ptr<DeviceValue> dv;
+      if (outputs_[i].form() == IoSlot::Form::kEmpty) {
+        dv = std::move(out_parents_[i]);
+      } else {
+        dv = std::make_shared<DeviceValue>();
+        dv->core = core_;
+        dv->parent = std::move(out_parents_[i]);
+        dv->value = outputs_[i].TakeValue();
+        f = dv->Describe();
+      }
+      if (!f && !dv) f.Set(code::kInternal, TensorName(core_->outputs()[output_index_[i]], true) + ": no device-resident result");
+      if (f) {
+        MakeError(env, f).ThrowAsJavaScriptException();
+        return Napi::Value();
+      }
+      Napi::Value js = DeviceTensor::New(env, std::move(dv));
+      if (js.IsEmpty()) return Napi::Value();
+      results.Set(static_cast<uint32_t>(i), js);
+    }
+    return results;
   }
   if (std::find(kind_.begin(), kind_.end(), OutputKind::kOrt) == kind_.end()) {
     // Every output was written into a buffer TypeScript holds: nothing to build.

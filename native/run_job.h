@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "device_tensor.h"
 #include "env_state.h"
 #include "errors.h"
 #include "executor.h"
@@ -57,9 +58,6 @@ struct BatchKey {
   std::vector<int64_t> key;
 };
 
-// Any thread: an OrtValue tensor's memory (null on an ORT error) and dims (false on one).
-uint8_t* TensorData(OrtValue* value);
-bool TensorDims(const OrtValue* value, std::vector<int64_t>* dims);
 
 // One input or fetched output of a job, in exactly one of three forms (form()):
 //   kValue  an OrtValue the slot owns: over the caller's memory (borrowed: the job holds the
@@ -163,11 +161,15 @@ class RunJob : public Task {
   //   inputData: (TypedArray | string[])[]   one per model input, in model order
   //   outputData: (TypedArray | null)[]      per fetched output: a buffer ORT writes into, or
   //                                          null: ORT allocates (the copy path)
-  //   spec: Float64Array                     [nIn, nOut, predictedMask, outputIndex x nOut,
+  //   inputData may hold DeviceTensor wrappers (device_tensor.h) of tensors on the session's
+  //   device or in host memory: fed as they are (a view, no copy); such a job runs alone.
+  //   spec: Float64Array                     [nIn, nOut, predictedMask, flags, outputIndex x nOut,
   //                                          per input: rank, dims..., per output: rank (-1 with
   //                                          no buffer), dims...]. predictedMask bit i: output
   //                                          i's buffer came from a predicted shape and may be
-  //                                          dropped if that shape turns out wrong.
+  //                                          dropped if that shape turns out wrong. flags bit 0:
+  //                                          outputs stay on the device (outputs_on_device()).
+  //                                          (SPEC_FLAGS in src/runtime/io-plan.ts)
   // Validates everything that matters for memory safety against the model; on failure throws a
   // JS error and returns null.
   static Ptr Prepare(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core, Route route);
@@ -202,13 +204,15 @@ class RunJob : public Task {
   // itself, without the round trip through `done` and a wake-up.
   static void CompleteOnJsThread(napi_env env, RunJob* const* jobs, size_t n);
 
-  void Execute() { ExecuteOn(*core_, run_options_); }  // any thread, no JS
+  void Execute() { ExecuteOn(core_, run_options_); }  // any thread, no JS
   // JS thread: resolves or rejects the job's promise, drops its references and recycles it.
   static void Settle(Napi::Env env, EnvState* state, RunJob* job);
   // Runs the job on `core`, which must be a session of the same model (a scheduler instance),
   // with `run_options` (a scheduled job runs with its batch's). Every input slot must be kValue
-  // (a scheduled job is materialized first); kEmpty outputs get the OrtValues ORT allocates.
-  void ExecuteOn(SessionCore& core, OrtRunOptions* run_options);
+  // (a scheduled job is materialized first); kEmpty outputs get the OrtValues ORT allocates —
+  // or, for device-resident outputs, ORT allocates them in `core`'s device memory through
+  // IoBinding and each becomes a DeviceValue holding `core` (out_parents_, the slot stays kEmpty).
+  void ExecuteOn(const std::shared_ptr<SessionCore>& core, OrtRunOptions* run_options);
   // The thread executing the job: turns every kView slot into kValue (an OrtValue over the same
   // memory), for a scheduled job that runs alone.
   Failure Materialize();
@@ -236,6 +240,13 @@ class RunJob : public Task {
   // Scatter copied the job's outputs out of a batch result (so none was written in place by
   // ORT: not counted as zero-copy).
   void MarkScattered() { scattered_ = true; }
+  // The job's outputs stay in the session's device memory (infer()'s outputLocation 'device'):
+  // every output slot is kEmpty until the run, then holds an OrtValue in that memory, which
+  // Results hands to JS as a DeviceTensor. Set by Prepare; part of the BatchKey.
+  bool outputs_on_device() const { return outputs_on_device_; }
+  // The thread executing the job: output `o` is a view of `parent` (its rows of a batch output),
+  // which must outlive it.
+  void SetOutputParent(size_t o, std::shared_ptr<DeviceValue> parent) { out_parents_[o] = std::move(parent); }
   // Main thread: the results array (null where the caller supplied the output buffer; null
   // instead of the array when that holds for every output), or an
   // empty value with a pending JS exception (the run's failure; BUFFER_DETACHED when a borrowed
@@ -333,6 +344,14 @@ class RunJob : public Task {
   BatchKey batch_;       // Prepare's (batching models)
   Queueing queueing_;    // the scheduler's
   bool scattered_ = false;  // outputs were copied out of a batch (not written in place)
+
+  // Device-resident tensors (device_tensor.h). `held_`: the DeviceTensors fed as inputs, kept
+  // alive until the job is recycled (their input slots hold OrtValue views of them).
+  // `out_parents_`: per output, the batch output a device-resident result is a view of (null
+  // when the result owns its memory). Written by Prepare / the executing thread, read by Results.
+  bool outputs_on_device_ = false;
+  std::vector<std::shared_ptr<DeviceValue>> held_;
+  std::vector<std::shared_ptr<DeviceValue>> out_parents_;
 
   // Traced jobs only (TraceInto): the array to fill (a JS reference, released by ReleaseRefs) and
   // what goes into it.

@@ -83,8 +83,8 @@ std::shared_ptr<Scheduler> Scheduler::Create(Napi::Env env, std::vector<std::sha
     s->batchable_ = why.empty();
   }
   s->batch_sizes_.assign(static_cast<size_t>(s->batchable_ ? config.max_batch_size : 1) + 1, 0);
-  for (auto& core : instances) s->instances_.push_back(std::make_unique<Instance>(core, std::make_unique<HostStaging>()));
-  if (config.inline_below_us > 0) s->inline_ = std::make_unique<Instance>(s->primary_, std::make_unique<HostStaging>());
+  for (auto& core : instances) s->instances_.push_back(std::make_unique<Instance>(core, MakeStaging(*core)));
+  if (config.inline_below_us > 0) s->inline_ = std::make_unique<Instance>(s->primary_, MakeStaging(*s->primary_));
   s->state_->schedulers.insert(s.get());
   for (size_t i = 0; i < s->instances_.size(); ++i) s->threads_.emplace_back([raw = s.get(), i] { raw->Loop(i); });
   return s;

@@ -57,6 +57,20 @@ class LoadJob : public AsyncJob {
       deferred.Reject(MakeError(env, failure_).Value());
       return;
     }
+    if (cores_[0]->fixed_buffers()) {
+      // Batches run on fixed buffers per batch size (CUDA graphs replay on their addresses):
+      // only gathered batches of fixed shapes can.
+      const std::string who = cores_[0]->cuda_graph() ? "options.executionProviders: CUDA graphs (enableCudaGraph / cudaGraph)"
+                                                      : "NIMIFY_IO_BINDING=fixed";
+      std::string why;
+      if (!scheduled || !batching.batching) why = "options.batching (one graph is captured per batch size)";
+      else if (std::string shape = FixedShapeProblem(*cores_[0]); !shape.empty()) why = "fixed dims besides the batch dim, but " + shape;
+      if (!why.empty()) {
+        failure_.Set(code::kInvalidArgument, who + " run batches on fixed buffers, which need " + why);
+        deferred.Reject(MakeError(env, failure_).Value());
+        return;
+      }
+    }
     std::shared_ptr<Scheduler> scheduler;
     if (scheduled) {
       // A model on a GPU provider never runs a batch on the JS thread: its run waits on the
@@ -356,6 +370,8 @@ Napi::Value Session::Describe(const Napi::CallbackInfo& info) {
   }
   out.Set("skippedProviders", skipped);
   out.Set("onDevice", Napi::Boolean::New(env, core_->on_device()));
+  out.Set("device", core_->memory().location());
+  out.Set("pinnedStaging", Napi::Boolean::New(env, core_->memory().pinned()));
   return out;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #include "element_type.h"
@@ -121,13 +122,15 @@ std::shared_ptr<SessionCore> SessionCore::Create(const std::string& path, const 
   // One session with the providers `use` (indices into eps) appended in order. On failure: null,
   // `*f` why, and `*bad` the provider that could not be appended (SIZE_MAX: the session itself
   // failed to be created).
+  // The plugin device each provider was last appended with (null: legacy or not appended).
+  std::vector<const OrtEpDevice*> devices(eps.size(), nullptr);
   auto attempt = [&](const std::vector<size_t>& use, Failure* f, size_t* bad) -> std::shared_ptr<SessionCore> {
     *bad = SIZE_MAX;
     OrtPtr<OrtSessionOptions, &OrtApi::ReleaseSessionOptions> opts;
     if ((*f = FromOrtStatus(g_ort->CreateSessionOptions(&opts.p), "creating session options"))) return nullptr;
     if (!ApplyOptions(opts.p, config, f)) return nullptr;
     for (size_t i : use) {
-      if ((*f = AppendProvider(opts.p, eps[i]))) {
+      if ((*f = AppendProvider(opts.p, eps[i], &devices[i]))) {
         *bad = i;
         return nullptr;
       }
@@ -142,11 +145,29 @@ std::shared_ptr<SessionCore> SessionCore::Create(const std::string& path, const 
     if (!core->ReadMetadata(f)) return nullptr;
     return core;
   };
-  auto finish = [&](std::shared_ptr<SessionCore> core, const std::vector<size_t>& use) {
+  auto finish = [&](std::shared_ptr<SessionCore> core, const std::vector<size_t>& use) -> std::shared_ptr<SessionCore> {
     if (config.log_severity >= 0) core->run_log_severity_ = config.log_severity;
     for (size_t i : use) core->providers_.push_back(eps[i].name);
     core->providers_.push_back("cpu");
     core->skipped_providers_ = std::move(skipped);
+    // The leading provider decides where the session's tensors live, and whether it replays
+    // CUDA graphs.
+    const EpRequest* first = use.empty() ? nullptr : &eps[use[0]];
+    for (size_t k = 0; first != nullptr && k < first->keys.size(); ++k) {
+      if ((first->keys[k] == "enable_cuda_graph" || first->keys[k] == "trt_cuda_graph_enable") && first->values[k] == "1") {
+        core->cuda_graph_ = true;
+      }
+    }
+    const char* knob = std::getenv("NIMIFY_IO_BINDING");
+    const std::string diagnostics = knob != nullptr ? knob : "";
+    core->fixed_buffers_ = core->cuda_graph_ || diagnostics == "fixed";
+    core->io_binding_ = core->on_device() || core->fixed_buffers_ || diagnostics == "always";
+    core->memory_ = std::make_unique<DeviceMemory>();
+    if (Failure f = core->memory_->Resolve(core->session_, first, use.empty() ? nullptr : devices[use[0]],
+                                           core->fixed_buffers_)) {
+      *failure = f;
+      return nullptr;
+    }
     return core;
   };
 
@@ -192,7 +213,26 @@ std::shared_ptr<SessionCore> SessionCore::Create(const std::string& path, const 
   return finish(std::move(best), ok);
 }
 
+std::string FixedShapeProblem(const SessionCore& core) {
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const IoInfo& io : pass == 0 ? core.inputs() : core.outputs()) {
+      bool fixed = io.is_tensor && io.has_shape && !io.shape.empty() && io.elem != ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING;
+      for (size_t d = 1; fixed && d < io.shape.size(); ++d) fixed = io.shape[d] >= 0;
+      if (!fixed) {
+        std::string shape = "[";
+        for (size_t d = 0; d < io.shape.size(); ++d) {
+          shape += (d > 0 ? ", " : "") + (io.shape[d] >= 0 ? std::to_string(io.shape[d]) : io.symbolic[d].empty() ? "?" : io.symbolic[d]);
+        }
+        return std::string(pass == 0 ? "input '" : "output '") + io.name + "' is " + io.type_name + " " +
+               (io.has_shape ? shape + "]" : "of unknown rank");
+      }
+    }
+  }
+  return "";
+}
+
 SessionCore::~SessionCore() {
+  memory_.reset();
   if (session_ != nullptr) g_ort->ReleaseSession(session_);
 }
 

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "device_memory.h"
 #include "errors.h"
 #include "execution_providers.h"
 #include "request_counts.h"
@@ -86,6 +87,20 @@ class SessionCore {
   // Whether the session runs on a provider besides the CPU (a device): the one rule for "GPU
   // model" (no inline batches, Session::Describe's onDevice, Triton's KIND_GPU).
   bool on_device() const { return providers_.size() > 1; }
+  // Where the session's device keeps tensors and the host memory it uploads from (pinned on a
+  // GPU); CPU memory for a CPU session (device_memory.h).
+  const DeviceMemory& memory() const { return *memory_; }
+  // Whether batches run through IoBinding (Instance::Execute): every device session, and a CPU
+  // session loaded with NIMIFY_IO_BINDING=always (a diagnostics knob that runs the device path's
+  // code on the CPU). Requests asking for device-resident outputs use it on any session.
+  bool io_binding() const { return io_binding_; }
+  // Whether batches run on fixed device buffers (one set per batch size, the same addresses
+  // every run): a provider with CUDA graphs enabled (cuda's enableCudaGraph, tensorrt's
+  // cudaGraph), whose captured graphs replay on the addresses they were captured with; or a CPU
+  // session loaded with NIMIFY_IO_BINDING=fixed (diagnostics: the same path on the CPU).
+  bool fixed_buffers() const { return fixed_buffers_; }
+  // The graph of a CUDA-graph provider is selected per batch size (run option gpu_graph_id).
+  bool cuda_graph() const { return cuda_graph_; }
   const char* const* input_names() const { return input_names_.data(); }
   const char* const* output_names() const { return output_names_.data(); }
 
@@ -100,6 +115,15 @@ class SessionCore {
   int run_log_severity_ = 4;
   std::vector<std::string> providers_;
   std::vector<EpSkip> skipped_providers_;
+  // Released before the session (~SessionCore): its pinned allocator is the session's.
+  std::unique_ptr<DeviceMemory> memory_;
+  bool io_binding_ = false;
+  bool fixed_buffers_ = false;
+  bool cuda_graph_ = false;
 };
+
+// Why batches of `core` cannot run on fixed buffers (an input or output with a dynamic dim
+// besides the batch dim), or "" when they can.
+std::string FixedShapeProblem(const SessionCore& core);
 
 }  // namespace nimify

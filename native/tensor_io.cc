@@ -15,6 +15,8 @@ namespace {
 // ORT rejects a null data pointer even for empty tensors; any valid address will do there.
 uint64_t g_empty_storage = 0;
 
+}  // namespace
+
 std::string ShapeString(const std::vector<int64_t>& dims) {
   std::string s = "[";
   for (size_t i = 0; i < dims.size(); ++i) {
@@ -33,7 +35,6 @@ std::string DeclaredShape(const IoInfo& io) {
   return s + "]";
 }
 
-// An uninitialized JS buffer (napi_create_buffer does not zero-fill) viewed as `et`'s typed array.
 Napi::Value NewTypedArray(Napi::Env env, const ElementType* et, size_t count, void** data) {
   napi_value buffer = nullptr, arraybuffer = nullptr, typed = nullptr;
   size_t offset = 0;
@@ -44,8 +45,6 @@ Napi::Value NewTypedArray(Napi::Env env, const ElementType* et, size_t count, vo
   }
   return Napi::Value(env, typed);
 }
-
-}  // namespace
 
 std::string TensorName(const IoInfo& io, bool is_output) {
   return std::string(is_output ? "output '" : "input '") + io.name + "'";

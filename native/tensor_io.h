@@ -30,6 +30,20 @@
 
 namespace nimify {
 
+// Any thread: an OrtValue tensor's memory (null on an ORT error) and dims (false on one).
+// (Defined in run_job.cc.)
+uint8_t* TensorData(OrtValue* value);
+bool TensorDims(const OrtValue* value, std::vector<int64_t>* dims);
+
+struct ElementType;
+// An uninitialized JS buffer (napi_create_buffer does not zero-fill) viewed as `et`'s typed
+// array of `count` elements; `*data` its memory. Empty on failure.
+Napi::Value NewTypedArray(Napi::Env env, const ElementType* et, size_t count, void** data);
+
+// "[2, 3]" and a declared shape "[batch, 3]" ("?" for an unnamed dynamic dim), for messages.
+std::string ShapeString(const std::vector<int64_t>& dims);
+std::string DeclaredShape(const IoInfo& io);
+
 // "input 'x'" / "output 'y'", for messages (built only on failure).
 std::string TensorName(const IoInfo& io, bool is_output);
 

@@ -2,7 +2,7 @@
 // Exercises the addon's paths (async and sync runs, concurrency, bad input, the copy path,
 // strings, abort of a running inference, dispose; the scheduler: batches with gather/scatter,
 // a request running alone, mixed shapes, an ORT failure in a batch, queue expiry and abort,
-// dispose with a queue; buffers detached mid-run) for `npm run memcheck`, which runs it under
+// dispose with a queue; buffers detached mid-run; device-resident results and IoBinding) for `npm run memcheck`, which runs it under
 // valgrind memcheck with scripts/valgrind.supp and fails on any error. Worker termination is left
 // to test/worker.test.ts: under valgrind a worker's bootstrap alone took three minutes here.
 const { loadModel, Tensor } = require('../dist');
@@ -112,6 +112,29 @@ const M = require('node:path').join(__dirname, '..', 'test', 'fixtures', 'models
   const keptBytes = moveAway({ data: bytes });
   await expectDetached(loading, 'the model bytes');
   if (keptBig.byteLength + keptY.byteLength + keptSx.byteLength + keptBytes.byteLength === 0) throw new Error('moved buffers are empty');
+  // Device-resident results (DeviceTensor; on the CPU "the device" is the session's memory):
+  // a lone run's whole output, views of a batch output (two instances, so two sessions own
+  // them), fed back as inputs, downloaded after their model is disposed, disposed while a run
+  // that was fed one is queued, and the bound (IoBinding) path for host results.
+  console.error('memcheck: device-resident results, IoBinding');
+  const lone = await m.infer({ x: rows(2, 0.7) }, { outputLocation: 'device' });
+  const views = await Promise.all(Array.from({ length: 12 }, (_, i) => b.infer({ x: rows(1, i) }, { outputLocation: 'device' })));
+  const id = await loadModel(M + 'identity_float32.onnx', { batching: { maxBatchSize: 16 } });
+  const flat = await id.infer({ x: new Tensor('float32', new Float32Array(10).fill(2), [10]) }, { outputLocation: 'device' });
+  const fed = id.infer({ x: flat.y });
+  flat.y.dispose(); // the queued run holds it
+  if ((await fed).y.data[9] !== 2) throw new Error('a DeviceTensor disposed while its run was queued changed the result');
+  await (await b.infer({ x: rows(1, 0.8) }, { outputLocation: 'device' })).y.download();
+  process.env.NIMIFY_IO_BINDING = 'always';
+  const bound = await loadModel(M + 'mlp_tiny.onnx', { batching: { maxBatchSize: 8, maxQueueDelayMicros: 20000 } });
+  delete process.env.NIMIFY_IO_BINDING;
+  await Promise.all(Array.from({ length: 10 }, (_, i) => bound.infer({ x: rows(1 + (i % 2), i) })));
+  await Promise.all([m.dispose(), b.dispose()]);
+  await lone.y.download();
+  for (const v of views) await v.y.download();
+  views.slice(0, 6).forEach((v) => v.y.dispose());
+  gc();
+  await Promise.all([id.dispose(), bound.dispose()]);
   await Promise.all([m.dispose(), nz.dispose(), s.dispose(), slow.dispose(), b.dispose(), e.dispose(), il.dispose(), d.dispose()]);
   console.log('memcheck script: all paths ran');
 })().catch((err) => {

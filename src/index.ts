@@ -21,13 +21,14 @@ export function loadModel(source: string | Uint8Array | ArrayBuffer, options?: L
 }
 
 export { Model } from './runtime/model';
-export type { Feeds, Outputs, TensorInfo, ModelMetadata, PredictOptions } from './runtime/model';
+export type { Feeds, Outputs, DeviceOutputs, TensorInfo, ModelMetadata, PredictOptions } from './runtime/model';
+export { DeviceTensor } from './runtime/device-tensor';
 export type { PipelineOptions, PredictInput } from './pipeline/pipeline';
 export type { Prediction } from './pipeline/postprocess';
 export { Tensor, TENSOR_TYPES } from './runtime/tensor';
 export type { TensorType, TensorData, TensorDataMap, TensorLike } from './runtime/tensor';
 export { NimifyError, ERROR_TABLE } from './runtime/errors';
 export type { ErrorCode, ErrorCategory } from './runtime/errors';
-export type { LoadOptions, InferOptions, BatchingOptions, ExecutionProvider } from './runtime/options';
+export type { LoadOptions, InferOptions, BatchingOptions, ExecutionProvider, OutputLocation } from './runtime/options';
 export { runtimeInfo, addonInfo } from './runtime/binding';
 export type { RuntimeInfo, AddonInfo, LoaderCandidate, ModelStats, SchedulerStats, Percentiles } from './runtime/binding';

@@ -20,7 +20,9 @@
 // generated here) on the CPU and on CUDA, checks that their outputs agree on the same inputs
 // (relative tolerance below: CUDA runs fp32 math with TF32 tensor cores allowed, ~1e-3 relative),
 // measures samples/s with batching at 1, 8 and 64 requests in flight (closed loop, as
-// bench/throughput.js), the one-call ideal of batch C on each device, and — when `python3 -c
+// bench/throughput.js), the one-call ideal of batch C on each device, device I/O (pinned staging,
+// device-resident results and a chain fed on the device, against the host path), CUDA graphs
+// (enableCudaGraph with padded batch sizes: agreement and samples/s), and — when `python3 -c
 // 'import torch'` works there — PyTorch eager on the same architectures and GPU
 // (bench/gpu/torch_baseline.py). Everything is bounded by --budget-s (default 270 s): what does not
 // fit is reported as skipped. Exit 0 when it ran (whatever it measured), 1 when CUDA could not be
@@ -174,6 +176,41 @@ async function ideal(model, dims, rows) {
   return +((rows / times[Math.floor(times.length / 2)]) * 1000).toFixed(1);
 }
 
+/** max |a − b| / max |a|. */
+function relativeDiff(a, b) {
+  let maxAbs = 0;
+  let maxDiff = 0;
+  for (let i = 0; i < a.length; i++) {
+    maxAbs = Math.max(maxAbs, Math.abs(a[i]));
+    maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
+  }
+  return maxDiff / Math.max(maxAbs, 1e-12);
+}
+
+/**
+ * Device I/O on one loaded model (issue 15 item 3): where it keeps tensors, whether batches are
+ * staged in pinned memory, device-resident results (outputLocation 'device': concurrent batched
+ * requests, each a view of its rows) against the host path, and — where the model's output fits
+ * its input (the mid MLP) — a chain fed on the device against the same chain through the host.
+ */
+async function deviceIo(key, spec, model) {
+  const io = { device: model.device, pinnedStaging: model.pinnedStaging };
+  const xs = Array.from({ length: 8 }, (_, i) => new Tensor('float32', inputs(spec.dims, 1, 500 + i), [1, ...spec.dims]));
+  const [host, dev] = await Promise.all([Promise.all(xs.map((x) => model.infer({ x }))), Promise.all(xs.map((x) => model.infer({ x }, { outputLocation: 'device' })))]);
+  io.resultLocation = dev[0].y.location;
+  let worst = 0;
+  for (let i = 0; i < xs.length; i++) worst = Math.max(worst, relativeDiff(host[i].y.data, (await dev[i].y.download()).data));
+  io.deviceOutputs = { relative: +worst.toExponential(3), ok: worst <= TOLERANCE };
+  if (key === 'mlp_mid') {
+    const viaHost = (await model.infer({ x: host[0].y })).y.data;
+    const viaDevice = await (await model.infer({ x: dev[0].y }, { outputLocation: 'device' })).y.download();
+    const r = relativeDiff(viaHost, viaDevice.data);
+    io.chained = { relative: +r.toExponential(3), ok: r <= TOLERANCE };
+  }
+  for (const d of dev) d.y.dispose();
+  return io;
+}
+
 async function checkModel(key, provider, report) {
   const spec = MODELS[key];
   const file = spec.file();
@@ -202,7 +239,11 @@ async function checkModel(key, provider, report) {
       }
       const relative = maxDiff / Math.max(maxAbs, 1e-12);
       row.agreement = { maxAbsDiff: maxDiff, maxAbsCpu: maxAbs, relative: +relative.toExponential(3), tolerance: TOLERANCE, ok: relative <= TOLERANCE };
+      // CUDA graphs: batches padded to three sizes, each replayed on its fixed buffers.
+      row.cudaGraph = await cudaGraph(key, spec, provider, devices.cpu).catch((err) => ({ error: `${err.code ?? 'ERROR'}: ${err.message}`, ok: false }));
     }
+    row.io = {};
+    for (const [device, model] of Object.entries(devices)) row.io[device] = await deviceIo(key, spec, model);
     for (const [device, model] of Object.entries(devices)) {
       const r = (row.devices[device] = { inflight: {}, ideal: {} });
       const xs = Array.from({ length: 64 }, (_, i) => new Tensor('float32', inputs(spec.dims, 1, 100 + i), [1, ...spec.dims]));
@@ -219,6 +260,27 @@ async function checkModel(key, provider, report) {
     }
   } finally {
     for (const m of Object.values(devices)) await m.dispose();
+  }
+}
+
+/** The model on CUDA with CUDA graphs (enableCudaGraph, padToPreferred 1/8/64): agreement with the CPU and samples/s at 64 in flight. */
+async function cudaGraph(key, spec, provider, cpu) {
+  const batching = { maxBatchSize: 64, maxQueueDelayMicros: 5000, preferredBatchSizes: [1, 8, 64], padToPreferred: true };
+  const model = await loadModel(spec.file(), { batching, executionProviders: [{ ...provider, enableCudaGraph: true }] });
+  try {
+    const xs = Array.from({ length: 64 }, (_, i) => new Tensor('float32', inputs(spec.dims, 1, 900 + i), [1, ...spec.dims]));
+    // Three rounds: ORT captures a size's graph on its first runs and replays it afterwards.
+    let worst = 0;
+    for (let round = 0; round < 3; round++) {
+      const outs = await Promise.all(xs.slice(0, 5 + round * 20).map((x) => model.infer({ x })));
+      for (let i = 0; i < outs.length; i++) worst = Math.max(worst, relativeDiff((await cpu.infer({ x: xs[i] })).y.data, outs[i].y.data));
+    }
+    const result = { relative: +worst.toExponential(3), ok: worst <= TOLERANCE, batchSizes: model.stats().batchSizeHistogram };
+    if (budgetLeftMs() > timing.warmupMs + timing.durationMs + 15_000) result.inflight64 = await closedLoop((i) => model.infer({ x: xs[i] }), 64);
+    process.stderr.write(`  ${spec.name} on cuda with CUDA graphs: ${result.ok ? 'agrees' : 'DISAGREES'} (${result.relative}), @64 ${result.inflight64 ?? 'skipped'} samples/s\n`);
+    return result;
+  } finally {
+    await model.dispose();
   }
 }
 
@@ -253,6 +315,14 @@ function markdown(report) {
       lines.push(`| ${m.model} | ${device} | ${agreement} | ${[1, 8, 64].map((c) => r.inflight[c] ?? '').join(' | ')} | ${[1, 8, 64].map((c) => r.ideal[c] ?? '').join(' | ')} | ${[1, 8, 64].map((c) => torch?.[c] ?? '').join(' | ')} |`);
     }
   }
+  lines.push('', 'Device I/O (outputLocation \'device\': 8 concurrent batched requests downloaded vs the host path; mid MLP: its output fed back on the device vs through the host):', '');
+  lines.push('| model | device | keeps tensors on | pinned staging | device results | chained on device | CUDA graphs (agreement, C=64 samples/s) |', '|---|---|---|---|---|---|---|');
+  for (const m of report.models) {
+    for (const [device, io] of Object.entries(m.io ?? {})) {
+      const graph = device === 'cuda' && m.cudaGraph ? (m.cudaGraph.error ? `failed: ${m.cudaGraph.error}` : `${m.cudaGraph.ok ? 'ok' : 'DISAGREE'} (${m.cudaGraph.relative}), ${m.cudaGraph.inflight64 ?? 'skipped'}`) : '';
+      lines.push(`| ${m.model} | ${device} | ${io.resultLocation} | ${io.pinnedStaging} | ${io.deviceOutputs.ok ? 'ok' : 'DISAGREE'} (${io.deviceOutputs.relative}) | ${io.chained ? `${io.chained.ok ? 'ok' : 'DISAGREE'} (${io.chained.relative})` : ''} | ${graph} |`);
+    }
+  }
   lines.push('', report.torch?.skipped ? `PyTorch baseline: skipped (${report.torch.skipped}).` : `PyTorch ${report.torch.torch} eager on ${report.torch.device}, fp32, TF32 ${JSON.stringify(report.torch.tf32)}: one forward pass of batch 1 / 8 / 64 at a time.`);
   lines.push('', `Took ${report.seconds} s.`);
   return lines.join('\n') + '\n';
@@ -279,7 +349,9 @@ async function main() {
   }
   report.torch = torchBaseline(a.models);
   report.seconds = +((performance.now() - started) / 1000).toFixed(1);
-  report.ok = failure === null && report.models.every((m) => m.agreement === null || m.agreement.ok);
+  report.ok =
+    failure === null &&
+    report.models.every((m) => (m.agreement === null || m.agreement.ok) && Object.values(m.io ?? {}).every((io) => io.deviceOutputs.ok && (io.chained?.ok ?? true)) && (m.cudaGraph?.ok ?? true));
   fs.mkdirSync(a.out, { recursive: true });
   fs.writeFileSync(path.join(a.out, 'gpu-check.json'), JSON.stringify(report, null, 2) + '\n');
   fs.writeFileSync(path.join(a.out, 'gpu-check.md'), markdown(report));

@@ -39,6 +39,19 @@ export interface NativeDescription {
   skippedProviders: Array<{ name: string; reason: string }>;
   /** Whether the session runs on a provider besides the CPU (native SessionCore::on_device, the one rule). */
   onDevice: boolean;
+  /** Where the session keeps tensors: 'cpu', 'cuda:0', … (native/device_memory.h). */
+  device: string;
+  /** Whether batches are gathered into the provider's pinned host memory (a GPU provider that has it). */
+  pinnedStaging: boolean;
+}
+
+/** The addon's DeviceTensor wrapper (native/device_tensor.h); TypeScript's DeviceTensor holds one. */
+export interface NativeDeviceTensor {
+  describe(): { type: string; dims: number[]; location: string; byteLength: number };
+  /** A copy in a new JS buffer, made off the JS thread. */
+  download(): Promise<[data: unknown, dims: number[]]>;
+  /** Frees the memory now (idempotent). */
+  dispose(): void;
 }
 
 export interface NativeSession {
@@ -189,6 +202,8 @@ export interface NativeBinding {
   poll(keepPolling: boolean): number;
   /** glibc malloc_trim(0): gives freed heap pages back to the OS; false when nothing was released or not glibc. */
   trimMemory(): boolean;
+  /** The class of device-resident results (its constructor refuses JS callers). */
+  DeviceTensor: abstract new (...args: never[]) => NativeDeviceTensor;
 }
 
 const PACKAGE_ROOT = path.resolve(__dirname, '..', '..');

@@ -9,8 +9,9 @@
  * shapes (and strings) come back through the addon's counted copy path.
  */
 import { NimifyError } from './errors';
-import type { NativeResult, NativeDescription, NativeIoInfo } from './binding';
+import type { NativeResult, NativeDescription, NativeDeviceTensor, NativeIoInfo } from './binding';
 import { CTORS, isTensorType, Tensor, nativeData, type TensorDataMap, type TensorType, type TypedArrayCtor } from './tensor';
+import { DeviceTensor } from './device-tensor';
 import { describe, invalid, isPlainObject } from './validate';
 
 type TensorInfo = NativeIoInfo;
@@ -39,7 +40,7 @@ export interface NativeCall {
   predicted: number;
   /**
    * Everything numeric about the call, packed for the addon (one typed array read instead of an
-   * napi call per dim): [nIn, nOut, predicted, outIndex..., per input: rank, dims...,
+   * napi call per dim): [nIn, nOut, predicted, flags (SPEC_FLAGS), outIndex..., per input: rank, dims...,
    * per output: rank or -1 when ORT allocates, dims...]. The plan's own reused buffer, not a
    * view cut to size (that would be one more object per call): it may hold stale values after
    * the call's last entry, which the addon never reads (it reads what the header describes).
@@ -49,14 +50,19 @@ export interface NativeCall {
   outNames: string[];
   /** The Tensor each non-null outData belongs to. */
   outTensors: (Tensor | null)[];
+  /** The outputs stay on the device (DeviceTensor results): SPEC_FLAGS.DEVICE_OUTPUTS. */
+  deviceOutputs: boolean;
 }
+
+/** The spec header's flags word (native/run_job.h RunJob::Prepare). */
+export const SPEC_FLAGS = { DEVICE_OUTPUTS: 1 } as const;
 
 export function shapeText(shape: Array<number | string> | null): string {
   return shape ? `[${shape.map((d) => (d === -1 ? '?' : d)).join(', ')}]` : '(any shape)';
 }
 
 /** `kind` and the tensor's name make the message's subject ("input 'x'"), built only on failure. */
-function checkAgainst(info: TensorInfo, t: Tensor, kind: 'input' | 'output'): void {
+function checkAgainst(info: TensorInfo, t: Pick<Tensor, 'type' | 'dims'>, kind: 'input' | 'output'): void {
   if (t.type !== info.type) {
     throw new NimifyError('INVALID_ARGUMENT', `${kind} '${info.name}': expected type ${info.type}, received ${t.type}`);
   }
@@ -109,11 +115,14 @@ export class IoPlan {
     });
   }
 
-  /** Validates feeds and output requests; throws NimifyError('INVALID_ARGUMENT'). */
-  prepare(feeds: unknown, outputs: readonly string[] | Record<string, unknown> | undefined): NativeCall {
+  /**
+   * Validates feeds and output requests; throws NimifyError('INVALID_ARGUMENT'). Feeds may be
+   * DeviceTensors (passed to the addon as they are). `deviceOutputs`: the results stay on the
+   * device (no output buffers are allocated or accepted, string outputs are refused).
+   */
+  prepare(feeds: unknown, outputs: readonly string[] | Record<string, unknown> | undefined, deviceOutputs = false): NativeCall {
     if (!isPlainObject(feeds)) throw invalid('feeds', 'an object mapping input names to Tensors', feeds);
     const n = this.#inputs.length;
-    const inTensors: Tensor[] = new Array(n);
     const inData: unknown[] = new Array(n);
     const inDims: (readonly number[])[] = new Array(n);
     let given = 0;
@@ -123,12 +132,18 @@ export class IoPlan {
         throw new NimifyError('INVALID_ARGUMENT', `feeds: unknown input '${name}' (model inputs: ${[...this.#inputIndex.keys()].join(', ')})`);
       }
       const v = feeds[name];
+      given++;
+      if (v instanceof DeviceTensor) {
+        // Checked here like a Tensor; the addon re-checks it and that it is on the model's device.
+        checkAgainst(this.#inputs[i], v, 'input');
+        inData[i] = DeviceTensor.nativeOf(v, `input '${name}'`);
+        inDims[i] = v.dims;
+        continue;
+      }
       const t = v instanceof Tensor ? v : Tensor.from(v, `input '${name}'`);
       checkAgainst(this.#inputs[i], t, 'input');
-      inTensors[i] = t;
       inData[i] = nativeData(t);
       inDims[i] = t.dims;
-      given++;
     }
     if (given !== n) {
       for (const info of this.#inputs) {
@@ -138,6 +153,7 @@ export class IoPlan {
       }
     }
 
+    if (deviceOutputs) return this.#deviceCall(inData, inDims, outputs);
     if (outputs === undefined) {
       // The usual call (every output, none supplied): arrays sized once, the index and name
       // lists shared by every such call (per-request JS cost is the library's throughput limit).
@@ -148,18 +164,18 @@ export class IoPlan {
       let predicted = 0;
       for (let i = 0; i < m; i++) {
         const plan = this.#outputs[i];
-        const t = plan.dims !== null && plan.ctor !== undefined ? this.#allocate(plan, inTensors) : null;
+        const t = plan.dims !== null && plan.ctor !== undefined ? this.#allocate(plan, inDims) : null;
         if (t !== null && i < 31) predicted |= 1 << i;
         outTensors[i] = t;
         outData[i] = t === null ? null : (nativeData(t) as ArrayBufferView);
         outDims[i] = t === null ? null : t.dims;
       }
-      const call: NativeCall = { inData, inDims, outIndex: this.#allOutputs, outData, outDims, predicted, outNames: this.#allNames, outTensors, spec: this.#spec };
+      const call: NativeCall = { inData, inDims, outIndex: this.#allOutputs, outData, outDims, predicted, outNames: this.#allNames, outTensors, spec: this.#spec, deviceOutputs: false };
       call.spec = this.#encode(call);
       return call;
     }
 
-    const call: NativeCall = { inData, inDims, outIndex: [], outData: [], outDims: [], predicted: 0, outNames: [], outTensors: [], spec: this.#spec };
+    const call: NativeCall = { inData, inDims, outIndex: [], outData: [], outDims: [], predicted: 0, outNames: [], outTensors: [], spec: this.#spec, deviceOutputs: false };
     if (Array.isArray(outputs)) {
       if (outputs.length === 0) throw invalid('options.outputs', 'at least one output name', outputs);
       for (const name of outputs) {
@@ -168,7 +184,7 @@ export class IoPlan {
           throw new NimifyError('INVALID_ARGUMENT', `options.outputs: unknown output ${typeof name === 'string' ? `'${name}'` : describe(name)} (model outputs: ${[...this.#outputIndex.keys()].join(', ')})`);
         }
         if (call.outIndex.includes(i)) throw new NimifyError('INVALID_ARGUMENT', `options.outputs: output '${name}' listed twice`);
-        this.#addOutput(call, inTensors, i, null);
+        this.#addOutput(call, inDims, i, null);
       }
     } else if (isPlainObject(outputs)) {
       for (const name in outputs) {
@@ -183,7 +199,7 @@ export class IoPlan {
           checkAgainst(this.#outputs[i].info, t, 'output');
           if (t.type === 'string') throw new NimifyError('INVALID_ARGUMENT', `output '${name}': string outputs cannot be preallocated`);
         }
-        this.#addOutput(call, inTensors, i, t);
+        this.#addOutput(call, inDims, i, t);
       }
       if (call.outIndex.length === 0) throw invalid('options.outputs', 'at least one output', outputs);
     } else {
@@ -193,14 +209,46 @@ export class IoPlan {
     return call;
   }
 
-  #addOutput(call: NativeCall, inTensors: Tensor[], index: number, supplied: Tensor | null): void {
+  /** A call whose outputs stay on the device: named outputs (or all), no buffers, no strings. */
+  #deviceCall(inData: unknown[], inDims: (readonly number[])[], outputs: readonly string[] | Record<string, unknown> | undefined): NativeCall {
+    let outIndex: number[];
+    if (outputs === undefined) {
+      outIndex = this.#allOutputs;
+    } else if (Array.isArray(outputs)) {
+      if (outputs.length === 0) throw invalid('options.outputs', 'at least one output name', outputs);
+      outIndex = [];
+      for (const name of outputs) {
+        const i = typeof name === 'string' ? this.#outputIndex.get(name) : undefined;
+        if (i === undefined) {
+          throw new NimifyError('INVALID_ARGUMENT', `options.outputs: unknown output ${typeof name === 'string' ? `'${name}'` : describe(name)} (model outputs: ${[...this.#outputIndex.keys()].join(', ')})`);
+        }
+        if (outIndex.includes(i)) throw new NimifyError('INVALID_ARGUMENT', `options.outputs: output '${name}' listed twice`);
+        outIndex.push(i);
+      }
+    } else {
+      throw invalid('options.outputs', "an array of output names (buffers cannot be supplied with outputLocation 'device')", outputs);
+    }
+    for (const i of outIndex) {
+      const info = this.#outputs[i].info;
+      if (info.type === 'string') throw new NimifyError('INVALID_ARGUMENT', `options.outputLocation: output '${info.name}' is a string tensor; strings come back to the CPU only`);
+    }
+    const m = outIndex.length;
+    const call: NativeCall = {
+      inData, inDims, outIndex, outData: new Array(m).fill(null), outDims: new Array(m).fill(null), predicted: 0,
+      outNames: outIndex.map((i) => this.#outputs[i].info.name), outTensors: new Array(m).fill(null), spec: this.#spec, deviceOutputs: true,
+    };
+    call.spec = this.#encode(call);
+    return call;
+  }
+
+  #addOutput(call: NativeCall, inDims: (readonly number[])[], index: number, supplied: Tensor | null): void {
     const plan = this.#outputs[index];
     const slot = call.outIndex.length;
     call.outIndex.push(index);
     call.outNames.push(plan.info.name);
     let t = supplied;
     if (t === null && plan.dims !== null && plan.ctor !== undefined) {
-      t = this.#allocate(plan, inTensors);
+      t = this.#allocate(plan, inDims);
       if (slot < 31) call.predicted |= 1 << slot;
     }
     call.outTensors.push(t);
@@ -210,7 +258,7 @@ export class IoPlan {
 
   #encode(call: NativeCall): Float64Array {
     const nOut = call.outIndex.length;
-    let size = 3 + nOut;
+    let size = 4 + nOut;
     for (const d of call.inDims) size += 1 + d.length;
     for (const d of call.outDims) size += 1 + (d === null ? 0 : d.length);
     if (this.#spec.length < size) this.#spec = new Float64Array(Math.max(size, this.#spec.length * 2));
@@ -219,6 +267,7 @@ export class IoPlan {
     spec[k++] = call.inDims.length;
     spec[k++] = nOut;
     spec[k++] = call.predicted;
+    spec[k++] = call.deviceOutputs ? SPEC_FLAGS.DEVICE_OUTPUTS : 0;
     for (let i = 0; i < nOut; i++) spec[k++] = call.outIndex[i];
     for (const d of call.inDims) {
       spec[k++] = d.length;
@@ -235,15 +284,20 @@ export class IoPlan {
     return spec;
   }
 
-  /** Builds the outputs object from the addon's results (null: ORT wrote into outData; all of them when `results` is null). */
-  wrap(call: NativeCall, results: NativeResult[] | null): Record<string, Tensor> {
-    const out: Record<string, Tensor> = {};
+  /**
+   * Builds the outputs object from the addon's results (null: ORT wrote into outData; all of
+   * them when `results` is null; the addon's DeviceTensor wrappers for a device-outputs call).
+   */
+  wrap(call: NativeCall, results: NativeResult[] | null): Record<string, Tensor>;
+  wrap(call: NativeCall, results: unknown[] | null): Record<string, Tensor | DeviceTensor> {
+    const out: Record<string, Tensor | DeviceTensor> = {};
     for (let i = 0; i < call.outNames.length; i++) {
       const r = results === null ? null : results[i];
-      const t =
-        r === null
+      const t = call.deviceOutputs
+        ? DeviceTensor.fromNative(r as NativeDeviceTensor)
+        : r === null
           ? (call.outTensors[i] as Tensor)
-          : Tensor.fromNative(this.#outputs[call.outIndex[i]].info.type as TensorType, r[0] as TensorDataMap[TensorType], r[1]);
+          : Tensor.fromNative(this.#outputs[call.outIndex[i]].info.type as TensorType, (r as NativeResult & object)[0] as TensorDataMap[TensorType], (r as NativeResult & object)[1]);
       const name = call.outNames[i];
       // Output names come from the model file: never let one named __proto__ set a prototype.
       if (name === '__proto__') Object.defineProperty(out, name, { value: t, enumerable: true, writable: true, configurable: true });
@@ -252,13 +306,13 @@ export class IoPlan {
     return out;
   }
 
-  #allocate(plan: OutputPlan, inputs: Tensor[]): Tensor {
+  #allocate(plan: OutputPlan, inDims: (readonly number[])[]): Tensor {
     const src = plan.dims as DimSource[];
     const dims: number[] = new Array(src.length);
     let count = 1;
     for (let d = 0; d < src.length; d++) {
       const s = src[d];
-      dims[d] = typeof s === 'number' ? s : inputs[s.input].dims[s.dim];
+      dims[d] = typeof s === 'number' ? s : inDims[s.input][s.dim];
       count *= dims[d];
     }
     const ctor = plan.ctor as TypedArrayCtor;

@@ -10,8 +10,9 @@ import { NimifyError, fromNative } from './errors';
 import { getBinding, RUN_TIMING, type ModelStats, type NativeBinding, type NativeDescription, type NativeResult, type NativeSession, type SchedulerStats } from './binding';
 import { IoPlan, type NativeCall } from './io-plan';
 import { submitted } from './completions';
-import { checkInferOptions, toNativeConfig, type InferOptions, type LoadOptions } from './options';
+import { checkInferOptions, toNativeConfig, type InferOptions, type LoadOptions, type OutputLocation } from './options';
 import type { Tensor, TensorLike, TensorType } from './tensor';
+import type { DeviceTensor } from './device-tensor';
 import { invalid } from './validate';
 // Types only: predict()'s signature is the pipeline layer's (src/pipeline/), which this module
 // never loads; the pipeline is attached at load by that layer (src/pipeline/load.ts).
@@ -29,8 +30,10 @@ export interface TensorInfo {
 /** The model's metadata as ONNX Runtime reads it (`version` is 0 when the model sets none). */
 export type ModelMetadata = NativeDescription['metadata'];
 
-export type Feeds = Record<string, Tensor | TensorLike>;
+export type Feeds = Record<string, Tensor | TensorLike | DeviceTensor>;
 export type Outputs = Record<string, Tensor>;
+/** infer()'s results with `outputLocation: 'device'` (or 'gpu'). */
+export type DeviceOutputs = Record<string, DeviceTensor>;
 
 export type { PredictOptions } from '../pipeline/pipeline';
 
@@ -48,6 +51,10 @@ export class Model {
   readonly skippedProviders: ReadonlyArray<Readonly<{ name: string; reason: string }>>;
   /** Whether the session runs on a device provider (anything besides the CPU): its batches never run on the JS thread. */
   readonly onDevice: boolean;
+  /** Where the session keeps tensors (and DeviceTensor results live): 'cpu', 'cuda:0', … */
+  readonly device: string;
+  /** Whether batches are gathered into the provider's pinned host memory (a GPU provider that has it; false on the CPU). */
+  readonly pinnedStaging: boolean;
   /** The pre/postprocessing predict() runs (LoadOptions.pipeline, or a served model's config.json); null without one. */
   readonly pipeline: Pipeline | null;
 
@@ -73,6 +80,8 @@ export class Model {
     this.providers = Object.freeze([...description.providers]);
     this.skippedProviders = Object.freeze(description.skippedProviders.map((p) => Object.freeze({ name: p.name, reason: p.reason })));
     this.onDevice = description.onDevice;
+    this.device = description.device;
+    this.pinnedStaging = description.pinnedStaging;
     this.#plan = new IoPlan(description);
   }
 
@@ -127,14 +136,16 @@ export class Model {
    * Runs the model off the main thread. Written without `async`/`await` on purpose: one promise
    * reaction per call instead of three (this is the per-request hot path).
    */
-  infer(feeds: Feeds, options?: InferOptions): Promise<Outputs> {
+  infer(feeds: Feeds, options: InferOptions & { outputLocation: 'device' | 'gpu' }): Promise<DeviceOutputs>;
+  infer(feeds: Feeds, options?: InferOptions): Promise<Outputs>;
+  infer(feeds: Feeds, options?: InferOptions): Promise<Outputs | DeviceOutputs> {
     let session: NativeSession;
     let call: NativeCall;
     let opts: InferOptions | undefined;
     try {
       session = this.#open();
       opts = options === undefined ? undefined : checkInferOptions(options);
-      call = this.#plan.prepare(feeds, opts?.outputs);
+      call = this.#plan.prepare(feeds, opts?.outputs, opts?.outputLocation !== undefined && this.#deviceOutputs(opts.outputLocation));
     } catch (err) {
       return Promise.reject(err);
     }
@@ -185,6 +196,14 @@ export class Model {
         throw fromNative(err);
       },
     );
+  }
+
+  /** Whether `location` keeps results on the device; 'gpu' only for a model on a GPU. */
+  #deviceOutputs(location: OutputLocation): boolean {
+    if (location === 'gpu' && !this.onDevice) {
+      throw new NimifyError('INVALID_ARGUMENT', `options.outputLocation: 'gpu' needs a model on a GPU; this one runs on ${this.device} (providers: ${this.providers.join(', ')}): use 'device' to keep results in the model's own memory`);
+    }
+    return location !== 'cpu';
   }
 
   #settled(cleanup: (() => void) | undefined): void {
@@ -244,8 +263,8 @@ export class Model {
     const session = this.#open();
     if (options !== undefined) {
       const o = checkInferOptions(options);
-      if (o.signal !== undefined || o.timeoutMs !== undefined) {
-        throw new NimifyError('INVALID_ARGUMENT', 'options: inferSync() supports only `outputs`; use infer() for signal/timeoutMs');
+      if (o.signal !== undefined || o.timeoutMs !== undefined || o.outputLocation !== undefined) {
+        throw new NimifyError('INVALID_ARGUMENT', 'options: inferSync() supports only `outputs`; use infer() for signal, timeoutMs and outputLocation');
       }
     }
     const call = this.#plan.prepare(feeds, options?.outputs);

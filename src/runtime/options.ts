@@ -120,6 +120,14 @@ export interface InferOptions {
   /** 1: high priority (served before any queued 0). Default 0. Scheduled models only; ignored otherwise. */
   priority?: 0 | 1;
   /**
+   * Where the outputs go. 'cpu' (default): Tensors in JS memory. 'device': DeviceTensors that
+   * stay where the model's session keeps them — GPU memory on a GPU model, the session's own
+   * host memory on a CPU one — for a later infer() on the same device, download() or dispose()
+   * (src/runtime/device-tensor.ts). 'gpu': 'device', refused for a model that is not on a GPU.
+   * Not with supplied output buffers or string outputs.
+   */
+  outputLocation?: OutputLocation;
+  /**
    * @internal Per-request timing for tracing (src/server/tracing.ts): a Float64Array of
    * RUN_TIMING_LENGTH (binding.ts RUN_TIMING) that infer() stamps at submit and the addon fills
    * when the request settles. Absent (the default), the request pays nothing for it.
@@ -214,7 +222,11 @@ function toNativeBatching(value: unknown): Record<string, unknown> {
   return out;
 }
 
-const INFER_KEYS = ['outputs', 'signal', 'timeoutMs', 'priority', 'timing'] as const;
+/** infer()'s `outputLocation` values. */
+export const OUTPUT_LOCATIONS = ['cpu', 'device', 'gpu'] as const;
+export type OutputLocation = (typeof OUTPUT_LOCATIONS)[number];
+
+const INFER_KEYS = ['outputs', 'signal', 'timeoutMs', 'priority', 'outputLocation', 'timing'] as const;
 
 export function checkInferOptions(options: unknown): InferOptions {
   if (options === undefined) return {};
@@ -227,6 +239,7 @@ export function checkInferOptions(options: unknown): InferOptions {
     if ((o.timeoutMs as number) > 2_147_483_647) throw invalid('options.timeoutMs', 'a number of milliseconds up to 2147483647', o.timeoutMs);
   }
   if (o.priority !== undefined && o.priority !== 0 && o.priority !== 1) throw invalid('options.priority', '0 (normal) or 1 (high)', o.priority);
+  if (o.outputLocation !== undefined) expectOneOf('options.outputLocation', o.outputLocation, OUTPUT_LOCATIONS);
   if (o.timing !== undefined && !(o.timing instanceof Float64Array && o.timing.length >= RUN_TIMING_LENGTH)) {
     throw invalid('options.timing', `a Float64Array of at least ${RUN_TIMING_LENGTH} elements`, o.timing);
   }

@@ -27,8 +27,12 @@ describe('bench/gpu/check.js', () => {
       expect(cpu.ideal[c]).toBeGreaterThan(0);
     }
     expect(report.models[0].devices.cuda).toBeUndefined();
+    // Device I/O on the CPU model: results kept in the session's memory agree with the host path.
+    expect(report.models[0].io.cpu).toMatchObject({ device: 'cpu', pinnedStaging: false, resultLocation: 'cpu', deviceOutputs: { ok: true, relative: 0 } });
     expect(report.torch).toMatchObject({ skipped: 'no model to compare' });
-    expect(fs.readFileSync(path.join(out, 'gpu-check.md'), 'utf8')).toMatch(/\| tiny MLP \(64→256→10\) \| cpu \|/);
+    const md = fs.readFileSync(path.join(out, 'gpu-check.md'), 'utf8');
+    expect(md).toMatch(/\| tiny MLP \(64→256→10\) \| cpu \|/);
+    expect(md).toMatch(/\| tiny MLP \(64→256→10\) \| cpu \| cpu \| false \| ok \(0\) \|/);
   });
 
   it('fails with the provider error (exit 1, report written) when CUDA cannot be used, and refuses bad usage (exit 2)', () => {

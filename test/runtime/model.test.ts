@@ -339,15 +339,19 @@ describe('bad input is rejected with a clear error and nothing breaks', () => {
       return 'no error';
     };
     const x = new Float32Array(64);
-    // The packed spec of src/runtime/io-plan.ts: [nIn, nOut, predicted, outIndex..., per input rank+dims, per output rank|-1 + dims].
-    const spec = (inDims: unknown[][], outIndex: unknown[] = [0], outDims: (unknown[] | null)[] = [null], nIn: unknown = inDims.length) =>
-      Float64Array.from([nIn, outIndex.length, 0, ...outIndex, ...inDims.flatMap((d) => [d.length, ...d]), ...outDims.flatMap((d) => (d ? [d.length, ...d] : [-1]))] as number[]);
+    // The packed spec of src/runtime/io-plan.ts: [nIn, nOut, predicted, flags, outIndex..., per input rank+dims, per output rank|-1 + dims].
+    const spec = (inDims: unknown[][], outIndex: unknown[] = [0], outDims: (unknown[] | null)[] = [null], nIn: unknown = inDims.length, flags: unknown = 0) =>
+      Float64Array.from([nIn, outIndex.length, 0, flags, ...outIndex, ...inDims.flatMap((d) => [d.length, ...d]), ...outDims.flatMap((d) => (d ? [d.length, ...d] : [-1]))] as number[]);
     const run = (inData: unknown[], inDims: unknown[][], outData: unknown[] = [null], outDims: (unknown[] | null)[] = [null], outIndex: unknown[] = [0]) =>
       call(inData, outData, spec(inDims, outIndex, outDims));
     expect(call()).toMatch(/^INVALID_ARGUMENT: run\(inputData, outputData, spec\)/);
     expect(call([x], [null], new Float32Array(4))).toMatch(/^INVALID_ARGUMENT: run\(inputData/);
     expect(call([x], [null], new Float64Array(1))).toMatch(/malformed spec header/);
-    expect(call([x], [null], new Float64Array([1, 1, 0, 0, 2, 1]))).toMatch(/input 'x': dims must be non-negative integers/);
+    expect(call([x], [null], new Float64Array([1, 1, 0, 0, 0, 2, 1]))).toMatch(/input 'x': dims must be non-negative integers/);
+    // The flags word: bit 0 only (device-resident outputs), never with inferSync or a buffer.
+    expect(call([x], [null], spec([[1, 64]], [0], [null], 1, 2))).toMatch(/malformed spec header/);
+    expect(call([x], [null], spec([[1, 64]], [0], [null], 1, 0.5))).toMatch(/malformed spec header/);
+    expect(call([x], [null], spec([[1, 64]], [0], [null], 1, 1))).toMatch(/^INVALID_ARGUMENT: device-resident outputs need infer\(\), not inferSync\(\)/);
     expect(run([x], [[1, 63]])).toMatch(/INVALID_ARGUMENT: input 'x': expected shape \[batch, 64\], received \[1, 63\]/);
     expect(run([x], [[2, 64]])).toMatch(/input 'x': dims \[2, 64\] need 128 elements, received 64/);
     expect(run([x], [[-1, 64]])).toMatch(/input 'x': dims must be non-negative integers/);

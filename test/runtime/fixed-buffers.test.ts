@@ -1,0 +1,151 @@
+/**
+ * Fixed buffers (issue 15 item 3, CUDA graphs): a model whose provider replays CUDA graphs runs
+ * every batch on device tensors allocated once per batch size — the addresses a captured graph
+ * replays on — uploading the gathered batch into them and downloading the results out of them
+ * (native/instance.cc ExecuteFixed). No GPU here: NIMIFY_IO_BINDING=fixed (read at load) runs
+ * the same path on a CPU model, where "device" memory is host memory. What is checked: results
+ * equal the default path's whatever the batch size, padding and reuse of a size's buffers by
+ * later batches (no stale rows of an earlier batch leak into a result, and a device-resident
+ * result does not change when the next batch overwrites the buffers); the load refuses models
+ * and options the path cannot serve, naming why; requests that cannot be gathered fail alone.
+ * Behaviour only, never timings.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DeviceTensor, loadModel, NimifyError, Tensor, type LoadOptions, type Model } from '../../src';
+import { model } from '../helpers';
+
+const MLP = model('mlp_tiny.onnx'); // x float32 [batch, 64] → y float32 [batch, 10]
+const { encodeModel } = require('../../scripts/onnx-writer.js') as { encodeModel: (g: unknown) => Buffer };
+/** pass: x float32 [batch, 64] → y = x: makes DeviceTensors that fit MLP's input. */
+const PASS = encodeModel({
+  name: 'pass',
+  nodes: [{ op: 'Identity', inputs: ['x'], outputs: ['y'] }],
+  initializers: [],
+  inputs: [{ name: 'x', dims: ['batch', 64] }],
+  outputs: [{ name: 'y', dims: ['batch', 64] }],
+});
+
+async function loadFixed(path: string, options?: LoadOptions): Promise<Model> {
+  const before = process.env.NIMIFY_IO_BINDING;
+  process.env.NIMIFY_IO_BINDING = 'fixed';
+  try {
+    return await loadModel(path, options);
+  } finally {
+    if (before === undefined) delete process.env.NIMIFY_IO_BINDING;
+    else process.env.NIMIFY_IO_BINDING = before;
+  }
+}
+
+const rows = (n: number, seed: number) => new Tensor('float32', Float32Array.from({ length: 64 * n }, (_, i) => Math.sin(i * 0.37 + seed * 1.9)), [n, 64]);
+
+let ref: Model;
+beforeAll(async () => {
+  ref = await loadModel(MLP);
+});
+afterAll(async () => {
+  await ref.dispose();
+});
+
+/** y of `x` run alone on the default path (compared with a tolerance: a batch's GEMM may round differently). */
+function expected(x: Tensor): Float32Array {
+  return ref.inferSync({ x }).y.data as Float32Array;
+}
+
+function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, what: string): void {
+  expect(got.length, what).toBe(want.length);
+  for (let i = 0; i < want.length; i++) {
+    if (Math.abs(got[i] - want[i]) > 1e-5 * (1 + Math.abs(want[i]))) {
+      throw new Error(`${what}: element ${i} is ${got[i]}, expected ${want[i]}`);
+    }
+  }
+}
+
+describe('fixed buffers (NIMIFY_IO_BINDING=fixed, the CUDA-graph path on the CPU)', () => {
+  it('batches of every size give the default path\'s results; a size\'s buffers are reused without stale rows', async () => {
+    const m = await loadFixed(MLP, { batching: { maxBatchSize: 8, maxQueueDelayMicros: 20_000, adaptive: false } });
+    try {
+      // Round 1 fills the size-5 buffers with one set of rows; round 2 runs size 5 again with
+      // other rows, then size 2: each result must be its own rows' result.
+      for (const [round, sizes] of [[1, [1, 1, 2, 1]], [2, [2, 1, 1, 1]], [3, [1, 1]], [4, [3, 2, 3]]] as const) {
+        const xs = sizes.map((n, k) => rows(n, round * 10 + k));
+        const outs = await Promise.all(xs.map((x) => m.infer({ x })));
+        xs.forEach((x, k) => expectClose(outs[k].y.data as Float32Array, expected(x), `round ${round} request ${k}`));
+      }
+      const s = m.stats();
+      expect(s.batches).toBeGreaterThanOrEqual(4);
+      expect(Object.keys(s.batchSizeHistogram).length).toBeGreaterThan(1); // several sizes, several buffer sets
+    } finally {
+      await m.dispose();
+    }
+  });
+
+  it('padding to preferred sizes: padding rows never reach callers, a padded size shares its buffers with full batches', async () => {
+    const m = await loadFixed(MLP, { batching: { maxBatchSize: 8, maxQueueDelayMicros: 20_000, adaptive: false, preferredBatchSizes: [4, 8], padToPreferred: true } });
+    try {
+      for (const sizes of [[1, 2], [4], [1, 1, 1], [2, 2, 2, 2], [3]]) {
+        const xs = sizes.map((n, k) => rows(n, sizes.length * 7 + k));
+        const outs = await Promise.all(xs.map((x) => m.infer({ x })));
+        xs.forEach((x, k) => {
+          expect(outs[k].y.dims).toEqual([x.dims[0], 10]);
+          expectClose(outs[k].y.data as Float32Array, expected(x), `sizes ${sizes} request ${k}`);
+        });
+      }
+      expect(Object.keys(m.stats().batchSizeHistogram).every((k) => Number(k) <= 8)).toBe(true);
+      expect(m.stats().paddingRows).toBeGreaterThan(0);
+    } finally {
+      await m.dispose();
+    }
+  });
+
+  it('device-resident results are copies out of the fixed buffers: the next batch of the same size does not change them', async () => {
+    const m = await loadFixed(MLP, { batching: { maxBatchSize: 4, maxQueueDelayMicros: 20_000, adaptive: false } });
+    try {
+      const a = [rows(1, 1), rows(1, 2)];
+      const da = await Promise.all(a.map((x) => m.infer({ x }, { outputLocation: 'device' })));
+      // Same size again, other rows: overwrites the size-2 buffers.
+      const b = [rows(1, 3), rows(1, 4)];
+      const hb = await Promise.all(b.map((x) => m.infer({ x })));
+      for (let k = 0; k < 2; k++) {
+        expect(da[k].y).toBeInstanceOf(DeviceTensor);
+        expectClose((await da[k].y.download()).data as Float32Array, expected(a[k]), `device result ${k}`);
+        expectClose(hb[k].y.data as Float32Array, expected(b[k]), `host result ${k}`);
+      }
+      // Supplied output buffers are written in place on this path too.
+      const y = new Tensor('float32', new Float32Array(10), [1, 10]);
+      const out = await m.infer({ x: rows(1, 5) }, { outputs: { y } });
+      expect(out.y).toBe(y);
+      expectClose(y.data as Float32Array, expected(rows(1, 5)), 'supplied buffer');
+    } finally {
+      await m.dispose();
+    }
+  });
+
+  it('a request that cannot be gathered (a DeviceTensor feed) fails alone with UNSUPPORTED; the model goes on', async () => {
+    const m = await loadFixed(MLP, { batching: { maxBatchSize: 4, maxQueueDelayMicros: 1000 } });
+    const pass = await loadModel(PASS);
+    try {
+      const x = rows(1, 8);
+      const onDevice = (await pass.infer({ x }, { outputLocation: 'device' })).y;
+      expect(onDevice.dims).toEqual([1, 64]);
+      const err = await m.infer({ x: onDevice }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(NimifyError);
+      expect(err).toMatchObject({ code: 'UNSUPPORTED', message: expect.stringMatching(/runs every batch on fixed buffers: requests must be batchable/) });
+      // The same rows as a Tensor run, and so do later batches.
+      expectClose((await m.infer({ x: await onDevice.download() })).y.data as Float32Array, expected(x), 'the same rows as a Tensor');
+      expectClose((await m.infer({ x: rows(2, 11) })).y.data as Float32Array, expected(rows(2, 11)), 'after the refusal');
+      expect(m.stats()).toMatchObject({ failed: 1, succeeded: 2 });
+    } finally {
+      await Promise.all([m.dispose(), pass.dispose()]);
+    }
+  });
+
+  it('the load refuses what fixed buffers cannot serve: no batching, a dynamic dim besides the batch dim', async () => {
+    await expect(loadFixed(MLP)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^NIMIFY_IO_BINDING=fixed run batches on fixed buffers, which need options\.batching/) });
+    await expect(loadFixed(MLP, { instances: 2 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/need options\.batching/) });
+    await expect(loadFixed(model('embed_int64.onnx'), { batching: {} })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringMatching(/need fixed dims besides the batch dim, but input 'ids' is int64 \[batch, seq\]/),
+    });
+    await expect(loadFixed(model('identity_string.onnx'), { batching: {} })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/input 'x' is string/) });
+  });
+});
