@@ -134,8 +134,12 @@ Failure CopyValue(const OrtValue* src, OrtValue* dst, const std::string& what) {
     std::memcpy(d, s, bytes);
     return f;
   }
-  return FromOrtStatus(g_ort->CopyTensors(Env(), &src, &dst, nullptr, 1),
-                       what + " (ONNX Runtime's copy from " + LocationOf(from) + " to " + LocationOf(to) + ")");
+  f = FromOrtStatus(g_ort->CopyTensors(Env(), &src, &dst, nullptr, 1),
+                    what + " (ONNX Runtime's copy from " + LocationOf(from) + " to " + LocationOf(to) + ")");
+  // CopyTensors uses the data transfers registered with ORT's environment: a plugin-EP library
+  // registers its own; a provider appended through the legacy API may have none.
+  if (f) f.message += " — load the provider as a plugin library (its `library` option) so ONNX Runtime can copy its memory";
+  return f;
 }
 
 }  // namespace nimify

@@ -1,7 +1,5 @@
 #include "device_tensor.h"
 
-#include <cstring>
-
 #include "device_memory.h"
 #include "element_type.h"
 #include "env_state.h"
@@ -15,8 +13,8 @@ namespace {
 // Passed by New() to the constructor: JS cannot make a wrapper of nothing.
 int kConstructToken = 0;
 
-// Copies a DeviceValue into a JS buffer off the JS thread: memcpy from host memory, ORT's
-// CopyTensors (the provider's data transfer) from a device. The buffer is created and
+// Copies a DeviceValue into a JS buffer off the JS thread (CopyValue: memcpy from host memory,
+// ORT's CopyTensors from a device). The buffer is created and
 // referenced on the JS thread before the copy and handed back after it.
 class DownloadWorker : public Napi::AsyncWorker {
  public:
@@ -32,20 +30,12 @@ class DownloadWorker : public Napi::AsyncWorker {
   // Worker thread.
   void Execute() override {
     if (value_->bytes == 0) return;
-    if (IsHostMemory(value_->memory)) {
-      std::memcpy(data_, TensorData(value_->value), value_->bytes);
-      return;
-    }
     OrtValue* dst = nullptr;
     Failure f = FromOrtStatus(g_ort->CreateTensorWithDataAsOrtValue(CpuMemoryInfo(), data_, value_->bytes,
                                                                    value_->dims.data(), value_->dims.size(),
                                                                    value_->elem, &dst),
                               "download");
-    if (!f) {
-      const OrtValue* src = value_->value;
-      f = FromOrtStatus(g_ort->CopyTensors(nimify::Env(), &src, &dst, nullptr, 1),
-                        "download from " + LocationOf(value_->memory) + " (ONNX Runtime's copy from the device)");
-    }
+    if (!f) f = CopyValue(value_->value, dst, "DeviceTensor.download()");
     if (dst != nullptr) g_ort->ReleaseValue(dst);
     if (f) failure_ = f;
   }

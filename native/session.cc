@@ -182,6 +182,15 @@ bool ParseConfig(Napi::Value value, SessionConfig* c, Failure* f) {
     }
     c->memory_arena = arena.As<Napi::Boolean>().Value() ? 1 : 0;
   }
+  Napi::Value io = o.Get("ioBinding");  // NIMIFY_IO_BINDING, validated by TypeScript (options.ts ioBindingFromEnv)
+  if (!io.IsUndefined()) {
+    const std::string v = io.IsString() ? io.As<Napi::String>().Utf8Value() : "";
+    if (v != "always" && v != "fixed") {
+      f->Set(code::kInvalidArgument, "NIMIFY_IO_BINDING must be 'always' or 'fixed'");
+      return false;
+    }
+    c->io_binding = v == "fixed" ? SessionConfig::IoBinding::kFixed : SessionConfig::IoBinding::kAlways;
+  }
   Napi::Value p = o.Get("optimizedModelFilePath");
   if (p.IsString()) c->optimized_model_path = p.As<Napi::String>().Utf8Value();
   Napi::Value fdo = o.Get("freeDimensionOverrides");

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 
 #include "element_type.h"
@@ -158,10 +157,8 @@ std::shared_ptr<SessionCore> SessionCore::Create(const std::string& path, const 
         core->cuda_graph_ = true;
       }
     }
-    const char* knob = std::getenv("NIMIFY_IO_BINDING");
-    const std::string diagnostics = knob != nullptr ? knob : "";
-    core->fixed_buffers_ = core->cuda_graph_ || diagnostics == "fixed";
-    core->io_binding_ = core->on_device() || core->fixed_buffers_ || diagnostics == "always";
+    core->fixed_buffers_ = core->cuda_graph_ || config.io_binding == SessionConfig::IoBinding::kFixed;
+    core->io_binding_ = core->on_device() || core->fixed_buffers_ || config.io_binding == SessionConfig::IoBinding::kAlways;
     core->memory_ = std::make_unique<DeviceMemory>();
     if (Failure f = core->memory_->Resolve(core->session_, first, use.empty() ? nullptr : devices[use[0]],
                                            core->fixed_buffers_)) {

@@ -34,6 +34,10 @@ struct SessionConfig {
   std::string optimized_model_path;
   std::vector<std::pair<std::string, int64_t>> free_dimension_overrides;
   std::vector<EpRequest> execution_providers;  // in preference order; the CPU provider is always the last resort
+  // NIMIFY_IO_BINDING (diagnostics): run a CPU session's batches through IoBinding (kAlways) or
+  // on fixed buffers (kFixed), the paths a device session takes.
+  enum class IoBinding : uint8_t { kDefault, kAlways, kFixed };
+  IoBinding io_binding = IoBinding::kDefault;
 };
 
 struct IoInfo {
@@ -91,8 +95,8 @@ class SessionCore {
   // GPU); CPU memory for a CPU session (device_memory.h).
   const DeviceMemory& memory() const { return *memory_; }
   // Whether batches run through IoBinding (Instance::Execute): every device session, and a CPU
-  // session loaded with NIMIFY_IO_BINDING=always (a diagnostics knob that runs the device path's
-  // code on the CPU). Requests asking for device-resident outputs use it on any session.
+  // session loaded with NIMIFY_IO_BINDING=always or fixed (SessionConfig::io_binding: the device
+  // path's code on the CPU). Requests asking for device-resident outputs use it on any session.
   bool io_binding() const { return io_binding_; }
   // Whether batches run on fixed device buffers (one set per batch size, the same addresses
   // every run): a provider with CUDA graphs enabled (cuda's enableCudaGraph, tensorrt's

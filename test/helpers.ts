@@ -58,3 +58,33 @@ export function invalidArg(fn: () => unknown, pattern: RegExp): void {
   }
   throw new Error('expected an INVALID_ARGUMENT error');
 }
+
+/**
+ * The "slots" model of the I/O-slot tests (io-slots.test.ts, device-tensor.test.ts), written on
+ * the fly: x float32 [batch, 1 × (rank - 2), 2] → same = Identity(x); zeros =
+ * ConstantOfShape(Shape(x)) declared with last dim 3 though it has x's 2 (ORT's shape inference
+ * cannot see through it, so TypeScript allocates a wrong predicted buffer); copied = Identity(x)
+ * declared with last dim 3 too (there ORT's inference disagrees: the dim is unknown, the copy path).
+ */
+export function slotModel(rank: number): Buffer {
+  const { encodeModel } = require('../scripts/onnx-writer.js') as { encodeModel: (g: unknown) => Buffer };
+  const middle = Array.from({ length: rank - 2 }, () => 1);
+  const dims = ['batch', ...middle, 2];
+  const wrong = ['batch', ...middle, 3];
+  return encodeModel({
+    name: `slots_rank${rank}`,
+    nodes: [
+      { op: 'Identity', inputs: ['x'], outputs: ['same'] },
+      { op: 'Shape', inputs: ['x'], outputs: ['shape'] },
+      { op: 'ConstantOfShape', inputs: ['shape'], outputs: ['zeros'] },
+      { op: 'Identity', inputs: ['x'], outputs: ['copied'] },
+    ],
+    initializers: [],
+    inputs: [{ name: 'x', dims }],
+    outputs: [
+      { name: 'same', dims },
+      { name: 'zeros', dims: wrong },
+      { name: 'copied', dims: wrong },
+    ],
+  });
+}

@@ -10,7 +10,7 @@ import { NimifyError, fromNative } from './errors';
 import { getBinding, RUN_TIMING, type ModelStats, type NativeBinding, type NativeDescription, type NativeResult, type NativeSession, type SchedulerStats } from './binding';
 import { IoPlan, type NativeCall } from './io-plan';
 import { submitted } from './completions';
-import { checkInferOptions, toNativeConfig, type InferOptions, type LoadOptions, type OutputLocation } from './options';
+import { checkInferOptions, ioBindingFromEnv, toNativeConfig, type InferOptions, type LoadOptions, type OutputLocation } from './options';
 import type { Tensor, TensorLike, TensorType } from './tensor';
 import type { DeviceTensor } from './device-tensor';
 import { invalid } from './validate';
@@ -322,6 +322,8 @@ export function loadModel(source: string | Uint8Array | ArrayBuffer, options?: L
 /** @internal loadModel() with the pipeline layer's resolver (src/pipeline/load.ts). */
 export async function loadModelWith(source: string | Uint8Array | ArrayBuffer, options?: LoadOptions, resolvePipeline?: PipelineResolver): Promise<Model> {
   const config = toNativeConfig(options);
+  const ioBinding = ioBindingFromEnv();
+  if (ioBinding !== undefined) config.ioBinding = ioBinding;
   if (options?.pipeline !== undefined && resolvePipeline === undefined) {
     throw new NimifyError('INVALID_ARGUMENT', "options.pipeline: this loader has no pipeline layer; use loadModel() from 'nimify' or 'nimify/pipeline'");
   }

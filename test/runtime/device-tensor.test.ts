@@ -14,7 +14,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { DeviceTensor, loadModel, NimifyError, Tensor, type LoadOptions, type Model, type TensorType } from '../../src';
-import { forceGC, model } from '../helpers';
+import { forceGC, model, slotModel } from '../helpers';
 
 const { encodeModel, rng } = require('../../scripts/onnx-writer.js') as {
   encodeModel: (g: unknown) => Buffer;
@@ -48,48 +48,8 @@ function headOf(x: ArrayLike<number>): number[] {
   return Array.from(x, (v, i) => Math.fround(Math.fround(v * w[i % 10]) + b[i % 10]));
 }
 
-/**
- * slots: x float32 [batch, 2] → same = Identity(x); zeros = ConstantOfShape(Shape(x)) declared
- * [batch, 3] (a wrong predicted shape ORT cannot see through); copied = Identity(x) declared
- * [batch, 3] (dim unknown after ORT's inference). See io-slots.test.ts.
- */
-const SLOTS = encodeModel({
-  name: 'slots',
-  nodes: [
-    { op: 'Identity', inputs: ['x'], outputs: ['same'] },
-    { op: 'Shape', inputs: ['x'], outputs: ['shape'] },
-    { op: 'ConstantOfShape', inputs: ['shape'], outputs: ['zeros'] },
-    { op: 'Identity', inputs: ['x'], outputs: ['copied'] },
-  ],
-  initializers: [],
-  inputs: [{ name: 'x', dims: ['batch', 2] }],
-  outputs: [
-    { name: 'same', dims: ['batch', 2] },
-    { name: 'zeros', dims: ['batch', 3] },
-    { name: 'copied', dims: ['batch', 3] },
-  ],
-});
-
-/** slots of any rank: x [batch, 1 × (rank - 2), 2] (rank 9: scheduled tensors are OrtValues, not views). */
-function slotsOfRank(rank: number): Buffer {
-  const middle = Array.from({ length: rank - 2 }, () => 1);
-  return encodeModel({
-    name: `slots_rank${rank}`,
-    nodes: [
-      { op: 'Identity', inputs: ['x'], outputs: ['same'] },
-      { op: 'Shape', inputs: ['x'], outputs: ['shape'] },
-      { op: 'ConstantOfShape', inputs: ['shape'], outputs: ['zeros'] },
-      { op: 'Identity', inputs: ['x'], outputs: ['copied'] },
-    ],
-    initializers: [],
-    inputs: [{ name: 'x', dims: ['batch', ...middle, 2] }],
-    outputs: [
-      { name: 'same', dims: ['batch', ...middle, 2] },
-      { name: 'zeros', dims: ['batch', ...middle, 3] },
-      { name: 'copied', dims: ['batch', ...middle, 3] },
-    ],
-  });
-}
+/** slots (test/helpers.ts slotModel): x float32 [batch, 2] → same, zeros (a wrong predicted shape), copied (the copy path). */
+const SLOTS = slotModel(2);
 
 /** wide: x0..x{n-1} [batch, 1] → y_i = x_i + 1000 i (n inputs and outputs). */
 function wideModel(n: number): Buffer {
@@ -743,7 +703,7 @@ describe('batching: device outputs are views of the batch', () => {
 
 describe('batching: more shapes of batch', () => {
   it.each([2, 9])('rank %i: views of a batch with wrong predicted shapes and unknown dims', async (rank) => {
-    const m = await load(slotsOfRank(rank), exactBatch(7));
+    const m = await load(slotModel(rank), exactBatch(7));
     const rows = [2, 1, 4];
     const xs = rows.map((r, i) => {
       const t = randF32(r, 2, 1500 + i);

@@ -25,9 +25,9 @@ const PASS = encodeModel({
   outputs: [{ name: 'y', dims: ['batch', 64] }],
 });
 
-async function loadFixed(path: string, options?: LoadOptions): Promise<Model> {
+async function loadFixed(path: string, options?: LoadOptions, knob = 'fixed'): Promise<Model> {
   const before = process.env.NIMIFY_IO_BINDING;
-  process.env.NIMIFY_IO_BINDING = 'fixed';
+  process.env.NIMIFY_IO_BINDING = knob;
   try {
     return await loadModel(path, options);
   } finally {
@@ -147,5 +147,12 @@ describe('fixed buffers (NIMIFY_IO_BINDING=fixed, the CUDA-graph path on the CPU
       message: expect.stringMatching(/need fixed dims besides the batch dim, but input 'ids' is int64 \[batch, seq\]/),
     });
     await expect(loadFixed(model('identity_string.onnx'), { batching: {} })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/input 'x' is string/) });
+  });
+
+  it('NIMIFY_IO_BINDING takes always, fixed or nothing; anything else fails the load naming it', async () => {
+    await expect(loadFixed(MLP, undefined, 'yes')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: "NIMIFY_IO_BINDING: expected one of 'always', 'fixed', received the string \"yes\"" });
+    const m = await loadFixed(MLP, undefined, '');
+    expectClose(m.inferSync({ x: rows(1, 3) }).y.data as Float32Array, expected(rows(1, 3)), 'unset');
+    await m.dispose();
   });
 });

@@ -14,31 +14,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { loadModel, NimifyError, Tensor, type LoadOptions } from '../../src';
+import { slotModel } from '../helpers';
 
 const { encodeModel } = require('../../scripts/onnx-writer.js') as { encodeModel: (g: unknown) => Buffer };
-
-/** x float32 [batch, 1 × (rank - 2), 2] → same (Identity), zeros, copied (see the top of the file). */
-function slotModel(rank: number): Buffer {
-  const middle = Array.from({ length: rank - 2 }, () => 1);
-  const dims = ['batch', ...middle, 2];
-  const wrong = ['batch', ...middle, 3];
-  return encodeModel({
-    name: `slots_rank${rank}`,
-    nodes: [
-      { op: 'Identity', inputs: ['x'], outputs: ['same'] },
-      { op: 'Shape', inputs: ['x'], outputs: ['shape'] },
-      { op: 'ConstantOfShape', inputs: ['shape'], outputs: ['zeros'] },
-      { op: 'Identity', inputs: ['x'], outputs: ['copied'] },
-    ],
-    initializers: [],
-    inputs: [{ name: 'x', dims }],
-    outputs: [
-      { name: 'same', dims },
-      { name: 'zeros', dims: wrong },
-      { name: 'copied', dims: wrong },
-    ],
-  });
-}
 
 /** 17 inputs x0..x16 [batch, 1] → 17 outputs y_i = Identity(x_i): more than the addon lays out inline. */
 function wideModel(n: number): Buffer {
