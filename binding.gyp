@@ -7,6 +7,7 @@
         "native/async_job.cc",
         "native/batch.cc",
         "native/deferred_wake.cc",
+        "native/device_copy.cc",
         "native/device_memory.cc",
         "native/device_tensor.cc",
         "native/element_type.cc",

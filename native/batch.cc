@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "device_memory.h"
 #include "device_tensor.h"
 #include "element_type.h"
 #include "ort_api.h"
@@ -218,6 +219,7 @@ Failure BatchIo::ScatterViews(const std::shared_ptr<SessionCore>& ran_on, const 
     }
     const size_t row_bytes = padded > 0 ? whole->bytes / static_cast<size_t>(padded) : 0;
     uint8_t* base = TensorData(whole->value);
+    const bool on_device = !IsHostMemory(whole->memory);
     size_t offset = 0;
     for (RunJob* job : batch.jobs) {
       const int64_t rows = job->batch_key().rows;
@@ -229,12 +231,29 @@ Failure BatchIo::ScatterViews(const std::shared_ptr<SessionCore>& ran_on, const 
       Failure vf = FromOrtStatus(g_ort->CreateTensorWithDataAsOrtValue(whole->memory, base + offset, n, job_dims.data(),
                                                                       job_dims.size(), whole->elem, &view),
                                  "viewing " + TensorName(io, true));
-      if (vf) {
-        job->Fail(vf);
-      } else {
+      if (!vf && on_device && offset % kDeviceAlignment != 0) {
+        // Device kernels (TensorRT's I/O above all) expect tensors at aligned addresses, which
+        // a view at an arbitrary row is not: such a request gets its rows in memory of its own.
+        OrtValue* own = nullptr;
+        vf = FromOrtStatus(g_ort->CreateTensorAsOrtValue(ran_on->memory().device_allocator(), job_dims.data(),
+                                                         job_dims.size(), whole->elem, &own),
+                           "allocating " + TensorName(io, true));
+        if (!vf) vf = ran_on->memory().Copy(view, own, "copying " + TensorName(io, true));
+        g_ort->ReleaseValue(view);
+        view = own;
+        if (vf && own != nullptr) g_ort->ReleaseValue(own);
+        if (!vf) {
+          auto mine = std::make_shared<DeviceValue>();
+          mine->core = ran_on;
+          mine->value = own;
+          view = nullptr;
+          if (!(vf = mine->Describe())) job->SetOutputParent(o, std::move(mine));
+        }
+      } else if (!vf) {
         job->output(o).SetValue(view);
         job->SetOutputParent(o, whole);
       }
+      if (vf) job->Fail(vf);
       offset += n;
     }
   }

@@ -45,7 +45,8 @@ class HostStaging : public Staging {
 };
 
 // Staging in memory from an ORT allocator: the session's pinned (page-locked) host memory on a
-// GPU, so ORT uploads a gathered batch with one asynchronous copy. Grows only; freed with the
+// GPU, so ORT uploads a gathered batch in one copy at full bus speed (it copies a bound host input
+// to the device when the batch is bound, synchronously). Grows only; freed with the
 // staging. The allocator belongs to `core`'s DeviceMemory, which the staging's instance keeps
 // alive (it holds the core).
 class AllocatorStaging : public Staging {
@@ -83,6 +84,9 @@ struct Batch {
   ~Batch();
 };
 
+// Device tensors start at multiples of this (cudaMalloc's alignment, TensorRT's I/O requirement).
+constexpr size_t kDeviceAlignment = 256;
+
 // Bytes moved by gather and scatter, for stats (the copies batching costs are counted).
 struct CopyCounts {
   uint64_t gathered = 0, scattered = 0;
@@ -102,7 +106,8 @@ struct BatchIo {
                          CopyCounts* counts);
   // Instance thread. For device-resident outputs (RunJob::outputs_on_device): each batch output
   // (taken from `outputs`, which it nulls) becomes a DeviceValue holding `ran_on`, and each job's
-  // output a view of its rows of it — no copy, wherever the memory is.
+  // output a view of its rows of it — no copy — unless those rows start at an address that is
+  // not kDeviceAlignment-aligned in device memory: then the job gets a copy of its own.
   static Failure ScatterViews(const std::shared_ptr<SessionCore>& ran_on, const Batch& batch,
                               std::vector<OrtValue*>* outputs);
 };

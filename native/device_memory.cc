@@ -2,10 +2,7 @@
 
 #include <cctype>
 #include <cstdlib>
-#include <cstring>
-#include <vector>
 
-#include "element_type.h"
 #include "ort_api.h"
 
 namespace nimify {
@@ -31,11 +28,17 @@ DeviceMemory::~DeviceMemory() {
 }
 
 Failure DeviceMemory::Resolve(OrtSession* session, const EpRequest* first, const OrtEpDevice* ep_device,
-                              bool need_device_allocator) {
+                              bool need_device_allocator, bool copies_through_ort) {
   Failure f;
   device_ = host_ = CpuMemoryInfo();
   device_allocator_ = DefaultAllocator();
   location_ = "cpu";
+  // Copies outside a run: ORT's CopyTensors where the environment has the provider's data
+  // transfer (a plugin library), else an Identity run on the provider (device_copy.h).
+  copier_.Configure(first == nullptr ? (copies_through_ort ? DeviceCopier::Via::kIdentityRun : DeviceCopier::Via::kMemcpy)
+                    : ep_device != nullptr ? DeviceCopier::Via::kCopyTensors
+                                           : DeviceCopier::Via::kIdentityRun,
+                    first);
   if (first == nullptr) return f;
   if (ep_device != nullptr) {
     // A plugin EP declares its memories with its device.
@@ -83,7 +86,8 @@ Failure DeviceMemory::Resolve(OrtSession* session, const EpRequest* first, const
 bool IsHostMemory(const OrtMemoryInfo* info) {
   OrtMemoryInfoDeviceType type = OrtMemoryInfoDeviceType_CPU;
   g_ort->MemoryInfoGetDeviceType(info, &type);
-  return type == OrtMemoryInfoDeviceType_CPU;
+  // A device's pinned memory is described as the device's, of the host-accessible kind.
+  return type == OrtMemoryInfoDeviceType_CPU || g_ort->MemoryInfoGetDeviceMemType(info) == OrtDeviceMemoryType_HOST_ACCESSIBLE;
 }
 
 std::string LocationOf(const OrtMemoryInfo* info) {
@@ -109,37 +113,6 @@ bool Feedable(const OrtMemoryInfo* value_memory, const OrtMemoryInfo* session_de
   if (OrtStatus* st = g_ort->MemoryInfoGetId(value_memory, &ia)) g_ort->ReleaseStatus(st);
   if (OrtStatus* st = g_ort->MemoryInfoGetId(session_device, &ib)) g_ort->ReleaseStatus(st);
   return a == b && ia == ib && g_ort->MemoryInfoGetVendorId(value_memory) == g_ort->MemoryInfoGetVendorId(session_device);
-}
-
-Failure CopyValue(const OrtValue* src, OrtValue* dst, const std::string& what) {
-  Failure f;
-  const OrtMemoryInfo *from = nullptr, *to = nullptr;
-  if ((f = FromOrtStatus(g_ort->GetTensorMemoryInfo(src, &from), what))) return f;
-  if ((f = FromOrtStatus(g_ort->GetTensorMemoryInfo(dst, &to), what))) return f;
-  if (IsHostMemory(from) && IsHostMemory(to)) {
-    OrtTensorTypeAndShapeInfo* info = nullptr;
-    size_t count = 0;
-    ONNXTensorElementDataType elem = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
-    if ((f = FromOrtStatus(g_ort->GetTensorTypeAndShape(src, &info), what))) return f;
-    OrtStatus* st = g_ort->GetTensorShapeElementCount(info, &count);
-    if (st == nullptr) st = g_ort->GetTensorElementType(info, &elem);
-    g_ort->ReleaseTensorTypeAndShapeInfo(info);
-    if ((f = FromOrtStatus(st, what))) return f;
-    const ElementType* et = ElementTypeByOnnx(elem);
-    void *s = nullptr, *d = nullptr;
-    const size_t bytes = et == nullptr ? 0 : count * et->size;
-    if (bytes == 0) return f;
-    if ((f = FromOrtStatus(g_ort->GetTensorMutableData(const_cast<OrtValue*>(src), &s), what))) return f;
-    if ((f = FromOrtStatus(g_ort->GetTensorMutableData(dst, &d), what))) return f;
-    std::memcpy(d, s, bytes);
-    return f;
-  }
-  f = FromOrtStatus(g_ort->CopyTensors(Env(), &src, &dst, nullptr, 1),
-                    what + " (ONNX Runtime's copy from " + LocationOf(from) + " to " + LocationOf(to) + ")");
-  // CopyTensors uses the data transfers registered with ORT's environment: a plugin-EP library
-  // registers its own; a provider appended through the legacy API may have none.
-  if (f) f.message += " — load the provider as a plugin library (its `library` option) so ONNX Runtime can copy its memory";
-  return f;
 }
 
 }  // namespace nimify

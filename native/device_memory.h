@@ -3,20 +3,21 @@
 //
 // For a CPU session both are the CPU's. For a CUDA or TensorRT session (ORT's legacy providers)
 // the device is "Cuda" memory of the provider's device_id and the host side is "CudaPinned"
-// (page-locked: the upload is one asynchronous copy); for a plugin-EP library, the memory infos
+// (page-locked: the upload is one copy at full bus speed); for a plugin-EP library, the memory infos
 // its OrtEpDevice declares (default and host-accessible). Pinned staging is allocated through
 // the session's own allocator for that memory (CreateAllocator); a provider that has none leaves
 // staging in plain host memory (`pinned()` false), which ORT copies from synchronously.
 //
 // Ownership: a DeviceMemory belongs to its SessionCore and is released with it, after every
 // Instance, job and DeviceValue that uses it (they hold the core). Read-only after Resolve, so
-// any thread may read it.
+// any thread may read it; Copy is thread-safe (device_copy.h).
 #pragma once
 
 #include <onnxruntime_c_api.h>
 
 #include <string>
 
+#include "device_copy.h"
 #include "errors.h"
 #include "execution_providers.h"
 
@@ -34,7 +35,12 @@ class DeviceMemory {
   // A failure to find pinned memory is not an error (staging stays in host memory); a device
   // whose memory cannot be described is, and so is one without an allocator when
   // `need_device_allocator` (fixed device buffers).
-  Failure Resolve(OrtSession* session, const EpRequest* first, const OrtEpDevice* ep_device, bool need_device_allocator);
+  // `copies_through_ort`: copy even host memory as on a device (NIMIFY_IO_BINDING=fixed, so the
+  // device path's copies run on the CPU).
+  Failure Resolve(OrtSession* session, const EpRequest* first, const OrtEpDevice* ep_device, bool need_device_allocator,
+                  bool copies_through_ort);
+  // Any thread: copies `src` into `dst` (same type and shape) wherever each is (DeviceCopier).
+  Failure Copy(const OrtValue* src, OrtValue* dst, const std::string& what) const { return copier_.Copy(src, dst, what); }
 
   const OrtMemoryInfo* device() const { return device_; }
   const OrtMemoryInfo* host() const { return host_; }
@@ -57,9 +63,11 @@ class DeviceMemory {
   OrtAllocator* device_allocator_ = nullptr;  // from CreateAllocator (device sessions), else the default one
   bool owns_device_allocator_ = false;
   std::string location_ = "cpu";
+  mutable DeviceCopier copier_;  // thread-safe; its sessions are made on first use
 };
 
-// Host memory (the CPU's, pinned included) that any thread may read with memcpy.
+// Host memory (the CPU's, and a device's pinned / host-accessible memory) that any thread may
+// read with memcpy.
 bool IsHostMemory(const OrtMemoryInfo* info);
 // "cpu" for host memory; "cuda:<id>" for NVIDIA devices; else the memory's lower-cased name and id.
 std::string LocationOf(const OrtMemoryInfo* info);
@@ -67,9 +75,5 @@ std::string LocationOf(const OrtMemoryInfo* info);
 // `session_device` without leaving the device: host memory always can (ORT uploads it); device
 // memory only to a session on that same device.
 bool Feedable(const OrtMemoryInfo* value_memory, const OrtMemoryInfo* session_device);
-// Any thread: copies tensor `src` into `dst` (same type and shape, anywhere): a memcpy between
-// host memories, else ONNX Runtime's copy between devices (CopyTensors, the providers' data
-// transfer; synchronous).
-Failure CopyValue(const OrtValue* src, OrtValue* dst, const std::string& what);
 
 }  // namespace nimify

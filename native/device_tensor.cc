@@ -13,8 +13,8 @@ namespace {
 // Passed by New() to the constructor: JS cannot make a wrapper of nothing.
 int kConstructToken = 0;
 
-// Copies a DeviceValue into a JS buffer off the JS thread (CopyValue: memcpy from host memory,
-// ORT's CopyTensors from a device). The buffer is created and
+// Copies a DeviceValue into a JS buffer off the JS thread, through its session's DeviceMemory
+// (a memcpy from host memory; from a device, ORT's copy: device_copy.h). The buffer is created and
 // referenced on the JS thread before the copy and handed back after it.
 class DownloadWorker : public Napi::AsyncWorker {
  public:
@@ -35,7 +35,7 @@ class DownloadWorker : public Napi::AsyncWorker {
                                                                    value_->dims.data(), value_->dims.size(),
                                                                    value_->elem, &dst),
                               "download");
-    if (!f) f = CopyValue(value_->value, dst, "DeviceTensor.download()");
+    if (!f) f = value_->core->memory().Copy(value_->value, dst, "DeviceTensor.download()");
     if (dst != nullptr) g_ort->ReleaseValue(dst);
     if (f) failure_ = f;
   }
@@ -108,6 +108,18 @@ DeviceTensor::DeviceTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<De
   }
   // New() passes the value by a pointer to its shared_ptr, alive for the constructor call.
   value_ = *info[1].As<Napi::External<std::shared_ptr<DeviceValue>>>().Data();
+  // The memory is outside V8's heap: tell the GC, so that undisposed tensors (device memory
+  // included) weigh on its decisions.
+  external_bytes_ = static_cast<int64_t>(value_->bytes);
+  Napi::MemoryManagement::AdjustExternalMemory(info.Env(), external_bytes_);
+}
+
+DeviceTensor::~DeviceTensor() { Release(Env()); }
+
+void DeviceTensor::Release(Napi::Env env) {
+  value_.reset();
+  if (external_bytes_ != 0) Napi::MemoryManagement::AdjustExternalMemory(env, -external_bytes_);
+  external_bytes_ = 0;
 }
 
 Napi::Value DeviceTensor::New(Napi::Env env, std::shared_ptr<DeviceValue> value) {
@@ -124,8 +136,11 @@ std::shared_ptr<DeviceValue> DeviceTensor::From(Napi::Env env, Napi::Value v, bo
   if (!v.IsObject()) return nullptr;
   Napi::Object o = v.As<Napi::Object>();
   if (!o.InstanceOf(GetAddonData(env)->device_tensor_ctor.Value())) return nullptr;
+  // An object made from the prototype (Object.create), not by New(), wraps nothing: not one.
+  void* wrapped = nullptr;
+  if (napi_unwrap(env, o, &wrapped) != napi_ok || wrapped == nullptr) return nullptr;
   *is_device = true;
-  return Unwrap(o)->value_;
+  return static_cast<DeviceTensor*>(wrapped)->value_;
 }
 
 Napi::Value DeviceTensor::Describe(const Napi::CallbackInfo& info) {
@@ -146,20 +161,20 @@ Napi::Value DeviceTensor::Describe(const Napi::CallbackInfo& info) {
 
 Napi::Value DeviceTensor::Download(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!value_) {
+  auto rejected = [&](const char* c, const std::string& message) {
     auto d = Napi::Promise::Deferred::New(env);
-    d.Reject(MakeError(env, code::kDisposed, "DeviceTensor.download(): the tensor was disposed").Value());
+    d.Reject(MakeError(env, c, message).Value());
     return d.Promise();
-  }
+  };
+  if (!value_) return rejected(code::kDisposed, "DeviceTensor.download(): the tensor was disposed");
   const ElementType* et = ElementTypeByOnnx(value_->elem);
   size_t count = 1;
   for (int64_t d : value_->dims) count *= static_cast<size_t>(d);
   void* data = nullptr;
   Napi::Value array = NewTypedArray(env, et, count, &data);
   if (array.IsEmpty()) {
-    MakeError(env, code::kInternal, "DeviceTensor.download(): could not allocate " + std::to_string(value_->bytes) + " bytes")
-        .ThrowAsJavaScriptException();
-    return Napi::Value();
+    if (env.IsExceptionPending()) env.GetAndClearPendingException();
+    return rejected(code::kInternal, "DeviceTensor.download(): could not allocate " + std::to_string(value_->bytes) + " bytes");
   }
   auto* worker = new DownloadWorker(env, value_, array, data);
   Napi::Promise p = worker->Promise();
@@ -168,7 +183,7 @@ Napi::Value DeviceTensor::Download(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value DeviceTensor::Dispose(const Napi::CallbackInfo& info) {
-  value_.reset();
+  Release(info.Env());
   return info.Env().Undefined();
 }
 

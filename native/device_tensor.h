@@ -50,8 +50,11 @@ class DeviceTensor : public Napi::ObjectWrap<DeviceTensor> {
   static std::shared_ptr<DeviceValue> From(Napi::Env env, Napi::Value v, bool* is_device);
 
   explicit DeviceTensor(const Napi::CallbackInfo& info);
+  ~DeviceTensor() override;
 
  private:
+  // Drops the value and gives back the bytes reported to the GC (dispose(), or the finalizer).
+  void Release(Napi::Env env);
   // () -> { type, dims, location, byteLength } (read once by TypeScript's DeviceTensor).
   Napi::Value Describe(const Napi::CallbackInfo& info);
   // () -> Promise<[typedArray, dims]>: a copy in a new JS buffer, made off the JS thread.
@@ -59,6 +62,7 @@ class DeviceTensor : public Napi::ObjectWrap<DeviceTensor> {
   Napi::Value Dispose(const Napi::CallbackInfo& info);  // () -> undefined; idempotent
 
   std::shared_ptr<DeviceValue> value_;  // null once disposed
+  int64_t external_bytes_ = 0;          // reported with napi_adjust_external_memory while held
 };
 
 }  // namespace nimify

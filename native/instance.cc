@@ -4,7 +4,9 @@
 #include <chrono>
 
 #include "device_memory.h"
+#include "device_tensor.h"
 #include "ort_api.h"
+#include "tensor_io.h"
 #include "run_job.h"
 
 namespace nimify {
@@ -22,17 +24,14 @@ void Instance::Execute(Batch& batch, SessionCore& stats, Timing* timing, CopyCou
   RunJob* first = batch.jobs[0];
   // Bound runs (io_binding.h): every batch of a device session, and any batch whose results stay
   // on the device. A lone job of a device session is gathered too (into pinned staging, for one
-  // asynchronous upload) unless it cannot be (rows < 0: strings, device-resident inputs).
+  // upload from page-locked memory) unless it cannot be (rows < 0: strings, device-resident inputs).
   const bool device_out = first->outputs_on_device();
   const bool bound = core_->io_binding() || device_out;
   const bool alone = batch.jobs.size() == 1 && batch.padded_rows <= batch.rows;
   if (core_->fixed_buffers() && first->batch_key().rows < 0) {
-    // Fixed buffers exist per batch shape; a job that cannot be gathered has none.
-    Failure f;
-    f.Set(code::kUnsupported, std::string("this model runs every batch on fixed buffers") +
-                                  (core_->cuda_graph() ? " (CUDA graphs)" : "") +
-                                  ": requests must be batchable — numeric Tensors (not DeviceTensors) whose inputs agree on the batch dim");
-    first->Fail(f);
+    // A job that is not gathered (a model without a batch dim, a DeviceTensor feed) runs alone
+    // on the fixed buffers of its own size.
+    if (Failure f = ExecuteFixedAlone(first, batch.run_options, stats, timing)) first->Fail(f);
     return;
   }
   if (alone && (!core_->io_binding() || first->batch_key().rows < 0)) {
@@ -106,18 +105,29 @@ Instance::Fixed::~Fixed() {
   }
 }
 
-Instance::Fixed* Instance::FixedFor(const Batch& batch, Failure* f) {
-  const int64_t rows = std::max(batch.padded_rows, batch.rows);
+Instance::Fixed* Instance::FixedFor(int64_t rows, bool gathered, Failure* f) {
   for (auto& [size, fixed] : fixed_) {
     if (size == rows) return fixed.get();
+  }
+  // Each size holds buffers (and, on CUDA, a captured graph) for the instance's life: bounded.
+  if (fixed_.size() >= kMaxFixedSizes) {
+    std::string sizes;
+    for (auto& [size, fixed] : fixed_) sizes += (sizes.empty() ? "" : ", ") + std::to_string(size);
+    f->Set(code::kUnsupported, "this model runs on fixed buffers" + std::string(core_->cuda_graph() ? " (CUDA graphs)" : "") +
+                                   ", made for at most " + std::to_string(kMaxFixedSizes) + " sizes (" + sizes +
+                                   "); a request of " + std::to_string(rows) +
+                                   " rows would be another: send those sizes, or batch with batching.padToPreferred");
+    return nullptr;
   }
   auto fixed = std::make_unique<Fixed>();
   fixed->graph_id = static_cast<int>(fixed_.size()) + 1;  // 0 is ORT's own
   const DeviceMemory& mem = core_->memory();
   std::vector<int64_t> dims;
   auto make = [&](const IoInfo& io, OrtAllocator* allocator, std::vector<OrtValue*>* list) {
-    dims.assign(io.shape.begin(), io.shape.end());  // fixed but dim 0 (FixedShapeProblem, checked at load)
-    dims[0] = rows;
+    // Fixed but dim 0 (FixedShapeProblem, checked at load), which is the batch's rows — for a
+    // lone job, only where the model leaves it dynamic (a model that does not batch declares it).
+    dims.assign(io.shape.begin(), io.shape.end());
+    if (gathered || dims[0] < 0) dims[0] = rows;
     OrtValue* v = nullptr;
     if (!*f) *f = FromOrtStatus(g_ort->CreateTensorAsOrtValue(allocator, dims.data(), dims.size(), io.elem, &v),
                                 "allocating fixed buffers for batches of " + std::to_string(rows) + " (" + io.name + ")");
@@ -139,25 +149,12 @@ Instance::Fixed* Instance::FixedFor(const Batch& batch, Failure* f) {
 Failure Instance::ExecuteFixed(Batch& batch, SessionCore& stats, const std::vector<OrtValue*>& inputs, Timing* timing,
                                CopyCounts* counts) {
   Failure f;
-  Fixed* fixed = FixedFor(batch, &f);
+  Fixed* fixed = FixedFor(std::max(batch.padded_rows, batch.rows), true, &f);
   if (f) return f;
   // Upload: the gathered batch (pinned staging) into the size's input buffers.
-  for (size_t i = 0; i < inputs.size() && !f; ++i) f = CopyValue(inputs[i], fixed->inputs[i], "uploading " + core_->inputs()[i].name);
+  for (size_t i = 0; i < inputs.size() && !f; ++i) f = core_->memory().Copy(inputs[i], fixed->inputs[i], "uploading " + core_->inputs()[i].name);
   if (f) return f;
-  if (core_->cuda_graph()) {
-    f = FromOrtStatus(g_ort->AddRunConfigEntry(batch.run_options, "gpu_graph_id", std::to_string(fixed->graph_id).c_str()),
-                      "selecting the CUDA graph");
-    if (f) return f;
-  }
-  // Every output is bound (a captured graph writes all of them); the batch's requests get theirs.
-  const size_t n_out = core_->outputs().size();
-  const Clock::time_point t1 = Clock::now();
-  f = bound_.RunInto(*core_, batch.run_options, fixed->inputs.data(), core_->output_names(), n_out, fixed->outputs.data());
-  timing->ran = timing->end = Clock::now();
-  timing->infer_us = Micros(t1, timing->ran);
-  stats.stats.runs++;
-  if (f) {
-    stats.stats.failures++;
+  if ((f = RunFixed(fixed, batch.run_options, stats, timing))) {
     f.message = "running a batch of " + std::to_string(batch.jobs.size()) + " requests: " + f.message;
     return f;
   }
@@ -177,7 +174,7 @@ Failure Instance::ExecuteFixed(Batch& batch, SessionCore& stats, const std::vect
       f = FromOrtStatus(g_ort->CreateTensorAsOrtValue(core_->memory().device_allocator(), dims.data(), dims.size(),
                                                       core_->outputs()[index[o]].elem, &results[o]),
                         "allocating a device-resident result");
-      if (!f) f = CopyValue(src, results[o], "copying a device-resident result");
+      if (!f) f = core_->memory().Copy(src, results[o], "copying a device-resident result");
     }
     if (!f) f = BatchIo::ScatterViews(core_, batch, &results);
     for (OrtValue* v : results) {
@@ -191,10 +188,103 @@ Failure Instance::ExecuteFixed(Batch& batch, SessionCore& stats, const std::vect
         results[o] = fixed->outputs[index[o]];
       } else {
         results[o] = fixed->host_outputs[index[o]];
-        f = CopyValue(fixed->outputs[index[o]], results[o], "downloading " + core_->outputs()[index[o]].name);
+        f = core_->memory().Copy(fixed->outputs[index[o]], results[o], "downloading " + core_->outputs()[index[o]].name);
       }
     }
     if (!f) f = BatchIo::Scatter(stats, batch, results, counts);
+  }
+  timing->end = Clock::now();
+  timing->output_us = Micros(t2, timing->end);
+  return f;
+}
+
+Failure Instance::RunFixed(Fixed* fixed, OrtRunOptions* run_options, SessionCore& stats, Timing* timing) {
+  Failure f;
+  if (core_->cuda_graph()) {
+    f = FromOrtStatus(g_ort->AddRunConfigEntry(run_options, "gpu_graph_id", std::to_string(fixed->graph_id).c_str()),
+                      "selecting the CUDA graph");
+    if (f) return f;
+  }
+  // Every output is bound (a captured graph writes all of them); the requests get theirs.
+  const Clock::time_point t1 = Clock::now();
+  f = bound_.RunInto(*core_, run_options, fixed->inputs.data(), core_->output_names(), core_->outputs().size(),
+                     fixed->outputs.data());
+  timing->ran = timing->end = Clock::now();
+  timing->infer_us = Micros(t1, timing->ran);
+  stats.stats.runs++;
+  if (f) stats.stats.failures++;
+  return f;
+}
+
+Failure Instance::ExecuteFixedAlone(RunJob* job, OrtRunOptions* run_options, SessionCore& stats, Timing* timing) {
+  Failure f;
+  if (job->cancel_code() != nullptr) return f;  // cancelled while queued: no run
+  if ((f = job->Materialize())) return f;
+  // Its size: dim 0 of its inputs, which must agree (a model without a batch dim: its declared
+  // dims, which TypeScript and Prepare checked), and every other dim the declared one.
+  std::vector<int64_t> dims;
+  int64_t rows = -1;
+  for (size_t i = 0; i < core_->inputs().size(); ++i) {
+    const IoInfo& io = core_->inputs()[i];
+    if (!TensorDims(job->input(i).value(), &dims) || dims.empty() || (rows >= 0 && dims[0] != rows)) {
+      f.Set(code::kUnsupported, std::string("this model runs on fixed buffers") + (core_->cuda_graph() ? " (CUDA graphs)" : "") +
+                                    ": every input needs the same size on the batch dim, but " + TensorName(io, false) +
+                                    " disagrees (" + ShapeString(dims) + ")");
+      return f;
+    }
+    rows = dims[0];
+  }
+  if (rows <= 0) {
+    f.Set(code::kUnsupported, "this model runs on fixed buffers: an empty batch cannot");
+    return f;
+  }
+  Fixed* fixed = FixedFor(rows, false, &f);
+  if (f) return f;
+  for (size_t i = 0; i < core_->inputs().size() && !f; ++i) {
+    f = core_->memory().Copy(job->input(i).value(), fixed->inputs[i], "uploading " + TensorName(core_->inputs()[i], false));
+  }
+  if (!f) f = RunFixed(fixed, run_options, stats, timing);
+  if (f) return f;
+  const Clock::time_point t2 = Clock::now();
+  // Results in memory of their own: the job's buffer where it brought one that fits, else new
+  // (host memory, or the device's for device-resident results).
+  std::vector<int64_t> own;
+  for (size_t o = 0; o < job->output_index().size() && !f; ++o) {
+    const uint32_t idx = job->output_index()[o];
+    const IoInfo& io = core_->outputs()[idx];
+    OrtValue* src = fixed->outputs[idx];
+    if (!TensorDims(src, &dims)) {
+      f.Set(code::kInternal, "reading a fixed buffer's shape");
+      break;
+    }
+    IoSlot& dst = job->output(o);
+    if (!job->outputs_on_device() && dst.form() == IoSlot::Form::kValue && !dst.HasShape(dims[0], dims, &own) &&
+        !job->DropPredicted(o)) {
+      Failure own_f;
+      own_f.Set(code::kInvalidArgument, TensorName(io, true) + ": the supplied buffer does not match the result's shape");
+      return own_f;
+    }
+    if (dst.form() == IoSlot::Form::kValue) {
+      f = core_->memory().Copy(src, dst.value(), "downloading " + TensorName(io, true));
+      continue;
+    }
+    OrtAllocator* allocator = job->outputs_on_device() ? core_->memory().device_allocator() : DefaultAllocator();
+    OrtValue* v = nullptr;
+    f = FromOrtStatus(g_ort->CreateTensorAsOrtValue(allocator, dims.data(), dims.size(), io.elem, &v),
+                      "allocating " + TensorName(io, true));
+    if (!f) f = core_->memory().Copy(src, v, "copying " + TensorName(io, true));
+    if (f) {
+      if (v != nullptr) g_ort->ReleaseValue(v);
+      break;
+    }
+    if (job->outputs_on_device()) {
+      auto whole = std::make_shared<DeviceValue>();
+      whole->core = core_;
+      whole->value = v;
+      if (!(f = whole->Describe())) job->SetOutputParent(o, std::move(whole));
+    } else {
+      dst.SetValue(v);
+    }
   }
   timing->end = Clock::now();
   timing->output_us = Micros(t2, timing->end);

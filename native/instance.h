@@ -3,7 +3,8 @@
 // thread, so N batches run concurrently.
 //
 // On a GPU (SPEC C3) an instance gathers into pinned staging (MakeStaging) and runs its batches
-// through IoBinding (BoundRun): the upload is one asynchronous copy, and results come back to
+// through IoBinding (BoundRun): the upload is one copy from page-locked memory (ORT makes it,
+// synchronously, when the batch is bound), and results come back to
 // pinned memory or stay on the device (DeviceTensor). Each instance is its own ORT session, so
 // the CUDA provider gives each its own stream: N instances overlap copies and compute. The
 // scheduler only ever calls Execute.
@@ -56,11 +57,19 @@ class Instance {
     std::vector<OrtValue*> inputs, outputs, host_outputs;
     ~Fixed();
   };
-  Fixed* FixedFor(const Batch& batch, Failure* f);
+  // The buffers for runs of `rows` (made on first use). `gathered`: a gathered batch, whose
+  // rows replace dim 0 everywhere; else only where the model leaves dim 0 dynamic.
+  Fixed* FixedFor(int64_t rows, bool gathered, Failure* f);
   // Runs a gathered batch (`inputs` over the staging) on the fixed buffers of its size.
   Failure ExecuteFixed(Batch& batch, SessionCore& stats, const std::vector<OrtValue*>& inputs, Timing* timing,
                        CopyCounts* counts);
-  std::vector<std::pair<int64_t, std::unique_ptr<Fixed>>> fixed_;  // by padded rows; few entries
+  // Runs one job that is not gathered (a model without a batch dim, a DeviceTensor feed) on the
+  // fixed buffers of its size: its inputs uploaded from where they are, its results copied out.
+  Failure ExecuteFixedAlone(RunJob* job, OrtRunOptions* run_options, SessionCore& stats, Timing* timing);
+  // The run itself, on `fixed` (selecting its CUDA graph), counted in `stats`.
+  Failure RunFixed(Fixed* fixed, OrtRunOptions* run_options, SessionCore& stats, Timing* timing);
+  static constexpr size_t kMaxFixedSizes = 16;
+  std::vector<std::pair<int64_t, std::unique_ptr<Fixed>>> fixed_;  // by rows; at most kMaxFixedSizes
 };
 
 }  // namespace nimify

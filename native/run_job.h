@@ -62,7 +62,9 @@ struct BatchKey {
 // One input or fetched output of a job, in exactly one of three forms (form()):
 //   kValue  an OrtValue the slot owns: over the caller's memory (borrowed: the job holds the
 //           reference, see above), over the job's input copy, over ORT-owned memory (strings),
-//           or an output ORT allocated (Run, or Scatter for the copy path);
+//           an output ORT allocated (Run, or Scatter for the copy path), or a view of memory a
+//           DeviceValue owns (a DeviceTensor fed in, kept by `held_`; a request's rows of a batch
+//           output, kept by `out_parents_`) — the slot owns the view, never that memory;
 //   kView   a TensorView: the caller's memory, checked against the model, with no ORT object
 //           (scheduled jobs' numeric tensors of rank <= kMaxViewRank). A batched job is gathered
 //           from and scattered into it directly; a job that runs alone turns it into kValue
@@ -241,8 +243,10 @@ class RunJob : public Task {
   // ORT: not counted as zero-copy).
   void MarkScattered() { scattered_ = true; }
   // The job's outputs stay in the session's device memory (infer()'s outputLocation 'device'):
-  // every output slot is kEmpty until the run, then holds an OrtValue in that memory, which
-  // Results hands to JS as a DeviceTensor. Set by Prepare; part of the BatchKey.
+  // every output slot is kEmpty until the run; then either the slot holds a view of the job's
+  // rows of a batch output (its parent in out_parents_), or the slot stays kEmpty and
+  // out_parents_ holds the result itself (a lone run, a copy of its own). Results hands each to
+  // JS as a DeviceTensor. Set by Prepare; part of the BatchKey.
   bool outputs_on_device() const { return outputs_on_device_; }
   // The thread executing the job: output `o` is a view of `parent` (its rows of a batch output),
   // which must outlive it.
@@ -347,8 +351,9 @@ class RunJob : public Task {
 
   // Device-resident tensors (device_tensor.h). `held_`: the DeviceTensors fed as inputs, kept
   // alive until the job is recycled (their input slots hold OrtValue views of them).
-  // `out_parents_`: per output, the batch output a device-resident result is a view of (null
-  // when the result owns its memory). Written by Prepare / the executing thread, read by Results.
+  // `out_parents_`: per output, the batch output a device-resident result is a view of (the slot
+  // holds the view), or the result itself (the slot is kEmpty). Written by the executing thread,
+  // read by Results.
   bool outputs_on_device_ = false;
   std::vector<std::shared_ptr<DeviceValue>> held_;
   std::vector<std::shared_ptr<DeviceValue>> out_parents_;

@@ -58,15 +58,26 @@ class LoadJob : public AsyncJob {
       return;
     }
     if (cores_[0]->fixed_buffers()) {
-      // Batches run on fixed buffers per batch size (CUDA graphs replay on their addresses):
-      // only gathered batches of fixed shapes can.
-      const std::string who = cores_[0]->cuda_graph() ? "options.executionProviders: CUDA graphs (enableCudaGraph / cudaGraph)"
-                                                      : "NIMIFY_IO_BINDING=fixed";
-      std::string why;
-      if (!scheduled || !batching.batching) why = "options.batching (one graph is captured per batch size)";
-      else if (std::string shape = FixedShapeProblem(*cores_[0]); !shape.empty()) why = "fixed dims besides the batch dim, but " + shape;
-      if (!why.empty()) {
-        failure_.Set(code::kInvalidArgument, who + " run batches on fixed buffers, which need " + why);
+      // Runs go through fixed buffers per size (CUDA graphs replay on their addresses), which an
+      // instance owns: a model without a scheduler gets one (no batching, one instance). Every
+      // dim but the first must be fixed; a dynamic first dim gets buffers per size.
+      scheduled = true;
+      std::string shape = FixedShapeProblem(*cores_[0]);
+      // A graph per batch size: batching without padding could need one for every size up to
+      // maxBatchSize, each kept for the model's life.
+      if (shape.empty() && cores_[0]->cuda_graph() && batching.batching && !batching.pad_to_preferred &&
+          batching.max_batch_size > 1) {
+        failure_.Set(code::kInvalidArgument,
+                     "options.executionProviders: CUDA graphs (enableCudaGraph / cudaGraph) with batching need "
+                     "options.batching.padToPreferred (one graph is captured per batch size: pad to preferredBatchSizes)");
+        deferred.Reject(MakeError(env, failure_).Value());
+        return;
+      }
+      if (!shape.empty()) {
+        failure_.Set(code::kInvalidArgument,
+                     (cores_[0]->cuda_graph() ? std::string("options.executionProviders: CUDA graphs (enableCudaGraph / cudaGraph)")
+                                              : std::string("NIMIFY_IO_BINDING=fixed")) +
+                         " run on fixed buffers, which need fixed dims besides the first, but " + shape);
         deferred.Reject(MakeError(env, failure_).Value());
         return;
       }

@@ -161,7 +161,7 @@ std::shared_ptr<SessionCore> SessionCore::Create(const std::string& path, const 
     core->io_binding_ = core->on_device() || core->fixed_buffers_ || config.io_binding == SessionConfig::IoBinding::kAlways;
     core->memory_ = std::make_unique<DeviceMemory>();
     if (Failure f = core->memory_->Resolve(core->session_, first, use.empty() ? nullptr : devices[use[0]],
-                                           core->fixed_buffers_)) {
+                                           core->fixed_buffers_, config.io_binding == SessionConfig::IoBinding::kFixed)) {
       *failure = f;
       return nullptr;
     }

@@ -126,8 +126,8 @@ class SessionCore {
   bool cuda_graph_ = false;
 };
 
-// Why batches of `core` cannot run on fixed buffers (an input or output with a dynamic dim
-// besides the batch dim), or "" when they can.
+// Why runs of `core` cannot use fixed buffers (an input or output with a dynamic dim besides the
+// first, which buffers are made per size of; strings), or "" when they can.
 std::string FixedShapeProblem(const SessionCore& core);
 
 }  // namespace nimify

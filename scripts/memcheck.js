@@ -127,8 +127,19 @@ const M = require('node:path').join(__dirname, '..', 'test', 'fixtures', 'models
   await (await b.infer({ x: rows(1, 0.8) }, { outputLocation: 'device' })).y.download();
   process.env.NIMIFY_IO_BINDING = 'always';
   const bound = await loadModel(M + 'mlp_tiny.onnx', { batching: { maxBatchSize: 8, maxQueueDelayMicros: 20000 } });
-  delete process.env.NIMIFY_IO_BINDING;
   await Promise.all(Array.from({ length: 10 }, (_, i) => bound.infer({ x: rows(1 + (i % 2), i) })));
+  // Fixed buffers (the CUDA-graph path): gathered batches padded to sizes, copies through the
+  // Identity copy sessions, device-resident copies, lone runs of a model without a scheduler.
+  process.env.NIMIFY_IO_BINDING = 'fixed';
+  const fixed = await loadModel(M + 'mlp_tiny.onnx', { batching: { maxBatchSize: 8, maxQueueDelayMicros: 20000, preferredBatchSizes: [4, 8], padToPreferred: true } });
+  const alone = await loadModel(M + 'mlp_tiny.onnx');
+  delete process.env.NIMIFY_IO_BINDING;
+  const fixedOut = await Promise.all(Array.from({ length: 6 }, (_, i) => fixed.infer({ x: rows(1, i) }, i % 2 ? { outputLocation: 'device' } : {})));
+  await fixedOut[1].y.download();
+  await alone.infer({ x: rows(2, 1) });
+  await (await alone.infer({ x: rows(3, 2) }, { outputLocation: 'device' })).y.download();
+  await fixed.infer({ x: rows(1, 4) });
+  await Promise.all([fixed.dispose(), alone.dispose()]);
   await Promise.all([m.dispose(), b.dispose()]);
   await lone.y.download();
   for (const v of views) await v.y.download();

@@ -161,7 +161,10 @@ export interface PredictOptions extends Pick<InferOptions, 'signal' | 'timeoutMs
   transfer?: boolean;
 }
 
-function checkPredictOptions(options: unknown): { infer: InferOptions | undefined; pool: PreprocessPool | null; transfer: boolean } {
+/** The infer() options predict() passes on (its results are host Tensors, never DeviceTensors). */
+type PredictInferOptions = Pick<InferOptions, 'signal' | 'timeoutMs' | 'priority'>;
+
+function checkPredictOptions(options: unknown): { infer: PredictInferOptions | undefined; pool: PreprocessPool | null; transfer: boolean } {
   if (options === undefined) return { infer: undefined, pool: null, transfer: false };
   const o = expectPlainObject('options', options);
   expectKnownKeys('options', o, ['signal', 'timeoutMs', 'priority', 'pool', 'transfer']);

@@ -48,12 +48,14 @@ export class DeviceTensor<T extends TensorType = TensorType> {
 
   /** @internal The addon's wrapper, fed as is (throws DISPOSED after dispose()). */
   static nativeOf(t: DeviceTensor, what: string): NativeDeviceTensor {
+    // instanceof alone admits Object.create(DeviceTensor.prototype), which holds nothing.
+    if (!(#native in t)) throw new NimifyError('INVALID_ARGUMENT', `${what}: not a DeviceTensor made by infer()`);
     if (t.#native === null) throw new NimifyError('DISPOSED', `${what}: the DeviceTensor was disposed`);
     return t.#native;
   }
 
   get disposed(): boolean {
-    return this.#native === null;
+    return !(#native in this) || this.#native === null;
   }
 
   /** Copies the tensor into a new Tensor in JS memory (the copy runs off the JS thread). */

@@ -289,6 +289,8 @@ export class IoPlan {
    * them when `results` is null; the addon's DeviceTensor wrappers for a device-outputs call).
    */
   wrap(call: NativeCall, results: NativeResult[] | null): Record<string, Tensor>;
+  wrap(call: NativeCall & { deviceOutputs: true }, results: NativeDeviceTensor[]): Record<string, DeviceTensor>;
+  wrap(call: NativeCall, results: unknown[] | null): Record<string, Tensor | DeviceTensor>;
   wrap(call: NativeCall, results: unknown[] | null): Record<string, Tensor | DeviceTensor> {
     const out: Record<string, Tensor | DeviceTensor> = {};
     for (let i = 0; i < call.outNames.length; i++) {

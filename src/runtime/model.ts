@@ -137,7 +137,8 @@ export class Model {
    * reaction per call instead of three (this is the per-request hot path).
    */
   infer(feeds: Feeds, options: InferOptions & { outputLocation: 'device' | 'gpu' }): Promise<DeviceOutputs>;
-  infer(feeds: Feeds, options?: InferOptions): Promise<Outputs>;
+  infer(feeds: Feeds, options?: InferOptions & { outputLocation?: 'cpu' }): Promise<Outputs>;
+  infer(feeds: Feeds, options?: InferOptions): Promise<Outputs | DeviceOutputs>;
   infer(feeds: Feeds, options?: InferOptions): Promise<Outputs | DeviceOutputs> {
     let session: NativeSession;
     let call: NativeCall;
@@ -200,7 +201,7 @@ export class Model {
 
   /** Whether `location` keeps results on the device; 'gpu' only for a model on a GPU. */
   #deviceOutputs(location: OutputLocation): boolean {
-    if (location === 'gpu' && !this.onDevice) {
+    if (location === 'gpu' && this.device === 'cpu') {
       throw new NimifyError('INVALID_ARGUMENT', `options.outputLocation: 'gpu' needs a model on a GPU; this one runs on ${this.device} (providers: ${this.providers.join(', ')}): use 'device' to keep results in the model's own memory`);
     }
     return location !== 'cpu';

@@ -191,6 +191,20 @@ describe('DeviceTensor: the class', () => {
     expect(() => new Ctor({ type: 'float32', dims: [1] })).toThrow();
   });
 
+  it('an object made from its prototype (not by infer()) is refused as a feed, not crashed on', async () => {
+    const mlp = await load(MLP);
+    const fake = Object.create(DeviceTensor.prototype) as DeviceTensor;
+    expect(fake).toBeInstanceOf(DeviceTensor);
+    expect(fake.disposed).toBe(true);
+    for (const call of [() => mlp.infer({ x: fake }), async () => mlp.inferSync({ x: fake })]) {
+      const err = await call().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(NimifyError);
+      // Checked against the input first (no type, no dims), like any non-tensor.
+      expect((err as NimifyError).code).toBe('INVALID_ARGUMENT');
+    }
+    expect(mlp.inferSync({ x: randF32(1, 64, 2) }).y.dims).toEqual([1, 10]);
+  });
+
   it('is what a device output is, and types check: infer() with outputLocation resolves with DeviceTensors that feed infer()', async () => {
     const mlp = await load(MLP);
     const head = await load(HEAD);

@@ -120,33 +120,83 @@ describe('fixed buffers (NIMIFY_IO_BINDING=fixed, the CUDA-graph path on the CPU
     }
   });
 
-  it('a request that cannot be gathered (a DeviceTensor feed) fails alone with UNSUPPORTED; the model goes on', async () => {
+  it('a request that is not gathered (a DeviceTensor feed) runs alone on its size\'s buffers; inputs that disagree on the first dim fail alone', async () => {
     const m = await loadFixed(MLP, { batching: { maxBatchSize: 4, maxQueueDelayMicros: 1000 } });
     const pass = await loadModel(PASS);
     try {
-      const x = rows(1, 8);
+      const x = rows(2, 8);
       const onDevice = (await pass.infer({ x }, { outputLocation: 'device' })).y;
-      expect(onDevice.dims).toEqual([1, 64]);
-      const err = await m.infer({ x: onDevice }).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(NimifyError);
-      expect(err).toMatchObject({ code: 'UNSUPPORTED', message: expect.stringMatching(/runs every batch on fixed buffers: requests must be batchable/) });
-      // The same rows as a Tensor run, and so do later batches.
-      expectClose((await m.infer({ x: await onDevice.download() })).y.data as Float32Array, expected(x), 'the same rows as a Tensor');
-      expectClose((await m.infer({ x: rows(2, 11) })).y.data as Float32Array, expected(rows(2, 11)), 'after the refusal');
-      expect(m.stats()).toMatchObject({ failed: 1, succeeded: 2 });
+      expect(onDevice.dims).toEqual([2, 64]);
+      // Uploaded from where it is into the size-2 buffers (here through the copy session).
+      expectClose((await m.infer({ x: onDevice })).y.data as Float32Array, expected(x), 'a DeviceTensor feed');
+      const devOut = await m.infer({ x: onDevice }, { outputLocation: 'device' });
+      expectClose((await devOut.y.download()).data as Float32Array, expected(x), 'a DeviceTensor feed, device result');
+      expectClose((await m.infer({ x: rows(2, 11) })).y.data as Float32Array, expected(rows(2, 11)), 'a gathered batch after it');
     } finally {
       await Promise.all([m.dispose(), pass.dispose()]);
     }
+    const two = await loadFixed(model('two_inputs.onnx'), { batching: { maxBatchSize: 4 } });
+    try {
+      const t = (n: number) => new Tensor('float32', new Float32Array(4 * n).fill(1), [n, 4]);
+      await expect(two.infer({ a: t(2), b: t(3) })).rejects.toMatchObject({
+        code: 'UNSUPPORTED',
+        message: expect.stringMatching(/runs on fixed buffers: every input needs the same size on the batch dim, but input 'b' disagrees \(\[3, 4\]\)/),
+      });
+      const ok = await two.infer({ a: t(2), b: t(2) });
+      expect(Array.from(ok.sum.data as Float32Array)).toEqual(new Array(8).fill(2));
+      expect(two.stats()).toMatchObject({ failed: 1, succeeded: 1 });
+    } finally {
+      await two.dispose();
+    }
   });
 
-  it('the load refuses what fixed buffers cannot serve: no batching, a dynamic dim besides the batch dim', async () => {
-    await expect(loadFixed(MLP)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^NIMIFY_IO_BINDING=fixed run batches on fixed buffers, which need options\.batching/) });
-    await expect(loadFixed(MLP, { instances: 2 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/need options\.batching/) });
+  it('the load refuses what fixed buffers cannot serve: a dynamic dim besides the first, strings', async () => {
     await expect(loadFixed(model('embed_int64.onnx'), { batching: {} })).rejects.toMatchObject({
       code: 'INVALID_ARGUMENT',
-      message: expect.stringMatching(/need fixed dims besides the batch dim, but input 'ids' is int64 \[batch, seq\]/),
+      message: expect.stringMatching(/^NIMIFY_IO_BINDING=fixed run on fixed buffers, which need fixed dims besides the first, but input 'ids' is int64 \[batch, seq\]$/),
     });
     await expect(loadFixed(model('identity_string.onnx'), { batching: {} })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/input 'x' is string/) });
+  });
+
+  it('without batching (and without a batch dim) each request runs alone on the buffers of its size', async () => {
+    // No options: the model gets a scheduler of one instance; sizes 1, 3, 1 reuse and add buffers.
+    const m = await loadFixed(MLP);
+    try {
+      for (const n of [1, 3, 1, 3, 2]) {
+        const x = rows(n, n * 3);
+        expectClose((await m.infer({ x })).y.data as Float32Array, expected(x), `alone, ${n} rows`);
+      }
+      const y = new Tensor('float32', new Float32Array(20), [2, 10]);
+      expect((await m.infer({ x: rows(2, 4) }, { outputs: { y } })).y).toBe(y);
+      expectClose(y.data as Float32Array, expected(rows(2, 4)), 'supplied buffer, alone');
+      const dev = await m.infer({ x: rows(2, 5) }, { outputLocation: 'device' });
+      await m.infer({ x: rows(2, 6) }); // overwrites the size-2 buffers
+      expectClose((await dev.y.download()).data as Float32Array, expected(rows(2, 5)), 'device result, alone');
+    } finally {
+      await m.dispose();
+    }
+    // A model whose every dim is fixed, so it has no batch dim (the usual CUDA-graph model): its
+    // declared shapes, an output's first dim included (y is [3, 2] for x [2, 3]).
+    const transpose = encodeModel({
+      name: 'static',
+      nodes: [{ op: 'Transpose', inputs: ['x'], outputs: ['y'], attrs: { perm: [1, 0] } }],
+      initializers: [],
+      inputs: [{ name: 'x', dims: [2, 3] }],
+      outputs: [{ name: 'y', dims: [3, 2] }],
+    });
+    for (const options of [undefined, { batching: {} }, { batching: { maxBatchSize: 4, padToPreferred: true } }] as const) {
+      const s = await loadFixed(transpose as never, options);
+      try {
+        for (const seed of [1, 2, 3]) {
+          const x = new Tensor('float32', Float32Array.from({ length: 6 }, (_, i) => i * seed), [2, 3]);
+          const { y } = await s.infer({ x });
+          expect(y.dims, JSON.stringify(options)).toEqual([3, 2]);
+          expect(Array.from(y.data as Float32Array)).toEqual([0, 3, 1, 4, 2, 5].map((i) => i * seed));
+        }
+      } finally {
+        await s.dispose();
+      }
+    }
   });
 
   it('NIMIFY_IO_BINDING takes always, fixed or nothing; anything else fails the load naming it', async () => {
