@@ -231,22 +231,23 @@ Failure BatchIo::ScatterViews(const std::shared_ptr<SessionCore>& ran_on, const 
       Failure vf = FromOrtStatus(g_ort->CreateTensorWithDataAsOrtValue(whole->memory, base + offset, n, job_dims.data(),
                                                                       job_dims.size(), whole->elem, &view),
                                  "viewing " + TensorName(io, true));
-      if (!vf && on_device && offset % kDeviceAlignment != 0) {
+      OrtAllocator* device_allocator = ran_on->memory().device_allocator();
+      if (!vf && on_device && device_allocator != nullptr &&
+          (reinterpret_cast<uintptr_t>(base) + offset) % kDeviceAlignment != 0) {
         // Device kernels (TensorRT's I/O above all) expect tensors at aligned addresses, which
         // a view at an arbitrary row is not: such a request gets its rows in memory of its own.
+        // (No device allocator: the view is kept, as ORT made the batch output.)
         OrtValue* own = nullptr;
-        vf = FromOrtStatus(g_ort->CreateTensorAsOrtValue(ran_on->memory().device_allocator(), job_dims.data(),
-                                                         job_dims.size(), whole->elem, &own),
+        vf = FromOrtStatus(g_ort->CreateTensorAsOrtValue(device_allocator, job_dims.data(), job_dims.size(), whole->elem, &own),
                            "allocating " + TensorName(io, true));
         if (!vf) vf = ran_on->memory().Copy(view, own, "copying " + TensorName(io, true));
         g_ort->ReleaseValue(view);
-        view = own;
-        if (vf && own != nullptr) g_ort->ReleaseValue(own);
-        if (!vf) {
+        if (vf) {
+          if (own != nullptr) g_ort->ReleaseValue(own);
+        } else {
           auto mine = std::make_shared<DeviceValue>();
           mine->core = ran_on;
           mine->value = own;
-          view = nullptr;
           if (!(vf = mine->Describe())) job->SetOutputParent(o, std::move(mine));
         }
       } else if (!vf) {

@@ -4,19 +4,21 @@
 //
 // ORT's own CopyTensors uses the data transfers registered with its environment, which only
 // plugin-EP libraries provide: a CUDA or TensorRT provider appended through the legacy API (what
-// onnxruntime-node installs) has none. So for those the copier runs the copy as a model: an
-// Identity session on the same provider and device, one per element type, made on first use,
-// with the source bound as its input and the destination as its output (IoBinding), so ORT's
-// provider moves the bytes. A plugin-EP library copies through CopyTensors.
+// onnxruntime-node installs) has none. So for those the copier runs the copy as a model: one
+// Identity session over bytes (uint8), on the same provider and device with the model's memory
+// settings (gpu_mem_limit, arena strategy), with uint8 views of the source and the destination
+// bound as its input and output (IoBinding), so ORT's provider moves the bytes. A plugin-EP
+// library copies through CopyTensors.
 //
 // Ownership and threads: owned by the DeviceMemory of one SessionCore. Copy() may be called from
-// any thread (instance threads, the download worker); the lazily made sessions are guarded by
-// `mu_` while looked up, and ORT runs one session from many threads safely.
+// any thread (instance threads, the download worker). The session is made once (Prepare at load
+// for models that copy on every batch, else on first use), under `mu_` only for the hand-over;
+// ORT runs one session from many threads safely. Device calls take the capture lock shared
+// (CaptureLock: a CUDA graph being captured forbids other threads' device calls).
 #pragma once
 
 #include <onnxruntime_c_api.h>
 
-#include <map>
 #include <mutex>
 #include <string>
 
@@ -37,23 +39,28 @@ class DeviceCopier {
   DeviceCopier& operator=(const DeviceCopier&) = delete;
   ~DeviceCopier();
 
-  // Load thread. `provider`: the provider the copies run on (its device_id only; null: the CPU).
+  // Load thread. `provider`: the provider the copies run on (null: the CPU).
   void Configure(Via via, const EpRequest* provider);
   Via via() const { return via_; }
+  // Load thread: makes the Identity session now (kIdentityRun), so that a provider that cannot
+  // run it fails the load rather than a request.
+  Failure Prepare();
 
   // Any thread: copies `src` into `dst` (same element type and shape). Synchronous: when it
   // returns, `dst` holds the bytes.
   Failure Copy(const OrtValue* src, OrtValue* dst, const std::string& what);
 
  private:
-  // Under mu_: the Identity session for `elem`, made on first use.
-  OrtSession* IdentitySession(ONNXTensorElementDataType elem, Failure* f);
+  // The Identity session, made on first use (outside `mu_`: creating a CUDA session takes long);
+  // a failure is kept and reported by every later call.
+  OrtSession* Session(Failure* f);
 
   Via via_ = Via::kMemcpy;
   EpRequest provider_;
   bool has_provider_ = false;
-  std::mutex mu_;
-  std::map<ONNXTensorElementDataType, OrtSession*> sessions_;  // owned; released in the destructor
+  std::mutex mu_;                 // guards the two fields below
+  OrtSession* session_ = nullptr;  // owned; released in the destructor
+  Failure session_failure_;
 };
 
 }  // namespace nimify

@@ -83,6 +83,11 @@ Failure DeviceMemory::Resolve(OrtSession* session, const EpRequest* first, const
   return f;
 }
 
+std::shared_mutex& CaptureLock() {
+  static auto* lock = new std::shared_mutex();  // leaked on purpose: threads may outlive statics
+  return *lock;
+}
+
 bool IsHostMemory(const OrtMemoryInfo* info) {
   OrtMemoryInfoDeviceType type = OrtMemoryInfoDeviceType_CPU;
   g_ort->MemoryInfoGetDeviceType(info, &type);

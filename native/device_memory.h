@@ -15,6 +15,7 @@
 
 #include <onnxruntime_c_api.h>
 
+#include <shared_mutex>
 #include <string>
 
 #include "device_copy.h"
@@ -41,6 +42,9 @@ class DeviceMemory {
                   bool copies_through_ort);
   // Any thread: copies `src` into `dst` (same type and shape) wherever each is (DeviceCopier).
   Failure Copy(const OrtValue* src, OrtValue* dst, const std::string& what) const { return copier_.Copy(src, dst, what); }
+  // Load thread: readies the copier now (a model that copies on every batch), so that a
+  // provider that cannot copy fails the load instead of a request.
+  Failure PrepareCopies() const { return copier_.Prepare(); }
 
   const OrtMemoryInfo* device() const { return device_; }
   const OrtMemoryInfo* host() const { return host_; }
@@ -65,6 +69,12 @@ class DeviceMemory {
   std::string location_ = "cpu";
   mutable DeviceCopier copier_;  // thread-safe; its sessions are made on first use
 };
+
+// CUDA graph capture (ORT captures with cudaStreamCaptureModeGlobal) forbids device calls from
+// any other thread of the process while it runs: a run that may capture a graph holds this
+// lock exclusively (Instance::RunFixed); every other run on a device and every device copy
+// holds it shared. Process-wide, never destroyed.
+std::shared_mutex& CaptureLock();
 
 // Host memory (the CPU's, and a device's pinned / host-accessible memory) that any thread may
 // read with memcpy.

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <mutex>
+#include <shared_mutex>
 
 #include "device_memory.h"
 #include "device_tensor.h"
@@ -67,6 +69,9 @@ void Instance::Execute(Batch& batch, SessionCore& stats, Timing* timing, CopyCou
   for (size_t i = 0; i < index.size(); ++i) names[i] = core_->output_names()[index[i]];
   std::vector<OrtValue*> outputs(index.size(), nullptr);
   const Clock::time_point t1 = Clock::now();
+  // Device work shares the capture lock with other device work (a graph capture excludes it).
+  std::shared_lock<std::shared_mutex> device_calls(CaptureLock(), std::defer_lock);
+  if (core_->on_device()) device_calls.lock();
   if (bound) {
     // Host results come back into the session's host memory (pinned on a GPU) and are scattered
     // from there; device results stay where the run left them.
@@ -77,6 +82,7 @@ void Instance::Execute(Batch& batch, SessionCore& stats, Timing* timing, CopyCou
                                  inputs.size(), names.data(), names.size(), outputs.data()),
                       "running a batch of " + std::to_string(batch.jobs.size()) + " requests");
   }
+  if (device_calls.owns_lock()) device_calls.unlock();
   timing->ran = timing->end = Clock::now();
   timing->infer_us = Micros(t1, timing->ran);
   stats.stats.runs++;
@@ -106,17 +112,17 @@ Instance::Fixed::~Fixed() {
 }
 
 Instance::Fixed* Instance::FixedFor(int64_t rows, bool gathered, Failure* f) {
-  for (auto& [size, fixed] : fixed_) {
-    if (size == rows) return fixed.get();
+  for (auto& [key, fixed] : fixed_) {
+    if (key.first == rows && key.second == gathered) return fixed.get();
   }
   // Each size holds buffers (and, on CUDA, a captured graph) for the instance's life: bounded.
   if (fixed_.size() >= kMaxFixedSizes) {
     std::string sizes;
-    for (auto& [size, fixed] : fixed_) sizes += (sizes.empty() ? "" : ", ") + std::to_string(size);
+    for (auto& [key, fixed] : fixed_) sizes += (sizes.empty() ? "" : ", ") + std::to_string(key.first);
     f->Set(code::kUnsupported, "this model runs on fixed buffers" + std::string(core_->cuda_graph() ? " (CUDA graphs)" : "") +
                                    ", made for at most " + std::to_string(kMaxFixedSizes) + " sizes (" + sizes +
                                    "); a request of " + std::to_string(rows) +
-                                   " rows would be another: send those sizes, or batch with batching.padToPreferred");
+                                   " rows would be another: send those sizes, or pad batches to preferredBatchSizes (batching.padToPreferred)");
     return nullptr;
   }
   auto fixed = std::make_unique<Fixed>();
@@ -142,7 +148,7 @@ Instance::Fixed* Instance::FixedFor(int64_t rows, bool gathered, Failure* f) {
     for (const IoInfo& io : core_->outputs()) make(io, host, &fixed->host_outputs);
   }
   if (*f) return nullptr;
-  fixed_.emplace_back(rows, std::move(fixed));
+  fixed_.emplace_back(std::make_pair(rows, gathered), std::move(fixed));
   return fixed_.back().second.get();
 }
 
@@ -206,6 +212,14 @@ Failure Instance::RunFixed(Fixed* fixed, OrtRunOptions* run_options, SessionCore
     if (f) return f;
   }
   // Every output is bound (a captured graph writes all of them); the requests get theirs.
+  // ORT captures a size's graph within its first runs (after warm-up runs): those hold the
+  // capture lock alone; later runs replay and share it with other device work.
+  const bool may_capture = core_->cuda_graph() && fixed->runs < kCaptureRuns;
+  std::unique_lock<std::shared_mutex> alone(CaptureLock(), std::defer_lock);
+  std::shared_lock<std::shared_mutex> shared(CaptureLock(), std::defer_lock);
+  if (may_capture) alone.lock();
+  else if (!IsHostMemory(core_->memory().device())) shared.lock();
+  fixed->runs++;
   const Clock::time_point t1 = Clock::now();
   f = bound_.RunInto(*core_, run_options, fixed->inputs.data(), core_->output_names(), core_->outputs().size(),
                      fixed->outputs.data());
@@ -222,22 +236,27 @@ Failure Instance::ExecuteFixedAlone(RunJob* job, OrtRunOptions* run_options, Ses
   if ((f = job->Materialize())) return f;
   // Its size: dim 0 of its inputs, which must agree (a model without a batch dim: its declared
   // dims, which TypeScript and Prepare checked), and every other dim the declared one.
+  // Its size: dim 0 of the inputs whose first dim the model leaves dynamic, which must agree
+  // (0 when every first dim is declared: one set of buffers). Every other dim is the declared
+  // one (TypeScript and Prepare checked them).
   std::vector<int64_t> dims;
   int64_t rows = -1;
   for (size_t i = 0; i < core_->inputs().size(); ++i) {
     const IoInfo& io = core_->inputs()[i];
-    if (!TensorDims(job->input(i).value(), &dims) || dims.empty() || (rows >= 0 && dims[0] != rows)) {
+    if (!TensorDims(job->input(i).value(), &dims) || dims.empty()) {
+      f.Set(code::kInternal, "reading the shape of " + TensorName(io, false));
+      return f;
+    }
+    if (io.shape[0] >= 0) continue;
+    if ((rows >= 0 && dims[0] != rows) || dims[0] == 0) {
       f.Set(code::kUnsupported, std::string("this model runs on fixed buffers") + (core_->cuda_graph() ? " (CUDA graphs)" : "") +
-                                    ": every input needs the same size on the batch dim, but " + TensorName(io, false) +
-                                    " disagrees (" + ShapeString(dims) + ")");
+                                    ": the inputs' dynamic first dims must agree and not be 0, but " + TensorName(io, false) +
+                                    " is " + ShapeString(dims));
       return f;
     }
     rows = dims[0];
   }
-  if (rows <= 0) {
-    f.Set(code::kUnsupported, "this model runs on fixed buffers: an empty batch cannot");
-    return f;
-  }
+  if (rows < 0) rows = 0;
   Fixed* fixed = FixedFor(rows, false, &f);
   if (f) return f;
   for (size_t i = 0; i < core_->inputs().size() && !f; ++i) {

@@ -25,6 +25,9 @@ namespace nimify {
 
 class Instance {
  public:
+  // Most sizes an instance keeps fixed buffers (and, on CUDA, a captured graph) for.
+  static constexpr size_t kMaxFixedSizes = 16;
+
   struct Timing {
     double input_us = 0, infer_us = 0, output_us = 0;  // gather, ORT Run, scatter
     // When the batch started, its gather ended, its run ended and its scatter ended (the same
@@ -52,13 +55,18 @@ class Instance {
   // graph replays — and pinned host tensors the outputs are downloaded into. Made on a size's
   // first batch, kept for the instance's life (use batching.padToPreferred to bound the sizes).
   // Instance thread only.
+  // A size's first runs may capture its CUDA graph (ORT warms up, then captures): they run
+  // holding the capture lock alone (CaptureLock, device_memory.h).
+  static constexpr int kCaptureRuns = 3;
   struct Fixed {
     int graph_id = 0;  // the CUDA graph captured for this size (run option gpu_graph_id, >= 1)
+    int runs = 0;      // runs on these buffers so far
     std::vector<OrtValue*> inputs, outputs, host_outputs;
     ~Fixed();
   };
   // The buffers for runs of `rows` (made on first use). `gathered`: a gathered batch, whose
-  // rows replace dim 0 everywhere; else only where the model leaves dim 0 dynamic.
+  // rows replace dim 0 everywhere; else only where the model leaves dim 0 dynamic (0 rows: no
+  // input has a dynamic first dim, every buffer has its declared shape).
   Fixed* FixedFor(int64_t rows, bool gathered, Failure* f);
   // Runs a gathered batch (`inputs` over the staging) on the fixed buffers of its size.
   Failure ExecuteFixed(Batch& batch, SessionCore& stats, const std::vector<OrtValue*>& inputs, Timing* timing,
@@ -68,8 +76,9 @@ class Instance {
   Failure ExecuteFixedAlone(RunJob* job, OrtRunOptions* run_options, SessionCore& stats, Timing* timing);
   // The run itself, on `fixed` (selecting its CUDA graph), counted in `stats`.
   Failure RunFixed(Fixed* fixed, OrtRunOptions* run_options, SessionCore& stats, Timing* timing);
-  static constexpr size_t kMaxFixedSizes = 16;
-  std::vector<std::pair<int64_t, std::unique_ptr<Fixed>>> fixed_;  // by rows; at most kMaxFixedSizes
+  // By (rows, gathered): a lone job's buffers keep the declared first dims a gathered batch's
+  // do not. At most kMaxFixedSizes.
+  std::vector<std::pair<std::pair<int64_t, bool>, std::unique_ptr<Fixed>>> fixed_;
 };
 
 }  // namespace nimify

@@ -62,22 +62,28 @@ class LoadJob : public AsyncJob {
       // instance owns: a model without a scheduler gets one (no batching, one instance). Every
       // dim but the first must be fixed; a dynamic first dim gets buffers per size.
       scheduled = true;
-      std::string shape = FixedShapeProblem(*cores_[0]);
-      // A graph per batch size: batching without padding could need one for every size up to
-      // maxBatchSize, each kept for the model's life.
-      if (shape.empty() && cores_[0]->cuda_graph() && batching.batching && !batching.pad_to_preferred &&
-          batching.max_batch_size > 1) {
-        failure_.Set(code::kInvalidArgument,
-                     "options.executionProviders: CUDA graphs (enableCudaGraph / cudaGraph) with batching need "
-                     "options.batching.padToPreferred (one graph is captured per batch size: pad to preferredBatchSizes)");
-        deferred.Reject(MakeError(env, failure_).Value());
-        return;
+      const std::string who = cores_[0]->cuda_graph() ? "options.executionProviders: CUDA graphs (enableCudaGraph / cudaGraph)"
+                                                      : "NIMIFY_IO_BINDING=fixed";
+      const bool gathers = batching.batching && batching.batch_dim != 0 && Scheduler::BatchDimProblem(*cores_[0]).empty();
+      std::string why;
+      if (std::string shape = FixedShapeProblem(*cores_[0]); !shape.empty()) {
+        why = "which need fixed dims besides the first, but " + shape;
+      } else if (std::string lone = gathers ? "" : LoneShapeProblem(*cores_[0]); !lone.empty()) {
+        why = "but " + lone;
+      } else if (gathers && cores_[0]->cuda_graph() && !batching.pad_to_preferred && batching.max_batch_size > 1) {
+        // A graph per batch size: unpadded, one for every size up to maxBatchSize, each kept
+        // for the model's life.
+        why = "one graph per batch size: with batching they need options.batching.padToPreferred (batches padded to preferredBatchSizes)";
+      } else if (gathers && batching.pad_to_preferred) {
+        std::vector<int64_t> sizes = batching.preferred;
+        if (std::find(sizes.begin(), sizes.end(), batching.max_batch_size) == sizes.end()) sizes.push_back(batching.max_batch_size);
+        if (sizes.size() > Instance::kMaxFixedSizes) {
+          why = "at most " + std::to_string(Instance::kMaxFixedSizes) + " batch sizes, but padToPreferred pads to " +
+                std::to_string(sizes.size()) + " (preferredBatchSizes and maxBatchSize)";
+        }
       }
-      if (!shape.empty()) {
-        failure_.Set(code::kInvalidArgument,
-                     (cores_[0]->cuda_graph() ? std::string("options.executionProviders: CUDA graphs (enableCudaGraph / cudaGraph)")
-                                              : std::string("NIMIFY_IO_BINDING=fixed")) +
-                         " run on fixed buffers, which need fixed dims besides the first, but " + shape);
+      if (!why.empty()) {
+        failure_.Set(code::kInvalidArgument, who + " run on fixed buffers, " + why);
         deferred.Reject(MakeError(env, failure_).Value());
         return;
       }
@@ -85,8 +91,10 @@ class LoadJob : public AsyncJob {
     std::shared_ptr<Scheduler> scheduler;
     if (scheduled) {
       // A model on a GPU provider never runs a batch on the JS thread: its run waits on the
-      // device (copies, synchronization), time the event loop would be blocked for.
-      if (cores_[0]->on_device()) batching.inline_below_us = 0;
+      // device (copies, synchronization), time the event loop would be blocked for. The rule is
+      // the bound path's (io_binding: every device session, and the CPU diagnostics switch that
+      // runs the device path, where it is tested).
+      if (cores_[0]->io_binding()) batching.inline_below_us = 0;
       scheduler = Scheduler::Create(env, cores_, batching, &failure_);
       if (!scheduler) {
         deferred.Reject(MakeError(env, failure_).Value());
@@ -415,6 +423,15 @@ Napi::Value Session::Run(const Napi::CallbackInfo& info) {
 
 Napi::Value Session::RunSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  if (core_ && core_->fixed_buffers()) {
+    // Its runs belong to the scheduler's instance (fixed buffers, captured CUDA graphs): a run
+    // on the calling thread would bypass both.
+    MakeError(env, code::kInvalidArgument,
+              std::string("inferSync(): this model runs on fixed buffers") + (core_->cuda_graph() ? " (CUDA graphs)" : "") +
+                  ", owned by its scheduler's thread: use infer()")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
   RunJob::Ptr job = RunJob::Prepare(info, core_, RunJob::Route::kSync);
   if (!job) return env.Undefined();
   job->Execute();

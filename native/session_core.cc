@@ -165,6 +165,13 @@ std::shared_ptr<SessionCore> SessionCore::Create(const std::string& path, const 
       *failure = f;
       return nullptr;
     }
+    if (core->fixed_buffers_) {
+      if (Failure f = core->memory_->PrepareCopies()) {
+        f.message = "preparing the copies fixed buffers need: " + f.message;
+        *failure = f;
+        return nullptr;
+      }
+    }
     return core;
   };
 
@@ -223,6 +230,21 @@ std::string FixedShapeProblem(const SessionCore& core) {
         return std::string(pass == 0 ? "input '" : "output '") + io.name + "' is " + io.type_name + " " +
                (io.has_shape ? shape + "]" : "of unknown rank");
       }
+    }
+  }
+  return "";
+}
+
+std::string LoneShapeProblem(const SessionCore& core) {
+  for (const IoInfo& out : core.outputs()) {
+    if (out.shape.empty() || out.shape[0] >= 0) continue;
+    bool named = false;
+    for (const IoInfo& in : core.inputs()) {
+      named = named || (!in.shape.empty() && in.shape[0] < 0 && !in.symbolic[0].empty() && in.symbolic[0] == out.symbolic[0]);
+    }
+    if (!named) {
+      return "output '" + out.name + "' has a first dim (" + (out.symbolic[0].empty() ? "?" : out.symbolic[0]) +
+             ") that no input's first dim names, so its size is not known before the run";
     }
   }
   return "";

@@ -129,5 +129,8 @@ class SessionCore {
 // Why runs of `core` cannot use fixed buffers (an input or output with a dynamic dim besides the
 // first, which buffers are made per size of; strings), or "" when they can.
 std::string FixedShapeProblem(const SessionCore& core);
+// For runs that are not gathered (a model that does not batch): why an output's size cannot be
+// known before the run — a dynamic first dim that no input's dynamic first dim names — or "".
+std::string LoneShapeProblem(const SessionCore& core);
 
 }  // namespace nimify

@@ -60,6 +60,7 @@ export class DeviceTensor<T extends TensorType = TensorType> {
 
   /** Copies the tensor into a new Tensor in JS memory (the copy runs off the JS thread). */
   download(): Promise<Tensor<T>> {
+    if (!(#native in this)) return Promise.reject(new NimifyError('INVALID_ARGUMENT', 'DeviceTensor.download(): not a DeviceTensor made by infer()'));
     const native = this.#native;
     if (native === null) return Promise.reject(new NimifyError('DISPOSED', 'DeviceTensor.download(): the tensor was disposed'));
     return native.download().then(([data, dims]) => Tensor.fromNative(this.type, data as TensorDataMap[T], dims));
@@ -67,11 +68,12 @@ export class DeviceTensor<T extends TensorType = TensorType> {
 
   /** Frees the memory now; later use throws or rejects with DISPOSED. Idempotent. */
   dispose(): void {
+    if (!(#native in this)) return;
     this.#native?.dispose();
     this.#native = null;
   }
 
   toString(): string {
-    return `DeviceTensor(${this.type}, [${this.dims.join(', ')}], ${this.location}${this.#native === null ? ', disposed' : ''})`;
+    return `DeviceTensor(${this.type}, [${(this.dims ?? []).join(', ')}], ${this.location}${this.disposed ? ', disposed' : ''})`;
   }
 }

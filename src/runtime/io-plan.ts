@@ -135,8 +135,9 @@ export class IoPlan {
       given++;
       if (v instanceof DeviceTensor) {
         // Checked here like a Tensor; the addon re-checks it and that it is on the model's device.
+        const native = DeviceTensor.nativeOf(v, `input '${name}'`);
         checkAgainst(this.#inputs[i], v, 'input');
-        inData[i] = DeviceTensor.nativeOf(v, `input '${name}'`);
+        inData[i] = native;
         inDims[i] = v.dims;
         continue;
       }

@@ -170,7 +170,6 @@ const BATCHING_KEYS = ['maxBatchSize', 'maxQueueDelayMicros', 'preferredBatchSiz
 const OPT_LEVELS = { disabled: 0, basic: 1, extended: 2, all: 99 } as const;
 const EXEC_MODES = { sequential: 0, parallel: 1 } as const;
 
-/** Validates LoadOptions and returns the addon's config object. */
 /**
  * NIMIFY_IO_BINDING, a diagnostics switch read when a model loads: 'always' runs every batch of a
  * CPU model through IoBinding (the device path's code), 'fixed' on fixed buffers per batch size
@@ -182,6 +181,7 @@ export function ioBindingFromEnv(env: NodeJS.ProcessEnv = process.env): 'always'
   return expectOneOf('NIMIFY_IO_BINDING', v, ['always', 'fixed'] as const);
 }
 
+/** Validates LoadOptions and returns the addon's config object. */
 export function toNativeConfig(options: unknown): Record<string, unknown> {
   if (options === undefined) return {};
   const o = expectPlainObject('options', options);

@@ -140,7 +140,7 @@ describe('fixed buffers (NIMIFY_IO_BINDING=fixed, the CUDA-graph path on the CPU
       const t = (n: number) => new Tensor('float32', new Float32Array(4 * n).fill(1), [n, 4]);
       await expect(two.infer({ a: t(2), b: t(3) })).rejects.toMatchObject({
         code: 'UNSUPPORTED',
-        message: expect.stringMatching(/runs on fixed buffers: every input needs the same size on the batch dim, but input 'b' disagrees \(\[3, 4\]\)/),
+        message: expect.stringMatching(/runs on fixed buffers: the inputs' dynamic first dims must agree and not be 0, but input 'b' is \[3, 4\]/),
       });
       const ok = await two.infer({ a: t(2), b: t(2) });
       expect(Array.from(ok.sum.data as Float32Array)).toEqual(new Array(8).fill(2));
@@ -156,6 +156,10 @@ describe('fixed buffers (NIMIFY_IO_BINDING=fixed, the CUDA-graph path on the CPU
       message: expect.stringMatching(/^NIMIFY_IO_BINDING=fixed run on fixed buffers, which need fixed dims besides the first, but input 'ids' is int64 \[batch, seq\]$/),
     });
     await expect(loadFixed(model('identity_string.onnx'), { batching: {} })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/input 'x' is string/) });
+    // Buffers for at most 16 sizes: padding to more is refused at load, not per request.
+    const many = { batching: { maxBatchSize: 32, preferredBatchSizes: Array.from({ length: 16 }, (_, i) => i + 1), padToPreferred: true } };
+    await expect(loadFixed(MLP, many)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: 'NIMIFY_IO_BINDING=fixed run on fixed buffers, at most 16 batch sizes, but padToPreferred pads to 17 (preferredBatchSizes and maxBatchSize)' });
+    await (await loadFixed(MLP, { batching: { ...many.batching, maxBatchSize: 16 } })).dispose();
   });
 
   it('without batching (and without a batch dim) each request runs alone on the buffers of its size', async () => {
@@ -197,6 +201,65 @@ describe('fixed buffers (NIMIFY_IO_BINDING=fixed, the CUDA-graph path on the CPU
         await s.dispose();
       }
     }
+  });
+
+  it('a model on the device path never runs a batch on the JS thread: inlineBelowMicros does not apply (the GPU rule)', async () => {
+    const options = { allowSpinning: false, batching: { maxBatchSize: 8, inlineBelowMicros: 1e6 } };
+    const inlineBatches = async (m: Model) => {
+      try {
+        await m.infer({ x: rows(1, 1) }); // measured on the instance thread; inline from here on, if allowed
+        await new Promise((r) => setTimeout(r, 50));
+        for (let i = 0; i < 4; i++) expectClose((await m.infer({ x: rows(1, i) })).y.data as Float32Array, expected(rows(1, i)), `run ${i}`);
+        return m.stats().inlineBatches;
+      } finally {
+        await m.dispose();
+      }
+    };
+    expect(await inlineBatches(await loadModel(MLP, options))).toBeGreaterThan(0); // the CPU path inlines
+    expect(await inlineBatches(await loadFixed(MLP, options, 'always'))).toBe(0);
+    expect(await inlineBatches(await loadFixed(MLP, options, 'fixed'))).toBe(0);
+  });
+
+  it('inferSync() is refused (the runs belong to the scheduler\'s instance); inputs whose first dims are declared may differ', async () => {
+    const m = await loadFixed(MLP, { batching: { maxBatchSize: 4 } });
+    try {
+      expect(() => m.inferSync({ x: rows(1, 1) })).toThrow(/^inferSync\(\): this model runs on fixed buffers, owned by its scheduler's thread: use infer\(\)$/);
+    } finally {
+      await m.dispose();
+    }
+    // a [3, 4] and b [5, 4], every dim declared: one set of buffers of the declared shapes.
+    const pair = encodeModel({
+      name: 'pair',
+      nodes: [
+        { op: 'ReduceSum', inputs: ['a'], outputs: ['sa'], attrs: { keepdims: 1 } },
+        { op: 'ReduceSum', inputs: ['b'], outputs: ['sb'], attrs: { keepdims: 1 } },
+        { op: 'Add', inputs: ['sa', 'sb'], outputs: ['y'] },
+      ],
+      initializers: [],
+      inputs: [{ name: 'a', dims: [3, 4] }, { name: 'b', dims: [5, 4] }],
+      outputs: [{ name: 'y', dims: [1, 1] }],
+    });
+    const p = await loadFixed(pair as never);
+    try {
+      for (const k of [1, 2]) {
+        const { y } = await p.infer({ a: new Tensor('float32', new Float32Array(12).fill(k), [3, 4]), b: new Tensor('float32', new Float32Array(20).fill(1), [5, 4]) });
+        expect(Array.from(y.data as Float32Array)).toEqual([12 * k + 20]);
+      }
+    } finally {
+      await p.dispose();
+    }
+    // An output whose dynamic first dim no input's first dim names cannot be sized before a lone run.
+    const renamed = encodeModel({
+      name: 'renamed',
+      nodes: [{ op: 'Identity', inputs: ['x'], outputs: ['y'] }],
+      initializers: [],
+      inputs: [{ name: 'x', dims: ['n', 4] }],
+      outputs: [{ name: 'y', dims: ['m', 4] }],
+    });
+    await expect(loadFixed(renamed as never)).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: "NIMIFY_IO_BINDING=fixed run on fixed buffers, but output 'y' has a first dim (m) that no input's first dim names, so its size is not known before the run",
+    });
   });
 
   it('NIMIFY_IO_BINDING takes always, fixed or nothing; anything else fails the load naming it', async () => {
