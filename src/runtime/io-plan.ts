@@ -52,6 +52,13 @@ export interface NativeCall {
   outTensors: (Tensor | null)[];
   /** The outputs stay on the device (DeviceTensor results): SPEC_FLAGS.DEVICE_OUTPUTS. */
   deviceOutputs: boolean;
+  /**
+   * The fetched outputs go to the addon in model order whatever order the caller named them in
+   * (the order is part of a request's batch key: two requests for the same outputs share a
+   * batch). `order[k]`: where the caller's k-th output is in the call's arrays; null when the
+   * caller's order is the model's.
+   */
+  order: number[] | null;
 }
 
 /** The spec header's flags word (native/run_job.h RunJob::Prepare). */
@@ -77,6 +84,33 @@ function checkAgainst(info: TensorInfo, t: Pick<Tensor, 'type' | 'dims'>, kind: 
   if (!ok) {
     throw new NimifyError('INVALID_ARGUMENT', `${kind} '${info.name}': expected shape ${shapeText(shape)}, received [${dims.join(', ')}]`);
   }
+}
+
+/**
+ * Puts a call's fetched outputs in model order (NativeCall.order), permuting every per-output
+ * array and the predicted-buffer bits together. A call already in model order is left as is.
+ */
+function inModelOrder(call: NativeCall): void {
+  const idx = call.outIndex;
+  let sorted = true;
+  for (let k = 1; k < idx.length && sorted; k++) sorted = idx[k - 1] < idx[k];
+  if (sorted) return;
+  // perm[j]: the caller's position of the output at model-order position j.
+  const perm = idx.map((_, k) => k).sort((a, b) => idx[a] - idx[b]);
+  const permute = <T>(xs: T[]): T[] => perm.map((k) => xs[k]);
+  let predicted = 0;
+  perm.forEach((k, j) => {
+    if (j < 31 && k < 31 && (call.predicted >> k) & 1) predicted |= 1 << j;
+  });
+  const order: number[] = new Array(idx.length);
+  perm.forEach((k, j) => (order[k] = j));
+  call.outIndex = permute(idx);
+  call.outData = permute(call.outData);
+  call.outDims = permute(call.outDims);
+  call.outNames = permute(call.outNames);
+  call.outTensors = permute(call.outTensors);
+  call.predicted = predicted;
+  call.order = order;
 }
 
 export class IoPlan {
@@ -171,12 +205,12 @@ export class IoPlan {
         outData[i] = t === null ? null : (nativeData(t) as ArrayBufferView);
         outDims[i] = t === null ? null : t.dims;
       }
-      const call: NativeCall = { inData, inDims, outIndex: this.#allOutputs, outData, outDims, predicted, outNames: this.#allNames, outTensors, spec: this.#spec, deviceOutputs: false };
+      const call: NativeCall = { inData, inDims, outIndex: this.#allOutputs, outData, outDims, predicted, outNames: this.#allNames, outTensors, spec: this.#spec, deviceOutputs: false, order: null };
       call.spec = this.#encode(call);
       return call;
     }
 
-    const call: NativeCall = { inData, inDims, outIndex: [], outData: [], outDims: [], predicted: 0, outNames: [], outTensors: [], spec: this.#spec, deviceOutputs: false };
+    const call: NativeCall = { inData, inDims, outIndex: [], outData: [], outDims: [], predicted: 0, outNames: [], outTensors: [], spec: this.#spec, deviceOutputs: false, order: null };
     if (Array.isArray(outputs)) {
       if (outputs.length === 0) throw invalid('options.outputs', 'at least one output name', outputs);
       for (const name of outputs) {
@@ -206,6 +240,7 @@ export class IoPlan {
     } else {
       throw invalid('options.outputs', 'an array of output names or an object of output name → Tensor', outputs);
     }
+    inModelOrder(call);
     call.spec = this.#encode(call);
     return call;
   }
@@ -236,8 +271,9 @@ export class IoPlan {
     const m = outIndex.length;
     const call: NativeCall = {
       inData, inDims, outIndex, outData: new Array(m).fill(null), outDims: new Array(m).fill(null), predicted: 0,
-      outNames: outIndex.map((i) => this.#outputs[i].info.name), outTensors: new Array(m).fill(null), spec: this.#spec, deviceOutputs: true,
+      outNames: outIndex.map((i) => this.#outputs[i].info.name), outTensors: new Array(m).fill(null), spec: this.#spec, deviceOutputs: true, order: null,
     };
+    inModelOrder(call);
     call.spec = this.#encode(call);
     return call;
   }
@@ -294,7 +330,9 @@ export class IoPlan {
   wrap(call: NativeCall, results: unknown[] | null): Record<string, Tensor | DeviceTensor>;
   wrap(call: NativeCall, results: unknown[] | null): Record<string, Tensor | DeviceTensor> {
     const out: Record<string, Tensor | DeviceTensor> = {};
-    for (let i = 0; i < call.outNames.length; i++) {
+    // In the caller's order (the object's keys keep it), from the call's model-order arrays.
+    for (let k = 0; k < call.outNames.length; k++) {
+      const i = call.order === null ? k : call.order[k];
       const r = results === null ? null : results[i];
       const t = call.deviceOutputs
         ? DeviceTensor.fromNative(r as NativeDeviceTensor)
