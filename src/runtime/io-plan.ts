@@ -212,15 +212,7 @@ export class IoPlan {
 
     const call: NativeCall = { inData, inDims, outIndex: [], outData: [], outDims: [], predicted: 0, outNames: [], outTensors: [], spec: this.#spec, deviceOutputs: false, order: null };
     if (Array.isArray(outputs)) {
-      if (outputs.length === 0) throw invalid('options.outputs', 'at least one output name', outputs);
-      for (const name of outputs) {
-        const i = typeof name === 'string' ? this.#outputIndex.get(name) : undefined;
-        if (i === undefined) {
-          throw new NimifyError('INVALID_ARGUMENT', `options.outputs: unknown output ${typeof name === 'string' ? `'${name}'` : describe(name)} (model outputs: ${[...this.#outputIndex.keys()].join(', ')})`);
-        }
-        if (call.outIndex.includes(i)) throw new NimifyError('INVALID_ARGUMENT', `options.outputs: output '${name}' listed twice`);
-        this.#addOutput(call, inDims, i, null);
-      }
+      for (const i of this.#namedOutputs(outputs)) this.#addOutput(call, inDims, i, null);
     } else if (isPlainObject(outputs)) {
       for (const name in outputs) {
         const i = this.#outputIndex.get(name);
@@ -245,22 +237,28 @@ export class IoPlan {
     return call;
   }
 
+  /** The model indices of options.outputs given as names: each known, none twice, at least one. */
+  #namedOutputs(outputs: readonly unknown[]): number[] {
+    if (outputs.length === 0) throw invalid('options.outputs', 'at least one output name', outputs);
+    const out: number[] = [];
+    for (const name of outputs) {
+      const i = typeof name === 'string' ? this.#outputIndex.get(name) : undefined;
+      if (i === undefined) {
+        throw new NimifyError('INVALID_ARGUMENT', `options.outputs: unknown output ${typeof name === 'string' ? `'${name}'` : describe(name)} (model outputs: ${[...this.#outputIndex.keys()].join(', ')})`);
+      }
+      if (out.includes(i)) throw new NimifyError('INVALID_ARGUMENT', `options.outputs: output '${name}' listed twice`);
+      out.push(i);
+    }
+    return out;
+  }
+
   /** A call whose outputs stay on the device: named outputs (or all), no buffers, no strings. */
   #deviceCall(inData: unknown[], inDims: (readonly number[])[], outputs: readonly string[] | Record<string, unknown> | undefined): NativeCall {
     let outIndex: number[];
     if (outputs === undefined) {
       outIndex = this.#allOutputs;
     } else if (Array.isArray(outputs)) {
-      if (outputs.length === 0) throw invalid('options.outputs', 'at least one output name', outputs);
-      outIndex = [];
-      for (const name of outputs) {
-        const i = typeof name === 'string' ? this.#outputIndex.get(name) : undefined;
-        if (i === undefined) {
-          throw new NimifyError('INVALID_ARGUMENT', `options.outputs: unknown output ${typeof name === 'string' ? `'${name}'` : describe(name)} (model outputs: ${[...this.#outputIndex.keys()].join(', ')})`);
-        }
-        if (outIndex.includes(i)) throw new NimifyError('INVALID_ARGUMENT', `options.outputs: output '${name}' listed twice`);
-        outIndex.push(i);
-      }
+      outIndex = this.#namedOutputs(outputs);
     } else {
       throw invalid('options.outputs', "an array of output names (buffers cannot be supplied with outputLocation 'device')", outputs);
     }
