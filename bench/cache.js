@@ -10,7 +10,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const autocannon = require('autocannon');
-const { ROOT, NIMIFY_ROOT, fmt } = require('./lib/common');
+const { ROOT, NIMIFY_ROOT, fmt, runIfMain } = require('./lib/common');
 const { benchModel } = require(path.join(ROOT, 'scripts', 'bench-models.js'));
 
 const { buildServer } = require(path.join(NIMIFY_ROOT, 'dist', 'server'));
@@ -94,9 +94,4 @@ function toMarkdown(report) {
 
 module.exports = { main, toMarkdown };
 
-if (require.main === module) {
-  main().then((r) => console.log(toMarkdown(r)), (err) => {
-    console.error(err);
-    process.exit(1);
-  });
-}
+runIfMain(module, module.exports);

@@ -11,7 +11,7 @@
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const autocannon = require('autocannon');
-const { ROOT, NIMIFY_ROOT, sleep, fmt } = require('./lib/common');
+const { ROOT, NIMIFY_ROOT, sleep, fmt, runIfMain } = require('./lib/common');
 const { startServer, guardChildren } = require('./lib/children');
 const { benchModel } = require(path.join(ROOT, 'scripts', 'bench-models.js'));
 
@@ -123,9 +123,4 @@ function toMarkdown(report) {
 
 module.exports = { main, toMarkdown, grpcLoad };
 
-if (require.main === module) {
-  main().then((r) => console.log(toMarkdown(r)), (err) => {
-    console.error(err);
-    process.exit(1);
-  });
-}
+runIfMain(module, module.exports);

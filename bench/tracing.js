@@ -17,7 +17,7 @@ const os = require('node:os');
 const path = require('node:path');
 const autocannon = require('autocannon');
 const { AlwaysOffSampler, BasicTracerProvider, BatchSpanProcessor } = require('@opentelemetry/sdk-trace-base');
-const { ROOT, NIMIFY_ROOT, fmt } = require('./lib/common');
+const { ROOT, NIMIFY_ROOT, fmt, runIfMain } = require('./lib/common');
 const { grpcLoad } = require('./grpc');
 
 const { buildServer, startGrpcServer } = require(path.join(NIMIFY_ROOT, 'dist', 'server'));
@@ -110,9 +110,4 @@ function toMarkdown(report) {
 
 module.exports = { main, toMarkdown };
 
-if (require.main === module) {
-  main().then((r) => console.log(toMarkdown(r)), (err) => {
-    console.error(err);
-    process.exit(1);
-  });
-}
+runIfMain(module, module.exports);

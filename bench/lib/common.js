@@ -44,4 +44,13 @@ const median = (xs) => {
 const fmt = (n) => (n === null || n === undefined ? '–' : n >= 1000 ? Math.round(n).toLocaleString('en-US') : String(n));
 const ms = (n) => (n === null || n === undefined ? '–' : n >= 100 ? String(Math.round(n)) : n.toFixed(n >= 10 ? 1 : 2));
 
-module.exports = { ROOT, NIMIFY_ROOT, sleep, nimifyVersion, prng, pct, median, fmt, ms };
+/** `node bench/<suite>.js`: runs the suite alone and prints its Markdown (exit 1 on failure). */
+function runIfMain(mod, suite) {
+  if (require.main !== mod) return;
+  suite.main().then((r) => console.log(suite.toMarkdown(r)), (err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
+
+module.exports = { ROOT, NIMIFY_ROOT, sleep, nimifyVersion, prng, pct, median, fmt, ms, runIfMain };
