@@ -6,7 +6,8 @@
 // through IoBinding (BoundRun): the upload is one copy from page-locked memory (ORT makes it,
 // synchronously, when the batch is bound), and results come back to
 // pinned memory or stay on the device (DeviceTensor). Each instance is its own ORT session, so
-// the CUDA provider gives each its own stream: N instances overlap copies and compute. The
+// the CUDA provider gives each its own stream: N instances can overlap copies and compute (by
+// design; unmeasured on hardware). The
 // scheduler only ever calls Execute.
 //
 // Threading: Execute runs on the instance's own scheduler thread, one batch at a time, so the

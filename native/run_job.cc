@@ -156,10 +156,14 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<Sess
   const auto& oos = core->outputs();
   int64_t n_in = 0, n_out = 0, predicted_mask = 0, flags = 0;
   if (!spec.Int(0, 1e6, &n_in) || !spec.Int(0, 1e6, &n_out) || !spec.Int(0, 2147483647, &predicted_mask) ||
-      !spec.Int(0, 1, &flags)) {
+      !spec.Int(0, 3, &flags)) {
     return fail(code::kInvalidArgument, "run(): malformed spec header");
   }
   const bool on_device = (flags & 1) != 0;
+  // Bit 1: some feed is a DeviceTensor. Only then is each input asked whether it is one (an
+  // InstanceOf per input otherwise on every request); a DeviceTensor sent without the bit is
+  // refused as data that is not a typed array.
+  const bool device_inputs = (flags & 2) != 0;
   if (on_device && route == Route::kSync) {
     return fail(code::kInvalidArgument, "device-resident outputs need infer(), not inferSync()");
   }
@@ -250,7 +254,7 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<Sess
     }
     Napi::Value data = in_data.Get(static_cast<uint32_t>(i));
     bool is_device = false;
-    if (std::shared_ptr<DeviceValue> dv = DeviceTensor::From(env, data, &is_device)) {
+    if (std::shared_ptr<DeviceValue> dv = device_inputs ? DeviceTensor::From(env, data, &is_device) : nullptr) {
       // A device-resident tensor: checked against the model and the spec, fed through a view of
       // its memory (no copy); the job keeps it alive and runs alone (nothing gathers device rows).
       const IoInfo& io = ios[i];

@@ -170,7 +170,8 @@ class RunJob : public Task {
   //                                          no buffer), dims...]. predictedMask bit i: output
   //                                          i's buffer came from a predicted shape and may be
   //                                          dropped if that shape turns out wrong. flags bit 0:
-  //                                          outputs stay on the device (outputs_on_device()).
+  //                                          outputs stay on the device (outputs_on_device());
+  //                                          bit 1: some input is a DeviceTensor.
   //                                          (SPEC_FLAGS in src/runtime/io-plan.ts)
   // Validates everything that matters for memory safety against the model; on failure throws a
   // JS error and returns null.

@@ -88,3 +88,22 @@ export function slotModel(rank: number): Buffer {
     ],
   });
 }
+
+/** Writes `content` at `rel` under `root`, making its folders (a model repository in a test). */
+export function writeFile(root: string, rel: string, content: Buffer | string): void {
+  const file = path.join(root, rel);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, content);
+}
+
+/** Runs `load` with NIMIFY_IO_BINDING=`knob` (read when a model loads), restoring the variable after. */
+export async function withIoBinding<T>(knob: string, load: () => Promise<T>): Promise<T> {
+  const before = process.env.NIMIFY_IO_BINDING;
+  process.env.NIMIFY_IO_BINDING = knob;
+  try {
+    return await load();
+  } finally {
+    if (before === undefined) delete process.env.NIMIFY_IO_BINDING;
+    else process.env.NIMIFY_IO_BINDING = before;
+  }
+}

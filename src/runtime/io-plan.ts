@@ -52,6 +52,8 @@ export interface NativeCall {
   outTensors: (Tensor | null)[];
   /** The outputs stay on the device (DeviceTensor results): SPEC_FLAGS.DEVICE_OUTPUTS. */
   deviceOutputs: boolean;
+  /** Some feed is a DeviceTensor (SPEC_FLAGS.DEVICE_INPUTS): only then does the addon look for one. */
+  deviceInputs: boolean;
   /**
    * The fetched outputs go to the addon in model order whatever order the caller named them in
    * (the order is part of a request's batch key: two requests for the same outputs share a
@@ -62,7 +64,7 @@ export interface NativeCall {
 }
 
 /** The spec header's flags word (native/run_job.h RunJob::Prepare). */
-export const SPEC_FLAGS = { DEVICE_OUTPUTS: 1 } as const;
+export const SPEC_FLAGS = { DEVICE_OUTPUTS: 1, DEVICE_INPUTS: 2 } as const;
 
 export function shapeText(shape: Array<number | string> | null): string {
   return shape ? `[${shape.map((d) => (d === -1 ? '?' : d)).join(', ')}]` : '(any shape)';
@@ -160,6 +162,7 @@ export class IoPlan {
     const inData: unknown[] = new Array(n);
     const inDims: (readonly number[])[] = new Array(n);
     let given = 0;
+    let deviceInputs = false;
     for (const name in feeds) {
       const i = this.#inputIndex.get(name);
       if (i === undefined) {
@@ -173,6 +176,7 @@ export class IoPlan {
         checkAgainst(this.#inputs[i], v, 'input');
         inData[i] = native;
         inDims[i] = v.dims;
+        deviceInputs = true;
         continue;
       }
       const t = v instanceof Tensor ? v : Tensor.from(v, `input '${name}'`);
@@ -188,7 +192,7 @@ export class IoPlan {
       }
     }
 
-    if (deviceOutputs) return this.#deviceCall(inData, inDims, outputs);
+    if (deviceOutputs) return this.#deviceCall(inData, inDims, deviceInputs, outputs);
     if (outputs === undefined) {
       // The usual call (every output, none supplied): arrays sized once, the index and name
       // lists shared by every such call (per-request JS cost is the library's throughput limit).
@@ -205,12 +209,12 @@ export class IoPlan {
         outData[i] = t === null ? null : (nativeData(t) as ArrayBufferView);
         outDims[i] = t === null ? null : t.dims;
       }
-      const call: NativeCall = { inData, inDims, outIndex: this.#allOutputs, outData, outDims, predicted, outNames: this.#allNames, outTensors, spec: this.#spec, deviceOutputs: false, order: null };
+      const call: NativeCall = { inData, inDims, outIndex: this.#allOutputs, outData, outDims, predicted, outNames: this.#allNames, outTensors, spec: this.#spec, deviceOutputs: false, deviceInputs, order: null };
       call.spec = this.#encode(call);
       return call;
     }
 
-    const call: NativeCall = { inData, inDims, outIndex: [], outData: [], outDims: [], predicted: 0, outNames: [], outTensors: [], spec: this.#spec, deviceOutputs: false, order: null };
+    const call: NativeCall = { inData, inDims, outIndex: [], outData: [], outDims: [], predicted: 0, outNames: [], outTensors: [], spec: this.#spec, deviceOutputs: false, deviceInputs, order: null };
     if (Array.isArray(outputs)) {
       for (const i of this.#namedOutputs(outputs)) this.#addOutput(call, inDims, i, null);
     } else if (isPlainObject(outputs)) {
@@ -253,7 +257,7 @@ export class IoPlan {
   }
 
   /** A call whose outputs stay on the device: named outputs (or all), no buffers, no strings. */
-  #deviceCall(inData: unknown[], inDims: (readonly number[])[], outputs: readonly string[] | Record<string, unknown> | undefined): NativeCall {
+  #deviceCall(inData: unknown[], inDims: (readonly number[])[], deviceInputs: boolean, outputs: readonly string[] | Record<string, unknown> | undefined): NativeCall {
     let outIndex: number[];
     if (outputs === undefined) {
       outIndex = this.#allOutputs;
@@ -269,7 +273,7 @@ export class IoPlan {
     const m = outIndex.length;
     const call: NativeCall = {
       inData, inDims, outIndex, outData: new Array(m).fill(null), outDims: new Array(m).fill(null), predicted: 0,
-      outNames: outIndex.map((i) => this.#outputs[i].info.name), outTensors: new Array(m).fill(null), spec: this.#spec, deviceOutputs: true, order: null,
+      outNames: outIndex.map((i) => this.#outputs[i].info.name), outTensors: new Array(m).fill(null), spec: this.#spec, deviceOutputs: true, deviceInputs, order: null,
     };
     inModelOrder(call);
     call.spec = this.#encode(call);
@@ -302,7 +306,7 @@ export class IoPlan {
     spec[k++] = call.inDims.length;
     spec[k++] = nOut;
     spec[k++] = call.predicted;
-    spec[k++] = call.deviceOutputs ? SPEC_FLAGS.DEVICE_OUTPUTS : 0;
+    spec[k++] = (call.deviceOutputs ? SPEC_FLAGS.DEVICE_OUTPUTS : 0) | (call.deviceInputs ? SPEC_FLAGS.DEVICE_INPUTS : 0);
     for (let i = 0; i < nOut; i++) spec[k++] = call.outIndex[i];
     for (const d of call.inDims) {
       spec[k++] = d.length;

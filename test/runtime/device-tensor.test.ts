@@ -14,7 +14,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { DeviceTensor, loadModel, NimifyError, Tensor, type LoadOptions, type Model, type TensorType } from '../../src';
-import { forceGC, model, slotModel } from '../helpers';
+import { forceGC, model, slotModel, withIoBinding } from '../helpers';
 
 const { encodeModel, rng } = require('../../scripts/onnx-writer.js') as {
   encodeModel: (g: unknown) => Buffer;
@@ -155,16 +155,7 @@ afterEach(async () => {
 });
 
 /** Loads with NIMIFY_IO_BINDING=always set for the load only. */
-async function loadIoBinding(source: string | Uint8Array, options?: LoadOptions): Promise<Model> {
-  const prev = process.env.NIMIFY_IO_BINDING;
-  process.env.NIMIFY_IO_BINDING = 'always';
-  try {
-    return await load(source, options);
-  } finally {
-    if (prev === undefined) delete process.env.NIMIFY_IO_BINDING;
-    else process.env.NIMIFY_IO_BINDING = prev;
-  }
-}
+const loadIoBinding = (source: string | Uint8Array, options?: LoadOptions): Promise<Model> => withIoBinding('always', () => load(source, options));
 
 /**
  * A batching config whose batch runs exactly when `rows` rows are queued (requests submitted in

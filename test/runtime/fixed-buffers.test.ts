@@ -12,7 +12,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceTensor, loadModel, NimifyError, Tensor, type LoadOptions, type Model } from '../../src';
-import { model } from '../helpers';
+import { model, withIoBinding } from '../helpers';
 
 const MLP = model('mlp_tiny.onnx'); // x float32 [batch, 64] → y float32 [batch, 10]
 const { encodeModel } = require('../../scripts/onnx-writer.js') as { encodeModel: (g: unknown) => Buffer };
@@ -25,16 +25,7 @@ const PASS = encodeModel({
   outputs: [{ name: 'y', dims: ['batch', 64] }],
 });
 
-async function loadFixed(path: string, options?: LoadOptions, knob = 'fixed'): Promise<Model> {
-  const before = process.env.NIMIFY_IO_BINDING;
-  process.env.NIMIFY_IO_BINDING = knob;
-  try {
-    return await loadModel(path, options);
-  } finally {
-    if (before === undefined) delete process.env.NIMIFY_IO_BINDING;
-    else process.env.NIMIFY_IO_BINDING = before;
-  }
-}
+const loadFixed = (source: string | Uint8Array, options?: LoadOptions, knob = 'fixed'): Promise<Model> => withIoBinding(knob, () => loadModel(source, options));
 
 const rows = (n: number, seed: number) => new Tensor('float32', Float32Array.from({ length: 64 * n }, (_, i) => Math.sin(i * 0.37 + seed * 1.9)), [n, 64]);
 
@@ -189,7 +180,7 @@ describe('fixed buffers (NIMIFY_IO_BINDING=fixed, the CUDA-graph path on the CPU
       outputs: [{ name: 'y', dims: [3, 2] }],
     });
     for (const options of [undefined, { batching: {} }, { batching: { maxBatchSize: 4, padToPreferred: true } }] as const) {
-      const s = await loadFixed(transpose as never, options);
+      const s = await loadFixed(transpose, options);
       try {
         for (const seed of [1, 2, 3]) {
           const x = new Tensor('float32', Float32Array.from({ length: 6 }, (_, i) => i * seed), [2, 3]);
@@ -239,7 +230,7 @@ describe('fixed buffers (NIMIFY_IO_BINDING=fixed, the CUDA-graph path on the CPU
       inputs: [{ name: 'a', dims: [3, 4] }, { name: 'b', dims: [5, 4] }],
       outputs: [{ name: 'y', dims: [1, 1] }],
     });
-    const p = await loadFixed(pair as never);
+    const p = await loadFixed(pair);
     try {
       for (const k of [1, 2]) {
         const { y } = await p.infer({ a: new Tensor('float32', new Float32Array(12).fill(k), [3, 4]), b: new Tensor('float32', new Float32Array(20).fill(1), [5, 4]) });
@@ -256,7 +247,7 @@ describe('fixed buffers (NIMIFY_IO_BINDING=fixed, the CUDA-graph path on the CPU
       inputs: [{ name: 'x', dims: ['n', 4] }],
       outputs: [{ name: 'y', dims: ['m', 4] }],
     });
-    await expect(loadFixed(renamed as never)).rejects.toMatchObject({
+    await expect(loadFixed(renamed)).rejects.toMatchObject({
       code: 'INVALID_ARGUMENT',
       message: "NIMIFY_IO_BINDING=fixed run on fixed buffers, but output 'y' has a first dim (m) that no input's first dim names, so its size is not known before the run",
     });

@@ -348,8 +348,8 @@ describe('bad input is rejected with a clear error and nothing breaks', () => {
     expect(call([x], [null], new Float32Array(4))).toMatch(/^INVALID_ARGUMENT: run\(inputData/);
     expect(call([x], [null], new Float64Array(1))).toMatch(/malformed spec header/);
     expect(call([x], [null], new Float64Array([1, 1, 0, 0, 0, 2, 1]))).toMatch(/input 'x': dims must be non-negative integers/);
-    // The flags word: bit 0 only (device-resident outputs), never with inferSync or a buffer.
-    expect(call([x], [null], spec([[1, 64]], [0], [null], 1, 2))).toMatch(/malformed spec header/);
+    // The flags word: bits 0 (device-resident outputs) and 1 (DeviceTensor inputs) only; outputs never on the device with inferSync.
+    expect(call([x], [null], spec([[1, 64]], [0], [null], 1, 4))).toMatch(/malformed spec header/);
     expect(call([x], [null], spec([[1, 64]], [0], [null], 1, 0.5))).toMatch(/malformed spec header/);
     expect(call([x], [null], spec([[1, 64]], [0], [null], 1, 1))).toMatch(/^INVALID_ARGUMENT: device-resident outputs need infer\(\), not inferSync\(\)/);
     expect(run([x], [[1, 63]])).toMatch(/INVALID_ARGUMENT: input 'x': expected shape \[batch, 64\], received \[1, 63\]/);

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildServer, ModelRepository } from '../../src/server';
-import { MODELS } from '../helpers';
+import { MODELS, writeFile } from '../helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { encodeModel, mlp } = require('../../scripts/onnx-writer.js') as { encodeModel: (g: unknown) => Buffer; mlp: (name: string, sizes: number[], seed?: number) => unknown };
@@ -17,11 +17,7 @@ const { encodeModel, mlp } = require('../../scripts/onnx-writer.js') as { encode
 let root: string;
 let apps: FastifyInstance[] = [];
 
-function put(rel: string, content: Buffer | string): void {
-  const file = path.join(root, rel);
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, content);
-}
+const put = (rel: string, content: Buffer | string): void => writeFile(root, rel, content);
 const fixture = (name: string) => fs.readFileSync(path.join(MODELS, name));
 /** A 64 → 10 MLP with the given seed: same interface as mlp_tiny, different weights. */
 const mlpBytes = (seed: number) => encodeModel(mlp('m', [64, 32, 10], seed));

@@ -10,17 +10,13 @@ import * as path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildServer } from '../../src/server';
-import { MODELS } from '../helpers';
+import { MODELS, writeFile } from '../helpers';
 
 let root: string;
 let app: FastifyInstance;
 let base: string;
 
-function put(rel: string, content: Buffer | string): void {
-  const file = path.join(root, rel);
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, content);
-}
+const put = (rel: string, content: Buffer | string): void => writeFile(root, rel, content);
 
 beforeAll(async () => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'nimify-stats-'));

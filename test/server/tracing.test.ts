@@ -24,7 +24,7 @@ import { startGrpcServer, type GrpcServer } from '../../src/server/grpc/server';
 import { checkPluginOptions } from '../../src/server/options';
 import { ATTR, SPAN, TRITON_EVENTS, TRACING_PACKAGES, checkTracingPackages } from '../../src/server/tracing';
 import { serveOptions, traceOption } from '../../src/cli/serve';
-import { MODELS, ROOT, model } from '../helpers';
+import { MODELS, ROOT, model, writeFile } from '../helpers';
 
 const exporter = new InMemorySpanExporter();
 const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
@@ -76,11 +76,7 @@ function expectTritonEvents(request: ReadableSpan): void {
   expect(times.at(-1)!).toBeLessThanOrEqual(ms(request.endTime) + 0.01);
 }
 
-function put(rel: string, data: string | Buffer): void {
-  const dest = path.join(root, rel);
-  fs.mkdirSync(path.dirname(dest), { recursive: true });
-  fs.writeFileSync(dest, data);
-}
+const put = (rel: string, data: string | Buffer): void => writeFile(root, rel, data);
 
 beforeAll(async () => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'nimify-trace-'));

@@ -18,7 +18,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { loadModel, type Model } from '../../src';
 import { buildServer } from '../../src/server';
 import { autoWarmup, completeConfig, planShapes, WARMUP_DIM, WARMUP_MAX_ELEMENTS, type ModelConfig } from '../../src/repository/config';
-import { MODELS, ROOT } from '../helpers';
+import { MODELS, ROOT, writeFile } from '../helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { encodeModel } = require('../../scripts/onnx-writer.js') as { encodeModel: (g: unknown) => Buffer };
@@ -41,11 +41,7 @@ afterEach(async () => {
   fs.rmSync(root, { recursive: true, force: true });
 });
 
-function put(rel: string, content: Buffer | string): void {
-  const file = path.join(root, rel);
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, content);
-}
+const put = (rel: string, content: Buffer | string): void => writeFile(root, rel, content);
 
 interface LogLine {
   level: number;
