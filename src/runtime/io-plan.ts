@@ -7,7 +7,11 @@
  * y[batch, 10]) — the plan allocates the output's typed array here and ORT writes into it: no
  * copy, and no native allocation or array building per call. Only outputs with data-dependent
  * shapes (and strings) come back through the addon's counted copy path.
+ *
+ * Small outputs share memory (OutputPool), as Node's small Buffers share its Buffer pool: their
+ * typed arrays are views of a shared ArrayBuffer that cannot be detached.
  */
+import { markAsUntransferable } from 'node:worker_threads';
 import { NimifyError } from './errors';
 import type { NativeResult, NativeDescription, NativeDeviceTensor, NativeIoInfo } from './binding';
 import { CTORS, isTensorType, Tensor, nativeData, type TensorDataMap, type TensorType, type TypedArrayCtor } from './tensor';
@@ -18,6 +22,45 @@ type TensorInfo = NativeIoInfo;
 
 /** Above this size a predicted output is allocated uninitialized (ORT overwrites every byte). */
 const ZERO_FILL_LIMIT = 64 * 1024;
+
+/**
+ * Where predicted outputs smaller than half a block live: views of one shared, zero-filled block
+ * (the rule and the sizes of Node's Buffer pool), so that a small model's request makes no
+ * ArrayBuffer of its own. An ArrayBuffer costs V8 a backing store, an external-memory
+ * registration and a sweep on collection: measured on the tiny MLP at 64 in flight (2-core VM,
+ * interleaved runs), the JS thread's CPU time per request fell ~20 % (medians 3.1–3.2 → 2.5–2.6
+ * µs) and throughput rose 15–25 % with the pool.
+ *
+ * What it means for a caller, as for pooled Buffers: `tensor.data.buffer` may hold other
+ * outputs too (always read it with the view's byteOffset/byteLength), and a kept result keeps
+ * its whole block (8 KiB) alive (`data.slice()` copies it out). Blocks are marked
+ * untransferable, so neither `postMessage(…, [buffer])`, `structuredClone(…, { transfer })` nor
+ * `buffer.transfer()` can detach memory that other requests' runs are still writing (Node 20
+ * copies such a buffer instead; Node ≥ 22 throws). Each view starts 16-byte aligned.
+ *
+ * JS thread only; one pool per process (the module's), never reused: a full block is left to
+ * the views that hold it, and the next output starts a new one.
+ */
+class OutputPool {
+  static readonly BLOCK_BYTES = 8 * 1024;
+  static readonly MAX_BYTES = OutputPool.BLOCK_BYTES / 2 - 1;
+  #block: ArrayBuffer | null = null;
+  #offset = 0;
+
+  /** A zero-filled `ctor` array of `count` elements (`bytes` ≤ MAX_BYTES) inside the current block. */
+  take(ctor: TypedArrayCtor, bytes: number, count: number): ArrayBufferView {
+    if (this.#block === null || this.#offset + bytes > OutputPool.BLOCK_BYTES) {
+      this.#block = new ArrayBuffer(OutputPool.BLOCK_BYTES);
+      markAsUntransferable(this.#block);
+      this.#offset = 0;
+    }
+    const view = new ctor(this.#block, this.#offset, count);
+    this.#offset = (this.#offset + bytes + 15) & ~15;
+    return view;
+  }
+}
+
+const outputPool = new OutputPool();
 
 /** How one output dim is known before a run: a constant, or dim `dim` of input `input`. */
 type DimSource = number | { input: number; dim: number };
@@ -360,10 +403,16 @@ export class IoPlan {
     }
     const ctor = plan.ctor as TypedArrayCtor;
     const bytes = count * ctor.BYTES_PER_ELEMENT;
-    // Small: a zero-filled array (cheapest to create) over its own ArrayBuffer — `new ctor(count)`
-    // would put one of at most 64 bytes on V8's heap, which the addon's first look at its memory
-    // must move off-heap (a second allocation and a copy). Large: uninitialized, unpooled memory.
-    const data = bytes <= ZERO_FILL_LIMIT ? new ctor(new ArrayBuffer(bytes), 0, count) : new ctor(Buffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer, 0, count);
+    // Small: a view of the shared pool (OutputPool). Middling: a zero-filled array (cheapest to
+    // create) over its own ArrayBuffer — never `new ctor(count)`, which would put one of at most
+    // 64 bytes on V8's heap, where the addon's first look at its memory must move it off-heap (a
+    // second allocation and a copy). Large: uninitialized, unpooled memory.
+    const data =
+      bytes <= OutputPool.MAX_BYTES
+        ? outputPool.take(ctor, bytes, count)
+        : bytes <= ZERO_FILL_LIMIT
+          ? new ctor(new ArrayBuffer(bytes), 0, count)
+          : new ctor(Buffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer, 0, count);
     return Tensor.fromNative(plan.info.type as TensorType, data as never, dims);
   }
 }

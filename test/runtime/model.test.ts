@@ -221,9 +221,10 @@ describe('memory: zero-copy in, in place or zero-copy out', () => {
     const before = mlp.stats();
     const a = await mlp.infer({ x: x64() });
     const b = mlp.inferSync({ x: x64(0.2, 3) });
-    expect(f32(a.y).buffer).not.toBe(f32(b.y).buffer);
-    expect(f32(a.y).byteOffset).toBe(0);
-    expect(f32(a.y).buffer.byteLength).toBe(40);
+    // Small outputs are views of a pooled block (test/runtime/output-pool.test.ts), each its own bytes.
+    expect(f32(a.y).byteLength).toBe(40);
+    expect(f32(b.y).byteLength).toBe(120);
+    if (f32(a.y).buffer === f32(b.y).buffer) expect(f32(b.y).byteOffset).toBeGreaterThanOrEqual(f32(a.y).byteOffset + 40);
     expect(b.y.dims).toEqual([3, 10]);
     const after = mlp.stats();
     expect(after.outputsZeroCopy - before.outputsZeroCopy).toBe(2);

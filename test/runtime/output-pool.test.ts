@@ -1,0 +1,88 @@
+/**
+ * Small predicted outputs share pooled blocks (src/runtime/io-plan.ts OutputPool): views of an
+ * 8 KiB ArrayBuffer, 16-byte aligned, below half a block; larger outputs get memory of their own.
+ * The blocks cannot be detached (other requests' runs may still be writing into them), and
+ * neighbouring views never spill into each other, whichever path wrote them (executor, batch
+ * scatter, inferSync).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadModel, Tensor, type Model } from '../../src';
+import { f32, maxAbsDiff, model } from '../helpers';
+
+const BLOCK = 8 * 1024;
+const x = (rows: number, seed: number): Tensor => new Tensor('float32', Float32Array.from({ length: rows * 64 }, (_, i) => Math.sin(i * 0.11 + seed)), [rows, 64]);
+
+let plain: Model;
+let batched: Model;
+
+beforeAll(async () => {
+  plain = await loadModel(model('mlp_tiny.onnx'));
+  batched = await loadModel(model('mlp_tiny.onnx'), { batching: { maxBatchSize: 64, maxQueueDelayMicros: 2000 } });
+});
+
+afterAll(async () => {
+  await plain?.dispose();
+  await batched?.dispose();
+});
+
+describe('pooled outputs', () => {
+  it('gives small outputs aligned, non-overlapping views of shared 8 KiB blocks', async () => {
+    const outs = [await plain.infer({ x: x(1, 1) }), plain.inferSync({ x: x(3, 2) }), await plain.infer({ x: x(2, 3) })].map((o) => f32(o.y));
+    expect(outs.map((d) => d.length)).toEqual([10, 30, 20]);
+    for (const d of outs) {
+      expect(d.buffer.byteLength).toBe(BLOCK);
+      expect(d.byteOffset % 16).toBe(0);
+    }
+    // Views of one block never overlap.
+    for (let i = 0; i < outs.length; i++) {
+      for (let j = i + 1; j < outs.length; j++) {
+        const [a, b] = [outs[i], outs[j]];
+        if (a.buffer !== b.buffer) continue;
+        expect(a.byteOffset + a.byteLength <= b.byteOffset || b.byteOffset + b.byteLength <= a.byteOffset).toBe(true);
+      }
+    }
+    // Consecutive small outputs come from the same block until it is full.
+    expect(outs[1].buffer).toBe(outs[0].buffer);
+  });
+
+  it('gives outputs of half a block or more memory of their own', async () => {
+    // 102 rows × 10 float32 = 4,080 B (pooled); 103 rows = 4,120 B (its own ArrayBuffer).
+    const small = f32((await plain.infer({ x: x(102, 4) })).y);
+    const large = f32((await plain.infer({ x: x(103, 5) })).y);
+    expect(small.buffer.byteLength).toBe(BLOCK);
+    expect(large.byteOffset).toBe(0);
+    expect(large.buffer.byteLength).toBe(103 * 10 * 4);
+  });
+
+  it('refuses to detach a pooled block: other outputs in it keep their values', async () => {
+    let a = f32((await plain.infer({ x: x(1, 6) })).y);
+    let b = f32((await plain.infer({ x: x(1, 7) })).y);
+    if (b.buffer !== a.buffer) [a, b] = [b, f32((await plain.infer({ x: x(1, 8) })).y)]; // a block ended between them
+    expect(b.buffer).toBe(a.buffer);
+    const before = Array.from(a);
+    const buf = b.buffer as ArrayBuffer;
+    // Node 20 copies an untransferable buffer named in a transfer list; Node >= 22 throws.
+    try {
+      structuredClone(buf, { transfer: [buf] });
+    } catch (err) {
+      expect((err as Error).name).toBe('DataCloneError');
+    }
+    const transfer = (buf as unknown as { transfer?: () => ArrayBuffer }).transfer;
+    if (typeof transfer === 'function') expect(() => transfer.call(buf)).toThrow(TypeError);
+    expect(buf.byteLength).toBe(BLOCK);
+    expect(Array.from(a)).toEqual(before);
+  });
+
+  it('keeps every request of concurrent batches to its own rows', async () => {
+    const n = 300;
+    const feeds = Array.from({ length: n }, (_, k) => x(1 + (k % 3), 100 + k));
+    const results = await Promise.all(feeds.map((f) => batched.infer({ x: f })));
+    expect(batched.stats().batches).toBeLessThan(n); // they did share batches
+    for (let k = 0; k < n; k++) {
+      const want = f32(plain.inferSync({ x: feeds[k] }).y);
+      const got = f32(results[k].y);
+      expect(got.length).toBe(want.length);
+      expect(maxAbsDiff(got, want)).toBeLessThan(1e-5);
+    }
+  });
+});
