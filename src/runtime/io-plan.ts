@@ -24,7 +24,8 @@ type TensorInfo = NativeIoInfo;
 const ZERO_FILL_LIMIT = 64 * 1024;
 
 /**
- * Where predicted outputs smaller than half a block live: views of one shared, zero-filled block
+ * Where predicted outputs smaller than half a block live, on a Node whose untransferable
+ * ArrayBuffers cannot be detached (OutputPool.usable): views of one shared, zero-filled block
  * (the rule and the sizes of Node's Buffer pool), so that a small model's request makes no
  * ArrayBuffer of its own. An ArrayBuffer costs V8 a backing store, an external-memory
  * registration and a sweep on collection: measured on the tiny MLP at 64 in flight (2-core VM,
@@ -36,20 +37,47 @@ const ZERO_FILL_LIMIT = 64 * 1024;
  * its whole block (8 KiB) alive (`data.slice()` copies it out). Blocks are marked
  * untransferable, so neither `postMessage(…, [buffer])`, `structuredClone(…, { transfer })` nor
  * `buffer.transfer()` can detach memory that other requests' runs are still writing (Node 20
- * copies such a buffer instead; Node ≥ 22 throws). Each view starts 16-byte aligned.
+ * has no transfer() and copies such a buffer when it is named in a transfer list; Node 24
+ * throws). Node 22 refuses the transfer lists but lets `transfer()` detach even an
+ * untransferable buffer (Node's own Buffer pool included): there the pool is not used and every
+ * output gets its own ArrayBuffer, as before the pool. Each view starts 16-byte aligned.
  *
  * JS thread only; one pool per process (the module's), never reused: a full block is left to
  * the views that hold it, and the next output starts a new one.
  */
-class OutputPool {
+export class OutputPool {
   static readonly BLOCK_BYTES = 8 * 1024;
-  static readonly MAX_BYTES = OutputPool.BLOCK_BYTES / 2 - 1;
+  /** Outputs of fewer bytes come from the pool (half a block); 0 where the pool is not used. */
+  static readonly LIMIT = OutputPool.#detachProof() ? OutputPool.BLOCK_BYTES / 2 : 0;
   #block: ArrayBuffer | null = null;
   #offset = 0;
 
-  /** A zero-filled `ctor` array of `count` elements (`bytes` ≤ MAX_BYTES) inside the current block. */
+  /**
+   * Whether a buffer marked untransferable stays attached through every way JS has to detach
+   * one: a transfer list (structuredClone, like postMessage) and ArrayBuffer.prototype.transfer().
+   * Tried once, on a probe.
+   */
+  static #detachProof(): boolean {
+    const attempts = [
+      (b: ArrayBuffer) => structuredClone(b, { transfer: [b] }),
+      (b: ArrayBuffer) => (b as unknown as { transfer?: () => ArrayBuffer }).transfer?.call(b),
+    ];
+    return attempts.every((attempt) => {
+      const probe = new ArrayBuffer(8);
+      markAsUntransferable(probe);
+      try {
+        attempt(probe);
+      } catch {
+        // Refused: what the pool needs.
+      }
+      return probe.byteLength === 8;
+    });
+  }
+
+  /** A zero-filled `ctor` array of `count` elements (`bytes` < LIMIT) inside the current block. */
   take(ctor: TypedArrayCtor, bytes: number, count: number): ArrayBufferView {
-    if (this.#block === null || this.#offset + bytes > OutputPool.BLOCK_BYTES) {
+    // (A detached block — impossible where the pool is used — would only start a new one.)
+    if (this.#block === null || this.#offset + bytes > OutputPool.BLOCK_BYTES || this.#block.byteLength === 0) {
       this.#block = new ArrayBuffer(OutputPool.BLOCK_BYTES);
       markAsUntransferable(this.#block);
       this.#offset = 0;
@@ -408,7 +436,7 @@ export class IoPlan {
     // 64 bytes on V8's heap, where the addon's first look at its memory must move it off-heap (a
     // second allocation and a copy). Large: uninitialized, unpooled memory.
     const data =
-      bytes <= OutputPool.MAX_BYTES
+      bytes < OutputPool.LIMIT
         ? outputPool.take(ctor, bytes, count)
         : bytes <= ZERO_FILL_LIMIT
           ? new ctor(new ArrayBuffer(bytes), 0, count)

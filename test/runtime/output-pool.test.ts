@@ -3,13 +3,28 @@
  * 8 KiB ArrayBuffer, 16-byte aligned, below half a block; larger outputs get memory of their own.
  * The blocks cannot be detached (other requests' runs may still be writing into them), and
  * neighbouring views never spill into each other, whichever path wrote them (executor, batch
- * scatter, inferSync).
+ * scatter, inferSync). On a Node where an untransferable buffer can still be detached (Node 22's
+ * ArrayBuffer.prototype.transfer()), there is no pool: every output has its own ArrayBuffer.
  */
+import { markAsUntransferable } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel, Tensor, type Model } from '../../src';
+import { OutputPool } from '../../src/runtime/io-plan';
 import { f32, maxAbsDiff, model } from '../helpers';
 
 const BLOCK = 8 * 1024;
+// What this Node allows, found out independently of the pool's own probe.
+const detachable = (() => {
+  const b = new ArrayBuffer(8);
+  markAsUntransferable(b);
+  try {
+    (b as unknown as { transfer?: () => ArrayBuffer }).transfer?.call(b);
+  } catch {
+    // refused
+  }
+  return b.byteLength === 0;
+})();
+const pooled = !detachable;
 const x = (rows: number, seed: number): Tensor => new Tensor('float32', Float32Array.from({ length: rows * 64 }, (_, i) => Math.sin(i * 0.11 + seed)), [rows, 64]);
 
 let plain: Model;
@@ -26,7 +41,17 @@ afterAll(async () => {
 });
 
 describe('pooled outputs', () => {
-  it('gives small outputs aligned, non-overlapping views of shared 8 KiB blocks', async () => {
+  it('is used exactly where pooled blocks cannot be detached', () => {
+    expect(OutputPool.LIMIT).toBe(pooled ? BLOCK / 2 : 0);
+  });
+
+  it.runIf(!pooled)('gives every output its own ArrayBuffer where a block could be detached', async () => {
+    const d = f32((await plain.infer({ x: x(1, 1) })).y);
+    expect(d.byteOffset).toBe(0);
+    expect(d.buffer.byteLength).toBe(40);
+  });
+
+  it.runIf(pooled)('gives small outputs aligned, non-overlapping views of shared 8 KiB blocks', async () => {
     const outs = [await plain.infer({ x: x(1, 1) }), plain.inferSync({ x: x(3, 2) }), await plain.infer({ x: x(2, 3) })].map((o) => f32(o.y));
     expect(outs.map((d) => d.length)).toEqual([10, 30, 20]);
     for (const d of outs) {
@@ -45,7 +70,7 @@ describe('pooled outputs', () => {
     expect(outs[1].buffer).toBe(outs[0].buffer);
   });
 
-  it('gives outputs of half a block or more memory of their own', async () => {
+  it.runIf(pooled)('gives outputs of half a block or more memory of their own', async () => {
     // 102 rows × 10 float32 = 4,080 B (pooled); 103 rows = 4,120 B (its own ArrayBuffer).
     const small = f32((await plain.infer({ x: x(102, 4) })).y);
     const large = f32((await plain.infer({ x: x(103, 5) })).y);
@@ -54,7 +79,7 @@ describe('pooled outputs', () => {
     expect(large.buffer.byteLength).toBe(103 * 10 * 4);
   });
 
-  it('refuses to detach a pooled block: other outputs in it keep their values', async () => {
+  it.runIf(pooled)('refuses to detach a pooled block: other outputs in it keep their values', async () => {
     let a = f32((await plain.infer({ x: x(1, 6) })).y);
     let b = f32((await plain.infer({ x: x(1, 7) })).y);
     if (b.buffer !== a.buffer) [a, b] = [b, f32((await plain.infer({ x: x(1, 8) })).y)]; // a block ended between them
