@@ -25,7 +25,7 @@ const ZERO_FILL_LIMIT = 64 * 1024;
 
 /**
  * Where predicted outputs smaller than half a block live, on a Node whose untransferable
- * ArrayBuffers cannot be detached (OutputPool.usable): views of one shared, zero-filled block
+ * ArrayBuffers cannot be detached (OutputPool.LIMIT > 0): views of one shared, zero-filled block
  * (the rule and the sizes of Node's Buffer pool), so that a small model's request makes no
  * ArrayBuffer of its own. An ArrayBuffer costs V8 a backing store, an external-memory
  * registration and a sweep on collection: measured on the tiny MLP at 64 in flight (2-core VM,
@@ -42,8 +42,9 @@ const ZERO_FILL_LIMIT = 64 * 1024;
  * untransferable buffer (Node's own Buffer pool included): there the pool is not used and every
  * output gets its own ArrayBuffer, as before the pool. Each view starts 16-byte aligned.
  *
- * JS thread only; one pool per process (the module's), never reused: a full block is left to
- * the views that hold it, and the next output starts a new one.
+ * One pool per JS thread (each worker thread loads this module anew), used by that thread only.
+ * Blocks are never reused: a full block is left to the views that hold it (the GC frees it with
+ * the last one), and the next output starts a new block.
  */
 export class OutputPool {
   static readonly BLOCK_BYTES = 8 * 1024;
