@@ -29,18 +29,19 @@ const ZERO_FILL_LIMIT = 64 * 1024;
  * (the rule and the sizes of Node's Buffer pool), so that a small model's request makes no
  * ArrayBuffer of its own. An ArrayBuffer costs V8 a backing store, an external-memory
  * registration and a sweep on collection: measured on the tiny MLP at 64 in flight (2-core VM,
- * interleaved runs), the JS thread's CPU time per request fell ~20 % (medians 3.1–3.2 → 2.5–2.6
- * µs) and throughput rose 15–25 % with the pool.
+ * interleaved runs with and without the pool), the JS thread's CPU time per request fell ~20 %
+ * (medians 3.1–3.2 → 2.5–2.6 µs on Node 20 while the pool still ran there; 3.2–4.7 → 2.7–3.7 µs
+ * on Node 24, a noisier day) and throughput rose 15–25 %.
  *
  * What it means for a caller, as for pooled Buffers: `tensor.data.buffer` may hold other
- * outputs too (always read it with the view's byteOffset/byteLength), and a kept result keeps
- * its whole block (8 KiB) alive (`data.slice()` copies it out). Blocks are marked
- * untransferable, so neither `postMessage(…, [buffer])`, `structuredClone(…, { transfer })` nor
- * `buffer.transfer()` can detach memory that other requests' runs are still writing (Node 20
- * has no transfer() and copies such a buffer when it is named in a transfer list; Node 24
- * throws). Node 22 refuses the transfer lists but lets `transfer()` detach even an
- * untransferable buffer (Node's own Buffer pool included): there the pool is not used and every
- * output gets its own ArrayBuffer, as before the pool. Each view starts 16-byte aligned.
+ * outputs too (always read it with the view's byteOffset/byteLength; cloning the view, as
+ * postMessage(view) does, copies the whole block), and a kept result keeps its whole block
+ * (8 KiB) alive (`data.slice()` copies it out). The block must never be detached while other
+ * requests' runs may still be writing into it, and N-API cannot forbid that: blocks are marked
+ * untransferable, and the pool is used only where that mark holds against every way to detach
+ * (#detachProof) — Node 24. Node 20 and 22 let a web byte stream (and 22 `transfer()`) detach
+ * even an untransferable buffer (Node's own Buffer pool included): there the pool is not used
+ * and every output gets its own ArrayBuffer, as before. Each view starts 16-byte aligned.
  *
  * One pool per JS thread (each worker thread loads this module anew), used by that thread only.
  * Blocks are never reused: a full block is left to the views that hold it (the GC frees it with
@@ -55,13 +56,20 @@ export class OutputPool {
 
   /**
    * Whether a buffer marked untransferable stays attached through every way JS has to detach
-   * one: a transfer list (structuredClone, like postMessage) and ArrayBuffer.prototype.transfer().
-   * Tried once, on a probe.
+   * one: a transfer list (structuredClone, like postMessage), ArrayBuffer.prototype.transfer()
+   * and transferToFixedLength(), and a web byte stream (enqueueing a view, or reading into one
+   * with a BYOB reader, transfers its buffer). Each is tried once, on a probe, synchronously
+   * (both byte-stream transfers happen inside the call). Node 24 refuses them all; Node 20 and
+   * 22 detach through byte streams (and 22 through transfer()).
    */
   static #detachProof(): boolean {
+    const method = (b: ArrayBuffer, name: string) => (b as unknown as Record<string, (() => ArrayBuffer) | undefined>)[name]?.call(b);
     const attempts = [
       (b: ArrayBuffer) => structuredClone(b, { transfer: [b] }),
-      (b: ArrayBuffer) => (b as unknown as { transfer?: () => ArrayBuffer }).transfer?.call(b),
+      (b: ArrayBuffer) => method(b, 'transfer'),
+      (b: ArrayBuffer) => method(b, 'transferToFixedLength'),
+      (b: ArrayBuffer) => new ReadableStream({ type: 'bytes', start: (c) => c.enqueue(new Uint8Array(b)) }),
+      (b: ArrayBuffer) => void new ReadableStream({ type: 'bytes' }).getReader({ mode: 'byob' }).read(new Uint8Array(b)).catch(() => undefined),
     ];
     return attempts.every((attempt) => {
       const probe = new ArrayBuffer(8);

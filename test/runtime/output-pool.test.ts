@@ -3,8 +3,9 @@
  * 8 KiB ArrayBuffer, 16-byte aligned, below half a block; larger outputs get memory of their own.
  * The blocks cannot be detached (other requests' runs may still be writing into them), and
  * neighbouring views never spill into each other, whichever path wrote them (executor, batch
- * scatter, inferSync). On a Node where an untransferable buffer can still be detached (Node 22's
- * ArrayBuffer.prototype.transfer()), there is no pool: every output has its own ArrayBuffer.
+ * scatter, inferSync). On a Node where an untransferable buffer can still be detached (Node 20
+ * and 22: web byte streams; 22: ArrayBuffer.prototype.transfer()), there is no pool: every output
+ * has its own ArrayBuffer.
  */
 import { markAsUntransferable } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,17 +14,21 @@ import { OutputPool } from '../../src/runtime/io-plan';
 import { f32, maxAbsDiff, model } from '../helpers';
 
 const BLOCK = 8 * 1024;
-// What this Node allows, found out independently of the pool's own probe.
-const detachable = (() => {
+// What this Node allows, found out here independently of the pool's own probe: a marked buffer
+// detached by transfer() (Node 22) or by a byte stream it is enqueued into (Node 20 and 22).
+const detachedBy = (attempt: (b: ArrayBuffer) => unknown): boolean => {
   const b = new ArrayBuffer(8);
   markAsUntransferable(b);
   try {
-    (b as unknown as { transfer?: () => ArrayBuffer }).transfer?.call(b);
+    attempt(b);
   } catch {
     // refused
   }
   return b.byteLength === 0;
-})();
+};
+const detachable =
+  detachedBy((b) => (b as unknown as { transfer?: () => ArrayBuffer }).transfer?.call(b)) ||
+  detachedBy((b) => new ReadableStream({ type: 'bytes', start: (c) => c.enqueue(new Uint8Array(b)) }));
 const pooled = !detachable;
 const x = (rows: number, seed: number): Tensor => new Tensor('float32', Float32Array.from({ length: rows * 64 }, (_, i) => Math.sin(i * 0.11 + seed)), [rows, 64]);
 
@@ -86,7 +91,7 @@ describe('pooled outputs', () => {
     expect(b.buffer).toBe(a.buffer);
     const before = Array.from(a);
     const buf = b.buffer as ArrayBuffer;
-    // Node 20 copies an untransferable buffer named in a transfer list; Node >= 22 throws.
+    // Refused (DataCloneError) where the pool is used.
     try {
       structuredClone(buf, { transfer: [buf] });
     } catch (err) {
@@ -94,6 +99,8 @@ describe('pooled outputs', () => {
     }
     const transfer = (buf as unknown as { transfer?: () => ArrayBuffer }).transfer;
     if (typeof transfer === 'function') expect(() => transfer.call(buf)).toThrow(TypeError);
+    // A byte stream transfers what is enqueued into it: refused for a pooled block.
+    expect(() => new ReadableStream({ type: 'bytes', start: (c) => c.enqueue(b) })).toThrow(TypeError);
     expect(buf.byteLength).toBe(BLOCK);
     expect(Array.from(a)).toEqual(before);
   });
