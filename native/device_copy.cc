@@ -176,7 +176,7 @@ Failure DeviceCopier::Copy(const OrtValue* src, OrtValue* dst, const std::string
     return f;
   }
   const std::string route = " (from " + LocationOf(from) + " to " + LocationOf(to) + ")";
-  std::shared_lock<std::shared_mutex> capture(CaptureLock());
+  std::shared_lock<std::shared_mutex> capture = SharedDeviceCalls(true);
   if (via_ == Via::kCopyTensors) return FromOrtStatus(g_ort->CopyTensors(Env(), &src, &dst, nullptr, 1), what + route);
   OrtSession* session = Session(&f);
   if (f) {

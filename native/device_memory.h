@@ -75,6 +75,10 @@ class DeviceMemory {
 // lock exclusively (Instance::RunFixed); every other run on a device and every device copy
 // holds it shared. Process-wide, never destroyed.
 std::shared_mutex& CaptureLock();
+// The shared hold every device run and copy takes (nothing for a session on the host).
+inline std::shared_lock<std::shared_mutex> SharedDeviceCalls(bool on_device) {
+  return on_device ? std::shared_lock<std::shared_mutex>(CaptureLock()) : std::shared_lock<std::shared_mutex>();
+}
 
 // Host memory (the CPU's, and a device's pinned / host-accessible memory) that any thread may
 // read with memcpy.

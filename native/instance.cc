@@ -69,9 +69,7 @@ void Instance::Execute(Batch& batch, SessionCore& stats, Timing* timing, CopyCou
   for (size_t i = 0; i < index.size(); ++i) names[i] = core_->output_names()[index[i]];
   std::vector<OrtValue*> outputs(index.size(), nullptr);
   const Clock::time_point t1 = Clock::now();
-  // Device work shares the capture lock with other device work (a graph capture excludes it).
-  std::shared_lock<std::shared_mutex> device_calls(CaptureLock(), std::defer_lock);
-  if (core_->on_device()) device_calls.lock();
+  std::shared_lock<std::shared_mutex> device_calls = SharedDeviceCalls(core_->on_device());
   if (bound) {
     // Host results come back into the session's host memory (pinned on a GPU) and are scattered
     // from there; device results stay where the run left them.
@@ -216,9 +214,8 @@ Failure Instance::RunFixed(Fixed* fixed, OrtRunOptions* run_options, SessionCore
   // capture lock alone; later runs replay and share it with other device work.
   const bool may_capture = core_->cuda_graph() && fixed->runs < kCaptureRuns;
   std::unique_lock<std::shared_mutex> alone(CaptureLock(), std::defer_lock);
-  std::shared_lock<std::shared_mutex> shared(CaptureLock(), std::defer_lock);
   if (may_capture) alone.lock();
-  else if (!IsHostMemory(core_->memory().device())) shared.lock();
+  std::shared_lock<std::shared_mutex> shared = SharedDeviceCalls(!may_capture && core_->on_device());
   fixed->runs++;
   const Clock::time_point t1 = Clock::now();
   f = bound_.RunInto(*core_, run_options, fixed->inputs.data(), core_->output_names(), core_->outputs().size(),
@@ -234,8 +231,6 @@ Failure Instance::ExecuteFixedAlone(RunJob* job, OrtRunOptions* run_options, Ses
   Failure f;
   if (job->cancel_code() != nullptr) return f;  // cancelled while queued: no run
   if ((f = job->Materialize())) return f;
-  // Its size: dim 0 of its inputs, which must agree (a model without a batch dim: its declared
-  // dims, which TypeScript and Prepare checked), and every other dim the declared one.
   // Its size: dim 0 of the inputs whose first dim the model leaves dynamic, which must agree
   // (0 when every first dim is declared: one set of buffers). Every other dim is the declared
   // one (TypeScript and Prepare checked them).

@@ -633,9 +633,7 @@ bool RunJob::DropPredicted(size_t o) {
 void RunJob::ExecuteOn(const std::shared_ptr<SessionCore>& core_ptr, OrtRunOptions* run_options) {
   if (cancel_code_.load() != nullptr) return;  // cancelled while queued: skip the run entirely
   SessionCore& core = *core_ptr;
-  // Device work shares the capture lock with other device work (a graph capture excludes it).
-  std::shared_lock<std::shared_mutex> device_calls(CaptureLock(), std::defer_lock);
-  if (core.on_device()) device_calls.lock();
+  std::shared_lock<std::shared_mutex> device_calls = SharedDeviceCalls(core.on_device());
   const char* names[kMaxInlineOutputs];
   std::vector<const char*> many;
   const char** output_names = names;

@@ -59,6 +59,12 @@ export function invalidArg(fn: () => unknown, pattern: RegExp): void {
   throw new Error('expected an INVALID_ARGUMENT error');
 }
 
+/** A one-node model written on the fly: x float32 `xDims` → y = op(x) float32 `yDims`. */
+export function unaryModel(name: string, op: string, xDims: Array<number | string>, yDims: Array<number | string>, attrs?: Record<string, unknown>): Buffer {
+  const { encodeModel } = require('../scripts/onnx-writer.js') as { encodeModel: (g: unknown) => Buffer };
+  return encodeModel({ name, nodes: [{ op, inputs: ['x'], outputs: ['y'], ...(attrs ? { attrs } : {}) }], initializers: [], inputs: [{ name: 'x', dims: xDims }], outputs: [{ name: 'y', dims: yDims }] });
+}
+
 /**
  * The "slots" model of the I/O-slot tests (io-slots.test.ts, device-tensor.test.ts), written on
  * the fly: x float32 [batch, 1 × (rank - 2), 2] → same = Identity(x); zeros =

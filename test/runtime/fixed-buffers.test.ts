@@ -12,18 +12,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceTensor, loadModel, NimifyError, Tensor, type LoadOptions, type Model } from '../../src';
-import { model, withIoBinding } from '../helpers';
+import { model, unaryModel, withIoBinding } from '../helpers';
 
 const MLP = model('mlp_tiny.onnx'); // x float32 [batch, 64] → y float32 [batch, 10]
 const { encodeModel } = require('../../scripts/onnx-writer.js') as { encodeModel: (g: unknown) => Buffer };
 /** pass: x float32 [batch, 64] → y = x: makes DeviceTensors that fit MLP's input. */
-const PASS = encodeModel({
-  name: 'pass',
-  nodes: [{ op: 'Identity', inputs: ['x'], outputs: ['y'] }],
-  initializers: [],
-  inputs: [{ name: 'x', dims: ['batch', 64] }],
-  outputs: [{ name: 'y', dims: ['batch', 64] }],
-});
+const PASS = unaryModel('pass', 'Identity', ['batch', 64], ['batch', 64]);
 
 const loadFixed = (source: string | Uint8Array, options?: LoadOptions, knob = 'fixed'): Promise<Model> => withIoBinding(knob, () => loadModel(source, options));
 
@@ -172,13 +166,7 @@ describe('fixed buffers (NIMIFY_IO_BINDING=fixed, the CUDA-graph path on the CPU
     }
     // A model whose every dim is fixed, so it has no batch dim (the usual CUDA-graph model): its
     // declared shapes, an output's first dim included (y is [3, 2] for x [2, 3]).
-    const transpose = encodeModel({
-      name: 'static',
-      nodes: [{ op: 'Transpose', inputs: ['x'], outputs: ['y'], attrs: { perm: [1, 0] } }],
-      initializers: [],
-      inputs: [{ name: 'x', dims: [2, 3] }],
-      outputs: [{ name: 'y', dims: [3, 2] }],
-    });
+    const transpose = unaryModel('static', 'Transpose', [2, 3], [3, 2], { perm: [1, 0] });
     for (const options of [undefined, { batching: {} }, { batching: { maxBatchSize: 4, padToPreferred: true } }] as const) {
       const s = await loadFixed(transpose, options);
       try {
@@ -240,13 +228,7 @@ describe('fixed buffers (NIMIFY_IO_BINDING=fixed, the CUDA-graph path on the CPU
       await p.dispose();
     }
     // An output whose dynamic first dim no input's first dim names cannot be sized before a lone run.
-    const renamed = encodeModel({
-      name: 'renamed',
-      nodes: [{ op: 'Identity', inputs: ['x'], outputs: ['y'] }],
-      initializers: [],
-      inputs: [{ name: 'x', dims: ['n', 4] }],
-      outputs: [{ name: 'y', dims: ['m', 4] }],
-    });
+    const renamed = unaryModel('renamed', 'Identity', ['n', 4], ['m', 4]);
     await expect(loadFixed(renamed)).rejects.toMatchObject({
       code: 'INVALID_ARGUMENT',
       message: "NIMIFY_IO_BINDING=fixed run on fixed buffers, but output 'y' has a first dim (m) that no input's first dim names, so its size is not known before the run",
