@@ -17,6 +17,7 @@ const FIXTURES = path.join(__dirname, '..', 'test', 'fixtures', 'models');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const INFLIGHT = [1, 8, 64];
 const RESOLUTION_MS = 1;
+const INLINE_BELOW_US = 100;
 
 function pct(sorted, p) {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] : 0;
@@ -85,11 +86,15 @@ async function benchModelThroughput(c, quick) {
   const ortX = data.map((d) => new ort.Tensor('float32', d, c.dims));
   const plain = await loadModel(c.file);
   const batched = await loadModel(c.file, { batching: { maxBatchSize: 64, maxQueueDelayMicros: c.delayCapUs, adaptive: true } });
+  // The same, with batches predicted to compute in ≤ 100 µs run on the JS thread at the end of
+  // the turn that queued them (`inlineBelowMicros`, what `nimify serve` sets): no thread hops.
+  const inline = await loadModel(c.file, { batching: { maxBatchSize: 64, maxQueueDelayMicros: c.delayCapUs, adaptive: true, inlineBelowMicros: INLINE_BELOW_US } });
   const nx = data.map((d) => new Tensor('float32', d, c.dims));
   const engines = {
     'onnxruntime-node': (i) => ortSession.run({ x: ortX[i] }),
     'nimify (no batching)': (i) => plain.infer({ x: nx[i] }),
     'nimify (batching)': (i) => batched.infer({ x: nx[i] }),
+    'nimify (batching, inline)': (i) => inline.infer({ x: nx[i] }),
   };
   const timing = quick ? { warmupMs: c.warmupMs / 2, durationMs: c.durationMs / 3 } : c;
   const rows = [];
@@ -118,10 +123,12 @@ async function benchModelThroughput(c, quick) {
     console.error(`  ${c.name} @${inflight}: ${Object.entries(row.engines).map(([k, v]) => `${k} ${v.samplesPerSec}/s`).join(', ')}, ideal ${ideal}/s`);
   }
   const stats = batched.stats();
+  const inlineStats = inline.stats();
   await plain.dispose();
   await batched.dispose();
+  await inline.dispose();
   await ortSession.release();
-  return { model: c.name, dims: c.dims, rows, batchSizeHistogram: stats.batchSizeHistogram };
+  return { model: c.name, dims: c.dims, rows, batchSizeHistogram: stats.batchSizeHistogram, inlineBatches: inlineStats.inlineBatches, inlineModelBatches: inlineStats.batches };
 }
 
 /**
@@ -204,19 +211,23 @@ const fmt = (n) => (n >= 1000 ? Math.round(n).toLocaleString('en-US') : String(n
 
 function toMarkdown(report) {
   const lines = [
-    'Samples/s with C batch-1 requests in flight (closed loop); × = ratio to onnxruntime-node; ideal = one onnxruntime-node call of batch C; ELD = event-loop delay p99 (ms).',
+    `Samples/s with C batch-1 requests in flight (closed loop); × = ratio to onnxruntime-node; ideal = one onnxruntime-node call of batch C; ELD = event-loop delay p99 (ms). "batching + inline": the same batching with \`inlineBelowMicros: ${INLINE_BELOW_US}\` (\`nimify serve\`'s setting): a batch predicted to compute in ≤ ${INLINE_BELOW_US} µs runs on the JS thread at the end of its turn (inline batches / all batches of that model after the three C values).`,
     '',
-    '| model | C | onnxruntime-node | ELD | nimify, no batching | ELD | nimify, batching | × | × ideal | ELD | ideal |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| model | C | onnxruntime-node | ELD | nimify, no batching | ELD | nimify, batching | × | × ideal | ELD | batching + inline | × | × ideal | ELD | ideal |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const t of report.throughput) {
     for (const r of t.rows) {
       const o = r.engines['onnxruntime-node'];
       const p = r.engines['nimify (no batching)'];
       const b = r.engines['nimify (batching)'];
-      lines.push(`| ${t.model} | ${r.inflight} | ${fmt(o.samplesPerSec)} | ${o.eventLoopDelayP99Ms} | ${fmt(p.samplesPerSec)} | ${p.eventLoopDelayP99Ms} | ${fmt(b.samplesPerSec)} | ${b.ratioVsOrtNode} | ${b.ratioVsIdeal} | ${b.eventLoopDelayP99Ms} | ${fmt(r.idealSamplesPerSec)} |`);
+      const i = r.engines['nimify (batching, inline)'];
+      const inl = i ? `${fmt(i.samplesPerSec)} | ${i.ratioVsOrtNode} | ${i.ratioVsIdeal} | ${i.eventLoopDelayP99Ms}` : '– | – | – | –';
+      lines.push(`| ${t.model} | ${r.inflight} | ${fmt(o.samplesPerSec)} | ${o.eventLoopDelayP99Ms} | ${fmt(p.samplesPerSec)} | ${p.eventLoopDelayP99Ms} | ${fmt(b.samplesPerSec)} | ${b.ratioVsOrtNode} | ${b.ratioVsIdeal} | ${b.eventLoopDelayP99Ms} | ${inl} | ${fmt(r.idealSamplesPerSec)} |`);
     }
   }
+  const inlineCounts = report.throughput.filter((t) => t.inlineModelBatches !== undefined).map((t) => `${t.model}: ${fmt(t.inlineBatches)} / ${fmt(t.inlineModelBatches)}`);
+  if (inlineCounts.length > 0) lines.push('', `Inline batches / all batches (batching + inline): ${inlineCounts.join('; ')}.`);
   lines.push('', 'Queue delay: mean latency with one request every few ms (sparse), samples/s at 64 in flight (dense); medians of interleaved rounds.', '', '| model | setting | sparse mean ms | sparse p99 ms | dense samples/s | dense p99 ms |', '|---|---|---:|---:|---:|---:|');
   for (const d of report.delays) {
     for (const s of d.settings) lines.push(`| ${d.model} (sparse: 1 per ${d.sparseGapMs} ms) | ${s.setting} | ${s.sparseMeanMs} | ${s.sparseP99Ms} | ${fmt(s.denseSamplesPerSec)} | ${s.denseP99Ms} |`);

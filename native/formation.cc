@@ -31,9 +31,9 @@ void Estimator::OnBatch(int64_t rows, double compute_us, const BatchingConfig& c
   // session's first, allocating run (half its weight per batch).
   const double per_row = compute_us / size;
   row_cost_us = row_cost_us < 0 ? per_row : row_cost_us + (per_row - row_cost_us) / 2;
-  if (!config.adaptive) return;
-  // Decayed least squares of compute time against rows: the intercept is the fixed cost of a
-  // run. Bounded by [1 µs, the mean run time] so a noisy fit cannot make it absurd.
+  // Decayed least squares of compute time against rows (with or without the adaptive delay: the
+  // inline decision reads it too): the intercept is the fixed cost of a run, bounded by [1 µs,
+  // the mean run time] so a noisy fit cannot make it absurd; the slope the cost of each row.
   const double x = size, y = compute_us, d = 0.95;
   s0 = s0 * d + 1;
   sx = sx * d + x;
@@ -42,12 +42,26 @@ void Estimator::OnBatch(int64_t rows, double compute_us, const BatchingConfig& c
   sxy = sxy * d + x * y;
   const double mean = sy / s0;
   double a = mean;
+  slope_us = -1;
   const double den = s0 * sxx - sx * sx;
   if (den > 0.25 * s0 * s0) {  // the recent batch sizes vary (std dev > 0.5 rows)
     const double b = (s0 * sxy - sx * sy) / den;
-    if (b > 0) a = (sy - b * sx) / s0;
+    if (b > 0) {
+      a = (sy - b * sx) / s0;
+      slope_us = b;
+    }
   }
   fixed_cost_us = std::clamp(a, 1.0, std::max(1.0, mean));
+}
+
+double Estimator::PredictComputeUs(int64_t rows) const {
+  if (row_cost_us < 0) return -1;
+  const double r = static_cast<double>(std::max<int64_t>(rows, 1));
+  // The fit describes runs of the sizes recently seen; the EWMA only the latest ones. A batch
+  // much larger than those seen (b × rows dominates) is predicted by the fit's slope, which a
+  // mix of lone requests and full batches measures better than an average per row does.
+  if (slope_us > 0) return fixed_cost_us + slope_us * r;
+  return row_cost_us * r;
 }
 
 double Estimator::BurstPauseUs(const BatchingConfig& config) const {

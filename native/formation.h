@@ -54,6 +54,7 @@ struct Estimator {
   SteadyTime last_arrival{};
   double burst_share = 0;     // p: share of recent arrivals less than `a` after the previous one
   double fixed_cost_us = -1;  // a: fixed cost of one run; -1 until the first batch is measured
+  double slope_us = -1;       // b: compute per row from the same fit; -1 while batch sizes do not vary
   double row_cost_us = -1;    // recent compute per row (EWMA); -1 until a batch ran
   double typical_rows = 0;    // EWMA of recent batch sizes (rows)
   double burst_gap_us = 0;    // EWMA of the gaps between arrivals inside bursts (< a)
@@ -70,6 +71,10 @@ struct Estimator {
   // The queue delay in effect now (µs): the configured one, or adaptive's current estimate (0
   // while arrivals are sparse). For stats.
   double DelayUs(const BatchingConfig& config) const;
+  // Predicted compute (µs) of one run of `rows` rows, for the inline decision: a + b × rows from
+  // the fit while recent batch sizes vary, else recent compute per row × rows. -1 while no batch
+  // has been measured.
+  double PredictComputeUs(int64_t rows) const;
   // Predicted queue wait (µs) of a request with `rows_ahead` rows queued before it, on
   // `instances` instances: rows_ahead × row_cost_us / instances (see scheduler.h, "Admission").
   // -1 while no batch has been measured.

@@ -162,7 +162,9 @@ Napi::Value Scheduler::Submit(Napi::Env env, RunJob::Ptr job, double cancel_id, 
     if (level == 1) queued_rows_high_ += rows;
     if (qs.deadline != Clock::time_point::max()) deadlines_++;
     notify = NeedsWake();
-    alone = queued() == 1 && in_flight_ == 0;
+    // Requests that come in groups (recent batches hold ≥ 2 rows: a closed loop of C clients
+    // sends its C requests back together) are not alone even when first: the group follows.
+    alone = queued() == 1 && in_flight_ == 0 && !(config_.adaptive && batchable_ && est_.typical_rows >= 1.5);
   }
   if (!notify) return promise;
   // Deferred to the end of this loop turn (deferred_wake.h) so that the requests a turn
@@ -277,12 +279,12 @@ bool Scheduler::RunInline(napi_env env) {
   bool go = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_ || queued() == 0 || est_.row_cost_us < 0) return false;
-    // Predicted compute of what the queue holds: the recent cost per row × rows (pessimistic for
-    // large batches, which amortise the fixed cost; never optimistic).
-    // The rows the run would compute: padded as PrepareRun will pad them.
-    const double rows = static_cast<double>(PaddedRows(std::min<int64_t>(std::max<int64_t>(queued_rows_, 1), config_.max_batch_size)));
-    if (est_.row_cost_us * rows > config_.inline_below_us) return false;
+    if (stopping_ || queued() == 0) return false;
+    // Predicted compute of what the queue holds (Estimator::PredictComputeUs), for the rows the
+    // run would compute: padded as PrepareRun will pad them.
+    const int64_t rows = PaddedRows(std::min<int64_t>(std::max<int64_t>(queued_rows_, 1), config_.max_batch_size));
+    const double predicted_us = est_.PredictComputeUs(rows);
+    if (predicted_us < 0 || predicted_us > config_.inline_below_us) return false;  // (< 0: nothing measured yet)
     Clock::time_point wake = Clock::time_point::max();
     go = Form(Clock::now(), &batch, &dropped, &wake, true);
     if (go) {

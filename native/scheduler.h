@@ -6,9 +6,13 @@
 //
 // Wakes are deferred to the end of the loop turn (deferred_wake.h): the requests one turn
 // delivers cost one wake together. At that point, with `inline_below_us` set, a batch whose
-// predicted compute (recent cost per row × rows) is that cheap runs on the JS thread itself,
-// on its own Instance over the primary session, and its promises settle right there: no thread
-// hop either way. Models too slow for that keep the instance threads.
+// predicted compute (Estimator::PredictComputeUs: the fit's a + b × rows while recent batch
+// sizes vary, else recent cost per row × rows) is that cheap runs on the JS thread itself, on
+// its own Instance over the primary session, and its promises settle right there: no thread
+// hop either way. A lone request (the first of its turn, nothing queued or running) runs inline
+// at once, inside Submit, unless recent batches held several rows (typical_rows ≥ 1.5 with the
+// adaptive delay): then the rest of its group is coming in the same turn and it waits for them.
+// Models too slow for that keep the instance threads.
 //
 // Batch formation (one instance thread at a time looks at the queue, under `mu_`; the rules are
 // encoded once, in the pure function formation::Form of formation.h, unit-tested with a fake
@@ -46,7 +50,7 @@
 // R — rows queued ahead of it: every queued row for a normal request, the high-priority rows
 //     for a high one (each job counts max(rows, 1), as `queued_rows_`);
 // c — recent compute time per row: the EWMA over recent batches of (gather + run + scatter) /
-//     rows, the estimate the inline path uses; with no batch measured yet nothing is predicted
+//     rows (the inline path falls back to it too); with no batch measured yet nothing is predicted
 //     and only the depth bound applies;
 // I — instances, which drain the queue in parallel.
 // Batches running now are not counted (their remaining time is unknown), so W leans low while

@@ -334,6 +334,33 @@ void EstimatorUpdates() {
   CHECK_EQ(Estimator().DelayUs(fixed), 1234.0);
 }
 
+void ComputePrediction() {
+  // The inline decision's prediction, with or without the adaptive delay.
+  for (bool adaptive : {true, false}) {
+    BatchingConfig config;
+    config.adaptive = adaptive;
+    Estimator est;
+    CHECK_EQ(est.PredictComputeUs(64), -1.0);  // nothing measured yet
+    // One size only (a closed loop of 64): the slope is unknown; per row × rows.
+    for (int i = 0; i < 20; ++i) est.OnBatch(64, 64 * 2.0, config, true);
+    CHECK_EQ(est.slope_us, -1.0);
+    CHECK(std::fabs(est.PredictComputeUs(64) - 128) < 1e-9);
+    CHECK(std::fabs(est.PredictComputeUs(32) - 64) < 1e-9);
+    // Lone requests between full batches (a run costs 5 µs + 0.7 µs per row): the fit predicts
+    // the full batch (49.8 µs) where the average per row, dragged up by the lone runs' fixed
+    // cost, would predict several times that.
+    for (int i = 0; i < 60; ++i) {
+      est.OnBatch(1, 5.7, config, true);
+      est.OnBatch(64, 5 + 0.7 * 64, config, true);
+    }
+    CHECK(std::fabs(est.PredictComputeUs(64) - 49.8) < 0.5);
+    CHECK(std::fabs(est.PredictComputeUs(1) - 5.7) < 0.5);
+    est.OnBatch(1, 5.7, config, true);
+    CHECK(est.row_cost_us * 64 > 150);  // what the per-row average alone would have said
+    CHECK(std::fabs(est.PredictComputeUs(64) - 49.8) < 0.5);
+  }
+}
+
 void ExpiryDrop() {
   Fixture f;
   f.Add("old", 1, 0, 0).deadline = T(500);
@@ -413,6 +440,7 @@ int main() {
   FixedDelayFromHeadArrival();
   AdaptiveReadiness();
   EstimatorUpdates();
+  ComputePrediction();
   ExpiryDrop();
   JobsThatRunAlone();
   ScratchIsReused();

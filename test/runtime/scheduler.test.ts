@@ -242,6 +242,36 @@ describe('dynamic batching: results', () => {
     await Promise.all([ref, m, e, slow].map((x) => x.dispose()));
   });
 
+  it('inlineBelowMicros: requests that come in groups run as one inline batch, the first not alone', async () => {
+    const rnd = random(12);
+    const ref = await loadModel(model('mlp_tiny.onnx'));
+    const m = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, batching: { maxBatchSize: 16, inlineBelowMicros: 200_000 } });
+    // Eight clients in a closed loop: each round's eight requests arrive in one turn. Once recent
+    // batches hold several rows, the first request of a round no longer runs alone (which would
+    // split every round into 1 + 7 rows).
+    const round = async () => {
+      const xs = Array.from({ length: 8 }, () => mlpInput(rnd, 1));
+      const outs = await Promise.all(xs.map((x) => m.infer({ x })));
+      for (let i = 0; i < xs.length; i++) expect(outs[i].y.data).toEqual(ref.inferSync({ x: xs[i] }).y.data);
+    };
+    for (let r = 0; r < 6; r++) await round();
+    const before = m.stats();
+    for (let r = 0; r < 5; r++) await round();
+    const after = m.stats();
+    const delta = Object.fromEntries(Object.entries(after.batchSizeHistogram).map(([k, v]) => [k, v - (before.batchSizeHistogram[k] ?? 0)]).filter(([, v]) => v !== 0));
+    expect(delta).toEqual({ 8: 5 });
+    expect(after.inlineBatches - before.inlineBatches).toBe(5);
+    expect(after.wakes).toBe(before.wakes);
+    // A lone client afterwards: its requests are alone again once recent batches hold one row.
+    for (let i = 0; i < 8; i++) await m.infer({ x: mlpInput(rnd, 1) });
+    const lone = m.stats();
+    const x1 = mlpInput(rnd, 1);
+    expect((await m.infer({ x: x1 })).y.data).toEqual(ref.inferSync({ x: x1 }).y.data);
+    expect(m.stats().inlineBatches - lone.inlineBatches).toBe(1);
+    expect(m.stats().wakes).toBe(lone.wakes);
+    await Promise.all([ref, m].map((x) => x.dispose()));
+  });
+
   it('a request submitted from any loop phase runs, and the process exits when it is done', async () => {
     // A child process with nothing else to keep its loop alive: timers, immediates, close
     // callbacks, microtasks and nextTick each submit; a lost wake would hang it until the timeout.
