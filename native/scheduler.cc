@@ -176,7 +176,7 @@ Napi::Value Scheduler::Submit(Napi::Env env, RunJob::Ptr job, double cancel_id, 
     // The first request of a turn, alone: when it is cheap enough to run inline it runs now
     // rather than at the end of the turn (a lone client gets its answer in this same callback).
     // Later requests of the turn find the wake pending and are batched at the end of the turn.
-    if (alone && inline_ != nullptr) RunInline(env);
+    if (alone && inline_ != nullptr) RunInline(env, true);
     return promise;
   }
   {
@@ -199,7 +199,7 @@ bool Scheduler::NeedsWake() const {
 void Scheduler::WakeDeferred(napi_env env) {
   wake_deferred_ = false;
   if (env != nullptr && inline_ != nullptr) {
-    while (RunInline(env)) {
+    while (RunInline(env, false)) {
     }
   }
   bool notify;
@@ -273,7 +273,7 @@ void Scheduler::Shutdown(const char* c) {
   }
 }
 
-bool Scheduler::RunInline(napi_env env) {
+bool Scheduler::RunInline(napi_env env, bool settle_here) {
   Batch batch;
   std::vector<RunJob*> dropped;
   bool go = false;
@@ -294,7 +294,11 @@ bool Scheduler::RunInline(napi_env env) {
       for (RunJob* job : batch.jobs) job->queueing().running_in = &batch;
     }
   }
-  RunJob::CompleteOnJsThread(env, dropped.data(), dropped.size());
+  auto settle = [&](std::vector<RunJob*>& jobs) {
+    if (settle_here) RunJob::CompleteOnJsThread(env, jobs.data(), jobs.size());
+    else RunJob::PostCompleted(jobs.data(), jobs.size());
+  };
+  settle(dropped);
   if (!go) return !dropped.empty();
   Instance::Timing timing;
   CopyCounts counts;
@@ -308,7 +312,7 @@ bool Scheduler::RunInline(napi_env env) {
     Record(batch, timing, counts);
     inline_batches_++;
   }
-  RunJob::CompleteOnJsThread(env, batch.jobs.data(), batch.jobs.size());
+  settle(batch.jobs);
   return true;
 }
 

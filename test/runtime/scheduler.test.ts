@@ -272,6 +272,40 @@ describe('dynamic batching: results', () => {
     await Promise.all([ref, m].map((x) => x.dispose()));
   });
 
+  it('inlineBelowMicros: a closed loop of clients on inline batches still lets the event loop turn', async () => {
+    // Clients that answer every result with a new request: each settlement brings the next
+    // turn's deferred wake. Settled inside that wake's own callback, the batches chained back to
+    // back inside one loop phase (Node dispatches up to 1,000 threadsafe-function messages per
+    // callback) and timers waited for all of them. Counted in loop iterations, not time: the
+    // inline batches that run between two consecutive check phases (setImmediate).
+    const m = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, batching: { maxBatchSize: 16, inlineBelowMicros: 200_000 } });
+    const rnd = random(13);
+    const xs = Array.from({ length: 16 }, () => mlpInput(rnd, 1));
+    await Promise.all(xs.map((x) => m.infer({ x }))); // measured: inline from now on
+    let stop = false;
+    const clients = xs.map(async (x) => {
+      while (!stop) await m.infer({ x });
+    });
+    let last = m.stats().inlineBatches;
+    let most = 0;
+    let turns = 0;
+    await new Promise<void>((resolve) => {
+      const check = () => {
+        const now = m.stats().inlineBatches;
+        most = Math.max(most, now - last);
+        last = now;
+        if (++turns < 200) setImmediate(check);
+        else resolve();
+      };
+      setImmediate(check);
+    });
+    stop = true;
+    await Promise.all(clients);
+    expect(m.stats().inlineBatches).toBeGreaterThan(50); // the clients did run inline meanwhile
+    expect(most).toBeLessThanOrEqual(4);
+    await m.dispose();
+  });
+
   it('a request submitted from any loop phase runs, and the process exits when it is done', async () => {
     // A child process with nothing else to keep its loop alive: timers, immediates, close
     // callbacks, microtasks and nextTick each submit; a lost wake would hang it until the timeout.
