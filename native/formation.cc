@@ -23,9 +23,10 @@ void Estimator::OnArrival(SteadyTime now, const BatchingConfig& config) {
   last_arrival = now;
 }
 
-void Estimator::OnBatch(int64_t rows, double compute_us, const BatchingConfig& config, bool batchable, int64_t computed_rows) {
+void Estimator::OnBatch(int64_t rows, double compute_us, bool batchable, int64_t computed_rows) {
   const double requested = static_cast<double>(rows > 0 ? rows : 1);
-  if (config.adaptive && batchable) typical_rows += (requested - typical_rows) / 4;
+  // (With or without the adaptive delay: the inline path's lone-request rule reads it too.)
+  if (batchable) typical_rows += (requested - typical_rows) / 4;
   const double size = computed_rows > 0 ? static_cast<double>(computed_rows) : requested;
   // Recent compute per row, for the inline decision and admission: an EWMA quick to forget a
   // session's first, allocating run (half its weight per batch).

@@ -65,7 +65,7 @@ struct Estimator {
   // A batch of `rows` rows (1 for a job that ran alone) took `compute_us` (gather + run + scatter),
   // computing `computed_rows` rows (more than `rows` when padded; -1: `rows`). Batch sizes
   // (typical_rows) follow the requests' rows; the cost estimates follow the computed ones.
-  void OnBatch(int64_t rows, double compute_us, const BatchingConfig& config, bool batchable, int64_t computed_rows = -1);
+  void OnBatch(int64_t rows, double compute_us, bool batchable, int64_t computed_rows = -1);
   // The pause that ends a burst (µs), for a batch that already has its typical size.
   double BurstPauseUs(const BatchingConfig& config) const;
   // The queue delay in effect now (µs): the configured one, or adaptive's current estimate (0

@@ -164,7 +164,7 @@ Napi::Value Scheduler::Submit(Napi::Env env, RunJob::Ptr job, double cancel_id, 
     notify = NeedsWake();
     // Requests that come in groups (recent batches hold ≥ 2 rows: a closed loop of C clients
     // sends its C requests back together) are not alone even when first: the group follows.
-    alone = queued() == 1 && in_flight_ == 0 && !(config_.adaptive && batchable_ && est_.typical_rows >= 1.5);
+    alone = queued() == 1 && in_flight_ == 0 && !(batchable_ && est_.typical_rows >= 1.5);
   }
   if (!notify) return promise;
   // Deferred to the end of this loop turn (deferred_wake.h) so that the requests a turn
@@ -390,7 +390,7 @@ void Scheduler::Record(const Batch& batch, const Instance::Timing& t, const Copy
   padding_rows_ += static_cast<uint64_t>(std::max<int64_t>(batch.padded_rows - batch.rows, 0));
   // The estimates model compute, which the padded shape decides.
   const int64_t computed = std::max<int64_t>(batch.padded_rows, static_cast<int64_t>(size));
-  est_.OnBatch(static_cast<int64_t>(size), compute_us, config_, batchable_, computed);
+  est_.OnBatch(static_cast<int64_t>(size), compute_us, batchable_, computed);
 }
 
 void Scheduler::TraceBatch(const Batch& batch, const Instance::Timing& t, int instance) {

@@ -8,12 +8,12 @@
 // delivers cost one wake together. At that point, with `inline_below_us` set, a batch whose
 // predicted compute (Estimator::PredictComputeUs: the fit's a + b × rows while recent batch
 // sizes vary, else recent cost per row × rows) is that cheap runs on the JS thread itself, on
-// its own Instance over the primary session: no thread hop either way. A lone request's
-// promise settles inside infer(); an end-of-turn batch's through the completion channel, in a
-// later dispatch of the same loop (RunInline says why). A lone request (the first of its turn, nothing queued or running) runs inline
-// at once, inside Submit, unless recent batches held several rows (typical_rows ≥ 1.5 with the
-// adaptive delay): then the rest of its group is coming in the same turn and it waits for them.
-// Models too slow for that keep the instance threads.
+// its own Instance over the primary session: no thread hop either way. A lone request (the
+// first of its turn, nothing queued or running) runs inline at once, inside Submit, and its
+// promise settles there, unless recent batches held several rows (typical_rows ≥ 1.5): then
+// the rest of its group is coming in the same turn and it waits for them. An end-of-turn
+// batch's promises settle through the completion channel, in a later dispatch of the same loop
+// (RunInline says why). Models too slow for that keep the instance threads.
 //
 // Batch formation (one instance thread at a time looks at the queue, under `mu_`; the rules are
 // encoded once, in the pure function formation::Form of formation.h, unit-tested with a fake

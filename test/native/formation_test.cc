@@ -318,7 +318,7 @@ void EstimatorUpdates() {
   CHECK_EQ(est.DelayUs(config), 0.0);
   // Batches costing 100 µs + 10 µs per row: the fit's intercept is the fixed cost.
   for (int round = 0; round < 10; ++round) {
-    for (int rows = 1; rows <= 8; ++rows) est.OnBatch(rows, 100 + 10.0 * rows, config, true);
+    for (int rows = 1; rows <= 8; ++rows) est.OnBatch(rows, 100 + 10.0 * rows, true);
   }
   CHECK(std::fabs(est.fixed_cost_us - 100) < 1);
   // Compute per row: an EWMA over recent batches (the last one was 8 rows for 180 µs).
@@ -335,30 +335,32 @@ void EstimatorUpdates() {
 }
 
 void ComputePrediction() {
-  // The inline decision's prediction, with or without the adaptive delay.
-  for (bool adaptive : {true, false}) {
-    BatchingConfig config;
-    config.adaptive = adaptive;
-    Estimator est;
-    CHECK_EQ(est.PredictComputeUs(64), -1.0);  // nothing measured yet
-    // One size only (a closed loop of 64): the slope is unknown; per row × rows.
-    for (int i = 0; i < 20; ++i) est.OnBatch(64, 64 * 2.0, config, true);
-    CHECK_EQ(est.slope_us, -1.0);
-    CHECK(std::fabs(est.PredictComputeUs(64) - 128) < 1e-9);
-    CHECK(std::fabs(est.PredictComputeUs(32) - 64) < 1e-9);
-    // Lone requests between full batches (a run costs 5 µs + 0.7 µs per row): the fit predicts
-    // the full batch (49.8 µs) where the average per row, dragged up by the lone runs' fixed
-    // cost, would predict several times that.
-    for (int i = 0; i < 60; ++i) {
-      est.OnBatch(1, 5.7, config, true);
-      est.OnBatch(64, 5 + 0.7 * 64, config, true);
-    }
-    CHECK(std::fabs(est.PredictComputeUs(64) - 49.8) < 0.5);
-    CHECK(std::fabs(est.PredictComputeUs(1) - 5.7) < 0.5);
-    est.OnBatch(1, 5.7, config, true);
-    CHECK(est.row_cost_us * 64 > 150);  // what the per-row average alone would have said
-    CHECK(std::fabs(est.PredictComputeUs(64) - 49.8) < 0.5);
+  // The inline decision's prediction (the same with or without the adaptive delay: batches
+  // update the estimates either way).
+  Estimator est;
+  CHECK_EQ(est.PredictComputeUs(64), -1.0);  // nothing measured yet
+  // One size only (a closed loop of 64): the slope is unknown; per row × rows.
+  for (int i = 0; i < 20; ++i) est.OnBatch(64, 64 * 2.0, true);
+  CHECK_EQ(est.slope_us, -1.0);
+  CHECK(std::fabs(est.PredictComputeUs(64) - 128) < 1e-9);
+  CHECK(std::fabs(est.PredictComputeUs(32) - 64) < 1e-9);
+  CHECK(est.typical_rows > 63);
+  // Lone requests between full batches (a run costs 5 µs + 0.7 µs per row): the fit predicts
+  // the full batch (49.8 µs) where the average per row, dragged up by the lone runs' fixed
+  // cost, would predict several times that.
+  for (int i = 0; i < 60; ++i) {
+    est.OnBatch(1, 5.7, true);
+    est.OnBatch(64, 5 + 0.7 * 64, true);
   }
+  CHECK(std::fabs(est.PredictComputeUs(64) - 49.8) < 0.5);
+  CHECK(std::fabs(est.PredictComputeUs(1) - 5.7) < 0.5);
+  est.OnBatch(1, 5.7, true);
+  CHECK(est.row_cost_us * 64 > 150);  // what the per-row average alone would have said
+  CHECK(std::fabs(est.PredictComputeUs(64) - 49.8) < 0.5);
+  // Jobs that cannot share a run leave typical_rows alone.
+  const double typical = est.typical_rows;
+  est.OnBatch(1, 5.7, false);
+  CHECK_EQ(est.typical_rows, typical);
 }
 
 void ExpiryDrop() {

@@ -242,10 +242,10 @@ describe('dynamic batching: results', () => {
     await Promise.all([ref, m, e, slow].map((x) => x.dispose()));
   });
 
-  it('inlineBelowMicros: requests that come in groups run as one inline batch, the first not alone', async () => {
+  it.each([true, false])('inlineBelowMicros: requests that come in groups run as one inline batch, the first not alone (adaptive: %s)', async (adaptive) => {
     const rnd = random(12);
     const ref = await loadModel(model('mlp_tiny.onnx'));
-    const m = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, batching: { maxBatchSize: 16, inlineBelowMicros: 200_000 } });
+    const m = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, batching: { maxBatchSize: 16, inlineBelowMicros: 200_000, adaptive } });
     // Eight clients in a closed loop: each round's eight requests arrive in one turn. Once recent
     // batches hold several rows, the first request of a round no longer runs alone (which would
     // split every round into 1 + 7 rows).
