@@ -36,6 +36,13 @@ class DeferredWakes {
   static void Create(napi_env env, const std::shared_ptr<EnvState>& state);
   // JS thread: wake `s` at the end of this loop turn. The pending wake holds a reference.
   void Add(std::shared_ptr<Scheduler> s);
+  // JS thread: sets EnvState::microtask_mark until the env's next microtask checkpoint, by
+  // queueing a native function that clears it. A promise settled just before this call reaches
+  // its caller's continuation after that checkpoint's earlier jobs, so: a request submitted while
+  // the mark is set comes from the same synchronous stretch of JS as the settlement (a loop
+  // submitting a burst), one submitted after it cleared may be the caller answering its result
+  // (a sequential client). If queueing fails the mark stays set until the next message here.
+  static void MarkUntilMicrotasks(napi_env env);
 
  private:
   DeferredWakes() = default;

@@ -50,6 +50,10 @@ struct EnvState {
   // (freed by its threadsafe function's finalizer, which sets this back to nullptr), null if it
   // could not be created.
   DeferredWakes* wakes = nullptr;
+  // Set by DeferredWakes::MarkUntilMicrotasks, cleared by the env's next microtask checkpoint (or
+  // the next DeferredWakes message, a later loop callback): while set, the promise settlements
+  // of the current synchronous stretch of JS have not reached their callers yet.
+  bool microtask_mark = false;
 
   // shared: executor threads and the JS thread. `executing` counts jobs handed to the Executor
   // that have not yet been posted back; env teardown waits for it to reach zero so that ORT
@@ -69,6 +73,10 @@ struct AddonData {
   std::shared_ptr<EnvState> state = std::make_shared<EnvState>();
   Napi::FunctionReference session_ctor;
   Napi::FunctionReference device_tensor_ctor;  // DeviceTensor (device_tensor.h): made by results, checked on feeds
+  // DeferredWakes::MarkUntilMicrotasks: the global queueMicrotask, and the native function it
+  // queues (clears EnvState::microtask_mark; its data is `state`, which this struct outlives).
+  Napi::FunctionReference queue_microtask;
+  Napi::FunctionReference clear_microtask_mark;
 };
 
 inline AddonData* GetAddonData(Napi::Env env) { return env.GetInstanceData<AddonData>(); }

@@ -170,13 +170,22 @@ Napi::Value Scheduler::Submit(Napi::Env env, RunJob::Ptr job, double cancel_id, 
   // Deferred to the end of this loop turn (deferred_wake.h) so that the requests a turn
   // delivers cost one wake together; the wake happens before the loop can block.
   if (DeferredWakes* wakes = state_->wakes) {
-    if (wake_deferred_) return promise;
-    wake_deferred_ = true;
-    wakes->Add(shared_from_this());
-    // The first request of a turn, alone: when it is cheap enough to run inline it runs now
-    // rather than at the end of the turn (a lone client gets its answer in this same callback).
-    // Later requests of the turn find the wake pending and are batched at the end of the turn.
-    if (alone && inline_ != nullptr) RunInline(env, true);
+    if (!wake_deferred_) {
+      wake_deferred_ = true;
+      wakes->Add(shared_from_this());
+      turn_started_ = now;
+    }
+    // A lone request, cheap enough, runs inline now rather than at the end of the turn (a lone
+    // client gets its answer in this same callback) — if the results of the last one it ran
+    // have reached their callers since (the microtask mark is clear: this is not the rest of a
+    // burst that one loop is submitting, which waits and is batched at the end of the turn),
+    // and while this turn has run lone requests for at most inline_below_us (a sequential
+    // client chains them in microtasks; past that it waits for the end of the turn, so the
+    // loop moves on).
+    if (alone && inline_ != nullptr && !state_->microtask_mark &&
+        Micros(now - turn_started_).count() <= config_.inline_below_us && RunInline(env, true)) {
+      DeferredWakes::MarkUntilMicrotasks(env);
+    }
     return promise;
   }
   {

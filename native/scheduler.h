@@ -180,6 +180,7 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   std::unordered_set<Batch*> running_;
   bool stopping_ = false;
   bool wake_deferred_ = false;  // JS thread only: a wake is pending in EnvState::wakes
+  Clock::time_point turn_started_{};  // JS thread only: the first Submit since the last deferred wake
   size_t untimed_waiters_ = 0;  // instance threads sleeping until notified
   bool spinning_ = false;       // one idle instance thread polls `arrivals_` before sleeping
   std::atomic<uint64_t> arrivals_{0};

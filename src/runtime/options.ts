@@ -92,9 +92,10 @@ export interface BatchingOptions {
   batchDim?: boolean;
   /**
    * Run a batch on the JS thread itself, at the end of the event-loop turn that queued it, when
-   * its predicted compute time (measured online) is at most this many µs. Default 0 (never:
-   * infer() always runs off the main thread). For tiny models a run is shorter than the two
-   * thread hops it saves; `nimify serve` uses 100.
+   * its predicted compute time (measured online) is at most this many µs; a lone request runs
+   * inside infer() (a sequential client, for up to this many µs per loop turn). Default 0
+   * (never: infer() always runs off the main thread). For tiny models a run is shorter than the
+   * two thread hops it saves; `nimify serve` uses 100.
    */
   inlineBelowMicros?: number;
   /**

@@ -272,6 +272,55 @@ describe('dynamic batching: results', () => {
     await Promise.all([ref, m].map((x) => x.dispose()));
   });
 
+  it('inlineBelowMicros: a sequential client runs inline request after request, for at most the bound per loop turn', async () => {
+    const rnd = random(14);
+    const x = mlpInput(rnd, 1);
+    const ref = await loadModel(model('mlp_tiny.onnx'));
+    const expected = ref.inferSync({ x }).y.data;
+    // Counts loop iterations (check phases) while `work` runs.
+    const iterationsDuring = async (work: () => Promise<void>) => {
+      let iterations = 0;
+      let stop = false;
+      const tick = () => {
+        if (stop) return;
+        iterations++;
+        setImmediate(tick);
+      };
+      setImmediate(tick);
+      await work();
+      stop = true;
+      return iterations;
+    };
+    const sequential = (m: Awaited<ReturnType<typeof loadModel>>, n: number) => async () => {
+      for (let i = 0; i < n; i++) expect((await m.infer({ x })).y.data).toEqual(expected);
+    };
+    // A generous bound: each result reaches the client, whose next request runs inline at once
+    // (the results of the previous one have been delivered: not a burst), all in one stretch.
+    const wide = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, batching: { maxBatchSize: 16, inlineBelowMicros: 200_000 } });
+    // Measured: inline from now on, once the instance thread that ran this is asleep again (an
+    // awake one takes the next request itself).
+    const asleep = () => new Promise((r) => setTimeout(r, 20));
+    await wide.infer({ x });
+    await asleep();
+    let before = wide.stats();
+    expect(await iterationsDuring(sequential(wide, 30))).toBeLessThanOrEqual(2);
+    let after = wide.stats();
+    expect(after.inlineBatches - before.inlineBatches).toBe(30);
+    expect(after.batchSizeHistogram[1] - before.batchSizeHistogram[1]).toBe(30);
+    expect(after.wakes).toBe(before.wakes);
+    // A tight bound (µs of lone requests per loop turn): the same client now yields to the loop
+    // every few hundred µs — 3,000 requests take milliseconds on any machine — and still runs
+    // its requests inline (all but any that a slow moment on a busy machine predicts above 300 µs).
+    const tight = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, batching: { maxBatchSize: 16, inlineBelowMicros: 300 } });
+    await tight.infer({ x });
+    await asleep();
+    before = tight.stats();
+    expect(await iterationsDuring(sequential(tight, 3000))).toBeGreaterThanOrEqual(3);
+    after = tight.stats();
+    expect(after.inlineBatches - before.inlineBatches).toBeGreaterThan(2900);
+    await Promise.all([ref, wide, tight].map((m) => m.dispose()));
+  });
+
   it('inlineBelowMicros: a closed loop of clients on inline batches still lets the event loop turn', async () => {
     // Clients that answer every result with a new request: each settlement brings the next
     // turn's deferred wake. Settled inside that wake's own callback, the batches chained back to
