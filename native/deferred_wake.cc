@@ -7,44 +7,83 @@ namespace nimify {
 
 namespace {
 
-napi_value ClearMicrotaskMark(napi_env env, napi_callback_info info) {
-  void* data = nullptr;
-  if (napi_get_cb_info(env, info, nullptr, nullptr, nullptr, &data) == napi_ok && data != nullptr) {
-    static_cast<EnvState*>(data)->microtask_mark = false;
+bool QueueMicrotask(napi_env raw_env, const Napi::FunctionReference& fn) {
+  AddonData* data = GetAddonData(Napi::Env(raw_env));
+  if (data->queue_microtask.IsEmpty() || fn.IsEmpty()) return false;
+  napi_value global = nullptr;
+  napi_value arg = fn.Value();
+  if (napi_get_global(raw_env, &global) == napi_ok &&
+      napi_call_function(raw_env, global, data->queue_microtask.Value(), 1, &arg, nullptr) == napi_ok) {
+    return true;
   }
+  // (A pending exception would surface in the caller's JS: drop it.)
+  napi_value ignored = nullptr;
+  napi_get_and_clear_last_exception(raw_env, &ignored);
+  return false;
+}
+
+EnvState* StateOf(napi_env env, napi_callback_info info) {
+  void* data = nullptr;
+  return napi_get_cb_info(env, info, nullptr, nullptr, nullptr, &data) == napi_ok ? static_cast<EnvState*>(data) : nullptr;
+}
+
+// Queued by MarkLoneRun. The lone run settled its promise before infer() returned it, so
+// infer()'s own reaction (attached after the return) is queued after this: one hop more.
+napi_value OnLoneSettled(napi_env env, napi_callback_info info) {
+  EnvState* state = StateOf(env, info);
+  if (state == nullptr) return nullptr;
+  if (!QueueMicrotask(env, GetAddonData(Napi::Env(env))->lone_delivered) && state->lone_awaiting > 0) {
+    state->lone_awaiting--;
+  }
+  return nullptr;
+}
+
+// Queued by OnLoneSettled, after infer()'s reaction: the caller's `await` continuation is next.
+napi_value OnLoneDelivered(napi_env env, napi_callback_info info) {
+  EnvState* state = StateOf(env, info);
+  if (state == nullptr) return nullptr;
+  if (state->lone_awaiting > 0) state->lone_awaiting--;
+  state->lone_delivered = true;
+  if (QueueMicrotask(env, GetAddonData(Napi::Env(env))->lone_trailing)) state->lone_trailing++;
+  return nullptr;
+}
+
+// Queued by OnLoneDelivered: after the continuations that result's delivery ran.
+napi_value OnLoneTrailing(napi_env env, napi_callback_info info) {
+  EnvState* state = StateOf(env, info);
+  if (state == nullptr) return nullptr;
+  if (state->lone_trailing > 0) state->lone_trailing--;
+  if (state->lone_awaiting == 0 && state->lone_trailing == 0) state->lone_delivered = false;
   return nullptr;
 }
 
 }  // namespace
 
-void DeferredWakes::MarkUntilMicrotasks(napi_env raw_env) {
-  Napi::Env env(raw_env);
-  AddonData* data = GetAddonData(env);
-  data->state->microtask_mark = true;
-  if (data->queue_microtask.IsEmpty() || data->clear_microtask_mark.IsEmpty()) return;
-  napi_value global = nullptr;
-  napi_value fn = data->clear_microtask_mark.Value();
-  if (napi_get_global(raw_env, &global) != napi_ok ||
-      napi_call_function(raw_env, global, data->queue_microtask.Value(), 1, &fn, nullptr) != napi_ok) {
-    // (A pending exception would surface in the caller's JS: drop it; the mark just stays set.)
-    napi_value ignored = nullptr;
-    napi_get_and_clear_last_exception(raw_env, &ignored);
-  }
+void DeferredWakes::MarkLoneRun(napi_env env) {
+  EnvState* state = GetAddonData(Napi::Env(env))->state.get();
+  state->lone_awaiting++;
+  QueueMicrotask(env, GetAddonData(Napi::Env(env))->lone_settled);
 }
 
 void DeferredWakes::Create(napi_env env, const std::shared_ptr<EnvState>& state) {
-  // The microtask mark's two functions (optional: without them the mark clears at the next
-  // message instead).
+  // MarkLoneRun's functions (optional: without them nothing runs inline after the first lone
+  // request of a turn).
   {
     Napi::Env e(env);
     AddonData* data = GetAddonData(e);
     Napi::Value qm = e.Global().Get("queueMicrotask");
-    napi_value clear = nullptr;
+    napi_value settled = nullptr, delivered = nullptr, trailing = nullptr;
     if (!e.IsExceptionPending() && qm.IsFunction() &&
-        napi_create_function(env, "nimify:clearMicrotaskMark", NAPI_AUTO_LENGTH, ClearMicrotaskMark, state.get(),
-                             &clear) == napi_ok) {
+        napi_create_function(env, "nimify:loneSettled", NAPI_AUTO_LENGTH, OnLoneSettled, state.get(), &settled) ==
+            napi_ok &&
+        napi_create_function(env, "nimify:loneDelivered", NAPI_AUTO_LENGTH, OnLoneDelivered, state.get(), &delivered) ==
+            napi_ok &&
+        napi_create_function(env, "nimify:loneTrailing", NAPI_AUTO_LENGTH, OnLoneTrailing, state.get(), &trailing) ==
+            napi_ok) {
       data->queue_microtask = Napi::Persistent(qm.As<Napi::Function>());
-      data->clear_microtask_mark = Napi::Persistent(Napi::Function(env, clear));
+      data->lone_settled = Napi::Persistent(Napi::Function(env, settled));
+      data->lone_delivered = Napi::Persistent(Napi::Function(env, delivered));
+      data->lone_trailing = Napi::Persistent(Napi::Function(env, trailing));
     }
     if (e.IsExceptionPending()) e.GetAndClearPendingException();
   }
@@ -82,7 +121,10 @@ void DeferredWakes::OnMessage(napi_env env, napi_value, void* context, void*) {
   auto* w = static_cast<DeferredWakes*>(context);
   w->posted_ = false;
   // A loop callback: every microtask of earlier callbacks has run.
-  if (w->state_) w->state_->microtask_mark = false;
+  if (w->state_) {
+    w->state_->lone_awaiting = w->state_->lone_trailing = 0;
+    w->state_->lone_delivered = false;
+  }
   std::vector<std::shared_ptr<Scheduler>> now;
   now.swap(w->pending_);
   for (const auto& s : now) s->WakeDeferred(env);

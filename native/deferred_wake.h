@@ -36,13 +36,19 @@ class DeferredWakes {
   static void Create(napi_env env, const std::shared_ptr<EnvState>& state);
   // JS thread: wake `s` at the end of this loop turn. The pending wake holds a reference.
   void Add(std::shared_ptr<Scheduler> s);
-  // JS thread: sets EnvState::microtask_mark until the env's next microtask checkpoint, by
-  // queueing a native function that clears it. A promise settled just before this call reaches
-  // its caller's continuation after that checkpoint's earlier jobs, so: a request submitted while
-  // the mark is set comes from the same synchronous stretch of JS as the settlement (a loop
-  // submitting a burst), one submitted after it cleared may be the caller answering its result
-  // (a sequential client). If queueing fails the mark stays set until the next message here.
-  static void MarkUntilMicrotasks(napi_env env);
+  // JS thread, right after a request ran inline alone and its promise settled (before infer()
+  // returned it): follows its delivery through the microtask queue (EnvState::lone_*), so that
+  // the scheduler can tell a caller answering that result from other requests. This queues a
+  // native function, which queues a second after infer()'s own reaction to the promise
+  // (attached once infer() returns); that one sets lone_delivered and queues a trailing third
+  // (the run counts in lone_awaiting until the second). Between the second and the third runs
+  // the caller's `await` continuation, so a request submitted there finds lone_awaiting 0 and
+  // lone_delivered set: a sequential client. A request submitted while lone_awaiting > 0 comes from the same synchronous stretch
+  // of JS as the lone run (a loop submitting a burst); one from another callback (another
+  // socket's data) after the trailing function cleared lone_delivered. A caller whose
+  // continuation is more promise hops away looks like another callback: it is not chained.
+  // If queueing fails, the counts stay until the next message here.
+  static void MarkLoneRun(napi_env env);
 
  private:
   DeferredWakes() = default;

@@ -50,10 +50,14 @@ struct EnvState {
   // (freed by its threadsafe function's finalizer, which sets this back to nullptr), null if it
   // could not be created.
   DeferredWakes* wakes = nullptr;
-  // Set by DeferredWakes::MarkUntilMicrotasks, cleared by the env's next microtask checkpoint (or
-  // the next DeferredWakes message, a later loop callback): while set, the promise settlements
-  // of the current synchronous stretch of JS have not reached their callers yet.
-  bool microtask_mark = false;
+  // Requests run inline alone inside infer() (DeferredWakes::MarkLoneRun): how many of them have
+  // not yet reached the microtask that follows their settlement (`lone_awaiting`), and whether
+  // JS is now inside the microtasks that delivered one (`lone_delivered`, until the trailing
+  // microtasks `lone_trailing` find the chain quiet). All reset by each DeferredWakes message (a
+  // later loop callback: every earlier microtask has run).
+  uint32_t lone_awaiting = 0;
+  uint32_t lone_trailing = 0;
+  bool lone_delivered = false;
 
   // shared: executor threads and the JS thread. `executing` counts jobs handed to the Executor
   // that have not yet been posted back; env teardown waits for it to reach zero so that ORT
@@ -73,10 +77,12 @@ struct AddonData {
   std::shared_ptr<EnvState> state = std::make_shared<EnvState>();
   Napi::FunctionReference session_ctor;
   Napi::FunctionReference device_tensor_ctor;  // DeviceTensor (device_tensor.h): made by results, checked on feeds
-  // DeferredWakes::MarkUntilMicrotasks: the global queueMicrotask, and the native function it
-  // queues (clears EnvState::microtask_mark; its data is `state`, which this struct outlives).
+  // DeferredWakes::MarkLoneRun: the global queueMicrotask, and the three native functions it
+  // queues one after another (their data is `state`, which this struct outlives).
   Napi::FunctionReference queue_microtask;
-  Napi::FunctionReference clear_microtask_mark;
+  Napi::FunctionReference lone_settled;
+  Napi::FunctionReference lone_delivered;
+  Napi::FunctionReference lone_trailing;
 };
 
 inline AddonData* GetAddonData(Napi::Env env) { return env.GetInstanceData<AddonData>(); }

@@ -170,21 +170,22 @@ Napi::Value Scheduler::Submit(Napi::Env env, RunJob::Ptr job, double cancel_id, 
   // Deferred to the end of this loop turn (deferred_wake.h) so that the requests a turn
   // delivers cost one wake together; the wake happens before the loop can block.
   if (DeferredWakes* wakes = state_->wakes) {
-    if (!wake_deferred_) {
+    const bool first_of_turn = !wake_deferred_;
+    if (first_of_turn) {
       wake_deferred_ = true;
       wakes->Add(shared_from_this());
       turn_started_ = now;
     }
     // A lone request, cheap enough, runs inline now rather than at the end of the turn (a lone
-    // client gets its answer in this same callback) — if the results of the last one it ran
-    // have reached their callers since (the microtask mark is clear: this is not the rest of a
-    // burst that one loop is submitting, which waits and is batched at the end of the turn),
-    // and while this turn has run lone requests for at most inline_below_us (a sequential
-    // client chains them in microtasks; past that it waits for the end of the turn, so the
-    // loop moves on).
-    if (alone && inline_ != nullptr && !state_->microtask_mark &&
+    // client gets its answer in this same callback): the first of its turn, or a sequential
+    // client's next request, submitted as the previous lone result reached it
+    // (DeferredWakes::MarkLoneRun) — for at most inline_below_us since the turn's first
+    // request, after which it waits for the end of the turn and the loop moves on. Never the
+    // rest of a burst one loop is submitting after a lone run (lone_awaiting), nor the other
+    // requests of the turn (other callbacks): they are batched at the end of the turn.
+    if (alone && inline_ != nullptr && state_->lone_awaiting == 0 && (first_of_turn || state_->lone_delivered) &&
         Micros(now - turn_started_).count() <= config_.inline_below_us && RunInline(env, true)) {
-      DeferredWakes::MarkUntilMicrotasks(env);
+      DeferredWakes::MarkLoneRun(env);
     }
     return promise;
   }

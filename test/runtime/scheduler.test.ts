@@ -318,6 +318,19 @@ describe('dynamic batching: results', () => {
     expect(await iterationsDuring(sequential(tight, 3000))).toBeGreaterThanOrEqual(3);
     after = tight.stats();
     expect(after.inlineBatches - before.inlineBatches).toBeGreaterThan(2900);
+    // Requests from separate callbacks of one loop phase (as from several sockets) are not a
+    // sequential client: the first runs alone, the others are batched at the end of the turn.
+    await asleep();
+    before = wide.stats();
+    const fromCallbacks = await new Promise<Array<Promise<unknown>>>((resolve) => {
+      const ps: Array<Promise<unknown>> = [];
+      for (let k = 0; k < 3; k++) setImmediate(() => ps.push(wide.infer({ x })) === 3 && resolve(ps));
+    });
+    await Promise.all(fromCallbacks);
+    after = wide.stats();
+    expect(after.batchSizeHistogram[1] - before.batchSizeHistogram[1]).toBe(1);
+    expect((after.batchSizeHistogram[2] ?? 0) - (before.batchSizeHistogram[2] ?? 0)).toBe(1);
+    expect(after.inlineBatches - before.inlineBatches).toBe(2);
     await Promise.all([ref, wide, tight].map((m) => m.dispose()));
   });
 
