@@ -124,6 +124,7 @@ void DeferredWakes::OnMessage(napi_env env, napi_value, void* context, void*) {
   if (w->state_) {
     w->state_->lone_awaiting = w->state_->lone_trailing = 0;
     w->state_->lone_delivered = false;
+    w->state_->turn_open = false;
   }
   std::vector<std::shared_ptr<Scheduler>> now;
   now.swap(w->pending_);

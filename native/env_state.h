@@ -13,6 +13,7 @@
 
 #include <napi.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -58,6 +59,10 @@ struct EnvState {
   uint32_t lone_awaiting = 0;
   uint32_t lone_trailing = 0;
   bool lone_delivered = false;
+  // The env's loop turn as schedulers see it: from the first Submit after a DeferredWakes
+  // message to the next one (which clears turn_open). Bounds the lone runs of a turn.
+  bool turn_open = false;
+  std::chrono::steady_clock::time_point turn_started{};
 
   // shared: executor threads and the JS thread. `executing` counts jobs handed to the Executor
   // that have not yet been posted back; env teardown waits for it to reach zero so that ORT
@@ -78,7 +83,8 @@ struct AddonData {
   Napi::FunctionReference session_ctor;
   Napi::FunctionReference device_tensor_ctor;  // DeviceTensor (device_tensor.h): made by results, checked on feeds
   // DeferredWakes::MarkLoneRun: the global queueMicrotask, and the three native functions it
-  // queues one after another (their data is `state`, which this struct outlives).
+  // queues one after another. Their data is the raw `state`: valid whenever they run, since
+  // microtasks run only while the env is alive, and so is this struct, which holds `state`.
   Napi::FunctionReference queue_microtask;
   Napi::FunctionReference lone_settled;
   Napi::FunctionReference lone_delivered;

@@ -23,11 +23,15 @@ void Estimator::OnArrival(SteadyTime now, const BatchingConfig& config) {
   last_arrival = now;
 }
 
-void Estimator::OnBatch(int64_t rows, double compute_us, bool batchable, int64_t computed_rows) {
+void Estimator::OnBatch(int64_t rows, size_t jobs, double compute_us, bool batchable, int64_t computed_rows) {
   const double requested = static_cast<double>(rows > 0 ? rows : 1);
   // (With or without the adaptive delay: the inline path's lone-request rule reads it too.)
-  if (batchable) typical_rows += (requested - typical_rows) / 4;
+  if (batchable) {
+    typical_rows += (requested - typical_rows) / 4;
+    typical_jobs += (static_cast<double>(std::max<size_t>(jobs, 1)) - typical_jobs) / 4;
+  }
   const double size = computed_rows > 0 ? static_cast<double>(computed_rows) : requested;
+  max_rows = std::max(size, max_rows * 0.98);
   // Recent compute per row, for the inline decision and admission: an EWMA quick to forget a
   // session's first, allocating run (half its weight per batch).
   const double per_row = compute_us / size;
@@ -58,10 +62,16 @@ void Estimator::OnBatch(int64_t rows, double compute_us, bool batchable, int64_t
 double Estimator::PredictComputeUs(int64_t rows) const {
   if (row_cost_us < 0) return -1;
   const double r = static_cast<double>(std::max<int64_t>(rows, 1));
-  // The fit describes runs of the sizes recently seen; the EWMA only the latest ones. A batch
-  // much larger than those seen (b × rows dominates) is predicted by the fit's slope, which a
-  // mix of lone requests and full batches measures better than an average per row does.
-  if (slope_us > 0) return fixed_cost_us + slope_us * r;
+  // The fit describes runs of the sizes recently seen, and a mix of lone requests and full
+  // batches measures the cost per row better than an average per row does (the lone runs' fixed
+  // cost inflates that). Past the largest recent batch, a slope fitted on small, flat-cost runs
+  // could be near zero: growth is then assumed at least proportional to rows.
+  if (slope_us > 0) {
+    const double fit = fixed_cost_us + slope_us * r;
+    const double seen = std::max(max_rows, 1.0);
+    if (r <= seen) return fit;
+    return std::max(fit, (fixed_cost_us + slope_us * seen) * r / seen);
+  }
   return row_cost_us * r;
 }
 

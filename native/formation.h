@@ -57,23 +57,27 @@ struct Estimator {
   double slope_us = -1;       // b: compute per row from the same fit; -1 while batch sizes do not vary
   double row_cost_us = -1;    // recent compute per row (EWMA); -1 until a batch ran
   double typical_rows = 0;    // EWMA of recent batch sizes (rows)
+  double typical_jobs = 0;    // EWMA of recent requests per batch (the inline path's lone-request rule)
+  double max_rows = 0;        // decayed maximum of recently computed rows (PredictComputeUs)
   double burst_gap_us = 0;    // EWMA of the gaps between arrivals inside bursts (< a)
   double s0 = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;  // decayed regression sums (compute vs rows)
 
   // A request arrived at `now`.
   void OnArrival(SteadyTime now, const BatchingConfig& config);
-  // A batch of `rows` rows (1 for a job that ran alone) took `compute_us` (gather + run + scatter),
-  // computing `computed_rows` rows (more than `rows` when padded; -1: `rows`). Batch sizes
-  // (typical_rows) follow the requests' rows; the cost estimates follow the computed ones.
-  void OnBatch(int64_t rows, double compute_us, bool batchable, int64_t computed_rows = -1);
+  // A batch of `rows` rows (1 for a job that ran alone) from `jobs` requests took `compute_us`
+  // (gather + run + scatter), computing `computed_rows` rows (more than `rows` when padded; -1:
+  // `rows`). Batch sizes (typical_rows, typical_jobs) follow the requests; the cost estimates
+  // follow the computed rows.
+  void OnBatch(int64_t rows, size_t jobs, double compute_us, bool batchable, int64_t computed_rows = -1);
   // The pause that ends a burst (µs), for a batch that already has its typical size.
   double BurstPauseUs(const BatchingConfig& config) const;
   // The queue delay in effect now (µs): the configured one, or adaptive's current estimate (0
   // while arrivals are sparse). For stats.
   double DelayUs(const BatchingConfig& config) const;
   // Predicted compute (µs) of one run of `rows` rows, for the inline decision: a + b × rows from
-  // the fit while recent batch sizes vary, else recent compute per row × rows. -1 while no batch
-  // has been measured.
+  // the fit while recent batch sizes vary, else recent compute per row × rows. Beyond the largest
+  // recent batch (max_rows) the fit's slope is not trusted to stay small: never less than that
+  // batch's prediction scaled by rows / max_rows. -1 while no batch has been measured.
   double PredictComputeUs(int64_t rows) const;
   // Predicted queue wait (µs) of a request with `rows_ahead` rows queued before it, on
   // `instances` instances: rows_ahead × row_cost_us / instances (see scheduler.h, "Admission").

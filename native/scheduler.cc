@@ -164,7 +164,7 @@ Napi::Value Scheduler::Submit(Napi::Env env, RunJob::Ptr job, double cancel_id, 
     notify = NeedsWake();
     // Requests that come in groups (recent batches hold ≥ 2 rows: a closed loop of C clients
     // sends its C requests back together) are not alone even when first: the group follows.
-    alone = queued() == 1 && in_flight_ == 0 && !(batchable_ && est_.typical_rows >= 1.5);
+    alone = queued() == 1 && in_flight_ == 0 && !(batchable_ && est_.typical_jobs >= 1.5);
   }
   if (!notify) return promise;
   // Deferred to the end of this loop turn (deferred_wake.h) so that the requests a turn
@@ -174,18 +174,25 @@ Napi::Value Scheduler::Submit(Napi::Env env, RunJob::Ptr job, double cancel_id, 
     if (first_of_turn) {
       wake_deferred_ = true;
       wakes->Add(shared_from_this());
-      turn_started_ = now;
+    }
+    // The env's turn: from its first Submit to the next DeferredWakes message (every model's).
+    if (!state_->turn_open) {
+      state_->turn_open = true;
+      state_->turn_started = now;
     }
     // A lone request, cheap enough, runs inline now rather than at the end of the turn (a lone
     // client gets its answer in this same callback): the first of its turn, or a sequential
     // client's next request, submitted as the previous lone result reached it
-    // (DeferredWakes::MarkLoneRun) — for at most inline_below_us since the turn's first
-    // request, after which it waits for the end of the turn and the loop moves on. Never the
-    // rest of a burst one loop is submitting after a lone run (lone_awaiting), nor the other
-    // requests of the turn (other callbacks): they are batched at the end of the turn.
+    // (DeferredWakes::MarkLoneRun) — for at most inline_below_us since the env's turn began
+    // (whatever models the client alternates between), after which it waits for the end of the
+    // turn and the loop moves on. Never the rest of a burst one loop is submitting after a lone
+    // run (lone_awaiting), nor the other requests of the turn (other callbacks): they are
+    // batched at the end of the turn.
+    bool ran = false;
     if (alone && inline_ != nullptr && state_->lone_awaiting == 0 && (first_of_turn || state_->lone_delivered) &&
-        Micros(now - turn_started_).count() <= config_.inline_below_us && RunInline(env, true)) {
-      DeferredWakes::MarkLoneRun(env);
+        Micros(now - state_->turn_started).count() <= config_.inline_below_us) {
+      RunInline(env, true, &ran);
+      if (ran) DeferredWakes::MarkLoneRun(env);
     }
     return promise;
   }
@@ -209,7 +216,11 @@ bool Scheduler::NeedsWake() const {
 void Scheduler::WakeDeferred(napi_env env) {
   wake_deferred_ = false;
   if (env != nullptr && inline_ != nullptr) {
-    while (RunInline(env, false)) {
+    // At most about inline_below_us of inline batches per wake (one more than fits): what the
+    // queue still holds then goes to the instance threads (NeedsWake below), so a deep queue
+    // does not hold the loop for long.
+    const Clock::time_point start = Clock::now();
+    while (Micros(Clock::now() - start).count() < config_.inline_below_us && RunInline(env, false)) {
     }
   }
   bool notify;
@@ -283,7 +294,8 @@ void Scheduler::Shutdown(const char* c) {
   }
 }
 
-bool Scheduler::RunInline(napi_env env, bool settle_here) {
+bool Scheduler::RunInline(napi_env env, bool settle_here, bool* ran) {
+  if (ran != nullptr) *ran = false;
   Batch batch;
   std::vector<RunJob*> dropped;
   bool go = false;
@@ -323,6 +335,7 @@ bool Scheduler::RunInline(napi_env env, bool settle_here) {
     inline_batches_++;
   }
   settle(batch.jobs);
+  if (ran != nullptr) *ran = true;
   return true;
 }
 
@@ -400,7 +413,7 @@ void Scheduler::Record(const Batch& batch, const Instance::Timing& t, const Copy
   padding_rows_ += static_cast<uint64_t>(std::max<int64_t>(batch.padded_rows - batch.rows, 0));
   // The estimates model compute, which the padded shape decides.
   const int64_t computed = std::max<int64_t>(batch.padded_rows, static_cast<int64_t>(size));
-  est_.OnBatch(static_cast<int64_t>(size), compute_us, batchable_, computed);
+  est_.OnBatch(static_cast<int64_t>(size), batch.jobs.size(), compute_us, batchable_, computed);
 }
 
 void Scheduler::TraceBatch(const Batch& batch, const Instance::Timing& t, int instance) {

@@ -8,12 +8,14 @@
 // delivers cost one wake together. At that point, with `inline_below_us` set, a batch whose
 // predicted compute (Estimator::PredictComputeUs: the fit's a + b × rows while recent batch
 // sizes vary, else recent cost per row × rows) is that cheap runs on the JS thread itself, on
-// its own Instance over the primary session: no thread hop either way. A lone request (the
-// first of its turn, nothing queued or running) runs inline at once, inside Submit, and its
-// promise settles there, unless recent batches held several rows (typical_rows ≥ 1.5): then
-// the rest of its group is coming in the same turn and it waits for them. An end-of-turn
-// batch's promises settle through the completion channel, in a later dispatch of the same loop
-// (RunInline says why). Models too slow for that keep the instance threads.
+// its own Instance over the primary session: no thread hop either way. A lone request (nothing
+// queued or running) runs inline at once, inside Submit, and its promise settles there — the
+// first of its turn, or a sequential client's next one (Submit and DeferredWakes::MarkLoneRun
+// say how that is told apart, and how long it may go on) — unless recent batches held several
+// requests (typical_jobs ≥ 1.5): then the rest of its group is coming in the same turn and it
+// waits for them. An end-of-turn batch's promises settle through the completion channel, in a
+// later dispatch of the same loop (RunInline says why), and one wake runs at most about
+// inline_below_us of them. Models too slow for that keep the instance threads.
 //
 // Batch formation (one instance thread at a time looks at the queue, under `mu_`; the rules are
 // encoded once, in the pure function formation::Form of formation.h, unit-tested with a fake
@@ -147,7 +149,8 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   // without the loop ever reaching its timers (measured: event-loop delay p99 240 ms with 64
   // clients of a tiny model). Through the channel, each settlement waits for its own dispatch,
   // so the chain yields to the rest of the loop at least every other batch.
-  bool RunInline(napi_env env, bool settle_here);
+  // `ran` (optional): set to whether a batch ran (false when it only dropped expired jobs).
+  bool RunInline(napi_env env, bool settle_here, bool* ran = nullptr);
   // The rows a batch of `rows` runs with (BatchingConfig::pad_to_preferred: the smallest preferred
   // size, else max_batch_size, that holds them; `rows` itself without padding). The one rule for
   // PrepareRun (what runs) and RunInline (what it is predicted to cost). Under mu_ or on the JS
@@ -180,7 +183,6 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   std::unordered_set<Batch*> running_;
   bool stopping_ = false;
   bool wake_deferred_ = false;  // JS thread only: a wake is pending in EnvState::wakes
-  Clock::time_point turn_started_{};  // JS thread only: the first Submit since the last deferred wake
   size_t untimed_waiters_ = 0;  // instance threads sleeping until notified
   bool spinning_ = false;       // one idle instance thread polls `arrivals_` before sleeping
   std::atomic<uint64_t> arrivals_{0};

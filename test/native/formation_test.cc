@@ -318,7 +318,7 @@ void EstimatorUpdates() {
   CHECK_EQ(est.DelayUs(config), 0.0);
   // Batches costing 100 µs + 10 µs per row: the fit's intercept is the fixed cost.
   for (int round = 0; round < 10; ++round) {
-    for (int rows = 1; rows <= 8; ++rows) est.OnBatch(rows, 100 + 10.0 * rows, true);
+    for (int rows = 1; rows <= 8; ++rows) est.OnBatch(rows, static_cast<size_t>(rows), 100 + 10.0 * rows, true);
   }
   CHECK(std::fabs(est.fixed_cost_us - 100) < 1);
   // Compute per row: an EWMA over recent batches (the last one was 8 rows for 180 µs).
@@ -340,7 +340,7 @@ void ComputePrediction() {
   Estimator est;
   CHECK_EQ(est.PredictComputeUs(64), -1.0);  // nothing measured yet
   // One size only (a closed loop of 64): the slope is unknown; per row × rows.
-  for (int i = 0; i < 20; ++i) est.OnBatch(64, 64 * 2.0, true);
+  for (int i = 0; i < 20; ++i) est.OnBatch(64, 64, 64 * 2.0, true);
   CHECK_EQ(est.slope_us, -1.0);
   CHECK(std::fabs(est.PredictComputeUs(64) - 128) < 1e-9);
   CHECK(std::fabs(est.PredictComputeUs(32) - 64) < 1e-9);
@@ -349,18 +349,33 @@ void ComputePrediction() {
   // the full batch (49.8 µs) where the average per row, dragged up by the lone runs' fixed
   // cost, would predict several times that.
   for (int i = 0; i < 60; ++i) {
-    est.OnBatch(1, 5.7, true);
-    est.OnBatch(64, 5 + 0.7 * 64, true);
+    est.OnBatch(1, 1, 5.7, true);
+    est.OnBatch(64, 64, 5 + 0.7 * 64, true);
   }
   CHECK(std::fabs(est.PredictComputeUs(64) - 49.8) < 0.5);
   CHECK(std::fabs(est.PredictComputeUs(1) - 5.7) < 0.5);
-  est.OnBatch(1, 5.7, true);
+  est.OnBatch(1, 1, 5.7, true);
   CHECK(est.row_cost_us * 64 > 150);  // what the per-row average alone would have said
   CHECK(std::fabs(est.PredictComputeUs(64) - 49.8) < 0.5);
-  // Jobs that cannot share a run leave typical_rows alone.
-  const double typical = est.typical_rows;
-  est.OnBatch(1, 5.7, false);
+  // Jobs that cannot share a run leave typical_rows and typical_jobs alone.
+  const double typical = est.typical_rows, jobs = est.typical_jobs;
+  est.OnBatch(1, 1, 5.7, false);
   CHECK_EQ(est.typical_rows, typical);
+  CHECK_EQ(est.typical_jobs, jobs);
+  // Requests per batch, apart from rows: one client sending 2-row requests alone.
+  Estimator two;
+  for (int i = 0; i < 20; ++i) two.OnBatch(2, 1, 6, true);
+  CHECK(two.typical_rows > 1.9 && two.typical_jobs < 1.01);
+  // Runs of 1–4 rows whose cost barely grows (fixed cost plus jitter): the fitted slope is tiny,
+  // yet a batch of 64 is not predicted at ~10 µs: past the largest recent batch (4 rows) growth
+  // is taken as at least proportional (10.04 µs × 64 / 4).
+  Estimator flat;
+  for (int round = 0; round < 10; ++round) {
+    for (int rows = 1; rows <= 4; ++rows) flat.OnBatch(rows, static_cast<size_t>(rows), 10 + 0.01 * rows, true);
+  }
+  CHECK(flat.slope_us > 0 && flat.slope_us < 0.02);
+  CHECK(std::fabs(flat.PredictComputeUs(4) - 10.04) < 0.01);
+  CHECK(std::fabs(flat.PredictComputeUs(64) - 10.04 * 16) < 0.5);
 }
 
 void ExpiryDrop() {
