@@ -43,11 +43,11 @@ class DeferredWakes {
   // (attached once infer() returns); that one sets lone_delivered and queues a trailing third
   // (the run counts in lone_awaiting until the second). Between the second and the third runs
   // the caller's `await` continuation, so a request submitted there finds lone_awaiting 0 and
-  // lone_delivered set: a sequential client. A request submitted while lone_awaiting > 0 comes from the same synchronous stretch
-  // of JS as the lone run (a loop submitting a burst); one from another callback (another
-  // socket's data) after the trailing function cleared lone_delivered. A caller whose
-  // continuation is more promise hops away looks like another callback: it is not chained.
-  // If queueing fails, the counts stay until the next message here.
+  // lone_delivered set: a sequential client. A request submitted while lone_awaiting > 0 comes
+  // from the same synchronous stretch of JS as the lone run (a loop submitting a burst); one
+  // from another callback (another socket's data) comes after the trailing function cleared
+  // lone_delivered. A caller whose continuation is more promise hops away looks like another
+  // callback: it is not chained. If queueing fails, the counts stay until the next message here.
   static void MarkLoneRun(napi_env env);
 
  private:

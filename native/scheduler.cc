@@ -162,8 +162,9 @@ Napi::Value Scheduler::Submit(Napi::Env env, RunJob::Ptr job, double cancel_id, 
     if (level == 1) queued_rows_high_ += rows;
     if (qs.deadline != Clock::time_point::max()) deadlines_++;
     notify = NeedsWake();
-    // Requests that come in groups (recent batches hold ≥ 2 rows: a closed loop of C clients
-    // sends its C requests back together) are not alone even when first: the group follows.
+    // Requests that come in groups (recent batches hold several requests: a closed loop of C
+    // clients sends its C requests back together) are not alone even when first: the group
+    // follows.
     alone = queued() == 1 && in_flight_ == 0 && !(batchable_ && est_.typical_jobs >= 1.5);
   }
   if (!notify) return promise;

@@ -262,8 +262,8 @@ describe('dynamic batching: results', () => {
     const ref = await loadModel(model('mlp_tiny.onnx'));
     const m = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, batching: { maxBatchSize: 16, inlineBelowMicros: 200_000, adaptive } });
     // Eight clients in a closed loop: each round's eight requests arrive in one turn. Once recent
-    // batches hold several rows, the first request of a round no longer runs alone (which would
-    // split every round into 1 + 7 rows).
+    // batches hold several requests, the first request of a round no longer runs alone (which
+    // would split every round into 1 + 7 rows).
     const round = async () => {
       const xs = Array.from({ length: 8 }, () => mlpInput(rnd, 1));
       const outs = await Promise.all(xs.map((x) => m.infer({ x })));
