@@ -9,7 +9,8 @@ const ort = require('onnxruntime-node');
 const { loadModel, Tensor, runtimeInfo } = require('../dist');
 
 const MODELS = path.join(__dirname, '..', 'test', 'fixtures', 'models');
-const INLINE_BELOW_US = 100;
+// `nimify serve`'s inline setting, from where the server takes it.
+const { SERVER_INLINE_BELOW_MICROS: INLINE_BELOW_US } = require('../dist/repository/config');
 
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
@@ -33,7 +34,7 @@ async function benchModel({ name, file, dims, rounds, perRound }) {
   const data = Float32Array.from({ length: size }, (_, i) => Math.sin(i * 0.1));
   const m = await loadModel(path.join(MODELS, file));
   // Batching with `inlineBelowMicros` (`nimify serve`'s setting): a lone request predicted to
-  // compute in ≤ 100 µs runs on the JS thread within infer(), with no thread hop.
+  // compute in at most that many µs runs on the JS thread within infer(), with no thread hop.
   const inl = await loadModel(path.join(MODELS, file), { batching: { maxBatchSize: 64, inlineBelowMicros: INLINE_BELOW_US } });
   const s = await ort.InferenceSession.create(path.join(MODELS, file));
   const x = new Tensor('float32', data, dims);

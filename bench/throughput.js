@@ -1,9 +1,10 @@
 'use strict';
 // Closed-loop throughput at 1, 8 and 64 requests in flight (each a batch-1 request), for
 // onnxruntime-node's run(), nimify infer() without batching, and nimify infer() with the native
-// dynamic batcher; plus the ideal (one onnxruntime-node call of batch C), the event-loop delay
-// p99 during each run, the adaptive delay against fixed delays on a sparse and a dense load, and
-// RSS over a long run. Same process, same ORT library for both engines.
+// dynamic batcher, without and with inline batches (`nimify serve`'s inlineBelowMicros); plus
+// the ideal (one onnxruntime-node call of batch C), the event-loop delay p99 during each run, the
+// adaptive delay against fixed delays on a sparse and a dense load, and RSS over a long run.
+// Same process, same ORT library for both engines.
 // Targets (SPEC): P2 mid MLP at 64 in flight ≥ 3.5× onnxruntime-node and ≥ 0.8× the ideal;
 // P3 tiny MLP at 64 ≥ 5×; P4 event-loop delay p99 ≤ 5 ms during P2; P7 RSS after 1M
 // inferences within 5 % of RSS after the first 10k.
@@ -17,7 +18,8 @@ const FIXTURES = path.join(__dirname, '..', 'test', 'fixtures', 'models');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const INFLIGHT = [1, 8, 64];
 const RESOLUTION_MS = 1;
-const INLINE_BELOW_US = 100;
+// `nimify serve`'s inline setting, from where the server takes it.
+const { SERVER_INLINE_BELOW_MICROS: INLINE_BELOW_US } = require('../dist/repository/config');
 
 function pct(sorted, p) {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] : 0;
@@ -86,8 +88,8 @@ async function benchModelThroughput(c, quick) {
   const ortX = data.map((d) => new ort.Tensor('float32', d, c.dims));
   const plain = await loadModel(c.file);
   const batched = await loadModel(c.file, { batching: { maxBatchSize: 64, maxQueueDelayMicros: c.delayCapUs, adaptive: true } });
-  // The same, with batches predicted to compute in ≤ 100 µs run on the JS thread at the end of
-  // the turn that queued them (`inlineBelowMicros`, what `nimify serve` sets): no thread hops.
+  // The same, with batches cheap enough (`inlineBelowMicros`, what `nimify serve` sets) run on
+  // the JS thread at the end of the turn that queued them: no thread hops.
   const inline = await loadModel(c.file, { batching: { maxBatchSize: 64, maxQueueDelayMicros: c.delayCapUs, adaptive: true, inlineBelowMicros: INLINE_BELOW_US } });
   const nx = data.map((d) => new Tensor('float32', d, c.dims));
   const engines = {

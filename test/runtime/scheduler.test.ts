@@ -338,6 +338,24 @@ describe('dynamic batching: results', () => {
     await Promise.all([ref, wide, tight].map((m) => m.dispose()));
   });
 
+  it('inlineBelowMicros: one end-of-turn wake runs about that much inline, the rest of a deep queue on the instance thread', async () => {
+    // One row per batch, a 1 ms bound, 2,000 requests queued in one turn (each run some µs):
+    // without the wake's budget all of them ran inline in that one callback (milliseconds).
+    const m = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, batching: { maxBatchSize: 1, maxQueueSize: 4096, inlineBelowMicros: 1000 } });
+    const rnd = random(15);
+    await m.infer({ x: mlpInput(rnd, 1) });
+    await new Promise((r) => setTimeout(r, 20)); // the instance thread asleep again
+    const before = m.stats();
+    const xs = Array.from({ length: 2000 }, () => mlpInput(rnd, 1));
+    const outs = await Promise.all(xs.map((x) => m.infer({ x })));
+    for (let i = 0; i < xs.length; i += 97) expect(outs[i].y.data).toEqual(m.inferSync({ x: xs[i] }).y.data);
+    const ranInline = m.stats().inlineBatches - before.inlineBatches;
+    expect(ranInline).toBeGreaterThan(1); // the lone first request, and the wake's share
+    expect(ranInline).toBeLessThan(2000);
+    expect(m.stats().batches - before.batches).toBe(2000);
+    await m.dispose();
+  });
+
   it('inlineBelowMicros: a closed loop of clients on inline batches still lets the event loop turn', async () => {
     // Clients that answer every result with a new request: each settlement brings the next
     // turn's deferred wake. Settled inside that wake's own callback, the batches chained back to
