@@ -17,6 +17,7 @@
         "native/formation.cc",
         "native/instance.cc",
         "native/io_binding.cc",
+        "native/json_scan.cc",
         "native/ort_api.cc",
         "native/run_job.cc",
         "native/runtime.cc",

@@ -15,6 +15,7 @@
 #include "deferred_wake.h"
 #include "device_tensor.h"
 #include "env_state.h"
+#include "json_scan.h"
 #include "run_job.h"
 #include "runtime.h"
 #include "session.h"
@@ -76,6 +77,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfoJs>(env, "runtimeInfo"));
   exports.Set("createSession", Napi::Function::New<Session::Create>(env, "createSession"));
   exports.Set("poll", Napi::Function::New<Session::Poll>(env, "poll"));
+  exports.Set("scanInferJson", Napi::Function::New<ScanInferJsonJs>(env, "scanInferJson"));
   exports.Set("trimMemory", Napi::Function::New<TrimMemoryJs>(env, "trimMemory"));
   exports.Set("Session", data->session_ctor.Value());
   exports.Set("DeviceTensor", data->device_tensor_ctor.Value());

@@ -1,11 +1,12 @@
 /**
- * Piscina worker: parses a large JSON inference request and turns each input's `data` into the
- * typed array its datatype names, off the event loop. The typed arrays travel back transferred
+ * Piscina worker: parses a large JSON inference request (parseInferJson: numeric arrays read by
+ * the addon's scanner, loaded in this worker) and turns each input's `data` into the typed array
+ * its datatype names, off the event loop. The typed arrays travel back transferred
  * (not copied); the main thread then runs the normal decode, which checks the pre-decoded data
  * against the model in O(1) per input. Data it cannot decode is reported as an error message
  * (a NimifyError cannot cross threads); the main thread answers 400 with it.
  */
-import { parseUntrustedJson } from './json';
+import { parseInferJson } from './infer-json';
 import { Piscina } from 'piscina';
 import { NimifyError } from '../runtime/errors';
 import { isPlainObject } from '../runtime/validate';
@@ -16,8 +17,7 @@ export type WorkerResult = { header: Record<string, unknown> } | { error: { code
 
 export default function decodeJsonBody(task: { body: Uint8Array }): WorkerResult {
   try {
-    const text = Buffer.from(task.body.buffer, task.body.byteOffset, task.body.byteLength).toString('utf8');
-    const json = parseUntrustedJson('request body', text);
+    const json = parseInferJson('request body', Buffer.from(task.body.buffer, task.body.byteOffset, task.body.byteLength));
     if (!isPlainObject(json)) throw new NimifyError('INVALID_ARGUMENT', 'request body: expected a JSON object with `inputs`');
     const transfer: ArrayBuffer[] = [];
     if (Array.isArray(json.inputs)) {

@@ -10,6 +10,7 @@
 import { NimifyError } from '../runtime/errors';
 import { CTORS, Tensor } from '../runtime/tensor';
 import { describe, invalid, isPlainObject } from '../runtime/validate';
+import { JsonNumbers } from './infer-json';
 import { DATATYPE_TO_TYPE, DATATYPES, ELEMENT_BYTES, isDatatype, toBf16Bits, toHalfBits, type Datatype } from './datatypes';
 
 /** A model tensor as the protocol describes it: shape dims are numbers, -1 for a variable dim. */
@@ -263,11 +264,32 @@ function fromJson(where: string, datatype: Datatype, data: unknown, shape: numbe
 }
 
 /**
+ * A numeric array the scanner read (infer-json.ts) → the typed array (or string[]) for
+ * `datatype`: what jsonElements() gives for the same array, with the same errors.
+ */
+function numberElements(where: string, datatype: Datatype, { values, depth }: JsonNumbers, shape: readonly number[], count: number): unknown {
+  const maxDepth = Math.max(shape.length, 1);
+  if (depth > maxDepth) throw bad(`${where}: nested deeper than the tensor's ${maxDepth} dims`);
+  if (values.length !== count) throw bad(`${where}: shape [${shape.join(', ')}] needs ${count} elements, received ${values.length}`);
+  const type = DATATYPE_TO_TYPE[datatype];
+  const out = allocate(type, count);
+  if (datatype === 'FP32' || datatype === 'FP64') {
+    // Element by element assignment and set() round a double to float32 the same way.
+    (out as Float32Array | Float64Array).set(values);
+    return out;
+  }
+  const sink = makeSink(datatype, out);
+  for (let i = 0; i < count; i++) sink.set(i, values[i], where);
+  return out;
+}
+
+/**
  * The elements of JSON `data` as the typed array (or string[]) for `datatype`: flat or nested to
  * at most the rank, exactly `count` of them, each checked. Shared by the in-thread decode and the
  * JSON worker, so both give the same result and the same messages.
  */
 export function jsonElements(where: string, datatype: Datatype, data: unknown, shape: readonly number[], count: number): unknown {
+  if (data instanceof JsonNumbers) return numberElements(`${where}.data`, datatype, data, shape, count);
   if (!Array.isArray(data)) {
     // A scalar is accepted for a one-element tensor ([] or [1, 1, ...]).
     if (count !== 1 || data === null || typeof data === 'object') throw invalid(`${where}.data`, `an array of ${count} ${datatype} values`, data);

@@ -202,6 +202,13 @@ export interface NativeBinding {
   poll(keepPolling: boolean): number;
   /** glibc malloc_trim(0): gives freed heap pages back to the OS; false when nothing was released or not glibc. */
   trimMemory(): boolean;
+  /**
+   * KServe v2 JSON request bodies: parses the numeric `inputs[i].data` arrays of body[0, length)
+   * into `nums` and writes the body with each replaced by a placeholder to `out` (native/json_scan.h).
+   * Returns the number of arrays taken (spans[0] = the text's length, then start and count per
+   * array), or -1 when the body must be parsed as it is.
+   */
+  scanInferJson(body: Uint8Array, length: number, nums: Float64Array, out: Uint8Array, spans: Uint32Array): number;
   /** The class of device-resident results (its constructor refuses JS callers). */
   DeviceTensor: abstract new (...args: never[]) => NativeDeviceTensor;
 }
@@ -334,6 +341,15 @@ export function runtimeCandidates(env: NodeJS.ProcessEnv = process.env): { candi
 
 /** How the last attempt to load ONNX Runtime went: every candidate in order, with why each unused one failed. */
 let runtimeTried: { detail: LoaderCandidate[]; notes: string[] } | undefined;
+
+/** The addon without ONNX Runtime (for work that needs no model), or null when it cannot be loaded. */
+export function addonIfLoadable(): NativeBinding | null {
+  try {
+    return loadAddon();
+  } catch {
+    return null;
+  }
+}
 
 /** The addon with ONNX Runtime loaded. Throws NimifyError('RUNTIME_UNAVAILABLE') otherwise. */
 export function getBinding(): NativeBinding {

@@ -4,8 +4,8 @@
  * Body parsing is this context's own (any content type, read as one Buffer): without the
  * Inference-Header-Content-Length header the body is JSON; with it, the first N bytes are the JSON
  * header and the rest are binary tensors, which the codec views in place; N = 0 is a raw binary
- * request. JSON goes through secure-json-parse (`__proto__` / `constructor.prototype` keys are
- * refused). The header then passes the route schema like any JSON body.
+ * request. JSON goes through parseInferJson (numeric `data` arrays read natively; `__proto__` /
+ * `constructor.prototype` keys are refused). The header then passes the route schema like any JSON body.
  *
  * Order of refusals, cheapest first, before the body is read (onRequest: admission.ts):
  * shedding (event-loop delay, heap, concurrency) → model resolution (404 / 503 not ready) →
@@ -19,7 +19,7 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { NimifyError } from '../../runtime/errors';
 import { isPlainObject } from '../../runtime/validate';
-import { parseUntrustedJson } from '../../protocol/json';
+import { parseInferJson } from '../../protocol/infer-json';
 import { decodeInferRequest } from '../../protocol/request';
 import { encodeInferResponse } from '../../protocol/response';
 import { JsonDecodePool } from '../../protocol/json-pool';
@@ -34,13 +34,12 @@ const RAW = Symbol('nimify.raw');
 type InferBody = Record<string, unknown> & { [BINARY]?: Buffer; [RAW]?: boolean };
 type Params = { model_name: string; model_version?: string };
 
-const parseJson = (text: string): unknown => parseUntrustedJson('request body', text);
 
 /** Splits the body into the JSON header and the binary part per Inference-Header-Content-Length. */
 export function parseInferBody(headerLength: string | string[] | undefined, body: Buffer): InferBody {
   if (headerLength === undefined) {
     if (body.length === 0) throw new NimifyError('INVALID_ARGUMENT', 'request body: empty; expected a JSON inference request');
-    const json = parseJson(body.toString('utf8'));
+    const json = parseInferJson('request body', body);
     if (!isPlainObject(json)) throw new NimifyError('INVALID_ARGUMENT', 'request body: expected a JSON object with `inputs`');
     return json as InferBody;
   }
@@ -49,7 +48,7 @@ export function parseInferBody(headerLength: string | string[] | undefined, body
   const n = Number(text);
   if (n > body.length) throw new NimifyError('INVALID_ARGUMENT', `Inference-Header-Content-Length: ${n} is larger than the body (${body.length} bytes)`);
   if (n === 0) return { inputs: [], [RAW]: true, [BINARY]: body };
-  const json = parseJson(body.toString('utf8', 0, n));
+  const json = parseInferJson('request body', body, n);
   if (!isPlainObject(json)) throw new NimifyError('INVALID_ARGUMENT', 'request body: the JSON header must be an object with `inputs`');
   const header = json as InferBody;
   header[BINARY] = body.subarray(n);
