@@ -13,6 +13,7 @@ import { expectBoolean, expectInteger, expectKnownKeys, expectPlainObject, inval
 import { SERVER_KEYS, type ServerOptions } from './options';
 import { nimifyPlugin } from './plugin';
 import { notFoundHandler, sendError } from './plugins/error-handler';
+import { requestLogFactory } from './request-log';
 
 export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
   const o = expectPlainObject('options', options);
@@ -46,6 +47,8 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     forceCloseConnections: false,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
+    // request.log makes its pino child only when the request logs (request-log.ts).
+    childLoggerFactory: requestLogFactory,
     // A request that arrives on an open connection while draining is served (the models stay
     // loaded until every connection closed) and its response ends the connection.
     return503OnClosing: false,
@@ -81,9 +84,11 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     closing = true;
     if (app.server.listening) app.server.close();
   });
-  app.addHook('onSend', async (request, reply) => {
+  // Callback style: no promise per response.
+  app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
     if (closing) reply.header('connection', 'close');
+    done(null, payload);
   });
   // Routes outside nimify's plugin (404s, their body parsing) answer through the same table.
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err));
