@@ -43,16 +43,22 @@ const auth: FastifyPluginAsync<AuthOptions> = async (app, opts) => {
   if (opts.keys.length === 0) return;
   const keys = opts.keys.map(digest);
   const exempt = new Set<string>(opts.exempt);
-  app.addHook('onRequest', async (request, reply) => {
+  // Callback style: no promise per request.
+  app.addHook('onRequest', (request, reply, done) => {
     const area = request.routeOptions.config?.nimifyArea;
-    if (area !== undefined && exempt.has(area)) return;
+    if (area !== undefined && exempt.has(area)) {
+      done();
+      return;
+    }
     try {
       checkBearer(request.headers.authorization, keys);
     } catch (err) {
       opts.onReject?.();
       reply.header('www-authenticate', 'Bearer realm="nimify"');
-      throw err;
+      done(err as Error);
+      return;
     }
+    done();
   });
 };
 

@@ -94,14 +94,22 @@ const compression: FastifyPluginAsync<{ maxInflatedBytes: number }> = async (app
   await app.register(compress, { global: true, encodings: ['gzip', 'deflate'], globalDecompression: false });
 
   const budget: Budget = { held: 0, max: Math.max(maxInflatedBytes, app.initialConfig.bodyLimit ?? 0) };
-  app.addHook('preParsing', async (request, reply, payload) => {
+  // Callback style: an identity body (nearly every request) costs no promise.
+  app.addHook('preParsing', (request, reply, payload, done) => {
     const header = request.headers['content-encoding'];
-    if (header === undefined) return payload;
+    if (header === undefined) {
+      done(null, payload);
+      return;
+    }
     const encoding = header.trim().toLowerCase();
-    if (encoding === '' || encoding === 'identity') return payload;
+    if (encoding === '' || encoding === 'identity') {
+      done(null, payload);
+      return;
+    }
     const inflate = INFLATE[encoding];
     if (inflate === undefined) {
-      throw new NimifyError('INVALID_ARGUMENT', `Content-Encoding: expected gzip, deflate or identity, received ${JSON.stringify(header.slice(0, 64))}`);
+      done(new NimifyError('INVALID_ARGUMENT', `Content-Encoding: expected gzip, deflate or identity, received ${JSON.stringify(header.slice(0, 64))}`));
+      return;
     }
     const limit = request.routeOptions.bodyLimit ?? app.initialConfig.bodyLimit ?? 1024 * 1024;
     const inflater = inflate();
@@ -120,7 +128,7 @@ const compression: FastifyPluginAsync<{ maxInflatedBytes: number }> = async (app
       payload.unpipe(inflater);
       payload.resume(); // let the rest of the request be read and dropped
     });
-    return out;
+    done(null, out);
   });
 };
 
