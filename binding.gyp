@@ -18,6 +18,7 @@
         "native/instance.cc",
         "native/io_binding.cc",
         "native/json_scan.cc",
+        "native/json_scan_binding.cc",
         "native/ort_api.cc",
         "native/run_job.cc",
         "native/runtime.cc",

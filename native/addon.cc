@@ -15,7 +15,7 @@
 #include "deferred_wake.h"
 #include "device_tensor.h"
 #include "env_state.h"
-#include "json_scan.h"
+#include "json_scan_binding.h"
 #include "run_job.h"
 #include "runtime.h"
 #include "session.h"

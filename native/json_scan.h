@@ -19,8 +19,6 @@
 #ifndef NIMIFY_JSON_SCAN_H_
 #define NIMIFY_JSON_SCAN_H_
 
-#include <napi.h>
-
 #include <cstddef>
 #include <cstdint>
 
@@ -46,12 +44,6 @@ constexpr size_t kMinExtractBytes = 16;
 // depth (1: flat) — 3 entries each, from spans[1]. `out` must hold n bytes.
 JsonScanResult ScanInferJson(const uint8_t* body, size_t n, double* nums, size_t nums_cap, uint8_t* out,
                              uint32_t* spans, size_t spans_cap);
-
-// JS: scanInferJson(body: Uint8Array, length, nums: Float64Array, out: Uint8Array, spans:
-// Uint32Array) → number of arrays extracted, -1 (parse the body as it is) or -2 (nums too small).
-// spans[0] = the reduced text's length, then (start, count, depth) per array from spans[1]. Any
-// JS thread; reads and writes only its arguments' memory, and only before it returns.
-Napi::Value ScanInferJsonJs(const Napi::CallbackInfo& info);
 
 }  // namespace nimify
 
