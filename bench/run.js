@@ -11,7 +11,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
-const SUITES = { latency: require('./latency'), throughput: require('./throughput'), http: require('./http'), predict: require('./predict'), cache: require('./cache'), grpc: require('./grpc'), tracing: require('./tracing') };
+const SUITES = { latency: require('./latency'), throughput: require('./throughput'), http: require('./http'), predict: require('./predict'), cache: require('./cache'), grpc: require('./grpc'), tracing: require('./tracing'), json: require('./json') };
 
 /** Runs the named suites (all when `only` is empty) and writes their results. */
 async function run(only = []) {

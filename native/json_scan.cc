@@ -36,7 +36,7 @@ class Scanner {
     r.nums_len = nums_len_;
     if (arrays_ > 0) {
       const size_t tail = static_cast<size_t>(end_ - copied_);
-      std::memcpy(out_ + out_len_, copied_, tail);
+      std::memmove(out_ + out_len_, copied_, tail);  // `out` may be the body itself
       out_len_ += tail;
     }
     r.out_len = out_len_;
@@ -94,7 +94,12 @@ class Scanner {
         ++p_;
         return true;
       }
-      p_ += c == '\\' ? 2 : 1;
+      if (c == '\\') {
+        if (end_ - p_ < 2) return false;
+        p_ += 2;
+      } else {
+        ++p_;
+      }
     }
     return false;
   }
@@ -142,6 +147,9 @@ class Scanner {
       const uint8_t* key;
       size_t len;
       if (!String(&key, &len)) return false;
+      // A key with an escape may spell `inputs` or `data` to JSON.parse without matching here,
+      // and its value would then escape the checks of a data slot: leave such bodies to it.
+      if ((slot == Slot::kRoot || slot == Slot::kInputElem) && std::memchr(key, '\\', len) != nullptr) return false;
       Slot value_slot = Slot::kOther;
       if (slot == Slot::kRoot && len == 6 && std::memcmp(key, "inputs", 6) == 0) value_slot = Slot::kInputs;
       if (slot == Slot::kInputElem && len == 4 && std::memcmp(key, "data", 4) == 0) value_slot = Slot::kData;
@@ -257,7 +265,7 @@ class Scanner {
     }
     if (1 + 3 * (arrays_ + 1) > spans_cap_) return Taken::kFailed;
     const size_t before = static_cast<size_t>(open - copied_);
-    std::memcpy(out_ + out_len_, copied_, before);
+    std::memmove(out_ + out_len_, copied_, before);
     out_len_ += before;
     std::memcpy(out_ + out_len_, placeholder, placeholder_len);
     out_len_ += placeholder_len;

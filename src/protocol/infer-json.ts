@@ -3,8 +3,8 @@
  *
  * JSON.parse spends most of a small request's parse on the numbers of its `data` arrays (~6.6 µs
  * of a 1 KiB body with 64 float values on the 2-core VM), and the codec then walks the array it
- * built once more. Here the addon's scanner (native/json_scan.h) reads each flat numeric
- * `inputs[i].data` array (flat or nested) straight into a Float64Array (correctly rounded: the doubles JSON.parse
+ * built once more. Here the addon's scanner (native/json_scan.h) reads each numeric
+ * `inputs[i].data` array (flat, or nested lists) straight into a Float64Array (correctly rounded: the doubles JSON.parse
  * gives) and leaves a placeholder in the text; the rest — names, shapes, parameters — goes
  * through parseUntrustedJson as any body does (the same `__proto__` / `constructor` refusals),
  * and the placeholders become JsonNumbers, which the codec (request.ts) checks and converts
@@ -109,9 +109,10 @@ function substitute(json: unknown, n: Float64Array, taken: number): unknown {
     if (input === null || typeof input !== 'object') continue;
     const data = (input as { data?: unknown }).data;
     if (typeof data !== 'string') continue;
-    // The scanner refuses bodies with a string in any data slot: every one here is a placeholder.
+    // The scanner leaves bodies with a string in a data slot, or an escaped key that JSON.parse
+    // could read as one, to JSON.parse: a string here is a placeholder it wrote. Checked anyway.
     const k = data.charCodeAt(0) === 0 ? Number(data.slice(1)) : -1;
-    if (!(k > last && k < taken)) return undefined;
+    if (!(k > last && k < taken) || data !== `\u0000${k}`) return undefined;
     last = k;
     const start = spans[1 + 3 * k];
     (input as { data: unknown }).data = new JsonNumbers(n.slice(start, start + spans[2 + 3 * k]), spans[3 + 3 * k]);

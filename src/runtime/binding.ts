@@ -205,8 +205,8 @@ export interface NativeBinding {
   /**
    * KServe v2 JSON request bodies: parses the numeric `inputs[i].data` arrays of body[0, length)
    * into `nums` and writes the body with each replaced by a placeholder to `out` (native/json_scan.h).
-   * Returns the number of arrays taken (spans[0] = the text's length, then start and count per
-   * array), or -1 when the body must be parsed as it is.
+   * Returns the number of arrays taken (spans[0] = the text's length, then start, count and
+   * nesting depth per array), -1 when the body must be parsed as it is, or -2 when `nums` is too small.
    */
   scanInferJson(body: Uint8Array, length: number, nums: Float64Array, out: Uint8Array, spans: Uint32Array): number;
   /** The class of device-resident results (its constructor refuses JS callers). */

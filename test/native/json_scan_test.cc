@@ -85,6 +85,9 @@ void Exact() {
       "{\"inputs\":[{\"data\":[01,1,2,3,4,5,6]}]}", "{\"inputs\":[{\"data\":[1.,1,2,3,4,5,6]}]}",
       "{\"inputs\":[{\"data\":[+1,1,2,3,4,5,6]}]}", "{\"inputs\":[{\"data\":[1,1,2,3,4,5,6,]}]}",
       "{\"inputs\":[{\"data\":[1 1,2,3,4,5,6]}]}", "{\"a\":tru}", "{\"a\" 1}", "{\"a\":1,}", "",
+      // escaped keys where `inputs` or `data` may be spelled; a backslash ending the body
+      "{\"inp\\u0075ts\":[{\"data\":[1,2,3,4,5,6,7,8]}]}", "{\"inputs\":[{\"d\\u0061ta\":\"\\u00000\"}]}",
+      "{\"inputs\":[{\"\\\"\":1}]}", "{\"a\":\"\\",
   };
   for (const char* f : fallbacks) CHECK(Run(f).r.arrays == nimify::kJsonScanFallback);
   std::string deep = "{\"a\":" + std::string(70, '[') + std::string(70, ']') + "}";

@@ -141,6 +141,11 @@ describe('parseInferJson: the scanner takes flat numeric data arrays', () => {
       '{"inputs":[{"name":"x","datatype":"FP32","shape":[6],"data":[1.5,2.5,3.5,4.5,5.5,6.5]},{"name":"z","datatype":"FP32","shape":[6],"data":"\\u00000"}]}',
       '{"inputs":[{"name":"x","datatype":"FP32","shape":[6],"data":[1.5,2.5,3.5,4.5,5.5,6.5],"data":"\\u00000"}]}',
       '{"inputs":[{"name":"x","datatype":"FP32","shape":[6],"data":"\\u00000"}]}',
+      // … or behind a key JSON.parse reads as data or inputs (escapes), which the scanner leaves
+      '{"inputs":[{"name":"a","datatype":"FP32","shape":[6],"data":[1.5,2.5,3.5,4.5,5.5,6.5],"d\\u0061ta":"\\u00000"}]}',
+      '{"inputs":[{"name":"a","datatype":"FP32","shape":[6],"data":[1.5,2.5,3.5,4.5,5.5,6.5],"d\\u0061ta":"\\u0000"}]}',
+      '{"inputs":[{"name":"a","datatype":"FP32","shape":[6],"data":[1.5,2.5,3.5,4.5,5.5,6.5]}],"inp\\u0075ts":[{"name":"b","data":"\\u00000"}]}',
+      '{"inputs":[{"name":"a","datatype":"FP32","shape":[6],"data":[1.5,2.5,3.5,4.5,5.5,6.5]}],"inp\\u0075ts":[{"name":"b","datatype":"FP32","shape":[6],"data":[1.5,2.5,3.5,4.5,5.5,6.5]}]}',
       // byte-order mark, whitespace of every kind
       '\uFEFF{"inputs":[{"name":"x","datatype":"FP32","shape":[6],"data":[1.5,2.5,3.5,4.5,5.5,6.5]}]}',
       ' \t\r\n{ "inputs" : [ { "name" : "x" , "datatype":"FP32","shape":[6],"data" : [ 1.5 ,\n2.5\t,\r3.5 , 4.5,5.5,6.5 ] } ] }\n ',
@@ -206,9 +211,12 @@ describe('parseInferJson: the scanner takes flat numeric data arrays', () => {
         const count = 2 + rnd(40);
         const nums = Array.from({ length: count }, numberText);
         const data = rnd(5) === 0 ? `[${nums.map((n) => (rnd(3) ? `[${ws()}${n}]` : `[[${n}],${ws()}[]]`)).join(',')}]` : `[${ws()}${nums.join(`${ws()},${ws()}`)}${ws()}]`;
-        return `{${ws()}"name":"in${j}","datatype":"FP32","shape":[${count}],${ws()}"data"${ws()}:${ws()}${data}}`;
+        // Now and then a member JSON.parse reads as a second `data` (an escaped key), holding a would-be placeholder.
+        const forged = rnd(8) === 0 ? `,"d\\u0061ta":"\\u0000${rnd(3)}"` : '';
+        return `{${ws()}"name":"in${j}","datatype":"FP32","shape":[${count}],${ws()}"data"${ws()}:${ws()}${data}${forged}}`;
       });
-      let text = `{"id":"r${i}",${ws()}"inputs":${ws()}[${inputs.join(',')}],"parameters":{"p":${rnd(9)}}}`;
+      const key = rnd(12) === 0 ? 'inp\\u0075ts' : 'inputs';
+      let text = `{"id":"r${i}",${ws()}"${key}":${ws()}[${inputs.join(',')}],"parameters":{"p":${rnd(9)}}}`;
       // A third are mutated: a byte changed, a cut, or a byte inserted.
       const m = rnd(9);
       const at = rnd(text.length);
@@ -218,8 +226,9 @@ describe('parseInferJson: the scanner takes flat numeric data arrays', () => {
       else if (m === 2) text = text.slice(0, at) + junk[rnd(junk.length)] + text.slice(at);
       if (check(text)) taken++;
     }
-    // The comparison means something only if the scanner took most of them.
-    expect(taken).toBeGreaterThan(1500);
+    // The comparison means something only if the scanner took many of them (mutations, forged
+    // members, escaped keys and out-of-range numbers send the rest the plain way).
+    expect(taken).toBeGreaterThan(1000);
   });
 });
 
