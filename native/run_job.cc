@@ -424,15 +424,15 @@ void RunJob::Reset() {
   core_.reset();
 }
 
-void RunJob::Cancel(const char* c) {
+bool RunJob::Cancel(const char* c) {
   const char* expected = nullptr;
-  if (cancel_code_.compare_exchange_strong(expected, c)) {
-    // Safe while Execute() runs on another thread: ORT's terminate flag is atomic. (Scheduled
-    // jobs have none: their batch's run options are terminated by the Scheduler.)
-    if (run_options_ != nullptr) {
-      if (OrtStatus* st = g_ort->RunOptionsSetTerminate(run_options_)) g_ort->ReleaseStatus(st);
-    }
+  if (!cancel_code_.compare_exchange_strong(expected, c)) return false;
+  // Safe while Execute() runs on another thread: ORT's terminate flag is atomic. (Scheduled
+  // jobs have none: their batch's run options are terminated by the Scheduler.)
+  if (run_options_ != nullptr) {
+    if (OrtStatus* st = g_ort->RunOptionsSetTerminate(run_options_)) g_ort->ReleaseStatus(st);
   }
+  return true;
 }
 
 Napi::Value RunJob::Attach(Napi::Env env, double cancel_id) {

@@ -160,7 +160,10 @@ Napi::Value Scheduler::Submit(Napi::Env env, RunJob::Ptr job, double cancel_id, 
     arrivals_.fetch_add(1, std::memory_order_release);
     queued_rows_ += rows;
     if (level == 1) queued_rows_high_ += rows;
-    if (qs.deadline != Clock::time_point::max()) deadlines_++;
+    if (qs.deadline != Clock::time_point::max()) {
+      deadlines_++;
+      if (qs.deadline < watchdog_wake_) WatchUntil(qs.deadline);
+    }
     notify = NeedsWake();
     // Requests that come in groups (recent batches hold several requests: a closed loop of C
     // clients sends its C requests back together) are not alone even when first: the group
@@ -247,18 +250,92 @@ void Scheduler::Cancel(RunJob* job, const char* c) {
   bool settle = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    job->Cancel(c);
-    if (job->queueing().queued) {
+    if (Batch* b = job->queueing().running_in) {
+      CancelRunning(job, b, c);
+    } else if (job->Cancel(c) && job->queueing().queued) {
       Take(job);
       settle = true;
-    } else if (Batch* b = job->queueing().running_in) {
-      // Its rows are computed anyway unless every job of the batch is cancelled.
-      if (++b->cancelled == b->jobs.size() && b->run_options != nullptr) {
-        if (OrtStatus* st = g_ort->RunOptionsSetTerminate(b->run_options)) g_ort->ReleaseStatus(st);
-      }
     }
   }
   if (settle) RunJob::PostCompleted(&job, 1);
+}
+
+void Scheduler::CancelRunning(RunJob* job, Batch* batch, const char* c) {
+  // Its rows are computed anyway unless every job of the batch is cancelled.
+  if (job->Cancel(c) && ++batch->cancelled == batch->jobs.size() && batch->run_options != nullptr) {
+    if (OrtStatus* st = g_ort->RunOptionsSetTerminate(batch->run_options)) g_ort->ReleaseStatus(st);
+  }
+}
+
+void Scheduler::WatchDeadlines(const Batch& batch) {
+  Clock::time_point earliest = Clock::time_point::max();
+  for (RunJob* job : batch.jobs) earliest = std::min(earliest, job->queueing().deadline);
+  if (earliest < watchdog_wake_) WatchUntil(earliest);
+}
+
+void Scheduler::WatchUntil(Clock::time_point when) {
+  watchdog_wake_ = when;
+  if (watchdog_.joinable()) {
+    watchdog_cv_.notify_one();
+  } else if (!stopping_) {
+    // It takes mu_ (held here) before it looks: it sees this batch.
+    watchdog_ = std::thread([this] { Watchdog(); });
+  }
+}
+
+void Scheduler::ExpireLate(const Batch& batch, Clock::time_point now) {
+  for (RunJob* job : batch.jobs) {
+    if (job->queueing().deadline <= now) job->Cancel(code::kTimeout);
+  }
+}
+
+void Scheduler::Watchdog() {
+  std::unique_lock<std::mutex> lock(mu_);
+  std::vector<RunJob*> expired;
+  while (!stopping_) {
+    if (watchdog_wake_ == Clock::time_point::max()) {
+      watchdog_cv_.wait(lock);
+    } else {
+      watchdog_cv_.wait_until(lock, watchdog_wake_);
+    }
+    if (stopping_) break;
+    const Clock::time_point now = Clock::now();
+    if (now < watchdog_wake_) continue;  // woken early (an earlier deadline, or spuriously)
+    Clock::time_point next = Clock::time_point::max();
+    for (Batch* b : running_) {
+      for (RunJob* job : b->jobs) {
+        const Clock::time_point d = job->queueing().deadline;
+        if (d <= now) {
+          CancelRunning(job, b, code::kTimeout);
+        } else if (d < next) {
+          next = d;
+        }
+      }
+    }
+    // Queued jobs past their deadline, for when every instance thread is busy running (an idle
+    // one drops them in Form on time by itself).
+    for (auto& q : queues_) {
+      if (deadlines_ == 0) break;
+      for (auto it = q.begin(); it != q.end();) {
+        RunJob* job = *it++;
+        const Clock::time_point d = job->queueing().deadline;
+        if (d <= now) {
+          Take(job);
+          job->Cancel(code::kTimeout);
+          expired.push_back(job);
+        } else if (d < next) {
+          next = d;
+        }
+      }
+    }
+    watchdog_wake_ = next;
+    if (!expired.empty()) {
+      lock.unlock();
+      RunJob::PostCompleted(expired.data(), expired.size());
+      expired.clear();
+      lock.lock();
+    }
+  }
 }
 
 void Scheduler::RejectQueued(const char* c) {
@@ -290,9 +367,12 @@ void Scheduler::Shutdown(const char* c) {
   }
   RejectQueued(c);
   cv_.notify_all();
+  watchdog_cv_.notify_all();
   for (std::thread& t : threads_) {
     if (t.joinable()) t.join();
   }
+  // Started only under mu_, and not once stopping_ is set: no start can race this join.
+  if (watchdog_.joinable()) watchdog_.join();
 }
 
 bool Scheduler::RunInline(napi_env env, bool settle_here, bool* ran) {
@@ -315,6 +395,7 @@ bool Scheduler::RunInline(napi_env env, bool settle_here, bool* ran) {
       running_.insert(&batch);
       in_flight_ += batch.jobs.size();
       for (RunJob* job : batch.jobs) job->queueing().running_in = &batch;
+      WatchDeadlines(batch);
     }
   }
   auto settle = [&](std::vector<RunJob*>& jobs) {
@@ -332,6 +413,7 @@ bool Scheduler::RunInline(napi_env env, bool settle_here, bool* ran) {
     running_.erase(&batch);
     in_flight_ -= batch.jobs.size();
     for (RunJob* job : batch.jobs) job->queueing().running_in = nullptr;
+    ExpireLate(batch, Clock::now());
     Record(batch, timing, counts);
     inline_batches_++;
   }
@@ -477,6 +559,7 @@ void Scheduler::Loop(size_t index) {
       running_.insert(&batch);
       in_flight_ += batch.jobs.size();
       for (RunJob* job : batch.jobs) job->queueing().running_in = &batch;
+      WatchDeadlines(batch);
     }
     lock.unlock();
     RunJob::PostCompleted(dropped.data(), dropped.size());
@@ -490,6 +573,7 @@ void Scheduler::Loop(size_t index) {
       running_.erase(&batch);
       in_flight_ -= batch.jobs.size();
       for (RunJob* job : batch.jobs) job->queueing().running_in = nullptr;
+      ExpireLate(batch, Clock::now());
       Record(batch, timing, counts);
       lock.unlock();
       // After this the JS thread may delete the jobs (and with the last one, this scheduler:

@@ -118,6 +118,11 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   // JS thread: abort/timeout. A queued job leaves the queue and is settled at once; a running
   // one is marked (its batch is terminated when every job in it is cancelled).
   void Cancel(RunJob* job, const char* code);
+  // Deadlines (a job's deadline is its timeout_us from Submit): a queued job is dropped at its
+  // deadline (by an idle instance thread in Form, else by the watchdog thread); a running job
+  // is cancelled with TIMEOUT at its deadline by the watchdog, as Cancel does (its batch is
+  // terminated once every job in it is cancelled), and a job whose batch completes after its
+  // deadline settles with TIMEOUT. No JS timer is needed for a scheduled request's timeout.
   // JS thread (dispose): every queued job is settled with `code`; running batches finish.
   void RejectQueued(const char* code);
   // JS thread: stops accepting, settles queued jobs with `code`, terminates running batches and
@@ -157,6 +162,21 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   // thread (reads only the immutable config).
   int64_t PaddedRows(int64_t rows) const;
   void Take(RunJob* job);    // under mu_: unlink from its queue
+  // Under mu_: marks a running job of `batch` cancelled (once, whatever the reasons: an abort and
+  // then its deadline count one) and terminates the batch's run when every job is.
+  void CancelRunning(RunJob* job, Batch* batch, const char* code);
+  // Under mu_, right after `batch` joined running_: makes the watchdog wake by the earliest
+  // deadline among its jobs.
+  void WatchDeadlines(const Batch& batch);
+  // Under mu_: the watchdog wakes at `when` (earlier than it would), started the first time.
+  void WatchUntil(Clock::time_point when);
+  // Under mu_, after `batch` left running_: its jobs past their deadline settle with TIMEOUT.
+  static void ExpireLate(const Batch& batch, Clock::time_point now);
+  // The watchdog thread: sleeps until the earliest deadline of a running or queued job, then
+  // cancels the running jobs past theirs and drops such queued ones (settled with TIMEOUT, as
+  // Form drops them; this covers the time every instance thread is busy running). Started
+  // lazily; joined by Shutdown.
+  void Watchdog();
   bool NeedsWake() const;    // under mu_: a sleeping instance thread must look at the queue now
   // Creates the batch's run options; on failure every job of the batch fails (and the instance
   // skips the run, since the jobs already hold a failure). Always returns to the caller.
@@ -176,6 +196,7 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   // inline_below_us > 0. Used only on the JS thread, so it needs no lock of its own.
   std::unique_ptr<Instance> inline_;
   std::vector<std::thread> threads_;
+  std::thread watchdog_;  // started under mu_ by WatchDeadlines, joined by Shutdown
 
   std::mutex mu_;  // guards everything below
   std::condition_variable cv_;
@@ -191,6 +212,8 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   int64_t queued_rows_high_ = 0;  // of those, the high-priority queue's (admission)
   size_t in_flight_ = 0;        // jobs in running batches
   size_t deadlines_ = 0;        // queued jobs with a deadline (skip the expiry scan when 0)
+  std::condition_variable watchdog_cv_;
+  Clock::time_point watchdog_wake_ = Clock::time_point::max();  // the watchdog's next look
   std::vector<RunJob*> candidates_;  // formation::Form's scratch list (reused: no allocation per formation)
 
   // The adaptive delay's, the inline path's and admission's estimates (see the top of this file).

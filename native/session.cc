@@ -386,6 +386,8 @@ Napi::Value Session::Describe(const Napi::CallbackInfo& info) {
   // null: dim 0 of every input and output can be the batch dim; else why not.
   const std::string no_batch = Scheduler::BatchDimProblem(*core_);
   out.Set("noBatchDim", no_batch.empty() ? env.Null() : Napi::String::New(env, no_batch));
+  // Whether infer() goes through a Scheduler (its watchdog enforces timeouts of running requests).
+  out.Set("scheduled", Napi::Boolean::New(env, scheduler_ != nullptr));
   Napi::Array providers = Napi::Array::New(env, core_->providers().size());
   for (size_t i = 0; i < core_->providers().size(); ++i) providers.Set(static_cast<uint32_t>(i), core_->providers()[i]);
   out.Set("providers", providers);

@@ -37,6 +37,8 @@ export interface NativeDescription {
   providers: string[];
   /** Providers that were asked for but not used, and why (native/execution_providers.h). */
   skippedProviders: Array<{ name: string; reason: string }>;
+  /** Whether infer() goes through the native scheduler, whose watchdog ends running requests at their timeout (native/scheduler.h). */
+  scheduled: boolean;
   /** Whether the session runs on a provider besides the CPU (native SessionCore::on_device, the one rule). */
   onDevice: boolean;
   /** Where the session keeps tensors: 'cpu', 'cuda:0', … (native/device_memory.h). */

@@ -66,6 +66,8 @@ export class Model {
   #idleWaiters: Array<() => void> = [];
   /** Most rows one run may hold on the batch dim (the scheduler's maxBatchSize). */
   readonly #maxRows: number;
+  /** infer() goes through the native scheduler, which enforces timeoutMs on running requests itself. */
+  readonly #scheduled: boolean;
 
   /** @internal Use loadModel(). */
   constructor(binding: NativeBinding, session: NativeSession, description: NativeDescription, pipeline: Pipeline | null = null, maxRows = Infinity) {
@@ -83,6 +85,7 @@ export class Model {
     this.device = description.device;
     this.pinnedStaging = description.pinnedStaging;
     this.#plan = new IoPlan(description);
+    this.#scheduled = description.scheduled;
   }
 
   /** Most rows one run may hold on the batch dim: batching.maxBatchSize, or Infinity without batching. */
@@ -154,20 +157,24 @@ export class Model {
     let cleanup: (() => void) | undefined;
     let priority = 0;
     let timeoutUs = 0;
-    if (opts !== undefined && (opts.signal !== undefined || opts.timeoutMs !== undefined)) {
-      const signal = opts.signal;
-      if (signal?.aborted) return Promise.reject(new NimifyError('ABORTED', 'inference was aborted before it started'));
-      const id = (runId = ++nextRunId);
-      const onAbort = () => session.cancel(id, 'ABORTED');
-      signal?.addEventListener('abort', onAbort, { once: true });
-      // The native deadline drops a queued request exactly on time even when this thread is busy;
-      // the timer settles a request still waiting (or terminates a running one) when it fires.
+    if (opts !== undefined) {
+      // The native deadline drops a queued request exactly on time even when this thread is busy,
+      // and the scheduler's watchdog ends a running one (native/scheduler.h). Without a scheduler
+      // (the executor threads) a timer terminates the run when it fires.
       if (opts.timeoutMs !== undefined) timeoutUs = opts.timeoutMs * 1000;
-      const timer = opts.timeoutMs !== undefined ? setTimeout(() => session.cancel(id, 'TIMEOUT'), opts.timeoutMs) : undefined;
-      cleanup = () => {
-        if (timer !== undefined) clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-      };
+      const timed = opts.timeoutMs !== undefined && !this.#scheduled;
+      const signal = opts.signal;
+      if (signal !== undefined || timed) {
+        if (signal?.aborted) return Promise.reject(new NimifyError('ABORTED', 'inference was aborted before it started'));
+        const id = (runId = ++nextRunId);
+        const onAbort = () => session.cancel(id, 'ABORTED');
+        signal?.addEventListener('abort', onAbort, { once: true });
+        const timer = timed ? setTimeout(() => session.cancel(id, 'TIMEOUT'), opts.timeoutMs) : undefined;
+        cleanup = () => {
+          if (timer !== undefined) clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+        };
+      }
     }
     let pending: Promise<NativeResult[] | null>;
     try {

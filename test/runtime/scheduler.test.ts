@@ -462,6 +462,40 @@ describe('queue policy', () => {
     await m.dispose();
   });
 
+  it('ends a running request at its timeoutMs natively, with no JS timer, even while the JS thread is blocked', async () => {
+    const m = await loadModel(model('slow.onnx'), { batching: {} });
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    const t0 = Date.now();
+    const late = m.infer(slowFeeds(1_000_000n), { timeoutMs: 100 }).catch((e: NimifyError) => e);
+    // No timer per request: the scheduler's watchdog thread holds the deadline.
+    expect(timers()).toBe(before);
+    await waitFor(() => m.stats().inFlight === 1, 'the run to start');
+    // The JS thread is busy past the deadline: a JS timer could not fire, the watchdog can.
+    while (Date.now() - t0 < 600) { /* busy */ }
+    expect(m.stats().inFlight).toBe(0); // terminated while this thread was blocked (the run takes many seconds)
+    const err = await late;
+    expect(err).toBeInstanceOf(NimifyError);
+    expect((err as NimifyError).code).toBe('TIMEOUT');
+    expect(m.stats().expired).toBe(1);
+    // A request that completes after its deadline is a TIMEOUT too; one within it is not.
+    expect((await m.infer(slowFeeds(1n), { timeoutMs: 60_000 })).y.dims).toEqual([256, 256]);
+    await m.dispose();
+  });
+
+  it('counts an aborted running request once when its deadline passes too', async () => {
+    const m = await loadModel(model('slow.onnx'), { batching: {} });
+    const ac = new AbortController();
+    const run = m.infer(slowFeeds(1_000_000n), { timeoutMs: 80, signal: ac.signal }).catch((e: NimifyError) => e.code);
+    await waitFor(() => m.stats().inFlight === 1, 'the run to start');
+    ac.abort();
+    expect(await run).toBe('ABORTED');
+    await new Promise((r) => setTimeout(r, 150)); // its deadline passes after the abort: nothing more happens
+    expect(m.stats()).toMatchObject({ cancelled: 1, expired: 0, inFlight: 0 });
+    expect((await m.infer(slowFeeds(1n), { timeoutMs: 60_000 })).y.dims).toEqual([256, 256]);
+    await m.dispose();
+  });
+
   it('refuses at once with QUEUE_FULL a request whose predicted queue wait exceeds its timeoutMs, and admits one that fits', async () => {
     const m = await loadModel(model('slow.onnx'), { batching: {} });
     // Measures the compute per row (slow runs alone: one row per run) that admission predicts with.
