@@ -189,8 +189,9 @@ class RunJob : public Task {
   // wake-up, however many there are (a batch completes once, not once per request). The env
   // takes ownership of the jobs.
   static void PostCompleted(RunJob* const* jobs, size_t n);
-  // Abort/timeout (or env teardown): the JS thread, or a scheduler's deadline watchdog under the
-  // scheduler's mutex. Idempotent; the first reason wins. Returns whether this call cancelled it.
+  // Abort/timeout (or env teardown): the JS thread, or, for a scheduled job, any thread holding
+  // its scheduler's mutex (Form's expiry, the deadline watchdog, ExpireLate). Idempotent; the
+  // first reason wins. Returns whether this call cancelled it.
   bool Cancel(const char* code);
   // Creates the env's completion channel (called once per env from Init). The channel holds a
   // shared_ptr to `state` as its context, released by its finalizer at env teardown. Node runs

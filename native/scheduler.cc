@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <system_error>
 
 #ifdef __linux__
 #include <sys/prctl.h>
@@ -86,7 +87,15 @@ std::shared_ptr<Scheduler> Scheduler::Create(Napi::Env env, std::vector<std::sha
   for (auto& core : instances) s->instances_.push_back(std::make_unique<Instance>(core, MakeStaging(*core)));
   if (config.inline_below_us > 0) s->inline_ = std::make_unique<Instance>(s->primary_, MakeStaging(*s->primary_));
   s->state_->schedulers.insert(s.get());
-  for (size_t i = 0; i < s->instances_.size(); ++i) s->threads_.emplace_back([raw = s.get(), i] { raw->Loop(i); });
+  // Threads start here, not on a request's path: a thread limit (EAGAIN) fails the load cleanly
+  // (returning null destroys `s`, whose Shutdown joins what did start).
+  try {
+    for (size_t i = 0; i < s->instances_.size(); ++i) s->threads_.emplace_back([raw = s.get(), i] { raw->Loop(i); });
+    s->watchdog_ = std::thread([raw = s.get()] { raw->Watchdog(); });
+  } catch (const std::system_error& e) {
+    failure->Set(code::kInternal, std::string("could not start the model's scheduler threads: ") + e.what());
+    return nullptr;
+  }
   return s;
 }
 
@@ -162,7 +171,7 @@ Napi::Value Scheduler::Submit(Napi::Env env, RunJob::Ptr job, double cancel_id, 
     if (level == 1) queued_rows_high_ += rows;
     if (qs.deadline != Clock::time_point::max()) {
       deadlines_++;
-      if (qs.deadline < watchdog_wake_) WatchUntil(qs.deadline);
+      WatchUntil(qs.deadline);
     }
     notify = NeedsWake();
     // Requests that come in groups (recent batches hold several requests: a closed loop of C
@@ -270,17 +279,16 @@ void Scheduler::CancelRunning(RunJob* job, Batch* batch, const char* c) {
 void Scheduler::WatchDeadlines(const Batch& batch) {
   Clock::time_point earliest = Clock::time_point::max();
   for (RunJob* job : batch.jobs) earliest = std::min(earliest, job->queueing().deadline);
-  if (earliest < watchdog_wake_) WatchUntil(earliest);
+  if (earliest != Clock::time_point::max()) WatchUntil(earliest);
 }
 
 void Scheduler::WatchUntil(Clock::time_point when) {
+  // A little late, so that deadlines close together (a backlog timing out under overload) cost
+  // one scan of the queue, not one each: at most ~1,000 scans a second.
+  when += kWatchdogSlack;
+  if (when >= watchdog_wake_) return;
   watchdog_wake_ = when;
-  if (watchdog_.joinable()) {
-    watchdog_cv_.notify_one();
-  } else if (!stopping_) {
-    // It takes mu_ (held here) before it looks: it sees this batch.
-    watchdog_ = std::thread([this] { Watchdog(); });
-  }
+  watchdog_cv_.notify_one();
 }
 
 void Scheduler::ExpireLate(const Batch& batch, Clock::time_point now) {
@@ -328,7 +336,7 @@ void Scheduler::Watchdog() {
         }
       }
     }
-    watchdog_wake_ = next;
+    watchdog_wake_ = next == Clock::time_point::max() ? next : next + kWatchdogSlack;
     if (!expired.empty()) {
       lock.unlock();
       RunJob::PostCompleted(expired.data(), expired.size());
@@ -371,7 +379,6 @@ void Scheduler::Shutdown(const char* c) {
   for (std::thread& t : threads_) {
     if (t.joinable()) t.join();
   }
-  // Started only under mu_, and not once stopping_ is set: no start can race this join.
   if (watchdog_.joinable()) watchdog_.join();
 }
 

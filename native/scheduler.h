@@ -63,8 +63,8 @@
 //
 // Ownership: Session holds a shared_ptr; every queued or running job holds another (so a
 // model dropped by JS mid-flight keeps its scheduler until the last job is delivered). The
-// destructor stops and joins the instance threads; it runs on the JS thread (jobs are deleted
-// there), never on an instance thread, which hold no owning reference. Env teardown calls
+// destructor stops and joins the instance threads and the deadline watchdog; it runs on the JS
+// thread (jobs are deleted there), never on one of those threads, which hold no owning reference. Env teardown calls
 // Shutdown through EnvState::schedulers.
 #pragma once
 
@@ -115,14 +115,17 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   // (`env` null: the env is closing). Runs a cheap batch right here when inline_below_us allows,
   // else wakes an instance thread.
   void WakeDeferred(napi_env env);
+  // Deadlines (a job's deadline is its timeout_us from Submit): a queued job is dropped at its
+  // deadline (by an idle instance thread in Form, else by the watchdog thread, up to
+  // kWatchdogSlack late); a running job is cancelled with TIMEOUT at its deadline by the
+  // watchdog, as Cancel does (its batch is terminated once every job in it is cancelled), and a
+  // job whose batch completes after its deadline settles with TIMEOUT. No JS timer is needed for
+  // a scheduled request's timeout.
+  static constexpr std::chrono::milliseconds kWatchdogSlack{1};
+
   // JS thread: abort/timeout. A queued job leaves the queue and is settled at once; a running
   // one is marked (its batch is terminated when every job in it is cancelled).
   void Cancel(RunJob* job, const char* code);
-  // Deadlines (a job's deadline is its timeout_us from Submit): a queued job is dropped at its
-  // deadline (by an idle instance thread in Form, else by the watchdog thread); a running job
-  // is cancelled with TIMEOUT at its deadline by the watchdog, as Cancel does (its batch is
-  // terminated once every job in it is cancelled), and a job whose batch completes after its
-  // deadline settles with TIMEOUT. No JS timer is needed for a scheduled request's timeout.
   // JS thread (dispose): every queued job is settled with `code`; running batches finish.
   void RejectQueued(const char* code);
   // JS thread: stops accepting, settles queued jobs with `code`, terminates running batches and
@@ -168,14 +171,14 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   // Under mu_, right after `batch` joined running_: makes the watchdog wake by the earliest
   // deadline among its jobs.
   void WatchDeadlines(const Batch& batch);
-  // Under mu_: the watchdog wakes at `when` (earlier than it would), started the first time.
+  // Under mu_: the watchdog wakes by `when` + kWatchdogSlack (a wake already earlier stays).
   void WatchUntil(Clock::time_point when);
   // Under mu_, after `batch` left running_: its jobs past their deadline settle with TIMEOUT.
   static void ExpireLate(const Batch& batch, Clock::time_point now);
   // The watchdog thread: sleeps until the earliest deadline of a running or queued job, then
   // cancels the running jobs past theirs and drops such queued ones (settled with TIMEOUT, as
-  // Form drops them; this covers the time every instance thread is busy running). Started
-  // lazily; joined by Shutdown.
+  // Form drops them; this covers the time every instance thread is busy running). Started by
+  // Create with the instance threads; joined by Shutdown.
   void Watchdog();
   bool NeedsWake() const;    // under mu_: a sleeping instance thread must look at the queue now
   // Creates the batch's run options; on failure every job of the batch fails (and the instance
@@ -196,7 +199,7 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   // inline_below_us > 0. Used only on the JS thread, so it needs no lock of its own.
   std::unique_ptr<Instance> inline_;
   std::vector<std::thread> threads_;
-  std::thread watchdog_;  // started under mu_ by WatchDeadlines, joined by Shutdown
+  std::thread watchdog_;  // started by Create, joined by Shutdown
 
   std::mutex mu_;  // guards everything below
   std::condition_variable cv_;

@@ -2,6 +2,7 @@
 // structs and a fake clock, no ORT, no napi, no threads, no sleeps. Built and run by
 // test/native/formation.test.ts with the system C++ compiler; exits non-zero on any failure.
 #include "../../native/formation.h"
+#include "check.h"
 
 #include <chrono>
 #include <cmath>
@@ -16,35 +17,6 @@ using nimify::SteadyTime;
 namespace formation = nimify::formation;
 
 namespace {
-
-int failures = 0;
-int checks = 0;
-
-#define CHECK(cond)                                                      \
-  do {                                                                   \
-    ++checks;                                                            \
-    if (!(cond)) {                                                       \
-      ++failures;                                                        \
-      std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);        \
-    }                                                                    \
-  } while (0)
-#define CHECK_EQ(a, b)                                                                                   \
-  do {                                                                                                   \
-    ++checks;                                                                                            \
-    const auto va = (a);                                                                                 \
-    const auto vb = (b);                                                                                 \
-    if (!(va == vb)) {                                                                                   \
-      ++failures;                                                                                        \
-      std::printf("FAIL %s:%d: %s == %s (%s vs %s)\n", __FILE__, __LINE__, #a, #b, Str(va).c_str(),   \
-                  Str(vb).c_str());                                                                      \
-    }                                                                                                    \
-  } while (0)
-
-std::string Str(const std::string& s) { return "\"" + s + "\""; }
-template <class T>
-std::string Str(const T& v) {
-  return std::to_string(v);
-}
 
 // The fake clock: T(us) is `us` microseconds after an arbitrary epoch.
 const SteadyTime kEpoch = SteadyTime() + std::chrono::hours(1);
@@ -461,10 +433,5 @@ int main() {
   ExpiryDrop();
   JobsThatRunAlone();
   ScratchIsReused();
-  if (failures > 0) {
-    std::printf("%d of %d checks failed\n", failures, checks);
-    return 1;
-  }
-  std::printf("ok: %d checks\n", checks);
-  return 0;
+  return nimify_test::Finish();
 }

@@ -3,6 +3,7 @@
 // sanitizers test/native/json-scan.test.ts builds with (AddressSanitizer, UBSan where the compiler
 // has them) catch any read or write past them. No napi, no ORT. Exits non-zero on any failure.
 #include "../../native/json_scan.h"
+#include "check.h"
 
 #include <cmath>
 #include <cstdio>
@@ -15,18 +16,6 @@ using nimify::JsonScanResult;
 using nimify::ScanInferJson;
 
 namespace {
-
-int failures = 0;
-int checks = 0;
-
-#define CHECK(cond)                                               \
-  do {                                                            \
-    ++checks;                                                     \
-    if (!(cond)) {                                                \
-      ++failures;                                                 \
-      std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-    }                                                             \
-  } while (0)
 
 struct Scan {
   JsonScanResult r;
@@ -156,10 +145,5 @@ void Fuzz() {
 int main() {
   Exact();
   Fuzz();
-  if (failures > 0) {
-    std::printf("%d of %d checks failed\n", failures, checks);
-    return 1;
-  }
-  std::printf("ok: %d checks\n", checks);
-  return 0;
+  return nimify_test::Finish();
 }

@@ -483,16 +483,36 @@ describe('queue policy', () => {
     await m.dispose();
   });
 
-  it('counts an aborted running request once when its deadline passes too', async () => {
-    const m = await loadModel(model('slow.onnx'), { batching: {} });
+  // Two requests in one batch of convnet_bench (a 64-row run takes ~0.5 s on the 2-core VM):
+  // `a`, 1 row with a deadline, and `b`, 63 rows without one. A fixed delay makes `a` wait for
+  // `b` (an idle instance thread may see `a` before `b` is submitted).
+  async function sharedBatch(aOptions: { timeoutMs: number; signal?: AbortSignal }) {
+    const m = await loadModel(model('convnet_bench.onnx'), { batching: { maxBatchSize: 64, maxQueueDelayMicros: 2_000_000, adaptive: false } });
+    const rows = (n: number) => ({ x: new Tensor('float32', new Float32Array(n * 3 * 112 * 112).fill(0.5), [n, 3, 112, 112]) });
+    const [one, rest] = [rows(1), rows(63)];
+    const a = m.infer(one, aOptions).then(() => 'ok', (e: NimifyError) => e.code);
+    const b = m.infer(rest).then((r) => r.y.dims, (e: NimifyError) => e.code);
+    await waitFor(() => m.stats().inFlight === 2, 'the batch of both to start');
+    return { m, a, b };
+  }
+
+  it('a request whose deadline passes inside a shared batch settles TIMEOUT; the batch runs on for the others', async () => {
+    const { m, a, b } = await sharedBatch({ timeoutMs: 60 });
+    expect(await a).toBe('TIMEOUT');
+    expect(await b).toEqual([63, 10]);
+    expect(m.stats()).toMatchObject({ expired: 1, succeeded: 1, inFlight: 0 });
+    expect(m.stats().batchSizeHistogram).toEqual({ 64: 1 });
+    await m.dispose();
+  });
+
+  it('an aborted request of a shared batch counts once when its deadline passes too: the batch is not ended', async () => {
     const ac = new AbortController();
-    const run = m.infer(slowFeeds(1_000_000n), { timeoutMs: 80, signal: ac.signal }).catch((e: NimifyError) => e.code);
-    await waitFor(() => m.stats().inFlight === 1, 'the run to start');
+    const { m, a, b } = await sharedBatch({ timeoutMs: 80, signal: ac.signal });
     ac.abort();
-    expect(await run).toBe('ABORTED');
-    await new Promise((r) => setTimeout(r, 150)); // its deadline passes after the abort: nothing more happens
-    expect(m.stats()).toMatchObject({ cancelled: 1, expired: 0, inFlight: 0 });
-    expect((await m.infer(slowFeeds(1n), { timeoutMs: 60_000 })).y.dims).toEqual([256, 256]);
+    // Its deadline passes while `b` still runs; counted twice, the batch would be terminated.
+    expect(await a).toBe('ABORTED');
+    expect(await b).toEqual([63, 10]);
+    expect(m.stats()).toMatchObject({ cancelled: 1, expired: 0, succeeded: 1, inFlight: 0 });
     await m.dispose();
   });
 
