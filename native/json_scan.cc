@@ -4,7 +4,6 @@
 #include <cstring>
 #include <system_error>
 
-
 namespace nimify {
 namespace {
 
@@ -178,7 +177,7 @@ class Scanner {
         case Taken::kFailed:
           return false;
         case Taken::kNo:
-          break;  // not a flat array of numbers: walk it as any array
+          break;  // not an array of numbers: walk it as any array
       }
     }
     const Slot element = slot == Slot::kInputs ? Slot::kInputElem : Slot::kOther;

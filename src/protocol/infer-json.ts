@@ -4,14 +4,15 @@
  * JSON.parse spends most of a small request's parse on the numbers of its `data` arrays (~6.6 µs
  * of a 1 KiB body with 64 float values on the 2-core VM), and the codec then walks the array it
  * built once more. Here the addon's scanner (native/json_scan.h) reads each numeric
- * `inputs[i].data` array (flat, or nested lists) straight into a Float64Array (correctly rounded: the doubles JSON.parse
- * gives) and leaves a placeholder in the text; the rest — names, shapes, parameters — goes
- * through parseUntrustedJson as any body does (the same `__proto__` / `constructor` refusals),
- * and the placeholders become JsonNumbers, which the codec (request.ts) checks and converts
- * exactly as it would the array (same elements, same errors). Whatever the scanner does not take
- * (mixed arrays, booleans, strings, a malformed body, no addon) is parsed the usual
- * way, so a client sees no difference but speed. Event-loop thread (or any one thread: the
- * scratch buffers are this module's, used synchronously).
+ * `inputs[i].data` array (flat, or nested lists) straight into a Float64Array (correctly
+ * rounded: the doubles JSON.parse gives) and leaves a placeholder in the text; the rest — names,
+ * shapes, parameters — goes through parseUntrustedJson as any body does (the same `__proto__` /
+ * `constructor` refusals), and the placeholders become JsonNumbers, which the codec (request.ts)
+ * checks and converts exactly as it would the array (same elements, same errors). Whatever the
+ * scanner does not take (mixed arrays, booleans, strings, escaped keys, a malformed body, no
+ * addon) is parsed the usual way, so a client sees no difference but speed. One thread at a
+ * time per module instance (the event loop, or a decode worker): the scratch buffers are this
+ * module's, used synchronously.
  */
 import { addonIfLoadable, type NativeBinding } from '../runtime/binding';
 import { parseUntrustedJson } from './json';
@@ -51,6 +52,7 @@ function scan(): NativeBinding['scanInferJson'] | null {
  * Throws INVALID_ARGUMENT for text that is not valid JSON or holds a forbidden key.
  */
 export function parseInferJson(where: string, body: Buffer, length: number = body.length): unknown {
+  // A body this small holds no array worth the native call.
   const native = length >= 64 ? scan() : null;
   if (native !== null) {
     let o = out;
