@@ -1,8 +1,8 @@
 /**
  * request.log without a pino child per request. Fastify binds every request's logger to its id
- * with logger.child({ reqId }), which serialises the bindings at once (~2 µs of the JS thread per
- * request under load on the 2-core VM), while nimify's requests log only when they fail or with
- * --log-requests. This logger makes that child on its first enabled call, so a request that
+ * with logger.child({ reqId }), which serialises the bindings at once (1.8 % of a CPU profile of
+ * `nimify serve` under 64 connections on the 2-core VM), while nimify's requests log only when
+ * they fail or with --log-requests. This logger makes that child on its first enabled call, so a request that
  * logs nothing pays for nothing, and one that logs gets the same lines as before (the child
  * carries the same bindings and options). Event-loop thread only.
  */
