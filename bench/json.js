@@ -52,9 +52,9 @@ const VARIANTS = {
   },
 };
 
-/** µs per call of `fn` over a window of at least `ms` (after a warm-up of a fifth of it). */
+/** µs per call of `fn` over a window of at least `ms` (after a warm-up of a fifth of it, at least 200 ms: the JIT's). */
 function time(fn, ms) {
-  const warm = performance.now() + ms / 5;
+  const warm = performance.now() + Math.max(ms / 5, 200);
   while (performance.now() < warm) fn();
   let n = 0;
   const start = performance.now();

@@ -157,16 +157,21 @@ class Scanner {
       ++p_;
       SkipWs();
       if (!Value(value_slot, depth)) return false;
-      SkipWs();
-      if (Peek() == ',') {
-        ++p_;
-        SkipWs();
-        continue;
-      }
-      if (Peek() != '}') return false;
-      ++p_;
-      return true;
+      bool more;
+      if (!Next('}', &more)) return false;
+      if (!more) return true;
     }
+  }
+
+  // After a member or an element: a ',' (skipped, with the whitespace after it: *more) or the
+  // container's `close` (skipped); anything else is a syntax error (false).
+  bool Next(uint8_t close, bool* more) {
+    SkipWs();
+    *more = Peek() == ',';
+    if (!*more && Peek() != close) return false;
+    ++p_;
+    if (*more) SkipWs();
+    return true;
   }
 
   bool Array(Slot slot, int depth) {
@@ -189,15 +194,9 @@ class Scanner {
     }
     for (;;) {
       if (!Value(element, depth)) return false;
-      SkipWs();
-      if (Peek() == ',') {
-        ++p_;
-        SkipWs();
-        continue;
-      }
-      if (Peek() != ']') return false;
-      ++p_;
-      return true;
+      bool more;
+      if (!Next(']', &more)) return false;
+      if (!more) return true;
     }
   }
 

@@ -269,6 +269,11 @@ void Scheduler::Cancel(RunJob* job, const char* c) {
   if (settle) RunJob::PostCompleted(&job, 1);
 }
 
+void Scheduler::DropExpired(RunJob* job) {
+  job->Cancel(code::kTimeout);
+  Take(job);
+}
+
 void Scheduler::CancelRunning(RunJob* job, Batch* batch, const char* c) {
   // Its rows are computed anyway unless every job of the batch is cancelled.
   if (job->Cancel(c) && ++batch->cancelled == batch->jobs.size() && batch->run_options != nullptr) {
@@ -328,8 +333,7 @@ void Scheduler::Watchdog() {
         RunJob* job = *it++;
         const Clock::time_point d = job->queueing().deadline;
         if (d <= now) {
-          Take(job);
-          job->Cancel(code::kTimeout);
+          DropExpired(job);
           expired.push_back(job);
         } else if (d < next) {
           next = d;
@@ -439,11 +443,7 @@ bool Scheduler::Form(Clock::time_point now, Batch* batch, std::vector<RunJob*>* 
   const size_t first_expired = dropped->size();
   const formation::Decision d = formation::Form(queues_, view, now, config_, batchable_, est_, deadlines_ > 0,
                                                 now_only, &candidates_, dropped);
-  for (size_t i = first_expired; i < dropped->size(); ++i) {
-    RunJob* job = (*dropped)[i];
-    job->Cancel(code::kTimeout);
-    Take(job);
-  }
+  for (size_t i = first_expired; i < dropped->size(); ++i) DropExpired((*dropped)[i]);
   if (d.outcome != formation::Outcome::kRun) {
     if (d.outcome == formation::Outcome::kWait) *wake = d.wake;
     return false;

@@ -64,8 +64,8 @@
 // Ownership: Session holds a shared_ptr; every queued or running job holds another (so a
 // model dropped by JS mid-flight keeps its scheduler until the last job is delivered). The
 // destructor stops and joins the instance threads and the deadline watchdog; it runs on the JS
-// thread (jobs are deleted there), never on one of those threads, which hold no owning reference. Env teardown calls
-// Shutdown through EnvState::schedulers.
+// thread (jobs are deleted there), never on one of those threads, which hold no owning
+// reference. Env teardown calls Shutdown through EnvState::schedulers.
 #pragma once
 
 #include <napi.h>
@@ -165,6 +165,9 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   // thread (reads only the immutable config).
   int64_t PaddedRows(int64_t rows) const;
   void Take(RunJob* job);    // under mu_: unlink from its queue
+  // Under mu_: a queued job past its deadline leaves its queue cancelled with TIMEOUT (the
+  // caller posts it). Form's expiry and the watchdog's.
+  void DropExpired(RunJob* job);
   // Under mu_: marks a running job of `batch` cancelled (once, whatever the reasons: an abort and
   // then its deadline count one) and terminates the batch's run when every job is.
   void CancelRunning(RunJob* job, Batch* batch, const char* code);

@@ -97,8 +97,9 @@ function parseReduced(where: string, body: Buffer, length: number, text: string)
 }
 
 /**
- * Puts the numbers in place of the placeholders (each used once), copying them out of the
- * scratch: the request is decoded later, after other bodies have been scanned. undefined when
+ * Puts the numbers in place of the placeholders (each used once), copied out of the kept
+ * scratch (the request is decoded later, after other bodies have been scanned) or viewed in a
+ * one-off one (a large body's: nothing else writes it, and no copy of megabytes). undefined when
  * the parsed value does not hold the placeholders the scanner wrote (then the caller parses the
  * body as it is).
  */
@@ -117,7 +118,8 @@ function substitute(json: unknown, n: Float64Array, taken: number): unknown {
     if (!(k > last && k < taken) || data !== `\u0000${k}`) return undefined;
     last = k;
     const start = spans[1 + 3 * k];
-    (input as { data: unknown }).data = new JsonNumbers(n.slice(start, start + spans[2 + 3 * k]), spans[3 + 3 * k]);
+    const end = start + spans[2 + 3 * k];
+    (input as { data: unknown }).data = new JsonNumbers(n === nums ? n.slice(start, end) : n.subarray(start, end), spans[3 + 3 * k]);
   }
   // Duplicate keys keep their last value (JSON.parse): placeholders of the others are gone with them.
   return json;

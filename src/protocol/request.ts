@@ -53,6 +53,13 @@ function bad(message: string): NimifyError {
   return new NimifyError('INVALID_ARGUMENT', message);
 }
 
+/** `data` (at `where`) does not hold the `count` elements `shape` needs. */
+const wrongCount = (where: string, shape: readonly number[], count: number, received: number): NimifyError =>
+  bad(`${where}: shape [${shape.join(', ')}] needs ${count} elements, received ${received}`);
+
+/** `data` (at `where`) nests its lists deeper than the tensor's rank (at least 1) allows. */
+const tooDeep = (where: string, maxDepth: number): NimifyError => bad(`${where}: nested deeper than the tensor's ${maxDepth} dims`);
+
 /**
  * Decodes a request. `header` is the parsed JSON header (already structurally checked by the route
  * schema, re-checked here because the codec is also a public function); `binary` is the bytes
@@ -257,7 +264,7 @@ function fromJson(where: string, datatype: Datatype, data: unknown, shape: numbe
     // Pre-decoded off the event loop by the JSON worker (json-worker.ts) with the same checks.
     if (!isArrayFor(datatype, data)) throw invalid(`${where}.data`, `${datatype} values`, data);
     const n = (data as unknown as { length: number }).length;
-    if (n !== count) throw bad(`${where}.data: shape [${shape.join(', ')}] needs ${count} elements, received ${n}`);
+    if (n !== count) throw wrongCount(`${where}.data`, shape, count, n);
     return new Tensor(type, data as never, shape);
   }
   return new Tensor(type, jsonElements(where, datatype, data, shape, count) as never, shape);
@@ -269,8 +276,8 @@ function fromJson(where: string, datatype: Datatype, data: unknown, shape: numbe
  */
 function numberElements(where: string, datatype: Datatype, { values, depth }: JsonNumbers, shape: readonly number[], count: number): unknown {
   const maxDepth = Math.max(shape.length, 1);
-  if (depth > maxDepth) throw bad(`${where}: nested deeper than the tensor's ${maxDepth} dims`);
-  if (values.length !== count) throw bad(`${where}: shape [${shape.join(', ')}] needs ${count} elements, received ${values.length}`);
+  if (depth > maxDepth) throw tooDeep(where, maxDepth);
+  if (values.length !== count) throw wrongCount(where, shape, count, values.length);
   const type = DATATYPE_TO_TYPE[datatype];
   const out = allocate(type, count);
   if (datatype === 'FP32' || datatype === 'FP64') {
@@ -298,11 +305,11 @@ export function jsonElements(where: string, datatype: Datatype, data: unknown, s
   const maxDepth = Math.max(shape.length, 1);
   // Count before allocating: a tiny body must not make the server reserve what its shape claims.
   const leaves = countLeaves(data as unknown[], 1, maxDepth, `${where}.data`);
-  if (leaves !== count) throw bad(`${where}.data: shape [${shape.join(', ')}] needs ${count} elements, received ${leaves}`);
+  if (leaves !== count) throw wrongCount(`${where}.data`, shape, count, leaves);
   const out = allocate(DATATYPE_TO_TYPE[datatype], count);
   const sink = makeSink(datatype, out);
   const n = fill(data as unknown[], sink, 0, count, 1, maxDepth, `${where}.data`);
-  if (n !== count) throw bad(`${where}.data: shape [${shape.join(', ')}] needs ${count} elements, received ${n}`);
+  if (n !== count) throw wrongCount(`${where}.data`, shape, count, n);
   return out;
 }
 
@@ -327,7 +334,7 @@ function countLeaves(arr: unknown[], depth: number, maxDepth: number, where: str
   for (let i = 0; i < arr.length; i++) {
     const v = arr[i];
     if (Array.isArray(v)) {
-      if (depth >= maxDepth) throw bad(`${where}: nested deeper than the tensor's ${maxDepth} dims`);
+      if (depth >= maxDepth) throw tooDeep(where, maxDepth);
       n += countLeaves(v, depth + 1, maxDepth, where);
     } else n++;
   }
@@ -338,7 +345,7 @@ function fill(arr: unknown[], sink: Sink, pos: number, count: number, depth: num
   for (let i = 0; i < arr.length; i++) {
     const v = arr[i];
     if (Array.isArray(v)) {
-      if (depth >= maxDepth) throw bad(`${where}: nested deeper than the tensor's ${maxDepth} dims`);
+      if (depth >= maxDepth) throw tooDeep(where, maxDepth);
       pos = fill(v, sink, pos, count, depth + 1, maxDepth, where);
     } else {
       if (pos >= count) throw bad(`${where}: more than the ${count} elements the shape holds`);
