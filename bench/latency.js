@@ -1,5 +1,6 @@
 'use strict';
-// Sequential batch-1 latency: nimify infer() and inferSync() vs onnxruntime-node's run(), in one
+// Sequential batch-1 latency: nimify infer() (defaults; every run off the JS thread; with the
+// batcher) and inferSync() vs onnxruntime-node's run(), in one
 // process, on the same ORT build (nimify loads the libonnxruntime.so that onnxruntime-node ships).
 // The three engines are measured in interleaved rounds so that machine noise hits all alike.
 // Targets (SPEC P1, P6): tiny MLP inferSync ≤ 0.5×, infer ≤ 0.8× onnxruntime-node's median;
@@ -9,8 +10,8 @@ const ort = require('onnxruntime-node');
 const { loadModel, Tensor, runtimeInfo } = require('../dist');
 
 const MODELS = path.join(__dirname, '..', 'test', 'fixtures', 'models');
-// `nimify serve`'s inline setting, from where the server takes it.
-const { SERVER_INLINE_BELOW_MICROS: INLINE_BELOW_US } = require('../dist/repository/config');
+// LoadOptions.inlineBelowMicros when left out (the library's and `nimify serve`'s).
+const { INLINE_BELOW_MICROS_DEFAULT: INLINE_BELOW_US } = require('../dist/runtime/options');
 
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
@@ -32,26 +33,31 @@ async function timeIt(fn, n, samples) {
 async function benchModel({ name, file, dims, rounds, perRound }) {
   const size = dims.reduce((a, b) => a * b, 1);
   const data = Float32Array.from({ length: size }, (_, i) => Math.sin(i * 0.1));
+  // The defaults: a lone request predicted to compute in at most inlineBelowMicros runs on the
+  // JS thread within infer(), with no thread hop.
   const m = await loadModel(path.join(MODELS, file));
-  // Batching with `inlineBelowMicros` (`nimify serve`'s setting): a lone request predicted to
-  // compute in at most that many µs runs on the JS thread within infer(), with no thread hop.
-  const inl = await loadModel(path.join(MODELS, file), { batching: { maxBatchSize: 64, inlineBelowMicros: INLINE_BELOW_US } });
+  // Every run on an executor thread (inlineBelowMicros 0): what infer() cost before inline runs.
+  const off = await loadModel(path.join(MODELS, file), { inlineBelowMicros: 0 });
+  // With the dynamic batcher (`nimify serve`'s setting), inline as well.
+  const inl = await loadModel(path.join(MODELS, file), { batching: { maxBatchSize: 64 } });
   const s = await ort.InferenceSession.create(path.join(MODELS, file));
   const x = new Tensor('float32', data, dims);
   const ox = new ort.Tensor('float32', data, dims);
   const engines = {
     'onnxruntime-node run()': () => s.run({ x: ox }),
-    'nimify infer()': () => m.infer({ x }),
+    [`nimify infer() (defaults: inline ≤ ${INLINE_BELOW_US} µs)`]: () => m.infer({ x }),
+    'nimify infer(), inlineBelowMicros 0': () => off.infer({ x }),
     'nimify inferSync()': () => m.inferSync({ x }),
-    [`nimify infer(), inline ≤ ${INLINE_BELOW_US} µs`]: () => inl.infer({ x }),
+    'nimify infer(), batching': () => inl.infer({ x }),
   };
   const samples = Object.fromEntries(Object.keys(engines).map((k) => [k, []]));
   for (const fn of Object.values(engines)) await timeIt(fn, Math.min(200, perRound * 2), []); // warm-up
   for (let r = 0; r < rounds; r++) {
     for (const [k, fn] of Object.entries(engines)) await timeIt(fn, perRound, samples[k]);
   }
-  const inlineStats = inl.stats();
+  const inlineStats = m.stats();
   await m.dispose();
+  await off.dispose();
   await inl.dispose();
   await s.release();
   const base = median(samples['onnxruntime-node run()']);
@@ -61,8 +67,8 @@ async function benchModel({ name, file, dims, rounds, perRound }) {
     file,
     dims,
     runs: rounds * perRound,
-    inlineBatches: inlineStats.inlineBatches,
-    inlineModelBatches: inlineStats.batches,
+    inlineRuns: inlineStats.inlineBatches,
+    inferRequests: inlineStats.requests,
     results: Object.entries(samples).map(([engine, xs]) => ({
       engine,
       medianUs: +median(xs).toFixed(2),
@@ -89,8 +95,8 @@ function toMarkdown(report) {
   for (const c of report.cases) {
     for (const r of c.results) lines.push(`| ${c.model} | ${r.engine} | ${r.medianUs} | ${r.p99Us} | ${r.ratioVsOrtNode} | ${r.p99RatioVsOrtNode ?? '–'} |`);
   }
-  const counts = report.cases.filter((c) => c.inlineModelBatches !== undefined).map((c) => `${c.model}: ${c.inlineBatches} of ${c.inlineModelBatches}`);
-  if (counts.length > 0) lines.push('', `Runs on the JS thread (inline) / all runs of the inline-enabled model, warm-up included: ${counts.join('; ')}.`);
+  const counts = report.cases.filter((c) => c.inferRequests !== undefined).map((c) => `${c.model}: ${c.inlineRuns} of ${c.inferRequests}`);
+  if (counts.length > 0) lines.push('', `infer() requests of the defaults engine that ran on the JS thread / all of them, warm-up included: ${counts.join('; ')}.`);
   return lines.join('\n');
 }
 

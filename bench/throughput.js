@@ -1,7 +1,8 @@
 'use strict';
 // Closed-loop throughput at 1, 8 and 64 requests in flight (each a batch-1 request), for
-// onnxruntime-node's run(), nimify infer() without batching, and nimify infer() with the native
-// dynamic batcher, without and with inline batches (`nimify serve`'s inlineBelowMicros); plus
+// onnxruntime-node's run(), nimify infer() without batching (defaults), and nimify infer() with
+// the native dynamic batcher, without (inlineBelowMicros 0) and with inline batches (the default
+// inlineBelowMicros, `nimify serve`'s too); plus
 // the ideal (one onnxruntime-node call of batch C), the event-loop delay p99 during each run, the
 // adaptive delay against fixed delays on a sparse and a dense load, and RSS over a long run.
 // Same process, same ORT library for both engines.
@@ -18,8 +19,8 @@ const FIXTURES = path.join(__dirname, '..', 'test', 'fixtures', 'models');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const INFLIGHT = [1, 8, 64];
 const RESOLUTION_MS = 1;
-// `nimify serve`'s inline setting, from where the server takes it.
-const { SERVER_INLINE_BELOW_MICROS: INLINE_BELOW_US } = require('../dist/repository/config');
+// LoadOptions.inlineBelowMicros when left out (the library's and `nimify serve`'s).
+const { INLINE_BELOW_MICROS_DEFAULT: INLINE_BELOW_US } = require('../dist/runtime/options');
 
 function pct(sorted, p) {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] : 0;
@@ -87,10 +88,11 @@ async function benchModelThroughput(c, quick) {
   const ortSession = await ort.InferenceSession.create(c.file);
   const ortX = data.map((d) => new ort.Tensor('float32', d, c.dims));
   const plain = await loadModel(c.file);
-  const batched = await loadModel(c.file, { batching: { maxBatchSize: 64, maxQueueDelayMicros: c.delayCapUs, adaptive: true } });
-  // The same, with batches cheap enough (`inlineBelowMicros`, what `nimify serve` sets) run on
-  // the JS thread at the end of the turn that queued them: no thread hops.
-  const inline = await loadModel(c.file, { batching: { maxBatchSize: 64, maxQueueDelayMicros: c.delayCapUs, adaptive: true, inlineBelowMicros: INLINE_BELOW_US } });
+  // Every batch on the instance thread (inlineBelowMicros 0).
+  const batched = await loadModel(c.file, { inlineBelowMicros: 0, batching: { maxBatchSize: 64, maxQueueDelayMicros: c.delayCapUs, adaptive: true } });
+  // The same with the default inlineBelowMicros (`nimify serve`'s too): batches cheap enough run
+  // on the JS thread at the end of the turn that queued them, with no thread hops.
+  const inline = await loadModel(c.file, { batching: { maxBatchSize: 64, maxQueueDelayMicros: c.delayCapUs, adaptive: true } });
   const nx = data.map((d) => new Tensor('float32', d, c.dims));
   const engines = {
     'onnxruntime-node': (i) => ortSession.run({ x: ortX[i] }),
@@ -213,7 +215,7 @@ const fmt = (n) => (n >= 1000 ? Math.round(n).toLocaleString('en-US') : String(n
 
 function toMarkdown(report) {
   const lines = [
-    `Samples/s with C batch-1 requests in flight (closed loop); × = ratio to onnxruntime-node; ideal = one onnxruntime-node call of batch C; ELD = event-loop delay p99 (ms). "batching + inline": the same batching with \`inlineBelowMicros: ${INLINE_BELOW_US}\` (\`nimify serve\`'s setting): a batch predicted to compute in ≤ ${INLINE_BELOW_US} µs runs on the JS thread at the end of its turn (inline batches / all batches of that model after the three C values).`,
+    `Samples/s with C batch-1 requests in flight (closed loop); × = ratio to onnxruntime-node; ideal = one onnxruntime-node call of batch C; ELD = event-loop delay p99 (ms). "batching + inline": the same batching with the default \`inlineBelowMicros: ${INLINE_BELOW_US}\` (\`nimify serve\`'s too): a batch predicted to compute in ≤ ${INLINE_BELOW_US} µs runs on the JS thread at the end of its turn (inline batches / all batches of that model after the three C values); "batching": \`inlineBelowMicros: 0\`, every batch on the instance thread. "no batching": the defaults (lone requests inline).`,
     '',
     '| model | C | onnxruntime-node | ELD | nimify, no batching | ELD | nimify, batching | × | × ideal | ELD | batching + inline | × | × ideal | ELD | ideal |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',

@@ -1,6 +1,7 @@
 #include "deferred_wake.h"
 
 #include "env_state.h"
+#include "run_job.h"
 #include "scheduler.h"
 
 namespace nimify {
@@ -63,6 +64,21 @@ void DeferredWakes::MarkLoneRun(napi_env env) {
   EnvState* state = GetAddonData(Napi::Env(env))->state.get();
   state->lone_awaiting++;
   QueueMicrotask(env, GetAddonData(Napi::Env(env))->lone_settled);
+}
+
+bool DeferredWakes::OpenTurn(EnvState* state, std::chrono::steady_clock::time_point now) {
+  if (state->turn_open) return false;
+  state->turn_open = true;
+  state->turn_started = now;
+  // (A message that cannot be posted leaves the turn open: no more lone runs after its budget.)
+  if (!posted_ && napi_call_threadsafe_function(tsfn_, nullptr, napi_tsfn_nonblocking) == napi_ok) posted_ = true;
+  return true;
+}
+
+bool DeferredWakes::MayRunLone(const EnvState& state, bool first, std::chrono::steady_clock::time_point now,
+                               double budget_us) {
+  return state.lone_awaiting == 0 && (first || state.lone_delivered) &&
+         std::chrono::duration<double, std::micro>(now - state.turn_started).count() <= budget_us;
 }
 
 void DeferredWakes::Create(napi_env env, const std::shared_ptr<EnvState>& state) {
@@ -129,6 +145,7 @@ void DeferredWakes::OnMessage(napi_env env, napi_value, void* context, void*) {
   std::vector<std::shared_ptr<Scheduler>> now;
   now.swap(w->pending_);
   for (const auto& s : now) s->WakeDeferred(env);
+  if (w->state_) RunJob::RunDeferred(w->state_.get());
   // `now` is released here, on the JS thread: a scheduler whose model was dropped meanwhile is
   // destroyed (its threads joined) where its destructor expects to run.
 }

@@ -21,6 +21,7 @@
 
 #include <node_api.h>
 
+#include <chrono>
 #include <memory>
 #include <vector>
 
@@ -49,6 +50,17 @@ class DeferredWakes {
   // lone_delivered. A caller whose continuation is more promise hops away looks like another
   // callback: it is not chained. If queueing fails, the counts stay until the next message here.
   static void MarkLoneRun(napi_env env);
+  // JS thread: opens the env's loop turn (EnvState::turn_open) at `now` unless one is open, and
+  // makes sure a message is on its way to close it. Returns whether it opened it: the request
+  // being submitted is the first of its turn.
+  bool OpenTurn(EnvState* state, std::chrono::steady_clock::time_point now);
+  // Whether a message is on its way (it will run RunJob::RunDeferred).
+  bool posted() const { return posted_; }
+  // JS thread: whether a lone request submitted at `now` may run inline (the rule, explained in
+  // Scheduler::Submit): no lone run of the same stretch of JS awaits its delivery, the request
+  // is the first of its turn (`first`) or a sequential client's next, and the turn has used at
+  // most `budget_us`.
+  static bool MayRunLone(const EnvState& state, bool first, std::chrono::steady_clock::time_point now, double budget_us);
 
  private:
   DeferredWakes() = default;

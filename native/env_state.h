@@ -63,6 +63,10 @@ struct EnvState {
   // message to the next one (which clears turn_open). Bounds the lone runs of a turn.
   bool turn_open = false;
   std::chrono::steady_clock::time_point turn_started{};
+  // Runs of models without a scheduler that could run inline but not now (RunJob::Submit): the
+  // next DeferredWakes message runs them (RunJob::RunDeferred). Attached jobs (counted in
+  // `executing`); TeardownEnv frees what is left.
+  std::vector<RunJob*> lone_deferred;
 
   // shared: executor threads and the JS thread. `executing` counts jobs handed to the Executor
   // that have not yet been posted back; env teardown waits for it to reach zero so that ORT

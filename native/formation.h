@@ -38,7 +38,8 @@ struct BatchingConfig {
   // An idle instance thread polls for the next arrival for a few µs before sleeping (saves the
   // futex wake in a closed loop; costs a core the JS thread may need: off when allowSpinning is false).
   bool spin = true;
-  // Run a batch on the JS thread itself, at the end of the loop turn that queued it, when its
+  // options.inlineBelowMicros (a model-level option, carried here for the scheduler): run a
+  // batch on the JS thread itself, at the end of the loop turn that queued it, when its
   // predicted compute time is at most this (µs; 0 = never). For models whose run is shorter than
   // the two thread hops it saves (wake an instance thread, wake the JS thread with the results).
   double inline_below_us = 0;

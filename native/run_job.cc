@@ -5,6 +5,7 @@
 #include <cstring>
 #include <shared_mutex>
 
+#include "deferred_wake.h"
 #include "device_memory.h"
 #include "element_type.h"
 #include "io_binding.h"
@@ -238,6 +239,11 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<Sess
     if (!spec.Dims(&dims, &absent) || absent) {
       return fail(code::kInvalidArgument, TensorName(ios[i], false) + ": dims must be non-negative integers");
     }
+    if (route == Route::kExecutor) {
+      double count = 1;
+      for (int64_t d : dims) count *= static_cast<double>(d);
+      job->in_elements_ += count;
+    }
     if (rows != -1) {
       // Batch key: a job shares a run only with jobs whose non-batch dims are identical. Empty
       // tensors and inputs that disagree on dim 0 make the job run alone.
@@ -400,6 +406,7 @@ void RunJob::Recycle(RunJob* job) {
 // `state_` (a job stays in its env). Called once the job's JS references are released; on the JS
 // thread, like ~RunJob, since dropping `queueing_.scheduler` may destroy the scheduler.
 void RunJob::Reset() {
+  in_elements_ = 0;
   inputs_.clear();  // releases the slots' OrtValues
   outputs_.clear();
   kind_.clear();
@@ -466,20 +473,89 @@ Napi::Value RunJob::Submit(Napi::Env env, Ptr job, double cancel_id) {
     job->ReleaseRefs(env);
     return env.Undefined();
   }
+  // A lone request predicted to run within options.inlineBelowMicros runs here, on the JS
+  // thread, and settles before infer() returns its promise: the rule of the scheduler's lone
+  // runs (Scheduler::Submit, DeferredWakes::MayRunLone), minus the queue. Anything else, and
+  // everything while nothing has been measured, goes to the Executor.
+  SessionCore& core = *job->core_;
+  EnvState* state = job->state_.get();
+  if (const double limit = core.inline_below_us(); limit > 0 && state->wakes != nullptr) {
+    const double predicted = core.run_cost().Predict(job->in_elements_);
+    if (predicted >= 0 && predicted <= limit) {
+      const auto now = std::chrono::steady_clock::now();
+      const bool first = state->wakes->OpenTurn(state, now);
+      if (DeferredWakes::MayRunLone(*state, first, now, limit)) {
+        RunJob* self = job.release();
+        self->ExecuteMeasured();
+        core.stats.inline_runs++;
+        CompleteOnJsThread(env, &self, 1);  // (settles and recycles `self`)
+        DeferredWakes::MarkLoneRun(env);
+        return promise;
+      }
+      // Not alone (the rest of a burst, another callback of the turn) or past the turn's
+      // budget: at the end of the turn, like the scheduler's queued requests — on the JS thread
+      // still, once the loop has moved on (RunDeferred), rather than two thread hops now.
+      if (state->wakes->posted()) {
+        state->lone_deferred.push_back(job.release());
+        return promise;
+      }
+    }
+  }
   Executor::Instance().Submit(job.release());
   return promise;
 }
 
-void RunJob::Run() {
-  if (trace_ref_ != nullptr) {
-    // The executor runs one job on the model's own session: no gather, no scatter.
-    const auto start = std::chrono::steady_clock::now();
-    Execute();
-    const auto end = std::chrono::steady_clock::now();
-    RecordRun(start, start, end, end, 1, 1, -1);
-  } else {
-    Execute();
+void RunJob::RunDeferred(EnvState* state) {
+  // No JS runs in here (runs, the Executor's queue, PostCompleted): nothing can add to the list
+  // while it is walked.
+  std::vector<RunJob*>& jobs = state->lone_deferred;
+  if (jobs.empty()) return;
+  const auto start = std::chrono::steady_clock::now();
+  size_t ran = 0;
+  for (RunJob* job : jobs) {
+    if (job->cancel_code_.load() != nullptr) {  // aborted while it waited: settles with its code
+      jobs[ran++] = job;
+      continue;
+    }
+    SessionCore& core = *job->core_;
+    const double limit = core.inline_below_us();
+    const double predicted = core.run_cost().Predict(job->in_elements_);
+    // About `limit` of runs per turn (one more than fits, as the scheduler's wake), then threads.
+    if (predicted >= 0 && predicted <= limit &&
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() < limit) {
+      job->ExecuteMeasured();
+      core.stats.inline_runs++;
+      jobs[ran++] = job;
+    } else {
+      Executor::Instance().Submit(job);
+    }
   }
+  // Settled through the completion channel, a later loop callback, not here: their callers'
+  // next requests must not chain more runs into this one (see Scheduler::RunInline).
+  PostCompleted(jobs.data(), ran);
+  jobs.clear();
+}
+
+void RunJob::ExecuteMeasured() {
+  const bool learn = core_->inline_below_us() > 0;
+  if (trace_ref_ == nullptr && !learn) {
+    Execute();
+    return;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  Execute();
+  const auto end = std::chrono::steady_clock::now();
+  // The model's own session runs the job: no gather, no scatter.
+  if (trace_ref_ != nullptr) RecordRun(start, start, end, end, 1, 1, -1);
+  // Only completed runs teach the estimate (a cancelled job skipped its run; a failed one may
+  // have stopped early).
+  if (learn && !failure_ && cancel_code_.load() == nullptr) {
+    core_->run_cost().Record(in_elements_, std::chrono::duration<double, std::micro>(end - start).count());
+  }
+}
+
+void RunJob::Run() {
+  ExecuteMeasured();
   RunJob* self = this;
   PostCompleted(&self, 1);
 }
@@ -595,6 +671,9 @@ void RunJob::TeardownEnv(EnvState* state) {
   std::vector<Scheduler*> schedulers(state->schedulers.begin(), state->schedulers.end());
   for (Scheduler* s : schedulers) s->Shutdown(code::kAborted);
   for (RunJob* job = state->runs; job != nullptr; job = job->run_next_) job->Cancel(code::kAborted);
+  // Runs waiting for a DeferredWakes message that will not come: onto `done`, freed below.
+  PostCompleted(state->lone_deferred.data(), state->lone_deferred.size());
+  state->lone_deferred.clear();
   // Terminated runs stop at the next operator boundary; wait for them so that no executor thread
   // reads JS memory after the isolate is gone.
   {

@@ -209,7 +209,13 @@ class RunJob : public Task {
   // itself, without the round trip through `done` and a wake-up.
   static void CompleteOnJsThread(napi_env env, RunJob* const* jobs, size_t n);
 
+  // JS thread, from a DeferredWakes message: runs the env's lone_deferred jobs (Submit) on this
+  // thread for about their model's inlineBelowMicros, hands the rest to the Executor.
+  static void RunDeferred(EnvState* state);
   void Execute() { ExecuteOn(core_, run_options_); }  // any thread, no JS
+  // Execute(), timed when tracing or when the model may run inline (RunCost learns from it):
+  // the Executor's thread, or the JS thread for a lone run (Submit).
+  void ExecuteMeasured();
   // JS thread: resolves or rejects the job's promise, drops its references and recycles it.
   static void Settle(Napi::Env env, EnvState* state, RunJob* job);
   // Runs the job on `core`, which must be a session of the same model (a scheduler instance),
@@ -340,6 +346,7 @@ class RunJob : public Task {
   // kept while the job is recycled.
   std::unique_ptr<uint8_t[], AlignedFree> owned_inputs_;
   std::vector<int64_t> dims_;  // Prepare's scratch (kept for its capacity)
+  double in_elements_ = 0;     // kExecutor: the inputs' elements, what RunCost predicts from
   Borrowed borrowed_;
   std::shared_ptr<EnvState> state_;  // set by Acquire: the env whose JS thread owns the job
   napi_deferred deferred_ = nullptr;

@@ -189,10 +189,7 @@ Napi::Value Scheduler::Submit(Napi::Env env, RunJob::Ptr job, double cancel_id, 
       wakes->Add(shared_from_this());
     }
     // The env's turn: from its first Submit to the next DeferredWakes message (every model's).
-    if (!state_->turn_open) {
-      state_->turn_open = true;
-      state_->turn_started = now;
-    }
+    wakes->OpenTurn(state_.get(), now);
     // A lone request, cheap enough, runs inline now rather than at the end of the turn (a lone
     // client gets its answer in this same callback): the first of its turn, or a sequential
     // client's next request, submitted as the previous lone result reached it
@@ -202,8 +199,7 @@ Napi::Value Scheduler::Submit(Napi::Env env, RunJob::Ptr job, double cancel_id, 
     // run (lone_awaiting), nor the other requests of the turn (other callbacks): they are
     // batched at the end of the turn.
     bool ran = false;
-    if (alone && inline_ != nullptr && state_->lone_awaiting == 0 && (first_of_turn || state_->lone_delivered) &&
-        Micros(now - state_->turn_started).count() <= config_.inline_below_us) {
+    if (alone && inline_ != nullptr && DeferredWakes::MayRunLone(*state_, first_of_turn, now, config_.inline_below_us)) {
       RunInline(env, true, &ran);
       if (ran) DeferredWakes::MarkLoneRun(env);
     }

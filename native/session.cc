@@ -24,6 +24,7 @@ class LoadJob : public AsyncJob {
   int instances = 1;
   bool scheduled = false;  // batching or instances given: requests go through a Scheduler
   BatchingConfig batching;
+  double inline_below_us = 0;  // options.inlineBelowMicros: the scheduler's, or the session's without one
 
   void BorrowBytes(Napi::Env env, Napi::Value v) { borrowed_.Add(env, v); }
 
@@ -94,12 +95,14 @@ class LoadJob : public AsyncJob {
       // device (copies, synchronization), time the event loop would be blocked for. The rule is
       // the bound path's (io_binding: every device session, and the CPU diagnostics switch that
       // runs the device path, where it is tested).
-      if (cores_[0]->io_binding()) batching.inline_below_us = 0;
+      batching.inline_below_us = cores_[0]->io_binding() ? 0 : inline_below_us;
       scheduler = Scheduler::Create(env, cores_, batching, &failure_);
       if (!scheduler) {
         deferred.Reject(MakeError(env, failure_).Value());
         return;
       }
+    } else {
+      cores_[0]->set_inline_below_us(inline_below_us);  // (0 for io_binding sessions, as above)
     }
     deferred.Resolve(Session::NewInstance(env, cores_[0], std::move(scheduler)));
   }
@@ -124,9 +127,13 @@ bool ReadInt(Napi::Object o, const char* key, double min, double max, T* out, Fa
   return true;
 }
 
-// options.instances and options.batching (already normalized by src/runtime/options.ts; re-checked).
+// options.instances, options.inlineBelowMicros and options.batching (already normalized by
+// src/runtime/options.ts; re-checked).
 bool ParseScheduling(Napi::Object o, LoadJob* job, Failure* f) {
-  if (!ReadInt(o, "instances", 1, 64, &job->instances, f)) return false;
+  if (!ReadInt(o, "instances", 1, 64, &job->instances, f) ||
+      !ReadInt(o, "inlineBelowMicros", 0, 1e6, &job->inline_below_us, f)) {
+    return false;
+  }
   Napi::Value bv = o.Get("batching");
   job->scheduled = job->instances > 1 || (!bv.IsUndefined() && !bv.IsNull());
   if (bv.IsUndefined() || bv.IsNull()) return true;
@@ -142,8 +149,7 @@ bool ParseScheduling(Napi::Object o, LoadJob* job, Failure* f) {
   const char* p = "options.batching.";
   if (!ReadInt(b, "maxBatchSize", 1, 1 << 20, &c.max_batch_size, f, p) ||
       !ReadInt(b, "maxQueueDelayMicros", 0, 60e6, &c.max_queue_delay_us, f, p) ||
-      !ReadInt(b, "maxQueueSize", 1, 1e9, &queue_size, f, p) ||
-      !ReadInt(b, "inlineBelowMicros", 0, 1e6, &c.inline_below_us, f, p)) {
+      !ReadInt(b, "maxQueueSize", 1, 1e9, &queue_size, f, p)) {
     return false;
   }
   c.max_queue_size = static_cast<size_t>(queue_size);
@@ -477,6 +483,7 @@ Napi::Value Session::Stats(const Napi::CallbackInfo& info) {
   o.Set("failed", Napi::Number::New(env, static_cast<double>(r.failed)));
   o.Set("expired", Napi::Number::New(env, static_cast<double>(r.expired)));
   o.Set("cancelled", Napi::Number::New(env, static_cast<double>(r.cancelled)));
+  o.Set("inlineRuns", Napi::Number::New(env, static_cast<double>(s.inline_runs)));
   if (scheduler_) o.Set("scheduler", scheduler_->Stats(env));
   return o;
 }
@@ -491,6 +498,7 @@ Napi::Value Session::ResetStats(const Napi::CallbackInfo& info) {
       c->store(0);
     }
     s.requests.Reset();
+    s.inline_runs = 0;
   }
   if (scheduler_) scheduler_->ResetStats();
   return info.Env().Undefined();

@@ -40,7 +40,7 @@ const M = require('node:path').join(__dirname, '..', 'test', 'fixtures', 'models
   await Promise.all([ids(1n, 3), ids(2n, 5), ids(3n, 3), ids(4n, 5)].map((t) => e.infer({ ids: t })));
   await Promise.allSettled([ids(1n, 3), ids(99999n, 3)].map((t) => e.infer({ ids: t })));
   console.error('memcheck: scheduler: batches run inline on the JS thread, one failing');
-  const il = await loadModel(M + 'embed_int64.onnx', { allowSpinning: false, batching: { maxBatchSize: 8, inlineBelowMicros: 1e6 } });
+  const il = await loadModel(M + 'embed_int64.onnx', { allowSpinning: false, inlineBelowMicros: 1e6, batching: { maxBatchSize: 8 } });
   await il.infer({ ids: ids(1n, 3) }); // measured on the instance thread; inline from here on
   await new Promise((r) => setTimeout(r, 50));
   await Promise.allSettled([ids(1n, 3), ids(2n, 3), ids(99999n, 3), ids(3n, 3)].map((t) => il.infer({ ids: t })));

@@ -7,9 +7,9 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { NimifyError } from '../runtime/errors';
-import { BATCHING_DEFAULTS, MAX_QUEUE_SIZE, type BatchingOptions } from '../runtime/options';
+import { BATCHING_DEFAULTS, INLINE_BELOW_MICROS_DEFAULT, MAX_QUEUE_SIZE, type BatchingOptions } from '../runtime/options';
 import { toProviderRequests, type ExecutionProvider } from '../runtime/providers';
-import { DEFAULT_BATCHING, SERVER_INLINE_BELOW_MICROS, type ModelDefaults } from '../repository/config';
+import { DEFAULT_BATCHING, type ModelDefaults } from '../repository/config';
 import { BREAKER_DEFAULTS } from '../server/breaker';
 import { buildServer } from '../server/build';
 import { startGrpcServer, type GrpcServer } from '../server/grpc/server';
@@ -29,7 +29,7 @@ export const SERVE_FLAGS = {
   'max-batch-size': { type: 'string', arg: 'n', help: `dynamic batching: most rows per run; 0 = no batching (default ${DEFAULT_BATCHING.maxBatchSize})`, integer: { min: 0, max: 1 << 20 } },
   'max-queue-delay-us': { type: 'string', arg: 'us', help: `dynamic batching: longest wait for a fuller batch (default ${BATCHING_DEFAULTS.maxQueueDelayMicros})`, integer: { min: 0, max: 60_000_000 } },
   'max-queue-size': { type: 'string', arg: 'n', help: `dynamic batching: queued requests before 503 QUEUE_FULL (default ${BATCHING_DEFAULTS.maxQueueSize})`, integer: { min: 1, max: MAX_QUEUE_SIZE } },
-  'inline-below-us': { type: 'string', arg: 'us', help: `run batches predicted to compute in at most this many µs on the event loop itself (default ${SERVER_INLINE_BELOW_MICROS}; 0 = never)`, integer: { min: 0, max: 1_000_000 } },
+  'inline-below-us': { type: 'string', arg: 'us', help: `run requests (or batches) predicted to compute in at most this many µs on the event loop itself (default ${INLINE_BELOW_MICROS_DEFAULT}; 0 = never)`, integer: { min: 0, max: 1_000_000 } },
   'intra-op-threads': { type: 'string', arg: 'n', help: 'ORT threads inside one operator (default: ORT decides)', integer: { min: 0, max: 1024 } },
   'allow-spinning': { type: 'boolean', help: "let ORT's pool threads busy-wait between runs (default off in the server)" },
   'execution-provider': { type: 'string', arg: 'eps', help: `execution providers by preference: a list such as cuda,cpu, or JSON with options such as '[{"name":"cuda","deviceId":1,"required":true}]' (default cpu; a model's config.json runtime section wins)` },
@@ -137,16 +137,16 @@ export function serveOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   const defaults: ModelDefaults = {};
   if (v.instances !== undefined) defaults.instances = v.instances as number;
   if (v['max-batch-size'] === 0) defaults.batching = false;
-  else if (v['max-batch-size'] !== undefined || v['max-queue-delay-us'] !== undefined || v['max-queue-size'] !== undefined || v['inline-below-us'] !== undefined) {
+  else if (v['max-batch-size'] !== undefined || v['max-queue-delay-us'] !== undefined || v['max-queue-size'] !== undefined) {
     const b: BatchingOptions = { ...DEFAULT_BATCHING, ...(v['max-batch-size'] !== undefined ? { maxBatchSize: v['max-batch-size'] as number } : {}) };
     if (v['max-queue-delay-us'] !== undefined) b.maxQueueDelayMicros = v['max-queue-delay-us'] as number;
     if (v['max-queue-size'] !== undefined) b.maxQueueSize = v['max-queue-size'] as number;
-    if (v['inline-below-us'] !== undefined) b.inlineBelowMicros = v['inline-below-us'] as number;
     defaults.batching = b;
   }
   if (v['intra-op-threads'] !== undefined) defaults.runtime = { intraOpNumThreads: v['intra-op-threads'] as number };
   if (v['allow-spinning'] !== undefined) defaults.runtime = { ...(defaults.runtime ?? {}), allowSpinning: v['allow-spinning'] as boolean };
   if (v['memory-arena'] !== undefined) defaults.runtime = { ...(defaults.runtime ?? {}), memoryArena: v['memory-arena'] as boolean };
+  if (v['inline-below-us'] !== undefined) defaults.runtime = { ...(defaults.runtime ?? {}), inlineBelowMicros: v['inline-below-us'] as number };
   if (v['execution-provider'] !== undefined) defaults.runtime = { ...(defaults.runtime ?? {}), executionProviders: parseProviderFlag(v['execution-provider'] as string) };
 
   const options: ServerOptions = { repository: path, modelDefaults: defaults };

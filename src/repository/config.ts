@@ -10,7 +10,7 @@ import { checkPreprocess, publicPreprocess, type PreprocessSpec } from '../pipel
 import { checkPostprocess, type PostprocessSpec } from '../pipeline/postprocess';
 import type { Model, TensorInfo } from '../runtime/model';
 import { findFileOption } from '../runtime/providers';
-import { RUNTIME_OPTION_KEYS, toNativeConfig, type BatchingOptions, type LoadOptions } from '../runtime/options';
+import { INLINE_BELOW_MICROS_DEFAULT, RUNTIME_OPTION_KEYS, toNativeConfig, type BatchingOptions, type LoadOptions } from '../runtime/options';
 import { DATATYPES, isDatatype, toDatatype, type Datatype } from '../protocol/datatypes';
 import type { WireModel, WireTensor } from '../protocol/request';
 import { expectBoolean, expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../runtime/validate';
@@ -103,13 +103,6 @@ export const SERVER_RUNTIME_DEFAULTS: RuntimeConfig = { allowSpinning: false, me
 
 /** Default batching when neither config.json nor the server says: the scheduler with adaptive delay. */
 export const DEFAULT_BATCHING: BatchingOptions = { maxBatchSize: 32, adaptive: true };
-
-/**
- * Added to any batching a served model gets unless its config says otherwise: batches predicted
- * to compute in ≤ 100 µs run on the JS thread at the end of the loop turn (no thread hops; the
- * loop is held for at most about that long). Larger models are unaffected.
- */
-export const SERVER_INLINE_BELOW_MICROS = 100;
 
 /**
  * Structural validation of a config.json (or a load request's config override). Values inside
@@ -233,10 +226,12 @@ function parseWarmup(where: string, value: unknown): WarmupRequest[] {
 /** The load options a (partial) config and the defaults give, before the model is loaded. */
 export function loadOptionsFor(config: ModelConfig, defaults: ModelDefaults): LoadOptions {
   const batching = config.batching ?? defaults.batching ?? DEFAULT_BATCHING;
-  const options: LoadOptions = { ...SERVER_RUNTIME_DEFAULTS, ...(defaults.runtime ?? {}), ...(config.runtime ?? {}) };
+  // (inlineBelowMicros spelled out with the library's default: the completed config and `nimify
+  // bench` show where requests run)
+  const options: LoadOptions = { inlineBelowMicros: INLINE_BELOW_MICROS_DEFAULT, ...SERVER_RUNTIME_DEFAULTS, ...(defaults.runtime ?? {}), ...(config.runtime ?? {}) };
   const instances = config.instances ?? defaults.instances;
   if (instances !== undefined) options.instances = instances;
-  if (batching !== false) options.batching = { inlineBelowMicros: SERVER_INLINE_BELOW_MICROS, ...batching };
+  if (batching !== false) options.batching = { ...batching };
   return options;
 }
 

@@ -117,7 +117,7 @@ export interface SchedulerStats {
   inFlight: number;
   /** Runs (batches) executed. */
   batches: number;
-  /** Of those, batches run on the JS thread itself (batching.inlineBelowMicros). */
+  /** Of those, batches run on the JS thread itself (LoadOptions.inlineBelowMicros). */
   inlineBatches: number;
   /** Times the JS thread woke a sleeping instance thread (at most one per event-loop turn). */
   wakes: number;
@@ -167,6 +167,8 @@ export interface RequestStats {
 
 export interface NativeStats extends Omit<ModelStats, keyof SchedulerStats | 'scheduled'> {
   scheduler?: SchedulerStats;
+  /** Runs on the JS thread of a model without a scheduler (ModelStats reports them as inlineBatches). */
+  inlineRuns: number;
 }
 
 /** Cumulative counters of one model (see Model.stats()), plus the queue's current depth and in-flight count. */

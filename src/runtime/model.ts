@@ -107,16 +107,16 @@ export class Model {
   stats(): ModelStats {
     const native = this.#session?.stats() ?? {
       runs: 0, failures: 0, outputsZeroCopy: 0, outputsCopied: 0, bytesCopied: 0, shapeFallbacks: 0,
-      requests: 0, rejected: 0, succeeded: 0, failed: 0, expired: 0, cancelled: 0,
+      requests: 0, rejected: 0, succeeded: 0, failed: 0, expired: 0, cancelled: 0, inlineRuns: 0,
     };
-    const { scheduler, ...session } = native;
-    return { ...session, scheduled: scheduler !== undefined, ...(scheduler ?? this.#unscheduledStats(session.runs)) };
+    const { scheduler, inlineRuns, ...session } = native;
+    return { ...session, scheduled: scheduler !== undefined, ...(scheduler ?? this.#unscheduledStats(session.runs, inlineRuns)) };
   }
 
-  #unscheduledStats(runs: number): SchedulerStats {
+  #unscheduledStats(runs: number, inlineRuns: number): SchedulerStats {
     const none = { p50: 0, p99: 0, count: 0, sum: 0 };
     return {
-      queueDepth: 0, inFlight: this.#inFlight, batches: runs, inlineBatches: 0, wakes: 0, batchSizeHistogram: runs > 0 ? { 1: runs } : {},
+      queueDepth: 0, inFlight: this.#inFlight, batches: runs, inlineBatches: inlineRuns, wakes: 0, batchSizeHistogram: runs > 0 ? { 1: runs } : {},
       queueTimeUs: none, computeTimeUs: none, computeInputUs: 0, computeInferUs: 0, computeOutputUs: 0,
       instances: 1, bytesGathered: 0, bytesScattered: 0, paddingRows: 0, delayUs: 0,
     };

@@ -58,6 +58,16 @@ export interface LoadOptions {
    */
   memoryArena?: boolean;
   /**
+   * Run infer() on the JS thread itself, with no thread hop, when the run is predicted (from
+   * this model's measured runs) to take at most this many µs. Default 100; 0 = never (infer()
+   * always runs off the main thread). For tiny models a run is shorter than the two thread hops
+   * it saves: a lone request (a sequential client) runs inside infer(), for up to this many µs
+   * per event-loop turn; with `batching`, a batch runs at the end of the turn that queued it.
+   * The first runs, inputs much larger than recent ones and models on a GPU always run off the
+   * main thread.
+   */
+  inlineBelowMicros?: number;
+  /**
    * Number of ORT sessions of the model that run requests concurrently (default 1). Each has
    * its own scheduler thread, ORT thread pool and memory. With more than one, infer() goes
    * through the native scheduler even without `batching`.
@@ -90,14 +100,6 @@ export interface BatchingOptions {
    * unbatched through the same queue (priorities, timeouts and instances still apply).
    */
   batchDim?: boolean;
-  /**
-   * Run a batch on the JS thread itself, at the end of the event-loop turn that queued it, when
-   * its predicted compute time (measured online) is at most this many µs; a lone request runs
-   * inside infer() (a sequential client, for up to this many µs per loop turn). Default 0
-   * (never: infer() always runs off the main thread). For tiny models a run is shorter than the
-   * two thread hops it saves; `nimify serve` uses 100.
-   */
-  inlineBelowMicros?: number;
   /**
    * Pad every batch with zero rows up to the smallest of `preferredBatchSizes` (else
    * `maxBatchSize`) that holds it, so the model only ever runs those batch sizes: CUDA graphs
@@ -148,7 +150,11 @@ export const RUNTIME_OPTION_KEYS = [
   'logSeverityLevel',
   'allowSpinning',
   'memoryArena',
+  'inlineBelowMicros',
 ] as const;
+
+/** LoadOptions.inlineBelowMicros when it is left out (the library's and `nimify serve`'s). */
+export const INLINE_BELOW_MICROS_DEFAULT = 100;
 
 const LOAD_KEYS = [...RUNTIME_OPTION_KEYS, 'instances', 'batching', 'pipeline'] as const;
 
@@ -166,7 +172,7 @@ export const BATCHING_DEFAULTS = Object.freeze({ maxBatchSize: 8, maxQueueDelayM
  */
 export const MAX_QUEUE_SIZE = 65_536;
 
-const BATCHING_KEYS = ['maxBatchSize', 'maxQueueDelayMicros', 'preferredBatchSizes', 'maxQueueSize', 'adaptive', 'batchDim', 'inlineBelowMicros', 'padToPreferred'] as const;
+const BATCHING_KEYS = ['maxBatchSize', 'maxQueueDelayMicros', 'preferredBatchSizes', 'maxQueueSize', 'adaptive', 'batchDim', 'padToPreferred'] as const;
 
 const OPT_LEVELS = { disabled: 0, basic: 1, extended: 2, all: 99 } as const;
 const EXEC_MODES = { sequential: 0, parallel: 1 } as const;
@@ -184,10 +190,11 @@ export function ioBindingFromEnv(env: NodeJS.ProcessEnv = process.env): 'always'
 
 /** Validates LoadOptions and returns the addon's config object. */
 export function toNativeConfig(options: unknown): Record<string, unknown> {
-  if (options === undefined) return {};
-  const o = expectPlainObject('options', options);
+  const o = options === undefined ? {} : expectPlainObject('options', options);
   expectKnownKeys('options', o, LOAD_KEYS);
-  const config: Record<string, unknown> = {};
+  const config: Record<string, unknown> = {
+    inlineBelowMicros: o.inlineBelowMicros === undefined ? INLINE_BELOW_MICROS_DEFAULT : expectInteger('options.inlineBelowMicros', o.inlineBelowMicros, 0, 1_000_000),
+  };
   if (o.executionProviders !== undefined) config.executionProviders = toProviderRequests('options.executionProviders', o.executionProviders);
   if (o.intraOpNumThreads !== undefined) config.intraOpNumThreads = expectInteger('options.intraOpNumThreads', o.intraOpNumThreads, 0, 1024);
   if (o.interOpNumThreads !== undefined) config.interOpNumThreads = expectInteger('options.interOpNumThreads', o.interOpNumThreads, 0, 1024);
@@ -214,6 +221,9 @@ export function toNativeConfig(options: unknown): Record<string, unknown> {
 
 function toNativeBatching(value: unknown): Record<string, unknown> {
   const b = expectPlainObject('options.batching', value);
+  if (b.inlineBelowMicros !== undefined) {
+    throw invalid('options.batching.inlineBelowMicros', 'no such key here: inlineBelowMicros is a model-level option now (options.inlineBelowMicros; config.json runtime.inlineBelowMicros)', b.inlineBelowMicros);
+  }
   expectKnownKeys('options.batching', b, BATCHING_KEYS);
   const maxBatchSize = b.maxBatchSize === undefined ? BATCHING_DEFAULTS.maxBatchSize : expectInteger('options.batching.maxBatchSize', b.maxBatchSize, 1, 1 << 20);
   const out: Record<string, unknown> = {
@@ -224,7 +234,6 @@ function toNativeBatching(value: unknown): Record<string, unknown> {
   };
   if (b.batchDim !== undefined) out.batchDim = expectBoolean('options.batching.batchDim', b.batchDim);
   if (b.padToPreferred !== undefined) out.padToPreferred = expectBoolean('options.batching.padToPreferred', b.padToPreferred);
-  if (b.inlineBelowMicros !== undefined) out.inlineBelowMicros = expectInteger('options.batching.inlineBelowMicros', b.inlineBelowMicros, 0, 1_000_000);
   if (b.preferredBatchSizes !== undefined) {
     if (!Array.isArray(b.preferredBatchSizes)) throw invalid('options.batching.preferredBatchSizes', 'an array of batch sizes', b.preferredBatchSizes);
     out.preferredBatchSizes = b.preferredBatchSizes.map((n: unknown, i: number) =>

@@ -28,7 +28,7 @@ describe('flags and environment', () => {
       rateLimit: { max: 100, timeWindowMs: 60_000 },
       inferTimeoutMs: 500,
     });
-    expect(serveOptions(['m.onnx', '--inline-below-us', '0']).options.modelDefaults).toEqual({ batching: { maxBatchSize: 32, adaptive: true, inlineBelowMicros: 0 } });
+    expect(serveOptions(['m.onnx', '--inline-below-us', '0']).options.modelDefaults).toEqual({ runtime: { inlineBelowMicros: 0 } });
     expect(serveOptions(['m.onnx', '--log-requests']).options.logRequests).toBe(true);
     expect(serveOptions(['m.onnx', '--preprocess-threads', '3'], { NIMIFY_PREPROCESS_QUEUE: '16' }).options.preprocess).toEqual({ threads: 3, maxQueue: 16 });
     expect(() => serveOptions(['m.onnx', '--preprocess-threads', '0'])).toThrow(/--preprocess-threads: expected an integer in \[1, 256\]/);

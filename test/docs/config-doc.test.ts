@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NimifyError } from '../../src';
-import { CONFIG_KEYS, DEFAULT_BATCHING, parseModelConfig, RUNTIME_KEYS, SERVER_INLINE_BELOW_MICROS, WARMUP_DIM, WARMUP_MAX_ELEMENTS } from '../../src/repository/config';
+import { INLINE_BELOW_MICROS_DEFAULT } from '../../src/runtime/options';
+import { CONFIG_KEYS, DEFAULT_BATCHING, parseModelConfig, RUNTIME_KEYS, WARMUP_DIM, WARMUP_MAX_ELEMENTS } from '../../src/repository/config';
 import { ROOT } from '../helpers';
 
 const doc = fs.readFileSync(path.join(ROOT, 'docs', 'config.md'), 'utf8');
@@ -93,7 +94,7 @@ describe('docs/config.md', () => {
 
   it('states the defaults and the automatic warmup\'s figures the code uses', () => {
     expect(doc).toContain(`{"maxBatchSize": ${DEFAULT_BATCHING.maxBatchSize}, "adaptive": ${DEFAULT_BATCHING.adaptive}}`);
-    expect(section('## batching')).toContain(`| ${SERVER_INLINE_BELOW_MICROS} under the server`);
+    expect(section('## runtime')).toContain(`| \`inlineBelowMicros\` | integer | ${INLINE_BELOW_MICROS_DEFAULT} |`);
     const auto = section('### Automatic warmup');
     expect(auto).toContain(`is ${WARMUP_DIM} `);
     expect(auto).toContain(`at most ${WARMUP_MAX_ELEMENTS} elements`);

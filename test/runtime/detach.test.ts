@@ -69,7 +69,8 @@ let slow: Model;
 beforeAll(async () => {
   worker = new Worker(SCRIBBLER, { eval: true });
   plain = await loadModel(model('mlp_tiny.onnx'));
-  batched = await loadModel(model('mlp_tiny.onnx'), { batching: { maxBatchSize: 301, maxQueueDelayMicros: 60_000_000, adaptive: false } });
+  // Off the JS thread (inlineBelowMicros 0): a request must stay queued while the test detaches its buffers.
+  batched = await loadModel(model('mlp_tiny.onnx'), { inlineBelowMicros: 0, batching: { maxBatchSize: 301, maxQueueDelayMicros: 60_000_000, adaptive: false } });
   slow = await loadModel(model('slow.onnx'));
   // What the tests rely on: mlp_tiny's x is [batch, 64] float32 (256 B a row: 1 row is a small
   // input, at most 2 KiB: the run's own copy; 300 rows = 76,800 B a large one, borrowed);

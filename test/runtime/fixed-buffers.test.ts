@@ -182,8 +182,8 @@ describe('fixed buffers (NIMIFY_IO_BINDING=fixed, the CUDA-graph path on the CPU
     }
   });
 
-  it('a model on the device path never runs a batch on the JS thread: inlineBelowMicros does not apply (the GPU rule)', async () => {
-    const options = { allowSpinning: false, batching: { maxBatchSize: 8, inlineBelowMicros: 1e6 } };
+  it('a model on the device path never runs on the JS thread: inlineBelowMicros does not apply (the GPU rule)', async () => {
+    const options = { allowSpinning: false, inlineBelowMicros: 1e6, batching: { maxBatchSize: 8 } };
     const inlineBatches = async (m: Model) => {
       try {
         await m.infer({ x: rows(1, 1) }); // measured on the instance thread; inline from here on, if allowed
@@ -197,6 +197,10 @@ describe('fixed buffers (NIMIFY_IO_BINDING=fixed, the CUDA-graph path on the CPU
     expect(await inlineBatches(await loadModel(MLP, options))).toBeGreaterThan(0); // the CPU path inlines
     expect(await inlineBatches(await loadFixed(MLP, options, 'always'))).toBe(0);
     expect(await inlineBatches(await loadFixed(MLP, options, 'fixed'))).toBe(0);
+    // Nor a model without a scheduler (the executor's lone runs).
+    const unscheduled = { allowSpinning: false, inlineBelowMicros: 1e6 };
+    expect(await inlineBatches(await loadModel(MLP, unscheduled))).toBeGreaterThan(0);
+    expect(await inlineBatches(await loadFixed(MLP, unscheduled, 'always'))).toBe(0);
   });
 
   it('inferSync() is refused (the runs belong to the scheduler\'s instance); inputs whose first dims are declared may differ', async () => {

@@ -72,7 +72,7 @@ describe('recycled requests', () => {
     const failing = await loadModel(model('reshape_fail.onnx'));
     const plain = await loadModel(model('mlp_tiny.onnx'));
     const batched = await loadModel(model('mlp_tiny.onnx'), { batching: { maxBatchSize: 8, maxQueueDelayMicros: 500 } });
-    const inline = await loadModel(model('mlp_tiny.onnx'), { batching: { maxBatchSize: 8, inlineBelowMicros: 1_000_000 } });
+    const inline = await loadModel(model('mlp_tiny.onnx'), { inlineBelowMicros: 1_000_000, batching: { maxBatchSize: 8 } });
 
     let plainFailed = 0;
     for (let round = 0; round < 3; round++) {

@@ -158,7 +158,8 @@ describe('dynamic batching: results', () => {
   });
 
   it('an ORT failure fails every request of that batch only; a bad request is refused before it can join one', async () => {
-    const m = await loadModel(model('embed_int64.onnx'), { batching: { maxBatchSize: 8, maxQueueDelayMicros: 50_000, adaptive: false } });
+    // (inlineBelowMicros 0: batches form off the JS thread over the 50 ms delay, whatever the machine's speed)
+    const m = await loadModel(model('embed_int64.onnx'), { inlineBelowMicros: 0, batching: { maxBatchSize: 8, maxQueueDelayMicros: 50_000, adaptive: false } });
     const ids = (v: bigint) => new Tensor('int64', new BigInt64Array([v, 1n, 2n]), [1, 3]);
     // Out of the embedding table's range: ORT's Gather fails the whole run.
     const batch = [ids(1n), ids(2n), ids(99999n), ids(3n)].map((x) => m.infer({ ids: x }));
@@ -212,7 +213,7 @@ describe('dynamic batching: results', () => {
     const ref = await loadModel(model('mlp_tiny.onnx'));
     // A generous bound: what is tested here is where batches run, not the cost model's accuracy
     // (a first run that allocates can cost milliseconds on a busy machine).
-    const m = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, batching: { maxBatchSize: 16, inlineBelowMicros: 200_000 } });
+    const m = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, inlineBelowMicros: 200_000, batching: { maxBatchSize: 16 } });
     // The first runs measure the model's cost on the instance thread; nothing is inlined before.
     // (Each step waits until that thread is asleep again: an awake instance thread takes
     // requests itself, no wake needed, and these counts would vary.)
@@ -238,7 +239,7 @@ describe('dynamic batching: results', () => {
     expect(after.batchSizeHistogram).toMatchObject({ 1: 3, 8: 1, 3: 1 });
     expect(after.wakes).toBe(before.wakes);
     // A failure in an inline batch rejects its own requests and nothing else.
-    const e = await loadModel(model('embed_int64.onnx'), { allowSpinning: false, batching: { maxBatchSize: 8, inlineBelowMicros: 200_000 } });
+    const e = await loadModel(model('embed_int64.onnx'), { allowSpinning: false, inlineBelowMicros: 200_000, batching: { maxBatchSize: 8 } });
     const ids = (v: bigint) => new Tensor('int64', new BigInt64Array([v, 1n, 2n]), [1, 3]);
     await e.infer({ ids: ids(1n) });
     await asleep();
@@ -249,18 +250,18 @@ describe('dynamic batching: results', () => {
     expect((await e.infer({ ids: ids(3n) })).pooled.dims).toEqual([1, 8]);
     expect(e.stats().inlineBatches).toBe(3);
     // A model slower than the bound never runs inline.
-    const slow = await loadModel(model('slow.onnx'), { allowSpinning: false, batching: { inlineBelowMicros: 1 } });
+    const slow = await loadModel(model('slow.onnx'), { allowSpinning: false, inlineBelowMicros: 1, batching: {} });
     await Promise.all([1n, 2n].map((n) => slow.infer(slowFeeds(n))));
     await slow.infer(slowFeeds(1n));
     expect(slow.stats().inlineBatches).toBe(0);
-    await rejectsWith(loadModel(model('mlp_tiny.onnx'), { batching: { inlineBelowMicros: -1 } }), 'INVALID_ARGUMENT', /options\.batching\.inlineBelowMicros: expected an integer in \[0, 1000000\], received number -1/);
+    await rejectsWith(loadModel(model('mlp_tiny.onnx'), { inlineBelowMicros: -1, batching: {} }), 'INVALID_ARGUMENT', /options\.inlineBelowMicros: expected an integer in \[0, 1000000\], received number -1/);
     await Promise.all([ref, m, e, slow].map((x) => x.dispose()));
   });
 
   it.each([true, false])('inlineBelowMicros: requests that come in groups run as one inline batch, the first not alone (adaptive: %s)', async (adaptive) => {
     const rnd = random(12);
     const ref = await loadModel(model('mlp_tiny.onnx'));
-    const m = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, batching: { maxBatchSize: 16, inlineBelowMicros: 200_000, adaptive } });
+    const m = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, inlineBelowMicros: 200_000, batching: { maxBatchSize: 16, adaptive } });
     // Eight clients in a closed loop: each round's eight requests arrive in one turn. Once recent
     // batches hold several requests, the first request of a round no longer runs alone (which
     // would split every round into 1 + 7 rows).
@@ -300,7 +301,7 @@ describe('dynamic batching: results', () => {
     };
     // A generous bound: each result reaches the client, whose next request runs inline at once
     // (the results of the previous one have been delivered: not a burst), all in one stretch.
-    const wide = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, batching: { maxBatchSize: 16, inlineBelowMicros: 200_000 } });
+    const wide = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, inlineBelowMicros: 200_000, batching: { maxBatchSize: 16 } });
     // Measured: inline from now on, once the instance thread that ran this is asleep again (an
     // awake one takes the next request itself).
     const asleep = () => new Promise((r) => setTimeout(r, 20));
@@ -315,7 +316,7 @@ describe('dynamic batching: results', () => {
     // A tight bound (µs of lone requests per loop turn): the same client now yields to the loop
     // every few hundred µs — 3,000 requests take milliseconds on any machine — and still runs
     // its requests inline (all but those a slow moment on a busy machine predicts above 300 µs).
-    const tight = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, batching: { maxBatchSize: 16, inlineBelowMicros: 300 } });
+    const tight = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, inlineBelowMicros: 300, batching: { maxBatchSize: 16 } });
     await tight.infer({ x });
     await asleep();
     before = tight.stats();
@@ -341,7 +342,7 @@ describe('dynamic batching: results', () => {
   it('inlineBelowMicros: one end-of-turn wake runs about that much inline, the rest of a deep queue on the instance thread', async () => {
     // One row per batch, a 1 ms bound, 2,000 requests queued in one turn (each run some µs):
     // without the wake's budget all of them ran inline in that one callback (milliseconds).
-    const m = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, batching: { maxBatchSize: 1, maxQueueSize: 4096, inlineBelowMicros: 1000 } });
+    const m = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, inlineBelowMicros: 1000, batching: { maxBatchSize: 1, maxQueueSize: 4096 } });
     const rnd = random(15);
     await m.infer({ x: mlpInput(rnd, 1) });
     await new Promise((r) => setTimeout(r, 20)); // the instance thread asleep again
@@ -362,7 +363,7 @@ describe('dynamic batching: results', () => {
     // back inside one loop phase (Node dispatches up to 1,000 threadsafe-function messages per
     // callback) and timers waited for all of them. Counted in loop iterations, not time: the
     // inline batches that run between two consecutive check phases (setImmediate).
-    const m = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, batching: { maxBatchSize: 16, inlineBelowMicros: 200_000 } });
+    const m = await loadModel(model('mlp_tiny.onnx'), { allowSpinning: false, inlineBelowMicros: 200_000, batching: { maxBatchSize: 16 } });
     const rnd = random(13);
     const xs = Array.from({ length: 16 }, () => mlpInput(rnd, 1));
     await Promise.all(xs.map((x) => m.infer({ x }))); // measured: inline from now on

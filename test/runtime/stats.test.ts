@@ -49,8 +49,8 @@ const ids = (rows: number, bad = false) =>
 describe('stats: a batching model', () => {
   it('counts each outcome once, by definition, and resetStats() zeroes everything', async () => {
     // A 10 s delay and no adaptive policy: requests wait in the queue until a batch of 8 rows is
-    // full, so the queue holds exactly what this test put there.
-    const m = await loadModel(model('embed_int64.onnx'), { batching: { maxBatchSize: 8, maxQueueDelayMicros: 10_000_000, adaptive: false, maxQueueSize: 4 } });
+    // full, so the queue holds exactly what this test put there (and no batch runs inline).
+    const m = await loadModel(model('embed_int64.onnx'), { inlineBelowMicros: 0, batching: { maxBatchSize: 8, maxQueueDelayMicros: 10_000_000, adaptive: false, maxQueueSize: 4 } });
     const ac = new AbortController();
     const expires = m.infer({ ids: ids(1) }, { timeoutMs: 50 });
     const aborted = m.infer({ ids: ids(1) }, { signal: ac.signal });
@@ -90,7 +90,8 @@ describe('stats: a batching model', () => {
 describe('stats: an unscheduled model', () => {
   it('counts ORT failures as failed (not successes), timeouts and aborts, and resetStats() zeroes everything', async () => {
     // reshape_fail: Reshape(x [n], shape [2]): fails in ORT when the shape does not fit n.
-    const m = await loadModel(model('reshape_fail.onnx'));
+    // Every run on the executor (inlineBelowMicros 0): requests queue behind `slow` below.
+    const m = await loadModel(model('reshape_fail.onnx'), { inlineBelowMicros: 0 });
     const slow = await loadModel(model('slow.onnx'));
     expect(m.stats().scheduled).toBe(false);
     const feeds = (fits: boolean) => ({

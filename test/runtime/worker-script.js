@@ -15,6 +15,16 @@ const { loadModel, Tensor } = require('../../dist');
     await run;
     return;
   }
+  if (workerData.mode === 'burst-exit') {
+    // Measured runs first (inline from then on), then a burst in one stretch of JS: the first
+    // runs inline, the rest wait for the end of the turn (native lone_deferred) — and the worker
+    // exits before that turn ends, with those requests still attached.
+    const x = new Tensor('float32', new Float32Array(64).fill(0.5), [1, 64]);
+    for (let i = 0; i < 5; i++) await m.infer({ x });
+    const pending = Array.from({ length: workerData.burst }, () => m.infer({ x }).catch(() => {}));
+    parentPort.postMessage({ inlineBatches: m.stats().inlineBatches, pending: pending.length });
+    process.exit(0);
+  }
   const sums = [];
   for (let i = 0; i < workerData.runs; i++) {
     const x = new Tensor('float32', Float32Array.from({ length: 64 }, (_, k) => Math.sin(k * 0.01 * (i + 1))), [1, 64]);

@@ -58,12 +58,12 @@ describe('health and metadata', () => {
       });
     }
     const config = (await app.inject('/v2/models/mlp_tiny/config')).json();
-    expect(config).toMatchObject({ name: 'mlp_tiny', instances: 1, batching: { maxBatchSize: 32, batchDim: true, inlineBelowMicros: 100 }, versionPolicy: { latest: 1 }, runtime: { allowSpinning: false } });
+    expect(config).toMatchObject({ name: 'mlp_tiny', instances: 1, batching: { maxBatchSize: 32, batchDim: true }, versionPolicy: { latest: 1 }, runtime: { allowSpinning: false, inlineBelowMicros: 100 } });
     expect(config.warmup).toHaveLength(1);
     // Batches cheap enough run on the event loop itself once the model's cost is measured (the
     // warmup measured it): sequential requests do, with the scheduler's thread left asleep. A
     // generous bound here, so that a loaded machine's slow runs cannot change where they run.
-    const inl = await buildServer({ repository: path.join(MODELS, 'mlp_tiny.onnx'), logger: false, modelDefaults: { batching: { maxBatchSize: 32, inlineBelowMicros: 1_000_000 } } });
+    const inl = await buildServer({ repository: path.join(MODELS, 'mlp_tiny.onnx'), logger: false, modelDefaults: { runtime: { inlineBelowMicros: 1_000_000 }, batching: { maxBatchSize: 32 } } });
     try {
       const served = inl.nimify.repository.resolve('mlp_tiny').model!;
       const before = served.stats();

@@ -83,7 +83,7 @@ beforeAll(async () => {
   put('mlp_tiny/1/model.onnx', fs.readFileSync(model('mlp_tiny.onnx')));
   // Waits up to 150 ms for company and never runs inline: concurrent requests share a batch.
   put('batched/1/model.onnx', fs.readFileSync(model('mlp_tiny.onnx')));
-  put('batched/config.json', JSON.stringify({ batching: { maxBatchSize: 8, maxQueueDelayMicros: 150_000, adaptive: false, inlineBelowMicros: 0 } }));
+  put('batched/config.json', JSON.stringify({ runtime: { inlineBelowMicros: 0 }, batching: { maxBatchSize: 8, maxQueueDelayMicros: 150_000, adaptive: false } }));
   put('slow/1/model.onnx', fs.readFileSync(path.join(MODELS, 'slow.onnx')));
   // Its pending limit is 1 (90 % of maxQueueSize, admission.ts): a second request is shed.
   put('slow/config.json', JSON.stringify({ batching: { maxQueueSize: 2 } }));
