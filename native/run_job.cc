@@ -476,10 +476,13 @@ Napi::Value RunJob::Submit(Napi::Env env, Ptr job, double cancel_id) {
   // A lone request predicted to run within options.inlineBelowMicros runs here, on the JS
   // thread, and settles before infer() returns its promise: the rule of the scheduler's lone
   // runs (Scheduler::Submit, DeferredWakes::MayRunLone), minus the queue. Anything else, and
-  // everything while nothing has been measured, goes to the Executor.
+  // everything while nothing has been measured, goes to the Executor. So does a request that
+  // can be cancelled (an AbortSignal or timeoutMs: `cancel_id`): its timer and signal are JS,
+  // which cannot run while the JS thread runs the model — and a run may take longer than
+  // predicted (a loop whose count is an input value).
   SessionCore& core = *job->core_;
   EnvState* state = job->state_.get();
-  if (const double limit = core.inline_below_us(); limit > 0 && state->wakes != nullptr) {
+  if (const double limit = core.inline_below_us(); limit > 0 && cancel_id <= 0 && state->wakes != nullptr) {
     const double predicted = core.run_cost().Predict(job->in_elements_);
     if (predicted >= 0 && predicted <= limit) {
       const auto now = std::chrono::steady_clock::now();
@@ -512,11 +515,8 @@ void RunJob::RunDeferred(EnvState* state) {
   if (jobs.empty()) return;
   const auto start = std::chrono::steady_clock::now();
   size_t ran = 0;
+  // (None can be cancelled: Submit defers only jobs without a cancel id.)
   for (RunJob* job : jobs) {
-    if (job->cancel_code_.load() != nullptr) {  // aborted while it waited: settles with its code
-      jobs[ran++] = job;
-      continue;
-    }
     SessionCore& core = *job->core_;
     const double limit = core.inline_below_us();
     const double predicted = core.run_cost().Predict(job->in_elements_);

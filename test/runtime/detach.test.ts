@@ -68,10 +68,11 @@ let slow: Model;
 
 beforeAll(async () => {
   worker = new Worker(SCRIBBLER, { eval: true });
-  plain = await loadModel(model('mlp_tiny.onnx'));
-  // Off the JS thread (inlineBelowMicros 0): a request must stay queued while the test detaches its buffers.
+  // Every run off the JS thread (inlineBelowMicros 0): a request must still be queued or running
+  // while the test detaches its buffers.
+  plain = await loadModel(model('mlp_tiny.onnx'), { inlineBelowMicros: 0 });
   batched = await loadModel(model('mlp_tiny.onnx'), { inlineBelowMicros: 0, batching: { maxBatchSize: 301, maxQueueDelayMicros: 60_000_000, adaptive: false } });
-  slow = await loadModel(model('slow.onnx'));
+  slow = await loadModel(model('slow.onnx'), { inlineBelowMicros: 0 });
   // What the tests rely on: mlp_tiny's x is [batch, 64] float32 (256 B a row: 1 row is a small
   // input, at most 2 KiB: the run's own copy; 300 rows = 76,800 B a large one, borrowed);
   // slow.onnx's x is a fixed [256, 256] float32 (256 KiB).

@@ -21,8 +21,9 @@ const { loadModel, Tensor } = require('../../dist');
     // exits before that turn ends, with those requests still attached.
     const x = new Tensor('float32', new Float32Array(64).fill(0.5), [1, 64]);
     for (let i = 0; i < 5; i++) await m.infer({ x });
-    const pending = Array.from({ length: workerData.burst }, () => m.infer({ x }).catch(() => {}));
-    parentPort.postMessage({ inlineBatches: m.stats().inlineBatches, pending: pending.length });
+    for (let i = 0; i < workerData.burst; i++) m.infer({ x }).catch(() => {});
+    const { inlineBatches, inFlight } = m.stats();
+    parentPort.postMessage({ inlineBatches, inFlight });
     process.exit(0);
   }
   const sums = [];
