@@ -113,3 +113,18 @@ export async function withIoBinding<T>(knob: string, load: () => Promise<T>): Pr
     else process.env.NIMIFY_IO_BINDING = before;
   }
 }
+
+/** setImmediate callbacks that ran while `work` did: how often the event loop turned. */
+export async function iterationsDuring(work: () => Promise<unknown>): Promise<number> {
+  let iterations = 0;
+  let stop = false;
+  const tick = () => {
+    if (stop) return;
+    iterations++;
+    setImmediate(tick);
+  };
+  setImmediate(tick);
+  await work();
+  stop = true;
+  return iterations;
+}

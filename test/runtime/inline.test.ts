@@ -6,24 +6,9 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { loadModel, NimifyError, Tensor } from '../../src';
-import { model } from '../helpers';
+import { iterationsDuring, model } from '../helpers';
 
 const x1 = (seed: number, rows = 1) => new Tensor('float32', Float32Array.from({ length: 64 * rows }, (_, i) => Math.sin(i * 0.37 + seed)), [rows, 64]);
-
-/** setImmediate callbacks that ran while `work` did: how often the event loop turned. */
-async function iterationsDuring(work: () => Promise<unknown>): Promise<number> {
-  let iterations = 0;
-  let stop = false;
-  const tick = () => {
-    if (stop) return;
-    iterations++;
-    setImmediate(tick);
-  };
-  setImmediate(tick);
-  await work();
-  stop = true;
-  return iterations;
-}
 
 async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
   const err = await p.then(() => null, (e: unknown) => e);

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadModel, NimifyError, Tensor, type Model } from '../../src';
-import { model, ROOT } from '../helpers';
+import { iterationsDuring, model, ROOT } from '../helpers';
 
 async function rejectsWith(p: Promise<unknown>, code: string, pattern?: RegExp): Promise<void> {
   const err = await p.then(
@@ -56,21 +56,6 @@ async function block(m: Model): Promise<{ stop: () => Promise<void> }> {
       expect(await run).toBe('ABORTED');
     },
   };
-}
-
-/** Loop iterations (check phases) that pass while `work` runs. */
-async function iterationsDuring(work: () => Promise<unknown>): Promise<number> {
-  let iterations = 0;
-  let stop = false;
-  const tick = () => {
-    if (stop) return;
-    iterations++;
-    setImmediate(tick);
-  };
-  setImmediate(tick);
-  await work();
-  stop = true;
-  return iterations;
 }
 
 describe('dynamic batching: results', () => {
