@@ -158,6 +158,25 @@ describe('inline runs without a scheduler', () => {
     }
   });
 
+  it('with a scheduler, a run on the JS thread that takes longer than predicted is still ended at its deadline (the watchdog)', async () => {
+    const slow = await loadModel(model('slow.onnx'), { inlineBelowMicros: 1_000_000, batching: {} });
+    try {
+      const x = new Tensor('float32', new Float32Array(256 * 256).fill(0.01), [256, 256]);
+      const iters = (n: bigint) => new Tensor('int64', new BigInt64Array([n]), []);
+      for (let i = 0; i < 3; i++) await slow.infer({ x, iters: iters(1n) });
+      const before = slow.stats().inlineBatches;
+      expect(before).toBeGreaterThan(0);
+      // Runs inline (predicted cheap), for a million iterations: the JS thread is blocked, the
+      // scheduler's watchdog thread is not, and terminates the run at the deadline.
+      const t0 = Date.now();
+      await rejectsWith(slow.infer({ x, iters: iters(1_000_000n) }, { timeoutMs: 50 }), 'TIMEOUT');
+      expect(Date.now() - t0).toBeLessThan(10_000);
+      expect(slow.stats().inlineBatches).toBe(before + 1);
+    } finally {
+      await slow.dispose();
+    }
+  });
+
   it('an ORT failure on the JS thread counts as failed, rejects with the same error, and the model goes on', async () => {
     // reshape_fail: Reshape(x [n], shape [2]) fails in ORT when the shape does not fit n.
     const m = await loadModel(model('reshape_fail.onnx'), { inlineBelowMicros: 1_000_000 });
