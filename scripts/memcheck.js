@@ -46,6 +46,14 @@ const M = require('node:path').join(__dirname, '..', 'test', 'fixtures', 'models
   await Promise.allSettled([ids(1n, 3), ids(2n, 3), ids(99999n, 3), ids(3n, 3)].map((t) => il.infer({ ids: t })));
   await il.infer({ ids: ids(4n, 3) });
   if (il.stats().inlineBatches < 2) throw new Error(`expected inline batches, stats ${JSON.stringify(il.stats())}`);
+  // Without a scheduler: a lone request inside infer(), a burst's others at the end of the turn
+  // (EnvState::lone_deferred), a failing run on the JS thread, the timed (traced) path.
+  console.error('memcheck: unscheduled: lone inline runs, deferred to the end of the turn, one failing');
+  const ul = await loadModel(M + 'embed_int64.onnx', { inlineBelowMicros: 1e6 });
+  await ul.infer({ ids: ids(1n, 3) }); // measured on an executor thread; inline from here on
+  await Promise.allSettled([ids(1n, 3), ids(2n, 3), ids(99999n, 3), ids(3n, 3)].map((t) => ul.infer({ ids: t })));
+  await ul.infer({ ids: ids(4n, 3) }, { timing: new Float64Array(9) });
+  if (ul.stats().inlineBatches < 4) throw new Error(`expected inline runs, stats ${JSON.stringify(ul.stats())}`);
   // Per-request timing (tracing: infer()'s internal `timing` option): the job holds a reference
   // on the array and writes it when it settles, run or not.
   console.error('memcheck: per-request timing (executor, batches, inline, a queued abort)');
@@ -146,7 +154,7 @@ const M = require('node:path').join(__dirname, '..', 'test', 'fixtures', 'models
   views.slice(0, 6).forEach((v) => v.y.dispose());
   gc();
   await Promise.all([id.dispose(), bound.dispose()]);
-  await Promise.all([m.dispose(), nz.dispose(), s.dispose(), slow.dispose(), b.dispose(), e.dispose(), il.dispose(), d.dispose()]);
+  await Promise.all([m.dispose(), nz.dispose(), s.dispose(), slow.dispose(), b.dispose(), e.dispose(), il.dispose(), ul.dispose(), d.dispose()]);
   console.log('memcheck script: all paths ran');
 })().catch((err) => {
   console.error(err);
