@@ -2,7 +2,7 @@
 // Sequential batch-1 latency: nimify infer() (defaults; every run off the JS thread; with the
 // batcher) and inferSync() vs onnxruntime-node's run(), in one
 // process, on the same ORT build (nimify loads the libonnxruntime.so that onnxruntime-node ships).
-// The three engines are measured in interleaved rounds so that machine noise hits all alike.
+// The engines are measured in interleaved rounds so that machine noise hits all alike.
 // Targets (SPEC P1, P6): tiny MLP inferSync ≤ 0.5×, infer ≤ 0.8× onnxruntime-node's median;
 // conv net within 5 %.
 const path = require('node:path');

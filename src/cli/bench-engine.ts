@@ -12,7 +12,7 @@ import { NimifyError } from '../runtime/errors';
 import { toBf16Bits, toHalfBits } from '../protocol/datatypes';
 import { loadModel, type Model } from '../runtime/model';
 import type { LoadOptions } from '../runtime/options';
-import { detectBatchDim, loadOptionsFor, planShapes, WARMUP_DIM, type ModelConfig } from '../repository/config';
+import { detectBatchDim, INFER_TIMEOUT_MS_DEFAULT, loadOptionsFor, planShapes, WARMUP_DIM, type ModelConfig } from '../repository/config';
 import { CTORS, Tensor, TENSOR_TYPES, type TensorType } from '../runtime/tensor';
 import type { CliIo } from './io';
 
@@ -403,6 +403,12 @@ export interface InProcessSetup {
   batched: boolean;
   /** A few seeded random request feeds; worker i sends feeds[i % feeds.length]. */
   feeds: Array<Record<string, Tensor>>;
+  /**
+   * What infer() gets with each request: the deadline `nimify serve` gives every request
+   * (config.timeoutMs, else the server's default) — which also decides where a model without
+   * batching runs (LoadOptions.inlineBelowMicros: a request with a deadline takes a thread).
+   */
+  inferOptions: { timeoutMs: number };
 }
 
 /** Distinct random requests per run: enough that a cache or branch predictor cannot learn one, few enough to stay small. */
@@ -425,7 +431,7 @@ export async function loadForBench(file: string, config: ModelConfig, o: { batch
     }
     const rnd = prng(0x5eed);
     const feeds = Array.from({ length: FEED_SETS }, () => Object.fromEntries(plan.inputs.map((p) => [p.name, randomTensor(p, rnd)])));
-    return { model, options, inputs: plan.inputs, batch: plan.batch, batched, feeds };
+    return { model, options, inputs: plan.inputs, batch: plan.batch, batched, feeds, inferOptions: { timeoutMs: config.timeoutMs ?? INFER_TIMEOUT_MS_DEFAULT } };
   } catch (err) {
     await model.dispose();
     throw err;

@@ -183,7 +183,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
       engines.push(nimify);
       const feeds = setup.feeds;
       try {
-        await setup.model.infer(feeds[0]);
+        await setup.model.infer(feeds[0], setup.inferOptions);
       } catch (err) {
         throw new NimifyError(err instanceof NimifyError ? err.code : 'RUNTIME_ERROR', `the first inference on random inputs (${setup.inputs.map((i) => `${i.name} [${i.dims.join(', ')}]`).join(', ')}) failed: ${(err as Error).message}`);
       }
@@ -203,7 +203,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
       try {
         for (const c of concurrency) {
           const o = { concurrency: c, warmupMs, durationMs, samples: setup.batch };
-          nimify.levels.push(await loop(`nimify c=${c}`, o, (lo) => closedLoop((i) => setup.model.infer(feeds[i % feeds.length]), lo)));
+          nimify.levels.push(await loop(`nimify c=${c}`, o, (lo) => closedLoop((i) => setup.model.infer(feeds[i % feeds.length], setup.inferOptions), lo)));
           if (session && ortEngine) {
             const s = session;
             ortEngine.levels.push(await loop(`onnxruntime-node c=${c}`, o, (lo) => closedLoop((i) => s.run(ortFeeds[i % ortFeeds.length]), lo)));

@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { NimifyError } from '../runtime/errors';
 import { BATCHING_DEFAULTS, INLINE_BELOW_MICROS_DEFAULT, MAX_QUEUE_SIZE, type BatchingOptions } from '../runtime/options';
 import { toProviderRequests, type ExecutionProvider } from '../runtime/providers';
-import { DEFAULT_BATCHING, type ModelDefaults } from '../repository/config';
+import { DEFAULT_BATCHING, INFER_TIMEOUT_MS_DEFAULT, type ModelDefaults } from '../repository/config';
 import { BREAKER_DEFAULTS } from '../server/breaker';
 import { buildServer } from '../server/build';
 import { startGrpcServer, type GrpcServer } from '../server/grpc/server';
@@ -29,7 +29,7 @@ export const SERVE_FLAGS = {
   'max-batch-size': { type: 'string', arg: 'n', help: `dynamic batching: most rows per run; 0 = no batching (default ${DEFAULT_BATCHING.maxBatchSize})`, integer: { min: 0, max: 1 << 20 } },
   'max-queue-delay-us': { type: 'string', arg: 'us', help: `dynamic batching: longest wait for a fuller batch (default ${BATCHING_DEFAULTS.maxQueueDelayMicros})`, integer: { min: 0, max: 60_000_000 } },
   'max-queue-size': { type: 'string', arg: 'n', help: `dynamic batching: queued requests before 503 QUEUE_FULL (default ${BATCHING_DEFAULTS.maxQueueSize})`, integer: { min: 1, max: MAX_QUEUE_SIZE } },
-  'inline-below-us': { type: 'string', arg: 'us', help: `run requests (or batches) predicted to compute in at most this many µs on the event loop itself (default ${INLINE_BELOW_MICROS_DEFAULT}; 0 = never)`, integer: { min: 0, max: 1_000_000 } },
+  'inline-below-us': { type: 'string', arg: 'us', help: `run batches (a lone request included) predicted to compute in at most this many µs on the event loop itself (default ${INLINE_BELOW_MICROS_DEFAULT}; 0 = never; models with batching: served requests carry a deadline, which keeps an unbatched model's runs off the event loop)`, integer: { min: 0, max: 1_000_000 } },
   'intra-op-threads': { type: 'string', arg: 'n', help: 'ORT threads inside one operator (default: ORT decides)', integer: { min: 0, max: 1024 } },
   'allow-spinning': { type: 'boolean', help: "let ORT's pool threads busy-wait between runs (default off in the server)" },
   'execution-provider': { type: 'string', arg: 'eps', help: `execution providers by preference: a list such as cuda,cpu, or JSON with options such as '[{"name":"cuda","deviceId":1,"required":true}]' (default cpu; a model's config.json runtime section wins)` },
@@ -48,7 +48,7 @@ export const SERVE_FLAGS = {
   'breaker-reset-ms': { type: 'string', arg: 'ms', help: `how long an open breaker waits before a probe (default ${BREAKER_DEFAULTS.resetTimeoutMs})`, integer: { min: 1 } },
   'max-event-loop-delay-ms': { type: 'string', arg: 'ms', help: 'shed load (503) above this event-loop delay (default 200; 0 = off)', integer: { min: 0 } },
   'max-concurrent-requests': { type: 'string', arg: 'n', help: 'inference requests served at once before 503 (default 4096)', integer: { min: 1 } },
-  'infer-timeout-ms': { type: 'string', arg: 'ms', help: 'default per-request inference timeout (default 30000)', integer: { min: 1 } },
+  'infer-timeout-ms': { type: 'string', arg: 'ms', help: `default per-request inference timeout (default ${INFER_TIMEOUT_MS_DEFAULT})`, integer: { min: 1 } },
   'body-limit': { type: 'string', arg: 'bytes', help: 'largest request body (default 67108864)', integer: { min: 1024 } },
   'log-level': { type: 'string', arg: 'level', help: 'fatal | error | warn | info | debug | trace | silent (default info)', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
   'preprocess-threads': { type: 'string', arg: 'n', help: 'preprocessing worker threads of the predict route: image decoding, tokenization (default: the core count)', integer: { min: 1, max: 256 } },

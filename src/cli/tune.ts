@@ -306,7 +306,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
       const name = `${i + 1}/${rows.length}`;
       const update = progress.start(`tune ${name}`, warmupMs + durationMs);
       const feeds = setup.feeds;
-      row.result = await closedLoop((w) => setup.model.infer(feeds[w % feeds.length]), { concurrency, warmupMs, durationMs, samples: batch, onProgress: (e, _t, n) => update(e, n) });
+      row.result = await closedLoop((w) => setup.model.infer(feeds[w % feeds.length], setup.inferOptions), { concurrency, warmupMs, durationMs, samples: batch, onProgress: (e, _t, n) => update(e, n) });
       row.withinBudget = latencyBudgetMs === null ? null : row.result.latencyMs.p99 !== null && row.result.latencyMs.p99 <= latencyBudgetMs;
       progress.done(`  ${levelLine(name, row.result).replace(/ c=\d+/, '')} — ${row.candidate.label}`);
     } finally {

@@ -101,6 +101,9 @@ export const RUNTIME_KEYS = RUNTIME_OPTION_KEYS;
  */
 export const SERVER_RUNTIME_DEFAULTS: RuntimeConfig = { allowSpinning: false, memoryArena: false };
 
+/** ServerOptions.inferTimeoutMs when left out: every inference request's deadline (ms) unless the request or the model's config.timeoutMs says otherwise. */
+export const INFER_TIMEOUT_MS_DEFAULT = 30_000;
+
 /** Default batching when neither config.json nor the server says: the scheduler with adaptive delay. */
 export const DEFAULT_BATCHING: BatchingOptions = { maxBatchSize: 32, adaptive: true };
 

@@ -64,7 +64,8 @@ export interface LoadOptions {
    * it saves: a lone request (a sequential client) runs inside infer(), for up to this many µs
    * per event-loop turn; with `batching`, a batch runs at the end of the turn that queued it.
    * The first runs, inputs much larger than recent ones and models on a GPU always run off the
-   * main thread.
+   * main thread; so do requests with a `signal` or `timeoutMs` to a model without a scheduler
+   * (their timer and signal could not act during a run that took longer than predicted).
    */
   inlineBelowMicros?: number;
   /**

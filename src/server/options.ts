@@ -6,7 +6,7 @@ import { checkPreprocessPoolOptions, type PreprocessPoolOptions } from '../pipel
 import { JSON_POOL_MAX_BYTES, JSON_POOL_MAX_QUEUE } from '../protocol/json-pool';
 import type { Registry } from 'prom-client';
 import { NimifyError } from '../runtime/errors';
-import type { ModelDefaults } from '../repository/config';
+import { INFER_TIMEOUT_MS_DEFAULT, type ModelDefaults } from '../repository/config';
 import type { ControlMode, ModelRepository } from '../repository/repository';
 import { expectBoolean, expectInteger, expectKnownKeys, expectOneOf, expectPlainObject, expectString, invalid } from '../runtime/validate';
 import { BREAKER_DEFAULTS, type BreakerOptions } from './breaker';
@@ -210,7 +210,7 @@ export function checkPluginOptions(o: Record<string, unknown>, env: NodeJS.Proce
     if (s.maxHeapUsedBytes !== undefined) shedding.maxHeapUsedBytes = expectInteger('options.shedding.maxHeapUsedBytes', s.maxHeapUsedBytes, 1);
     if (s.maxPendingPerModel !== undefined) shedding.maxPendingPerModel = expectInteger('options.shedding.maxPendingPerModel', s.maxPendingPerModel, 1);
   }
-  const inferTimeoutMs = o.inferTimeoutMs === undefined ? 30_000 : expectInteger('options.inferTimeoutMs', o.inferTimeoutMs, 1);
+  const inferTimeoutMs = o.inferTimeoutMs === undefined ? INFER_TIMEOUT_MS_DEFAULT : expectInteger('options.inferTimeoutMs', o.inferTimeoutMs, 1);
   if (o.processMetrics !== undefined) expectBoolean('options.processMetrics', o.processMetrics);
   if (o.metricsRoute !== undefined) expectBoolean('options.metricsRoute', o.metricsRoute);
   if (o.docs !== undefined) expectBoolean('options.docs', o.docs);

@@ -16,7 +16,7 @@ import { isUrl, parseServerUrl } from '../../src/cli/target';
 import type { BenchReport } from '../../src/cli/bench-report';
 import { resolveOnnxruntimeNode, run } from '../../src/cli/bench';
 import { exitCodeFor, type CliIo } from '../../src/cli/io';
-import { completeConfig, loadOptionsFor, WARMUP_DIM, WARMUP_MAX_ELEMENTS } from '../../src/repository/config';
+import { completeConfig, INFER_TIMEOUT_MS_DEFAULT, loadOptionsFor, WARMUP_DIM, WARMUP_MAX_ELEMENTS } from '../../src/repository/config';
 import { MODELS, ROOT } from '../helpers';
 
 const TINY = path.join(MODELS, 'mlp_tiny.onnx');
@@ -99,6 +99,21 @@ describe('flag values', () => {
     expect(() => planInputs(inputs, { batched: true, batch: 1, shapes: new Map([['y', [1]]]) })).toThrow(/--shape: the model has no input 'y'/);
     expect(() => planInputs(inputs, { batched: false, batch: 2, shapes: new Map() })).toThrow(/--batch: the model has no batch dim/);
     expect(() => planInputs([{ name: 'z', type: 'float32', shape: null }], { batched: false, batch: undefined, shapes: new Map() })).toThrow(/--shape z=d1,d2/);
+  });
+
+  it('in-process requests carry the deadline `nimify serve` gives them, so an unbatched model runs where the server runs it', async () => {
+    const served = await loadForBench(TINY, { batching: false }, { batch: undefined, shapes: new Map() });
+    const timed = await loadForBench(TINY, { batching: false, timeoutMs: 250 }, { batch: undefined, shapes: new Map() });
+    try {
+      expect(served.inferOptions).toEqual({ timeoutMs: INFER_TIMEOUT_MS_DEFAULT });
+      expect(timed.inferOptions).toEqual({ timeoutMs: 250 });
+      // With a deadline, a model without a scheduler never runs on the JS thread (as in the server).
+      for (let i = 0; i < 10; i++) await served.model.infer(served.feeds[i % served.feeds.length], served.inferOptions);
+      expect(served.model.stats().inlineBatches).toBe(0);
+      expect(served.model.stats().succeeded).toBe(10);
+    } finally {
+      await Promise.all([served.model.dispose(), timed.model.dispose()]);
+    }
   });
 
   it('the shapes bench and tune invent are the automatic warmup\'s: same non-batch dims, the batch dim from --batch', async () => {

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { NimifyError, loadModel } from '../../src';
 import { parseUntrustedJson } from '../../src/protocol/json';
 import { DEFAULT_BATCHING, RUNTIME_KEYS, loadOptionsFor, parseModelConfig } from '../../src/repository/config';
-import { MAX_QUEUE_SIZE, RUNTIME_OPTION_KEYS, toNativeConfig } from '../../src/runtime/options';
+import { INLINE_BELOW_MICROS_DEFAULT, MAX_QUEUE_SIZE, RUNTIME_OPTION_KEYS, toNativeConfig } from '../../src/runtime/options';
 import { model } from '../helpers';
 
 describe('config.json parsing', () => {
@@ -49,6 +49,20 @@ describe('config.json parsing', () => {
     expect(loadOptionsFor({ batching: false }, {}).batching).toBeUndefined();
     const native = toNativeConfig(loadOptionsFor({ batching: { maxQueueDelayMicros: 100 } }, {})) as { batching: Record<string, unknown> };
     expect(native.batching).toMatchObject({ maxBatchSize: 8, maxQueueDelayMicros: 100, maxQueueSize: 1024, adaptive: true });
+  });
+
+  it('inlineBelowMicros: a model-level (runtime) setting, config.json over the server over the default; the old batching key is refused naming the new place', async () => {
+    expect(loadOptionsFor({}, {}).inlineBelowMicros).toBe(INLINE_BELOW_MICROS_DEFAULT);
+    expect(loadOptionsFor({}, { runtime: { inlineBelowMicros: 0 } }).inlineBelowMicros).toBe(0);
+    expect(loadOptionsFor({ runtime: { inlineBelowMicros: 7 } }, { runtime: { inlineBelowMicros: 0 } }).inlineBelowMicros).toBe(7);
+    expect(toNativeConfig(undefined)).toEqual({ inlineBelowMicros: INLINE_BELOW_MICROS_DEFAULT });
+    const moved = /batching\.inlineBelowMicros: expected no such key here: inlineBelowMicros is a model-level option now \(options\.inlineBelowMicros; config\.json runtime\.inlineBelowMicros\), received number 5/;
+    expect(() => parseModelConfig('config', { batching: { inlineBelowMicros: 5 } })).toThrow(moved);
+    const err = await loadModel(model('mlp_tiny.onnx'), { batching: { inlineBelowMicros: 5 } as never }).then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(NimifyError);
+    expect((err as NimifyError).code).toBe('INVALID_ARGUMENT');
+    expect((err as NimifyError).message).toMatch(moved);
+    expect(() => parseModelConfig('config', { runtime: { inlineBelowMicros: 1_000_001 } })).toThrow(/config\.runtime\.inlineBelowMicros: expected an integer in \[0, 1000000\], received number 1000001/);
   });
 
   it(`maxQueueSize is bounded (1–${MAX_QUEUE_SIZE}) in options, config.json and load overrides alike`, async () => {
