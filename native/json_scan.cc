@@ -134,13 +134,18 @@ class Scanner {
     return r.ec == std::errc() && r.ptr == last;
   }
 
-  bool Object(Slot slot, int depth) {
-    ++p_;  // '{'
+  // At a container's opening bracket: skips it and the whitespace after it; true when the
+  // container is empty (its `close` skipped too).
+  bool Open(uint8_t close) {
+    ++p_;
     SkipWs();
-    if (Peek() == '}') {
-      ++p_;
-      return true;
-    }
+    if (Peek() != close) return false;
+    ++p_;
+    return true;
+  }
+
+  bool Object(Slot slot, int depth) {
+    if (Open('}')) return true;
     for (;;) {
       if (Peek() != '"') return false;
       const uint8_t* key;
@@ -186,12 +191,7 @@ class Scanner {
       }
     }
     const Slot element = slot == Slot::kInputs ? Slot::kInputElem : Slot::kOther;
-    ++p_;  // '['
-    SkipWs();
-    if (Peek() == ']') {
-      ++p_;
-      return true;
-    }
+    if (Open(']')) return true;
     for (;;) {
       if (!Value(element, depth)) return false;
       bool more;

@@ -483,8 +483,7 @@ Napi::Value RunJob::Submit(Napi::Env env, Ptr job, double cancel_id) {
   SessionCore& core = *job->core_;
   EnvState* state = job->state_.get();
   if (const double limit = core.inline_below_us(); limit > 0 && cancel_id <= 0 && state->wakes != nullptr) {
-    const double predicted = core.run_cost().Predict(job->in_elements_);
-    if (predicted >= 0 && predicted <= limit) {
+    if (core.run_cost().Fits(job->in_elements_, limit)) {
       const auto now = std::chrono::steady_clock::now();
       const bool first = state->wakes->OpenTurn(state, now);
       if (DeferredWakes::MayRunLone(*state, first, now, limit)) {
@@ -519,9 +518,8 @@ void RunJob::RunDeferred(EnvState* state) {
   for (RunJob* job : jobs) {
     SessionCore& core = *job->core_;
     const double limit = core.inline_below_us();
-    const double predicted = core.run_cost().Predict(job->in_elements_);
     // About `limit` of runs per turn (one more than fits, as the scheduler's wake), then threads.
-    if (predicted >= 0 && predicted <= limit &&
+    if (core.run_cost().Fits(job->in_elements_, limit) &&
         std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() < limit) {
       job->ExecuteMeasured();
       core.stats.inline_runs++;

@@ -18,4 +18,13 @@ describe.skipIf(cxx === null)('batch formation (native unit tests)', () => {
     expect(run!.stdout).toMatch(/^ok: \d+ checks\n$/);
     expect(run!.status).toBe(0);
   }, 150_000);
+
+  // (Here, beside the scheduler's estimator: the same kind of unit, for models without a scheduler.)
+  it('the run-cost estimate of models without a scheduler (native/run_cost.h) passes every check', () => {
+    const { build, run } = buildAndRun(cxx!, ['test/native/run_cost_test.cc']);
+    expect(build.stderr).toBe('');
+    expect(build.status).toBe(0);
+    expect(run!.stdout).toMatch(/^ok: \d+ checks\n$/);
+    expect(run!.status).toBe(0);
+  }, 150_000);
 });
