@@ -29,7 +29,7 @@ const values = (t: Tensor) => Array.from(t.data as Float32Array);
 
 // A long fixed delay and no adaptive tuning: requests of one tick always form one batch, which
 // runs when the delay is over (no preferred size is reached).
-const batching = (extra: object) => ({ maxBatchSize: 8, preferredBatchSizes: [4, 8], adaptive: false, maxQueueDelayMicros: 30_000, ...extra }) as LoadOptions['batching'];
+const batching = (extra: object) => ({ maxBatchSize: 8, preferredBatchSizes: [4, 8], adaptive: false, maxQueueDelayMicros: 500_000, ...extra }) as LoadOptions['batching'];
 
 describe('batching.padToPreferred', () => {
   it('pads a batch of 3 to 4 rows and a lone request to 4; callers get only their own rows', async () => {
@@ -65,7 +65,7 @@ describe('batching.padToPreferred', () => {
     expect(plain.stats().paddingRows).toBe(0);
     await plain.dispose();
 
-    const m = await loadModel(new Uint8Array(sizeModel), { batching: { maxBatchSize: 6, preferredBatchSizes: [2], adaptive: false, maxQueueDelayMicros: 30_000, padToPreferred: true } });
+    const m = await loadModel(new Uint8Array(sizeModel), { batching: { maxBatchSize: 6, preferredBatchSizes: [2], adaptive: false, maxQueueDelayMicros: 500_000, padToPreferred: true } });
     const three = x(3, 5);
     expect(values((await m.infer({ x: three })).y!)).toEqual(expected(three, 6));
     await m.dispose();

@@ -97,15 +97,19 @@ describe('dynamic batching: results', () => {
 
   it('honours maxBatchSize and, once the delay is over, the largest preferred size it can fill', async () => {
     const m = await loadModel(model('mlp_tiny.onnx'), {
-      batching: { maxBatchSize: 8, preferredBatchSizes: [4], maxQueueDelayMicros: 100_000, adaptive: false },
+      batching: { maxBatchSize: 8, preferredBatchSizes: [4], maxQueueDelayMicros: 1_000_000, adaptive: false },
     });
     const rnd = random(1);
+    // (Delays of 1 s here and below: the requests of one synchronous loop must all be queued
+    // before the delay ends even when CI's loaded machine deschedules this thread between two
+    // infer() calls — with 100 ms the first request once ran alone, and the model, measured,
+    // ran the second inline.)
     // 6 rows: the batch reaches the preferred 4 (runs at once, or when the delay ends), then the 2 left wait out the delay.
     await Promise.all(Array.from({ length: 6 }, () => m.infer({ x: mlpInput(rnd, 1) })));
     expect(m.stats().batchSizeHistogram).toEqual({ 4: 1, 2: 1 });
     await m.dispose();
 
-    const big = await loadModel(model('mlp_tiny.onnx'), { batching: { maxBatchSize: 8, maxQueueDelayMicros: 50_000, adaptive: false } });
+    const big = await loadModel(model('mlp_tiny.onnx'), { batching: { maxBatchSize: 8, maxQueueDelayMicros: 1_000_000, adaptive: false } });
     await Promise.all(Array.from({ length: 20 }, () => big.infer({ x: mlpInput(rnd, 1) })));
     expect(big.stats().batchSizeHistogram).toEqual({ 8: 2, 4: 1 });
     // A request larger than maxBatchSize is refused up front (it could never run).
@@ -126,7 +130,7 @@ describe('dynamic batching: results', () => {
   });
 
   it('never mixes requests whose non-batch dims differ', async () => {
-    const m = await loadModel(model('embed_int64.onnx'), { batching: { maxBatchSize: 32, maxQueueDelayMicros: 50_000, adaptive: false } });
+    const m = await loadModel(model('embed_int64.onnx'), { batching: { maxBatchSize: 32, maxQueueDelayMicros: 1_000_000, adaptive: false } });
     const plain = await loadModel(model('embed_int64.onnx'));
     const ids = (seq: number, k: number) => new Tensor('int64', BigInt64Array.from({ length: seq }, (_, j) => BigInt((k * 7 + j * 3) % 16)), [1, seq]);
     const inputs = Array.from({ length: 12 }, (_, k) => ids(k % 2 ? 5 : 3, k));
@@ -143,8 +147,8 @@ describe('dynamic batching: results', () => {
   });
 
   it('an ORT failure fails every request of that batch only; a bad request is refused before it can join one', async () => {
-    // (inlineBelowMicros 0: batches form off the JS thread over the 50 ms delay, whatever the machine's speed)
-    const m = await loadModel(model('embed_int64.onnx'), { inlineBelowMicros: 0, batching: { maxBatchSize: 8, maxQueueDelayMicros: 50_000, adaptive: false } });
+    // (inlineBelowMicros 0: batches form off the JS thread over the 1 s delay, whatever the machine's speed)
+    const m = await loadModel(model('embed_int64.onnx'), { inlineBelowMicros: 0, batching: { maxBatchSize: 8, maxQueueDelayMicros: 1_000_000, adaptive: false } });
     const ids = (v: bigint) => new Tensor('int64', new BigInt64Array([v, 1n, 2n]), [1, 3]);
     // Out of the embedding table's range: ORT's Gather fails the whole run.
     const batch = [ids(1n), ids(2n), ids(99999n), ids(3n)].map((x) => m.infer({ ids: x }));
