@@ -145,13 +145,23 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<Sess
   napi_typedarray_type spec_type = napi_int8_array;
   size_t spec_length = 0;
   void* spec_data = nullptr;
-  if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsArray() ||
+  if (info.Length() < 3 ||
       napi_get_typedarray_info(env, info[2], &spec_type, &spec_length, &spec_data, nullptr, nullptr) != napi_ok ||
       spec_type != napi_float64_array) {
-    return fail(code::kInvalidArgument, "run(inputData, outputData, spec): expected two arrays and a Float64Array");
+    return fail(code::kInvalidArgument, "run(inputData, outputData, spec): expected inputData and outputData (arrays, or one tensor's data each) and a Float64Array");
   }
-  Napi::Array in_data = info[0].As<Napi::Array>();
-  Napi::Array out_data = info[1].As<Napi::Array>();
+  // Each of inputData and outputData: an array with an entry per tensor, or — for exactly one
+  // tensor whose data is not itself an array (io-plan.ts NativeCall.inArg) — that entry alone,
+  // which saves the per-request element reads (a tiny model's request is a few µs of JS-thread
+  // work in all).
+  const Napi::Value in_arg = info[0];
+  const Napi::Value out_arg = info[1];
+  const bool in_list = in_arg.IsArray();
+  const bool out_list = out_arg.IsArray();
+  const uint32_t in_given = in_list ? in_arg.As<Napi::Array>().Length() : 1;
+  const uint32_t out_given = out_list ? out_arg.As<Napi::Array>().Length() : 1;
+  auto in_at = [&](int64_t i) { return in_list ? in_arg.As<Napi::Array>().Get(static_cast<uint32_t>(i)) : in_arg; };
+  auto out_at = [&](int64_t i) { return out_list ? out_arg.As<Napi::Array>().Get(static_cast<uint32_t>(i)) : out_arg; };
   SpecReader spec(static_cast<const double*>(spec_data), spec_length);
   const auto& ios = core->inputs();
   const auto& oos = core->outputs();
@@ -168,12 +178,12 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<Sess
   if (on_device && route == Route::kSync) {
     return fail(code::kInvalidArgument, "device-resident outputs need infer(), not inferSync()");
   }
-  if (static_cast<size_t>(n_in) != ios.size() || in_data.Length() != n_in) {
+  if (static_cast<size_t>(n_in) != ios.size() || in_given != n_in) {
     return fail(code::kInvalidArgument, "expected data and dims for " + std::to_string(ios.size()) +
-                                            " inputs in model order, received " + std::to_string(in_data.Length()));
+                                            " inputs in model order, received " + std::to_string(in_given));
   }
   if (n_out == 0) return fail(code::kInvalidArgument, "at least one output must be requested");
-  if (out_data.Length() != n_out) return fail(code::kInvalidArgument, "outputData and the spec disagree on outputs");
+  if (out_given != n_out) return fail(code::kInvalidArgument, "outputData and the spec disagree on outputs");
 
   job.reset(Acquire(GetAddonData(env)->state));
   job->core_ = core;
@@ -258,7 +268,7 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<Sess
         job->batch_.key.insert(job->batch_.key.end(), dims.begin() + 1, dims.end());
       }
     }
-    Napi::Value data = in_data.Get(static_cast<uint32_t>(i));
+    Napi::Value data = in_at(i);
     bool is_device = false;
     if (std::shared_ptr<DeviceValue> dv = device_inputs ? DeviceTensor::From(env, data, &is_device) : nullptr) {
       // A device-resident tensor: checked against the model and the spec, fed through a view of
@@ -318,7 +328,7 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<Sess
     if (!spec.Dims(&dims, &absent)) {
       return fail(code::kInvalidArgument, TensorName(io, true) + ": dims must be non-negative integers");
     }
-    Napi::Value data = out_data.Get(static_cast<uint32_t>(i));
+    Napi::Value data = out_at(i);
     if (data.IsNull() || data.IsUndefined()) {
       job->kind_.push_back(OutputKind::kOrt);  // the slot stays kEmpty
     } else if (on_device) {

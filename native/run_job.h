@@ -163,6 +163,8 @@ class RunJob : public Task {
   //   inputData: (TypedArray | string[])[]   one per model input, in model order
   //   outputData: (TypedArray | null)[]      per fetched output: a buffer ORT writes into, or
   //                                          null: ORT allocates (the copy path)
+  //   Either may instead be its single entry alone (exactly one tensor, whose data is not an
+  //   array): an array argument is always read as the list.
   //   inputData may hold DeviceTensor wrappers (device_tensor.h) of tensors on the session's
   //   device or in host memory: fed as they are (a view, no copy); such a job runs alone.
   //   spec: Float64Array                     [nIn, nOut, predictedMask, flags, outputIndex x nOut,

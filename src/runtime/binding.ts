@@ -61,8 +61,8 @@ export interface NativeSession {
   /** See native/run_job.h for the argument layout (everything in the model's I/O order). */
   /** Resolves with one result per fetched output, or null when every output was written into outData. */
   /** `timing` (tracing only): a Float64Array of RUN_TIMING_LENGTH the addon fills when the run settles (RUN_TIMING). */
-  run(inData: unknown[], outData: (ArrayBufferView | null)[], spec: Float64Array, runId: number, priority: number, timeoutUs: number, timing?: Float64Array): Promise<NativeResult[] | null>;
-  runSync(inData: unknown[], outData: (ArrayBufferView | null)[], spec: Float64Array): NativeResult[] | null;
+  run(inData: unknown, outData: unknown, spec: Float64Array, runId: number, priority: number, timeoutUs: number, timing?: Float64Array): Promise<NativeResult[] | null>;
+  runSync(inData: unknown, outData: unknown, spec: Float64Array): NativeResult[] | null;
   cancel(runId: number, code: 'ABORTED' | 'TIMEOUT'): boolean;
   /** Settles queued requests with DISPOSED (scheduled models). */
   close(): void;

@@ -8,7 +8,8 @@
  * copy, and no native allocation or array building per call. Only outputs with data-dependent
  * shapes (and strings) come back through the addon's counted copy path.
  *
- * Small outputs share memory (OutputPool), as Node's small Buffers share its Buffer pool: their
+ * Tiny outputs (HEAP_COPY_BYTES) are written into internal blocks and copied out for the caller;
+ * small ones share memory (OutputPool), as Node's small Buffers share its Buffer pool: their
  * typed arrays are views of a shared ArrayBuffer that cannot be detached.
  */
 import { markAsUntransferable } from 'node:worker_threads';
@@ -87,17 +88,59 @@ export class OutputPool {
   take(ctor: TypedArrayCtor, bytes: number, count: number): ArrayBufferView {
     // (A detached block — impossible where the pool is used — would only start a new one.)
     if (this.#block === null || this.#offset + bytes > OutputPool.BLOCK_BYTES || this.#block.byteLength === 0) {
-      this.#block = new ArrayBuffer(OutputPool.BLOCK_BYTES);
-      markAsUntransferable(this.#block);
+      this.#block = this.newBlock();
       this.#offset = 0;
     }
     const view = new ctor(this.#block, this.#offset, count);
     this.#offset = (this.#offset + bytes + 15) & ~15;
     return view;
   }
+
+  protected newBlock(): ArrayBuffer {
+    const block = new ArrayBuffer(OutputPool.BLOCK_BYTES);
+    markAsUntransferable(block);
+    return block;
+  }
 }
 
 const outputPool = new OutputPool();
+
+/**
+ * Predicted outputs of at most this many bytes (V8's limit for a typed array kept on its heap,
+ * `--typed-array-max-size-in-heap`) are written by ORT into a view of an internal block
+ * (ScratchBlocks) and handed to the caller as a copy, `view.slice()`, which V8 makes on its
+ * heap with no ArrayBuffer of its own. A typed array over an ArrayBuffer of its own costs ~400
+ * ns to make (a backing store, an external-memory registration, a sweep when collected); the
+ * view and the copy ~90 ns (2-core VM, Node 20 and 24). The blocks never reach a caller, so
+ * nothing outside this module can detach one while runs still write into it: unlike the shared
+ * pool (OutputPool), this is safe on every Node.
+ */
+export const HEAP_COPY_BYTES = 64;
+
+/**
+ * The internal blocks behind small predicted outputs: OutputPool's blocks, known by identity so
+ * that wrap() copies out of them and never hands one out. One per JS thread, like the pool.
+ */
+class ScratchBlocks extends OutputPool {
+  static readonly #blocks = new WeakSet<ArrayBufferLike>();
+  protected override newBlock(): ArrayBuffer {
+    const block = super.newBlock();
+    ScratchBlocks.#blocks.add(block);
+    return block;
+  }
+  static holds(view: ArrayBufferView): boolean {
+    return ScratchBlocks.#blocks.has(view.buffer);
+  }
+}
+
+const scratch = new ScratchBlocks();
+
+/** What the caller gets for an output ORT wrote in place: itself, or a copy of a scratch view. */
+function ownCopy(t: Tensor): Tensor {
+  const data = t.data as ArrayBufferView;
+  if (data.byteLength > HEAP_COPY_BYTES || !ScratchBlocks.holds(data)) return t;
+  return Tensor.fromNative(t.type, (data as unknown as { slice(): TensorDataMap[TensorType] }).slice(), t.dims as number[]);
+}
 
 /** How one output dim is known before a run: a constant, or dim `dim` of input `input`. */
 type DimSource = number | { input: number; dim: number };
@@ -115,6 +158,13 @@ export interface NativeCall {
   inDims: (readonly number[])[];
   outIndex: number[];
   outData: (ArrayBufferView | null)[];
+  /**
+   * What the addon's run() is given for inData and outData (set by #encode): the array, or its
+   * one entry alone when there is exactly one and it is not an array itself (a string tensor's
+   * data is), which spares the addon an element read per request (native/run_job.cc Prepare).
+   */
+  inArg: unknown;
+  outArg: unknown;
   outDims: (readonly number[] | null)[];
   /** Bit i: outData[i] was allocated here from a predicted shape. */
   predicted: number;
@@ -289,12 +339,12 @@ export class IoPlan {
         outData[i] = t === null ? null : (nativeData(t) as ArrayBufferView);
         outDims[i] = t === null ? null : t.dims;
       }
-      const call: NativeCall = { inData, inDims, outIndex: this.#allOutputs, outData, outDims, predicted, outNames: this.#allNames, outTensors, spec: this.#spec, deviceOutputs: false, deviceInputs, order: null };
+      const call: NativeCall = { inData, inDims, outIndex: this.#allOutputs, outData, outDims, predicted, outNames: this.#allNames, outTensors, inArg: null, outArg: null, spec: this.#spec, deviceOutputs: false, deviceInputs, order: null };
       call.spec = this.#encode(call);
       return call;
     }
 
-    const call: NativeCall = { inData, inDims, outIndex: [], outData: [], outDims: [], predicted: 0, outNames: [], outTensors: [], spec: this.#spec, deviceOutputs: false, deviceInputs, order: null };
+    const call: NativeCall = { inData, inDims, outIndex: [], outData: [], outDims: [], predicted: 0, outNames: [], outTensors: [], inArg: null, outArg: null, spec: this.#spec, deviceOutputs: false, deviceInputs, order: null };
     if (Array.isArray(outputs)) {
       for (const i of this.#namedOutputs(outputs)) this.#addOutput(call, inDims, i, null);
     } else if (isPlainObject(outputs)) {
@@ -353,7 +403,7 @@ export class IoPlan {
     const m = outIndex.length;
     const call: NativeCall = {
       inData, inDims, outIndex, outData: new Array(m).fill(null), outDims: new Array(m).fill(null), predicted: 0,
-      outNames: outIndex.map((i) => this.#outputs[i].info.name), outTensors: new Array(m).fill(null), spec: this.#spec, deviceOutputs: true, deviceInputs, order: null,
+      outNames: outIndex.map((i) => this.#outputs[i].info.name), outTensors: new Array(m).fill(null), inArg: null, outArg: null, spec: this.#spec, deviceOutputs: true, deviceInputs, order: null,
     };
     inModelOrder(call);
     call.spec = this.#encode(call);
@@ -376,6 +426,8 @@ export class IoPlan {
   }
 
   #encode(call: NativeCall): Float64Array {
+    call.inArg = call.inData.length === 1 && !Array.isArray(call.inData[0]) ? call.inData[0] : call.inData;
+    call.outArg = call.outData.length === 1 ? call.outData[0] : call.outData;
     const nOut = call.outIndex.length;
     let size = 4 + nOut;
     for (const d of call.inDims) size += 1 + d.length;
@@ -419,7 +471,7 @@ export class IoPlan {
       const t = call.deviceOutputs
         ? DeviceTensor.fromNative(r as NativeDeviceTensor)
         : r === null
-          ? (call.outTensors[i] as Tensor)
+          ? ownCopy(call.outTensors[i] as Tensor)
           : Tensor.fromNative(this.#outputs[call.outIndex[i]].info.type as TensorType, (r as NativeResult & object)[0] as TensorDataMap[TensorType], (r as NativeResult & object)[1]);
       const name = call.outNames[i];
       // Output names come from the model file: never let one named __proto__ set a prototype.
@@ -440,12 +492,15 @@ export class IoPlan {
     }
     const ctor = plan.ctor as TypedArrayCtor;
     const bytes = count * ctor.BYTES_PER_ELEMENT;
-    // Small: a view of the shared pool (OutputPool). Middling: a zero-filled array (cheapest to
+    // Tiny: a view of an internal block, copied out by wrap() (HEAP_COPY_BYTES). Small: a view
+    // of the shared pool (OutputPool). Middling: a zero-filled array (cheapest to
     // create) over its own ArrayBuffer — never `new ctor(count)`, which would put one of at most
     // 64 bytes on V8's heap, where the addon's first look at its memory must move it off-heap (a
     // second allocation and a copy). Large: uninitialized, unpooled memory.
     const data =
-      bytes < OutputPool.LIMIT
+      bytes <= HEAP_COPY_BYTES
+        ? scratch.take(ctor, bytes, count)
+        : bytes < OutputPool.LIMIT
         ? outputPool.take(ctor, bytes, count)
         : bytes <= ZERO_FILL_LIMIT
           ? new ctor(new ArrayBuffer(bytes), 0, count)

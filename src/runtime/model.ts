@@ -181,12 +181,12 @@ export class Model {
       if (opts?.priority !== undefined) priority = opts.priority;
       const timing = opts?.timing;
       if (timing === undefined) {
-        pending = session.run(call.inData, call.outData, call.spec, runId, priority, timeoutUs);
+        pending = session.run(call.inArg, call.outArg, call.spec, runId, priority, timeoutUs);
       } else {
         // Tracing (options.ts `timing`): the JS clock at submit, to which the addon's times are relative.
         timing.fill(0);
         timing[RUN_TIMING.SUBMITTED_MS] = performance.now();
-        pending = session.run(call.inData, call.outData, call.spec, runId, priority, timeoutUs, timing);
+        pending = session.run(call.inArg, call.outArg, call.spec, runId, priority, timeoutUs, timing);
       }
     } catch (err) {
       cleanup?.();
@@ -278,7 +278,7 @@ export class Model {
     const call = this.#plan.prepare(feeds, options?.outputs);
     let results: NativeResult[] | null;
     try {
-      results = session.runSync(call.inData, call.outData, call.spec);
+      results = session.runSync(call.inArg, call.outArg, call.spec);
     } catch (err) {
       throw fromNative(err);
     }

@@ -221,7 +221,8 @@ describe('memory: zero-copy in, in place or zero-copy out', () => {
     const before = mlp.stats();
     const a = await mlp.infer({ x: x64() });
     const b = mlp.inferSync({ x: x64(0.2, 3) });
-    // Small outputs are views of a pooled block (test/runtime/output-pool.test.ts), each its own bytes.
+    // Written in place by ORT (a 40-byte result then copied into memory of its own, a 120-byte one
+    // a view of a pooled block on Node 24: test/runtime/output-pool.test.ts), each its own bytes.
     expect(f32(a.y).byteLength).toBe(40);
     expect(f32(b.y).byteLength).toBe(120);
     if (f32(a.y).buffer === f32(b.y).buffer) expect(f32(b.y).byteOffset).toBeGreaterThanOrEqual(f32(a.y).byteOffset + 40);
@@ -368,6 +369,16 @@ describe('bad input is rejected with a clear error and nothing breaks', () => {
     expect(run([x], [[1, 2 ** 60]])).toMatch(/input 'x': dims must be non-negative integers/); // beyond 2^53
     expect(run([x], [[2 ** 40, 2 ** 40]])).toMatch(/input 'x': dims \[1099511627776, 1099511627776\] are negative or overflow/);
     expect(run([x], [[1, 64]])).toBe('no error');
+    // One tensor's data may come alone instead of in a one-entry array; an array is always the list.
+    const one = (inArg: unknown, outArg: unknown, outDims: (unknown[] | null)[] = [null]) => call(inArg, outArg, spec([[1, 64]], [0], outDims));
+    expect(one(x, null)).toBe('no error');
+    expect(one(x, new Float32Array(10), [[1, 10]])).toBe('no error');
+    expect(one(x, [null])).toBe('no error');
+    expect(one(new Int32Array(64), null)).toMatch(/type float32 needs a Float32Array, received a Int32Array/);
+    expect(one(undefined, null)).toMatch(/input 'x': data must be a Float32Array/);
+    expect(one(x, new Float32Array(3), [[1, 10]])).toMatch(/output 'y': dims \[1, 10\] need 10 elements, received 3/);
+    expect(call([], null, spec([[1, 64]], [0], [null]))).toMatch(/expected data and dims for 1 inputs in model order, received 0/);
+    expect(call(x, null, spec([[1, 64]], [0, 0], [null, null]))).toMatch(/outputData and the spec disagree on outputs/);
     session.release();
     expect(run([x], [[1, 64]])).toMatch(/^DISPOSED/);
   });

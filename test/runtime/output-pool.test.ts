@@ -5,12 +5,13 @@
  * neighbouring views never spill into each other, whichever path wrote them (executor, batch
  * scatter, inferSync). On a Node where an untransferable buffer can still be detached (Node 20
  * and 22: web byte streams; 22: ArrayBuffer.prototype.transfer()), there is no pool: every output
- * has its own ArrayBuffer.
+ * has its own ArrayBuffer. Outputs of at most 64 bytes are copies of their own on every Node
+ * (ORT writes them into an internal block that no caller ever sees).
  */
 import { markAsUntransferable } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel, Tensor, type Model } from '../../src';
-import { OutputPool } from '../../src/runtime/io-plan';
+import { HEAP_COPY_BYTES, OutputPool } from '../../src/runtime/io-plan';
 import { f32, maxAbsDiff, model } from '../helpers';
 
 const BLOCK = 8 * 1024;
@@ -51,14 +52,44 @@ describe('pooled outputs', () => {
   });
 
   it.runIf(!pooled)('gives every output its own ArrayBuffer where a block could be detached', async () => {
-    const d = f32((await plain.infer({ x: x(1, 1) })).y);
-    expect(d.byteOffset).toBe(0);
-    expect(d.buffer.byteLength).toBe(40);
+    for (const rows of [1, 2, 50]) {
+      const d = f32((await plain.infer({ x: x(rows, 1) })).y);
+      expect(d.byteOffset).toBe(0);
+      expect(d.buffer.byteLength).toBe(rows * 40);
+    }
+  });
+
+  it(`gives outputs of at most ${HEAP_COPY_BYTES} bytes a copy of their own on every Node, whatever path wrote them`, async () => {
+    // ORT writes them into an internal block; the caller gets `slice()` of it: memory of its own,
+    // which can be transferred without touching any other result.
+    expect(HEAP_COPY_BYTES).toBe(64);
+    const want = (seed: number) => f32(plain.inferSync({ x: x(1, seed) }).y);
+    const outs = [
+      f32((await plain.infer({ x: x(1, 11) })).y),
+      f32(plain.inferSync({ x: x(1, 12) }).y),
+      ...(await Promise.all([13, 14, 15].map((k) => batched.infer({ x: x(1, k) })))).map((o) => f32(o.y)),
+    ];
+    for (const d of outs) {
+      expect(d.length).toBe(10);
+      expect(d.byteOffset).toBe(0);
+      expect(d.buffer.byteLength).toBe(40);
+    }
+    const before = outs.map((d) => Array.from(d));
+    const moved = structuredClone(outs[0].buffer, { transfer: [outs[0].buffer] });
+    expect(outs[0].byteLength).toBe(0);
+    expect(Array.from(new Float32Array(moved))).toEqual(before[0]);
+    expect(outs.slice(1).map((d) => Array.from(d))).toEqual(before.slice(1));
+    expect([11, 12, 13, 14, 15].map((k, i) => maxAbsDiff(new Float32Array(before[i]), want(k)) < 1e-5)).toEqual([true, true, true, true, true]);
+    // A supplied output of that size is still written in place and returned as the same object.
+    const y = new Tensor('float32', new Float32Array(10), [1, 10]);
+    const out = await plain.infer({ x: x(1, 16) }, { outputs: { y } });
+    expect(out.y).toBe(y);
+    expect(maxAbsDiff(f32(y), want(16))).toBeLessThan(1e-5);
   });
 
   it.runIf(pooled)('gives small outputs aligned, non-overlapping views of shared 8 KiB blocks', async () => {
-    const outs = [await plain.infer({ x: x(1, 1) }), plain.inferSync({ x: x(3, 2) }), await plain.infer({ x: x(2, 3) })].map((o) => f32(o.y));
-    expect(outs.map((d) => d.length)).toEqual([10, 30, 20]);
+    const outs = [await plain.infer({ x: x(2, 1) }), plain.inferSync({ x: x(3, 2) }), await plain.infer({ x: x(2, 3) })].map((o) => f32(o.y));
+    expect(outs.map((d) => d.length)).toEqual([20, 30, 20]);
     for (const d of outs) {
       expect(d.buffer.byteLength).toBe(BLOCK);
       expect(d.byteOffset % 16).toBe(0);
@@ -85,9 +116,9 @@ describe('pooled outputs', () => {
   });
 
   it.runIf(pooled)('refuses to detach a pooled block: other outputs in it keep their values', async () => {
-    let a = f32((await plain.infer({ x: x(1, 6) })).y);
-    let b = f32((await plain.infer({ x: x(1, 7) })).y);
-    if (b.buffer !== a.buffer) [a, b] = [b, f32((await plain.infer({ x: x(1, 8) })).y)]; // a block ended between them
+    let a = f32((await plain.infer({ x: x(2, 6) })).y);
+    let b = f32((await plain.infer({ x: x(2, 7) })).y);
+    if (b.buffer !== a.buffer) [a, b] = [b, f32((await plain.infer({ x: x(2, 8) })).y)]; // a block ended between them
     expect(b.buffer).toBe(a.buffer);
     const before = Array.from(a);
     const buf = b.buffer as ArrayBuffer;
