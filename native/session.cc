@@ -300,7 +300,6 @@ Napi::Function Session::Define(Napi::Env env) {
   return DefineClass(env, "Session",
                      {
                          InstanceMethod<&Session::Describe>("describe"),
-                         InstanceMethod<&Session::Run>("run"),
                          InstanceMethod<&Session::RunSync>("runSync"),
                          InstanceMethod<&Session::Cancel>("cancel"),
                          InstanceMethod<&Session::Close>("close"),
@@ -319,6 +318,19 @@ Session::Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(inf
   auto* parts = info[0].As<Napi::External<Parts>>().Data();
   core_ = parts->core;
   scheduler_ = parts->scheduler;
+  run_target_ = std::make_shared<Parts>(*parts);
+  napi_env env = info.Env();
+  auto* data = new std::shared_ptr<Parts>(run_target_);
+  napi_value run = nullptr;
+  if (napi_create_function(env, "run", NAPI_AUTO_LENGTH, &Session::RunBound, data, &run) != napi_ok ||
+      napi_add_finalizer(
+          env, run, data, [](napi_env, void* d, void*) { delete static_cast<std::shared_ptr<Parts>*>(d); }, nullptr,
+          nullptr) != napi_ok) {
+    delete data;  // (a function that exists without its finalizer is never called: nothing sees it)
+    MakeError(info.Env(), code::kInternal, "could not create the session's run function").ThrowAsJavaScriptException();
+    return;
+  }
+  info.This().As<Napi::Object>().Set("run", Napi::Value(env, run));
 }
 
 Napi::Object Session::NewInstance(Napi::Env env, std::shared_ptr<SessionCore> core,
@@ -411,21 +423,30 @@ Napi::Value Session::Describe(const Napi::CallbackInfo& info) {
   return out;
 }
 
-Napi::Value Session::Run(const Napi::CallbackInfo& info) {
+napi_value Session::RunBound(napi_env env, napi_callback_info cbinfo) {
+  Napi::CallbackInfo info(env, cbinfo);
+  const auto* target = static_cast<const std::shared_ptr<Parts>*>(info.Data());
+  return Run(info, **target);
+}
+
+Napi::Value Session::Run(const Napi::CallbackInfo& info, const Parts& target) {
   Napi::Env env = info.Env();
-  const RunJob::Route route = !scheduler_              ? RunJob::Route::kExecutor
-                              : scheduler_->batches() ? RunJob::Route::kBatched
-                                                      : RunJob::Route::kQueued;
-  RunJob::Ptr job = RunJob::Prepare(info, core_, route);
+  // Copies: nothing a run does may empty `target` under them (Release() runs from JS only).
+  const std::shared_ptr<Scheduler> scheduler = target.scheduler;
+  const std::shared_ptr<SessionCore> core = target.core;
+  const RunJob::Route route = !scheduler             ? RunJob::Route::kExecutor
+                              : scheduler->batches() ? RunJob::Route::kBatched
+                                                     : RunJob::Route::kQueued;
+  RunJob::Ptr job = RunJob::Prepare(info, core, route);
   if (!job) return env.Undefined();
   // Argument 6, tracing only: the Float64Array the job's timing goes into (RunJob::TraceInto).
   if (info.Length() > 6 && info[6].IsTypedArray()) job->TraceInto(env, info[6]);
   auto number = [&](size_t i) { return info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : 0; };
   const double id = number(3);
-  Napi::Value promise = scheduler_ ? scheduler_->Submit(env, std::move(job), id, number(4) > 0 ? 1 : 0, number(5))
-                                   : RunJob::Submit(env, std::move(job), id);
+  Napi::Value promise = scheduler ? scheduler->Submit(env, std::move(job), id, number(4) > 0 ? 1 : 0, number(5))
+                                  : RunJob::Submit(env, std::move(job), id);
   // Undefined: refused (a JS exception is pending); the scheduler counts its own rejections.
-  if (!promise.IsUndefined()) core_->stats.requests.admitted++;
+  if (!promise.IsUndefined()) core->stats.requests.admitted++;
   return promise;
 }
 
@@ -521,6 +542,7 @@ Napi::Value Session::Release(const Napi::CallbackInfo& info) {
   if (scheduler_) scheduler_->Shutdown(code::kDisposed);
   scheduler_.reset();
   core_.reset();
+  if (run_target_) *run_target_ = Parts();
   return info.Env().Undefined();
 }
 

@@ -108,7 +108,7 @@ const outputPool = new OutputPool();
 /**
  * Predicted outputs of at most this many bytes (V8's limit for a typed array kept on its heap,
  * `--typed-array-max-size-in-heap`) are written by ORT into a view of an internal block
- * (ScratchBlocks) and handed to the caller as a copy, `view.slice()`, which V8 makes on its
+ * (`scratch`) and handed to the caller as a copy, `view.slice()`, which V8 makes on its
  * heap with no ArrayBuffer of its own. A typed array over an ArrayBuffer of its own costs ~400
  * ns to make (a backing store, an external-memory registration, a sweep when collected); the
  * view and the copy ~90 ns (2-core VM, Node 20 and 24). The blocks never reach a caller, so
@@ -118,29 +118,10 @@ const outputPool = new OutputPool();
 export const HEAP_COPY_BYTES = 64;
 
 /**
- * The internal blocks behind small predicted outputs: OutputPool's blocks, known by identity so
- * that wrap() copies out of them and never hands one out. One per JS thread, like the pool.
+ * The internal blocks behind tiny predicted outputs: OutputPool's blocks, which no caller ever
+ * sees (wrap() hands out copies). One per JS thread, like the pool.
  */
-class ScratchBlocks extends OutputPool {
-  static readonly #blocks = new WeakSet<ArrayBufferLike>();
-  protected override newBlock(): ArrayBuffer {
-    const block = super.newBlock();
-    ScratchBlocks.#blocks.add(block);
-    return block;
-  }
-  static holds(view: ArrayBufferView): boolean {
-    return ScratchBlocks.#blocks.has(view.buffer);
-  }
-}
-
-const scratch = new ScratchBlocks();
-
-/** What the caller gets for an output ORT wrote in place: itself, or a copy of a scratch view. */
-function ownCopy(t: Tensor): Tensor {
-  const data = t.data as ArrayBufferView;
-  if (data.byteLength > HEAP_COPY_BYTES || !ScratchBlocks.holds(data)) return t;
-  return Tensor.fromNative(t.type, (data as unknown as { slice(): TensorDataMap[TensorType] }).slice(), t.dims as number[]);
-}
+const scratch = new OutputPool();
 
 /** How one output dim is known before a run: a constant, or dim `dim` of input `input`. */
 type DimSource = number | { input: number; dim: number };
@@ -159,7 +140,7 @@ export interface NativeCall {
   outIndex: number[];
   outData: (ArrayBufferView | null)[];
   /**
-   * What the addon's run() is given for inData and outData (set by #encode): the array, or its
+   * What the addon's run() is given for inData and outData (setArgs): the array, or its
    * one entry alone when there is exactly one and it is not an array itself (a string tensor's
    * data is), which spares the addon an element read per request (native/run_job.cc Prepare).
    */
@@ -178,7 +159,7 @@ export interface NativeCall {
    */
   spec: Float64Array;
   outNames: string[];
-  /** The Tensor each non-null outData belongs to. */
+  /** The Tensor each non-null outData belongs to; null for a tiny output's scratch view (wrap() copies it). */
   outTensors: (Tensor | null)[];
   /** The outputs stay on the device (DeviceTensor results): SPEC_FLAGS.DEVICE_OUTPUTS. */
   deviceOutputs: boolean;
@@ -218,6 +199,12 @@ function checkAgainst(info: TensorInfo, t: Pick<Tensor, 'type' | 'dims'>, kind: 
   }
 }
 
+/** NativeCall.inArg and outArg from inData and outData. */
+function setArgs(call: NativeCall): void {
+  call.inArg = call.inData.length === 1 && !Array.isArray(call.inData[0]) ? call.inData[0] : call.inData;
+  call.outArg = call.outData.length === 1 ? call.outData[0] : call.outData;
+}
+
 /**
  * Puts a call's fetched outputs in model order (NativeCall.order), permuting every per-output
  * array and the predicted-buffer bits together. A call already in model order is left as is.
@@ -254,6 +241,9 @@ export class IoPlan {
   /** Output names in model order: the outNames of every call that requests all outputs (shared, never mutated). */
   readonly #allNames: string[];
   #spec = new Float64Array(64);
+  /** #spec holds a usual call's spec (every output, none supplied, no DeviceTensor input) for these input ranks and dims. */
+  #usualSpec = false;
+  readonly #usualDims: number[] = [];
 
   constructor(description: Pick<NativeDescription, 'inputs' | 'outputs'>) {
     this.#inputs = description.inputs;
@@ -333,14 +323,22 @@ export class IoPlan {
       let predicted = 0;
       for (let i = 0; i < m; i++) {
         const plan = this.#outputs[i];
-        const t = plan.dims !== null && plan.ctor !== undefined ? this.#allocate(plan, inDims) : null;
-        if (t !== null && i < 31) predicted |= 1 << i;
-        outTensors[i] = t;
-        outData[i] = t === null ? null : (nativeData(t) as ArrayBufferView);
-        outDims[i] = t === null ? null : t.dims;
+        if (plan.dims !== null && plan.ctor !== undefined) {
+          outTensors[i] = this.#allocate(plan, inDims, outData, outDims, i);
+          if (i < 31) predicted |= 1 << i;
+        } else {
+          outTensors[i] = outData[i] = outDims[i] = null;
+        }
       }
       const call: NativeCall = { inData, inDims, outIndex: this.#allOutputs, outData, outDims, predicted, outNames: this.#allNames, outTensors, inArg: null, outArg: null, spec: this.#spec, deviceOutputs: false, deviceInputs, order: null };
+      // A usual call's spec follows from its input dims alone (the outputs' dims and predicted
+      // bits are the plans' functions of them): the last one encoded is reused as it is.
+      if (this.#usualSpec && !deviceInputs && this.#sameUsualDims(inDims)) {
+        setArgs(call);
+        return call;
+      }
       call.spec = this.#encode(call);
+      if (!deviceInputs) this.#rememberUsual(inDims);
       return call;
     }
 
@@ -415,19 +413,38 @@ export class IoPlan {
     const slot = call.outIndex.length;
     call.outIndex.push(index);
     call.outNames.push(plan.info.name);
-    let t = supplied;
-    if (t === null && plan.dims !== null && plan.ctor !== undefined) {
-      t = this.#allocate(plan, inDims);
+    if (supplied === null && plan.dims !== null && plan.ctor !== undefined) {
+      call.outTensors.push(this.#allocate(plan, inDims, call.outData, call.outDims, slot));
       if (slot < 31) call.predicted |= 1 << slot;
+      return;
     }
-    call.outTensors.push(t);
-    call.outData.push(t === null ? null : (nativeData(t) as ArrayBufferView));
-    call.outDims.push(t === null ? null : t.dims);
+    call.outTensors.push(supplied);
+    call.outData.push(supplied === null ? null : (nativeData(supplied) as ArrayBufferView));
+    call.outDims.push(supplied === null ? null : supplied.dims);
+  }
+
+  /** Whether `inDims` are those of the usual call whose spec #spec holds (#rememberUsual). */
+  #sameUsualDims(inDims: (readonly number[])[]): boolean {
+    const u = this.#usualDims;
+    let k = 0;
+    for (let i = 0; i < inDims.length; i++) {
+      const d = inDims[i];
+      if (u[k++] !== d.length) return false;
+      for (let j = 0; j < d.length; j++) if (u[k++] !== d[j]) return false;
+    }
+    return true;
+  }
+
+  #rememberUsual(inDims: (readonly number[])[]): void {
+    const u = this.#usualDims;
+    u.length = 0;
+    for (const d of inDims) u.push(d.length, ...d);
+    this.#usualSpec = true;
   }
 
   #encode(call: NativeCall): Float64Array {
-    call.inArg = call.inData.length === 1 && !Array.isArray(call.inData[0]) ? call.inData[0] : call.inData;
-    call.outArg = call.outData.length === 1 ? call.outData[0] : call.outData;
+    setArgs(call);
+    this.#usualSpec = false;
     const nOut = call.outIndex.length;
     let size = 4 + nOut;
     for (const d of call.inDims) size += 1 + d.length;
@@ -471,7 +488,9 @@ export class IoPlan {
       const t = call.deviceOutputs
         ? DeviceTensor.fromNative(r as NativeDeviceTensor)
         : r === null
-          ? ownCopy(call.outTensors[i] as Tensor)
+          ? (call.outTensors[i] ??
+            // A tiny output ORT wrote into a scratch view (#allocate): the caller gets a copy.
+            Tensor.fromNative(this.#outputs[call.outIndex[i]].info.type as TensorType, (call.outData[i] as unknown as { slice(): TensorDataMap[TensorType] }).slice(), call.outDims[i] as number[]))
           : Tensor.fromNative(this.#outputs[call.outIndex[i]].info.type as TensorType, (r as NativeResult & object)[0] as TensorDataMap[TensorType], (r as NativeResult & object)[1]);
       const name = call.outNames[i];
       // Output names come from the model file: never let one named __proto__ set a prototype.
@@ -481,7 +500,12 @@ export class IoPlan {
     return out;
   }
 
-  #allocate(plan: OutputPlan, inDims: (readonly number[])[]): Tensor {
+  /**
+   * Allocates output `slot`'s buffer from its predicted shape into outData[slot] and
+   * outDims[slot]. Returns its Tensor — or null for a tiny output (HEAP_COPY_BYTES), whose
+   * buffer is a scratch view that wrap() copies for the caller and nothing else ever sees.
+   */
+  #allocate(plan: OutputPlan, inDims: (readonly number[])[], outData: (ArrayBufferView | null)[], outDims: (readonly number[] | null)[], slot: number): Tensor | null {
     const src = plan.dims as DimSource[];
     const dims: number[] = new Array(src.length);
     let count = 1;
@@ -492,19 +516,23 @@ export class IoPlan {
     }
     const ctor = plan.ctor as TypedArrayCtor;
     const bytes = count * ctor.BYTES_PER_ELEMENT;
-    // Tiny: a view of an internal block, copied out by wrap() (HEAP_COPY_BYTES). Small: a view
-    // of the shared pool (OutputPool). Middling: a zero-filled array (cheapest to
+    outDims[slot] = dims;
+    if (bytes <= HEAP_COPY_BYTES) {
+      outData[slot] = scratch.take(ctor, bytes, count);
+      return null;
+    }
+    // Small: a view of the shared pool (OutputPool). Middling: a zero-filled array (cheapest to
     // create) over its own ArrayBuffer — never `new ctor(count)`, which would put one of at most
     // 64 bytes on V8's heap, where the addon's first look at its memory must move it off-heap (a
     // second allocation and a copy). Large: uninitialized, unpooled memory.
     const data =
-      bytes <= HEAP_COPY_BYTES
-        ? scratch.take(ctor, bytes, count)
-        : bytes < OutputPool.LIMIT
+      bytes < OutputPool.LIMIT
         ? outputPool.take(ctor, bytes, count)
         : bytes <= ZERO_FILL_LIMIT
           ? new ctor(new ArrayBuffer(bytes), 0, count)
           : new ctor(Buffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer, 0, count);
+    outData[slot] = data;
     return Tensor.fromNative(plan.info.type as TensorType, data as never, dims);
   }
+
 }

@@ -234,6 +234,29 @@ describe('memory: zero-copy in, in place or zero-copy out', () => {
     expect(after.runs - before.runs).toBe(2);
   });
 
+  it('each call gets its own shape\'s results whatever calls came before (the reused spec of usual calls)', async () => {
+    // Usual calls (every output, none supplied) reuse the last usual call's encoded spec when
+    // their input dims match; any other call in between, or other dims, encodes afresh.
+    const [a, b, c] = [x64(0.1, 1), x64(0.2, 3), x64(0.3, 2)];
+    const want = new Map([a, b, c].map((t) => [t, Array.from(f32(mlp.inferSync({ x: t }, { outputs: { y: new Tensor('float32', new Float32Array(t.dims[0] * 10), [t.dims[0], 10]) } }).y))]));
+    type Kind = 'usual' | 'sync' | 'named' | 'supplied' | 'device';
+    const seq: Array<[Tensor<'float32'>, Kind]> = [
+      [a, 'usual'], [a, 'usual'], [b, 'usual'], [a, 'sync'], [a, 'named'], [a, 'usual'], [c, 'supplied'], [c, 'usual'],
+      [b, 'supplied'], [c, 'usual'], [b, 'device'], [b, 'sync'], [b, 'usual'], [a, 'device'], [b, 'usual'], [c, 'usual'], [c, 'sync'],
+    ];
+    for (const [k, [t, kind]] of seq.entries()) {
+      const rows = t.dims[0];
+      let y: Tensor;
+      if (kind === 'usual') y = (await mlp.infer({ x: t })).y;
+      else if (kind === 'sync') y = mlp.inferSync({ x: t }).y;
+      else if (kind === 'named') y = (await mlp.infer({ x: t }, { outputs: ['y'] })).y;
+      else if (kind === 'supplied') y = (await mlp.infer({ x: t }, { outputs: { y: new Tensor('float32', new Float32Array(rows * 10), [rows, 10]) } })).y;
+      else y = await (await mlp.infer({ x: t }, { outputLocation: 'device' })).y.download();
+      expect(y.dims, `${k} ${kind}`).toEqual([rows, 10]);
+      expect(Array.from(y.data as Float32Array), `${k} ${kind}`).toEqual(want.get(t));
+    }
+  });
+
   it('returns outputs whose shape depends on the data', async () => {
     const m = await loadModel(model('nonzero.onnx'));
     const out = await m.infer({ x: new Tensor('float32', new Float32Array([0, 3, 0, 0, 5, 6]), [6]) });

@@ -75,7 +75,8 @@ describe('pooled outputs', () => {
       expect(d.buffer.byteLength).toBe(40);
     }
     const before = outs.map((d) => Array.from(d));
-    const moved = structuredClone(outs[0].buffer, { transfer: [outs[0].buffer] });
+    const own = outs[0].buffer as ArrayBuffer;
+    const moved = structuredClone(own, { transfer: [own] });
     expect(outs[0].byteLength).toBe(0);
     expect(Array.from(new Float32Array(moved))).toEqual(before[0]);
     expect(outs.slice(1).map((d) => Array.from(d))).toEqual(before.slice(1));
