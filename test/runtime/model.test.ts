@@ -402,8 +402,14 @@ describe('bad input is rejected with a clear error and nothing breaks', () => {
     expect(one(x, new Float32Array(3), [[1, 10]])).toMatch(/output 'y': dims \[1, 10\] need 10 elements, received 3/);
     expect(call([], null, spec([[1, 64]], [0], [null]))).toMatch(/expected data and dims for 1 inputs in model order, received 0/);
     expect(call(x, null, spec([[1, 64]], [0, 0], [null, null]))).toMatch(/outputData and the spec disagree on outputs/);
+    // run() is each session's own function (bound to its parts, not looked up through `this`):
+    // it works from any receiver while the session lives, and refuses once it is released.
+    const asyncRun = session.run;
+    const r = await (asyncRun.call(undefined, x, null, spec([[1, 64]]), 0, 0, 0) as Promise<unknown>);
+    expect(Array.isArray(r) && (r as unknown[]).length).toBe(1);
     session.release();
     expect(run([x], [[1, 64]])).toMatch(/^DISPOSED/);
+    expect(() => asyncRun.call(session, x, null, spec([[1, 64]]), 0, 0, 0)).toThrow(expect.objectContaining({ code: 'DISPOSED' }));
   });
 });
 
