@@ -160,8 +160,9 @@ describe('SIGTERM under keep-alive load', () => {
     const quiet = new Conn(port);
     await Promise.all([busy.connected, open.connected, quiet.connected]);
     for (const c of [open, quiet]) expect((await c.send('GET', '/v2/health/ready')).status).toBe(200);
-    // A slow request keeps the drain going for a while.
-    const slowBody = JSON.stringify({ inputs: [{ name: 'x', shape: [256, 256], datatype: 'FP32', data: new Array(65536).fill(0.01) }, { name: 'iters', shape: [], datatype: 'INT64', data: 1000 }] });
+    // A slow request keeps the drain going well past the SIGTERM: 5000 iterations take ~0.7 s on
+    // this 2-core VM (1000 took ~140 ms on one, and were answered before the SIGTERM at 150 ms).
+    const slowBody = JSON.stringify({ inputs: [{ name: 'x', shape: [256, 256], datatype: 'FP32', data: new Array(65536).fill(0.01) }, { name: 'iters', shape: [], datatype: 'INT64', data: 5000 }] });
     const slow = busy.send('POST', '/v2/models/slow/infer', slowBody);
     await new Promise((r) => setTimeout(r, 150));
     child.kill('SIGTERM');
