@@ -104,7 +104,16 @@ class LoadJob : public AsyncJob {
     } else {
       cores_[0]->set_inline_below_us(inline_below_us);  // (0 for io_binding sessions, as above)
     }
-    deferred.Resolve(Session::NewInstance(env, cores_[0], std::move(scheduler)));
+    Napi::Object session = Session::NewInstance(env, cores_[0], std::move(scheduler));
+    if (session.IsEmpty() || env.IsExceptionPending()) {
+      // The constructor threw (it could not make the session's run function): the load fails
+      // with that error rather than leaving it pending in this callback.
+      Napi::Value err = env.IsExceptionPending() ? env.GetAndClearPendingException().Value()
+                                                 : MakeError(env, code::kInternal, "could not create the session").Value();
+      deferred.Reject(err);
+      return;
+    }
+    deferred.Resolve(session);
   }
 
  private:

@@ -144,19 +144,24 @@ export class Model {
   infer(feeds: Feeds, options?: InferOptions): Promise<Outputs | DeviceOutputs>;
   infer(feeds: Feeds, options?: InferOptions): Promise<Outputs | DeviceOutputs> {
     let session: NativeSession;
-    let call: NativeCall;
     let opts: InferOptions | undefined;
+    let deviceOutputs = false;
     try {
       session = this.#open();
       opts = options === undefined ? undefined : checkInferOptions(options);
-      call = this.#plan.prepare(feeds, opts?.outputs, opts?.outputLocation !== undefined && this.#deviceOutputs(opts.outputLocation));
+      if (opts?.outputLocation !== undefined) deviceOutputs = this.#deviceOutputs(opts.outputLocation);
     } catch (err) {
       return Promise.reject(err);
     }
+    // Everything the options ask for is set up before the call is prepared: from prepare() to
+    // session.run() no caller code may run (a signal's or timing array's overridden methods
+    // calling infer() again would overwrite the plan's encoded spec).
     let runId = 0;
     let cleanup: (() => void) | undefined;
     let priority = 0;
     let timeoutUs = 0;
+    let timing: Float64Array | undefined;
+    let aborted = false;
     if (opts !== undefined) {
       // The native deadline drops a queued request exactly on time even when this thread is busy,
       // and the scheduler's watchdog ends a running one (native/scheduler.h). Without a scheduler
@@ -164,8 +169,9 @@ export class Model {
       if (opts.timeoutMs !== undefined) timeoutUs = opts.timeoutMs * 1000;
       const timed = opts.timeoutMs !== undefined && !this.#scheduled;
       const signal = opts.signal;
-      if (signal !== undefined || timed) {
-        if (signal?.aborted) return Promise.reject(new NimifyError('ABORTED', 'inference was aborted before it started'));
+      // (Refused after the call is validated: a bad call's own error comes first.)
+      aborted = signal?.aborted === true;
+      if ((signal !== undefined || timed) && !aborted) {
         const id = (runId = ++nextRunId);
         const onAbort = () => session.cancel(id, 'ABORTED');
         signal?.addEventListener('abort', onAbort, { once: true });
@@ -175,16 +181,24 @@ export class Model {
           signal?.removeEventListener('abort', onAbort);
         };
       }
+      if (opts.priority !== undefined) priority = opts.priority;
+      timing = opts.timing;
+      if (timing !== undefined) Float64Array.prototype.fill.call(timing, 0);
     }
+    let call: NativeCall;
+    try {
+      call = this.#plan.prepare(feeds, opts?.outputs, deviceOutputs);
+    } catch (err) {
+      cleanup?.();
+      return Promise.reject(err);
+    }
+    if (aborted) return Promise.reject(new NimifyError('ABORTED', 'inference was aborted before it started'));
     let pending: Promise<NativeResult[] | null>;
     try {
-      if (opts?.priority !== undefined) priority = opts.priority;
-      const timing = opts?.timing;
       if (timing === undefined) {
         pending = session.run(call.inArg, call.outArg, call.spec, runId, priority, timeoutUs);
       } else {
         // Tracing (options.ts `timing`): the JS clock at submit, to which the addon's times are relative.
-        timing.fill(0);
         timing[RUN_TIMING.SUBMITTED_MS] = performance.now();
         pending = session.run(call.inArg, call.outArg, call.spec, runId, priority, timeoutUs, timing);
       }
@@ -269,13 +283,11 @@ export class Model {
   /** Runs the model on the calling thread (blocks it): for tiny models where a thread hop costs more than the run. */
   inferSync(feeds: Feeds, options?: Pick<InferOptions, 'outputs'>): Outputs {
     const session = this.#open();
-    if (options !== undefined) {
-      const o = checkInferOptions(options);
-      if (o.signal !== undefined || o.timeoutMs !== undefined || o.outputLocation !== undefined) {
-        throw new NimifyError('INVALID_ARGUMENT', 'options: inferSync() supports only `outputs`; use infer() for signal, timeoutMs and outputLocation');
-      }
+    const o = options === undefined ? undefined : checkInferOptions(options);
+    if (o !== undefined && (o.signal !== undefined || o.timeoutMs !== undefined || o.outputLocation !== undefined)) {
+      throw new NimifyError('INVALID_ARGUMENT', 'options: inferSync() supports only `outputs`; use infer() for signal, timeoutMs and outputLocation');
     }
-    const call = this.#plan.prepare(feeds, options?.outputs);
+    const call = this.#plan.prepare(feeds, o?.outputs);
     let results: NativeResult[] | null;
     try {
       results = session.runSync(call.inArg, call.outArg, call.spec);

@@ -254,16 +254,20 @@ export function checkInferOptions(options: unknown): InferOptions {
   if (options === undefined) return {};
   const o = expectPlainObject('options', options);
   expectKnownKeys('options', o, INFER_KEYS);
-  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw invalid('options.signal', 'an AbortSignal', o.signal);
-  if (o.timeoutMs !== undefined) {
-    expectPositiveNumber('options.timeoutMs', o.timeoutMs);
+  // Each field read once, here: what was validated is what is used, and a getter cannot run
+  // later — between the call's preparation and its submission, say, where calling infer() again
+  // would overwrite the plan's encoded spec (io-plan.ts NativeCall.spec).
+  const { outputs, signal, timeoutMs, priority, outputLocation, timing } = o;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('options.signal', 'an AbortSignal', signal);
+  if (timeoutMs !== undefined) {
+    expectPositiveNumber('options.timeoutMs', timeoutMs);
     // setTimeout holds at most 2^31 - 1 ms; a longer value would fire at once.
-    if ((o.timeoutMs as number) > 2_147_483_647) throw invalid('options.timeoutMs', 'a number of milliseconds up to 2147483647', o.timeoutMs);
+    if ((timeoutMs as number) > 2_147_483_647) throw invalid('options.timeoutMs', 'a number of milliseconds up to 2147483647', timeoutMs);
   }
-  if (o.priority !== undefined && o.priority !== 0 && o.priority !== 1) throw invalid('options.priority', '0 (normal) or 1 (high)', o.priority);
-  if (o.outputLocation !== undefined) expectOneOf('options.outputLocation', o.outputLocation, OUTPUT_LOCATIONS);
-  if (o.timing !== undefined && !(o.timing instanceof Float64Array && o.timing.length >= RUN_TIMING_LENGTH)) {
-    throw invalid('options.timing', `a Float64Array of at least ${RUN_TIMING_LENGTH} elements`, o.timing);
+  if (priority !== undefined && priority !== 0 && priority !== 1) throw invalid('options.priority', '0 (normal) or 1 (high)', priority);
+  if (outputLocation !== undefined) expectOneOf('options.outputLocation', outputLocation, OUTPUT_LOCATIONS);
+  if (timing !== undefined && !(timing instanceof Float64Array && timing.length >= RUN_TIMING_LENGTH)) {
+    throw invalid('options.timing', `a Float64Array of at least ${RUN_TIMING_LENGTH} elements`, timing);
   }
-  return o as InferOptions;
+  return { outputs, signal, timeoutMs, priority, outputLocation, timing } as InferOptions;
 }

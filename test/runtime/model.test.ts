@@ -257,6 +257,21 @@ describe('memory: zero-copy in, in place or zero-copy out', () => {
     }
   });
 
+  it('a DeviceTensor feed between usual calls of the same dims is encoded as one (never a reused spec)', async () => {
+    const m = await loadModel(model('identity_float32.onnx'));
+    try {
+      const t = (v: number) => new Tensor('float32', new Float32Array([v, v + 1, v + 2]), [3]);
+      const dev = (await m.infer({ x: t(10) }, { outputLocation: 'device' })).y;
+      for (const [feed, want] of [[t(1), [1, 2, 3]], [dev, [10, 11, 12]], [t(4), [4, 5, 6]], [dev, [10, 11, 12]], [dev, [10, 11, 12]], [t(7), [7, 8, 9]]] as const) {
+        const y = (await m.infer({ x: feed })).y;
+        expect(Array.from(y.data as Float32Array)).toEqual(want);
+      }
+      dev.dispose();
+    } finally {
+      await m.dispose();
+    }
+  });
+
   it('returns outputs whose shape depends on the data', async () => {
     const m = await loadModel(model('nonzero.onnx'));
     const out = await m.infer({ x: new Tensor('float32', new Float32Array([0, 3, 0, 0, 5, 6]), [6]) });
@@ -410,6 +425,53 @@ describe('bad input is rejected with a clear error and nothing breaks', () => {
     session.release();
     expect(run([x], [[1, 64]])).toMatch(/^DISPOSED/);
     expect(() => asyncRun.call(session, x, null, spec([[1, 64]]), 0, 0, 0)).toThrow(expect.objectContaining({ code: 'DISPOSED' }));
+  });
+});
+
+describe('caller code inside a call', () => {
+  it('runs before the call is prepared, never between its preparation and submission (re-entrant infer() gets and gives the right results)', async () => {
+    const m = await loadModel(model('mlp_tiny.onnx'));
+    try {
+      const want = (t: Tensor) => Array.from(f32(m.inferSync({ x: t }, { outputs: { y: new Tensor('float32', new Float32Array(t.dims[0] * 10), [t.dims[0], 10]) } }).y));
+      const [outerX, innerX] = [x64(0.2, 2), x64(0.5, 1)];
+      const inner: Promise<Record<string, Tensor>>[] = [];
+      const again = () => inner.push(m.infer({ x: innerX }, { outputs: ['y'] }));
+      // An option getter (read once, while the options are validated), a signal's own
+      // addEventListener, and a timing array's own fill() each call infer() on the same model.
+      const signal = new AbortController().signal;
+      signal.addEventListener = ((...args: Parameters<AbortSignal['addEventListener']>) => {
+        again();
+        EventTarget.prototype.addEventListener.apply(signal, args);
+      }) as AbortSignal['addEventListener'];
+      const timing = new Float64Array(64);
+      timing.fill = (() => {
+        again();
+        return timing;
+      }) as never;
+      let reads = 0;
+      const options = {
+        get priority() {
+          reads++;
+          again();
+          return 0 as const;
+        },
+        signal,
+        timeoutMs: 60_000,
+        timing,
+      };
+      const outer = await m.infer({ x: outerX }, options);
+      expect(reads).toBe(1);
+      expect(outer.y.dims).toEqual([2, 10]);
+      expect(Array.from(f32(outer.y))).toEqual(want(outerX));
+      expect(inner.length).toBeGreaterThanOrEqual(2);
+      for (const r of await Promise.all(inner)) expect(Array.from(f32(r.y))).toEqual(want(innerX));
+      // A pre-aborted signal still yields to the call's own validation error, then ABORTED.
+      const done = AbortSignal.abort();
+      await rejectsWith(m.infer({ nope: outerX } as never, { signal: done }), 'INVALID_ARGUMENT', /unknown input 'nope'/);
+      await rejectsWith(m.infer({ x: outerX }, { signal: done }), 'ABORTED', /aborted before it started/);
+    } finally {
+      await m.dispose();
+    }
   });
 });
 
