@@ -64,6 +64,8 @@ const SERVERS = {
   nimify: { label: 'nimify', args: (model) => NIMIFY_SERVE(model), ready: /^nimify serving .* at (http:\/\/\S+)$/, metrics: true },
   // Reference: Fastify parsing the same bodies with no model behind it (tiny model only).
   echo: { label: 'echo', args: (model, m) => [path.join(__dirname, 'echo-server.js'), m.output, m.outDims.join(','), '0'], ready: /listening at (http:\/\/\S+)/ },
+  // Every request through Fastify's route (no fast lane: src/server/fast-lane.ts), tiny model only.
+  'nimify-route': { label: 'nimify --no-fast-lane', args: (model) => NIMIFY_SERVE(model, ['--no-fast-lane']), ready: /^nimify serving .* at (http:\/\/\S+)$/, metrics: true },
   // Load shedding off: what JSON costs without the event-loop-delay guard (image model only).
   'nimify-noshed': { label: 'nimify --max-event-loop-delay-ms 0', args: (model) => NIMIFY_SERVE(model, ['--max-event-loop-delay-ms', '0']), ready: /^nimify serving .* at (http:\/\/\S+)$/, metrics: true },
 };
@@ -255,6 +257,7 @@ const VARIANTS = [
 ];
 const NOSHED = ['nimify JSON, no shedding', 'nimify-noshed', 'json'];
 const ECHO = ['Fastify JSON, no model', 'echo', 'json'];
+const ROUTE = ['nimify JSON, Fastify route', 'nimify-route', 'json'];
 
 /**
  * The one-batch compute ideal at `c` connections: c ÷ the median time of one batch-c run of
@@ -288,7 +291,7 @@ async function benchModel(m, t) {
   const bodies = { json: xs.map((x) => jsonRequest(m, x)), binary: xs.map((x) => binaryRequest(m, x)) };
   const bodyBytes = { json: bodies.json[0].body.length, binary: bodies.binary[0].body.length };
   console.error(`  ${m.label}: ${m.bodies} bodies, JSON ${(bodyBytes.json / 1024).toFixed(0)} KiB, binary ${(bodyBytes.binary / 1024).toFixed(0)} KiB`);
-  const list = [...VARIANTS, ...(m.noShedVariant ? [NOSHED] : []), ...(m.echoVariant ? [ECHO] : [])];
+  const list = [...VARIANTS, ...(m.noShedVariant ? [NOSHED] : []), ...(m.echoVariant ? [ECHO, ROUTE] : [])];
   const servers = {};
   try {
     for (const [, kind] of list) {
@@ -366,6 +369,8 @@ async function benchModel(m, t) {
       if (m.echoVariant) {
         row.ratios.plainVsEcho = ratio('plain JSON', ECHO[0]);
         row.ratios.nimifyJsonVsEcho = ratio('nimify JSON', ECHO[0]);
+        row.ratios.routeJsonVsPlain = ratio(ROUTE[0], 'plain JSON');
+        row.ratios.nimifyJsonVsRoute = ratio('nimify JSON', ROUTE[0]);
       }
       if (ideal && ideal.connections === connections) {
         row.idealSamplesPerSec = ideal.samplesPerSec;
@@ -523,6 +528,12 @@ function toMarkdown(report) {
     ['plain ÷ this', 'nimify JSON ÷ this'],
     ['plainVsEcho', 'nimifyJsonVsEcho'],
   );
+  referenceTable(
+    ROUTE[0],
+    'Reference: nimify with every inference request through its Fastify route (`--no-fast-lane`), as before the fast lane (src/server/fast-lane.ts): same answers, Fastify\'s request machinery per request.',
+    ['× plain', 'nimify JSON ÷ this'],
+    ['routeJsonVsPlain', 'nimifyJsonVsRoute'],
+  );
   lines.push('', 'Targets (SPEC P5) on this run:', '', '| target | value | met |', '|---|---:|---|');
   for (const t of report.targets) lines.push(`| ${t.what} | ${t.value ?? '–'} | ${t.met === null ? '–' : t.met ? 'yes' : 'no'} |`);
   lines.push(
@@ -554,8 +565,8 @@ function toMarkdown(report) {
 // ---------------------------------------------------------------------------------------------
 // Chart: one panel per model, req/s (log scale) against connections, one line per variant.
 
-const COLORS = { 'plain JSON': '#d62728', 'nimify JSON': '#7f7f7f', 'nimify binary': '#1f77b4', [NOSHED[0]]: '#7f7f7f', [ECHO[0]]: '#bcbd22' };
-const NAMES = [...VARIANTS, NOSHED, ECHO].map((v) => v[0]);
+const COLORS = { 'plain JSON': '#d62728', 'nimify JSON': '#7f7f7f', 'nimify binary': '#1f77b4', [NOSHED[0]]: '#7f7f7f', [ECHO[0]]: '#bcbd22', [ROUTE[0]]: '#9467bd' };
+const NAMES = [...VARIANTS, NOSHED, ECHO, ROUTE].map((v) => v[0]);
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 const short = (n) => (n >= 1e6 ? `${+(n / 1e6).toFixed(1)}M` : n >= 1e3 ? `${+(n / 1e3).toFixed(1)}k` : `${+n.toFixed(1)}`);
 
@@ -575,7 +586,7 @@ function panel(m, x0, y0, w, h) {
   for (const name of NAMES) {
     const pts = m.rows.filter((r) => r.variants[name]).map((r) => [r.connections, r.variants[name].reqPerSec]).filter((p) => p[1] > 0);
     if (!pts.length) continue;
-    out.push(`<path d="${pts.map(([c, v], i) => `${i ? 'L' : 'M'}${px(c).toFixed(1)},${py(v).toFixed(1)}`).join(' ')}" fill="none" stroke="${COLORS[name]}" stroke-width="2"${name === NOSHED[0] || name === ECHO[0] ? ' stroke-dasharray="5,4"' : ''}/>`);
+    out.push(`<path d="${pts.map(([c, v], i) => `${i ? 'L' : 'M'}${px(c).toFixed(1)},${py(v).toFixed(1)}`).join(' ')}" fill="none" stroke="${COLORS[name]}" stroke-width="2"${name === NOSHED[0] || name === ECHO[0] || name === ROUTE[0] ? ' stroke-dasharray="5,4"' : ''}/>`);
     for (const [c, v] of pts) out.push(`<circle cx="${px(c).toFixed(1)}" cy="${py(v).toFixed(1)}" r="3" fill="${COLORS[name]}"><title>${esc(`${name} @${c}: ${v} req/s`)}</title></circle>`);
   }
   return out.join('\n');
@@ -586,7 +597,7 @@ function toSvg(report, machine) {
   const h = 260;
   const width = Math.max(w * report.models.length + 20, 20 + 170 * NAMES.length);
   const height = h + 70;
-  const legend = NAMES.map((name, i) => `<line x1="${20 + i * 170}" y1="${h + 26}" x2="${34 + i * 170}" y2="${h + 26}" stroke="${COLORS[name]}" stroke-width="3"${name === NOSHED[0] || name === ECHO[0] ? ' stroke-dasharray="4,2"' : ''}/><text x="${40 + i * 170}" y="${h + 30}">${esc(name)}</text>`);
+  const legend = NAMES.map((name, i) => `<line x1="${20 + i * 170}" y1="${h + 26}" x2="${34 + i * 170}" y2="${h + 26}" stroke="${COLORS[name]}" stroke-width="3"${name === NOSHED[0] || name === ECHO[0] || name === ROUTE[0] ? ' stroke-dasharray="4,2"' : ''}/><text x="${40 + i * 170}" y="${h + 30}">${esc(name)}</text>`);
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
     `<rect width="100%" height="100%" fill="white"/>`,

@@ -6,11 +6,12 @@
  * 404s in the protocol's error shape, and the drain on close() (drainOnClose below).
  */
 import { randomUUID } from 'node:crypto';
-import type { Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { expectBoolean, expectInteger, expectKnownKeys, expectPlainObject, invalid } from '../runtime/validate';
 import { SERVER_KEYS, type ServerOptions } from './options';
+import { createFastLane, type FastLane } from './fast-lane';
 import { nimifyPlugin } from './plugin';
 import { notFoundHandler, sendError } from './plugins/error-handler';
 import { requestLogFactory } from './request-log';
@@ -27,9 +28,13 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   else if (typeof o.logger === 'object' && o.logger !== null) logger = o.logger as Record<string, unknown>;
   else throw invalid('options.logger', 'true, false or pino options', o.logger);
   const logRequests = o.logRequests === undefined ? false : expectBoolean('options.logRequests', o.logRequests);
+  const fastLane = o.fastLane === undefined ? false : expectBoolean('options.fastLane', o.fastLane);
   if (logger !== false) logger = { redact: ['req.headers.authorization', 'req.headers["x-api-key"]'], ...logger };
 
-  const { logger: _l, logRequests: _lr, bodyLimit: _b, requestTimeoutMs: _r, keepAliveTimeoutMs: _k, ...pluginOptions } = options;
+  const { logger: _l, logRequests: _lr, bodyLimit: _b, requestTimeoutMs: _r, keepAliveTimeoutMs: _k, fastLane: _f, ...pluginOptions } = options;
+  const httpOptions = requestTimeout > 0 ? { requestTimeout, connectionsCheckingInterval: Math.max(10, Math.min(1000, requestTimeout)) } : undefined;
+  // Set once the plugin is registered (below); until then every request goes to Fastify.
+  let lane: FastLane | null = null;
   const app = Fastify({
     logger,
     logController: new LogController({ disableRequestLogging: !logRequests }),
@@ -40,8 +45,22 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     // and then trickled or stalled its body was never cut off. Node enforces it when it sweeps
     // its connections, every 30 s by default (a 30 s limit then cuts after 30 to 60 s): a sweep a
     // second (C++, over the open connections) keeps the limit within a second of what was asked.
-    ...(requestTimeout > 0 ? { http: { requestTimeout, connectionsCheckingInterval: Math.max(10, Math.min(1000, requestTimeout)) } } : {}),
+    ...(httpOptions !== undefined ? { http: httpOptions } : {}),
     keepAliveTimeout,
+    // With the fast lane, the server Fastify would make, whose requests go to the lane first
+    // (fast-lane.ts: it takes a request or leaves it untouched for Fastify's router).
+    ...(fastLane && !logRequests
+      ? {
+          serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => {
+            const server = createServer(httpOptions ?? {}, (req, res) => {
+              if (lane === null || !lane(req, res)) handler(req, res);
+            });
+            server.keepAliveTimeout = keepAliveTimeout;
+            server.requestTimeout = requestTimeout;
+            return server;
+          },
+        }
+      : {}),
     // Connections are closed by drainOnClose, never by Fastify: closing an idle keep-alive socket at
     // once resets a request the client has already sent on it (issue 14 item 7).
     forceCloseConnections: false,
@@ -94,6 +113,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err));
   app.setNotFoundHandler(notFoundHandler);
   await app.register(nimifyPlugin, pluginOptions);
+  if (fastLane && !logRequests) lane = createFastLane(app.nimify, app.log, { bodyLimit, closing: () => closing });
   return app;
 }
 

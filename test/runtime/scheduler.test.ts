@@ -260,13 +260,19 @@ describe('dynamic batching: results', () => {
       for (let i = 0; i < xs.length; i++) expect(outs[i].y.data).toEqual(ref.inferSync({ x: xs[i] }).y.data);
     };
     for (let r = 0; r < 6; r++) await round();
-    const before = m.stats();
-    for (let r = 0; r < 5; r++) await round();
-    const after = m.stats();
-    const delta = Object.fromEntries(Object.entries(after.batchSizeHistogram).map(([k, v]) => [k, v - (before.batchSizeHistogram[k] ?? 0)]).filter(([, v]) => v !== 0));
-    expect(delta).toEqual({ 8: 5 });
-    expect(after.inlineBatches - before.inlineBatches).toBe(5);
-    expect(after.wakes).toBe(before.wakes);
+    // Five rounds, five inline batches of 8. On a loaded machine the JS thread can be descheduled
+    // past the batching delay after queuing a round, and an instance thread then takes the batch
+    // (correctly): up to three tries of five rounds, one of which must be exact.
+    let outcome: { delta: Record<string, number>; inline: number; wakes: number } | undefined;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const before = m.stats();
+      for (let r = 0; r < 5; r++) await round();
+      const after = m.stats();
+      const delta = Object.fromEntries(Object.entries(after.batchSizeHistogram).map(([k, v]) => [k, v - (before.batchSizeHistogram[k] ?? 0)]).filter(([, v]) => v !== 0));
+      outcome = { delta, inline: after.inlineBatches - before.inlineBatches, wakes: after.wakes - before.wakes };
+      if (outcome.inline === 5) break;
+    }
+    expect(outcome).toEqual({ delta: { 8: 5 }, inline: 5, wakes: 0 });
     // A lone client afterwards: its requests are alone again (inside infer(), no loop iteration
     // passes) once recent batches hold one request — two rows each, to tell requests from rows.
     for (let i = 0; i < 16; i++) await m.infer({ x: mlpInput(rnd, 2) });

@@ -1,5 +1,6 @@
 /** Error and not-found handling for nimify's routes: every failure answers through toHttpError(). */
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { FastifyBaseLogger, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { NimifyError } from '../../runtime/errors';
 import { toHttpError } from '../errors';
@@ -13,19 +14,44 @@ const DISCARD_BODY_BYTES = 64 * 1024;
  * all, instead of Node reading and discarding it after the answer. A small one is discarded, so
  * that the keep-alive connection (and any request pipelined behind it) stays usable.
  */
-function bodyToCome(request: FastifyRequest): boolean {
-  const length = request.headers['content-length'];
-  if (length === undefined) return request.headers['transfer-encoding'] !== undefined;
+function bodyToCome(headers: IncomingHttpHeaders): boolean {
+  const length = headers['content-length'];
+  if (length === undefined) return headers['transfer-encoding'] !== undefined;
   return !(Number(length) <= DISCARD_BODY_BYTES);
 }
 
-export function sendError(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
+/** How a route answers an error, whichever way the request came (Fastify's route or the infer fast lane). */
+export interface ErrorAnswer {
+  status: number;
+  /** `{"error": message, "code": CODE}`. */
+  body: string;
+  /** Retry-After seconds, for a refusal worth retrying. */
+  retryAfter: string | undefined;
+  /** The answer ends the connection: the request's body had not fully arrived and more than a small one was to come. */
+  close: boolean;
+}
+
+/**
+ * The answer to `err` (toHttpError), logged as every route logs its failures: internal faults at
+ * error level, other 5xx refusals at warn. `complete`: the request's body has been received.
+ */
+export function errorAnswer(err: unknown, log: FastifyBaseLogger, headers: IncomingHttpHeaders, complete: boolean): ErrorAnswer {
   const h = toHttpError(err);
-  if (h.internal) request.log.error({ err }, 'request failed');
-  else if (h.status >= 500) request.log.warn({ code: h.code, msg: h.message }, 'request refused');
-  if (h.retryAfterSeconds !== undefined && !reply.hasHeader('retry-after')) reply.header('retry-after', String(h.retryAfterSeconds));
-  if (!request.raw.complete && bodyToCome(request)) reply.header('connection', 'close');
-  return reply.code(h.status).type('application/json; charset=utf-8').send(JSON.stringify({ error: h.message, code: h.code }));
+  if (h.internal) log.error({ err }, 'request failed');
+  else if (h.status >= 500) log.warn({ code: h.code, msg: h.message }, 'request refused');
+  return {
+    status: h.status,
+    body: JSON.stringify({ error: h.message, code: h.code }),
+    retryAfter: h.retryAfterSeconds === undefined ? undefined : String(h.retryAfterSeconds),
+    close: !complete && bodyToCome(headers),
+  };
+}
+
+export function sendError(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
+  const a = errorAnswer(err, request.log, request.headers, request.raw.complete);
+  if (a.retryAfter !== undefined && !reply.hasHeader('retry-after')) reply.header('retry-after', a.retryAfter);
+  if (a.close) reply.header('connection', 'close');
+  return reply.code(a.status).type('application/json; charset=utf-8').send(a.body);
 }
 
 const errorHandler: FastifyPluginAsync = async (app) => {

@@ -21,9 +21,11 @@ import { NimifyError } from '../../runtime/errors';
 import { isPlainObject } from '../../runtime/validate';
 import { parseInferJson } from '../../protocol/infer-json';
 import { decodeInferRequest } from '../../protocol/request';
-import { encodeInferResponse } from '../../protocol/response';
+import { encodeInferResponse, type EncodedResponse } from '../../protocol/response';
 import { JsonDecodePool } from '../../protocol/json-pool';
-import { inferAdmitted, registerAdmission, registerTracing } from '../admission';
+import { inferAdmitted, registerAdmission, registerTracing, type Admitted } from '../admission';
+import type { NimifyContext } from '../context';
+import { formatSchemaErrors, inferValidatorCompiler } from '../validation';
 import { SPAN } from '../tracing';
 import sheddingPlugin from '../plugins/shedding';
 import { errorResponses, inferRequestBody, inferResponse, modelParams } from '../schemas';
@@ -31,7 +33,7 @@ import { errorResponses, inferRequestBody, inferResponse, modelParams } from '..
 const BINARY = Symbol('nimify.binary');
 const RAW = Symbol('nimify.raw');
 
-type InferBody = Record<string, unknown> & { [BINARY]?: Buffer; [RAW]?: boolean };
+export type InferBody = Record<string, unknown> & { [BINARY]?: Buffer; [RAW]?: boolean };
 type Params = { model_name: string; model_version?: string };
 
 
@@ -53,6 +55,30 @@ export function parseInferBody(headerLength: string | string[] | undefined, body
   const header = json as InferBody;
   header[BINARY] = body.subarray(n);
   return header;
+}
+
+/**
+ * Runs an admitted request whose body was parsed and validated, and encodes its answer: the
+ * inference step shared with gRPC (inferAdmitted: decoding for the version it runs on, the
+ * deadline, the signal), then the response body. Ends the admission either way (success once
+ * encoded, a failure with its error, which is rethrown). Shared by the Fastify route below and
+ * the fast lane (fast-lane.ts). Event-loop thread only.
+ */
+export async function runInfer(ctx: NimifyContext, admitted: Admitted, body: InferBody): Promise<EncodedResponse> {
+  const { admission } = admitted;
+  try {
+    const { v, decoded, results } = await inferAdmitted(ctx, admitted, (wire) => decodeInferRequest(wire, body, body[BINARY] ?? null, body[RAW] === true));
+    const trace = admitted.trace;
+    const encodeStart = trace === null ? 0 : performance.now();
+    const encoded = encodeInferResponse({ modelName: v.name, modelVersion: v.version, id: decoded.id, parameters: decoded.parameters }, results, decoded.outputs, decoded.binary);
+    if (trace !== null) trace.child(SPAN.encode, encodeStart);
+    admission.end();
+    return encoded;
+  } catch (err) {
+    // inferAdmitted() failed it already when the model's step failed; this covers encoding.
+    admission.fail(err);
+    throw err;
+  }
 }
 
 const infer: FastifyPluginAsync = async (app) => {
@@ -100,29 +126,15 @@ const infer: FastifyPluginAsync = async (app) => {
   await app.register(sheddingPlugin, { ctx });
   registerAdmission(app, ctx, { reserve });
 
-  const handler = async (request: FastifyRequest<{ Params: Params; Body: InferBody }>, reply: FastifyReply): Promise<unknown> => {
-    const admitted = request.nimifyAdmitted!;
-    const { admission } = admitted;
-    try {
-      const body = request.body;
-      const { v, decoded, results } = await inferAdmitted(ctx, admitted, (wire) => decodeInferRequest(wire, body, body[BINARY] ?? null, body[RAW] === true));
-      const trace = admitted.trace;
-      const encodeStart = trace === null ? 0 : performance.now();
-      const encoded = encodeInferResponse({ modelName: v.name, modelVersion: v.version, id: decoded.id, parameters: decoded.parameters }, results, decoded.outputs, decoded.binary);
-      if (trace !== null) trace.child(SPAN.encode, encodeStart);
-      admission.end();
+  const handler = (request: FastifyRequest<{ Params: Params; Body: InferBody }>, reply: FastifyReply): Promise<unknown> =>
+    runInfer(ctx, request.nimifyAdmitted!, request.body).then((encoded) => {
       if (encoded.headerLength !== undefined) {
         reply.header('inference-header-content-length', String(encoded.headerLength)).type('application/octet-stream');
       } else {
         reply.type('application/json');
       }
       return reply.send(encoded.body);
-    } catch (err) {
-      // inferAdmitted() failed it already when the model's step failed; this covers encoding.
-      admission.fail(err);
-      throw err;
-    }
-  };
+    });
 
   const schema = {
     summary: 'Run an inference (JSON, or the binary tensor data extension)',
@@ -133,8 +145,10 @@ const infer: FastifyPluginAsync = async (app) => {
     response: { 200: inferResponse, ...errorResponses },
   };
   const config = { nimifyArea: 'inference' as const };
-  app.post<{ Params: Params; Body: InferBody }>('/v2/models/:model_name/infer', { config, schema }, handler);
-  app.post<{ Params: Params; Body: InferBody }>('/v2/models/:model_name/versions/:model_version/infer', { config, schema }, handler);
+  // The body is checked by the validator the fast lane uses too, and refused in the same words.
+  const route = { config, schema, validatorCompiler: inferValidatorCompiler, schemaErrorFormatter: formatSchemaErrors };
+  app.post<{ Params: Params; Body: InferBody }>('/v2/models/:model_name/infer', route, handler);
+  app.post<{ Params: Params; Body: InferBody }>('/v2/models/:model_name/versions/:model_version/infer', route, handler);
 };
 
 export default infer;

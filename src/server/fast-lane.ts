@@ -1,0 +1,160 @@
+/**
+ * The infer route's fast lane (issue 14 item 13; SPEC P5). Fastify's request machinery cost
+ * ~30 µs of the ~105 µs of CPU that `nimify serve` spent on a tiny model's request (a probe on
+ * the 2-core VM at 64 connections, issue 14's notes): more than the model. The lane answers the common inference request straight
+ * from Node's HTTP server, through the very steps the Fastify route takes — admission
+ * (admitModelRequest: shedding, model resolution, breaker, queue depth), parseInferBody and the
+ * route's own body validator, runInfer (inferAdmitted + the response encoding), and the error
+ * table's answers (errorAnswer) — so either way gives the same answer, headers, statistics,
+ * metrics and logs.
+ *
+ * It takes a request only when nothing else would touch it; anything else goes to Fastify as it
+ * came (the lane looks at the request line and headers and has read nothing): POST to
+ * /v2/models/{m}[/versions/{v}]/infer with no query string or percent-encoding; a
+ * Content-Length of at least 1 and at most the body limit (no chunked body, no Expect, no
+ * Content-Encoding); no Accept-Encoding but `identity` (compressed answers are
+ * @fastify/compress's); a JSON body under the JSON worker pool's threshold (or a binary-extension
+ * body); a valid API key where one is needed (a refusal is the auth plugin's 401); not while
+ * the server drains. Not at all with tracing, a rate limit or the access log on (their hooks
+ * would be skipped), and only in a server whose owner adds no hooks of its own: buildServer()'s
+ * `fastLane` option, which `nimify serve` sets.
+ *
+ * Event-loop thread only. Per request: one admission (held from the headers until the outcome,
+ * ended by runInfer or by a failure here), one 'close' listener that cancels the request when
+ * its client leaves first (as the Fastify hook does), the body's chunks until 'end'.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { FastifyBaseLogger } from 'fastify';
+import type { EncodedResponse } from '../protocol/response';
+import { abandonAdmitted, admitModelRequest, releaseController, type Admitted } from './admission';
+import type { NimifyContext } from './context';
+import { checkBearer, digest } from './plugins/auth';
+import { errorAnswer } from './plugins/error-handler';
+import { RequestLog } from './request-log';
+import { parseInferBody, runInfer } from './routes/infer';
+import { bodyValidationError, validateInferBody } from './validation';
+
+/** Serves `req` and returns true, or returns false (having touched nothing) for Fastify to serve it. */
+export type FastLane = (req: IncomingMessage, res: ServerResponse) => boolean;
+
+export interface FastLaneOptions {
+  /** The server's body limit (buildServer's bodyLimit). */
+  bodyLimit: number;
+  /** Whether the server is draining: the lane takes no new request then, and its answers close their connection. */
+  closing: () => boolean;
+}
+
+/** The infer routes as the lane matches them: names and versions in the characters they may hold, nothing to decode. */
+const INFER_PATH = /^\/v2\/models\/([A-Za-z0-9_.-]{1,128})\/(?:versions\/([0-9]{1,19})\/)?infer$/;
+const IDENTITY_ONLY = /^\s*identity\s*$/i;
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+/** The lane for `ctx`'s server, or null when a configured feature needs Fastify's hooks on every inference request. */
+export function createFastLane(ctx: NimifyContext, log: FastifyBaseLogger, { bodyLimit, closing }: FastLaneOptions): FastLane | null {
+  const o = ctx.options;
+  if (ctx.tracing !== null || o.rateLimit !== false) return null;
+  const keys = o.apiKeys.length === 0 ? null : o.apiKeys.map(digest);
+  // The JSON worker pool's bodies (its byte budget, its queue) stay with the route (infer.ts).
+  const offloadBytes = ctx.jsonPool === null ? 0 : o.jsonWorkerBytes;
+
+  const keyOk = (header: string | undefined): boolean => {
+    try {
+      checkBearer(header, keys!);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  /**
+   * The error's answer, as sendError gives it (errorAnswer), unless the client is gone.
+   * `parseError`: the body could not be parsed, which Fastify answers with Connection: close.
+   */
+  const fail = (req: IncomingMessage, res: ServerResponse, id: string, err: unknown, complete: boolean, parseError = false): void => {
+    if (res.headersSent || res.destroyed) return;
+    const a = errorAnswer(err, new RequestLog(log, { reqId: id }, {}) as unknown as FastifyBaseLogger, req.headers, complete);
+    const headers = ['content-type', JSON_TYPE, 'content-length', String(Buffer.byteLength(a.body)), 'x-request-id', id];
+    if (a.retryAfter !== undefined) headers.push('retry-after', a.retryAfter);
+    if (a.close || parseError || closing()) headers.push('connection', 'close');
+    res.writeHead(a.status, headers);
+    res.end(a.body);
+  };
+
+  const succeed = (res: ServerResponse, id: string, encoded: EncodedResponse): void => {
+    if (res.destroyed) return;
+    const body = encoded.body;
+    const headers = encoded.headerLength === undefined
+      ? ['content-type', JSON_TYPE]
+      : ['inference-header-content-length', String(encoded.headerLength), 'content-type', 'application/octet-stream'];
+    headers.push('content-length', String(typeof body === 'string' ? Buffer.byteLength(body) : body.length), 'x-request-id', id);
+    if (closing()) headers.push('connection', 'close');
+    res.writeHead(200, headers);
+    res.end(body);
+  };
+
+  const serve = (req: IncomingMessage, res: ServerResponse, name: string, version: string | undefined): void => {
+    // As Fastify's requestIdHeader: the client's id when it sent a non-empty one.
+    const id = (req.headers['x-request-id'] as string | undefined) || randomUUID();
+    let admitted: Admitted;
+    try {
+      admitted = admitModelRequest(ctx, name, version, undefined, true, null);
+    } catch (err) {
+      fail(req, res, id, err, false);
+      return;
+    }
+    const { admission, controller } = admitted;
+    // As the route's admission hook: the client leaving before the outcome cancels the request.
+    res.once('close', () => {
+      if (admission.settled) releaseController(controller);
+      else abandonAdmitted(admitted, 'the client closed the connection before its answer');
+    });
+    const chunks: Buffer[] = [];
+    let received = 0;
+    req.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      received += chunk.length;
+    });
+    // A connection that fails mid-body closes the response too (abandoned above).
+    req.on('error', () => {});
+    req.once('end', () => {
+      if (admission.settled) return;
+      const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, received);
+      let wire;
+      try {
+        wire = parseInferBody(req.headers['inference-header-content-length'], body);
+      } catch (err) {
+        admission.fail(err, { beforeModel: true });
+        fail(req, res, id, err, true, true);
+        return;
+      }
+      if (!validateInferBody(wire)) {
+        const err = bodyValidationError(validateInferBody.errors);
+        admission.fail(err, { beforeModel: true });
+        fail(req, res, id, err, true);
+        return;
+      }
+      runInfer(ctx, admitted, wire).then(
+        (encoded) => succeed(res, id, encoded),
+        (err: unknown) => fail(req, res, id, err, true),
+      );
+    });
+  };
+
+  return (req, res) => {
+    if (req.method !== 'POST') return false;
+    const m = INFER_PATH.exec(req.url!);
+    if (m === null) return false;
+    const h = req.headers;
+    if (h['transfer-encoding'] !== undefined || h['content-encoding'] !== undefined || h.expect !== undefined) return false;
+    const accept = h['accept-encoding'];
+    if (accept !== undefined && !IDENTITY_ONLY.test(accept)) return false;
+    const length = Number(h['content-length']);
+    if (!(length >= 1 && length <= bodyLimit)) return false;
+    if (offloadBytes > 0 && length >= offloadBytes && h['inference-header-content-length'] === undefined) return false;
+    if (keys !== null && !keyOk(h.authorization)) return false;
+    if (closing()) return false;
+    serve(req, res, m[1], m[2]);
+    return true;
+  };
+}

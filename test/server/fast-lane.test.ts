@@ -1,0 +1,329 @@
+/**
+ * The infer fast lane (src/server/fast-lane.ts) on real ports: the same requests sent to a
+ * server with the lane and to one without get the same answers — status, body, headers (but
+ * Date and a generated X-Request-Id) and what the connection does next — and the same
+ * statistics; the lane really serves the requests it is for (a hook on each server counts what
+ * Fastify saw) and leaves every other request to Fastify untouched; a client that hangs up is
+ * cancelled; refusals (API key, overload, draining) answer as the route does.
+ */
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildServer } from '../../src/server';
+import { MODELS } from '../helpers';
+
+const tmpDirs: string[] = [];
+function makeRepo(models: Record<string, string>): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nimify-lane-'));
+  tmpDirs.push(dir);
+  for (const [name, fixture] of Object.entries(models)) {
+    fs.mkdirSync(path.join(dir, name, '1'), { recursive: true });
+    fs.copyFileSync(path.join(MODELS, `${fixture}.onnx`), path.join(dir, name, '1', 'model.onnx'));
+  }
+  return dir;
+}
+
+interface Served {
+  app: FastifyInstance;
+  port: number;
+  /** Requests Fastify answered (a root onResponse hook: it runs for refusals too). */
+  fastify: () => number;
+}
+
+async function serve(options: Record<string, unknown>): Promise<Served> {
+  const app = await buildServer({ logger: false, ...options } as never);
+  let seen = 0;
+  app.addHook('onResponse', (_request, _reply, done) => {
+    seen++;
+    done();
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  return { app, port: (app.server.address() as net.AddressInfo).port, fastify: () => seen };
+}
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+/** One request on a connection of its own; the answer, with the headers that differ by nature (Date, a generated id) removed. */
+function send(port: number, method: string, url: string, headers: Record<string, string>, body?: string | Buffer): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path: url, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const h = { ...res.headers };
+        delete h.date;
+        if (!headers['x-request-id']) {
+          expect(h['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+          delete h['x-request-id'];
+        }
+        resolve({ status: res.statusCode!, headers: h, body: Buffer.concat(chunks) });
+      });
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const X = Array.from({ length: 128 }, (_, i) => Math.round(Math.sin(i) * 1000) / 1000);
+const json = (o: unknown) => JSON.stringify(o);
+const JSON_HEADERS = { 'content-type': 'application/json' };
+const f32 = (values: number[]) => Buffer.from(new Float32Array(values).buffer);
+function binary(header: object, tail: Buffer): { body: Buffer; headers: Record<string, string> } {
+  const head = Buffer.from(JSON.stringify(header));
+  return { body: Buffer.concat([head, tail]), headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(head.length) } };
+}
+
+interface Case {
+  what: string;
+  url?: string;
+  headers?: Record<string, string>;
+  body: string | Buffer;
+}
+
+/** Requests the lane takes: valid ones of every shape the route serves, and every kind of refusal the route answers after admission. */
+const LANE_CASES: Case[] = [
+  { what: 'a valid JSON request', body: json({ inputs: [{ name: 'x', shape: [2, 64], datatype: 'FP32', data: X }] }) },
+  { what: 'nested data, an id and parameters', body: json({ id: 'r-1', parameters: { note: 'n', flag: true }, inputs: [{ name: 'x', shape: [2, 64], datatype: 'FP32', data: [X.slice(0, 64), X.slice(64)] }] }) },
+  { what: 'a versioned URL', url: '/v2/models/mlp_tiny/versions/1/infer', body: json({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: X.slice(0, 64) }] }) },
+  { what: 'outputs selected, one of them binary', url: '/v2/models/two_inputs/infer', body: json({ inputs: [{ name: 'a', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }, { name: 'b', shape: [1, 4], datatype: 'FP32', data: [5, 6, 7, 8] }], outputs: [{ name: 'prod', parameters: { binary_data: true } }] }) },
+  { what: 'binary_data_output for all outputs', url: '/v2/models/two_inputs/infer', body: json({ parameters: { binary_data_output: true }, inputs: [{ name: 'a', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }, { name: 'b', shape: [1, 4], datatype: 'FP32', data: [5, 6, 7, 8] }] }) },
+  { what: 'a binary-extension request', ...binary({ inputs: [{ name: 'x', shape: [2, 64], datatype: 'FP32', parameters: { binary_data_size: 512 } }] }, f32(X)) },
+  { what: 'a BYTES tensor', url: '/v2/models/identity_string/infer', body: json({ inputs: [{ name: 'x', shape: [3], datatype: 'BYTES', data: ['a', 'bé', ''] }] }) },
+  { what: 'a client request id echoed', headers: { ...JSON_HEADERS, 'x-request-id': 'client-id-7' }, body: json({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: X.slice(0, 64) }] }) },
+  { what: 'an empty X-Request-Id (one is generated)', headers: { ...JSON_HEADERS, 'x-request-id': '' }, body: json({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: X.slice(0, 64) }] }) },
+  { what: 'no Content-Type', headers: {}, body: json({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: X.slice(0, 64) }] }) },
+  { what: 'Accept-Encoding: identity', headers: { ...JSON_HEADERS, 'accept-encoding': 'identity' }, body: json({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: X.slice(0, 64) }] }) },
+  { what: 'an unknown model', url: '/v2/models/nope/infer', body: '{}' },
+  { what: 'an unknown version', url: '/v2/models/mlp_tiny/versions/7/infer', body: '{}' },
+  { what: "a name with '..'", url: '/v2/models/a..b/infer', body: '{}' },
+  { what: 'a name starting with a dot', url: '/v2/models/.x/infer', body: '{}' },
+  { what: 'a name of 129 characters', url: `/v2/models/${'m'.repeat(128)}/infer`, body: '{}' },
+  { what: 'malformed JSON (closes the connection)', body: '{"inputs": [' },
+  { what: 'a JSON array', body: '[1,2]' },
+  { what: 'inputs not an array (schema)', body: json({ inputs: 5 }) },
+  { what: 'a negative dimension (schema)', body: json({ inputs: [{ name: 'x', shape: [-1, 64], datatype: 'FP32', data: [] }] }) },
+  { what: 'an unknown datatype (schema)', body: json({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FLOAT', data: X.slice(0, 64) }] }) },
+  { what: 'id not a string (schema)', body: json({ id: 5, inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: X.slice(0, 64) }] }) },
+  { what: 'the wrong element count', body: json({ inputs: [{ name: 'x', shape: [2, 64], datatype: 'FP32', data: X.slice(0, 100) }] }) },
+  { what: 'the wrong datatype for the model', body: json({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'INT32', data: new Array(64).fill(1) }] }) },
+  { what: 'the wrong shape for the model', body: json({ inputs: [{ name: 'x', shape: [1, 63], datatype: 'FP32', data: X.slice(0, 63) }] }) },
+  { what: 'a missing input', url: '/v2/models/two_inputs/infer', body: json({ inputs: [{ name: 'a', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }) },
+  { what: 'an unknown output', body: json({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: X.slice(0, 64) }], outputs: [{ name: 'z' }] }) },
+  { what: 'a __proto__ key', body: '{"inputs":[{"name":"x","shape":[1,64],"datatype":"FP32","data":[' + X.slice(0, 64).join(',') + '],"__proto__":{"polluted":1}}]}' },
+  { what: 'a string where numbers belong', body: json({ inputs: [{ name: 'x', shape: [1, 2], datatype: 'FP32', data: ['1', '2'] }] }) },
+  { what: 'Inference-Header-Content-Length not a number', headers: { 'inference-header-content-length': 'ten' }, body: '{}' },
+  { what: 'Inference-Header-Content-Length past the body', headers: { 'inference-header-content-length': '99' }, body: '{}' },
+  { what: 'a binary body one byte short', ...binary({ inputs: [{ name: 'x', shape: [2, 64], datatype: 'FP32', parameters: { binary_data_size: 512 } }] }, f32(X).subarray(0, 511)) },
+  { what: "a client's timeout parameter", body: json({ parameters: { timeout: 5000 }, inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: X.slice(0, 64) }] }) },
+];
+
+/** Requests the lane leaves to Fastify (each for a reason fast-lane.ts names). */
+const FASTIFY_CASES: Case[] = [
+  { what: 'a query string', url: '/v2/models/mlp_tiny/infer?x=1', body: json({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: X.slice(0, 64) }] }) },
+  { what: 'percent-encoding', url: '/v2/models/mlp%5Ftiny/infer', body: json({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: X.slice(0, 64) }] }) },
+  { what: 'Accept-Encoding: gzip', headers: { ...JSON_HEADERS, 'accept-encoding': 'gzip' }, body: json({ inputs: [{ name: 'x', shape: [2, 64], datatype: 'FP32', data: X }] }) },
+  { what: 'an empty body', body: '' },
+  { what: 'a body over the limit', body: json({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: new Array(80_000).fill(0.25) }] }) },
+  { what: 'a trailing slash', url: '/v2/models/mlp_tiny/infer/', body: '{}' },
+];
+
+const REPO_MODELS = { mlp_tiny: 'mlp_tiny', two_inputs: 'two_inputs', identity_string: 'identity_string' };
+let lane: Served;
+let route: Served;
+
+beforeAll(async () => {
+  const repository = makeRepo(REPO_MODELS);
+  const common = { repository, bodyLimit: 256 * 1024, shedding: { maxEventLoopDelayMs: 0 } };
+  lane = await serve({ ...common, fastLane: true });
+  route = await serve({ ...common, fastLane: false });
+});
+
+afterAll(async () => {
+  await lane?.app.close();
+  await route?.app.close();
+  for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+async function both(c: Case): Promise<[Answer, Answer]> {
+  const url = c.url ?? '/v2/models/mlp_tiny/infer';
+  const headers = c.headers ?? JSON_HEADERS;
+  return [await send(lane.port, 'POST', url, headers, c.body), await send(route.port, 'POST', url, headers, c.body)];
+}
+
+describe('the fast lane answers as the route does', () => {
+  it.each(LANE_CASES.map((c) => [c.what, c] as const))('%s (served by the lane)', async (_what, c) => {
+    const before = lane.fastify();
+    const [a, b] = await both(c);
+    expect(lane.fastify(), 'the lane served it').toBe(before);
+    expect(a.status).toBe(b.status);
+    expect(a.headers).toEqual(b.headers);
+    expect(a.body.toString('latin1')).toBe(b.body.toString('latin1'));
+  });
+
+  it.each(FASTIFY_CASES.map((c) => [c.what, c] as const))('%s (left to Fastify)', async (_what, c) => {
+    const before = lane.fastify();
+    const [a, b] = await both(c);
+    expect(lane.fastify(), 'Fastify served it').toBe(before + 1);
+    expect(a.status).toBe(b.status);
+    expect(a.headers).toEqual(b.headers);
+    expect(a.body.equals(b.body)).toBe(true);
+  });
+
+  it('the corpus succeeded and failed where expected (the comparison is not between two broken servers)', async () => {
+    const [ok] = await both(LANE_CASES[0]);
+    expect(ok.status).toBe(200);
+    expect(JSON.parse(ok.body.toString())).toMatchObject({ model_name: 'mlp_tiny', model_version: '1', outputs: [{ name: 'y', shape: [2, 10], datatype: 'FP32' }] });
+    const [bad] = await both(LANE_CASES.find((c) => c.what.startsWith('inputs not an array'))!);
+    expect(bad.status).toBe(400);
+    expect(JSON.parse(bad.body.toString())).toEqual({ error: 'body: inputs must be array', code: 'INVALID_ARGUMENT' });
+    const [malformed] = await both(LANE_CASES.find((c) => c.what.startsWith('malformed JSON'))!);
+    expect(malformed.headers.connection).toBe('close');
+    const [gone] = await both(LANE_CASES.find((c) => c.what === 'an unknown model')!);
+    expect(gone.status).toBe(404);
+  });
+
+  it('keeps the connection for the next request after a success and after a refusal of a received body', async () => {
+    for (const s of [lane, route]) {
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const sockets = new Set<net.Socket>();
+      const one = (body: string) =>
+        new Promise<number>((resolve, reject) => {
+          const req = http.request({ host: '127.0.0.1', port: s.port, method: 'POST', path: '/v2/models/mlp_tiny/infer', headers: JSON_HEADERS, agent }, (res) => {
+            sockets.add(res.socket);
+            res.resume();
+            res.on('end', () => resolve(res.statusCode!));
+          });
+          req.on('error', reject);
+          req.end(body);
+        });
+      const before = s.fastify();
+      expect(await one(LANE_CASES[0].body as string)).toBe(200);
+      expect(await one(json({ inputs: 5 }))).toBe(400);
+      expect(await one(LANE_CASES[0].body as string)).toBe(200);
+      expect(sockets.size).toBe(1);
+      expect(s.fastify()).toBe(s === lane ? before : before + 3);
+      agent.destroy();
+    }
+  });
+
+  it('statistics and metrics count the same successes and failures either way', async () => {
+    const stats = async (s: Served) => {
+      const r = await send(s.port, 'GET', '/v2/models/mlp_tiny/stats', {});
+      const m = JSON.parse(r.body.toString()).model_stats[0];
+      return { success: m.inference_stats.success.count, fail: m.inference_stats.fail.count, count: m.inference_count, executions: m.execution_count > 0 };
+    };
+    const metric = async (s: Served) => {
+      const text = (await send(s.port, 'GET', '/metrics', {})).body.toString();
+      return text.split('\n').filter((l) => l.startsWith('nv_inference_request_') && l.includes('model="mlp_tiny"')).map((l) => l.replace(/ [0-9.e+-]+$/, (v) => (l.startsWith('nv_inference_request_duration') ? ' <time>' : v))).sort();
+    };
+    const [a, b] = [await stats(lane), await stats(route)];
+    expect(a).toEqual(b);
+    expect(a.success).toBeGreaterThan(0);
+    const lines = await metric(lane);
+    expect(lines).toEqual(await metric(route));
+    expect(lines.some((l) => l.startsWith('nv_inference_request_failure') && / [1-9][0-9]*$/.test(l))).toBe(true);
+  });
+});
+
+/** A request of the slow model (~0.14 ms per iteration on the 2-core VM), binary so that any size takes the lane. */
+const slowRequest = (iters: number) =>
+  binary({ inputs: [{ name: 'x', shape: [256, 256], datatype: 'FP32', parameters: { binary_data_size: 262144 } }, { name: 'iters', shape: [], datatype: 'INT64', data: [iters] }] }, f32(new Array(65536).fill(0.01)));
+
+describe('the fast lane and the rest of the server', () => {
+  const body = json({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: X.slice(0, 64) }] });
+
+  it('API keys: a valid key is served by the lane; a missing or wrong one gets the auth plugin’s 401', async () => {
+    const s = await serve({ repository: makeRepo({ mlp_tiny: 'mlp_tiny' }), apiKeys: ['key-one-1234'], fastLane: true });
+    try {
+      const before = s.fastify();
+      expect((await send(s.port, 'POST', '/v2/models/mlp_tiny/infer', { ...JSON_HEADERS, authorization: 'Bearer key-one-1234' }, body)).status).toBe(200);
+      expect(s.fastify()).toBe(before);
+      for (const authorization of [undefined, 'Bearer key-two-5678', 'Basic key-one-1234']) {
+        const r = await send(s.port, 'POST', '/v2/models/mlp_tiny/infer', authorization === undefined ? JSON_HEADERS : { ...JSON_HEADERS, authorization }, body);
+        expect(r.status).toBe(401);
+        expect(r.headers['www-authenticate']).toBe('Bearer realm="nimify"');
+      }
+      expect(s.fastify()).toBe(before + 3);
+    } finally {
+      await s.app.close();
+    }
+  });
+
+  it('overload: the concurrency bound refuses with 503 OVERLOADED and Retry-After, as the route does', async () => {
+    const repository = makeRepo({ slow: 'slow' });
+    const shedding = { maxConcurrentRequests: 1, maxEventLoopDelayMs: 0, retryAfterSeconds: 3 };
+    const a = await serve({ repository, shedding, fastLane: true });
+    const b = await serve({ repository, shedding, fastLane: false });
+    const slow = slowRequest(3000);
+    const quick = slowRequest(1);
+    try {
+      const refused: Answer[] = [];
+      for (const s of [a, b]) {
+        const before = s.fastify();
+        const busy = send(s.port, 'POST', '/v2/models/slow/infer', slow.headers, slow.body);
+        await new Promise((r) => setTimeout(r, 150));
+        refused.push(await send(s.port, 'POST', '/v2/models/slow/infer', quick.headers, quick.body));
+        expect((await busy).status).toBe(200);
+        expect(s.fastify()).toBe(s === a ? before : before + 2);
+      }
+      expect(refused[0].status).toBe(503);
+      expect(refused[0].headers['retry-after']).toBe('3');
+      expect(JSON.parse(refused[0].body.toString()).code).toBe('OVERLOADED');
+      expect(refused[0].headers).toEqual(refused[1].headers);
+      expect(refused[0].body.toString()).toBe(refused[1].body.toString());
+    } finally {
+      await a.app.close();
+      await b.app.close();
+    }
+  });
+
+  it('a client that hangs up before its answer is cancelled: nothing stays in flight, the failure is counted as CANCELED', async () => {
+    const s = await serve({ repository: makeRepo({ slow: 'slow' }), shedding: { maxEventLoopDelayMs: 0 }, fastLane: true });
+    try {
+      const slow = slowRequest(4000);
+      // The first runs; the second waits behind it and its client leaves.
+      const first = send(s.port, 'POST', '/v2/models/slow/infer', slow.headers, slow.body);
+      await new Promise((r) => setTimeout(r, 100));
+      const socket = net.connect(s.port, '127.0.0.1');
+      await new Promise((r) => socket.once('connect', r));
+      socket.write(`POST /v2/models/slow/infer HTTP/1.1\r\nHost: x\r\nInference-Header-Content-Length: ${slow.headers['inference-header-content-length']}\r\nContent-Length: ${slow.body.length}\r\n\r\n`);
+      socket.write(slow.body);
+      await new Promise((r) => setTimeout(r, 150));
+      expect(s.app.nimify.inFlight).toBe(2);
+      socket.destroy();
+      await new Promise((r) => setTimeout(r, 100));
+      expect(s.app.nimify.inFlight).toBe(1);
+      expect((await first).status).toBe(200);
+      expect(s.app.nimify.inFlight).toBe(0);
+      expect(s.fastify()).toBe(0);
+      const metrics = (await send(s.port, 'GET', '/metrics', {})).body.toString();
+      expect(metrics).toMatch(/nv_inference_request_failure\{[^}]*reason="CANCELED"[^}]*\} 1/);
+    } finally {
+      await s.app.close();
+    }
+  });
+
+  it('is off with tracing, a rate limit or the access log, and in servers that did not ask for it', async () => {
+    for (const options of [{ fastLane: true, rateLimit: { max: 1000 } }, { fastLane: true, logRequests: true, logger: { level: 'silent' } }, {}]) {
+      const s = await serve({ repository: makeRepo({ mlp_tiny: 'mlp_tiny' }), ...options });
+      try {
+        expect((await send(s.port, 'POST', '/v2/models/mlp_tiny/infer', JSON_HEADERS, body)).status).toBe(200);
+        expect(s.fastify(), JSON.stringify(options)).toBe(1);
+      } finally {
+        await s.app.close();
+      }
+    }
+  });
+
+  it('fastLane must be a boolean', async () => {
+    await expect(buildServer({ repository: makeRepo({ mlp_tiny: 'mlp_tiny' }), logger: false, fastLane: 'yes' as never })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('options.fastLane') });
+  });
+});
