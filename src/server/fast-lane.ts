@@ -1,19 +1,19 @@
 /**
  * The infer route's fast lane (issue 14 item 13; SPEC P5). Fastify's request machinery cost
  * ~30 µs of the ~105 µs of CPU that `nimify serve` spent on a tiny model's request (a probe on
- * the 2-core VM at 64 connections, issue 14's notes): more than the model. The lane answers the common inference request straight
- * from Node's HTTP server, through the very steps the Fastify route takes — admission
- * (admitModelRequest: shedding, model resolution, breaker, queue depth), parseInferBody and the
- * route's own body validator, runInfer (inferAdmitted + the response encoding), and the error
- * table's answers (errorAnswer) — so either way gives the same answer, headers, statistics,
- * metrics and logs.
+ * the 2-core VM at 64 connections, issue 14's notes): more than the model. The lane answers the
+ * common inference request straight from Node's HTTP server, through the very steps the Fastify
+ * route takes — admission (admitModelRequest: shedding, model resolution, breaker, queue
+ * depth), parseInferBody and the route's own body validator, runInfer (inferAdmitted + the
+ * response encoding), the error table's answers (errorAnswer) and @fastify/compress's choice of
+ * response encoding (jsonResponseEncoding) — so either way gives the same answer, headers,
+ * statistics, metrics and logs.
  *
  * It takes a request only when nothing else would touch it; anything else goes to Fastify as it
  * came (the lane looks at the request line and headers and has read nothing): POST to
  * /v2/models/{m}[/versions/{v}]/infer with no query string or percent-encoding; a
  * Content-Length of at least 1 and at most the body limit (no chunked body, no Expect, no
- * Content-Encoding); no Accept-Encoding but `identity` (compressed answers are
- * @fastify/compress's); a JSON body under the JSON worker pool's threshold (or a binary-extension
+ * Content-Encoding); a JSON body under the JSON worker pool's threshold (or a binary-extension
  * body); a valid API key where one is needed (a refusal is the auth plugin's 401); not while
  * the server drains. Not at all with tracing, a rate limit or the access log on (their hooks
  * would be skipped), and only in a server whose owner adds no hooks of its own: buildServer()'s
@@ -25,11 +25,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import * as zlib from 'node:zlib';
 import type { FastifyBaseLogger } from 'fastify';
 import type { EncodedResponse } from '../protocol/response';
 import { abandonAdmitted, admitModelRequest, releaseController, type Admitted } from './admission';
 import type { NimifyContext } from './context';
 import { checkBearer, digest } from './plugins/auth';
+import { jsonResponseEncoding } from './plugins/compression';
 import { errorAnswer } from './plugins/error-handler';
 import { RequestLog } from './request-log';
 import { parseInferBody, runInfer } from './routes/infer';
@@ -47,7 +49,6 @@ export interface FastLaneOptions {
 
 /** The infer routes as the lane matches them: names and versions in the characters they may hold, nothing to decode. */
 const INFER_PATH = /^\/v2\/models\/([A-Za-z0-9_.-]{1,128})\/(?:versions\/([0-9]{1,19})\/)?infer$/;
-const IDENTITY_ONLY = /^\s*identity\s*$/i;
 const JSON_TYPE = 'application/json; charset=utf-8';
 
 /** The lane for `ctx`'s server, or null when a configured feature needs Fastify's hooks on every inference request. */
@@ -68,29 +69,54 @@ export function createFastLane(ctx: NimifyContext, log: FastifyBaseLogger, { bod
   };
 
   /**
-   * The error's answer, as sendError gives it (errorAnswer), unless the client is gone.
+   * Writes the answer. A JSON body is compressed where @fastify/compress would compress the
+   * route's (jsonResponseEncoding: Accept-Encoding, 1 KiB or more), on libuv's pool like it, and
+   * sent with its length (the route streams it chunked). Nothing is written once the client is gone.
+   */
+  const send = (req: IncomingMessage, res: ServerResponse, status: number, headers: string[], body: string | Buffer, json: boolean): void => {
+    if (res.destroyed) return;
+    const bytes = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
+    const encoding = json ? jsonResponseEncoding(req.headers, bytes) : null;
+    if (encoding === null) {
+      headers.push('content-length', String(bytes));
+      if (closing()) headers.push('connection', 'close');
+      res.writeHead(status, headers);
+      res.end(body);
+      return;
+    }
+    (encoding === 'gzip' ? zlib.gzip : zlib.deflate)(body, (err, compressed) => {
+      if (res.destroyed) return;
+      if (err !== null) {
+        log.error({ err }, 'could not compress a response');
+        res.destroy();
+        return;
+      }
+      headers.push('vary', 'accept-encoding', 'content-encoding', encoding, 'content-length', String(compressed.length));
+      if (closing()) headers.push('connection', 'close');
+      res.writeHead(status, headers);
+      res.end(compressed);
+    });
+  };
+
+  /**
+   * The error's answer, as sendError gives it (errorAnswer), unless it was answered already.
    * `parseError`: the body could not be parsed, which Fastify answers with Connection: close.
    */
   const fail = (req: IncomingMessage, res: ServerResponse, id: string, err: unknown, complete: boolean, parseError = false): void => {
     if (res.headersSent || res.destroyed) return;
     const a = errorAnswer(err, new RequestLog(log, { reqId: id }, {}) as unknown as FastifyBaseLogger, req.headers, complete);
-    const headers = ['content-type', JSON_TYPE, 'content-length', String(Buffer.byteLength(a.body)), 'x-request-id', id];
+    const headers = ['content-type', JSON_TYPE, 'x-request-id', id];
     if (a.retryAfter !== undefined) headers.push('retry-after', a.retryAfter);
-    if (a.close || parseError || closing()) headers.push('connection', 'close');
-    res.writeHead(a.status, headers);
-    res.end(a.body);
+    if (a.close || parseError) headers.push('connection', 'close');
+    send(req, res, a.status, headers, a.body, true);
   };
 
-  const succeed = (res: ServerResponse, id: string, encoded: EncodedResponse): void => {
-    if (res.destroyed) return;
-    const body = encoded.body;
-    const headers = encoded.headerLength === undefined
-      ? ['content-type', JSON_TYPE]
-      : ['inference-header-content-length', String(encoded.headerLength), 'content-type', 'application/octet-stream'];
-    headers.push('content-length', String(typeof body === 'string' ? Buffer.byteLength(body) : body.length), 'x-request-id', id);
-    if (closing()) headers.push('connection', 'close');
-    res.writeHead(200, headers);
-    res.end(body);
+  const succeed = (req: IncomingMessage, res: ServerResponse, id: string, encoded: EncodedResponse): void => {
+    const binary = encoded.headerLength !== undefined;
+    const headers = binary
+      ? ['inference-header-content-length', String(encoded.headerLength), 'content-type', 'application/octet-stream', 'x-request-id', id]
+      : ['content-type', JSON_TYPE, 'x-request-id', id];
+    send(req, res, 200, headers, encoded.body, !binary);
   };
 
   const serve = (req: IncomingMessage, res: ServerResponse, name: string, version: string | undefined): void => {
@@ -135,7 +161,7 @@ export function createFastLane(ctx: NimifyContext, log: FastifyBaseLogger, { bod
         return;
       }
       runInfer(ctx, admitted, wire).then(
-        (encoded) => succeed(res, id, encoded),
+        (encoded) => succeed(req, res, id, encoded),
         (err: unknown) => fail(req, res, id, err, true),
       );
     });
@@ -147,8 +173,6 @@ export function createFastLane(ctx: NimifyContext, log: FastifyBaseLogger, { bod
     if (m === null) return false;
     const h = req.headers;
     if (h['transfer-encoding'] !== undefined || h['content-encoding'] !== undefined || h.expect !== undefined) return false;
-    const accept = h['accept-encoding'];
-    if (accept !== undefined && !IDENTITY_ONLY.test(accept)) return false;
     const length = Number(h['content-length']);
     if (!(length >= 1 && length <= bodyLimit)) return false;
     if (offloadBytes > 0 && length >= offloadBytes && h['inference-header-content-length'] === undefined) return false;

@@ -25,8 +25,10 @@
  *
  * Threads: all on the event loop; zlib runs on libuv's pool.
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
 import * as zlib from 'node:zlib';
+import { negotiate } from '@fastify/accept-negotiator';
 import compress from '@fastify/compress';
 import type { FastifyPluginAsync } from 'fastify';
 import fp from 'fastify-plugin';
@@ -82,6 +84,26 @@ class LimitedInflate extends Transform {
   }
 }
 
+/** Response encodings, in the server's order of preference: Triton's two. */
+const RESPONSE_ENCODINGS = ['gzip', 'deflate'];
+/** Responses smaller than this many bytes are sent as they are. */
+const COMPRESS_THRESHOLD = 1024;
+
+/**
+ * The encoding @fastify/compress (as registered below) gives a JSON response of `bytes` bytes
+ * to a request with these headers, or null when it sends it as it is: none under the threshold,
+ * none asked for (`X-No-Compression`, no or only unsupported encodings in Accept-Encoding, `*`
+ * and x-gzip read as gzip). The infer fast lane (fast-lane.ts) answers by it; JSON is the only
+ * compressible type nimify's inference routes answer with (application/octet-stream is not).
+ */
+export function jsonResponseEncoding(headers: IncomingHttpHeaders, bytes: number): 'gzip' | 'deflate' | null {
+  if (bytes < COMPRESS_THRESHOLD || headers['x-no-compression'] !== undefined) return null;
+  const accept = headers['accept-encoding'];
+  if (accept === undefined) return null;
+  const encoding = negotiate(accept.toLowerCase().replace(/\*|x-gzip/gu, 'gzip'), RESPONSE_ENCODINGS);
+  return encoding === 'gzip' || encoding === 'deflate' ? encoding : null;
+}
+
 /** Route areas (route config `nimifyArea`) whose responses are never compressed: see the file comment. */
 export const UNCOMPRESSED_AREAS: ReadonlySet<string> = new Set(['health', 'metadata', 'repository']);
 
@@ -91,7 +113,7 @@ const compression: FastifyPluginAsync<{ maxInflatedBytes: number }> = async (app
     const area = (route.config as { nimifyArea?: string } | undefined)?.nimifyArea;
     if (route.compress === undefined && area !== undefined && UNCOMPRESSED_AREAS.has(area)) route.compress = false;
   });
-  await app.register(compress, { global: true, encodings: ['gzip', 'deflate'], globalDecompression: false });
+  await app.register(compress, { global: true, encodings: RESPONSE_ENCODINGS as ['gzip', 'deflate'], threshold: COMPRESS_THRESHOLD, globalDecompression: false });
 
   const budget: Budget = { held: 0, max: Math.max(maxInflatedBytes, app.initialConfig.bodyLimit ?? 0) };
   // Callback style: an identity body (nearly every request) costs no promise.
