@@ -6,12 +6,12 @@
  * 404s in the protocol's error shape, and the drain on close() (drainOnClose below).
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { expectBoolean, expectInteger, expectKnownKeys, expectPlainObject, invalid } from '../runtime/validate';
 import { SERVER_KEYS, type ServerOptions } from './options';
-import { createFastLane, type FastLane } from './fast-lane';
+import { createFastLane } from './fast-lane';
 import { nimifyPlugin } from './plugin';
 import { notFoundHandler, sendError } from './plugins/error-handler';
 import { requestLogFactory } from './request-log';
@@ -33,8 +33,6 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
 
   const { logger: _l, logRequests: _lr, bodyLimit: _b, requestTimeoutMs: _r, keepAliveTimeoutMs: _k, fastLane: _f, ...pluginOptions } = options;
   const httpOptions = requestTimeout > 0 ? { requestTimeout, connectionsCheckingInterval: Math.max(10, Math.min(1000, requestTimeout)) } : undefined;
-  // Set once the plugin is registered (below); until then every request goes to Fastify.
-  let lane: FastLane | null = null;
   const app = Fastify({
     logger,
     logController: new LogController({ disableRequestLogging: !logRequests }),
@@ -47,20 +45,6 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     // second (C++, over the open connections) keeps the limit within a second of what was asked.
     ...(httpOptions !== undefined ? { http: httpOptions } : {}),
     keepAliveTimeout,
-    // With the fast lane, the server Fastify would make, whose requests go to the lane first
-    // (fast-lane.ts: it takes a request or leaves it untouched for Fastify's router).
-    ...(fastLane && !logRequests
-      ? {
-          serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => {
-            const server = createServer(httpOptions ?? {}, (req, res) => {
-              if (lane === null || !lane(req, res)) handler(req, res);
-            });
-            server.keepAliveTimeout = keepAliveTimeout;
-            server.requestTimeout = requestTimeout;
-            return server;
-          },
-        }
-      : {}),
     // Connections are closed by drainOnClose, never by Fastify: closing an idle keep-alive socket at
     // once resets a request the client has already sent on it (issue 14 item 7).
     forceCloseConnections: false,
@@ -113,7 +97,20 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err));
   app.setNotFoundHandler(notFoundHandler);
   await app.register(nimifyPlugin, pluginOptions);
-  if (fastLane && !logRequests) lane = createFastLane(app.nimify, app.log, { bodyLimit, closing: () => closing });
+  if (fastLane && !logRequests) {
+    const lane = createFastLane(app.nimify, app.log, { bodyLimit, closing: () => closing });
+    // The lane sees each request of Fastify's own server first (fast-lane.ts: it takes it or
+    // leaves it untouched for Fastify's handler). Not a serverFactory, which would stop Fastify
+    // from listening on every address of a name such as localhost (its extra servers, if any,
+    // go to Fastify's handler directly).
+    const [handler] = app.server.listeners('request') as Array<(req: IncomingMessage, res: ServerResponse) => void>;
+    if (lane !== null && handler !== undefined) {
+      app.server.removeListener('request', handler);
+      app.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+        if (!lane(req, res)) handler(req, res);
+      });
+    }
+  }
   return app;
 }
 

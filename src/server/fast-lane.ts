@@ -13,7 +13,7 @@
  * came (the lane looks at the request line and headers and has read nothing): POST to
  * /v2/models/{m}[/versions/{v}]/infer with no query string or percent-encoding; a
  * Content-Length of at least 1 and at most the body limit (no chunked body, no Expect, no
- * Content-Encoding); a JSON body under the JSON worker pool's threshold (or a binary-extension
+ * Content-Encoding); no Content-Type or a common one (LANE_TYPES); a JSON body under the JSON worker pool's threshold (or a binary-extension
  * body); a valid API key where one is needed (a refusal is the auth plugin's 401); not while
  * the server drains. Not at all with tracing, a rate limit or the access log on (their hooks
  * would be skipped), and only in a server whose owner adds no hooks of its own: buildServer()'s
@@ -50,6 +50,10 @@ export interface FastLaneOptions {
 /** The infer routes as the lane matches them: names and versions in the characters they may hold, nothing to decode. */
 const INFER_PATH = /^\/v2\/models\/([A-Za-z0-9_.-]{1,128})\/(?:versions\/([0-9]{1,19})\/)?infer$/;
 const JSON_TYPE = 'application/json; charset=utf-8';
+/** Request media types the lane takes (what clients send: JSON, binary, curl's form default, text). */
+const LANE_TYPES: ReadonlySet<string> = new Set(['application/json', 'application/octet-stream', 'application/x-www-form-urlencoded', 'text/plain']);
+/** A character a header value cannot carry. */
+const BAD_HEADER_CHAR = /[^\t\x20-\x7e\x80-\xff]/;
 
 /** The lane for `ctx`'s server, or null when a configured feature needs Fastify's hooks on every inference request. */
 export function createFastLane(ctx: NimifyContext, log: FastifyBaseLogger, { bodyLimit, closing }: FastLaneOptions): FastLane | null {
@@ -141,8 +145,15 @@ export function createFastLane(ctx: NimifyContext, log: FastifyBaseLogger, { bod
       chunks.push(chunk);
       received += chunk.length;
     });
-    // A connection that fails mid-body closes the response too (abandoned above).
-    req.on('error', () => {});
+    // A body cut off (its client gone mid-body) fails the request as Fastify's body reader does
+    // (a 400 the client will not see): a request pipelined behind another never gets its
+    // response's 'close', so this is what ends its admission.
+    req.on('error', (err: Error & { statusCode?: number }) => {
+      if (admission.settled) return;
+      if (!(typeof err.statusCode === 'number' && err.statusCode >= 400)) err.statusCode = 400;
+      admission.fail(err, { beforeModel: true });
+      fail(req, res, id, err, false, true);
+    });
     req.once('end', () => {
       if (admission.settled) return;
       const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, received);
@@ -173,6 +184,12 @@ export function createFastLane(ctx: NimifyContext, log: FastifyBaseLogger, { bod
     if (m === null) return false;
     const h = req.headers;
     if (h['transfer-encoding'] !== undefined || h['content-encoding'] !== undefined || h.expect !== undefined) return false;
+    // Media types Fastify reads as valid (any other, or a malformed one, is its 415).
+    const type = h['content-type'];
+    if (type !== undefined && !LANE_TYPES.has((type.indexOf(';') < 0 ? type : type.slice(0, type.indexOf(';'))).trim().toLowerCase())) return false;
+    // An id the answer can echo (Node's own parser never lets another through; --insecure-http-parser does).
+    const id = h['x-request-id'];
+    if (id !== undefined && BAD_HEADER_CHAR.test(id as string)) return false;
     const length = Number(h['content-length']);
     if (!(length >= 1 && length <= bodyLimit)) return false;
     if (offloadBytes > 0 && length >= offloadBytes && h['inference-header-content-length'] === undefined) return false;

@@ -55,7 +55,9 @@ interface Answer {
 /** One request on a connection of its own; the answer, with the headers that differ by nature (Date, a generated id) removed. */
 function send(port: number, method: string, url: string, headers: Record<string, string>, body?: string | Buffer): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path: url, headers, agent: false }, (res) => {
+    // A keep-alive connection of its own: what the answer does to the connection shows.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const req = http.request({ host: '127.0.0.1', port, method, path: url, headers, agent }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -73,10 +75,14 @@ function send(port: number, method: string, url: string, headers: Record<string,
           expect(h['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
           delete h['x-request-id'];
         }
+        agent.destroy();
         resolve({ status: res.statusCode!, headers: h, body });
       });
     });
-    req.on('error', reject);
+    req.on('error', (err) => {
+      agent.destroy();
+      reject(err);
+    });
     req.end(body);
   });
 }
@@ -126,7 +132,9 @@ const LANE_CASES: Case[] = [
   { what: 'an unknown version', url: '/v2/models/mlp_tiny/versions/7/infer', body: '{}' },
   { what: "a name with '..'", url: '/v2/models/a..b/infer', body: '{}' },
   { what: 'a name starting with a dot', url: '/v2/models/.x/infer', body: '{}' },
-  { what: 'a name of 129 characters', url: `/v2/models/${'m'.repeat(128)}/infer`, body: '{}' },
+  { what: 'a name of 128 characters (no such model)', url: `/v2/models/${'m'.repeat(128)}/infer`, body: '{}' },
+  { what: 'Content-Type: text/plain; charset=utf-8', headers: { 'content-type': 'text/plain; charset=utf-8' }, body: json({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: X.slice(0, 64) }] }) },
+  { what: "curl's form Content-Type", headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: json({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: X.slice(0, 64) }] }) },
   { what: 'malformed JSON (closes the connection)', body: '{"inputs": [' },
   { what: 'a JSON array', body: '[1,2]' },
   { what: 'inputs not an array (schema)', body: json({ inputs: 5 }) },
@@ -154,6 +162,11 @@ const FASTIFY_CASES: Case[] = [
   { what: 'an empty body', body: '' },
   { what: 'a body over the limit', body: json({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: new Array(80_000).fill(0.25) }] }) },
   { what: 'a trailing slash', url: '/v2/models/mlp_tiny/infer/', body: '{}' },
+  { what: 'a name of 129 characters', url: `/v2/models/${'m'.repeat(129)}/infer`, body: '{}' },
+  { what: 'an invalid Content-Type (415 in Fastify)', headers: { 'content-type': 'text' }, body: json({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: X.slice(0, 64) }] }) },
+  { what: 'an empty Content-Type', headers: { 'content-type': '' }, body: json({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: X.slice(0, 64) }] }) },
+  { what: 'a Content-Type with a space in it', headers: { 'content-type': 'application json' }, body: json({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: X.slice(0, 64) }] }) },
+  { what: 'an unusual but valid Content-Type', headers: { 'content-type': 'application/vnd.x+json' }, body: json({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: X.slice(0, 64) }] }) },
 ];
 
 const REPO_MODELS = { mlp_tiny: 'mlp_tiny', two_inputs: 'two_inputs', identity_string: 'identity_string' };
@@ -207,6 +220,9 @@ describe('the fast lane answers as the route does', () => {
     expect(JSON.parse(bad.body.toString())).toEqual({ error: 'body: inputs must be array', code: 'INVALID_ARGUMENT' });
     const [malformed] = await both(LANE_CASES.find((c) => c.what.startsWith('malformed JSON'))!);
     expect(malformed.headers.connection).toBe('close');
+    expect(ok.headers.connection).toBe('keep-alive');
+    const [unsupported] = await both(FASTIFY_CASES.find((c) => c.what.startsWith('an invalid Content-Type'))!);
+    expect(JSON.parse(unsupported.body.toString())).toEqual({ error: 'Unsupported Media Type', code: 'INVALID_ARGUMENT' });
     const [gone] = await both(LANE_CASES.find((c) => c.what === 'an unknown model')!);
     expect(gone.status).toBe(404);
     const [gzip] = await both(LANE_CASES.find((c) => c.what.endsWith('a large answer (gzip)'))!);
@@ -333,9 +349,86 @@ describe('the fast lane and the rest of the server', () => {
       expect((await first).status).toBe(200);
       expect(s.app.nimify.inFlight).toBe(0);
       expect(s.fastify()).toBe(0);
+      // The abandoned request was taken out of the queue: after one more request (which would
+      // have waited behind it on the model's one instance), the model ran two.
+      const last = slowRequest(1);
+      expect((await send(s.port, 'POST', '/v2/models/slow/infer', last.headers, last.body)).status).toBe(200);
+      const stats = JSON.parse((await send(s.port, 'GET', '/v2/models/slow/stats', {})).body.toString()).model_stats[0];
+      expect(stats.inference_count).toBe(2);
       const metrics = (await send(s.port, 'GET', '/metrics', {})).body.toString();
       expect(metrics).toMatch(/nv_inference_request_failure\{[^}]*reason="CANCELED"[^}]*\} 1/);
     } finally {
+      await s.app.close();
+    }
+  });
+
+  it('pipelined requests on one connection are answered in order; one cut off mid-body behind a running one ends its admission', async () => {
+    const s = await serve({ repository: makeRepo({ slow: 'slow', mlp_tiny: 'mlp_tiny' }), shedding: { maxEventLoopDelayMs: 0 }, fastLane: true });
+    try {
+      const request = (b: string, id: string) => `POST /v2/models/mlp_tiny/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Request-Id: ${id}\r\nContent-Length: ${Buffer.byteLength(b)}\r\n\r\n${b}`;
+      const socket = net.connect(s.port, '127.0.0.1');
+      await new Promise((r) => socket.once('connect', r));
+      let text = '';
+      socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
+      socket.write(request(body, 'p-1') + request(json({ inputs: 5 }), 'p-2') + request(body, 'p-3'));
+      while ((text.match(/HTTP\/1\.1 /g) ?? []).length < 3) await new Promise((r) => setTimeout(r, 10));
+      socket.destroy();
+      const answers = text.split(/(?=HTTP\/1\.1 )/);
+      expect(answers.map((a) => [a.slice(9, 12), /x-request-id: (\S+)/.exec(a)?.[1]])).toEqual([['200', 'p-1'], ['400', 'p-2'], ['200', 'p-3']]);
+      expect(s.fastify()).toBe(0);
+
+      // A slow request runs; a second one pipelined behind it sends half its body; the client hangs up.
+      const slow = slowRequest(3000);
+      const cut = net.connect(s.port, '127.0.0.1');
+      await new Promise((r) => cut.once('connect', r));
+      cut.on('error', () => {});
+      cut.write(`POST /v2/models/slow/infer HTTP/1.1\r\nHost: x\r\nInference-Header-Content-Length: ${slow.headers['inference-header-content-length']}\r\nContent-Length: ${slow.body.length}\r\n\r\n`);
+      cut.write(slow.body);
+      cut.write('POST /v2/models/slow/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"inputs":');
+      await new Promise((r) => setTimeout(r, 150));
+      expect(s.app.nimify.inFlight).toBe(2);
+      cut.destroy();
+      const deadline = Date.now() + 5000;
+      while (s.app.nimify.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(s.app.nimify.inFlight).toBe(0);
+    } finally {
+      await s.app.close();
+    }
+  });
+
+  it('while the server drains: a running request of the lane answers with Connection: close; a new one on an open connection goes to Fastify', async () => {
+    const s = await serve({ repository: makeRepo({ slow: 'slow', mlp_tiny: 'mlp_tiny' }), shedding: { maxEventLoopDelayMs: 0 }, fastLane: true });
+    const slow = slowRequest(3000);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const onOpen = (b: string) =>
+      new Promise<Answer>((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port: s.port, method: 'POST', path: '/v2/models/mlp_tiny/infer', headers: JSON_HEADERS, agent }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+        });
+        req.on('error', reject);
+        req.end(b);
+      });
+    try {
+      // A keep-alive connection opened before the drain.
+      expect((await onOpen(body)).headers.connection).toBe('keep-alive');
+      const before = s.fastify();
+      const running = send(s.port, 'POST', '/v2/models/slow/infer', slow.headers, slow.body);
+      await new Promise((r) => setTimeout(r, 150));
+      const closed = s.app.close();
+      await new Promise((r) => setTimeout(r, 50));
+      const late = await onOpen(body);
+      expect(late.status).toBe(200);
+      expect(late.headers.connection).toBe('close');
+      expect(s.fastify()).toBe(before + 1);
+      const answer = await running;
+      expect(answer.status).toBe(200);
+      expect(answer.headers.connection).toBe('close');
+      expect(s.fastify()).toBe(before + 1);
+      await closed;
+    } finally {
+      agent.destroy();
       await s.app.close();
     }
   });
