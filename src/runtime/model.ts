@@ -169,16 +169,19 @@ export class Model {
       if (opts.timeoutMs !== undefined) timeoutUs = opts.timeoutMs * 1000;
       const timed = opts.timeoutMs !== undefined && !this.#scheduled;
       const signal = opts.signal;
+      const canceller = opts.canceller;
       // (Refused after the call is validated: a bad call's own error comes first.)
-      aborted = signal?.aborted === true;
-      if ((signal !== undefined || timed) && !aborted) {
+      aborted = signal?.aborted === true || canceller?.cancelled === true;
+      if ((signal !== undefined || canceller !== undefined || timed) && !aborted) {
         const id = (runId = ++nextRunId);
         const onAbort = () => session.cancel(id, 'ABORTED');
         signal?.addEventListener('abort', onAbort, { once: true });
+        if (canceller !== undefined) canceller.onCancel = onAbort;
         const timer = timed ? setTimeout(() => session.cancel(id, 'TIMEOUT'), opts.timeoutMs) : undefined;
         cleanup = () => {
           if (timer !== undefined) clearTimeout(timer);
           signal?.removeEventListener('abort', onAbort);
+          if (canceller !== undefined && canceller.onCancel === onAbort) canceller.onCancel = null;
         };
       }
       if (opts.priority !== undefined) priority = opts.priority;

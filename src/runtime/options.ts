@@ -137,6 +137,35 @@ export interface InferOptions {
    * when the request settles. Absent (the default), the request pays nothing for it.
    */
   timing?: Float64Array;
+  /**
+   * @internal Cancels the call without an AbortSignal (the server's inference requests: a
+   * signal's listener costs ~1 µs a request there). See Canceller.
+   */
+  canceller?: Canceller;
+}
+
+/**
+ * @internal One infer() call's cancellation, for callers that would otherwise make an
+ * AbortSignal per call only to cancel it when a client leaves (src/server/admission.ts). infer()
+ * arms it with the call's cancel while the call is pending and disarms it when the call settles;
+ * cancel() ends that call with ABORTED as an aborted signal would, and a call given a cancelled
+ * Canceller is refused with ABORTED before it starts. One call at a time. Event-loop thread only.
+ */
+export class Canceller {
+  /** The pending call's cancel: set and cleared by infer(). */
+  onCancel: (() => void) | null = null;
+  #cancelled = false;
+
+  get cancelled(): boolean {
+    return this.#cancelled;
+  }
+
+  cancel(): void {
+    this.#cancelled = true;
+    const cancel = this.onCancel;
+    this.onCancel = null;
+    cancel?.();
+  }
 }
 
 /** The ORT session settings: LoadOptions keys that a served model's config.json `runtime` section holds too (src/repository/config.ts). */
@@ -248,7 +277,7 @@ function toNativeBatching(value: unknown): Record<string, unknown> {
 export const OUTPUT_LOCATIONS = ['cpu', 'device', 'gpu'] as const;
 export type OutputLocation = (typeof OUTPUT_LOCATIONS)[number];
 
-const INFER_KEYS = ['outputs', 'signal', 'timeoutMs', 'priority', 'outputLocation', 'timing'] as const;
+const INFER_KEYS = ['outputs', 'signal', 'timeoutMs', 'priority', 'outputLocation', 'timing', 'canceller'] as const;
 
 export function checkInferOptions(options: unknown): InferOptions {
   if (options === undefined) return {};
@@ -257,7 +286,7 @@ export function checkInferOptions(options: unknown): InferOptions {
   // Each field read once, here: what was validated is what is used, and a getter cannot run
   // later — between the call's preparation and its submission, say, where calling infer() again
   // would overwrite the plan's encoded spec (io-plan.ts NativeCall.spec).
-  const { outputs, signal, timeoutMs, priority, outputLocation, timing } = o;
+  const { outputs, signal, timeoutMs, priority, outputLocation, timing, canceller } = o;
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('options.signal', 'an AbortSignal', signal);
   if (timeoutMs !== undefined) {
     expectPositiveNumber('options.timeoutMs', timeoutMs);
@@ -269,5 +298,6 @@ export function checkInferOptions(options: unknown): InferOptions {
   if (timing !== undefined && !(timing instanceof Float64Array && timing.length >= RUN_TIMING_LENGTH)) {
     throw invalid('options.timing', `a Float64Array of at least ${RUN_TIMING_LENGTH} elements`, timing);
   }
-  return { outputs, signal, timeoutMs, priority, outputLocation, timing } as InferOptions;
+  if (canceller !== undefined && !(canceller instanceof Canceller)) throw invalid('options.canceller', 'a Canceller', canceller);
+  return { outputs, signal, timeoutMs, priority, outputLocation, timing, canceller } as InferOptions;
 }

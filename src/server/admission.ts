@@ -17,13 +17,14 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Counter, Histogram } from 'prom-client';
 import { NimifyError } from '../runtime/errors';
+import { Canceller } from '../runtime/options';
 import { checkModelName, checkVersion, type ServedVersion } from '../repository/repository';
 import type { DecodedRequest, WireModel } from '../protocol/request';
 import type { Tensor } from '../runtime/tensor';
 import type { CircuitBreaker } from './breaker';
 import type { NimifyContext } from './context';
 import { toHttpError } from './errors';
-import type { FailureReason } from './metrics';
+import type { FailureReason, RequestTally } from './metrics';
 import { admit, overloaded } from './plugins/shedding';
 import { cacheFor, throughCache } from './cache';
 import { headerGetter, startRequestTrace, type RequestTrace } from './tracing';
@@ -36,8 +37,8 @@ declare module 'fastify' {
 }
 
 interface VersionCounters {
-  success: Counter.Internal;
-  duration: Counter.Internal;
+  /** This version's success count and summed durations since the last scrape (metrics.ts RequestTally). */
+  tally: RequestTally;
   latency: Histogram.Internal<'model' | 'version'>;
   failure: Map<FailureReason, Counter.Internal>;
   /** Requests admitted to this version and not ended (their bodies may still be arriving). */
@@ -100,7 +101,8 @@ export class Admission {
     let c = countersByVersion.get(v);
     if (c === undefined) {
       const m = ctx.metrics;
-      c = { success: m.success.labels(v.name, v.version), duration: m.requestDuration.labels(v.name, v.version), latency: m.requestLatency.labels(v.name, v.version), failure: new Map(), admitted: 0, successNs: 0, failNs: 0, lastInferenceMs: 0 };
+      const tally = { labels: { model: v.name, version: v.version }, success: 0, durationUs: 0, queued: false };
+      c = { tally, latency: m.requestLatency.labels(v.name, v.version), failure: new Map(), admitted: 0, successNs: 0, failNs: 0, lastInferenceMs: 0 };
       countersByVersion.set(v, c);
     }
     this.#counters = c;
@@ -135,8 +137,10 @@ export class Admission {
     this.#ctx.inFlight--;
     this.#counters.admitted--;
     this.#breaker?.success(this.#probe);
-    this.#counters.success.inc();
-    this.#counters.duration.inc(Math.round(elapsedMs * 1000));
+    const tally = this.#counters.tally;
+    tally.success++;
+    tally.durationUs += Math.round(elapsedMs * 1000);
+    if (!tally.queued) this.#ctx.metrics.tally(tally);
     this.#counters.successNs += Math.round(elapsedMs * 1e6);
     this.#counters.lastInferenceMs = Date.now();
     this.#counters.latency.observe(elapsedMs / 1000);
@@ -161,7 +165,9 @@ export class Admission {
     let f = this.#counters.failure.get(reason);
     if (f === undefined) this.#counters.failure.set(reason, (f = this.#ctx.metrics.failure.labels(this.#v.name, this.#v.version, reason)));
     f.inc();
-    this.#counters.duration.inc(Math.round(elapsedMs * 1000));
+    const tally = this.#counters.tally;
+    tally.durationUs += Math.round(elapsedMs * 1000);
+    if (!tally.queued) this.#ctx.metrics.tally(tally);
     // Triton's fail.ns: requests that reached the model (fail.count counts those only).
     if (!beforeModel) {
       this.#counters.failNs += Math.round(elapsedMs * 1e6);
@@ -190,6 +196,8 @@ export interface Admitted {
   readonly admission: Admission;
   /** Aborted when the client goes away before its outcome; routes may abort it too (predict's deadline). */
   readonly controller: AbortController;
+  /** Cancels the request's infer() call (inferAdmitted's) when the client goes away: no signal listener per request. */
+  readonly canceller: Canceller;
   /** The request's trace while tracing is on (tracing.ts), else null. */
   readonly trace: RequestTrace | null;
 }
@@ -312,7 +320,7 @@ function admitNow(ctx: NimifyContext, modelName: unknown, modelVersion: unknown,
   check?.(name, v);
   const admission = new Admission(ctx, name, v);
   const controller = (reuse ? idleControllers.pop() : undefined) ?? new AbortController();
-  return { name, version, v, admission, controller, trace };
+  return { name, version, v, admission, controller, canceller: new Canceller(), trace };
 }
 
 /** Returns a settled request's AbortController to the pool (if it was never aborted and the pool has room). */
@@ -327,6 +335,7 @@ export function releaseController(controller: AbortController): void {
 export function abandonAdmitted(a: Admitted, message: string): void {
   if (a.admission.settled) return;
   const gone = new NimifyError('ABORTED', message);
+  a.canceller.cancel();
   a.controller.abort(gone);
   a.admission.fail(gone);
 }
@@ -390,7 +399,7 @@ export async function inferAdmitted(ctx: NimifyContext, a: Admitted, decode: (wi
       clientTimeout = true;
     }
     const all = decoded.outputs.length === config.outputs.length;
-    const options = { outputs: all ? undefined : decoded.outputs, timeoutMs, priority: decoded.priority, signal: a.controller.signal, timing };
+    const options = { outputs: all ? undefined : decoded.outputs, timeoutMs, priority: decoded.priority, canceller: a.canceller, timing };
     // The response cache (cache.ts) answers a repeat without the model; a miss calls infer() in
     // this same synchronous step (currentVersion() above still holds). Without one, infer() is
     // called directly: no closure or extra promise per request.

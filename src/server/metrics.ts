@@ -38,6 +38,20 @@ export interface MetricsOptions {
   processMetrics?: boolean;
 }
 
+/**
+ * One version's request counts since the last scrape, bumped on the request path
+ * (src/server/admission.ts) and added to nv_inference_request_success / _duration_us by
+ * ServerMetrics.refresh(): two prom-client increments per request (label hashing included) were
+ * ~2 % of the event loop's time serving a tiny model.
+ */
+export interface RequestTally {
+  readonly labels: { model: string; version: string };
+  success: number;
+  durationUs: number;
+  /** Queued for the next scrape (ServerMetrics.tally()). */
+  queued: boolean;
+}
+
 export class ServerMetrics {
   readonly registry: Registry;
   readonly success: Counter<'model' | 'version'>;
@@ -75,6 +89,7 @@ export class ServerMetrics {
   #preprocessQueueNow: () => number = () => 0;
   readonly #seen = new WeakMap<Model, Snapshot>();
   #refreshedAt = 0;
+  readonly #tallies = new Set<RequestTally>();
 
   constructor(options: MetricsOptions = {}) {
     const registry = (this.registry = options.registry ?? new Registry());
@@ -86,9 +101,9 @@ export class ServerMetrics {
       (registry.getSingleMetric(name) as Gauge<L> | undefined) ??
       new Gauge<L>({ name, help, labelNames, registers: [registry], ...(collect ? { collect: refresh } : {}) });
 
-    this.success = counter('nv_inference_request_success', 'Number of successful inference requests, all batch sizes', MODEL_LABELS);
+    this.success = counter('nv_inference_request_success', 'Number of successful inference requests, all batch sizes', MODEL_LABELS, true);
     this.failure = counter('nv_inference_request_failure', 'Number of failed inference requests, all batch sizes', [...MODEL_LABELS, 'reason'] as const);
-    this.requestDuration = counter('nv_inference_request_duration_us', 'Cumulative inference request duration in microseconds (receipt to response)', MODEL_LABELS);
+    this.requestDuration = counter('nv_inference_request_duration_us', 'Cumulative inference request duration in microseconds (receipt to response)', MODEL_LABELS, true);
     // Latency quantiles (p50/p99 in the generated Grafana dashboard, src/deploy/grafana.ts) need a
     // histogram; Triton's duration counters only give means. Successful requests, receipt to response.
     this.requestLatency =
@@ -150,8 +165,33 @@ export class ServerMetrics {
     this.#cacheCounts = countsOf;
   }
 
+  /**
+   * Queues `t`'s counts for the next scrape: the request path bumps plain numbers (success,
+   * durationUs) and calls this when it bumped a tally that was not queued; refresh() adds them
+   * to the counters. A tally stays queued (referenced) only until then, so a version unloaded
+   * meanwhile still has every request counted.
+   */
+  tally(t: RequestTally): void {
+    t.queued = true;
+    this.#tallies.add(t);
+  }
+
+  /** Adds the queued tallies to their counters. */
+  #flushTallies(): void {
+    for (const t of this.#tallies) {
+      if (t.success > 0) this.success.inc(t.labels, t.success);
+      if (t.durationUs > 0) this.requestDuration.inc(t.labels, t.durationUs);
+      t.success = 0;
+      t.durationUs = 0;
+      t.queued = false;
+    }
+    this.#tallies.clear();
+  }
+
   /** Pulls the scheduler-side figures of every loaded version into the counters (deduplicated per scrape). */
   refresh(): void {
+    // Every scrape sees every request that ended before it (not deduplicated: cheap).
+    if (this.#tallies.size > 0) this.#flushTallies();
     const now = Date.now();
     if (now - this.#refreshedAt < 20 || this.#repository === null) return;
     this.#refreshedAt = now;

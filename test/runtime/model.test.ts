@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel, Model, NimifyError, Tensor, TENSOR_TYPES, type TensorType } from '../../src';
 import { CTORS } from '../../src/runtime/tensor';
+import { Canceller } from '../../src/runtime/options';
 import { decode, f32, forceGC, maxAbsDiff, model, reference, values } from '../helpers';
 
 async function rejectsWith(p: Promise<unknown> | (() => unknown), code: string, pattern?: RegExp): Promise<NimifyError> {
@@ -507,6 +508,35 @@ describe('non-blocking runs, abort, timeout and dispose', () => {
     await rejectsWith(m.infer(slowFeeds(1n), { signal: AbortSignal.abort() }), 'ABORTED', /before it started/);
     expect((await m.infer(slowFeeds(2n))).y.dims).toEqual([256, 256]);
     await m.dispose();
+  });
+
+  it('a Canceller (internal) ends a running call with ABORTED, is disarmed when a call settles, and refuses a call once cancelled', async () => {
+    const m = await loadModel(model('slow.onnx'));
+    const batched = await loadModel(model('slow.onnx'), { batching: {} });
+    for (const x of [m, batched]) {
+      const c = new Canceller();
+      const run = x.infer(slowFeeds(1_000_000n), { canceller: c });
+      expect(c.onCancel).not.toBeNull();
+      setTimeout(() => c.cancel(), 50);
+      await rejectsWith(run, 'ABORTED');
+      expect(c.onCancel).toBeNull();
+      await rejectsWith(x.infer(slowFeeds(1n), { canceller: c }), 'ABORTED', /before it started/);
+      // A call that settles disarms its canceller: a later cancel() touches nothing.
+      const d = new Canceller();
+      expect((await x.infer(slowFeeds(1n), { canceller: d })).y.dims).toEqual([256, 256]);
+      expect(d.onCancel).toBeNull();
+      d.cancel();
+      expect((await x.infer(slowFeeds(2n))).y.dims).toEqual([256, 256]);
+    }
+    // A queued call behind a running one is dropped before it runs.
+    const first = batched.infer(slowFeeds(3000n));
+    const q = new Canceller();
+    const queued = batched.infer(slowFeeds(3000n), { canceller: q });
+    q.cancel();
+    await rejectsWith(queued, 'ABORTED');
+    await first;
+    await rejectsWith(m.infer(slowFeeds(1n), { canceller: { onCancel: null, cancel() {} } as never }), 'INVALID_ARGUMENT', /options\.canceller: expected a Canceller/);
+    await Promise.all([m.dispose(), batched.dispose()]);
   });
 
   it('timeoutMs terminates the run with TIMEOUT and the model keeps working', async () => {

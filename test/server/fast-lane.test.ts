@@ -433,6 +433,28 @@ describe('the fast lane and the rest of the server', () => {
     }
   });
 
+  it('success and duration counters count every request, those of a version unloaded before the scrape included', async () => {
+    const s = await serve({ repository: makeRepo({ mlp_tiny: 'mlp_tiny', two_inputs: 'two_inputs' }), controlMode: 'explicit', startupModels: ['mlp_tiny', 'two_inputs'], fastLane: true });
+    const count = (text: string, metric: string, model: string) => Number(new RegExp(`^${metric}\\{model="${model}",version="1"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+    try {
+      const scrape = async () => (await send(s.port, 'GET', '/metrics', {})).body.toString();
+      // No series before the first request.
+      expect(count(await scrape(), 'nv_inference_request_success', 'mlp_tiny')).toBeNaN();
+      for (let i = 0; i < 5; i++) expect((await send(s.port, 'POST', '/v2/models/mlp_tiny/infer', JSON_HEADERS, body)).status).toBe(200);
+      const pair = json({ inputs: [{ name: 'a', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }, { name: 'b', shape: [1, 4], datatype: 'FP32', data: [5, 6, 7, 8] }] });
+      for (let i = 0; i < 3; i++) expect((await send(s.port, 'POST', '/v2/models/two_inputs/infer', JSON_HEADERS, pair)).status).toBe(200);
+      expect((await send(s.port, 'POST', '/v2/repository/models/two_inputs/unload', JSON_HEADERS, '{}')).status).toBe(200);
+      const text = await scrape();
+      expect(count(text, 'nv_inference_request_success', 'mlp_tiny')).toBe(5);
+      expect(count(text, 'nv_inference_request_success', 'two_inputs')).toBe(3);
+      expect(count(text, 'nv_inference_request_duration_us', 'mlp_tiny')).toBeGreaterThan(0);
+      // Counted once: a second scrape adds nothing.
+      expect(count(await scrape(), 'nv_inference_request_success', 'mlp_tiny')).toBe(5);
+    } finally {
+      await s.app.close();
+    }
+  });
+
   it('is off with tracing, a rate limit or the access log, and in servers that did not ask for it', async () => {
     for (const options of [{ fastLane: true, rateLimit: { max: 1000 } }, { fastLane: true, logRequests: true, logger: { level: 'silent' } }, {}]) {
       const s = await serve({ repository: makeRepo({ mlp_tiny: 'mlp_tiny' }), ...options });

@@ -23,7 +23,7 @@ import { parseInferJson } from '../../protocol/infer-json';
 import { decodeInferRequest } from '../../protocol/request';
 import { encodeInferResponse, type EncodedResponse } from '../../protocol/response';
 import { JsonDecodePool } from '../../protocol/json-pool';
-import { inferAdmitted, registerAdmission, registerTracing, type Admitted } from '../admission';
+import { inferAdmitted, registerAdmission, registerTracing, type Admitted, type InferOutcome } from '../admission';
 import type { NimifyContext } from '../context';
 import { formatSchemaErrors, inferValidatorCompiler } from '../validation';
 import { SPAN } from '../tracing';
@@ -60,22 +60,25 @@ export function parseInferBody(headerLength: string | string[] | undefined, body
 /**
  * Runs an admitted request whose body was parsed and validated, and encodes its answer: the
  * inference step shared with gRPC (inferAdmitted: decoding for the version it runs on, the
- * deadline, the signal), then the response body. Ends the admission either way (success once
+ * deadline, the cancellation), then the response body. Ends the admission either way (success once
  * encoded, a failure with its error, which is rethrown). Shared by the Fastify route below and
  * the fast lane (fast-lane.ts). Event-loop thread only.
  */
-export async function runInfer(ctx: NimifyContext, admitted: Admitted, body: InferBody): Promise<EncodedResponse> {
-  const { admission } = admitted;
+export function runInfer(ctx: NimifyContext, admitted: Admitted, body: InferBody): Promise<EncodedResponse> {
+  // inferAdmitted() fails the admission when the model's step fails; encode() covers encoding.
+  return inferAdmitted(ctx, admitted, (wire) => decodeInferRequest(wire, body, body[BINARY] ?? null, body[RAW] === true)).then((outcome) => encode(admitted, outcome));
+}
+
+/** The answer to an inference that ran; ends its admission (success, or the encoding's failure). */
+function encode(admitted: Admitted, { v, decoded, results }: InferOutcome): EncodedResponse {
+  const { admission, trace } = admitted;
   try {
-    const { v, decoded, results } = await inferAdmitted(ctx, admitted, (wire) => decodeInferRequest(wire, body, body[BINARY] ?? null, body[RAW] === true));
-    const trace = admitted.trace;
     const encodeStart = trace === null ? 0 : performance.now();
     const encoded = encodeInferResponse({ modelName: v.name, modelVersion: v.version, id: decoded.id, parameters: decoded.parameters }, results, decoded.outputs, decoded.binary);
     if (trace !== null) trace.child(SPAN.encode, encodeStart);
     admission.end();
     return encoded;
   } catch (err) {
-    // inferAdmitted() failed it already when the model's step failed; this covers encoding.
     admission.fail(err);
     throw err;
   }
