@@ -52,6 +52,13 @@ export interface RequestTally {
   queued: boolean;
 }
 
+/**
+ * Queued tallies of every ServerMetrics on a registry. Servers sharing an embedding app's
+ * registry share its counters, whose collect callback is the refresh() of the server that
+ * registered them: that one flushes every server's requests.
+ */
+const talliesByRegistry = new WeakMap<Registry, Set<RequestTally>>();
+
 export class ServerMetrics {
   readonly registry: Registry;
   readonly success: Counter<'model' | 'version'>;
@@ -89,10 +96,14 @@ export class ServerMetrics {
   #preprocessQueueNow: () => number = () => 0;
   readonly #seen = new WeakMap<Model, Snapshot>();
   #refreshedAt = 0;
-  readonly #tallies = new Set<RequestTally>();
+  /** Tallies to flush, one set per registry: the counters are the registry's, and so is whichever refresh() runs first. */
+  readonly #tallies: Set<RequestTally>;
 
   constructor(options: MetricsOptions = {}) {
     const registry = (this.registry = options.registry ?? new Registry());
+    let tallies = talliesByRegistry.get(registry);
+    if (tallies === undefined) talliesByRegistry.set(registry, (tallies = new Set()));
+    this.#tallies = tallies;
     const refresh = () => this.refresh();
     const counter = <L extends string>(name: string, help: string, labelNames: readonly L[], collect?: boolean): Counter<L> =>
       (registry.getSingleMetric(name) as Counter<L> | undefined) ??

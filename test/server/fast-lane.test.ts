@@ -13,6 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import type { FastifyInstance } from 'fastify';
+import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildServer } from '../../src/server';
 import { MODELS } from '../helpers';
@@ -452,6 +453,23 @@ describe('the fast lane and the rest of the server', () => {
       expect(count(await scrape(), 'nv_inference_request_success', 'mlp_tiny')).toBe(5);
     } finally {
       await s.app.close();
+    }
+  });
+
+  it('two servers on one prom-client registry: the requests of each are counted', async () => {
+    const registry = new Registry();
+    const a = await serve({ repository: makeRepo({ mlp_tiny: 'mlp_tiny' }), registry, fastLane: true });
+    const b = await serve({ repository: makeRepo({ two_inputs: 'two_inputs' }), registry, fastLane: true });
+    try {
+      expect((await send(a.port, 'POST', '/v2/models/mlp_tiny/infer', JSON_HEADERS, body)).status).toBe(200);
+      const pair = json({ inputs: [{ name: 'a', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }, { name: 'b', shape: [1, 4], datatype: 'FP32', data: [5, 6, 7, 8] }] });
+      for (let i = 0; i < 2; i++) expect((await send(b.port, 'POST', '/v2/models/two_inputs/infer', JSON_HEADERS, pair)).status).toBe(200);
+      const text = await registry.metrics();
+      expect(text).toMatch(/^nv_inference_request_success\{model="mlp_tiny",version="1"\} 1$/m);
+      expect(text).toMatch(/^nv_inference_request_success\{model="two_inputs",version="1"\} 2$/m);
+    } finally {
+      await a.app.close();
+      await b.app.close();
     }
   });
 
