@@ -119,9 +119,10 @@ export interface ServerOptions extends NimifyPluginOptions {
   /** Idle keep-alive timeout in ms (default 72000, above common load-balancer idles). */
   keepAliveTimeoutMs?: number;
   /**
-   * Serve the common inference request (POST …/infer, sized body, no compression) from Node's
-   * HTTP server without Fastify's request machinery, through the same admission, validation,
-   * inference and error answers (fast-lane.ts; ~1/4 less CPU per small request). Default false:
+   * Serve the common inference request (POST …/infer, a sized body that is not compressed) from
+   * Node's HTTP server without Fastify's request machinery, through the same admission,
+   * validation, inference and error answers (fast-lane.ts; a tiny model served 1.2 × the requests
+   * per second of the route on the 2-core VM, `npm run bench -- http`). Default false:
    * hooks or plugins you add to the returned instance do not see the requests it serves. `nimify
    * serve` sets it (--no-fast-lane turns it off). Off by itself with tracing, a rate limit or
    * logRequests; applies once the server listens (inject() always goes through Fastify).

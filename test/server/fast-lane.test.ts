@@ -15,6 +15,8 @@ import * as zlib from 'node:zlib';
 import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BasicTracerProvider } from '@opentelemetry/sdk-trace-base';
+import { serveOptions } from '../../src/cli/serve';
 import { buildServer } from '../../src/server';
 import { MODELS } from '../helpers';
 
@@ -474,15 +476,22 @@ describe('the fast lane and the rest of the server', () => {
   });
 
   it('is off with tracing, a rate limit or the access log, and in servers that did not ask for it', async () => {
-    for (const options of [{ fastLane: true, rateLimit: { max: 1000 } }, { fastLane: true, logRequests: true, logger: { level: 'silent' } }, {}]) {
+    const tracing = { tracerProvider: new BasicTracerProvider() };
+    for (const options of [{ fastLane: true, tracing }, { fastLane: true, rateLimit: { max: 1000 } }, { fastLane: true, logRequests: true, logger: { level: 'silent' } }, {}]) {
       const s = await serve({ repository: makeRepo({ mlp_tiny: 'mlp_tiny' }), ...options });
       try {
         expect((await send(s.port, 'POST', '/v2/models/mlp_tiny/infer', JSON_HEADERS, body)).status).toBe(200);
-        expect(s.fastify(), JSON.stringify(options)).toBe(1);
+        expect(s.fastify(), Object.keys(options).join(', ')).toBe(1);
       } finally {
         await s.app.close();
       }
     }
+  });
+
+  it('nimify serve takes the lane unless --no-fast-lane', () => {
+    expect(serveOptions(['m.onnx']).options.fastLane).toBe(true);
+    expect(serveOptions(['m.onnx', '--no-fast-lane']).options.fastLane).toBe(false);
+    expect(serveOptions(['m.onnx'], { NIMIFY_NO_FAST_LANE: '1' }).options.fastLane).toBe(false);
   });
 
   it('fastLane must be a boolean', async () => {
