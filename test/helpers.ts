@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
@@ -96,6 +97,17 @@ export function slotModel(rank: number): Buffer {
 }
 
 /** Writes `content` at `rel` under `root`, making its folders (a model repository in a test). */
+/**
+ * A model repository in a new temporary folder: each `name` gets version 1, a copy of the fixture
+ * model `<fixture>.onnx`. The folder is pushed onto `made`, for the caller to remove.
+ */
+export function fixtureRepo(models: Record<string, string>, made: string[], prefix = 'nimify-repo-'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  made.push(dir);
+  for (const [name, fixture] of Object.entries(models)) writeFile(dir, path.join(name, '1', 'model.onnx'), fs.readFileSync(path.join(MODELS, `${fixture}.onnx`)));
+  return dir;
+}
+
 export function writeFile(root: string, rel: string, content: Buffer | string): void {
   const file = path.join(root, rel);
   fs.mkdirSync(path.dirname(file), { recursive: true });

@@ -88,18 +88,13 @@ export class OutputPool {
   take(ctor: TypedArrayCtor, bytes: number, count: number): ArrayBufferView {
     // (A detached block — impossible where the pool is used — would only start a new one.)
     if (this.#block === null || this.#offset + bytes > OutputPool.BLOCK_BYTES || this.#block.byteLength === 0) {
-      this.#block = this.newBlock();
+      this.#block = new ArrayBuffer(OutputPool.BLOCK_BYTES);
+      markAsUntransferable(this.#block);
       this.#offset = 0;
     }
     const view = new ctor(this.#block, this.#offset, count);
     this.#offset = (this.#offset + bytes + 15) & ~15;
     return view;
-  }
-
-  protected newBlock(): ArrayBuffer {
-    const block = new ArrayBuffer(OutputPool.BLOCK_BYTES);
-    markAsUntransferable(block);
-    return block;
   }
 }
 
@@ -534,5 +529,4 @@ export class IoPlan {
     outData[slot] = data;
     return Tensor.fromNative(plan.info.type as TensorType, data as never, dims);
   }
-
 }

@@ -7,7 +7,7 @@
  * depth), parseInferBody and the route's own body validator, runInfer (inferAdmitted + the
  * response encoding), the error table's answers (errorAnswer) and @fastify/compress's choice of
  * response encoding (jsonResponseEncoding) — so either way gives the same answer, headers,
- * statistics, metrics and logs.
+ * statistics and metrics, and refusals are logged alike.
  *
  * It takes a request only when nothing else would touch it; anything else goes to Fastify as it
  * came (the lane looks at the request line and headers and has read nothing): POST to

@@ -9,8 +9,6 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
@@ -18,18 +16,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BasicTracerProvider } from '@opentelemetry/sdk-trace-base';
 import { serveOptions } from '../../src/cli/serve';
 import { buildServer } from '../../src/server';
-import { MODELS } from '../helpers';
+import { fixtureRepo } from '../helpers';
 
 const tmpDirs: string[] = [];
-function makeRepo(models: Record<string, string>): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nimify-lane-'));
-  tmpDirs.push(dir);
-  for (const [name, fixture] of Object.entries(models)) {
-    fs.mkdirSync(path.join(dir, name, '1'), { recursive: true });
-    fs.copyFileSync(path.join(MODELS, `${fixture}.onnx`), path.join(dir, name, '1', 'model.onnx'));
-  }
-  return dir;
-}
+const makeRepo = (models: Record<string, string>): string => fixtureRepo(models, tmpDirs, 'nimify-lane-');
 
 interface Served {
   app: FastifyInstance;

@@ -25,7 +25,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ERROR_TABLE, loadModel, Tensor } from '../../src';
 import { buildServer } from '../../src/server';
-import { maxAbsDiff, MODELS } from '../helpers';
+import { fixtureRepo, maxAbsDiff, MODELS } from '../helpers';
 
 // Records every model file the repository asks ONNX Runtime to open (the native side reads it, so
 // file-system spies alone would miss it).
@@ -51,15 +51,7 @@ const LONG_NAME = `m${'a'.repeat(119)}`;
 const NO_SHED = { maxEventLoopDelayMs: 0 };
 const tmpDirs: string[] = [];
 
-function makeRepo(models: Record<string, string>): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nimify-malformed-'));
-  tmpDirs.push(dir);
-  for (const [name, fixture] of Object.entries(models)) {
-    fs.mkdirSync(path.join(dir, name, '1'), { recursive: true });
-    fs.copyFileSync(path.join(MODELS, `${fixture}.onnx`), path.join(dir, name, '1', 'model.onnx'));
-  }
-  return dir;
-}
+const makeRepo = (models: Record<string, string>): string => fixtureRepo(models, tmpDirs, 'nimify-malformed-');
 
 /** The valid request every "still serving" check sends: x = [2, 64]. */
 const X = Array.from({ length: 128 }, (_, i) => Math.round(Math.sin(i) * 1000) / 1000);
