@@ -15,6 +15,7 @@
  * module's, used synchronously.
  */
 import { addonIfLoadable, type NativeBinding } from '../runtime/binding';
+import { requestArray } from './arrays';
 import { parseUntrustedJson } from './json';
 
 /**
@@ -98,7 +99,7 @@ function parseReduced(where: string, body: Buffer, length: number, text: string)
 
 /**
  * Puts the numbers in place of the placeholders (each used once), copied out of the kept
- * scratch (the request is decoded later, after other bodies have been scanned) or viewed in a
+ * scratch into requestArray()s (the request is decoded later, after other bodies have been scanned) or viewed in a
  * one-off one (a large body's: nothing else writes it, and no copy of megabytes). undefined when
  * the parsed value does not hold the placeholders the scanner wrote (then the caller parses the
  * body as it is).
@@ -119,7 +120,13 @@ function substitute(json: unknown, n: Float64Array, taken: number): unknown {
     last = k;
     const start = spans[1 + 3 * k];
     const end = start + spans[2 + 3 * k];
-    (input as { data: unknown }).data = new JsonNumbers(n === nums ? n.slice(start, end) : n.subarray(start, end), spans[3 + 3 * k]);
+    let values = n.subarray(start, end);
+    if (n === nums) {
+      const copy = requestArray<Float64Array>(Float64Array, values.length);
+      copy.set(values);
+      values = copy;
+    }
+    (input as { data: unknown }).data = new JsonNumbers(values, spans[3 + 3 * k]);
   }
   // Duplicate keys keep their last value (JSON.parse): placeholders of the others are gone with them.
   return json;

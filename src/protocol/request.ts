@@ -10,6 +10,7 @@
 import { NimifyError } from '../runtime/errors';
 import { CTORS, Tensor } from '../runtime/tensor';
 import { describe, invalid, isPlainObject } from '../runtime/validate';
+import { requestArray } from './arrays';
 import { JsonNumbers } from './infer-json';
 import { DATATYPE_TO_TYPE, DATATYPES, ELEMENT_BYTES, isDatatype, toBf16Bits, toHalfBits, type Datatype } from './datatypes';
 
@@ -356,7 +357,7 @@ function fill(arr: unknown[], sink: Sink, pos: number, count: number, depth: num
 }
 
 function allocate(type: (typeof DATATYPE_TO_TYPE)[Datatype], count: number): unknown {
-  return type === 'string' ? new Array<string>(count) : new CTORS[type](count);
+  return type === 'string' ? new Array<string>(count) : requestArray(CTORS[type], count);
 }
 
 const INT_RANGES: Partial<Record<Datatype, [number, number]>> = {
