@@ -5,6 +5,7 @@
 #include "../../native/json_scan.h"
 #include "check.h"
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -140,10 +141,92 @@ void Fuzz() {
   }
 }
 
+// The scanner's numbers are bit for bit what std::from_chars gives for each number's own text
+// (the doubles JSON.parse gives), whatever surrounds them in the array: random numbers of every
+// shape — 1-25 digits split between the integer and the fraction, leading and trailing zeros,
+// exponents, mantissas around 2^53, powers of ten around 1e22, doubles and floats printed
+// shortest (what JSON.stringify and Python's repr send). A faster number parser must pass it.
+void Numbers() {
+  std::mt19937_64 rng(7122026);
+  auto pick = [&](uint64_t n) { return rng() % n; };
+  std::vector<std::string> texts = {"0", "-0", "0.0", "-0.0e5", "9007199254740992", "9007199254740993", "-9007199254740991",
+                                    "9007199254740992e22", "9007199254740992e-22", "1e22", "1e23", "1e-22", "1e-23",
+                                    "4.9406564584124654e-324", "2.2250738585072014e-308", "1.7976931348623157e308",
+                                    "0.1", "0.30000000000000004", "123456789012345678901234567890", "1E+2", "1e-0"};
+  for (int i = 0; i < 300000; i++) {
+    std::string t = pick(2) ? "-" : "";
+    switch (pick(3)) {
+      case 0: {  // digits
+        const int whole = static_cast<int>(pick(12));
+        const int frac = static_cast<int>(pick(20));
+        if (whole == 0) {
+          t += "0";
+        } else {
+          t += static_cast<char>('1' + pick(9));
+          for (int d = 1; d < whole; d++) t += static_cast<char>('0' + (pick(4) == 0 ? 0 : pick(10)));
+        }
+        if (frac > 0 || whole == 0) {
+          t += ".";
+          for (int d = 0; d < std::max(frac, 1); d++) t += static_cast<char>('0' + (pick(4) == 0 ? 0 : pick(10)));
+        }
+        if (pick(3) == 0) t += std::string(pick(2) ? "e" : "E") + (pick(3) == 0 ? "+" : pick(2) ? "-" : "") + std::to_string(pick(40));
+        break;
+      }
+      case 1: {  // a double or a float printed shortest
+        double v;
+        do {
+          uint64_t bits = rng();
+          std::memcpy(&v, &bits, sizeof v);
+        } while (!std::isfinite(v));
+        if (pick(2)) v = static_cast<float>(std::fmod(v, 1e6) == 0 ? 0.5 : std::fmod(v, 1e6));
+        if (pick(2)) v = std::ldexp(static_cast<double>(pick(uint64_t{1} << 24)), -static_cast<int>(pick(30)));
+        char buf[64];
+        const std::to_chars_result r = std::to_chars(buf, buf + sizeof buf, std::fabs(v));
+        t += std::string(buf, r.ptr);
+        break;
+      }
+      default: {  // around 2^53, scaled by powers of ten
+        const uint64_t m = (uint64_t{1} << 53) - 3 + pick(7);
+        t += std::to_string(m) + "e" + std::to_string(static_cast<int>(pick(60)) - 30);
+        break;
+      }
+    }
+    texts.push_back(t);
+  }
+  size_t checked = 0;
+  for (size_t at = 0; at < texts.size(); at += 64) {
+    std::string data = "[";
+    const size_t n = std::min<size_t>(64, texts.size() - at);
+    for (size_t k = 0; k < n; k++) data += (k ? "," : "") + texts[at + k];
+    data += ",1,2,3,4]";
+    Scan s = Run(Body(data));
+    for (size_t k = 0; k < n; k++) {
+      const std::string& t = texts[at + k];
+      double want = 0;
+      const std::from_chars_result r = std::from_chars(t.data(), t.data() + t.size(), want);
+      if (r.ec != std::errc()) {
+        // Out of range: the scanner leaves the body to JSON.parse.
+        CHECK(s.r.arrays == nimify::kJsonScanFallback);
+        break;
+      }
+      CHECK(s.r.arrays == 1);
+      if (s.r.arrays != 1) break;
+      uint64_t a, b;
+      std::memcpy(&a, &s.nums[k], sizeof a);
+      std::memcpy(&b, &want, sizeof b);
+      if (a != b) std::fprintf(stderr, "number %s: scanner %.17g, from_chars %.17g\n", t.c_str(), s.nums[k], want);
+      CHECK(a == b);
+      ++checked;
+    }
+  }
+  CHECK(checked > 250000);
+}
+
 }  // namespace
 
 int main() {
   Exact();
+  Numbers();
   Fuzz();
   return nimify_test::Finish();
 }
