@@ -20,7 +20,8 @@
 // BENCH_HTTP_ROUNDS=<n> sets the rounds per cell (default 3 on the tiny model, 1 on the image
 // model; quick: 1): the variants run interleaved n times; medians are reported.
 // BENCH_HTTP_NOSHED=1 adds a reference variant on the image model: nimify JSON with load
-// shedding off (--max-event-loop-delay-ms 0). BENCH_NIMIFY_ROOT=<dir> serves <dir>/dist instead
+// shedding off (--max-event-loop-delay-ms 0). BENCH_HTTP_MODELS=<roles> runs only those models
+// (tiny, mid, image; comma-separated): a partial report, for probing. BENCH_NIMIFY_ROOT=<dir> serves <dir>/dist instead
 // of this checkout's dist (a snapshot of a build, say).
 const os = require('node:os');
 const path = require('node:path');
@@ -408,6 +409,9 @@ async function main() {
   const windowS = envSeconds > 0 ? envSeconds : quick ? 1 : 5;
   const envRounds = Number(process.env.BENCH_HTTP_ROUNDS);
   const rounds = Number.isInteger(envRounds) && envRounds > 0 ? envRounds : undefined;
+  const only = process.env.BENCH_HTTP_MODELS ? process.env.BENCH_HTTP_MODELS.split(',') : null;
+  const roles = ['tiny', 'mid', 'image'];
+  if (only !== null && only.some((r) => !roles.includes(r))) throw new Error(`BENCH_HTTP_MODELS: expected a comma-separated list of ${roles.join(', ')}; received ${process.env.BENCH_HTTP_MODELS}`);
   const t = {
     windowMs: windowS * 1000,
     warmupMs: Math.min(1000, windowS * 300),
@@ -422,7 +426,9 @@ async function main() {
     { role: 'tiny', label: 'tiny MLP (64→256→10)', file: path.join(FIXTURES, 'mlp_tiny.onnx'), dims: [1, 64], outDims: [1, 10], bodies: 8, echoVariant: true, rounds: rounds ?? (quick ? 1 : 3) },
     { role: 'mid', label: 'mid MLP (512→2048→2048→512)', file: require('../scripts/bench-models').benchModel('mlp_mid.onnx'), dims: [1, 512], outDims: [1, 512], bodies: 4, rounds: rounds ?? 1 },
     { role: 'image', ...imageModel(), bodies: 2, noShedVariant: process.env.BENCH_HTTP_NOSHED === '1', idealAt: 64, idealRuns: quick ? 1 : 3, rounds: rounds ?? 1 },
-  ].map((m) => ({ ...m, name: path.basename(m.file, '.onnx'), input: 'x', output: 'y' }));
+  ]
+    .filter((m) => only === null || only.includes(m.role))
+    .map((m) => ({ ...m, name: path.basename(m.file, '.onnx'), input: 'x', output: 'y' }));
 
   const releaseChildren = guardChildren();
   try {
@@ -454,22 +460,27 @@ function targets(results) {
   const tiny = of('tiny');
   const mid = of('mid');
   const img = of('image');
-  const t64 = at64(tiny);
-  const m64 = at64(mid);
-  const i64 = at64(img);
-  const bin = i64.variants['nimify binary'];
-  const list = [
-    { id: 'P5 tiny', what: `${tiny.model}, 64 connections: nimify JSON ≥ 1.3 × plain req/s`, value: t64.ratios.nimifyJsonVsPlain, met: t64.ratios.nimifyJsonVsPlain >= 1.3 },
-    { id: 'P5 mid', what: `${mid.model}, 64 connections: nimify JSON ≥ 3 × plain req/s`, value: m64.ratios.nimifyJsonVsPlain, met: m64.ratios.nimifyJsonVsPlain >= 3 },
-    { id: 'P5 image ideal', what: `${img.model}, 64 connections: nimify binary ≥ 0.9 × the one-batch compute ideal (${img.ideal.samplesPerSec} samples/s: one batch-64 run ${img.ideal.msPerBatch} ms)`, value: i64.ratios.nimifyBinaryVsIdeal, met: i64.ratios.nimifyBinaryVsIdeal >= 0.9 },
-    { id: 'P5 image p99', what: `${img.model}, 64 connections: nimify binary p99 ≤ 2000 ms`, value: bin.latencyP99Ms, met: bin.latencyP99Ms !== null && bin.latencyP99Ms <= 2000 },
-    { id: 'info', what: `(reference) ${img.model}, 64 connections: nimify binary ÷ plain JSON req/s; ÷ nimify JSON`, value: `${i64.ratios.nimifyBinaryVsPlain}; ${i64.ratios.nimifyBinaryVsJson}`, met: null },
-  ];
-  if (t64.ratios.plainVsEcho !== undefined && t64.ratios.plainVsEcho !== null) {
+  const list = [];
+  const t64 = tiny && at64(tiny);
+  if (tiny) list.push({ id: 'P5 tiny', what: `${tiny.model}, 64 connections: nimify JSON ≥ 1.3 × plain req/s`, value: t64.ratios.nimifyJsonVsPlain, met: t64.ratios.nimifyJsonVsPlain >= 1.3 });
+  if (mid) {
+    const m64 = at64(mid);
+    list.push({ id: 'P5 mid', what: `${mid.model}, 64 connections: nimify JSON ≥ 3 × plain req/s`, value: m64.ratios.nimifyJsonVsPlain, met: m64.ratios.nimifyJsonVsPlain >= 3 });
+  }
+  const i64 = img && at64(img);
+  if (img) {
+    const bin = i64.variants['nimify binary'];
+    list.push(
+      { id: 'P5 image ideal', what: `${img.model}, 64 connections: nimify binary ≥ 0.9 × the one-batch compute ideal (${img.ideal.samplesPerSec} samples/s: one batch-64 run ${img.ideal.msPerBatch} ms)`, value: i64.ratios.nimifyBinaryVsIdeal, met: i64.ratios.nimifyBinaryVsIdeal >= 0.9 },
+      { id: 'P5 image p99', what: `${img.model}, 64 connections: nimify binary p99 ≤ 2000 ms`, value: bin.latencyP99Ms, met: bin.latencyP99Ms !== null && bin.latencyP99Ms <= 2000 },
+      { id: 'info', what: `(reference) ${img.model}, 64 connections: nimify binary ÷ plain JSON req/s; ÷ nimify JSON`, value: `${i64.ratios.nimifyBinaryVsPlain}; ${i64.ratios.nimifyBinaryVsJson}`, met: null },
+    );
+  }
+  if (tiny && t64.ratios.plainVsEcho !== undefined && t64.ratios.plainVsEcho !== null) {
     list.push({ id: 'info', what: `(reference) ${tiny.model}, 64 connections: Fastify parsing the same JSON with no model ÷ plain req/s — the most any Fastify JSON server could reach here`, value: +(1 / t64.ratios.plainVsEcho).toFixed(2), met: null });
     list.push({ id: 'info', what: `(reference) ${tiny.model}, 64 connections: nimify JSON ÷ that no-model Fastify server`, value: t64.ratios.nimifyJsonVsEcho, met: null });
   }
-  if (i64.ratios.nimifyBinaryVsNoShedJson !== undefined) {
+  if (img && i64.ratios.nimifyBinaryVsNoShedJson !== undefined) {
     list.push({ id: 'info', what: `(reference) ${img.model}, 64 connections: nimify binary ÷ nimify JSON with shedding off`, value: i64.ratios.nimifyBinaryVsNoShedJson, met: null });
   }
   return list;

@@ -75,6 +75,15 @@ void Exact() {
       "{\"inputs\":[{\"data\":[01,1,2,3,4,5,6]}]}", "{\"inputs\":[{\"data\":[1.,1,2,3,4,5,6]}]}",
       "{\"inputs\":[{\"data\":[+1,1,2,3,4,5,6]}]}", "{\"inputs\":[{\"data\":[1,1,2,3,4,5,6,]}]}",
       "{\"inputs\":[{\"data\":[1 1,2,3,4,5,6]}]}", "{\"a\":tru}", "{\"a\" 1}", "{\"a\":1,}", "",
+      // what from_chars reads beyond JSON's number grammar, and what it leaves unread
+      "{\"inputs\":[{\"data\":[1.e5,1,2,3,4,5,6]}]}", "{\"inputs\":[{\"data\":[-inf,1,2,3,4,5,6]}]}",
+      "{\"inputs\":[{\"data\":[-nan,1,2,3,4,5,6]}]}", "{\"inputs\":[{\"data\":[-Infinity,1,2,3,4,5,6]}]}",
+      "{\"inputs\":[{\"data\":[-01,1,2,3,4,5,6]}]}", "{\"inputs\":[{\"data\":[00,1,2,3,4,5,6]}]}",
+      "{\"inputs\":[{\"data\":[1,2,3,4,5,6,7.]}]}", "{\"inputs\":[{\"data\":[1e,1,2,3,4,5,6]}]}",
+      "{\"inputs\":[{\"data\":[1e+,1,2,3,4,5,6]}]}", "{\"inputs\":[{\"data\":[0x1,1,2,3,4,5,6]}]}",
+      "{\"inputs\":[{\"data\":[1.5.5,1,2,3,4,5,6]}]}", "{\"inputs\":[{\"data\":[-,1,2,3,4,5,6]}]}",
+      "{\"inputs\":[{\"data\":[.5,1,2,3,4,5,6]}]}", "{\"inputs\":[{\"data\":[1,2,3,4,5,6,-]}]}",
+      "{\"inputs\":[{\"data\":[1,2,3,4,5,6,7e]}]}", "{\"inputs\":[{\"data\":[1,2,3,4,5,6,0",
       // escaped keys where `inputs` or `data` may be spelled; a backslash ending the body
       "{\"inp\\u0075ts\":[{\"data\":[1,2,3,4,5,6,7,8]}]}", "{\"inputs\":[{\"d\\u0061ta\":\"\\u00000\"}]}",
       "{\"inputs\":[{\"\\\"\":1}]}", "{\"a\":\"\\",
