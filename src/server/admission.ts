@@ -15,7 +15,7 @@
  * Event-loop thread only.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Counter, Histogram } from 'prom-client';
+import type { Counter } from 'prom-client';
 import { NimifyError } from '../runtime/errors';
 import { Canceller } from '../runtime/options';
 import { checkModelName, checkVersion, type ServedVersion } from '../repository/repository';
@@ -24,7 +24,7 @@ import type { Tensor } from '../runtime/tensor';
 import type { CircuitBreaker } from './breaker';
 import type { NimifyContext } from './context';
 import { toHttpError } from './errors';
-import type { FailureReason, RequestTally } from './metrics';
+import { newTally, type FailureReason, type RequestTally, type TalliedHistogram } from './metrics';
 import { admit, overloaded } from './plugins/shedding';
 import { cacheFor, throughCache } from './cache';
 import { headerGetter, startRequestTrace, type RequestTrace } from './tracing';
@@ -39,7 +39,8 @@ declare module 'fastify' {
 interface VersionCounters {
   /** This version's success count and summed durations since the last scrape (metrics.ts RequestTally). */
   tally: RequestTally;
-  latency: Histogram.Internal<'model' | 'version'>;
+  /** The histogram the tally's latency buckets go to (its bucketOf()). */
+  latency: TalliedHistogram;
   failure: Map<FailureReason, Counter.Internal>;
   /** Requests admitted to this version and not ended (their bodies may still be arriving). */
   admitted: number;
@@ -101,8 +102,7 @@ export class Admission {
     let c = countersByVersion.get(v);
     if (c === undefined) {
       const m = ctx.metrics;
-      const tally = { labels: { model: v.name, version: v.version }, success: 0, durationUs: 0, queued: false };
-      c = { tally, latency: m.requestLatency.labels(v.name, v.version), failure: new Map(), admitted: 0, successNs: 0, failNs: 0, lastInferenceMs: 0 };
+      c = { tally: newTally(v.name, v.version), latency: m.requestLatency, failure: new Map(), admitted: 0, successNs: 0, failNs: 0, lastInferenceMs: 0 };
       countersByVersion.set(v, c);
     }
     this.#counters = c;
@@ -140,10 +140,12 @@ export class Admission {
     const tally = this.#counters.tally;
     tally.success++;
     tally.durationUs += Math.round(elapsedMs * 1000);
+    const seconds = elapsedMs / 1000;
+    tally.latency[this.#counters.latency.bucketOf(seconds)]++;
+    tally.latencySum += seconds;
     if (!tally.queued) this.#ctx.metrics.tally(tally);
     this.#counters.successNs += Math.round(elapsedMs * 1e6);
     this.#counters.lastInferenceMs = Date.now();
-    this.#counters.latency.observe(elapsedMs / 1000);
   }
 
   /**

@@ -3,8 +3,9 @@
  * `model` and `version` labels, nimify's own, and the process/Node metrics (event-loop delay
  * included) from prom-client's default collectors.
  *
- * Request-level counters (and the latency histogram, about 0.7 µs a request: prom-client hashes
- * its labels on each observe) are updated by the inference route as each request ends. Figures
+ * Request-level counts — nv_inference_request_success and _duration_us, and the latency
+ * histogram — are tallied per version as each request ends (plain numbers: RequestTally) and
+ * added to the metrics when the registry is scraped; failures by reason are counted as they end. Figures
  * the native scheduler keeps (rows, executions, queue and compute time, batch sizes, pending)
  * are read from model.stats() when the registry is scraped and added as deltas, so the hot path
  * pays nothing for them. A reloaded version starts a new Model whose counters start at zero: the
@@ -12,7 +13,7 @@
  * are not counted: a version is read only once it left LOADING, and the repository zeroes its
  * model's counters when the warmup settled.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import type { Model } from '../runtime/model';
 import type { ModelRepository, ServedVersion } from '../repository/repository';
 import type { CacheCounts } from './cache';
@@ -40,16 +41,104 @@ export interface MetricsOptions {
 
 /**
  * One version's request counts since the last scrape, bumped on the request path
- * (src/server/admission.ts) and added to nv_inference_request_success / _duration_us by
- * ServerMetrics.refresh(): two prom-client increments per request (label hashing included) were
- * ~2 % of the event loop's time serving a tiny model.
+ * (src/server/admission.ts) and added to nv_inference_request_success / _duration_us and to
+ * nimify_request_duration_seconds by ServerMetrics.refresh(): two prom-client increments and an
+ * observe per request (label hashing each time) were ~3 % of the event loop's time serving a
+ * tiny model.
  */
 export interface RequestTally {
   readonly labels: { model: string; version: string };
   success: number;
   durationUs: number;
+  /** The successes' durations (s) per latency bucket (TalliedHistogram.bucketOf; the last one +Inf) and their sum. */
+  readonly latency: Float64Array;
+  latencySum: number;
   /** Queued for the next scrape (ServerMetrics.tally()). */
   queued: boolean;
+}
+
+/** Upper bounds (s) of nimify_request_duration_seconds' buckets. */
+const LATENCY_BUCKETS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** A version's empty tally (ServerMetrics.tally() queues it once it counts something). */
+export function newTally(model: string, version: string): RequestTally {
+  return { labels: { model, version }, success: 0, durationUs: 0, latency: new Float64Array(LATENCY_BUCKETS.length + 1), latencySum: 0, queued: false };
+}
+
+/** One exported sample, as prom-client's Registry reads a metric's values. */
+interface Sample {
+  metricName: string;
+  labels: Record<string, string | number>;
+  value: number;
+}
+
+interface HistogramSeries {
+  readonly labels: Record<string, string>;
+  /** Observations per bucket (not cumulative); the last one is +Inf's. */
+  readonly counts: Float64Array;
+  sum: number;
+}
+
+/**
+ * A Prometheus histogram whose observations arrive in bulk: the request path counts a request
+ * into its version's tally (a bucket and a sum, plain numbers) and refresh() adds the tallies
+ * here when the registry is scraped. prom-client's Histogram takes one observation a call and
+ * hashes its labels each time (~230 ns a request on the 2-core VM, ~1 % of a tiny model's HTTP
+ * request). Registered on the registry as prom-client's own metrics are (the Metric shape its
+ * Registry reads: name, help, type, aggregator, get(), reset()), and exposed as prom-client
+ * exposes a histogram: cumulative `_bucket` series (`le` first, then the labels), `_sum`, `_count`.
+ * Event-loop thread only.
+ */
+export class TalliedHistogram {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  readonly #series = new Map<string, HistogramSeries>();
+
+  /** `collect` runs before each read (it flushes the tallies). */
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly upperBounds: readonly number[],
+    private readonly collect: () => void,
+  ) {}
+
+  /** Index of the bucket `seconds` falls in (the first whose bound it does not exceed; upperBounds.length: +Inf). */
+  bucketOf(seconds: number): number {
+    const b = this.upperBounds;
+    let i = 0;
+    while (i < b.length && seconds > b[i]) i++;
+    return i;
+  }
+
+  /** Adds `counts` observations (per bucket, +Inf last) summing to `sum` to the series of `labels`. */
+  add(labels: Record<string, string>, counts: Float64Array, sum: number): void {
+    const key = JSON.stringify(labels);
+    let s = this.#series.get(key);
+    if (s === undefined) this.#series.set(key, (s = { labels: { ...labels }, counts: new Float64Array(this.upperBounds.length + 1), sum: 0 }));
+    for (let i = 0; i < counts.length; i++) s.counts[i] += counts[i];
+    s.sum += sum;
+  }
+
+  async get(): Promise<{ name: string; help: string; type: 'histogram'; values: Sample[]; aggregator: 'sum' }> {
+    this.collect();
+    const values: Sample[] = [];
+    for (const s of this.#series.values()) {
+      let acc = 0;
+      for (let i = 0; i < this.upperBounds.length; i++) {
+        acc += s.counts[i];
+        values.push({ metricName: `${this.name}_bucket`, labels: { le: this.upperBounds[i], ...s.labels }, value: acc });
+      }
+      const count = acc + s.counts[this.upperBounds.length];
+      values.push({ metricName: `${this.name}_bucket`, labels: { le: '+Inf', ...s.labels }, value: count });
+      values.push({ metricName: `${this.name}_sum`, labels: { ...s.labels }, value: s.sum });
+      values.push({ metricName: `${this.name}_count`, labels: { ...s.labels }, value: count });
+    }
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
+  }
+
+  reset(): void {
+    this.#series.clear();
+  }
 }
 
 /**
@@ -64,7 +153,7 @@ export class ServerMetrics {
   readonly success: Counter<'model' | 'version'>;
   readonly failure: Counter<'model' | 'version' | 'reason'>;
   readonly requestDuration: Counter<'model' | 'version'>;
-  readonly requestLatency: Histogram<'model' | 'version'>;
+  readonly requestLatency: TalliedHistogram;
   readonly count: Counter<'model' | 'version'>;
   readonly execCount: Counter<'model' | 'version'>;
   readonly queueDuration: Counter<'model' | 'version'>;
@@ -117,15 +206,13 @@ export class ServerMetrics {
     this.requestDuration = counter('nv_inference_request_duration_us', 'Cumulative inference request duration in microseconds (receipt to response)', MODEL_LABELS, true);
     // Latency quantiles (p50/p99 in the generated Grafana dashboard, src/deploy/grafana.ts) need a
     // histogram; Triton's duration counters only give means. Successful requests, receipt to response.
-    this.requestLatency =
-      (registry.getSingleMetric('nimify_request_duration_seconds') as Histogram<'model' | 'version'> | undefined) ??
-      new Histogram({
-        name: 'nimify_request_duration_seconds',
-        help: 'Successful inference request duration in seconds (receipt to response)',
-        labelNames: MODEL_LABELS,
-        buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-        registers: [registry],
-      });
+    const latency = registry.getSingleMetric('nimify_request_duration_seconds') as unknown;
+    if (latency instanceof TalliedHistogram) {
+      this.requestLatency = latency;
+    } else {
+      this.requestLatency = new TalliedHistogram('nimify_request_duration_seconds', 'Successful inference request duration in seconds (receipt to response)', LATENCY_BUCKETS, refresh);
+      registry.registerMetric(this.requestLatency as unknown as Metric);
+    }
     this.count = counter('nv_inference_count', 'Number of inferences performed (a batch of n counts n)', MODEL_LABELS, true);
     this.execCount = counter('nv_inference_exec_count', 'Number of model executions performed (batches)', MODEL_LABELS, true);
     this.queueDuration = counter('nv_inference_queue_duration_us', 'Cumulative inference queuing duration in microseconds', MODEL_LABELS, true);
@@ -190,10 +277,15 @@ export class ServerMetrics {
   /** Adds the queued tallies to their counters. */
   #flushTallies(): void {
     for (const t of this.#tallies) {
-      if (t.success > 0) this.success.inc(t.labels, t.success);
+      if (t.success > 0) {
+        this.success.inc(t.labels, t.success);
+        this.requestLatency.add(t.labels, t.latency, t.latencySum);
+      }
       if (t.durationUs > 0) this.requestDuration.inc(t.labels, t.durationUs);
       t.success = 0;
       t.durationUs = 0;
+      t.latency.fill(0);
+      t.latencySum = 0;
       t.queued = false;
     }
     this.#tallies.clear();

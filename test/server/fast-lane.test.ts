@@ -459,6 +459,8 @@ describe('the fast lane and the rest of the server', () => {
       const text = await registry.metrics();
       expect(text).toMatch(/^nv_inference_request_success\{model="mlp_tiny",version="1"\} 1$/m);
       expect(text).toMatch(/^nv_inference_request_success\{model="two_inputs",version="1"\} 2$/m);
+      expect(text).toMatch(/^nimify_request_duration_seconds_count\{model="mlp_tiny",version="1"\} 1$/m);
+      expect(text).toMatch(/^nimify_request_duration_seconds_bucket\{le="\+Inf",model="two_inputs",version="1"\} 2$/m);
     } finally {
       await a.app.close();
       await b.app.close();
