@@ -5,6 +5,7 @@
  * so these check what a decoded request holds too: each request's values are its own, and a
  * later request never writes over an earlier one's.
  */
+import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { requestArray } from '../../src/protocol/arrays';
@@ -50,7 +51,8 @@ describe('requestArray', () => {
   it('refuses to let a block be transferred (no caller can move the memory of another request)', () => {
     const a = requestArray<Float32Array>(Float32Array, 4);
     try {
-      structuredClone(a.buffer, { transfer: [a.buffer] });
+      const buffer = a.buffer as ArrayBuffer;
+      structuredClone(buffer, { transfer: [buffer] });
     } catch {
       // Refused (Node 21 and later); Node 20 copies instead.
     }
@@ -58,9 +60,8 @@ describe('requestArray', () => {
   });
 
   it('gives a worker thread arrays of their own (the JSON decode worker transfers them)', async () => {
-    const url = new URL('../../src/protocol/arrays.ts', import.meta.url).pathname;
     // The compiled module: the worker runs plain Node.
-    const dist = url.replace('/src/', '/dist/').replace(/\.ts$/, '.js');
+    const dist = path.join(__dirname, '..', '..', 'dist', 'protocol', 'arrays.js');
     const w = new Worker(`const { requestArray } = require(${JSON.stringify(dist)}); const a = requestArray(Float32Array, 4); require('node:worker_threads').parentPort.postMessage(a.buffer.byteLength, []);`, { eval: true });
     const got = await new Promise((resolve, reject) => {
       w.once('message', resolve);
