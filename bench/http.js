@@ -17,8 +17,9 @@
 //
 //   npm run bench -- http [--quick]
 // `--quick` (or BENCH_HTTP_SECONDS=<s>) shortens the windows (default 5 s, quick 1 s).
-// BENCH_HTTP_ROUNDS=<n> sets the rounds per cell (default 3 on the tiny model, 1 on the image
-// model; quick: 1): the variants run interleaved n times; medians are reported.
+// BENCH_HTTP_ROUNDS=<n> sets the rounds per cell (default 3 on the tiny and mid MLPs — one
+// round of the mid MLP at 64 connections ranged 2.6-4.1 x the plain server on the shared VM —
+// and 1 on the image model; quick: 1): the variants run interleaved n times; medians are reported.
 // BENCH_HTTP_NOSHED=1 adds a reference variant on the image model: nimify JSON with load
 // shedding off (--max-event-loop-delay-ms 0). BENCH_HTTP_MODELS=<roles> runs only those models
 // (tiny, mid, image; comma-separated): a partial report, for probing. BENCH_NIMIFY_ROOT=<dir> serves <dir>/dist instead
@@ -424,7 +425,7 @@ async function main() {
   const models = [
     // The tiny model's cells are short and the noisiest (a shared 2-core VM): several rounds.
     { role: 'tiny', label: 'tiny MLP (64→256→10)', file: path.join(FIXTURES, 'mlp_tiny.onnx'), dims: [1, 64], outDims: [1, 10], bodies: 8, echoVariant: true, rounds: rounds ?? (quick ? 1 : 3) },
-    { role: 'mid', label: 'mid MLP (512→2048→2048→512)', file: require('../scripts/bench-models').benchModel('mlp_mid.onnx'), dims: [1, 512], outDims: [1, 512], bodies: 4, rounds: rounds ?? 1 },
+    { role: 'mid', label: 'mid MLP (512→2048→2048→512)', file: require('../scripts/bench-models').benchModel('mlp_mid.onnx'), dims: [1, 512], outDims: [1, 512], bodies: 4, rounds: rounds ?? (quick ? 1 : 3) },
     { role: 'image', ...imageModel(), bodies: 2, noShedVariant: process.env.BENCH_HTTP_NOSHED === '1', idealAt: 64, idealRuns: quick ? 1 : 3, rounds: rounds ?? 1 },
   ]
     .filter((m) => only === null || only.includes(m.role))
