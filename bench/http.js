@@ -422,13 +422,17 @@ async function main() {
     factor: quick ? 1 : 2,
     maxWindowMs: Math.max(windowS * 1000, quick ? 10_000 : 30_000),
   };
-  const models = [
+  // Specs are made only for the models that run (the mid and image models are generated or
+  // downloaded on first use).
+  const specs = {
     // The tiny model's cells are short and the noisiest (a shared 2-core VM): several rounds.
-    { role: 'tiny', label: 'tiny MLP (64→256→10)', file: path.join(FIXTURES, 'mlp_tiny.onnx'), dims: [1, 64], outDims: [1, 10], bodies: 8, echoVariant: true, rounds: rounds ?? (quick ? 1 : 3) },
-    { role: 'mid', label: 'mid MLP (512→2048→2048→512)', file: require('../scripts/bench-models').benchModel('mlp_mid.onnx'), dims: [1, 512], outDims: [1, 512], bodies: 4, rounds: rounds ?? (quick ? 1 : 3) },
-    { role: 'image', ...imageModel(), bodies: 2, noShedVariant: process.env.BENCH_HTTP_NOSHED === '1', idealAt: 64, idealRuns: quick ? 1 : 3, rounds: rounds ?? 1 },
-  ]
-    .filter((m) => only === null || only.includes(m.role))
+    tiny: () => ({ role: 'tiny', label: 'tiny MLP (64→256→10)', file: path.join(FIXTURES, 'mlp_tiny.onnx'), dims: [1, 64], outDims: [1, 10], bodies: 8, echoVariant: true, rounds: rounds ?? (quick ? 1 : 3) }),
+    mid: () => ({ role: 'mid', label: 'mid MLP (512→2048→2048→512)', file: require('../scripts/bench-models').benchModel('mlp_mid.onnx'), dims: [1, 512], outDims: [1, 512], bodies: 4, rounds: rounds ?? (quick ? 1 : 3) }),
+    image: () => ({ role: 'image', ...imageModel(), bodies: 2, noShedVariant: process.env.BENCH_HTTP_NOSHED === '1', idealAt: 64, idealRuns: quick ? 1 : 3, rounds: rounds ?? 1 }),
+  };
+  const models = roles
+    .filter((role) => only === null || only.includes(role))
+    .map((role) => specs[role]())
     .map((m) => ({ ...m, name: path.basename(m.file, '.onnx'), input: 'x', output: 'y' }));
 
   const releaseChildren = guardChildren();
@@ -445,6 +449,8 @@ async function main() {
       node: process.version,
       nimify: nimifyVersion(),
       connections: CONNECTIONS,
+      // BENCH_HTTP_MODELS: a partial run (the report says so).
+      onlyModels: only,
       timing: { quick, windowSeconds: windowS, maxWarmupSeconds: t.maxWarmupMs / 1000, warmupSeconds: t.warmupMs / 1000, windowFactor: t.factor, maxWindowSeconds: t.maxWindowMs / 1000 },
       models: results,
       targets: targets(results),
@@ -501,6 +507,7 @@ function toMarkdown(report) {
     `| load generator | autocannon ${report.autocannon}, same process as the runner; servers are child processes |`,
     `| windows | ≥ ${report.timing.windowSeconds} s measured per cell (≥ ${report.timing.windowFactor} × the warm-up, ≤ ${report.timing.maxWindowSeconds} s), after a warm-up until every connection had a response (at most ${report.timing.maxWarmupSeconds} s)${report.timing.quick ? ' (quick mode)' : ''} |`,
     `| date | ${report.date ?? new Date().toISOString()} |`,
+    ...(report.onlyModels ? [`| partial run | only ${report.onlyModels.join(', ')} (BENCH_HTTP_MODELS) |`] : []),
     '',
     `Closed loop, one request in flight per connection (C). Rounds per cell: ${report.models.map((m) => `${m.model} ${m.rounds}`).join(', ')}; with several, the variants run interleaved that many times and each cell shows the variant's median round (its req/s range in the per-cell table), each ratio the median of the per-round ratios. ` +
     'req/s = 2xx responses per second in the measured window; p50/p99 = latency of the 2xx responses (ms). Plain = Fastify + onnxruntime-node written the usual way (bench/plain-server.js, JSON only); nimify = `nimify serve` with its defaults (dynamic batching, shedding). × plain = nimify req/s ÷ plain req/s; bin/JSON = nimify binary ÷ nimify JSON.',

@@ -78,6 +78,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("createSession", Napi::Function::New<Session::Create>(env, "createSession"));
   exports.Set("poll", Napi::Function::New<Session::Poll>(env, "poll"));
   exports.Set("scanInferJson", Napi::Function::New<ScanInferJsonJs>(env, "scanInferJson"));
+  exports.Set("ownedInputBytes", Napi::Number::New(env, static_cast<double>(RunJob::kOwnedInputBytes)));
+  exports.Set("ownedInputAlign", Napi::Number::New(env, static_cast<double>(RunJob::kOwnedAlign)));
   exports.Set("trimMemory", Napi::Function::New<TrimMemoryJs>(env, "trimMemory"));
   exports.Set("Session", data->session_ctor.Value());
   exports.Set("DeviceTensor", data->device_tensor_ctor.Value());

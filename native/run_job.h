@@ -294,6 +294,20 @@ class RunJob : public Task {
   // Length of the timing array (RUN_TIMING_LENGTH in src/runtime/binding.ts).
   static constexpr size_t kTraceSlots = 9;
 
+  // Async runs copy their numeric inputs when they total at most this many bytes (see the top
+  // of this file), each copy starting kOwnedAlign-aligned. Exported to JS as the addon's
+  // `ownedInputBytes` and `ownedInputAlign` (src/protocol/request.ts decides by them which
+  // arrays may share memory). Measured on the JS thread (2-core VM, best of 15): one aligned
+  // allocation + memcpy + free costs 62-79 ns at 256 B, ~105 ns at 1 KiB, 100-130 ns at 2 KiB, while each
+  // borrowed input costs a reference (create + delete, 35-46 ns) plus its settle-time detach
+  // check (65-80 ns together). So up to 2 KiB the copy costs at most ~50 ns more than one
+  // borrowed input and less than two. Above that it grows fast: 4 KiB 130-165 ns alone but
+  // 1-1.7 us with 64 requests in flight (freed copies push glibc's heap top past its 128 KiB
+  // trim threshold, so the pages are returned and faulted in again), 64 KiB 1.5 us alone and
+  // 38-60 us with 16-64 in flight.
+  static constexpr size_t kOwnedInputBytes = 2 * 1024;
+  static constexpr size_t kOwnedAlign = 64;  // each copied input starts on a cache line
+
  private:
   RunJob() = default;
   // JS thread: a job from the env's free list (or a new one), bound to `state`.
@@ -312,17 +326,6 @@ class RunJob : public Task {
     trace_ref_ = nullptr;
   }
 
-  // Async runs copy their numeric inputs when they total at most this many bytes (see the top
-  // of this file). Measured on the JS thread (2-core VM, best of 15): one aligned allocation +
-  // memcpy + free costs 62-79 ns at 256 B, ~105 ns at 1 KiB, 100-130 ns at 2 KiB, while each
-  // borrowed input costs a reference (create + delete, 35-46 ns) plus its settle-time detach
-  // check (65-80 ns together). So up to 2 KiB the copy costs at most ~50 ns more than one
-  // borrowed input and less than two. Above that it grows fast: 4 KiB 130-165 ns alone but
-  // 1-1.7 us with 64 requests in flight (freed copies push glibc's heap top past its 128 KiB
-  // trim threshold, so the pages are returned and faulted in again), 64 KiB 1.5 us alone and
-  // 38-60 us with 16-64 in flight.
-  static constexpr size_t kOwnedInputBytes = 2 * 1024;
-  static constexpr size_t kOwnedAlign = 64;  // each copied input starts on a cache line
   struct AlignedFree {
     void operator()(uint8_t* p) const { ::operator delete[](p, std::align_val_t{kOwnedAlign}); }
   };

@@ -10,7 +10,7 @@
 import { NimifyError } from '../runtime/errors';
 import { CTORS, Tensor } from '../runtime/tensor';
 import { describe, invalid, isPlainObject } from '../runtime/validate';
-import { requestArray } from './arrays';
+import { copiedAtInfer, requestArray } from './arrays';
 import { JsonNumbers } from './infer-json';
 import { DATATYPE_TO_TYPE, DATATYPES, ELEMENT_BYTES, isDatatype, toBf16Bits, toHalfBits, type Datatype } from './datatypes';
 
@@ -66,9 +66,11 @@ const tooDeep = (where: string, maxDepth: number): NimifyError => bad(`${where}:
  * schema, re-checked here because the codec is also a public function); `binary` is the bytes
  * after the header (null when the body is JSON only), or — gRPC's `raw_input_contents`
  * (src/protocol/grpc.ts) — one Buffer per input in the order of `inputs`, each input then
- * without `data`. `raw` = raw binary mode (header length 0).
+ * without `data`. `raw` = raw binary mode (header length 0). `shared` (@internal, the server's
+ * own routes): small JSON inputs may be views of shared blocks (arrays.ts) when infer() will copy
+ * every numeric input of the request; otherwise, and by default, each array has its own memory.
  */
-export function decodeInferRequest(model: WireModel, header: unknown, binary: Buffer | readonly Buffer[] | null, raw = false): DecodedRequest {
+export function decodeInferRequest(model: WireModel, header: unknown, binary: Buffer | readonly Buffer[] | null, raw = false, shared = false): DecodedRequest {
   const parts = binary !== null && !Buffer.isBuffer(binary) ? (binary as readonly Buffer[]) : null;
   const body = parts === null ? (binary as Buffer | null) : null;
   if (raw) return decodeRaw(model, body ?? Buffer.alloc(0));
@@ -106,6 +108,7 @@ export function decodeInferRequest(model: WireModel, header: unknown, binary: Bu
   const inputs = header.inputs;
   if (!Array.isArray(inputs) || inputs.length === 0) throw invalid('inputs', 'a non-empty array of input tensors', inputs);
   const feeds: Record<string, Tensor> = Object.create(null);
+  const pooled = shared && copiedAtInfer(numericBytes(inputs) ?? [Infinity]);
   let offset = 0;
   for (let i = 0; i < inputs.length; i++) {
     const input = inputs[i];
@@ -140,7 +143,7 @@ export function decodeInferRequest(model: WireModel, header: unknown, binary: Bu
       offset += size;
     } else {
       if (input.data === undefined) throw bad(`${where}.data: missing (send data, or parameters.binary_data_size with the binary extension)`);
-      feeds[name] = fromJson(where, spec.datatype, input.data, shape, count);
+      feeds[name] = fromJson(where, spec.datatype, input.data, shape, count, pooled);
     }
   }
   if (body !== null && offset !== body.length) {
@@ -259,7 +262,23 @@ function decodeBytesElements(where: string, bytes: Buffer, count: number): strin
 type Sink = { set(i: number, v: unknown, where: string): void };
 
 /** JSON data (flat, or nested to at most the tensor's rank) → a tensor, checking every element. */
-function fromJson(where: string, datatype: Datatype, data: unknown, shape: number[], count: number): Tensor {
+/**
+ * The byte size of each numeric input as the header declares it (datatype and shape; BYTES
+ * inputs none), or null when one is not declared well enough to tell (decoding refuses it).
+ */
+function numericBytes(inputs: unknown[]): number[] | null {
+  const sizes: number[] = [];
+  for (const input of inputs) {
+    if (!isPlainObject(input) || !isDatatype(input.datatype)) return null;
+    if (input.datatype === 'BYTES') continue;
+    const n = shapeCount(input.shape);
+    if (n === null) return null;
+    sizes.push(n * ELEMENT_BYTES[input.datatype]);
+  }
+  return sizes;
+}
+
+function fromJson(where: string, datatype: Datatype, data: unknown, shape: number[], count: number, pooled: boolean): Tensor {
   const type = DATATYPE_TO_TYPE[datatype];
   if (ArrayBuffer.isView(data)) {
     // Pre-decoded off the event loop by the JSON worker (json-worker.ts) with the same checks.
@@ -268,19 +287,19 @@ function fromJson(where: string, datatype: Datatype, data: unknown, shape: numbe
     if (n !== count) throw wrongCount(`${where}.data`, shape, count, n);
     return new Tensor(type, data as never, shape);
   }
-  return new Tensor(type, jsonElements(where, datatype, data, shape, count) as never, shape);
+  return new Tensor(type, jsonElements(where, datatype, data, shape, count, pooled) as never, shape);
 }
 
 /**
  * A numeric array the scanner read (infer-json.ts) → the typed array (or string[]) for
  * `datatype`: what jsonElements() gives for the same array, with the same errors.
  */
-function numberElements(where: string, datatype: Datatype, { values, depth }: JsonNumbers, shape: readonly number[], count: number): unknown {
+function numberElements(where: string, datatype: Datatype, { values, depth }: JsonNumbers, shape: readonly number[], count: number, pooled: boolean): unknown {
   const maxDepth = Math.max(shape.length, 1);
   if (depth > maxDepth) throw tooDeep(where, maxDepth);
   if (values.length !== count) throw wrongCount(where, shape, count, values.length);
   const type = DATATYPE_TO_TYPE[datatype];
-  const out = allocate(type, count);
+  const out = allocate(type, count, pooled);
   if (datatype === 'FP32' || datatype === 'FP64') {
     // Element by element assignment and set() round a double to float32 the same way.
     (out as Float32Array | Float64Array).set(values);
@@ -294,10 +313,11 @@ function numberElements(where: string, datatype: Datatype, { values, depth }: Js
 /**
  * The elements of JSON `data` as the typed array (or string[]) for `datatype`: flat or nested to
  * at most the rank, exactly `count` of them, each checked. Shared by the in-thread decode and the
- * JSON worker, so both give the same result and the same messages.
+ * JSON worker, so both give the same result and the same messages. `pooled`: a small array may
+ * be a view of a shared block (requestArray; decodeInferRequest decides).
  */
-export function jsonElements(where: string, datatype: Datatype, data: unknown, shape: readonly number[], count: number): unknown {
-  if (data instanceof JsonNumbers) return numberElements(`${where}.data`, datatype, data, shape, count);
+export function jsonElements(where: string, datatype: Datatype, data: unknown, shape: readonly number[], count: number, pooled = false): unknown {
+  if (data instanceof JsonNumbers) return numberElements(`${where}.data`, datatype, data, shape, count, pooled);
   if (!Array.isArray(data)) {
     // A scalar is accepted for a one-element tensor ([] or [1, 1, ...]).
     if (count !== 1 || data === null || typeof data === 'object') throw invalid(`${where}.data`, `an array of ${count} ${datatype} values`, data);
@@ -307,7 +327,7 @@ export function jsonElements(where: string, datatype: Datatype, data: unknown, s
   // Count before allocating: a tiny body must not make the server reserve what its shape claims.
   const leaves = countLeaves(data as unknown[], 1, maxDepth, `${where}.data`);
   if (leaves !== count) throw wrongCount(`${where}.data`, shape, count, leaves);
-  const out = allocate(DATATYPE_TO_TYPE[datatype], count);
+  const out = allocate(DATATYPE_TO_TYPE[datatype], count, pooled);
   const sink = makeSink(datatype, out);
   const n = fill(data as unknown[], sink, 0, count, 1, maxDepth, `${where}.data`);
   if (n !== count) throw wrongCount(`${where}.data`, shape, count, n);
@@ -356,8 +376,8 @@ function fill(arr: unknown[], sink: Sink, pos: number, count: number, depth: num
   return pos;
 }
 
-function allocate(type: (typeof DATATYPE_TO_TYPE)[Datatype], count: number): unknown {
-  return type === 'string' ? new Array<string>(count) : requestArray(CTORS[type], count);
+function allocate(type: (typeof DATATYPE_TO_TYPE)[Datatype], count: number, pooled: boolean): unknown {
+  return type === 'string' ? new Array<string>(count) : pooled ? requestArray(CTORS[type], count) : new CTORS[type](count);
 }
 
 const INT_RANGES: Partial<Record<Datatype, [number, number]>> = {

@@ -213,6 +213,13 @@ export interface NativeBinding {
    * nesting depth per array), -1 when the body must be parsed as it is, or -2 when `nums` is too small.
    */
   scanInferJson(body: Uint8Array, length: number, nums: Float64Array, out: Uint8Array, spans: Uint32Array): number;
+  /**
+   * infer() copies a call's numeric inputs when, each rounded up to ownedInputAlign bytes in
+   * turn, they total at most ownedInputBytes (native/run_job.h kOwnedInputBytes): such inputs are
+   * read from the copy, never from the caller's memory.
+   */
+  ownedInputBytes: number;
+  ownedInputAlign: number;
   /** The class of device-resident results (its constructor refuses JS callers). */
   DeviceTensor: abstract new (...args: never[]) => NativeDeviceTensor;
 }

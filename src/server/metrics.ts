@@ -89,7 +89,11 @@ interface HistogramSeries {
  * exposes a histogram: cumulative `_bucket` series (`le` first, then the labels), `_sum`, `_count`.
  * Event-loop thread only.
  */
+/** Marks a TalliedHistogram, whichever copy of this module made it (two copies of nimify may share an app's registry). */
+const TALLIED = Symbol.for('nimify.TalliedHistogram');
+
 export class TalliedHistogram {
+  readonly [TALLIED] = true;
   readonly type = 'histogram';
   readonly aggregator = 'sum';
   readonly #series = new Map<string, HistogramSeries>();
@@ -206,9 +210,9 @@ export class ServerMetrics {
     this.requestDuration = counter('nv_inference_request_duration_us', 'Cumulative inference request duration in microseconds (receipt to response)', MODEL_LABELS, true);
     // Latency quantiles (p50/p99 in the generated Grafana dashboard, src/deploy/grafana.ts) need a
     // histogram; Triton's duration counters only give means. Successful requests, receipt to response.
-    const latency = registry.getSingleMetric('nimify_request_duration_seconds') as unknown;
-    if (latency instanceof TalliedHistogram) {
-      this.requestLatency = latency;
+    const latency = registry.getSingleMetric('nimify_request_duration_seconds') as unknown as Partial<TalliedHistogram> | undefined;
+    if (latency?.[TALLIED] === true) {
+      this.requestLatency = latency as TalliedHistogram;
     } else {
       this.requestLatency = new TalliedHistogram('nimify_request_duration_seconds', 'Successful inference request duration in seconds (receipt to response)', LATENCY_BUCKETS, refresh);
       registry.registerMetric(this.requestLatency as unknown as Metric);

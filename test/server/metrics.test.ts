@@ -38,12 +38,12 @@ describe('TalliedHistogram', () => {
     const ours = await exposition(metrics.registry, NAME);
     expect(ours.split('\n').sort()).toEqual((await exposition(reference, NAME)).split('\n').sort());
     expect(ours).toMatch(/^nimify_request_duration_seconds_count\{model="a",version="1"\} 10$/m);
-    // JSON too (what getMetricsAsJSON and cluster aggregation read), values in the same order.
+    // JSON too (what getMetricsAsJSON and cluster aggregation read).
     const [mine] = (await metrics.registry.getMetricsAsJSON()).filter((m) => m.name === NAME);
     const [theirs] = await reference.getMetricsAsJSON();
     expect(mine.type).toBe(theirs.type);
     expect(mine.aggregator).toBe(theirs.aggregator);
-    const rows = (m: typeof mine) => m.values.map((v) => JSON.stringify([v.metricName, { ...v.labels }, v.value])).sort();
+    const rows = (m: typeof mine) => m.values.map((v) => JSON.stringify([(v as { metricName?: string }).metricName, { ...v.labels }, v.value])).sort();
     expect(rows(mine)).toEqual(rows(theirs));
   });
 

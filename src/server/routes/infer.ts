@@ -66,7 +66,8 @@ export function parseInferBody(headerLength: string | string[] | undefined, body
  */
 export function runInfer(ctx: NimifyContext, admitted: Admitted, body: InferBody): Promise<EncodedResponse> {
   // inferAdmitted() fails the admission when the model's step fails; encode() covers encoding.
-  return inferAdmitted(ctx, admitted, (wire) => decodeInferRequest(wire, body, body[BINARY] ?? null, body[RAW] === true)).then((outcome) => encode(admitted, outcome));
+  // Shared arrays (arrays.ts): the request's tensors go only to infer(), called in this same step.
+  return inferAdmitted(ctx, admitted, (wire) => decodeInferRequest(wire, body, body[BINARY] ?? null, body[RAW] === true, true)).then((outcome) => encode(admitted, outcome));
 }
 
 /** The answer to an inference that ran; ends its admission (success, or the encoding's failure). */
