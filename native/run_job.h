@@ -298,9 +298,9 @@ class RunJob : public Task {
   // of this file), each copy starting kOwnedAlign-aligned. Exported to JS as the addon's
   // `ownedInputBytes` and `ownedInputAlign` (src/protocol/request.ts decides by them which
   // arrays may share memory). Measured on the JS thread (2-core VM, best of 15): one aligned
-  // allocation + memcpy + free costs 62-79 ns at 256 B, ~105 ns at 1 KiB, 100-130 ns at 2 KiB, while each
-  // borrowed input costs a reference (create + delete, 35-46 ns) plus its settle-time detach
-  // check (65-80 ns together). So up to 2 KiB the copy costs at most ~50 ns more than one
+  // allocation + memcpy + free costs 62-79 ns at 256 B, ~105 ns at 1 KiB, 100-130 ns at 2 KiB,
+  // while each borrowed input costs a reference (create + delete, 35-46 ns) plus its settle-time
+  // detach check (65-80 ns together). So up to 2 KiB the copy costs at most ~50 ns more than one
   // borrowed input and less than two. Above that it grows fast: 4 KiB 130-165 ns alone but
   // 1-1.7 us with 64 requests in flight (freed copies push glibc's heap top past its 128 KiB
   // trim threshold, so the pages are returned and faulted in again), 64 KiB 1.5 us alone and

@@ -99,8 +99,9 @@ function parseReduced(where: string, body: Buffer, length: number, text: string)
 
 /**
  * Puts the numbers in place of the placeholders (each used once), copied out of the kept
- * scratch into requestArray()s (the request is decoded later, after other bodies have been scanned) or viewed in a
- * one-off one (a large body's: nothing else writes it, and no copy of megabytes). undefined when
+ * scratch into requestArray()s (the request is decoded later, after other bodies have been
+ * scanned) or viewed in a one-off one (a large body's: nothing else writes it, and no copy of
+ * megabytes). undefined when
  * the parsed value does not hold the placeholders the scanner wrote (then the caller parses the
  * body as it is).
  */

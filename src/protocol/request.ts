@@ -261,7 +261,6 @@ function decodeBytesElements(where: string, bytes: Buffer, count: number): strin
 
 type Sink = { set(i: number, v: unknown, where: string): void };
 
-/** JSON data (flat, or nested to at most the tensor's rank) → a tensor, checking every element. */
 /**
  * The byte size of each numeric input as the header declares it (datatype and shape; BYTES
  * inputs none), or null when one is not declared well enough to tell (decoding refuses it).
@@ -278,6 +277,7 @@ function numericBytes(inputs: unknown[]): number[] | null {
   return sizes;
 }
 
+/** JSON data (flat, or nested to at most the tensor's rank) → a tensor, checking every element. */
 function fromJson(where: string, datatype: Datatype, data: unknown, shape: number[], count: number, pooled: boolean): Tensor {
   const type = DATATYPE_TO_TYPE[datatype];
   if (ArrayBuffer.isView(data)) {

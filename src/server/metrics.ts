@@ -5,10 +5,10 @@
  *
  * Request-level counts — nv_inference_request_success and _duration_us, and the latency
  * histogram — are tallied per version as each request ends (plain numbers: RequestTally) and
- * added to the metrics when the registry is scraped; failures by reason are counted as they end. Figures
- * the native scheduler keeps (rows, executions, queue and compute time, batch sizes, pending)
- * are read from model.stats() when the registry is scraped and added as deltas, so the hot path
- * pays nothing for them. A reloaded version starts a new Model whose counters start at zero: the
+ * added to the metrics when the registry is scraped; failures by reason are counted as they
+ * end. Figures the native scheduler keeps (rows, executions, queue and compute time, batch
+ * sizes, pending) are read from model.stats() when the registry is scraped and added as deltas,
+ * so the hot path pays nothing for them. A reloaded version starts a new Model whose counters start at zero: the
  * deltas are kept per Model object, so the exported counters never go backwards. Warmup runs
  * are not counted: a version is read only once it left LOADING, and the repository zeroes its
  * model's counters when the warmup settled.
@@ -79,6 +79,9 @@ interface HistogramSeries {
   sum: number;
 }
 
+/** Marks a TalliedHistogram, whichever copy of this module made it (two copies of nimify may share an app's registry). */
+const TALLIED = Symbol.for('nimify.TalliedHistogram');
+
 /**
  * A Prometheus histogram whose observations arrive in bulk: the request path counts a request
  * into its version's tally (a bucket and a sum, plain numbers) and refresh() adds the tallies
@@ -89,9 +92,6 @@ interface HistogramSeries {
  * exposes a histogram: cumulative `_bucket` series (`le` first, then the labels), `_sum`, `_count`.
  * Event-loop thread only.
  */
-/** Marks a TalliedHistogram, whichever copy of this module made it (two copies of nimify may share an app's registry). */
-const TALLIED = Symbol.for('nimify.TalliedHistogram');
-
 export class TalliedHistogram {
   readonly [TALLIED] = true;
   readonly type = 'histogram';
