@@ -43,8 +43,9 @@ function makeBody(spec) {
 }
 
 const VARIANTS = {
-  nimify: (body, wire) => decodeInferRequest(wire, parseInferJson('request body', body), null).feeds.x,
-  parse: (body, wire) => decodeInferRequest(wire, parseUntrustedJson('request body', body.toString('utf8')), null).feeds.x,
+  // As the infer route decodes (shared arrays where infer() copies the inputs: src/protocol/arrays.ts).
+  nimify: (body, wire) => decodeInferRequest(wire, parseInferJson('request body', body), null, false, true).feeds.x,
+  parse: (body, wire) => decodeInferRequest(wire, parseUntrustedJson('request body', body.toString('utf8')), null, false, true).feeds.x,
   plain: (body) => {
     const input = sjson.parse(body.toString('utf8'), { protoAction: 'error', constructorAction: 'error' }).inputs[0];
     // Nested lists must be flattened first: ort.Tensor takes a flat array.
