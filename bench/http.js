@@ -22,8 +22,9 @@
 // and 1 on the image model; quick: 1): the variants run interleaved n times; medians are reported.
 // BENCH_HTTP_NOSHED=1 adds a reference variant on the image model: nimify JSON with load
 // shedding off (--max-event-loop-delay-ms 0). BENCH_HTTP_MODELS=<roles> runs only those models
-// (tiny, mid, image; comma-separated): a partial report, for probing. BENCH_NIMIFY_ROOT=<dir> serves <dir>/dist instead
-// of this checkout's dist (a snapshot of a build, say).
+// (tiny, mid, image; comma-separated): a report marked partial, for probing.
+// BENCH_NIMIFY_ROOT=<dir> serves <dir>/dist instead of this checkout's dist (a snapshot of a
+// build, say).
 const os = require('node:os');
 const path = require('node:path');
 const { performance } = require('node:perf_hooks');
@@ -432,8 +433,10 @@ async function main() {
   };
   const models = roles
     .filter((role) => only === null || only.includes(role))
-    .map((role) => specs[role]())
-    .map((m) => ({ ...m, name: path.basename(m.file, '.onnx'), input: 'x', output: 'y' }));
+    .map((role) => {
+      const m = specs[role]();
+      return { ...m, name: path.basename(m.file, '.onnx'), input: 'x', output: 'y' };
+    });
 
   const releaseChildren = guardChildren();
   try {

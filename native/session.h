@@ -33,8 +33,8 @@ class Session : public Napi::ObjectWrap<Session> {
   struct Parts;
   // session.run(RunJob::Prepare's arguments..., runId, priority, timeoutUs) -> Promise: not a
   // prototype method but a function of each session's own (made by the constructor) whose data
-  // is a copy of the session's Parts (run_target_), so that a call skips napi_unwrap (~4 % of the JS thread's work
-  // per request for a tiny model at 64 in flight). JS thread.
+  // is a copy of the session's Parts (run_target_), so that a call skips napi_unwrap (~4 % of
+  // the JS thread's work per request for a tiny model at 64 in flight). JS thread.
   static napi_value RunBound(napi_env env, napi_callback_info cbinfo);
   static Napi::Value Run(const Napi::CallbackInfo& info, const Parts& target);
   Napi::Value RunSync(const Napi::CallbackInfo& info);  // (RunJob::Prepare's arguments) -> results

@@ -24,7 +24,7 @@ import type { Tensor } from '../runtime/tensor';
 import type { CircuitBreaker } from './breaker';
 import type { NimifyContext } from './context';
 import { toHttpError } from './errors';
-import { newTally, type FailureReason, type RequestTally, type TalliedHistogram } from './metrics';
+import { newTally, type FailureReason, type RequestTally } from './metrics';
 import { admit, overloaded } from './plugins/shedding';
 import { cacheFor, throughCache } from './cache';
 import { headerGetter, startRequestTrace, type RequestTrace } from './tracing';
@@ -39,8 +39,6 @@ declare module 'fastify' {
 interface VersionCounters {
   /** This version's success count and summed durations since the last scrape (metrics.ts RequestTally). */
   tally: RequestTally;
-  /** The histogram the tally's latency buckets go to (its bucketOf()). */
-  latency: TalliedHistogram;
   failure: Map<FailureReason, Counter.Internal>;
   /** Requests admitted to this version and not ended (their bodies may still be arriving). */
   admitted: number;
@@ -101,8 +99,7 @@ export class Admission {
     this.#probe = this.#breaker !== null ? this.#breaker.admit(name) : false;
     let c = countersByVersion.get(v);
     if (c === undefined) {
-      const m = ctx.metrics;
-      c = { tally: newTally(v.name, v.version), latency: m.requestLatency, failure: new Map(), admitted: 0, successNs: 0, failNs: 0, lastInferenceMs: 0 };
+      c = { tally: newTally(v.name, v.version), failure: new Map(), admitted: 0, successNs: 0, failNs: 0, lastInferenceMs: 0 };
       countersByVersion.set(v, c);
     }
     this.#counters = c;
@@ -137,13 +134,7 @@ export class Admission {
     this.#ctx.inFlight--;
     this.#counters.admitted--;
     this.#breaker?.success(this.#probe);
-    const tally = this.#counters.tally;
-    tally.success++;
-    tally.durationUs += Math.round(elapsedMs * 1000);
-    const seconds = elapsedMs / 1000;
-    tally.latency[this.#counters.latency.bucketOf(seconds)]++;
-    tally.latencySum += seconds;
-    if (!tally.queued) this.#ctx.metrics.tally(tally);
+    this.#ctx.metrics.countSuccess(this.#counters.tally, elapsedMs);
     this.#counters.successNs += Math.round(elapsedMs * 1e6);
     this.#counters.lastInferenceMs = Date.now();
   }
@@ -167,9 +158,7 @@ export class Admission {
     let f = this.#counters.failure.get(reason);
     if (f === undefined) this.#counters.failure.set(reason, (f = this.#ctx.metrics.failure.labels(this.#v.name, this.#v.version, reason)));
     f.inc();
-    const tally = this.#counters.tally;
-    tally.durationUs += Math.round(elapsedMs * 1000);
-    if (!tally.queued) this.#ctx.metrics.tally(tally);
+    this.#ctx.metrics.countFailure(this.#counters.tally, elapsedMs);
     // Triton's fail.ns: requests that reached the model (fail.count counts those only).
     if (!beforeModel) {
       this.#counters.failNs += Math.round(elapsedMs * 1e6);

@@ -13,9 +13,9 @@
  * came (the lane looks at the request line and headers and has read nothing): POST to
  * /v2/models/{m}[/versions/{v}]/infer with no query string or percent-encoding; a
  * Content-Length of at least 1 and at most the body limit (no chunked body, no Expect, no
- * Content-Encoding); no Content-Type or a common one (LANE_TYPES); a JSON body under the JSON worker pool's threshold (or a binary-extension
- * body); a valid API key where one is needed (a refusal is the auth plugin's 401); not while
- * the server drains. Not at all with tracing, a rate limit or the access log on (their hooks
+ * Content-Encoding); no Content-Type or a common one (LANE_TYPES); a JSON body under the JSON
+ * worker pool's threshold (or a binary-extension body); a valid API key where one is needed
+ * (a refusal is the auth plugin's 401); not while the server drains. Not at all with tracing, a rate limit or the access log on (their hooks
  * would be skipped), and only in a server whose owner adds no hooks of its own: buildServer()'s
  * `fastLane` option, which `nimify serve` sets.
  *

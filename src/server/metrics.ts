@@ -278,6 +278,22 @@ export class ServerMetrics {
     this.#tallies.add(t);
   }
 
+  /** A successful request of `t`'s version that took `ms`: counted, timed and put in its latency bucket (in the metrics at the next scrape). */
+  countSuccess(t: RequestTally, ms: number): void {
+    const seconds = ms / 1000;
+    t.success++;
+    t.durationUs += Math.round(ms * 1000);
+    t.latency[this.requestLatency.bucketOf(seconds)]++;
+    t.latencySum += seconds;
+    if (!t.queued) this.tally(t);
+  }
+
+  /** A failed request of `t`'s version that took `ms`: its duration (the failure itself is counted by reason as it ends). */
+  countFailure(t: RequestTally, ms: number): void {
+    t.durationUs += Math.round(ms * 1000);
+    if (!t.queued) this.tally(t);
+  }
+
   /** Adds the queued tallies to their counters. */
   #flushTallies(): void {
     for (const t of this.#tallies) {
