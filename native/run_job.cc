@@ -498,7 +498,7 @@ Napi::Value RunJob::Submit(Napi::Env env, Ptr job, double cancel_id) {
       const bool first = state->wakes->OpenTurn(state, now);
       if (DeferredWakes::MayRunLone(*state, first, now, limit)) {
         RunJob* self = job.release();
-        self->ExecuteMeasured();
+        self->ExecuteMeasured(true);
         core.stats.inline_runs++;
         CompleteOnJsThread(env, &self, 1);  // (settles and recycles `self`)
         DeferredWakes::MarkLoneRun(env);
@@ -531,7 +531,7 @@ void RunJob::RunDeferred(EnvState* state) {
     // About `limit` of runs per turn (one more than fits, as the scheduler's wake), then threads.
     if (core.run_cost().Fits(job->in_elements_, limit) &&
         std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() < limit) {
-      job->ExecuteMeasured();
+      job->ExecuteMeasured(true);
       core.stats.inline_runs++;
       jobs[ran++] = job;
     } else {
@@ -544,14 +544,15 @@ void RunJob::RunDeferred(EnvState* state) {
   jobs.clear();
 }
 
-void RunJob::ExecuteMeasured() {
+void RunJob::ExecuteMeasured(bool js_thread) {
   const bool learn = core_->inline_below_us() > 0;
+  const std::shared_ptr<SessionCore>& core = js_thread ? core_->inline_session(core_) : core_;
   if (trace_ref_ == nullptr && !learn) {
-    Execute();
+    ExecuteOn(core, run_options_);
     return;
   }
   const auto start = std::chrono::steady_clock::now();
-  Execute();
+  ExecuteOn(core, run_options_);
   const auto end = std::chrono::steady_clock::now();
   // The model's own session runs the job: no gather, no scatter.
   if (trace_ref_ != nullptr) RecordRun(start, start, end, end, 1, 1, -1);
@@ -563,7 +564,7 @@ void RunJob::ExecuteMeasured() {
 }
 
 void RunJob::Run() {
-  ExecuteMeasured();
+  ExecuteMeasured(false);
   RunJob* self = this;
   PostCompleted(&self, 1);
 }

@@ -216,8 +216,9 @@ class RunJob : public Task {
   static void RunDeferred(EnvState* state);
   void Execute() { ExecuteOn(core_, run_options_); }  // any thread, no JS
   // Execute(), timed when tracing or when the model may run inline (RunCost learns from it):
-  // the Executor's thread, or the JS thread for a lone run (Submit).
-  void ExecuteMeasured();
+  // the Executor's thread, or the JS thread (`js_thread`) for a lone run (Submit, RunDeferred),
+  // which runs on the model's inline session (SessionCore::inline_session).
+  void ExecuteMeasured(bool js_thread);
   // JS thread: resolves or rejects the job's promise, drops its references and recycles it.
   static void Settle(Napi::Env env, EnvState* state, RunJob* job);
   // Runs the job on `core`, which must be a session of the same model (a scheduler instance),

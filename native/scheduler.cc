@@ -85,7 +85,10 @@ std::shared_ptr<Scheduler> Scheduler::Create(Napi::Env env, std::vector<std::sha
   }
   s->batch_sizes_.assign(static_cast<size_t>(s->batchable_ ? config.max_batch_size : 1) + 1, 0);
   for (auto& core : instances) s->instances_.push_back(std::make_unique<Instance>(core, MakeStaging(*core)));
-  if (config.inline_below_us > 0) s->inline_ = std::make_unique<Instance>(s->primary_, MakeStaging(*s->primary_));
+  if (config.inline_below_us > 0) {
+    const std::shared_ptr<SessionCore>& core = s->primary_->inline_session(s->primary_);
+    s->inline_ = std::make_unique<Instance>(core, MakeStaging(*core));
+  }
   s->state_->schedulers.insert(s.get());
   // Threads start here, not on a request's path: a thread limit (EAGAIN) fails the load cleanly
   // (returning null destroys `s`, whose Shutdown joins what did start).

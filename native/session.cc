@@ -3,7 +3,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <initializer_list>
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "async_job.h"
 #include "errors.h"
@@ -29,28 +33,33 @@ class LoadJob : public AsyncJob {
   void BorrowBytes(Napi::Env env, Napi::Value v) { borrowed_.Add(env, v); }
 
  protected:
-  // Threadpool: one session per instance (each has its own ORT thread pool and memory arena).
+  // Threadpool: one session per instance (each has its own ORT thread pool and memory arena),
+  // and the inline session when the model gets one (InlineSessionWanted).
   void Execute() override {
     // Instances after the first take exactly the providers the first ended up with, each
     // required: every instance of a model runs on the same providers (model.providers describes
     // them all), and one that cannot fails the load instead of silently falling back alone.
     SessionConfig rest = config;
+    int64_t resident_growth = -1;  // of the primary session's creation; -1 unknown
     for (int i = 0; i < instances; ++i) {
-      if (i == 1) {
-        rest.execution_providers.clear();
-        for (const EpRequest& ep : config.execution_providers) {
-          const auto& used = cores_[0]->providers();
-          if (std::find(used.begin(), used.end(), ep.name) == used.end()) continue;
-          rest.execution_providers.push_back(ep);
-          rest.execution_providers.back().required = true;
-        }
-      }
+      if (i == 1) rest = ExactlyPrimaryProviders();
+      const int64_t before = i == 0 ? ResidentBytes() : -1;
       std::shared_ptr<SessionCore> core = SessionCore::Create(path, bytes, length, i == 0 ? config : rest, &failure_);
       if (!core) {
         cores_.clear();
         return;
       }
+      if (const int64_t after = before >= 0 ? ResidentBytes() : -1; after >= 0) resident_growth = after - before;
       cores_.push_back(std::move(core));
+    }
+    if (InlineSessionWanted(resident_growth)) {
+      SessionConfig single = ExactlyPrimaryProviders();
+      single.intra_op_threads = 1;
+      single.inter_op_threads = 1;
+      single.optimized_model_path.clear();  // (the primary session wrote it)
+      // On failure runs on the JS thread keep the primary session: nothing is lost but speed.
+      Failure ignored;
+      inline_core_ = SessionCore::Create(path, bytes, length, single, &ignored);
     }
   }
   void Complete(Napi::Env env, Napi::Promise::Deferred& deferred) override {
@@ -89,6 +98,7 @@ class LoadJob : public AsyncJob {
         return;
       }
     }
+    if (inline_core_) cores_[0]->set_inline_session(inline_core_);
     std::shared_ptr<Scheduler> scheduler;
     if (scheduled) {
       // A model on a GPU provider never runs a batch on the JS thread: its run waits on the
@@ -117,7 +127,54 @@ class LoadJob : public AsyncJob {
   }
 
  private:
+  // `config` with exactly the execution providers the primary session ended up with, each
+  // required: every other session of the model runs on the same providers (model.providers
+  // describes them all), and one that cannot fails instead of silently falling back alone.
+  SessionConfig ExactlyPrimaryProviders() const {
+    SessionConfig c = config;
+    c.execution_providers.clear();
+    const auto& used = cores_[0]->providers();
+    for (const EpRequest& ep : config.execution_providers) {
+      if (std::find(used.begin(), used.end(), ep.name) == used.end()) continue;
+      c.execution_providers.push_back(ep);
+      c.execution_providers.back().required = true;
+    }
+    return c;
+  }
+
+  // Whether runs on the JS thread get a single-threaded session of their own
+  // (SessionCore::inline_session says why): when some may run there (inlineBelowMicros > 0, a
+  // CPU session), the caller left the intra-op thread count to nimify, and a second copy of the
+  // model is cheap — its file (or bytes) at most kInlineSessionMaxBytes and the primary
+  // session's creation grew resident memory by at most kInlineSessionMaxGrowth (weights in
+  // external data files do not show in the file's size). Models that small are the ones whose
+  // batches can be cheap enough to run inline; a larger one is loaded once, as before.
+  static constexpr int64_t kInlineSessionMaxBytes = 16 << 20;
+  static constexpr int64_t kInlineSessionMaxGrowth = 64 << 20;
+  bool InlineSessionWanted(int64_t resident_growth) const {
+    if (inline_below_us <= 0 || config.intra_op_threads >= 0 || cores_.empty() || cores_[0]->io_binding()) return false;
+    if (resident_growth > kInlineSessionMaxGrowth) return false;
+    int64_t size = static_cast<int64_t>(length);
+    if (bytes == nullptr) {
+      struct stat st;
+      size = ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : -1;
+    }
+    return size >= 0 && size <= kInlineSessionMaxBytes;
+  }
+
+  // This process's resident memory in bytes (Linux: /proc/self/statm), or -1 where unknown.
+  static int64_t ResidentBytes() {
+    FILE* f = std::fopen("/proc/self/statm", "r");
+    if (f == nullptr) return -1;
+    long long pages_total = 0, pages_resident = 0;
+    const bool ok = std::fscanf(f, "%lld %lld", &pages_total, &pages_resident) == 2;
+    std::fclose(f);
+    const long page = ::sysconf(_SC_PAGESIZE);
+    return ok && page > 0 ? static_cast<int64_t>(pages_resident) * page : -1;
+  }
+
   std::vector<std::shared_ptr<SessionCore>> cores_;
+  std::shared_ptr<SessionCore> inline_core_;
   Failure failure_;
 };
 
@@ -514,6 +571,7 @@ Napi::Value Session::Stats(const Napi::CallbackInfo& info) {
   o.Set("expired", Napi::Number::New(env, static_cast<double>(r.expired)));
   o.Set("cancelled", Napi::Number::New(env, static_cast<double>(r.cancelled)));
   o.Set("inlineRuns", Napi::Number::New(env, static_cast<double>(s.inline_runs)));
+  o.Set("inlineSingleThreaded", Napi::Boolean::New(env, core_->has_inline_session()));
   if (scheduler_) o.Set("scheduler", scheduler_->Stats(env));
   return o;
 }

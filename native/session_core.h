@@ -115,6 +115,18 @@ class SessionCore {
   double inline_below_us() const { return inline_below_us_; }
   void set_inline_below_us(double us) { inline_below_us_ = io_binding_ ? 0 : us; }
   RunCost& run_cost() { return run_cost_; }
+  // The session runs made on the JS thread use (inline runs and batches): a second session of
+  // the same model with one intra-op thread when the load made one (session.cc,
+  // InlineSessionWanted), else this one. ORT's intra-op pool splits even a tiny batch across its
+  // threads; on the JS thread, which is the thread a tiny model's throughput is bound by, the
+  // fork and join cost more than they save (tiny MLP, 64 rows, 2-core VM: 30 µs per batch with
+  // the default pool, 15 µs on one thread), and the pool's spinning threads take the other
+  // cores from the JS thread. Set on the JS thread when the load completes, before any run.
+  const std::shared_ptr<SessionCore>& inline_session(const std::shared_ptr<SessionCore>& self) const {
+    return inline_session_ ? inline_session_ : self;
+  }
+  bool has_inline_session() const { return inline_session_ != nullptr; }
+  void set_inline_session(std::shared_ptr<SessionCore> single) { inline_session_ = std::move(single); }
 
  private:
   SessionCore() = default;
@@ -134,6 +146,7 @@ class SessionCore {
   bool cuda_graph_ = false;
   double inline_below_us_ = 0;
   RunCost run_cost_;
+  std::shared_ptr<SessionCore> inline_session_;  // owned; holds no reference back
 };
 
 // Why runs of `core` cannot use fixed buffers (an input or output with a dynamic dim besides the

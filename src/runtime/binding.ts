@@ -175,6 +175,11 @@ export interface NativeStats extends Omit<ModelStats, keyof SchedulerStats | 'sc
 export interface ModelStats extends SchedulerStats, RequestStats {
   /** Whether infer() goes through the native scheduler (batching or instances configured). */
   scheduled: boolean;
+  /**
+   * Whether runs on the JS thread (inlineBatches) use a second, single-threaded session of the
+   * model rather than the model's own (LoadOptions.inlineBelowMicros, README "Inline runs").
+   */
+  inlineSingleThreaded: boolean;
   /** ORT runs, including failed ones. */
   runs: number;
   failures: number;

@@ -107,7 +107,7 @@ export class Model {
   stats(): ModelStats {
     const native = this.#session?.stats() ?? {
       runs: 0, failures: 0, outputsZeroCopy: 0, outputsCopied: 0, bytesCopied: 0, shapeFallbacks: 0,
-      requests: 0, rejected: 0, succeeded: 0, failed: 0, expired: 0, cancelled: 0, inlineRuns: 0,
+      requests: 0, rejected: 0, succeeded: 0, failed: 0, expired: 0, cancelled: 0, inlineRuns: 0, inlineSingleThreaded: false,
     };
     const { scheduler, inlineRuns, ...session } = native;
     return { ...session, scheduled: scheduler !== undefined, ...(scheduler ?? this.#unscheduledStats(session.runs, inlineRuns)) };
