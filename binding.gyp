@@ -25,6 +25,7 @@
         "native/scheduler.cc",
         "native/session.cc",
         "native/session_core.cc",
+        "native/settlement.cc",
         "native/tensor_io.cc"
       ],
       "include_dirs": [

@@ -19,6 +19,7 @@
 #include "run_job.h"
 #include "runtime.h"
 #include "session.h"
+#include "settlement.h"
 
 namespace nimify {
 namespace {
@@ -77,6 +78,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfoJs>(env, "runtimeInfo"));
   exports.Set("createSession", Napi::Function::New<Session::Create>(env, "createSession"));
   exports.Set("poll", Napi::Function::New<Session::Poll>(env, "poll"));
+  exports.Set("setSettler", Napi::Function::New<Settlement::SetSettlerJs>(env, "setSettler"));
   exports.Set("scanInferJson", Napi::Function::New<ScanInferJsonJs>(env, "scanInferJson"));
   exports.Set("ownedInputBytes", Napi::Number::New(env, static_cast<double>(RunJob::kOwnedInputBytes)));
   exports.Set("ownedInputAlign", Napi::Number::New(env, static_cast<double>(RunJob::kOwnedAlign)));

@@ -28,18 +28,9 @@ EnvState* StateOf(napi_env env, napi_callback_info info) {
   return napi_get_cb_info(env, info, nullptr, nullptr, nullptr, &data) == napi_ok ? static_cast<EnvState*>(data) : nullptr;
 }
 
-// Queued by MarkLoneRun. The lone run settled its promise before infer() returned it, so
-// infer()'s own reaction (attached after the return) is queued after this: one hop more.
-napi_value OnLoneSettled(napi_env env, napi_callback_info info) {
-  EnvState* state = StateOf(env, info);
-  if (state == nullptr) return nullptr;
-  if (!QueueMicrotask(env, GetAddonData(Napi::Env(env))->lone_delivered) && state->lone_awaiting > 0) {
-    state->lone_awaiting--;
-  }
-  return nullptr;
-}
-
-// Queued by OnLoneSettled, after infer()'s reaction: the caller's `await` continuation is next.
+// Queued by MarkLoneRun. The lone run settled infer()'s promise (settlement.h) before infer()
+// returned it, so the caller's reaction to it (its `await` continuation, attached after the
+// return) is queued right after this.
 napi_value OnLoneDelivered(napi_env env, napi_callback_info info) {
   EnvState* state = StateOf(env, info);
   if (state == nullptr) return nullptr;
@@ -63,7 +54,7 @@ napi_value OnLoneTrailing(napi_env env, napi_callback_info info) {
 void DeferredWakes::MarkLoneRun(napi_env env) {
   EnvState* state = GetAddonData(Napi::Env(env))->state.get();
   state->lone_awaiting++;
-  QueueMicrotask(env, GetAddonData(Napi::Env(env))->lone_settled);
+  QueueMicrotask(env, GetAddonData(Napi::Env(env))->lone_delivered);
 }
 
 bool DeferredWakes::OpenTurn(EnvState* state, std::chrono::steady_clock::time_point now) {
@@ -88,16 +79,13 @@ void DeferredWakes::Create(napi_env env, const std::shared_ptr<EnvState>& state)
     Napi::Env e(env);
     AddonData* data = GetAddonData(e);
     Napi::Value qm = e.Global().Get("queueMicrotask");
-    napi_value settled = nullptr, delivered = nullptr, trailing = nullptr;
+    napi_value delivered = nullptr, trailing = nullptr;
     if (!e.IsExceptionPending() && qm.IsFunction() &&
-        napi_create_function(env, "nimify:loneSettled", NAPI_AUTO_LENGTH, OnLoneSettled, state.get(), &settled) ==
-            napi_ok &&
         napi_create_function(env, "nimify:loneDelivered", NAPI_AUTO_LENGTH, OnLoneDelivered, state.get(), &delivered) ==
             napi_ok &&
         napi_create_function(env, "nimify:loneTrailing", NAPI_AUTO_LENGTH, OnLoneTrailing, state.get(), &trailing) ==
             napi_ok) {
       data->queue_microtask = Napi::Persistent(qm.As<Napi::Function>());
-      data->lone_settled = Napi::Persistent(Napi::Function(env, settled));
       data->lone_delivered = Napi::Persistent(Napi::Function(env, delivered));
       data->lone_trailing = Napi::Persistent(Napi::Function(env, trailing));
     }

@@ -40,10 +40,10 @@ class DeferredWakes {
   // JS thread, right after a request ran inline alone and its promise settled (before infer()
   // returned it): follows its delivery through the microtask queue (EnvState::lone_*), so that
   // the scheduler can tell a caller answering that result from other requests. This queues a
-  // native function, which queues a second after infer()'s own reaction to the promise
-  // (attached once infer() returns); that one sets lone_delivered and queues a trailing third
-  // (the run counts in lone_awaiting until the second). Between the second and the third runs
-  // the caller's `await` continuation, so a request submitted there finds lone_awaiting 0 and
+  // native function ahead of the caller's reaction to the promise (attached once infer()
+  // returns); it sets lone_delivered and queues a trailing second one (the run counts in
+  // lone_awaiting until the first). Between the two runs the caller's `await` continuation,
+  // so a request submitted there finds lone_awaiting 0 and
   // lone_delivered set: a sequential client. A request submitted while lone_awaiting > 0 comes
   // from the same synchronous stretch of JS as the lone run (a loop submitting a burst); one
   // from another callback (another socket's data) comes after the trailing function cleared

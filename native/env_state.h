@@ -90,9 +90,14 @@ struct AddonData {
   // queues one after another. Their data is the raw `state`: valid whenever they run, since
   // microtasks run only while the env is alive, and so is this struct, which holds `state`.
   Napi::FunctionReference queue_microtask;
-  Napi::FunctionReference lone_settled;
   Napi::FunctionReference lone_delivered;
   Napi::FunctionReference lone_trailing;
+  // Settlement (settlement.h): the settler src/runtime/settle.ts registers, the arrays it is
+  // called with, and whether a Settlement is using them now.
+  Napi::FunctionReference settler;
+  Napi::ObjectReference settle_entries;  // Int32Array, 2 × Settlement::kCapacity
+  Napi::ObjectReference settle_values;   // Array
+  bool settling = false;
 };
 
 inline AddonData* GetAddonData(Napi::Env env) { return env.GetInstanceData<AddonData>(); }

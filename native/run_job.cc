@@ -426,7 +426,7 @@ void RunJob::Reset() {
   cancel_code_.store(nullptr);
   failure_ = Failure();
   borrowed_.Forget();  // (already released by ReleaseRefs)
-  deferred_ = nullptr;
+  ticket_ = -1;
   cancel_id_ = 0;
   run_prev_ = run_next_ = nullptr;
   batch_.rows = -1;
@@ -452,13 +452,9 @@ bool RunJob::Cancel(const char* c) {
   return true;
 }
 
-Napi::Value RunJob::Attach(Napi::Env env, double cancel_id) {
+void RunJob::Attach(Napi::Env env, int32_t ticket, double cancel_id) {
   EnvState* state = state_.get();
-  napi_value promise = nullptr;
-  if (napi_create_promise(env, &deferred_, &promise) != napi_ok) {
-    MakeError(env, code::kInternal, "could not create a promise").ThrowAsJavaScriptException();
-    return Napi::Value();
-  }
+  ticket_ = ticket;
   if (cancel_id > 0) {
     cancel_id_ = cancel_id;
     state->cancellable[cancel_id] = this;
@@ -474,15 +470,10 @@ Napi::Value RunJob::Attach(Napi::Env env, double cancel_id) {
     std::lock_guard<std::mutex> lock(state->mu);
     ++state->executing;
   }
-  return Napi::Value(env, promise);
 }
 
-Napi::Value RunJob::Submit(Napi::Env env, Ptr job, double cancel_id) {
-  Napi::Value promise = job->Attach(env, cancel_id);
-  if (promise.IsEmpty()) {
-    job->ReleaseRefs(env);
-    return env.Undefined();
-  }
+void RunJob::Submit(Napi::Env env, Ptr job, int32_t ticket, double cancel_id) {
+  job->Attach(env, ticket, cancel_id);
   // A lone request predicted to run within options.inlineBelowMicros runs here, on the JS
   // thread, and settles before infer() returns its promise: the rule of the scheduler's lone
   // runs (Scheduler::Submit, DeferredWakes::MayRunLone), minus the queue. Anything else, and
@@ -502,19 +493,18 @@ Napi::Value RunJob::Submit(Napi::Env env, Ptr job, double cancel_id) {
         core.stats.inline_runs++;
         CompleteOnJsThread(env, &self, 1);  // (settles and recycles `self`)
         DeferredWakes::MarkLoneRun(env);
-        return promise;
+        return;
       }
       // Not alone (the rest of a burst, another callback of the turn) or past the turn's
       // budget: at the end of the turn, like the scheduler's queued requests — on the JS thread
       // still, once the loop has moved on (RunDeferred), rather than two thread hops now.
       if (state->wakes->posted()) {
         state->lone_deferred.push_back(job.release());
-        return promise;
+        return;
       }
     }
   }
   Executor::Instance().Submit(job.release());
-  return promise;
 }
 
 void RunJob::RunDeferred(EnvState* state) {
@@ -590,7 +580,7 @@ void RunJob::PostCompleted(RunJob* const* jobs, size_t n) {
   if (state->executing == 0) state->idle.notify_all();
 }
 
-void RunJob::Settle(Napi::Env env, EnvState* state, RunJob* job) {
+void RunJob::Settle(Napi::Env env, EnvState* state, RunJob* job, Settlement& out) {
   Napi::HandleScope scope(env);
   (job->run_prev_ != nullptr ? job->run_prev_->run_next_ : state->runs) = job->run_next_;
   if (job->run_next_ != nullptr) job->run_next_->run_prev_ = job->run_prev_;
@@ -601,9 +591,11 @@ void RunJob::Settle(Napi::Env env, EnvState* state, RunJob* job) {
   job->core_->stats.requests.Settled(job->cancel_code(), !results.IsEmpty());
   if (job->trace_ref_ != nullptr) job->WriteTrace(env);
   if (results.IsEmpty()) {
-    napi_reject_deferred(env, job->deferred_, env.GetAndClearPendingException().Value());
+    out.Add(job->ticket_, Settlement::Kind::kError, env.GetAndClearPendingException().Value());
+  } else if (results.IsNull()) {
+    out.Add(job->ticket_, Settlement::Kind::kNull, nullptr);
   } else {
-    napi_resolve_deferred(env, job->deferred_, results);
+    out.Add(job->ticket_, Settlement::Kind::kValue, results);
   }
   job->ReleaseRefs(env);
   Recycle(job);
@@ -618,7 +610,10 @@ void RunJob::CompleteOnJsThread(napi_env raw_env, RunJob* const* jobs, size_t n)
     if (state->executing == 0) state->idle.notify_all();
   }
   Napi::Env env(raw_env);
-  for (size_t i = 0; i < n; ++i) Settle(env, state.get(), jobs[i]);
+  {
+    Settlement out(raw_env);
+    for (size_t i = 0; i < n; ++i) Settle(env, state.get(), jobs[i], out);
+  }
   if (state->run_count == 0) napi_unref_threadsafe_function(raw_env, state->completions);
 }
 
@@ -641,7 +636,10 @@ size_t RunJob::DrainCompleted(napi_env raw_env, EnvState* state, int polling) {
     return 0;
   }
   Napi::Env env(raw_env);
-  for (RunJob* job : batch) Settle(env, state, job);
+  if (!batch.empty()) {
+    Settlement out(raw_env);
+    for (RunJob* job : batch) Settle(env, state, job, out);
+  }
   if (!batch.empty() && state->run_count == 0) napi_unref_threadsafe_function(raw_env, state->completions);
   batch.clear();
   state->drain_scratch = std::move(batch);

@@ -1,6 +1,7 @@
 // RunJob: one OrtSession::Run with its feeds and fetches. infer() submits it to the Executor and
-// gets it back on the JS thread through the env's completion threadsafe function; inferSync()
-// executes it inline on the calling thread.
+// gets it back on the JS thread through the env's completion threadsafe function, where its
+// promise — JavaScript's, named by the job's ticket — is settled with the others that finished
+// (settlement.h); inferSync() executes it inline on the calling thread.
 //
 // Ownership: the job owns the OrtValues it created (wrappers over borrowed JS memory or over its
 // own copy of the inputs, and the outputs ORT allocates until they are handed to JS), its
@@ -39,6 +40,7 @@
 #include "errors.h"
 #include "executor.h"
 #include "session_core.h"
+#include "settlement.h"
 #include "tensor_io.h"
 
 namespace nimify {
@@ -180,13 +182,13 @@ class RunJob : public Task {
   static Ptr Prepare(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core, Route route);
   ~RunJob() override;
 
-  // Main thread: hands the job to the Executor and returns its promise. `cancel_id` > 0 makes it
-  // reachable from Session.cancel(id).
-  static Napi::Value Submit(Napi::Env env, Ptr job, double cancel_id);
-  // Main thread: creates the job's promise and registers it with the env (runs, cancellable,
-  // executing) — the bookkeeping shared by Submit and Scheduler::Submit. Returns an empty value
-  // (with a JS exception pending) on failure; the job is then still the caller's.
-  Napi::Value Attach(Napi::Env env, double cancel_id);
+  // Main thread: hands the job to the Executor (or runs it here, settling it before returning).
+  // `ticket`: the promise to settle (settlement.h). `cancel_id` > 0 makes it reachable from
+  // Session.cancel(id).
+  static void Submit(Napi::Env env, Ptr job, int32_t ticket, double cancel_id);
+  // Main thread: registers the job with the env (runs, cancellable, executing) under `ticket`,
+  // the promise its Settle will settle — the bookkeeping shared by Submit and Scheduler::Submit.
+  void Attach(Napi::Env env, int32_t ticket, double cancel_id);
   // Any thread: hands finished jobs to their env's JS thread under one lock with at most one
   // wake-up, however many there are (a batch completes once, not once per request). The env
   // takes ownership of the jobs.
@@ -219,8 +221,9 @@ class RunJob : public Task {
   // the Executor's thread, or the JS thread (`js_thread`) for a lone run (Submit, RunDeferred),
   // which runs on the model's inline session (SessionCore::inline_session).
   void ExecuteMeasured(bool js_thread);
-  // JS thread: resolves or rejects the job's promise, drops its references and recycles it.
-  static void Settle(Napi::Env env, EnvState* state, RunJob* job);
+  // JS thread: records the job's outcome for its promise in `out`, drops its references and
+  // recycles it.
+  static void Settle(Napi::Env env, EnvState* state, RunJob* job, Settlement& out);
   // Runs the job on `core`, which must be a session of the same model (a scheduler instance),
   // with `run_options` (a scheduled job runs with its batch's). Every input slot must be kValue
   // (a scheduled job is materialized first); kEmpty outputs get the OrtValues ORT allocates —
@@ -355,7 +358,7 @@ class RunJob : public Task {
   double in_elements_ = 0;     // kExecutor: the inputs' elements, what RunCost predicts from
   Borrowed borrowed_;
   std::shared_ptr<EnvState> state_;  // set by Acquire: the env whose JS thread owns the job
-  napi_deferred deferred_ = nullptr;
+  int32_t ticket_ = -1;  // the promise Settle settles (Attach)
   double cancel_id_ = 0;
   RunJob* run_prev_ = nullptr;  // EnvState::runs links (JS thread), while attached
   RunJob* run_next_ = nullptr;

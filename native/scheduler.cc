@@ -107,15 +107,15 @@ Scheduler::~Scheduler() {
   state_->schedulers.erase(this);
 }
 
-Napi::Value Scheduler::Submit(Napi::Env env, RunJob::Ptr job, double cancel_id, int priority,
-                              double timeout_us) {
+bool Scheduler::Submit(Napi::Env env, RunJob::Ptr job, int32_t ticket, double cancel_id, int priority,
+                       double timeout_us) {
   // `retry_ms` >= 0: the predicted wait, attached as `retryAfterMs` for the server's Retry-After.
   auto reject = [&](const char* c, const std::string& msg, double retry_ms = -1) {
     job->ReleaseRefs(env);
     Napi::Error e = MakeError(env, c, msg);
     if (retry_ms >= 0) e.Set("retryAfterMs", Napi::Number::New(env, retry_ms));
     e.ThrowAsJavaScriptException();
-    return env.Undefined();
+    return false;
   };
   const int level = priority > 0 ? 1 : 0;
   if (batchable_ && job->batch_key().rows > config_.max_batch_size) {
@@ -148,11 +148,8 @@ Napi::Value Scheduler::Submit(Napi::Env env, RunJob::Ptr job, double cancel_id, 
     }
   }
   // Only this (JS) thread adds to the queue, so the size checked above still holds below.
-  Napi::Value promise = job->Attach(env, cancel_id);
-  if (promise.IsEmpty()) {
-    job->ReleaseRefs(env);
-    return env.Undefined();
-  }
+  primary_->stats.requests.admitted++;
+  job->Attach(env, ticket, cancel_id);
   RunJob* raw = job.release();
   RunJob::Queueing& qs = raw->queueing();
   qs.scheduler = shared_from_this();
@@ -182,7 +179,7 @@ Napi::Value Scheduler::Submit(Napi::Env env, RunJob::Ptr job, double cancel_id, 
     // follows.
     alone = queued() == 1 && in_flight_ == 0 && !(batchable_ && est_.typical_jobs >= 1.5);
   }
-  if (!notify) return promise;
+  if (!notify) return true;
   // Deferred to the end of this loop turn (deferred_wake.h) so that the requests a turn
   // delivers cost one wake together; the wake happens before the loop can block.
   if (DeferredWakes* wakes = state_->wakes) {
@@ -206,14 +203,14 @@ Napi::Value Scheduler::Submit(Napi::Env env, RunJob::Ptr job, double cancel_id, 
       RunInline(env, true, &ran);
       if (ran) DeferredWakes::MarkLoneRun(env);
     }
-    return promise;
+    return true;
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
     wakes_++;
   }
   cv_.notify_one();
-  return promise;
+  return true;
 }
 
 bool Scheduler::NeedsWake() const {

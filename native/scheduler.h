@@ -107,10 +107,11 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
 
   // Whether jobs should be prepared with a BatchKey.
   bool batches() const { return batchable_; }
-  // JS thread: queues the job and returns its promise, or throws QUEUE_FULL / INVALID_ARGUMENT /
-  // DISPOSED. `timeout_us` > 0 sets a deadline after which the job is dropped before running, and
-  // refuses it at once when its predicted wait exceeds that (see "Admission" above).
-  Napi::Value Submit(Napi::Env env, RunJob::Ptr job, double cancel_id, int priority, double timeout_us);
+  // JS thread: queues the job, whose promise is `ticket`'s (settlement.h), and returns true; or
+  // returns false with QUEUE_FULL / INVALID_ARGUMENT / DISPOSED thrown. `timeout_us` > 0 sets a
+  // deadline after which the job is dropped before running, and refuses it at once when its
+  // predicted wait exceeds that (see "Admission" above).
+  bool Submit(Napi::Env env, RunJob::Ptr job, int32_t ticket, double cancel_id, int priority, double timeout_us);
   // JS thread, from DeferredWakes at the end of the loop turn in which Submit deferred a wake
   // (`env` null: the env is closing). Runs a cheap batch right here when inline_below_us allows,
   // else wakes an instance thread.

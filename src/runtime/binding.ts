@@ -58,10 +58,14 @@ export interface NativeDeviceTensor {
 
 export interface NativeSession {
   describe(): NativeDescription;
-  /** See native/run_job.h for the argument layout (everything in the model's I/O order). */
-  /** Resolves with one result per fetched output, or null when every output was written into outData. */
-  /** `timing` (tracing only): a Float64Array of RUN_TIMING_LENGTH the addon fills when the run settles (RUN_TIMING). */
-  run(inData: unknown, outData: unknown, spec: Float64Array, runId: number, priority: number, timeoutUs: number, timing?: Float64Array): Promise<NativeResult[] | null>;
+  /**
+   * See native/run_job.h for the argument layout (everything in the model's I/O order). Settles
+   * `ticket`'s promise (settle.ts) with one result per fetched output, or with null when every
+   * output was written into outData; throws when the request is refused (nothing settles then).
+   * `timing` (tracing only): a Float64Array of RUN_TIMING_LENGTH the addon fills when the run
+   * settles (RUN_TIMING).
+   */
+  run(inData: unknown, outData: unknown, spec: Float64Array, runId: number, priority: number, timeoutUs: number, ticket: number, timing?: Float64Array): void;
   runSync(inData: unknown, outData: unknown, spec: Float64Array): NativeResult[] | null;
   cancel(runId: number, code: 'ABORTED' | 'TIMEOUT'): boolean;
   /** Settles queued requests with DISPOSED (scheduled models). */
@@ -209,6 +213,8 @@ export interface NativeBinding {
   createSession(source: string | Uint8Array, config: Record<string, unknown>): Promise<NativeSession>;
   /** Settles finished infer() runs of this thread; `keepPolling` tells executor threads to skip wake-ups. Returns runs still pending. */
   poll(keepPolling: boolean): number;
+  /** Registers this thread's settler of infer() promises (settle.ts; native/settlement.h). */
+  setSettler(settler: (n: number, entries: Int32Array, values: unknown[]) => void): void;
   /** glibc malloc_trim(0): gives freed heap pages back to the OS; false when nothing was released or not glibc. */
   trimMemory(): boolean;
   /**

@@ -10,6 +10,7 @@ import { NimifyError, fromNative } from './errors';
 import { getBinding, RUN_TIMING, type ModelStats, type NativeBinding, type NativeDescription, type NativeResult, type NativeSession, type SchedulerStats } from './binding';
 import { IoPlan, type NativeCall } from './io-plan';
 import { submitted } from './completions';
+import { open, refuse, SETTLE_KIND, ticket as lastTicket, useSettler } from './settle';
 import { checkInferOptions, ioBindingFromEnv, toNativeConfig, type InferOptions, type LoadOptions, type OutputLocation } from './options';
 import type { Tensor, TensorLike, TensorType } from './tensor';
 import type { DeviceTensor } from './device-tensor';
@@ -71,6 +72,7 @@ export class Model {
 
   /** @internal Use loadModel(). */
   constructor(binding: NativeBinding, session: NativeSession, description: NativeDescription, pipeline: Pipeline | null = null, maxRows = Infinity) {
+    useSettler(binding);
     this.#binding = binding;
     this.pipeline = pipeline;
     this.#maxRows = maxRows;
@@ -196,32 +198,34 @@ export class Model {
       return Promise.reject(err);
     }
     if (aborted) return Promise.reject(new NimifyError('ABORTED', 'inference was aborted before it started'));
-    let pending: Promise<NativeResult[] | null>;
+    // The promise and its ticket exist, and the request counts as in flight, before run(): a
+    // run on this thread settles inside it (settle.ts).
+    const promise = open<Outputs | DeviceOutputs>(this.#finish, call, cleanup);
+    const t = lastTicket();
+    this.#inFlight++;
     try {
       if (timing === undefined) {
-        pending = session.run(call.inArg, call.outArg, call.spec, runId, priority, timeoutUs);
+        session.run(call.inArg, call.outArg, call.spec, runId, priority, timeoutUs, t);
       } else {
         // Tracing (options.ts `timing`): the JS clock at submit, to which the addon's times are relative.
         timing[RUN_TIMING.SUBMITTED_MS] = performance.now();
-        pending = session.run(call.inArg, call.outArg, call.spec, runId, priority, timeoutUs, timing);
+        session.run(call.inArg, call.outArg, call.spec, runId, priority, timeoutUs, t, timing);
       }
     } catch (err) {
-      cleanup?.();
-      return Promise.reject(fromNative(err));
+      this.#settled(cleanup);
+      refuse(t, fromNative(err));
+      return promise;
     }
-    this.#inFlight++;
     submitted(this.#binding);
-    return pending.then(
-      (results) => {
-        this.#settled(cleanup);
-        return this.#plan.wrap(call, results);
-      },
-      (err: unknown) => {
-        this.#settled(cleanup);
-        throw fromNative(err);
-      },
-    );
+    return promise;
   }
+
+  /** A request's outcome → its promise's value (settle.ts Finish): `a` its call, `b` its cleanup. */
+  readonly #finish = (kind: number, value: unknown, call: unknown, cleanup: unknown): unknown => {
+    this.#settled(cleanup as (() => void) | undefined);
+    if (kind === SETTLE_KIND.ERROR) throw fromNative(value);
+    return this.#plan.wrap(call as NativeCall, value as NativeResult[] | null);
+  };
 
   /** Whether `location` keeps results on the device; 'gpu' only for a model on a GPU. */
   #deviceOutputs(location: OutputLocation): boolean {
@@ -231,9 +235,10 @@ export class Model {
     return location !== 'cpu';
   }
 
+  /** A request settled. Counted first: `cleanup` runs caller code (a signal's removeEventListener), which may throw. */
   #settled(cleanup: (() => void) | undefined): void {
-    cleanup?.();
     if (--this.#inFlight === 0 && this.#idleWaiters.length > 0) for (const w of this.#idleWaiters.splice(0)) w();
+    cleanup?.();
   }
 
   /**

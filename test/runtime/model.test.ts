@@ -420,12 +420,23 @@ describe('bad input is rejected with a clear error and nothing breaks', () => {
     expect(call(x, null, spec([[1, 64]], [0, 0], [null, null]))).toMatch(/outputData and the spec disagree on outputs/);
     // run() is each session's own function (bound to its parts, not looked up through `this`):
     // it works from any receiver while the session lives, and refuses once it is released.
-    const asyncRun = session.run;
-    const r = await (asyncRun.call(undefined, x, null, spec([[1, 64]]), 0, 0, 0) as Promise<unknown>);
+    // It settles the promise its ticket names (src/runtime/settle.ts), which must be an int32 ≥ 0.
+    const { open, ticket, useSettler, SETTLE_KIND } = await import('../../src/runtime/settle');
+    useSettler(getBinding());
+    const asyncRun = session.run as (...a: unknown[]) => void;
+    const results = open<unknown>((kind, value) => {
+      if (kind === SETTLE_KIND.ERROR) throw value;
+      return value;
+    }, null, null);
+    asyncRun.call(undefined, x, null, spec([[1, 64]]), 0, 0, 0, ticket());
+    const r = await results;
     expect(Array.isArray(r) && (r as unknown[]).length).toBe(1);
+    for (const bad of [-1, 1.5, 2 ** 31, '3', undefined, NaN]) {
+      expect(() => asyncRun.call(undefined, x, null, spec([[1, 64]]), 0, 0, 0, bad)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/ticket must be an integer/) }));
+    }
     session.release();
     expect(run([x], [[1, 64]])).toMatch(/^DISPOSED/);
-    expect(() => asyncRun.call(session, x, null, spec([[1, 64]]), 0, 0, 0)).toThrow(expect.objectContaining({ code: 'DISPOSED' }));
+    expect(() => asyncRun.call(session, x, null, spec([[1, 64]]), 0, 0, 0, 0)).toThrow(expect.objectContaining({ code: 'DISPOSED' }));
   });
 });
 

@@ -1,0 +1,122 @@
+// infer()'s promises are JavaScript's, settled by the addon in bulk (src/runtime/settle.ts,
+// native/settlement.h): every outcome reaches its own promise, however many settle at once,
+// whatever caller code runs while they do, and every ticket is given back.
+import { describe, expect, it } from 'vitest';
+import { loadModel, NimifyError, Tensor } from '../../src';
+import { openTickets } from '../../src/runtime/settle';
+import { model } from '../helpers';
+
+const x1 = (seed: number) => new Tensor('float32', Float32Array.from({ length: 64 }, (_, i) => Math.sin(i * 0.37 + seed)), [1, 64]);
+
+function busyWait(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    // (the JS thread stays busy: finished runs pile up for one drain)
+  }
+}
+
+describe('settling infer() promises', () => {
+  it('thousands finishing while the JS thread is busy settle in one drain (several settler calls), each with its own result', async () => {
+    const base = openTickets();
+    // No inline runs: every run finishes on an executor thread and waits on the completion list.
+    const m = await loadModel(model('mlp_tiny.onnx'), { inlineBelowMicros: 0 });
+    try {
+      const xs = Array.from({ length: 2500 }, (_, i) => x1(i));
+      const ps = xs.map((x) => m.infer({ x }));
+      expect(openTickets()).toBe(base + 2500);
+      busyWait(300);
+      const outs = await Promise.all(ps);
+      outs.forEach((o, i) => expect(o.y.data).toEqual(m.inferSync({ x: xs[i] }).y.data));
+      expect(openTickets()).toBe(base);
+      expect(m.stats().inFlight).toBe(0);
+    } finally {
+      await m.dispose();
+    }
+  });
+
+  it('caller code run by a resolution (a `then` getter on Object.prototype) may call infer() again: every promise gets its own result', async () => {
+    const base = openTickets();
+    for (const options of [{ inlineBelowMicros: 1_000_000 }, { inlineBelowMicros: 1_000_000, batching: { maxBatchSize: 8 } }, { inlineBelowMicros: 0 }]) {
+      const m = await loadModel(model('mlp_tiny.onnx'), options);
+      // [seed, request]: a request made inside settlement can settle (and run the getter again)
+      // before infer() returns, so pushes need not follow the seeds' order.
+      const inner: [number, Promise<Record<string, Tensor>>][] = [];
+      let calls = 0;
+      try {
+        await m.infer({ x: x1(0) }); // measured: later lone runs settle inside infer()
+        Object.defineProperty(Object.prototype, 'then', {
+          configurable: true,
+          get() {
+            // Resolving looks `then` up on each outputs object: a request from inside settlement.
+            if (calls < 20 && this !== null && typeof this === 'object' && 'y' in this) {
+              const seed = 100 + calls++;
+              inner.push([seed, m.infer({ x: x1(seed) })]);
+            }
+            return undefined;
+          },
+        });
+        const xs = Array.from({ length: 16 }, (_, i) => x1(i));
+        const outs = await Promise.all(xs.map((x) => m.infer({ x })));
+        // The inner requests' own resolutions ran the getter too, up to the cap.
+        while (inner.length < 20) await new Promise((r) => setTimeout(r, 1));
+        const innerOuts = await Promise.all(inner.map(([, p]) => p));
+        delete (Object.prototype as Record<string, unknown>).then;
+        outs.forEach((o, i) => expect(o.y.data).toEqual(m.inferSync({ x: xs[i] }).y.data));
+        innerOuts.forEach((o, i) => expect(o.y.data).toEqual(m.inferSync({ x: x1(inner[i][0]) }).y.data));
+        expect(new Set(inner.map(([seed]) => seed)).size).toBe(20);
+        expect(openTickets()).toBe(base);
+      } finally {
+        delete (Object.prototype as Record<string, unknown>).then;
+        await m.dispose();
+      }
+    }
+  });
+
+  it('a refused request rejects its promise and gives its ticket back; failures reject theirs; the rest resolve', async () => {
+    const base = openTickets();
+    const m = await loadModel(model('mlp_tiny.onnx'), { inlineBelowMicros: 0, batching: { maxBatchSize: 4, maxQueueSize: 8, maxQueueDelayMicros: 100_000 } });
+    try {
+      const ps = Array.from({ length: 12 }, (_, i) => m.infer({ x: x1(i) }).then(() => 'ok', (e: NimifyError) => e.code));
+      const codes = await Promise.all(ps);
+      expect(codes.filter((c) => c === 'QUEUE_FULL').length).toBeGreaterThan(0);
+      expect(codes.filter((c) => c === 'ok').length).toBeGreaterThan(0);
+      expect(codes.every((c) => c === 'ok' || c === 'QUEUE_FULL')).toBe(true);
+      // Rejected after admission: the run's own failure (a batch dim beyond maxBatchSize fails
+      // in Submit; a cancelled one is settled with ABORTED).
+      const ac = new AbortController();
+      const aborted = m.infer({ x: x1(1) }, { signal: ac.signal });
+      ac.abort();
+      await expect(aborted).rejects.toMatchObject({ code: 'ABORTED' });
+      await expect(m.infer({ x: new Tensor('float32', new Float32Array(64 * 5), [5, 64]) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      expect(openTickets()).toBe(base);
+    } finally {
+      await m.dispose();
+    }
+    // Disposed while queued (waiting out a fixed delay): settled with DISPOSED.
+    const d = await loadModel(model('mlp_tiny.onnx'), { inlineBelowMicros: 0, batching: { maxBatchSize: 4, maxQueueDelayMicros: 10_000_000, adaptive: false } });
+    const queued = d.infer({ x: x1(3) }).then(() => 'ok', (e: NimifyError) => e.code);
+    await d.dispose();
+    expect(await queued).toBe('DISPOSED');
+    expect(openTickets()).toBe(base);
+  });
+
+  it('caller code that throws while a request settles (its signal\'s removeEventListener) rejects that request only', async () => {
+    const base = openTickets();
+    const m = await loadModel(model('mlp_tiny.onnx'), { inlineBelowMicros: 0 });
+    try {
+      const signal = new AbortController().signal;
+      const boom = new Error('listener removal failed');
+      signal.removeEventListener = () => {
+        throw boom;
+      };
+      const bad = m.infer({ x: x1(1) }, { signal });
+      const good = Array.from({ length: 5 }, (_, i) => m.infer({ x: x1(i) }));
+      await expect(bad).rejects.toBe(boom);
+      for (const [i, p] of good.entries()) expect((await p).y.data).toEqual(m.inferSync({ x: x1(i) }).y.data);
+      expect(m.stats().inFlight).toBe(0);
+      expect(openTickets()).toBe(base);
+    } finally {
+      await m.dispose();
+    }
+  });
+});
