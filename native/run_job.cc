@@ -29,6 +29,14 @@ class SpecReader {
     *out = static_cast<int64_t>(v);
     return true;
   }
+  // A number in [min, max], or false.
+  bool Real(double min, double max, double* out) {
+    if (pos_ >= length_) return false;
+    const double v = data_[pos_++];
+    if (!(v >= min && v <= max)) return false;
+    *out = v;
+    return true;
+  }
   bool Dims(std::vector<int64_t>* dims, bool* absent) {
     int64_t rank = 0;
     if (!Int(-1, 64, &rank)) return false;
@@ -130,7 +138,8 @@ void IoSlot::Clear() {
   view_.data = nullptr;
 }
 
-RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core, Route route) {
+RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core, Route route,
+                            Request* request) {
   Napi::Env env = info.Env();
   const bool borrow = route != Route::kSync;  // references (and small-input copies): async only
   const bool deferred = route == Route::kQueued || route == Route::kBatched;
@@ -165,10 +174,18 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<Sess
   SpecReader spec(static_cast<const double*>(spec_data), spec_length);
   const auto& ios = core->inputs();
   const auto& oos = core->outputs();
-  int64_t n_in = 0, n_out = 0, predicted_mask = 0, flags = 0;
+  int64_t n_in = 0, n_out = 0, predicted_mask = 0, flags = 0, ticket = 0, cancel_id = 0, priority = 0;
+  double timeout_us = 0;
   if (!spec.Int(0, 1e6, &n_in) || !spec.Int(0, 1e6, &n_out) || !spec.Int(0, 2147483647, &predicted_mask) ||
-      !spec.Int(0, 3, &flags)) {
+      !spec.Int(0, 3, &flags) || !spec.Int(0, 2147483647, &ticket) || !spec.Int(0, 9007199254740991.0, &cancel_id) ||
+      !spec.Int(0, 1, &priority) || !spec.Real(0, 1e15, &timeout_us)) {
     return fail(code::kInvalidArgument, "run(): malformed spec header");
+  }
+  if (request != nullptr) {
+    request->ticket = static_cast<int32_t>(ticket);
+    request->cancel_id = static_cast<double>(cancel_id);
+    request->priority = static_cast<int>(priority);
+    request->timeout_us = timeout_us;
   }
   const bool on_device = (flags & 1) != 0;
   // Bit 1: some feed is a DeviceTensor. Only then is each input asked whether it is one (an

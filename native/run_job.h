@@ -161,6 +161,17 @@ class RunJob : public Task {
   };
   using Ptr = std::unique_ptr<RunJob, Recycler>;
 
+  // The request's own numbers, from the spec header (SPEC_REQUEST in src/runtime/io-plan.ts;
+  // inferSync() leaves them 0): the ticket of the promise its settlement settles (settlement.h),
+  // its cancel id (> 0: reachable from Session.cancel(id)), priority (0 or 1) and timeout (µs;
+  // 0: none).
+  struct Request {
+    int32_t ticket = 0;
+    double cancel_id = 0;
+    int priority = 0;
+    double timeout_us = 0;
+  };
+
   // Main thread. JS arguments:
   //   inputData: (TypedArray | string[])[]   one per model input, in model order
   //   outputData: (TypedArray | null)[]      per fetched output: a buffer ORT writes into, or
@@ -169,7 +180,8 @@ class RunJob : public Task {
   //   array): an array argument is always read as the list.
   //   inputData may hold DeviceTensor wrappers (device_tensor.h) of tensors on the session's
   //   device or in host memory: fed as they are (a view, no copy); such a job runs alone.
-  //   spec: Float64Array                     [nIn, nOut, predictedMask, flags, outputIndex x nOut,
+  //   spec: Float64Array                     [nIn, nOut, predictedMask, flags, ticket, cancelId,
+  //                                          priority, timeoutUs (Request), outputIndex x nOut,
   //                                          per input: rank, dims..., per output: rank (-1 with
   //                                          no buffer), dims...]. predictedMask bit i: output
   //                                          i's buffer came from a predicted shape and may be
@@ -178,8 +190,9 @@ class RunJob : public Task {
   //                                          bit 1: some input is a DeviceTensor.
   //                                          (SPEC_FLAGS in src/runtime/io-plan.ts)
   // Validates everything that matters for memory safety against the model; on failure throws a
-  // JS error and returns null.
-  static Ptr Prepare(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core, Route route);
+  // JS error and returns null. `request` (infer()) receives the header's request numbers.
+  static Ptr Prepare(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core, Route route,
+                     Request* request = nullptr);
   ~RunJob() override;
 
   // Main thread: hands the job to the Executor (or runs it here, settling it before returning).

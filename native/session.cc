@@ -503,30 +503,22 @@ Napi::Value Session::Run(const Napi::CallbackInfo& info, const Parts& target) {
   const RunJob::Route route = !scheduler             ? RunJob::Route::kExecutor
                               : scheduler->batches() ? RunJob::Route::kBatched
                                                      : RunJob::Route::kQueued;
-  auto number = [&](size_t i) { return info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : -1; };
-  // Argument 6: the ticket of the promise the run settles (settlement.h), which infer() made.
-  const double ticket = number(6);
-  if (!(ticket >= 0 && ticket <= 2147483647 && ticket == static_cast<double>(static_cast<int32_t>(ticket)))) {
-    MakeError(env, code::kInvalidArgument, "run(): the ticket must be an integer in [0, 2147483647]").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
   if (!Settlement::Ready(env)) {
     MakeError(env, code::kInternal, "run(): no settler is registered (setSettler)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  RunJob::Ptr job = RunJob::Prepare(info, core, route);
+  RunJob::Request r;
+  RunJob::Ptr job = RunJob::Prepare(info, core, route, &r);
   if (!job) return env.Undefined();
-  // Argument 7, tracing only: the Float64Array the job's timing goes into (RunJob::TraceInto).
-  if (info.Length() > 7 && info[7].IsTypedArray()) job->TraceInto(env, info[7]);
-  const double id = std::max(0.0, number(3));
-  const int32_t t = static_cast<int32_t>(ticket);
+  // Argument 3, tracing only: the Float64Array the job's timing goes into (RunJob::TraceInto).
+  if (info.Length() > 3 && info[3].IsTypedArray()) job->TraceInto(env, info[3]);
   // Counted before the request can settle (inside Submit, for a run on this thread).
   if (scheduler) {
     // Refused: a JS exception is pending. The scheduler counts what it admits and refuses.
-    scheduler->Submit(env, std::move(job), t, id, number(4) > 0 ? 1 : 0, std::max(0.0, number(5)));
+    scheduler->Submit(env, std::move(job), r.ticket, r.cancel_id, r.priority, r.timeout_us);
   } else {
     core->stats.requests.admitted++;
-    RunJob::Submit(env, std::move(job), t, id);
+    RunJob::Submit(env, std::move(job), r.ticket, r.cancel_id);
   }
   return env.Undefined();
 }

@@ -60,12 +60,12 @@ export interface NativeSession {
   describe(): NativeDescription;
   /**
    * See native/run_job.h for the argument layout (everything in the model's I/O order). Settles
-   * `ticket`'s promise (settle.ts) with one result per fetched output, or with null when every
-   * output was written into outData; throws when the request is refused (nothing settles then).
-   * `timing` (tracing only): a Float64Array of RUN_TIMING_LENGTH the addon fills when the run
-   * settles (RUN_TIMING).
+   * the promise of the spec's ticket (settle.ts; io-plan.ts SPEC_REQUEST) with one result per
+   * fetched output, or with null when every output was written into outData; throws when the
+   * request is refused (nothing settles then). `timing` (tracing only): a Float64Array of
+   * RUN_TIMING_LENGTH the addon fills when the run settles (RUN_TIMING).
    */
-  run(inData: unknown, outData: unknown, spec: Float64Array, runId: number, priority: number, timeoutUs: number, ticket: number, timing?: Float64Array): void;
+  run(inData: unknown, outData: unknown, spec: Float64Array, timing?: Float64Array): void;
   runSync(inData: unknown, outData: unknown, spec: Float64Array): NativeResult[] | null;
   cancel(runId: number, code: 'ABORTED' | 'TIMEOUT'): boolean;
   /** Settles queued requests with DISPOSED (scheduled models). */

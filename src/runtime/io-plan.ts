@@ -146,7 +146,8 @@ export interface NativeCall {
   predicted: number;
   /**
    * Everything numeric about the call, packed for the addon (one typed array read instead of an
-   * napi call per dim): [nIn, nOut, predicted, flags (SPEC_FLAGS), outIndex..., per input: rank, dims...,
+   * napi call per number): [nIn, nOut, predicted, flags (SPEC_FLAGS), then the request's own
+   * slots (SPEC_REQUEST: infer() writes them, 0 from prepare()), outIndex..., per input: rank, dims...,
    * per output: rank or -1 when ORT allocates, dims...]. The plan's own reused buffer, not a
    * view cut to size (that would be one more object per call): it may hold stale values after
    * the call's last entry, which the addon never reads (it reads what the header describes).
@@ -171,6 +172,14 @@ export interface NativeCall {
 
 /** The spec header's flags word (native/run_job.h RunJob::Prepare). */
 export const SPEC_FLAGS = { DEVICE_OUTPUTS: 1, DEVICE_INPUTS: 2 } as const;
+
+/**
+ * Where infer() writes its request's numbers into the spec header (native/run_job.h
+ * RunJob::Request): the ticket of the promise to settle (settle.ts), the cancel id (0: none),
+ * the priority (0 or 1) and the timeout in µs (0: none). inferSync() leaves them 0.
+ */
+export const SPEC_REQUEST = { TICKET: 4, RUN_ID: 5, PRIORITY: 6, TIMEOUT_US: 7 } as const;
+const SPEC_HEADER = 8;
 
 export function shapeText(shape: Array<number | string> | null): string {
   return shape ? `[${shape.map((d) => (d === -1 ? '?' : d)).join(', ')}]` : '(any shape)';
@@ -441,7 +450,7 @@ export class IoPlan {
     setArgs(call);
     this.#usualSpec = false;
     const nOut = call.outIndex.length;
-    let size = 4 + nOut;
+    let size = SPEC_HEADER + nOut;
     for (const d of call.inDims) size += 1 + d.length;
     for (const d of call.outDims) size += 1 + (d === null ? 0 : d.length);
     if (this.#spec.length < size) this.#spec = new Float64Array(Math.max(size, this.#spec.length * 2));
@@ -451,6 +460,7 @@ export class IoPlan {
     spec[k++] = nOut;
     spec[k++] = call.predicted;
     spec[k++] = (call.deviceOutputs ? SPEC_FLAGS.DEVICE_OUTPUTS : 0) | (call.deviceInputs ? SPEC_FLAGS.DEVICE_INPUTS : 0);
+    while (k < SPEC_HEADER) spec[k++] = 0;
     for (let i = 0; i < nOut; i++) spec[k++] = call.outIndex[i];
     for (const d of call.inDims) {
       spec[k++] = d.length;

@@ -8,7 +8,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { NimifyError, fromNative } from './errors';
 import { getBinding, RUN_TIMING, type ModelStats, type NativeBinding, type NativeDescription, type NativeResult, type NativeSession, type SchedulerStats } from './binding';
-import { IoPlan, type NativeCall } from './io-plan';
+import { IoPlan, SPEC_REQUEST, type NativeCall } from './io-plan';
 import { submitted } from './completions';
 import { open, refuse, SETTLE_KIND, ticket as lastTicket, useSettler } from './settle';
 import { checkInferOptions, ioBindingFromEnv, toNativeConfig, type InferOptions, type LoadOptions, type OutputLocation } from './options';
@@ -203,13 +203,18 @@ export class Model {
     const promise = open<Outputs | DeviceOutputs>(this.#finish, call, cleanup);
     const t = lastTicket();
     this.#inFlight++;
+    const spec = call.spec;
+    spec[SPEC_REQUEST.TICKET] = t;
+    spec[SPEC_REQUEST.RUN_ID] = runId;
+    spec[SPEC_REQUEST.PRIORITY] = priority;
+    spec[SPEC_REQUEST.TIMEOUT_US] = timeoutUs;
     try {
       if (timing === undefined) {
-        session.run(call.inArg, call.outArg, call.spec, runId, priority, timeoutUs, t);
+        session.run(call.inArg, call.outArg, spec);
       } else {
         // Tracing (options.ts `timing`): the JS clock at submit, to which the addon's times are relative.
         timing[RUN_TIMING.SUBMITTED_MS] = performance.now();
-        session.run(call.inArg, call.outArg, call.spec, runId, priority, timeoutUs, t, timing);
+        session.run(call.inArg, call.outArg, spec, timing);
       }
     } catch (err) {
       this.#settled(cleanup);

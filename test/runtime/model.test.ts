@@ -380,15 +380,16 @@ describe('bad input is rejected with a clear error and nothing breaks', () => {
       return 'no error';
     };
     const x = new Float32Array(64);
-    // The packed spec of src/runtime/io-plan.ts: [nIn, nOut, predicted, flags, outIndex..., per input rank+dims, per output rank|-1 + dims].
-    const spec = (inDims: unknown[][], outIndex: unknown[] = [0], outDims: (unknown[] | null)[] = [null], nIn: unknown = inDims.length, flags: unknown = 0) =>
-      Float64Array.from([nIn, outIndex.length, 0, flags, ...outIndex, ...inDims.flatMap((d) => [d.length, ...d]), ...outDims.flatMap((d) => (d ? [d.length, ...d] : [-1]))] as number[]);
+    // The packed spec of src/runtime/io-plan.ts: [nIn, nOut, predicted, flags, ticket, runId, priority, timeoutUs, outIndex...,
+    // per input rank+dims, per output rank|-1 + dims].
+    const spec = (inDims: unknown[][], outIndex: unknown[] = [0], outDims: (unknown[] | null)[] = [null], nIn: unknown = inDims.length, flags: unknown = 0, request: unknown[] = [0, 0, 0, 0]) =>
+      Float64Array.from([nIn, outIndex.length, 0, flags, ...request, ...outIndex, ...inDims.flatMap((d) => [d.length, ...d]), ...outDims.flatMap((d) => (d ? [d.length, ...d] : [-1]))] as number[]);
     const run = (inData: unknown[], inDims: unknown[][], outData: unknown[] = [null], outDims: (unknown[] | null)[] = [null], outIndex: unknown[] = [0]) =>
       call(inData, outData, spec(inDims, outIndex, outDims));
     expect(call()).toMatch(/^INVALID_ARGUMENT: run\(inputData, outputData, spec\)/);
     expect(call([x], [null], new Float32Array(4))).toMatch(/^INVALID_ARGUMENT: run\(inputData/);
     expect(call([x], [null], new Float64Array(1))).toMatch(/malformed spec header/);
-    expect(call([x], [null], new Float64Array([1, 1, 0, 0, 0, 2, 1]))).toMatch(/input 'x': dims must be non-negative integers/);
+    expect(call([x], [null], new Float64Array([1, 1, 0, 0, 0, 0, 0, 0, 0, 2, 1]))).toMatch(/input 'x': dims must be non-negative integers/);
     // The flags word: bits 0 (device-resident outputs) and 1 (DeviceTensor inputs) only; outputs never on the device with inferSync.
     expect(call([x], [null], spec([[1, 64]], [0], [null], 1, 4))).toMatch(/malformed spec header/);
     expect(call([x], [null], spec([[1, 64]], [0], [null], 1, 0.5))).toMatch(/malformed spec header/);
@@ -420,7 +421,8 @@ describe('bad input is rejected with a clear error and nothing breaks', () => {
     expect(call(x, null, spec([[1, 64]], [0, 0], [null, null]))).toMatch(/outputData and the spec disagree on outputs/);
     // run() is each session's own function (bound to its parts, not looked up through `this`):
     // it works from any receiver while the session lives, and refuses once it is released.
-    // It settles the promise its ticket names (src/runtime/settle.ts), which must be an int32 ≥ 0.
+    // It settles the promise its spec's ticket names (src/runtime/settle.ts); the request's
+    // numbers (ticket, run id, priority, timeout) are checked like the rest of the header.
     const { open, ticket, useSettler, SETTLE_KIND } = await import('../../src/runtime/settle');
     useSettler(getBinding());
     const asyncRun = session.run as (...a: unknown[]) => void;
@@ -428,15 +430,15 @@ describe('bad input is rejected with a clear error and nothing breaks', () => {
       if (kind === SETTLE_KIND.ERROR) throw value;
       return value;
     }, null, null);
-    asyncRun.call(undefined, x, null, spec([[1, 64]]), 0, 0, 0, ticket());
+    asyncRun.call(undefined, x, null, spec([[1, 64]], [0], [null], 1, 0, [ticket(), 0, 0, 0]));
     const r = await results;
     expect(Array.isArray(r) && (r as unknown[]).length).toBe(1);
-    for (const bad of [-1, 1.5, 2 ** 31, '3', undefined, NaN]) {
-      expect(() => asyncRun.call(undefined, x, null, spec([[1, 64]]), 0, 0, 0, bad)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/ticket must be an integer/) }));
+    for (const bad of [[-1, 0, 0, 0], [1.5, 0, 0, 0], [2 ** 31, 0, 0, 0], [NaN, 0, 0, 0], [0, -1, 0, 0], [0, 0.5, 0, 0], [0, 0, 2, 0], [0, 0, 0, -1], [0, 0, 0, Infinity]]) {
+      expect(() => asyncRun.call(undefined, x, null, spec([[1, 64]], [0], [null], 1, 0, bad))).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/malformed spec header/) }));
     }
     session.release();
     expect(run([x], [[1, 64]])).toMatch(/^DISPOSED/);
-    expect(() => asyncRun.call(session, x, null, spec([[1, 64]]), 0, 0, 0, 0)).toThrow(expect.objectContaining({ code: 'DISPOSED' }));
+    expect(() => asyncRun.call(session, x, null, spec([[1, 64]]))).toThrow(expect.objectContaining({ code: 'DISPOSED' }));
   });
 });
 
