@@ -81,6 +81,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setSettler", Napi::Function::New<Settlement::SetSettlerJs>(env, "setSettler"));
   exports.Set("scanInferJson", Napi::Function::New<ScanInferJsonJs>(env, "scanInferJson"));
   exports.Set("ownedInputBytes", Napi::Number::New(env, static_cast<double>(RunJob::kOwnedInputBytes)));
+  exports.Set("copiedOutputBytes", Napi::Number::New(env, static_cast<double>(RunJob::kCopiedOutputBytes)));
   exports.Set("ownedInputAlign", Napi::Number::New(env, static_cast<double>(RunJob::kOwnedAlign)));
   exports.Set("trimMemory", Napi::Function::New<TrimMemoryJs>(env, "trimMemory"));
   exports.Set("Session", data->session_ctor.Value());

@@ -95,8 +95,9 @@ struct AddonData {
   // Settlement (settlement.h): the settler src/runtime/settle.ts registers, the arrays it is
   // called with, and whether a Settlement is using them now.
   Napi::FunctionReference settler;
-  Napi::ObjectReference settle_entries;  // Int32Array, 2 × Settlement::kCapacity
+  Napi::ObjectReference settle_entries;  // Int32Array, 3 × Settlement::kCapacity
   Napi::ObjectReference settle_values;   // Array
+  Napi::ObjectReference settle_data;     // ArrayBuffer, Settlement::kDataBytes
   bool settling = false;
 };
 

@@ -174,12 +174,15 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<Sess
   SpecReader spec(static_cast<const double*>(spec_data), spec_length);
   const auto& ios = core->inputs();
   const auto& oos = core->outputs();
-  int64_t n_in = 0, n_out = 0, predicted_mask = 0, flags = 0, ticket = 0, cancel_id = 0, priority = 0;
+  int64_t n_in = 0, n_out = 0, predicted_mask = 0, flags = 0, ticket = 0, cancel_id = 0, priority = 0, copied_mask = 0;
   double timeout_us = 0;
   if (!spec.Int(0, 1e6, &n_in) || !spec.Int(0, 1e6, &n_out) || !spec.Int(0, 2147483647, &predicted_mask) ||
       !spec.Int(0, 3, &flags) || !spec.Int(0, 2147483647, &ticket) || !spec.Int(0, 9007199254740991.0, &cancel_id) ||
-      !spec.Int(0, 1, &priority) || !spec.Real(0, 1e15, &timeout_us)) {
+      !spec.Int(0, 1, &priority) || !spec.Real(0, 1e15, &timeout_us) || !spec.Int(0, 2147483647, &copied_mask)) {
     return fail(code::kInvalidArgument, "run(): malformed spec header");
+  }
+  if (copied_mask != 0 && (!borrow || (flags & 1) != 0)) {
+    return fail(code::kInvalidArgument, "run(): outputs copied at settlement need infer() and outputs on the CPU");
   }
   if (request != nullptr) {
     request->ticket = static_cast<int32_t>(ticket);
@@ -340,12 +343,38 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<Sess
       return fail(code::kInternal, TensorName(ios[i], false) + ": could not reference its buffer for the run");
     }
   }
+  size_t copied_offset = 0;
   for (int64_t i = 0; i < n_out; ++i) {
     const IoInfo& io = oos[job->output_index_[i]];
     if (!spec.Dims(&dims, &absent)) {
       return fail(code::kInvalidArgument, TensorName(io, true) + ": dims must be non-negative integers");
     }
     Napi::Value data = out_at(i);
+    if (i < 31 && ((copied_mask >> i) & 1)) {
+      // Written into the job's own memory and copied to JS at settlement (kCopiedOutputBytes):
+      // nothing of JavaScript's is written or referenced. Like a predicted buffer, dropped for
+      // the copy path if the result's shape differs.
+      if (absent || !(data.IsNull() || data.IsUndefined())) {
+        return fail(code::kInvalidArgument, TensorName(io, true) + ": an output copied at settlement takes dims and no buffer");
+      }
+      if (!job->owned_outputs_) {
+        job->owned_outputs_.reset(static_cast<uint8_t*>(::operator new[](kOwnedOutputBytes, std::align_val_t{kOwnedAlign})));
+      }
+      const size_t room = std::min(kCopiedOutputBytes, kOwnedOutputBytes - std::min(copied_offset, kOwnedOutputBytes));
+      OrtValue* v = nullptr;
+      TensorView view;
+      size_t bytes = 0;
+      Failure f;
+      if (!OwnedOutput(io, job->owned_outputs_.get() + copied_offset, room, dims, &bytes, &v, &f, deferred ? &view : nullptr)) {
+        return fail(f.code, f.message);
+      }
+      if (v != nullptr) job->outputs_[i].SetValue(v);
+      else job->outputs_[i].SetView(view);
+      job->copied_.push_back({static_cast<uint32_t>(i), static_cast<uint32_t>(copied_offset), static_cast<uint32_t>(bytes)});
+      copied_offset += (bytes + 7) & ~size_t{7};
+      job->kind_.push_back(OutputKind::kPredicted);
+      continue;
+    }
     if (data.IsNull() || data.IsUndefined()) {
       job->kind_.push_back(OutputKind::kOrt);  // the slot stays kEmpty
     } else if (on_device) {
@@ -438,6 +467,7 @@ void RunJob::Reset() {
   outputs_.clear();
   kind_.clear();
   output_index_.clear();
+  copied_.clear();
   if (run_options_ != nullptr) g_ort->ReleaseRunOptions(run_options_);
   run_options_ = nullptr;
   cancel_code_.store(nullptr);
@@ -609,10 +639,20 @@ void RunJob::Settle(Napi::Env env, EnvState* state, RunJob* job, Settlement& out
   if (job->trace_ref_ != nullptr) job->WriteTrace(env);
   if (results.IsEmpty()) {
     out.Add(job->ticket_, Settlement::Kind::kError, env.GetAndClearPendingException().Value());
-  } else if (results.IsNull()) {
-    out.Add(job->ticket_, Settlement::Kind::kNull, nullptr);
   } else {
-    out.Add(job->ticket_, Settlement::Kind::kValue, results);
+    // The outputs copied at settlement that the run wrote (not dropped for the copy path), in
+    // call order, each 8-byte aligned: what src/runtime/io-plan.ts wrap() reads back.
+    int32_t offset = 0;
+    size_t total = 0;
+    for (const Copied& c : job->copied_) total += job->kind_[c.output] == OutputKind::kPredicted ? (c.bytes + 7) & ~size_t{7} : 0;
+    if (uint8_t* dst = total > 0 ? out.Reserve(total, &offset) : nullptr) {
+      for (const Copied& c : job->copied_) {
+        if (job->kind_[c.output] != OutputKind::kPredicted) continue;
+        std::memcpy(dst, job->owned_outputs_.get() + c.offset, c.bytes);
+        dst += (c.bytes + 7) & ~size_t{7};
+      }
+    }
+    out.Add(job->ticket_, results.IsNull() ? Settlement::Kind::kNull : Settlement::Kind::kValue, results, offset);
   }
   job->ReleaseRefs(env);
   Recycle(job);

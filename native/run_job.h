@@ -324,6 +324,14 @@ class RunJob : public Task {
   // 38-60 us with 16-64 in flight.
   static constexpr size_t kOwnedInputBytes = 2 * 1024;
   static constexpr size_t kOwnedAlign = 64;  // each copied input starts on a cache line
+  // Outputs copied at settlement (the spec's copied mask: infer()'s outputs whose predicted size
+  // is at most kCopiedOutputBytes, src/runtime/io-plan.ts): ORT (or Scatter) writes each into
+  // the job's own memory, kOwnedOutputBytes for all of them (each 8-byte aligned, up to 31 of
+  // them), and Settle copies them into the settlement's shared buffer, from which wrap() makes
+  // the caller's arrays. A JS view to write into instead cost a typed array per request, its
+  // napi_get_typedarray_info and a reference. Exported as the addon's `copiedOutputBytes`.
+  static constexpr size_t kCopiedOutputBytes = 64;
+  static constexpr size_t kOwnedOutputBytes = 2 * 1024;
 
  private:
   RunJob() = default;
@@ -367,6 +375,13 @@ class RunJob : public Task {
   // The copied inputs (after inputs_' release): kOwnedInputBytes, allocated on first use and
   // kept while the job is recycled.
   std::unique_ptr<uint8_t[], AlignedFree> owned_inputs_;
+  // Outputs copied at settlement: their memory (kOwnedOutputBytes, allocated on first use and
+  // kept while the job is recycled) and, per such output, where it is in it.
+  std::unique_ptr<uint8_t[], AlignedFree> owned_outputs_;
+  struct Copied {
+    uint32_t output, offset, bytes;
+  };
+  std::vector<Copied> copied_;
   std::vector<int64_t> dims_;  // Prepare's scratch (kept for its capacity)
   double in_elements_ = 0;     // kExecutor: the inputs' elements, what RunCost predicts from
   Borrowed borrowed_;

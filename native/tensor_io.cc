@@ -50,29 +50,31 @@ std::string TensorName(const IoInfo& io, bool is_output) {
   return std::string(is_output ? "output '" : "input '") + io.name + "'";
 }
 
-bool TensorToOrtValue(const IoInfo& io, bool is_output, Napi::Value data, const std::vector<int64_t>& dims,
-                      OrtValue** out, bool* borrowed, Failure* f, TensorView* view, uint8_t* copy_to) {
-  *out = nullptr;
-  *borrowed = false;
+namespace {
+
+// The element type of `io` and the element count of `dims`, both checked against the model:
+// a tensor nimify can carry, dims that fit its declared shape and do not overflow.
+const ElementType* CheckedTensor(const IoInfo& io, bool is_output, const std::vector<int64_t>& dims, size_t* count,
+                                 Failure* f) {
   if (!io.is_tensor) {
     f->Set(code::kUnsupported, TensorName(io, is_output) + " is a " + io.type_name +
                                    "; nimify feeds and fetches tensors only");
-    return false;
+    return nullptr;
   }
   const ElementType* et = ElementTypeByOnnx(io.elem);
   if (et == nullptr) {
     f->Set(code::kUnsupported, TensorName(io, is_output) + " has element type " + io.type_name +
                                    ", which nimify cannot carry");
-    return false;
+    return nullptr;
   }
-  size_t count = 1;
+  *count = 1;
   for (int64_t d : dims) {
-    if (d < 0 || (d != 0 && count > std::numeric_limits<size_t>::max() / 16 / static_cast<size_t>(d))) {
+    if (d < 0 || (d != 0 && *count > std::numeric_limits<size_t>::max() / 16 / static_cast<size_t>(d))) {
       f->Set(code::kInvalidArgument, TensorName(io, is_output) + ": dims " + ShapeString(dims) +
                                          " are negative or overflow the element count");
-      return false;
+      return nullptr;
     }
-    count *= static_cast<size_t>(d);
+    *count *= static_cast<size_t>(d);
   }
   if (io.has_shape) {
     bool ok = dims.size() == io.shape.size();
@@ -80,9 +82,57 @@ bool TensorToOrtValue(const IoInfo& io, bool is_output, Napi::Value data, const 
     if (!ok) {
       f->Set(code::kInvalidArgument, TensorName(io, is_output) + ": expected shape " + DeclaredShape(io) +
                                          ", received " + ShapeString(dims));
-      return false;
+      return nullptr;
     }
   }
+  return et;
+}
+
+// A view of `ptr` (count elements of `et`) in `*view` when given and the rank allows, else an
+// OrtValue over it in `*out`.
+bool DescribeOrWrap(const IoInfo& io, bool is_output, const ElementType* et, void* ptr, size_t count,
+                    const std::vector<int64_t>& dims, OrtValue** out, Failure* f, TensorView* view) {
+  if (view != nullptr && dims.size() <= kMaxViewRank) {
+    view->data = static_cast<uint8_t*>(ptr);
+    view->bytes = count * et->size;
+    view->rank = static_cast<uint32_t>(dims.size());
+    std::copy(dims.begin(), dims.end(), view->dims);
+    return true;
+  }
+  if (OrtStatus* st = g_ort->CreateTensorWithDataAsOrtValue(CpuMemoryInfo(), ptr, count * et->size, dims.data(),
+                                                            dims.size(), et->onnx, out)) {
+    *f = FromOrtStatus(st, TensorName(io, is_output));
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool OwnedOutput(const IoInfo& io, uint8_t* memory, size_t capacity, const std::vector<int64_t>& dims, size_t* bytes,
+                 OrtValue** out, Failure* f, TensorView* view) {
+  *out = nullptr;
+  size_t count = 0;
+  const ElementType* et = CheckedTensor(io, true, dims, &count, f);
+  if (et == nullptr) return false;
+  if (et->onnx == ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING || count * et->size > capacity) {
+    f->Set(code::kInvalidArgument, TensorName(io, true) + ": an output copied at settlement must be numeric and at most " +
+                                       std::to_string(capacity) + " bytes, received " + ShapeString(dims) + " of " +
+                                       et->name);
+    return false;
+  }
+  *bytes = count * et->size;
+  return DescribeOrWrap(io, true, et, count == 0 ? static_cast<void*>(&g_empty_storage) : memory, count, dims, out, f,
+                        view);
+}
+
+bool TensorToOrtValue(const IoInfo& io, bool is_output, Napi::Value data, const std::vector<int64_t>& dims,
+                      OrtValue** out, bool* borrowed, Failure* f, TensorView* view, uint8_t* copy_to) {
+  *out = nullptr;
+  *borrowed = false;
+  size_t count = 0;
+  const ElementType* et = CheckedTensor(io, is_output, dims, &count, f);
+  if (et == nullptr) return false;
 
   if (et->onnx == ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING) {
     if (is_output) {
@@ -156,16 +206,7 @@ bool TensorToOrtValue(const IoInfo& io, bool is_output, Napi::Value data, const 
   } else {
     *borrowed = true;
   }
-  if (view != nullptr && dims.size() <= kMaxViewRank) {
-    view->data = static_cast<uint8_t*>(ptr);
-    view->bytes = count * et->size;
-    view->rank = static_cast<uint32_t>(dims.size());
-    std::copy(dims.begin(), dims.end(), view->dims);
-    return true;
-  }
-  if (OrtStatus* st = g_ort->CreateTensorWithDataAsOrtValue(CpuMemoryInfo(), ptr, count * et->size, dims.data(),
-                                                            dims.size(), et->onnx, out)) {
-    *f = FromOrtStatus(st, TensorName(io, is_output));
+  if (!DescribeOrWrap(io, is_output, et, ptr, count, dims, out, f, view)) {
     *borrowed = false;
     return false;
   }

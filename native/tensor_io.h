@@ -69,6 +69,12 @@ struct TensorView {
 bool TensorToOrtValue(const IoInfo& io, bool is_output, Napi::Value data, const std::vector<int64_t>& dims,
                       OrtValue** out, bool* borrowed, Failure* failure, TensorView* view = nullptr,
                       uint8_t* copy_to = nullptr);
+// An output buffer in memory the job owns (`memory`, `capacity` bytes), for an output copied to
+// JS when its request settles (RunJob, settlement.h): checked against the model like a supplied
+// buffer, numeric and at most `capacity` bytes (`*bytes`: its size). Described in `*view`, or an
+// OrtValue over the memory in `*out`, as TensorToOrtValue.
+bool OwnedOutput(const IoInfo& io, uint8_t* memory, size_t capacity, const std::vector<int64_t>& dims, size_t* bytes,
+                 OrtValue** out, Failure* failure, TensorView* view = nullptr);
 // Any thread: an OrtValue over a view's memory.
 Failure ViewToOrtValue(const IoInfo& io, bool is_output, const TensorView& view, OrtValue** out);
 

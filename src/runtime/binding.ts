@@ -214,7 +214,7 @@ export interface NativeBinding {
   /** Settles finished infer() runs of this thread; `keepPolling` tells executor threads to skip wake-ups. Returns runs still pending. */
   poll(keepPolling: boolean): number;
   /** Registers this thread's settler of infer() promises (settle.ts; native/settlement.h). */
-  setSettler(settler: (n: number, entries: Int32Array, values: unknown[]) => void): void;
+  setSettler(settler: (n: number, entries: Int32Array, values: unknown[], data: ArrayBuffer) => void): void;
   /** glibc malloc_trim(0): gives freed heap pages back to the OS; false when nothing was released or not glibc. */
   trimMemory(): boolean;
   /**
@@ -231,6 +231,8 @@ export interface NativeBinding {
    */
   ownedInputBytes: number;
   ownedInputAlign: number;
+  /** infer()'s predicted outputs of at most this many bytes are copied at settlement (native/run_job.h kCopiedOutputBytes; io-plan.ts). */
+  copiedOutputBytes: number;
   /** The class of device-resident results (its constructor refuses JS callers). */
   DeviceTensor: abstract new (...args: never[]) => NativeDeviceTensor;
 }

@@ -8,9 +8,11 @@
  * copy, and no native allocation or array building per call. Only outputs with data-dependent
  * shapes (and strings) come back through the addon's counted copy path.
  *
- * Tiny outputs (HEAP_COPY_BYTES) are written into internal blocks and copied out for the caller;
- * small ones share memory (OutputPool), as Node's small Buffers share its Buffer pool: their
- * typed arrays are views of a shared ArrayBuffer that cannot be detached.
+ * Tiny outputs (HEAP_COPY_BYTES) are copied out for the caller: infer()'s are written into the
+ * addon's own memory and copied into the settlement's buffer when the request settles (native
+ * run_job.h kCopiedOutputBytes), inferSync()'s into internal blocks; small ones share memory
+ * (OutputPool), as Node's small Buffers share its Buffer pool: their typed arrays are views of a
+ * shared ArrayBuffer that cannot be detached.
  */
 import { markAsUntransferable } from 'node:worker_threads';
 import { NimifyError } from './errors';
@@ -145,6 +147,11 @@ export interface NativeCall {
   /** Bit i: outData[i] was allocated here from a predicted shape. */
   predicted: number;
   /**
+   * Bit i: output i is tiny and copied at settlement (infer() only): outData[i] is null, its
+   * predicted dims are in outDims[i], and the addon writes it into its own memory (SPEC_COPIED).
+   */
+  copied: number;
+  /**
    * Everything numeric about the call, packed for the addon (one typed array read instead of an
    * napi call per number): [nIn, nOut, predicted, flags (SPEC_FLAGS), then the request's own
    * slots (SPEC_REQUEST: infer() writes them, 0 from prepare()), outIndex..., per input: rank, dims...,
@@ -179,7 +186,9 @@ export const SPEC_FLAGS = { DEVICE_OUTPUTS: 1, DEVICE_INPUTS: 2 } as const;
  * the priority (0 or 1) and the timeout in µs (0: none). inferSync() leaves them 0.
  */
 export const SPEC_REQUEST = { TICKET: 4, RUN_ID: 5, PRIORITY: 6, TIMEOUT_US: 7 } as const;
-const SPEC_HEADER = 8;
+/** The header slot of NativeCall.copied. */
+const SPEC_COPIED = 8;
+const SPEC_HEADER = 9;
 
 export function shapeText(shape: Array<number | string> | null): string {
   return shape ? `[${shape.map((d) => (d === -1 ? '?' : d)).join(', ')}]` : '(any shape)';
@@ -203,6 +212,32 @@ function checkAgainst(info: TensorInfo, t: Pick<Tensor, 'type' | 'dims'>, kind: 
   }
 }
 
+/** wrap()'s scratch: where each copied output of the call being wrapped starts. */
+const copiedAt: number[] = [];
+
+function byteSize(dims: readonly number[], ctor: TypedArrayCtor): number {
+  let n = ctor.BYTES_PER_ELEMENT;
+  for (const d of dims) n *= d;
+  return n;
+}
+
+// Views of the settlement buffer last read, one per array type (a settlement made while another
+// runs has a buffer of its own: rare, and the cache then follows it).
+let viewsOf: ArrayBuffer | undefined;
+const views = new Map<TypedArrayCtor, { slice(a: number, b: number): unknown }>();
+
+/** A copy, on V8's heap, of the `dims`-shaped output at byte `at` of the settlement buffer `data`. */
+function copyOut(data: ArrayBuffer, ctor: TypedArrayCtor, at: number, dims: readonly number[]): TensorDataMap[TensorType] {
+  if (data !== viewsOf) {
+    views.clear();
+    viewsOf = data;
+  }
+  let view = views.get(ctor);
+  if (view === undefined) views.set(ctor, (view = new ctor(data, 0, data.byteLength / ctor.BYTES_PER_ELEMENT) as never));
+  const first = at / ctor.BYTES_PER_ELEMENT;
+  return view.slice(first, first + byteSize(dims, ctor) / ctor.BYTES_PER_ELEMENT) as TensorDataMap[TensorType];
+}
+
 /** NativeCall.inArg and outArg from inData and outData. */
 function setArgs(call: NativeCall): void {
   call.inArg = call.inData.length === 1 && !Array.isArray(call.inData[0]) ? call.inData[0] : call.inData;
@@ -222,8 +257,10 @@ function inModelOrder(call: NativeCall): void {
   const perm = idx.map((_, k) => k).sort((a, b) => idx[a] - idx[b]);
   const permute = <T>(xs: T[]): T[] => perm.map((k) => xs[k]);
   let predicted = 0;
+  let copied = 0;
   perm.forEach((k, j) => {
     if (j < 31 && k < 31 && (call.predicted >> k) & 1) predicted |= 1 << j;
+    if (j < 31 && k < 31 && (call.copied >> k) & 1) copied |= 1 << j;
   });
   const order: number[] = new Array(idx.length);
   perm.forEach((k, j) => (order[k] = j));
@@ -233,6 +270,7 @@ function inModelOrder(call: NativeCall): void {
   call.outNames = permute(call.outNames);
   call.outTensors = permute(call.outTensors);
   call.predicted = predicted;
+  call.copied = copied;
   call.order = order;
 }
 
@@ -247,9 +285,15 @@ export class IoPlan {
   #spec = new Float64Array(64);
   /** #spec holds a usual call's spec (every output, none supplied, no DeviceTensor input) for these input ranks and dims. */
   #usualSpec = false;
+  /** ... and for infer() (tiny outputs copied at settlement) when true, inferSync() when false. */
+  #usualCopied = false;
   readonly #usualDims: number[] = [];
+  /** Tiny outputs of infer() of at most this many bytes are copied at settlement (0: never). */
+  readonly #copyBytes: number;
 
-  constructor(description: Pick<NativeDescription, 'inputs' | 'outputs'>) {
+  /** `copyBytes`: the addon's copiedOutputBytes (native run_job.h kCopiedOutputBytes). */
+  constructor(description: Pick<NativeDescription, 'inputs' | 'outputs'>, copyBytes = 0) {
+    this.#copyBytes = Math.min(copyBytes, HEAP_COPY_BYTES);
     this.#inputs = description.inputs;
     description.inputs.forEach((io, i) => this.#inputIndex.set(io.name, i));
     description.outputs.forEach((io, i) => this.#outputIndex.set(io.name, i));
@@ -278,9 +322,10 @@ export class IoPlan {
   /**
    * Validates feeds and output requests; throws NimifyError('INVALID_ARGUMENT'). Feeds may be
    * DeviceTensors (passed to the addon as they are). `deviceOutputs`: the results stay on the
-   * device (no output buffers are allocated or accepted, string outputs are refused).
+   * device (no output buffers are allocated or accepted, string outputs are refused). `settles`:
+   * the call is infer()'s, whose tiny outputs are copied at settlement (NativeCall.copied).
    */
-  prepare(feeds: unknown, outputs: readonly string[] | Record<string, unknown> | undefined, deviceOutputs = false): NativeCall {
+  prepare(feeds: unknown, outputs: readonly string[] | Record<string, unknown> | undefined, deviceOutputs = false, settles = false): NativeCall {
     if (!isPlainObject(feeds)) throw invalid('feeds', 'an object mapping input names to Tensors', feeds);
     const n = this.#inputs.length;
     const inData: unknown[] = new Array(n);
@@ -325,30 +370,33 @@ export class IoPlan {
       const outDims: (readonly number[] | null)[] = new Array(m);
       const outTensors: (Tensor | null)[] = new Array(m);
       let predicted = 0;
+      let copied = 0;
       for (let i = 0; i < m; i++) {
         const plan = this.#outputs[i];
         if (plan.dims !== null && plan.ctor !== undefined) {
-          outTensors[i] = this.#allocate(plan, inDims, outData, outDims, i);
+          outTensors[i] = this.#allocate(plan, inDims, outData, outDims, i, settles);
           if (i < 31) predicted |= 1 << i;
+          if (i < 31 && outData[i] === null) copied |= 1 << i;
         } else {
           outTensors[i] = outData[i] = outDims[i] = null;
         }
       }
-      const call: NativeCall = { inData, inDims, outIndex: this.#allOutputs, outData, outDims, predicted, outNames: this.#allNames, outTensors, inArg: null, outArg: null, spec: this.#spec, deviceOutputs: false, deviceInputs, order: null };
+      const call: NativeCall = { inData, inDims, outIndex: this.#allOutputs, outData, outDims, predicted, copied, outNames: this.#allNames, outTensors, inArg: null, outArg: null, spec: this.#spec, deviceOutputs: false, deviceInputs, order: null };
       // A usual call's spec follows from its input dims alone (the outputs' dims and predicted
-      // bits are the plans' functions of them): the last one encoded is reused as it is.
-      if (this.#usualSpec && !deviceInputs && this.#sameUsualDims(inDims)) {
+      // and copied bits are the plans' functions of them and of `settles`): the last one encoded
+      // is reused as it is.
+      if (this.#usualSpec && !deviceInputs && this.#usualCopied === settles && this.#sameUsualDims(inDims)) {
         setArgs(call);
         return call;
       }
       call.spec = this.#encode(call);
-      if (!deviceInputs) this.#rememberUsual(inDims);
+      if (!deviceInputs) this.#rememberUsual(inDims, settles);
       return call;
     }
 
-    const call: NativeCall = { inData, inDims, outIndex: [], outData: [], outDims: [], predicted: 0, outNames: [], outTensors: [], inArg: null, outArg: null, spec: this.#spec, deviceOutputs: false, deviceInputs, order: null };
+    const call: NativeCall = { inData, inDims, outIndex: [], outData: [], outDims: [], predicted: 0, copied: 0, outNames: [], outTensors: [], inArg: null, outArg: null, spec: this.#spec, deviceOutputs: false, deviceInputs, order: null };
     if (Array.isArray(outputs)) {
-      for (const i of this.#namedOutputs(outputs)) this.#addOutput(call, inDims, i, null);
+      for (const i of this.#namedOutputs(outputs)) this.#addOutput(call, inDims, i, null, settles);
     } else if (isPlainObject(outputs)) {
       for (const name in outputs) {
         const i = this.#outputIndex.get(name);
@@ -362,7 +410,7 @@ export class IoPlan {
           checkAgainst(this.#outputs[i].info, t, 'output');
           if (t.type === 'string') throw new NimifyError('INVALID_ARGUMENT', `output '${name}': string outputs cannot be preallocated`);
         }
-        this.#addOutput(call, inDims, i, t);
+        this.#addOutput(call, inDims, i, t, settles);
       }
       if (call.outIndex.length === 0) throw invalid('options.outputs', 'at least one output', outputs);
     } else {
@@ -404,7 +452,7 @@ export class IoPlan {
     }
     const m = outIndex.length;
     const call: NativeCall = {
-      inData, inDims, outIndex, outData: new Array(m).fill(null), outDims: new Array(m).fill(null), predicted: 0,
+      inData, inDims, outIndex, outData: new Array(m).fill(null), outDims: new Array(m).fill(null), predicted: 0, copied: 0,
       outNames: outIndex.map((i) => this.#outputs[i].info.name), outTensors: new Array(m).fill(null), inArg: null, outArg: null, spec: this.#spec, deviceOutputs: true, deviceInputs, order: null,
     };
     inModelOrder(call);
@@ -412,14 +460,15 @@ export class IoPlan {
     return call;
   }
 
-  #addOutput(call: NativeCall, inDims: (readonly number[])[], index: number, supplied: Tensor | null): void {
+  #addOutput(call: NativeCall, inDims: (readonly number[])[], index: number, supplied: Tensor | null, settles: boolean): void {
     const plan = this.#outputs[index];
     const slot = call.outIndex.length;
     call.outIndex.push(index);
     call.outNames.push(plan.info.name);
     if (supplied === null && plan.dims !== null && plan.ctor !== undefined) {
-      call.outTensors.push(this.#allocate(plan, inDims, call.outData, call.outDims, slot));
+      call.outTensors.push(this.#allocate(plan, inDims, call.outData, call.outDims, slot, settles));
       if (slot < 31) call.predicted |= 1 << slot;
+      if (slot < 31 && call.outData[slot] === null) call.copied |= 1 << slot;
       return;
     }
     call.outTensors.push(supplied);
@@ -439,11 +488,12 @@ export class IoPlan {
     return true;
   }
 
-  #rememberUsual(inDims: (readonly number[])[]): void {
+  #rememberUsual(inDims: (readonly number[])[], settles: boolean): void {
     const u = this.#usualDims;
     u.length = 0;
     for (const d of inDims) u.push(d.length, ...d);
     this.#usualSpec = true;
+    this.#usualCopied = settles;
   }
 
   #encode(call: NativeCall): Float64Array {
@@ -461,6 +511,7 @@ export class IoPlan {
     spec[k++] = call.predicted;
     spec[k++] = (call.deviceOutputs ? SPEC_FLAGS.DEVICE_OUTPUTS : 0) | (call.deviceInputs ? SPEC_FLAGS.DEVICE_INPUTS : 0);
     while (k < SPEC_HEADER) spec[k++] = 0;
+    spec[SPEC_COPIED] = call.copied;
     for (let i = 0; i < nOut; i++) spec[k++] = call.outIndex[i];
     for (const d of call.inDims) {
       spec[k++] = d.length;
@@ -481,22 +532,36 @@ export class IoPlan {
    * Builds the outputs object from the addon's results (null: ORT wrote into outData; all of
    * them when `results` is null; the addon's DeviceTensor wrappers for a device-outputs call).
    */
-  wrap(call: NativeCall, results: NativeResult[] | null): Record<string, Tensor>;
+  wrap(call: NativeCall, results: NativeResult[] | null, data?: ArrayBuffer, offset?: number): Record<string, Tensor>;
   wrap(call: NativeCall & { deviceOutputs: true }, results: NativeDeviceTensor[]): Record<string, DeviceTensor>;
-  wrap(call: NativeCall, results: unknown[] | null): Record<string, Tensor | DeviceTensor>;
-  wrap(call: NativeCall, results: unknown[] | null): Record<string, Tensor | DeviceTensor> {
+  wrap(call: NativeCall, results: unknown[] | null, data?: ArrayBuffer, offset?: number): Record<string, Tensor | DeviceTensor>;
+  wrap(call: NativeCall, results: unknown[] | null, data?: ArrayBuffer, offset = 0): Record<string, Tensor | DeviceTensor> {
     const out: Record<string, Tensor | DeviceTensor> = {};
+    // Outputs copied at settlement lie in `data` from `offset`, those the run wrote in model
+    // order, each 8-byte aligned (native RunJob::Settle): where each one starts.
+    if (call.copied !== 0) {
+      let at = offset;
+      for (let i = 0; i < call.outIndex.length && i < 31; i++) {
+        if (((call.copied >> i) & 1) === 0 || (results !== null && results[i] !== null)) continue;
+        copiedAt[i] = at;
+        at += (byteSize(call.outDims[i] as number[], this.#outputs[call.outIndex[i]].ctor as TypedArrayCtor) + 7) & ~7;
+      }
+    }
     // In the caller's order (the object's keys keep it), from the call's model-order arrays.
     for (let k = 0; k < call.outNames.length; k++) {
       const i = call.order === null ? k : call.order[k];
       const r = results === null ? null : results[i];
+      const type = this.#outputs[call.outIndex[i]].info.type as TensorType;
       const t = call.deviceOutputs
         ? DeviceTensor.fromNative(r as NativeDeviceTensor)
-        : r === null
-          ? (call.outTensors[i] ??
-            // A tiny output ORT wrote into a scratch view (#allocate): the caller gets a copy.
-            Tensor.fromNative(this.#outputs[call.outIndex[i]].info.type as TensorType, (call.outData[i] as unknown as { slice(): TensorDataMap[TensorType] }).slice(), call.outDims[i] as number[]))
-          : Tensor.fromNative(this.#outputs[call.outIndex[i]].info.type as TensorType, (r as NativeResult & object)[0] as TensorDataMap[TensorType], (r as NativeResult & object)[1]);
+        : r !== null
+          ? Tensor.fromNative(type, (r as NativeResult & object)[0] as TensorDataMap[TensorType], (r as NativeResult & object)[1])
+          : i < 31 && (call.copied >> i) & 1
+            ? // A tiny output the addon copied into the settlement's buffer: the caller gets a copy.
+              Tensor.fromNative(type, copyOut(data as ArrayBuffer, this.#outputs[call.outIndex[i]].ctor as TypedArrayCtor, copiedAt[i], call.outDims[i] as number[]), call.outDims[i] as number[])
+            : (call.outTensors[i] ??
+              // A tiny output ORT wrote into a scratch view (#allocate): the caller gets a copy.
+              Tensor.fromNative(type, (call.outData[i] as unknown as { slice(): TensorDataMap[TensorType] }).slice(), call.outDims[i] as number[]));
       const name = call.outNames[i];
       // Output names come from the model file: never let one named __proto__ set a prototype.
       if (name === '__proto__') Object.defineProperty(out, name, { value: t, enumerable: true, writable: true, configurable: true });
@@ -507,10 +572,11 @@ export class IoPlan {
 
   /**
    * Allocates output `slot`'s buffer from its predicted shape into outData[slot] and
-   * outDims[slot]. Returns its Tensor — or null for a tiny output (HEAP_COPY_BYTES), whose
-   * buffer is a scratch view that wrap() copies for the caller and nothing else ever sees.
+   * outDims[slot]. Returns its Tensor — or null for a tiny output (HEAP_COPY_BYTES): with
+   * `settles` (infer()) one copied at settlement, with no buffer (outData[slot] null); else a
+   * scratch view that wrap() copies for the caller and nothing else ever sees.
    */
-  #allocate(plan: OutputPlan, inDims: (readonly number[])[], outData: (ArrayBufferView | null)[], outDims: (readonly number[] | null)[], slot: number): Tensor | null {
+  #allocate(plan: OutputPlan, inDims: (readonly number[])[], outData: (ArrayBufferView | null)[], outDims: (readonly number[] | null)[], slot: number, settles: boolean): Tensor | null {
     const src = plan.dims as DimSource[];
     const dims: number[] = new Array(src.length);
     let count = 1;
@@ -522,6 +588,10 @@ export class IoPlan {
     const ctor = plan.ctor as TypedArrayCtor;
     const bytes = count * ctor.BYTES_PER_ELEMENT;
     outDims[slot] = dims;
+    if (settles && bytes <= this.#copyBytes) {
+      outData[slot] = null; // copied at settlement (NativeCall.copied)
+      return null;
+    }
     if (bytes <= HEAP_COPY_BYTES) {
       outData[slot] = scratch.take(ctor, bytes, count);
       return null;

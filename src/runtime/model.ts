@@ -86,7 +86,7 @@ export class Model {
     this.onDevice = description.onDevice;
     this.device = description.device;
     this.pinnedStaging = description.pinnedStaging;
-    this.#plan = new IoPlan(description);
+    this.#plan = new IoPlan(description, binding.copiedOutputBytes);
     this.#scheduled = description.scheduled;
   }
 
@@ -192,7 +192,7 @@ export class Model {
     }
     let call: NativeCall;
     try {
-      call = this.#plan.prepare(feeds, opts?.outputs, deviceOutputs);
+      call = this.#plan.prepare(feeds, opts?.outputs, deviceOutputs, true);
     } catch (err) {
       cleanup?.();
       return Promise.reject(err);
@@ -226,10 +226,10 @@ export class Model {
   }
 
   /** A request's outcome → its promise's value (settle.ts Finish): `a` its call, `b` its cleanup. */
-  readonly #finish = (kind: number, value: unknown, call: unknown, cleanup: unknown): unknown => {
+  readonly #finish = (kind: number, value: unknown, call: unknown, cleanup: unknown, data: ArrayBuffer, offset: number): unknown => {
     this.#settled(cleanup as (() => void) | undefined);
     if (kind === SETTLE_KIND.ERROR) throw fromNative(value);
-    return this.#plan.wrap(call as NativeCall, value as NativeResult[] | null);
+    return this.#plan.wrap(call as NativeCall, value as NativeResult[] | null, data, offset);
   };
 
   /** Whether `location` keeps results on the device; 'gpu' only for a model on a GPU. */

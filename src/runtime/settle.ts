@@ -4,9 +4,11 @@
  * infer() opens a ticket — a small integer naming a new promise, its resolving functions and
  * what turns the run's outcome into the caller's value (`finish` and its two arguments) — and
  * passes the ticket to the addon's run(). When runs finish, the addon calls the settler below
- * once for all of them with [ticket, kind] pairs in an Int32Array and the values, where there
- * are any, at the same index of an array. So a request costs one promise and no native promise,
- * persistent handle or `.then()` reaction: the issue's "promise resolved in bulk per batch".
+ * once for all of them with [ticket, kind, offset] triples in an Int32Array, the values, where
+ * there are any, at the same index of an array, and the bytes of tiny outputs copied at
+ * settlement at `offset` of an ArrayBuffer (io-plan.ts NativeCall.copied). So a request costs
+ * one promise and no native promise, persistent handle or `.then()` reaction: the issue's
+ * "promise resolved in bulk per batch".
  *
  * Tickets are reused (a free list): at most as many exist as requests are in flight. The tables
  * are per JS thread (this module's state is per isolate, as the addon's settler is per env).
@@ -18,10 +20,11 @@ export const SETTLE_KIND = { NULL: 0, VALUE: 1, ERROR: 2 } as const;
 
 /**
  * Turns a run's outcome into the promise's value: `value` is null for SETTLE_KIND.NULL, the
- * addon's results for VALUE, its error for ERROR. Whatever it returns resolves the promise;
- * whatever it throws rejects it. `a` and `b` are what open() was given with it.
+ * addon's results for VALUE, its error for ERROR; its copied outputs are in `data` from
+ * `offset`. Whatever it returns resolves the promise; whatever it throws rejects it. `a` and `b`
+ * are what open() was given with it.
  */
-export type Finish = (kind: number, value: unknown, a: unknown, b: unknown) => unknown;
+export type Finish = (kind: number, value: unknown, a: unknown, b: unknown, data: ArrayBuffer, offset: number) => unknown;
 
 // Per ticket; undefined while the ticket is free.
 const finishes: (Finish | undefined)[] = [];
@@ -82,16 +85,18 @@ export function openTickets(): number {
 }
 
 /**
- * The settler: `n` outcomes, pair k being entries[2k] (the ticket) and entries[2k + 1] (the
- * kind), its value values[k]. Every entry is read and its ticket freed before its promise is
- * resolved, since resolving can run caller code (a `then` getter on Object.prototype) that opens
- * new tickets and even settles them re-entrantly (the addon then uses other arrays). Nothing
- * thrown escapes: a throwing `finish` rejects its promise, and the rest are settled.
+ * The settler: `n` outcomes, triple k being entries[3k] (the ticket), entries[3k + 1] (the kind)
+ * and entries[3k + 2] (where its copied outputs start in `data`), its value values[k]. Every
+ * entry is read and its ticket freed before its promise is resolved, since resolving can run
+ * caller code (a `then` getter on Object.prototype) that opens new tickets and even settles
+ * them re-entrantly (the addon then uses other arrays). Nothing thrown escapes: a throwing
+ * `finish` rejects its promise, and the rest are settled.
  */
-function settle(n: number, entries: Int32Array, values: unknown[]): void {
+function settle(n: number, entries: Int32Array, values: unknown[], data: ArrayBuffer): void {
   for (let k = 0; k < n; k++) {
-    const t = entries[2 * k];
-    const kind = entries[2 * k + 1];
+    const t = entries[3 * k];
+    const kind = entries[3 * k + 1];
+    const offset = entries[3 * k + 2];
     let value: unknown = null;
     if (kind !== SETTLE_KIND.NULL) {
       value = values[k];
@@ -104,7 +109,7 @@ function settle(n: number, entries: Int32Array, values: unknown[]): void {
     const resolve = resolves[t] as (v: unknown) => void;
     const reject = close(t) as (e: unknown) => void;
     try {
-      resolve(finish(kind, value, a, b));
+      resolve(finish(kind, value, a, b, data, offset));
     } catch (err) {
       reject(err);
     }

@@ -380,16 +380,18 @@ describe('bad input is rejected with a clear error and nothing breaks', () => {
       return 'no error';
     };
     const x = new Float32Array(64);
-    // The packed spec of src/runtime/io-plan.ts: [nIn, nOut, predicted, flags, ticket, runId, priority, timeoutUs, outIndex...,
-    // per input rank+dims, per output rank|-1 + dims].
-    const spec = (inDims: unknown[][], outIndex: unknown[] = [0], outDims: (unknown[] | null)[] = [null], nIn: unknown = inDims.length, flags: unknown = 0, request: unknown[] = [0, 0, 0, 0]) =>
+    // The packed spec of src/runtime/io-plan.ts: [nIn, nOut, predicted, flags, ticket, runId, priority, timeoutUs, copied,
+    // outIndex..., per input rank+dims, per output rank|-1 + dims].
+    const spec = (inDims: unknown[][], outIndex: unknown[] = [0], outDims: (unknown[] | null)[] = [null], nIn: unknown = inDims.length, flags: unknown = 0, request: unknown[] = [0, 0, 0, 0, 0]) =>
       Float64Array.from([nIn, outIndex.length, 0, flags, ...request, ...outIndex, ...inDims.flatMap((d) => [d.length, ...d]), ...outDims.flatMap((d) => (d ? [d.length, ...d] : [-1]))] as number[]);
     const run = (inData: unknown[], inDims: unknown[][], outData: unknown[] = [null], outDims: (unknown[] | null)[] = [null], outIndex: unknown[] = [0]) =>
       call(inData, outData, spec(inDims, outIndex, outDims));
     expect(call()).toMatch(/^INVALID_ARGUMENT: run\(inputData, outputData, spec\)/);
     expect(call([x], [null], new Float32Array(4))).toMatch(/^INVALID_ARGUMENT: run\(inputData/);
     expect(call([x], [null], new Float64Array(1))).toMatch(/malformed spec header/);
-    expect(call([x], [null], new Float64Array([1, 1, 0, 0, 0, 0, 0, 0, 0, 2, 1]))).toMatch(/input 'x': dims must be non-negative integers/);
+    expect(call([x], [null], new Float64Array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1]))).toMatch(/input 'x': dims must be non-negative integers/);
+    // Outputs copied at settlement (the header's copied mask): infer() only, never to the device.
+    expect(call([x], [null], spec([[1, 64]], [0], [[1, 10]], 1, 0, [0, 0, 0, 0, 1]))).toMatch(/INVALID_ARGUMENT: run\(\): outputs copied at settlement need infer\(\)/);
     // The flags word: bits 0 (device-resident outputs) and 1 (DeviceTensor inputs) only; outputs never on the device with inferSync.
     expect(call([x], [null], spec([[1, 64]], [0], [null], 1, 4))).toMatch(/malformed spec header/);
     expect(call([x], [null], spec([[1, 64]], [0], [null], 1, 0.5))).toMatch(/malformed spec header/);
@@ -430,12 +432,26 @@ describe('bad input is rejected with a clear error and nothing breaks', () => {
       if (kind === SETTLE_KIND.ERROR) throw value;
       return value;
     }, null, null);
-    asyncRun.call(undefined, x, null, spec([[1, 64]], [0], [null], 1, 0, [ticket(), 0, 0, 0]));
+    asyncRun.call(undefined, x, null, spec([[1, 64]], [0], [null], 1, 0, [ticket(), 0, 0, 0, 0]));
     const r = await results;
     expect(Array.isArray(r) && (r as unknown[]).length).toBe(1);
-    for (const bad of [[-1, 0, 0, 0], [1.5, 0, 0, 0], [2 ** 31, 0, 0, 0], [NaN, 0, 0, 0], [0, -1, 0, 0], [0, 0.5, 0, 0], [0, 0, 2, 0], [0, 0, 0, -1], [0, 0, 0, Infinity]]) {
+    for (const bad of [[-1, 0, 0, 0, 0], [1.5, 0, 0, 0, 0], [2 ** 31, 0, 0, 0, 0], [NaN, 0, 0, 0, 0], [0, -1, 0, 0, 0], [0, 0.5, 0, 0, 0], [0, 0, 2, 0, 0], [0, 0, 0, -1, 0], [0, 0, 0, Infinity, 0], [0, 0, 0, 0, -1], [0, 0, 0, 0, 0.5]]) {
       expect(() => asyncRun.call(undefined, x, null, spec([[1, 64]], [0], [null], 1, 0, bad))).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/malformed spec header/) }));
     }
+    // An output copied at settlement: dims and no buffer, numeric, at most copiedOutputBytes; not to the device.
+    const copied = (outData: unknown, outDims: unknown[] | null, flags = 0) => {
+      try {
+        asyncRun.call(undefined, x, outData, spec([[1, 64]], [0], [outDims], 1, flags, [0, 0, 0, 0, 1]));
+      } catch (err) {
+        return (err as { code?: string }).code + ': ' + (err as Error).message;
+      }
+      return 'no error';
+    };
+    expect(copied(new Float32Array(10), [1, 10])).toMatch(/INVALID_ARGUMENT: output 'y': an output copied at settlement takes dims and no buffer/);
+    expect(copied(null, null)).toMatch(/an output copied at settlement takes dims and no buffer/);
+    expect(copied(null, [1, 11])).toMatch(/output 'y': expected shape \[batch, 10\], received \[1, 11\]/);
+    expect(copied(null, [2, 10])).toMatch(/output 'y': an output copied at settlement must be numeric and at most 64 bytes, received \[2, 10\] of float32/);
+    expect(copied(null, [1, 10], 1)).toMatch(/outputs copied at settlement need infer\(\) and outputs on the CPU/);
     session.release();
     expect(run([x], [[1, 64]])).toMatch(/^DISPOSED/);
     expect(() => asyncRun.call(session, x, null, spec([[1, 64]]))).toThrow(expect.objectContaining({ code: 'DISPOSED' }));

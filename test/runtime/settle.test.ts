@@ -119,4 +119,47 @@ describe('settling infer() promises', () => {
       await m.dispose();
     }
   });
+
+  it('tiny outputs are copied at settlement: each request gets its own arrays, of every type, in the caller\'s order, on every route', async () => {
+    const base = openTickets();
+    for (const options of [{}, { inlineBelowMicros: 0 }, { batching: { maxBatchSize: 16 } }, { inlineBelowMicros: 0, batching: { maxBatchSize: 16 } }]) {
+      const m = await loadModel(model('two_inputs.onnx'), options);
+      try {
+        const t = (v: number) => new Tensor('float32', Float32Array.from({ length: 4 }, (_, i) => v + i), [1, 4]);
+        const outs = await Promise.all(Array.from({ length: 200 }, (_, k) => m.infer({ a: t(k), b: t(1) }, k % 2 ? { outputs: ['prod', 'sum'] } : undefined)));
+        outs.forEach((o, k) => {
+          expect(Object.keys(o)).toEqual(k % 2 ? ['prod', 'sum'] : ['sum', 'prod']);
+          expect(Array.from(o.sum.data as Float32Array)).toEqual([0, 1, 2, 3].map((i) => k + i + 1 + i));
+          expect(Array.from(o.prod.data as Float32Array)).toEqual([0, 1, 2, 3].map((i) => (k + i) * (1 + i)));
+          // Arrays of their own, on V8's heap: nothing shared between requests or with the addon.
+          expect((o.sum.data as Float32Array).buffer).not.toBe((o.prod.data as Float32Array).buffer);
+          expect((o.sum.data as Float32Array).byteLength).toBe(16);
+        });
+        (outs[0].sum.data as Float32Array)[0] = 99;
+        expect((outs[2].sum.data as Float32Array)[0]).toBe(3);
+      } finally {
+        await m.dispose();
+      }
+      for (const [file, type, data] of [
+        ['identity_int64.onnx', 'int64', BigInt64Array.from([1n, -2n, 2n ** 62n])],
+        ['identity_bool.onnx', 'bool', Uint8Array.from([1, 0, 1])],
+        ['identity_float64.onnx', 'float64', Float64Array.from([0.5, -1e300, Math.PI])],
+      ] as const) {
+        // x[n] → y[n]: 3 elements, at most 24 bytes.
+        const id = await loadModel(model(file), options);
+        try {
+          const x = new Tensor(type, data as never, [3]);
+          const outs = await Promise.all(Array.from({ length: 5 }, () => id.infer({ x })));
+          for (const o of outs) {
+            expect(o.y.type).toBe(type);
+            expect(o.y.data.constructor).toBe(data.constructor);
+            expect(Array.from(o.y.data as ArrayLike<unknown>)).toEqual(Array.from(data as ArrayLike<unknown>));
+          }
+        } finally {
+          await id.dispose();
+        }
+      }
+    }
+    expect(openTickets()).toBe(base);
+  });
 });
