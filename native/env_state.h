@@ -14,6 +14,7 @@
 #include <napi.h>
 
 #include <chrono>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -70,10 +71,12 @@ struct EnvState {
 
   // shared: executor threads and the JS thread. `executing` counts jobs handed to the Executor
   // that have not yet been posted back; env teardown waits for it to reach zero so that ORT
-  // never reads JS memory after the isolate frees it.
+  // never reads JS memory after the isolate frees it. It is decreased (and `idle` notified)
+  // under `mu`; it is increased without it, on the JS thread only (RunJob::Attach) — the thread
+  // that waits on `idle`, so no wait can miss an increase.
   std::mutex mu;
   std::condition_variable idle;
-  size_t executing = 0;
+  std::atomic<size_t> executing{0};
   std::vector<RunJob*> done;  // finished, waiting for the JS thread
   // JS thread only (not under `mu`): DrainCompleted swaps it with `done`, so the two vectors
   // trade their capacity and neither side allocates per drain.

@@ -21,12 +21,14 @@ namespace {
 class SpecReader {
  public:
   SpecReader(const double* data, size_t length) : data_(data), length_(length) {}
-  // An integer in [min, max], or false.
+  // An integer in [min, max] (a range within ±2^53), or false.
   bool Int(double min, double max, int64_t* out) {
     if (pos_ >= length_) return false;
     const double v = data_[pos_++];
-    if (!(v >= min && v <= max) || std::floor(v) != v) return false;
-    *out = static_cast<int64_t>(v);
+    if (!(v >= min && v <= max)) return false;
+    const int64_t i = static_cast<int64_t>(v);  // (in range: defined)
+    if (static_cast<double>(i) != v) return false;
+    *out = i;
     return true;
   }
   // A number in [min, max], or false.
@@ -138,7 +140,7 @@ void IoSlot::Clear() {
   view_.data = nullptr;
 }
 
-RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core, Route route,
+RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, const std::shared_ptr<SessionCore>& core, Route route,
                             Request* request) {
   Napi::Env env = info.Env();
   const bool borrow = route != Route::kSync;  // references (and small-input copies): async only
@@ -515,7 +517,7 @@ void RunJob::Attach(Napi::Env env, int32_t ticket, double cancel_id) {
   state->run_count++;
   {
     std::lock_guard<std::mutex> lock(state->mu);
-    ++state->executing;
+    state->executing.fetch_add(1, std::memory_order_relaxed);
   }
 }
 

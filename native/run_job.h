@@ -191,7 +191,7 @@ class RunJob : public Task {
   //                                          (SPEC_FLAGS in src/runtime/io-plan.ts)
   // Validates everything that matters for memory safety against the model; on failure throws a
   // JS error and returns null. `request` (infer()) receives the header's request numbers.
-  static Ptr Prepare(const Napi::CallbackInfo& info, std::shared_ptr<SessionCore> core, Route route,
+  static Ptr Prepare(const Napi::CallbackInfo& info, const std::shared_ptr<SessionCore>& core, Route route,
                      Request* request = nullptr);
   ~RunJob() override;
 
