@@ -515,10 +515,7 @@ void RunJob::Attach(Napi::Env env, int32_t ticket, double cancel_id) {
   if (state->runs != nullptr) state->runs->run_prev_ = this;
   state->runs = this;
   state->run_count++;
-  {
-    std::lock_guard<std::mutex> lock(state->mu);
-    state->executing.fetch_add(1, std::memory_order_relaxed);
-  }
+  state->executing.fetch_add(1, std::memory_order_relaxed);  // (no lock: see EnvState::executing)
 }
 
 void RunJob::Submit(Napi::Env env, Ptr job, int32_t ticket, double cancel_id) {
@@ -593,7 +590,7 @@ void RunJob::ExecuteMeasured(bool js_thread) {
   const auto start = std::chrono::steady_clock::now();
   ExecuteOn(core, run_options_);
   const auto end = std::chrono::steady_clock::now();
-  // The model's own session runs the job: no gather, no scatter.
+  // One session runs the job (the model's own, or its inline session): no gather, no scatter.
   if (trace_ref_ != nullptr) RecordRun(start, start, end, end, 1, 1, -1);
   // Only completed runs teach the estimate (a cancelled job skipped its run; a failed one may
   // have stopped early).

@@ -8,7 +8,8 @@
 // delivers cost one wake together. At that point, with `inline_below_us` set, a batch whose
 // predicted compute (Estimator::PredictComputeUs: the fit's a + b × rows while recent batch
 // sizes vary, else recent cost per row × rows) is that cheap runs on the JS thread itself, on
-// its own Instance over the primary session: no thread hop either way. A lone request (nothing
+// its own Instance over the model's inline session (SessionCore::inline_session: a
+// single-threaded copy of the model, else the primary session): no thread hop either way. A lone request (nothing
 // queued or running) runs inline at once, inside Submit, and its promise settles there — the
 // first of its turn, or a sequential client's next one (Submit and DeferredWakes::MarkLoneRun
 // say how that is told apart, and how long it may go on) — unless recent batches held several

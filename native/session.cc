@@ -144,7 +144,8 @@ class LoadJob : public AsyncJob {
 
   // Whether runs on the JS thread get a single-threaded session of their own
   // (SessionCore::inline_session says why): when some may run there (inlineBelowMicros > 0, a
-  // CPU session), the caller left the intra-op thread count to nimify, and a second copy of the
+  // CPU session), the caller left threading to nimify (no intra- or inter-op thread count, no
+  // parallel execution mode), and a second copy of the
   // model is cheap — its file (or bytes) at most kInlineSessionMaxBytes and the primary
   // session's creation grew resident memory by at most kInlineSessionMaxGrowth (weights in
   // external data files do not show in the file's size). Models that small are the ones whose
@@ -152,7 +153,10 @@ class LoadJob : public AsyncJob {
   static constexpr int64_t kInlineSessionMaxBytes = 16 << 20;
   static constexpr int64_t kInlineSessionMaxGrowth = 64 << 20;
   bool InlineSessionWanted(int64_t resident_growth) const {
-    if (inline_below_us <= 0 || config.intra_op_threads >= 0 || cores_.empty() || cores_[0]->io_binding()) return false;
+    if (inline_below_us <= 0 || config.intra_op_threads >= 0 || config.inter_op_threads >= 0 || config.execution_mode == 1 ||
+        cores_.empty() || cores_[0]->io_binding()) {
+      return false;
+    }
     if (resident_growth > kInlineSessionMaxGrowth) return false;
     int64_t size = static_cast<int64_t>(length);
     if (bytes == nullptr) {

@@ -114,6 +114,11 @@ class SessionCore {
   // (a device run waits on the device: the event loop would be blocked for it).
   double inline_below_us() const { return inline_below_us_; }
   void set_inline_below_us(double us) { inline_below_us_ = io_binding_ ? 0 : us; }
+  // Every measured run teaches it, on the Executor's threads (the primary session, ORT's pool)
+  // and on the JS thread (the inline session, when there is one: single-threaded): one estimate
+  // of both, which a model whose runs the pool speeds up underestimates for the JS thread (see
+  // inline_session). Separate estimates were tried: one that a slow moment pushed over the
+  // bound was never measured again, and the model stayed off the JS thread for good.
   RunCost& run_cost() { return run_cost_; }
   // The session runs made on the JS thread use (inline runs and batches): a second session of
   // the same model with one intra-op thread when the load made one (session.cc,
@@ -122,6 +127,8 @@ class SessionCore {
   // fork and join cost more than they save (tiny MLP, 64 rows, 2-core VM: 30 µs per batch with
   // the default pool, 15 µs on one thread), and the pool's spinning threads take the other
   // cores from the JS thread. Set on the JS thread when the load completes, before any run.
+  // The inline decision predicts from runs on both sessions (run_cost(), the scheduler's
+  // Estimator): low for the JS thread when the pool speeds a model's runs up (README, "Inline runs").
   const std::shared_ptr<SessionCore>& inline_session(const std::shared_ptr<SessionCore>& self) const {
     return inline_session_ ? inline_session_ : self;
   }

@@ -70,7 +70,9 @@ Settlement::~Settlement() {
 
 uint8_t* Settlement::Reserve(size_t bytes, int32_t* offset) {
   if (data_ == nullptr || bytes > kDataBytes) return nullptr;
-  if (data_used_ + bytes > kDataBytes) Flush();
+  // Room for the bytes and for the entry Add records next: a flush between the two would settle
+  // the bytes' owner in the next call, after later Reserves had reused its bytes' place.
+  if (n_ == kCapacity || data_used_ + bytes > kDataBytes) Flush();
   *offset = static_cast<int32_t>(data_used_);
   uint8_t* p = data_ + data_used_;
   data_used_ += (bytes + 7) & ~size_t{7};

@@ -45,9 +45,10 @@ class Settlement {
   Settlement(const Settlement&) = delete;
   Settlement& operator=(const Settlement&) = delete;
 
-  // Room for `bytes` (at most kDataBytes) of the next outcome's copied outputs, 8-byte aligned:
-  // returns where to write them and sets `*offset` (what Add is given). Null when the arrays
-  // could not be made.
+  // Room for `bytes` (at most kDataBytes) of the next outcome's copied outputs, 8-byte aligned,
+  // and for its entry: returns where to write them and sets `*offset`; the Add that follows
+  // (with that offset) records the entry in the same settler call. Null when the arrays could
+  // not be made.
   uint8_t* Reserve(size_t bytes, int32_t* offset);
   // Records one outcome. `value`: the resolution (kValue) or the rejection (kError); ignored
   // for kNull. `offset`: where its copied outputs are (Reserve), else 0.

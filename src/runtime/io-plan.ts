@@ -212,8 +212,9 @@ function checkAgainst(info: TensorInfo, t: Pick<Tensor, 'type' | 'dims'>, kind: 
   }
 }
 
-/** wrap()'s scratch: where each copied output of the call being wrapped starts. */
+/** wrap()'s scratch: where each copied output of the call being wrapped starts (outermost wrap() only). */
 const copiedAt: number[] = [];
+let wrapDepth = 0;
 
 function byteSize(dims: readonly number[], ctor: TypedArrayCtor): number {
   let n = ctor.BYTES_PER_ELEMENT;
@@ -536,6 +537,18 @@ export class IoPlan {
   wrap(call: NativeCall & { deviceOutputs: true }, results: NativeDeviceTensor[]): Record<string, DeviceTensor>;
   wrap(call: NativeCall, results: unknown[] | null, data?: ArrayBuffer, offset?: number): Record<string, Tensor | DeviceTensor>;
   wrap(call: NativeCall, results: unknown[] | null, data?: ArrayBuffer, offset = 0): Record<string, Tensor | DeviceTensor> {
+    // Caller code can run below (a setter for an output's name on Object.prototype) and call
+    // infer() again, whose settlement wraps too: a nested wrap() keeps offsets of its own.
+    const at = wrapDepth === 0 ? copiedAt : [];
+    wrapDepth++;
+    try {
+      return this.#wrap(call, results, data as ArrayBuffer, offset, at);
+    } finally {
+      wrapDepth--;
+    }
+  }
+
+  #wrap(call: NativeCall, results: unknown[] | null, data: ArrayBuffer, offset: number, copiedAt: number[]): Record<string, Tensor | DeviceTensor> {
     const out: Record<string, Tensor | DeviceTensor> = {};
     // Outputs copied at settlement lie in `data` from `offset`, those the run wrote in model
     // order, each 8-byte aligned (native RunJob::Settle): where each one starts.
@@ -558,7 +571,7 @@ export class IoPlan {
           ? Tensor.fromNative(type, (r as NativeResult & object)[0] as TensorDataMap[TensorType], (r as NativeResult & object)[1])
           : i < 31 && (call.copied >> i) & 1
             ? // A tiny output the addon copied into the settlement's buffer: the caller gets a copy.
-              Tensor.fromNative(type, copyOut(data as ArrayBuffer, this.#outputs[call.outIndex[i]].ctor as TypedArrayCtor, copiedAt[i], call.outDims[i] as number[]), call.outDims[i] as number[])
+              Tensor.fromNative(type, copyOut(data, this.#outputs[call.outIndex[i]].ctor as TypedArrayCtor, copiedAt[i], call.outDims[i] as number[]), call.outDims[i] as number[])
             : (call.outTensors[i] ??
               // A tiny output ORT wrote into a scratch view (#allocate): the caller gets a copy.
               Tensor.fromNative(type, (call.outData[i] as unknown as { slice(): TensorDataMap[TensorType] }).slice(), call.outDims[i] as number[]));

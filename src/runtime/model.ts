@@ -6,6 +6,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { NimifyError, fromNative } from './errors';
 import { getBinding, RUN_TIMING, type ModelStats, type NativeBinding, type NativeDescription, type NativeResult, type NativeSession, type SchedulerStats } from './binding';
 import { IoPlan, SPEC_REQUEST, type NativeCall } from './io-plan';
@@ -39,6 +40,13 @@ export type DeviceOutputs = Record<string, DeviceTensor>;
 export type { PredictOptions } from '../pipeline/pipeline';
 
 let nextRunId = 0;
+
+/**
+ * The JS clock tracing's submit time is read from: bound once, so that caller code replacing
+ * performance.now cannot run between a call's preparation and its submission (it could call
+ * infer() again, re-encoding the plan's spec).
+ */
+const submitClock = performance.now.bind(performance);
 
 export class Model {
   readonly inputs: readonly TensorInfo[];
@@ -213,12 +221,12 @@ export class Model {
         session.run(call.inArg, call.outArg, spec);
       } else {
         // Tracing (options.ts `timing`): the JS clock at submit, to which the addon's times are relative.
-        timing[RUN_TIMING.SUBMITTED_MS] = performance.now();
+        timing[RUN_TIMING.SUBMITTED_MS] = submitClock();
         session.run(call.inArg, call.outArg, spec, timing);
       }
     } catch (err) {
+      refuse(t, fromNative(err)); // (first: #settled runs caller code, which may throw)
       this.#settled(cleanup);
-      refuse(t, fromNative(err));
       return promise;
     }
     submitted(this.#binding);

@@ -32,8 +32,8 @@ describe('the inline session', () => {
     }
   });
 
-  it('none where nothing runs on the JS thread, where the caller chose the thread count, or for a model over 16 MiB', async () => {
-    for (const options of [{ inlineBelowMicros: 0 }, { intraOpNumThreads: 2 }, { intraOpNumThreads: 0 }, { batching: { maxBatchSize: 4 }, intraOpNumThreads: 1 }]) {
+  it('none where nothing runs on the JS thread, where the caller chose the threading, or for a model over 16 MiB', async () => {
+    for (const options of [{ inlineBelowMicros: 0 }, { intraOpNumThreads: 2 }, { intraOpNumThreads: 0 }, { batching: { maxBatchSize: 4 }, intraOpNumThreads: 1 }, { interOpNumThreads: 1 }, { executionMode: 'parallel' as const }]) {
       const m = await loadModel(model('mlp_tiny.onnx'), options);
       try {
         expect(m.stats().inlineSingleThreaded).toBe(false);

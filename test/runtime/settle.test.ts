@@ -162,4 +162,58 @@ describe('settling infer() promises', () => {
     }
     expect(openTickets()).toBe(base);
   });
+
+  it('more outcomes of mixed sizes than one settler call carries: every request gets its own bytes', async () => {
+    const base = openTickets();
+    // x[n] → y[n], n = 1..16 floats (4..64 bytes, each copied at settlement), on executor
+    // threads, all finished before one drain: several settler calls, the data buffer refilled.
+    const m = await loadModel(model('identity_float32.onnx'), { inlineBelowMicros: 0 });
+    try {
+      const xs = Array.from({ length: 3500 }, (_, k) => new Tensor('float32', Float32Array.from({ length: 1 + (k % 16) }, (_, i) => k + i / 100), [1 + (k % 16)]));
+      const ps = xs.map((x) => m.infer({ x }));
+      busyWait(400);
+      const outs = await Promise.all(ps);
+      outs.forEach((o, k) => expect(o.y.data).toEqual(xs[k].data));
+      expect(openTickets()).toBe(base);
+    } finally {
+      await m.dispose();
+    }
+  });
+
+  it('caller code run while a result is built (a setter for an output\'s name) may call infer() again: both get their own outputs', async () => {
+    const m = await loadModel(model('two_inputs.onnx'), { inlineBelowMicros: 1_000_000 });
+    const t = (v: number) => new Tensor('float32', new Float32Array(4).fill(v), [1, 4]);
+    // [seed, request]: a request made in the setter can settle, and run the setter, before infer() returns.
+    const inner: [number, Promise<Record<string, Tensor>>][] = [];
+    let seeds = 0;
+    try {
+      Object.defineProperty(Object.prototype, 'sum', {
+        configurable: true,
+        set(v: unknown) {
+          Object.defineProperty(this, 'sum', { value: v, writable: true, enumerable: true, configurable: true });
+          // While the result is half built (its prod not yet made): a run that may settle at once.
+          if (seeds < 6) {
+            const seed = 100 + seeds++;
+            inner.push([seed, m.infer({ a: t(seed), b: t(1) })]);
+          }
+        },
+      });
+      const outer = await Promise.all([1, 2, 3].map((v) => m.infer({ a: t(v), b: t(v) })));
+      const nested = await Promise.all(inner.map(([, p]) => p));
+      delete (Object.prototype as Record<string, unknown>).sum;
+      outer.forEach((o, k) => {
+        expect(Array.from(o.sum.data as Float32Array)).toEqual(new Array(4).fill(2 * (k + 1)));
+        expect(Array.from(o.prod.data as Float32Array)).toEqual(new Array(4).fill((k + 1) ** 2));
+      });
+      nested.forEach((o, k) => {
+        const seed = inner[k][0];
+        expect(Array.from(o.sum.data as Float32Array)).toEqual(new Array(4).fill(seed + 1));
+        expect(Array.from(o.prod.data as Float32Array)).toEqual(new Array(4).fill(seed));
+      });
+      expect(inner.length).toBe(6);
+    } finally {
+      delete (Object.prototype as Record<string, unknown>).sum;
+      await m.dispose();
+    }
+  });
 });
