@@ -352,11 +352,13 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, const std::shared_pt
       return fail(code::kInvalidArgument, TensorName(io, true) + ": dims must be non-negative integers");
     }
     Napi::Value data = out_at(i);
+    const napi_valuetype data_type = data.Type();  // (one napi_typeof for both checks below)
+    const bool no_buffer = data_type == napi_null || data_type == napi_undefined;
     if (i < 31 && ((copied_mask >> i) & 1)) {
       // Written into the job's own memory and copied to JS at settlement (kCopiedOutputBytes):
       // nothing of JavaScript's is written or referenced. Like a predicted buffer, dropped for
       // the copy path if the result's shape differs.
-      if (absent || !(data.IsNull() || data.IsUndefined())) {
+      if (absent || !no_buffer) {
         return fail(code::kInvalidArgument, TensorName(io, true) + ": an output copied at settlement takes dims and no buffer");
       }
       if (!job->owned_outputs_) {
@@ -377,7 +379,7 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, const std::shared_pt
       job->kind_.push_back(OutputKind::kPredicted);
       continue;
     }
-    if (data.IsNull() || data.IsUndefined()) {
+    if (no_buffer) {
       job->kind_.push_back(OutputKind::kOrt);  // the slot stays kEmpty
     } else if (on_device) {
       return fail(code::kInvalidArgument, TensorName(io, true) + ": a buffer cannot be supplied for a device-resident output");

@@ -164,7 +164,13 @@ bool Scheduler::Submit(Napi::Env env, RunJob::Ptr job, int32_t ticket, double ca
     std::lock_guard<std::mutex> lock(mu_);
     est_.OnArrival(now, config_);
     std::list<RunJob*>& q = queues_[qs.priority];
-    qs.pos = q.insert(q.end(), raw);
+    if (spare_nodes_.empty()) {
+      qs.pos = q.insert(q.end(), raw);
+    } else {
+      q.splice(q.end(), spare_nodes_, spare_nodes_.begin());
+      qs.pos = std::prev(q.end());
+      *qs.pos = raw;
+    }
     qs.queued = true;
     arrivals_.fetch_add(1, std::memory_order_release);
     queued_rows_ += rows;
@@ -243,7 +249,7 @@ void Scheduler::WakeDeferred(napi_env env) {
 
 void Scheduler::Take(RunJob* job) {
   RunJob::Queueing& qs = job->queueing();
-  queues_[qs.priority].erase(qs.pos);
+  spare_nodes_.splice(spare_nodes_.end(), queues_[qs.priority], qs.pos);
   qs.queued = false;
   const int64_t rows = std::max<int64_t>(job->batch_key().rows, 1);
   queued_rows_ -= rows;

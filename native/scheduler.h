@@ -209,6 +209,8 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   std::mutex mu_;  // guards everything below
   std::condition_variable cv_;
   std::list<RunJob*> queues_[2];  // [0] normal, [1] high priority
+  // List nodes taken out of the queues (Take), reused by Submit: a queued request allocates none.
+  std::list<RunJob*> spare_nodes_;
   std::unordered_set<Batch*> running_;
   bool stopping_ = false;
   bool wake_deferred_ = false;  // JS thread only: a wake is pending in EnvState::wakes
