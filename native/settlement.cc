@@ -48,18 +48,20 @@ Settlement::Settlement(napi_env env)
     data_buffer_ = addon_->settle_data.Value();
     ok = MemoryOf(env_, entries_, data_buffer_, &triples_, &data_);
   }
-  if (!ok) {
-    // Nested, first use, or the env's arrays became unusable: new ones (kept unless nested).
-    if (!NewArrays(env_, &entries_, &values_, &data_buffer_) || !MemoryOf(env_, entries_, data_buffer_, &triples_, &data_)) {
-      triples_ = nullptr;
-      data_ = nullptr;
-      return;
-    }
-    if (!nested_) {
-      addon_->settle_entries = Napi::Persistent(Napi::Object(env_, entries_));
-      addon_->settle_values = Napi::Persistent(Napi::Object(env_, values_));
-      addon_->settle_data = Napi::Persistent(Napi::Object(env_, data_buffer_));
-    }
+  if (!ok) Renew();
+}
+
+void Settlement::Renew() {
+  // Nested, first use, or the arrays became unusable: new ones (the env's unless nested).
+  if (!NewArrays(env_, &entries_, &values_, &data_buffer_) || !MemoryOf(env_, entries_, data_buffer_, &triples_, &data_)) {
+    triples_ = nullptr;
+    data_ = nullptr;
+    return;
+  }
+  if (!nested_) {
+    addon_->settle_entries = Napi::Persistent(Napi::Object(env_, entries_));
+    addon_->settle_values = Napi::Persistent(Napi::Object(env_, values_));
+    addon_->settle_data = Napi::Persistent(Napi::Object(env_, data_buffer_));
   }
 }
 
@@ -102,6 +104,8 @@ void Settlement::Flush() {
     napi_value err = nullptr;
     if (napi_get_and_clear_last_exception(env_, &err) == napi_ok) napi_fatal_exception(env_, err);
   }
+  // JS ran with the arrays in hand: never write through a pointer to memory it may have detached.
+  if (!MemoryOf(env_, entries_, data_buffer_, &triples_, &data_)) Renew();
 }
 
 Napi::Value Settlement::SetSettlerJs(const Napi::CallbackInfo& info) {

@@ -55,6 +55,7 @@ class Settlement {
   void Add(int32_t ticket, Kind kind, napi_value value, int32_t offset = 0);
   // Calls the settler with everything recorded so far. An exception it throws (it catches its
   // own; this would be a bug) is reported as uncaught rather than left pending in a native frame.
+  // The arrays' memory is looked up again after the call (a settler that detached one gets new ones).
   void Flush();
 
   // Binding: setSettler(fn) — the env's settler, fn(n, entries, values, data). Called once per env by
@@ -64,6 +65,8 @@ class Settlement {
   static bool Ready(Napi::Env env);
 
  private:
+  void Renew();  // new arrays, kept as the env's unless nested; none (pointers null) on failure
+
   napi_env env_;
   AddonData* addon_;
   bool nested_;

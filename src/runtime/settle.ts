@@ -90,9 +90,10 @@ export function openTickets(): number {
  * entry is read and its ticket freed before its promise is resolved, since resolving can run
  * caller code (a `then` getter on Object.prototype) that opens new tickets and even settles
  * them re-entrantly (the addon then uses other arrays). Nothing thrown escapes: a throwing
- * `finish` rejects its promise, and the rest are settled.
+ * `finish` rejects its promise, and the rest are settled. Exported for tests only (@internal):
+ * useSettler() registers it.
  */
-function settle(n: number, entries: Int32Array, values: unknown[], data: ArrayBuffer): void {
+export function settle(n: number, entries: Int32Array, values: unknown[], data: ArrayBuffer): void {
   for (let k = 0; k < n; k++) {
     const t = entries[3 * k];
     const kind = entries[3 * k + 1];

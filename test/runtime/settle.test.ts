@@ -216,4 +216,33 @@ describe('settling infer() promises', () => {
       await m.dispose();
     }
   });
+
+  it('a settler that detaches the arrays it was given does not make the addon write into memory it no longer has', async () => {
+    const { getBinding } = await import('../../src/runtime/binding');
+    const { settle } = await import('../../src/runtime/settle');
+    const binding = getBinding();
+    const m = await loadModel(model('mlp_tiny.onnx'), { inlineBelowMicros: 0 });
+    let calls = 0;
+    try {
+      // Settles, then detaches the entries' and the data's buffers (structuredClone with a
+      // transfer list detaches on every Node): the addon must look them up again.
+      binding.setSettler((n, entries, values, data) => {
+        calls++;
+        settle(n, entries, values, data);
+        structuredClone(entries.buffer, { transfer: [entries.buffer as ArrayBuffer] });
+        structuredClone(data, { transfer: [data] });
+      });
+      for (let round = 0; round < 3; round++) {
+        const xs = Array.from({ length: 1500 }, (_, i) => x1(round * 10_000 + i));
+        const ps = xs.map((x) => m.infer({ x }));
+        busyWait(200); // several settler calls in one drain
+        const outs = await Promise.all(ps);
+        outs.forEach((o, i) => expect(o.y.data).toEqual(m.inferSync({ x: xs[i] }).y.data));
+      }
+      expect(calls).toBeGreaterThan(3);
+    } finally {
+      binding.setSettler(settle);
+      await m.dispose();
+    }
+  });
 });
