@@ -46,9 +46,12 @@ function take(resolve: (v: unknown) => void, reject: (e: unknown) => void): void
 
 let lastTicket = -1;
 
+// The intrinsic Promise as this module loaded: a global replaced later does not make infer()'s promises.
+const PromiseCtor = Promise;
+
 /** A new pending promise under a new ticket (read it with ticket() before the next open()). */
 export function open<T>(finish: Finish, a: unknown, b: unknown): Promise<T> {
-  const promise = new Promise<T>(take as never);
+  const promise = new PromiseCtor<T>(take as never);
   const t = free.length > 0 ? (free.pop() as number) : next++;
   finishes[t] = finish;
   firsts[t] = a;
