@@ -145,11 +145,13 @@ class LoadJob : public AsyncJob {
   // Whether runs on the JS thread get a single-threaded session of their own
   // (SessionCore::inline_session says why): when some may run there (inlineBelowMicros > 0, a
   // CPU session), the caller left threading to nimify (no intra- or inter-op thread count, no
-  // parallel execution mode), and a second copy of the
-  // model is cheap — its file (or bytes) at most kInlineSessionMaxBytes and the primary
-  // session's creation grew resident memory by at most kInlineSessionMaxGrowth (weights in
-  // external data files do not show in the file's size). Models that small are the ones whose
-  // batches can be cheap enough to run inline; a larger one is loaded once, as before.
+  // parallel execution mode), and a second copy of the model is cheap — its file (or bytes) at
+  // most kInlineSessionMaxBytes and the primary session's creation grew resident memory by at
+  // most kInlineSessionMaxGrowth (weights in external data files do not show in the file's
+  // size). Models that small are the ones whose batches can be cheap enough to run inline; a
+  // larger one is loaded once, as before. (The growth is the whole process's: another load at
+  // the same time makes it larger, memory freed meanwhile smaller — a heuristic, whose error
+  // costs memory, never correctness.)
   static constexpr int64_t kInlineSessionMaxBytes = 16 << 20;
   static constexpr int64_t kInlineSessionMaxGrowth = 64 << 20;
   bool InlineSessionWanted(int64_t resident_growth) const {
