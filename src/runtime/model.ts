@@ -225,8 +225,14 @@ export class Model {
         session.run(call.inArg, call.outArg, spec, timing);
       }
     } catch (err) {
-      refuse(t, fromNative(err)); // (first: #settled runs caller code, which may throw)
-      this.#settled(cleanup);
+      refuse(t, fromNative(err));
+      try {
+        this.#settled(cleanup);
+      } catch {
+        // Caller code (a signal's removeEventListener) threw while the refused request was
+        // cleaned up: it keeps its own error, and infer() still returns its promise (throwing
+        // here would leave that rejection unhandled).
+      }
       return promise;
     }
     submitted(this.#binding);

@@ -118,6 +118,25 @@ describe('settling infer() promises', () => {
     } finally {
       await m.dispose();
     }
+    // A request the addon refuses (QUEUE_FULL) whose cleanup throws: infer() still returns its
+    // promise, rejected with the refusal, and gives the ticket back.
+    const q = await loadModel(model('mlp_tiny.onnx'), { inlineBelowMicros: 0, batching: { maxBatchSize: 4, maxQueueSize: 1, maxQueueDelayMicros: 10_000_000, adaptive: false } });
+    try {
+      const first = q.infer({ x: x1(1) });
+      const signal = new AbortController().signal;
+      signal.removeEventListener = () => {
+        throw new Error('listener removal failed');
+      };
+      let refused: Promise<unknown> | undefined;
+      expect(() => (refused = q.infer({ x: x1(2) }, { signal }))).not.toThrow();
+      await expect(refused).rejects.toMatchObject({ code: 'QUEUE_FULL' });
+      expect(q.stats().queueDepth).toBe(1);
+      await q.dispose();
+      await expect(first).rejects.toMatchObject({ code: 'DISPOSED' });
+      expect(openTickets()).toBe(base);
+    } finally {
+      await q.dispose();
+    }
   });
 
   it('tiny outputs are copied at settlement: each request gets its own arrays, of every type, in the caller\'s order, on every route', async () => {
