@@ -375,7 +375,7 @@ RunJob::Ptr RunJob::Prepare(const Napi::CallbackInfo& info, const std::shared_pt
       if (v != nullptr) job->outputs_[i].SetValue(v);
       else job->outputs_[i].SetView(view);
       job->copied_.push_back({static_cast<uint32_t>(i), static_cast<uint32_t>(copied_offset), static_cast<uint32_t>(bytes)});
-      copied_offset += (bytes + 7) & ~size_t{7};
+      copied_offset += Settlement::Align8(bytes);
       job->kind_.push_back(OutputKind::kPredicted);
       continue;
     }
@@ -645,12 +645,12 @@ void RunJob::Settle(Napi::Env env, EnvState* state, RunJob* job, Settlement& out
     // call order, each 8-byte aligned: what src/runtime/io-plan.ts wrap() reads back.
     int32_t offset = 0;
     size_t total = 0;
-    for (const Copied& c : job->copied_) total += job->kind_[c.output] == OutputKind::kPredicted ? (c.bytes + 7) & ~size_t{7} : 0;
+    for (const Copied& c : job->copied_) total += job->kind_[c.output] == OutputKind::kPredicted ? Settlement::Align8(c.bytes) : 0;
     if (uint8_t* dst = total > 0 ? out.Reserve(total, &offset) : nullptr) {
       for (const Copied& c : job->copied_) {
         if (job->kind_[c.output] != OutputKind::kPredicted) continue;
         std::memcpy(dst, job->owned_outputs_.get() + c.offset, c.bytes);
-        dst += (c.bytes + 7) & ~size_t{7};
+        dst += Settlement::Align8(c.bytes);
       }
     }
     out.Add(job->ticket_, results.IsNull() ? Settlement::Kind::kNull : Settlement::Kind::kValue, results, offset);

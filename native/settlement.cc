@@ -77,7 +77,7 @@ uint8_t* Settlement::Reserve(size_t bytes, int32_t* offset) {
   if (n_ == kCapacity || data_used_ + bytes > kDataBytes) Flush();
   *offset = static_cast<int32_t>(data_used_);
   uint8_t* p = data_ + data_used_;
-  data_used_ += (bytes + 7) & ~size_t{7};
+  data_used_ += Align8(bytes);
   return p;
 }
 

@@ -34,6 +34,10 @@ struct AddonData;
 
 class Settlement {
  public:
+  // The data buffer's layout unit: each copied output starts 8-byte aligned (wrap() in
+  // src/runtime/io-plan.ts rounds the same way).
+  static constexpr size_t Align8(size_t n) { return (n + 7) & ~size_t{7}; }
+
   enum class Kind : int32_t { kNull = 0, kValue = 1, kError = 2 };
   // Outcomes one settler call carries at most, and the bytes of copied outputs; more are settled
   // in several calls.

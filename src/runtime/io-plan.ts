@@ -17,7 +17,7 @@
 import { markAsUntransferable } from 'node:worker_threads';
 import { NimifyError } from './errors';
 import type { NativeResult, NativeDescription, NativeDeviceTensor, NativeIoInfo } from './binding';
-import { CTORS, isTensorType, Tensor, nativeData, type TensorDataMap, type TensorType, type TypedArrayCtor } from './tensor';
+import { CTORS, elementCount, isTensorType, Tensor, nativeData, type TensorDataMap, type TensorType, type TypedArrayCtor } from './tensor';
 import { DeviceTensor } from './device-tensor';
 import { describe, invalid, isPlainObject } from './validate';
 
@@ -212,14 +212,9 @@ function checkAgainst(info: TensorInfo, t: Pick<Tensor, 'type' | 'dims'>, kind: 
   }
 }
 
-/** wrap()'s scratch: where each copied output of the call being wrapped starts (outermost wrap() only). */
-const copiedAt: number[] = [];
-let wrapDepth = 0;
-
-function byteSize(dims: readonly number[], ctor: TypedArrayCtor): number {
-  let n = ctor.BYTES_PER_ELEMENT;
-  for (const d of dims) n *= d;
-  return n;
+/** Bytes of a `dims`-shaped output of `ctor`, rounded up to 8 as the settlement lays them out. */
+function copiedBytes(dims: readonly number[], ctor: TypedArrayCtor): number {
+  return (elementCount(dims) * ctor.BYTES_PER_ELEMENT + 7) & ~7;
 }
 
 // Views of the settlement buffer last read, one per array type (a settlement made while another
@@ -236,7 +231,7 @@ function copyOut(data: ArrayBuffer, ctor: TypedArrayCtor, at: number, dims: read
   let view = views.get(ctor);
   if (view === undefined) views.set(ctor, (view = new ctor(data, 0, data.byteLength / ctor.BYTES_PER_ELEMENT) as never));
   const first = at / ctor.BYTES_PER_ELEMENT;
-  return view.slice(first, first + byteSize(dims, ctor) / ctor.BYTES_PER_ELEMENT) as TensorDataMap[TensorType];
+  return view.slice(first, first + elementCount(dims)) as TensorDataMap[TensorType];
 }
 
 /** NativeCall.inArg and outArg from inData and outData. */
@@ -537,44 +532,43 @@ export class IoPlan {
   wrap(call: NativeCall & { deviceOutputs: true }, results: NativeDeviceTensor[]): Record<string, DeviceTensor>;
   wrap(call: NativeCall, results: unknown[] | null, data?: ArrayBuffer, offset?: number): Record<string, Tensor | DeviceTensor>;
   wrap(call: NativeCall, results: unknown[] | null, data?: ArrayBuffer, offset = 0): Record<string, Tensor | DeviceTensor> {
-    // Caller code can run below (a setter for an output's name on Object.prototype) and call
-    // infer() again, whose settlement wraps too: a nested wrap() keeps offsets of its own.
-    const at = wrapDepth === 0 ? copiedAt : [];
-    wrapDepth++;
-    try {
-      return this.#wrap(call, results, data as ArrayBuffer, offset, at);
-    } finally {
-      wrapDepth--;
-    }
-  }
-
-  #wrap(call: NativeCall, results: unknown[] | null, data: ArrayBuffer, offset: number, copiedAt: number[]): Record<string, Tensor | DeviceTensor> {
     const out: Record<string, Tensor | DeviceTensor> = {};
-    // Outputs copied at settlement lie in `data` from `offset`, those the run wrote in model
-    // order, each 8-byte aligned (native RunJob::Settle): where each one starts.
-    if (call.copied !== 0) {
-      let at = offset;
+    // Outputs copied at settlement lie in `data` from `offset`: those the run wrote, in model
+    // order, each 8-byte aligned (native RunJob::Settle). In model order (the usual call) each
+    // one's place is the running total; a call in another order gets them all first.
+    let next = offset;
+    let copiedAt: number[] | null = null;
+    if (call.copied !== 0 && call.order !== null) {
+      copiedAt = [];
       for (let i = 0; i < call.outIndex.length && i < 31; i++) {
         if (((call.copied >> i) & 1) === 0 || (results !== null && results[i] !== null)) continue;
-        copiedAt[i] = at;
-        at += (byteSize(call.outDims[i] as number[], this.#outputs[call.outIndex[i]].ctor as TypedArrayCtor) + 7) & ~7;
+        copiedAt[i] = next;
+        next += copiedBytes(call.outDims[i] as number[], this.#outputs[call.outIndex[i]].ctor as TypedArrayCtor);
       }
     }
     // In the caller's order (the object's keys keep it), from the call's model-order arrays.
     for (let k = 0; k < call.outNames.length; k++) {
       const i = call.order === null ? k : call.order[k];
       const r = results === null ? null : results[i];
-      const type = this.#outputs[call.outIndex[i]].info.type as TensorType;
-      const t = call.deviceOutputs
-        ? DeviceTensor.fromNative(r as NativeDeviceTensor)
-        : r !== null
-          ? Tensor.fromNative(type, (r as NativeResult & object)[0] as TensorDataMap[TensorType], (r as NativeResult & object)[1])
-          : i < 31 && (call.copied >> i) & 1
-            ? // A tiny output the addon copied into the settlement's buffer: the caller gets a copy.
-              Tensor.fromNative(type, copyOut(data, this.#outputs[call.outIndex[i]].ctor as TypedArrayCtor, copiedAt[i], call.outDims[i] as number[]), call.outDims[i] as number[])
-            : (call.outTensors[i] ??
-              // A tiny output ORT wrote into a scratch view (#allocate): the caller gets a copy.
-              Tensor.fromNative(type, (call.outData[i] as unknown as { slice(): TensorDataMap[TensorType] }).slice(), call.outDims[i] as number[]));
+      const plan = this.#outputs[call.outIndex[i]];
+      const type = plan.info.type as TensorType;
+      let t: Tensor | DeviceTensor;
+      if (call.deviceOutputs) {
+        t = DeviceTensor.fromNative(r as NativeDeviceTensor);
+      } else if (r !== null) {
+        t = Tensor.fromNative(type, (r as NativeResult & object)[0] as TensorDataMap[TensorType], (r as NativeResult & object)[1]);
+      } else if (i < 31 && (call.copied >> i) & 1) {
+        // A tiny output the addon copied into the settlement's buffer: the caller gets a copy.
+        const dims = call.outDims[i] as number[];
+        const ctor = plan.ctor as TypedArrayCtor;
+        const at = copiedAt === null ? next : copiedAt[i];
+        if (copiedAt === null) next += copiedBytes(dims, ctor);
+        t = Tensor.fromNative(type, copyOut(data as ArrayBuffer, ctor, at, dims), dims);
+      } else {
+        // ORT wrote into the call's own Tensor, or, for a tiny output, a scratch view
+        // (#allocate): the caller gets a copy of that.
+        t = call.outTensors[i] ?? Tensor.fromNative(type, (call.outData[i] as unknown as { slice(): TensorDataMap[TensorType] }).slice(), call.outDims[i] as number[]);
+      }
       const name = call.outNames[i];
       // Output names come from the model file: never let one named __proto__ set a prototype.
       if (name === '__proto__') Object.defineProperty(out, name, { value: t, enumerable: true, writable: true, configurable: true });

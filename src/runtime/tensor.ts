@@ -73,7 +73,8 @@ export function isTensorType(t: unknown): t is TensorType {
   return typeof t === 'string' && (t === 'string' || Object.prototype.hasOwnProperty.call(CTORS, t));
 }
 
-function elementCount(dims: readonly number[]): number {
+/** @internal Elements of a tensor of `dims`. */
+export function elementCount(dims: readonly number[]): number {
   let n = 1;
   for (const d of dims) n *= d;
   return n;
